@@ -1,0 +1,409 @@
+//! Preference pairs over feature vectors, deterministic splits, and the synthetic scenarios.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+use crate::{Error, Result, config_error};
+
+/// A set of items (feature vectors) and comparisons between them.
+///
+/// Items are stored once and pairs refer to them by index, so a response that appears in many
+/// comparisons is embedded once (the basis of GPM's linear query complexity). `prompt` holds
+/// optional per-pair context features (used by GPM's gate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairDataset {
+    /// Feature length of one item.
+    pub dim: usize,
+    /// Row-major item features, `n_items × dim`.
+    pub items: Vec<f32>,
+    /// `(chosen, rejected)` item indices.
+    pub pairs: Vec<(usize, usize)>,
+    /// Context feature length (0 when there is no prompt).
+    pub prompt_dim: usize,
+    /// Row-major per-pair prompt features, `pairs.len() × prompt_dim`.
+    pub prompts: Vec<f32>,
+    /// Indices into `pairs` used for training.
+    pub train: Vec<usize>,
+    /// Indices into `pairs` used for evaluation (disjoint from `train` unless the scenario says so).
+    pub eval: Vec<usize>,
+    /// A short label per item, for pictures and tables.
+    pub item_labels: Vec<String>,
+}
+
+impl PairDataset {
+    pub fn n_items(&self) -> usize {
+        self.items.len() / self.dim
+    }
+
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.items[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Split the pairs into train and eval by a seeded shuffle: the same seed gives the same split.
+    pub fn split(&mut self, eval_fraction: f64, seed: u64) -> Result<()> {
+        if !(0.0..1.0).contains(&eval_fraction) {
+            return Err(config_error("scenario.eval_fraction", "must be in [0, 1)"));
+        }
+        let mut order: Vec<usize> = (0..self.pairs.len()).collect();
+        Rng::stream(seed, "split").shuffle(&mut order);
+        let n_eval = ((self.pairs.len() as f64) * eval_fraction).round() as usize;
+        let n_eval = n_eval.min(self.pairs.len().saturating_sub(1));
+        self.eval = order[..n_eval].to_vec();
+        self.train = order[n_eval..].to_vec();
+        self.eval.sort_unstable();
+        self.train.sort_unstable();
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let n = self.n_items();
+        if self.dim == 0 || self.items.len() % self.dim != 0 {
+            return Err(config_error("dataset.items", "length is not a multiple of dim"));
+        }
+        if let Some(&(c, r)) = self.pairs.iter().find(|&&(c, r)| c >= n || r >= n) {
+            return Err(config_error("dataset.pairs", format!("pair ({c}, {r}) refers past {n} items")));
+        }
+        if self.prompts.len() != self.pairs.len() * self.prompt_dim {
+            return Err(config_error("dataset.prompts", "one prompt row per pair is required"));
+        }
+        if let Some(x) = self.items.iter().chain(&self.prompts).find(|x| !x.is_finite()) {
+            return Err(config_error("dataset.items", format!("non-finite feature {x}")));
+        }
+        Ok(())
+    }
+}
+
+/// Which synthetic scenario to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    /// A hidden linear utility; labels drawn from Bradley–Terry with temperature `noise`.
+    Linear,
+    /// Items on the unit circle; a ≻ b iff b lies less than half a turn counter-clockwise of a.
+    Cyclic,
+    /// The GPM repository's 4-item toy set A≻B≻C≻D≻A, items one-hot.
+    CyclicAbcd,
+}
+
+impl ScenarioKind {
+    pub const ALL: [ScenarioKind; 3] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Cyclic => "cyclic",
+            Self::CyclicAbcd => "cyclic-abcd",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd)"))
+        })
+    }
+
+    /// One paragraph for the page and `--help`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Linear => "Items are points in the plane with a hidden linear utility u(x) = w·x; each pair is labelled by a Bradley–Terry draw, P(a ≻ b) = σ((u(a) − u(b)) / noise). Any reward model can fit this; Bradley–Terry should exceed 90 %.",
+            Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
+            Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
+        }
+    }
+}
+
+fn default_n_items() -> usize {
+    200
+}
+fn default_n_pairs() -> usize {
+    2000
+}
+fn default_dim() -> usize {
+    2
+}
+fn default_noise() -> f64 {
+    0.1
+}
+fn default_eval_fraction() -> f64 {
+    0.2
+}
+fn default_min_separation() -> f64 {
+    90.0
+}
+
+/// Everything that defines a synthetic scenario. Together with the run seed it fixes the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioConfig {
+    pub kind: ScenarioKind,
+    /// Number of distinct items (responses).
+    #[serde(default = "default_n_items")]
+    pub n_items: usize,
+    /// Number of labelled comparisons.
+    #[serde(default = "default_n_pairs")]
+    pub n_pairs: usize,
+    /// Feature dimension of `linear` items.
+    #[serde(default = "default_dim")]
+    pub dim: usize,
+    /// Bradley–Terry temperature of `linear` labels (smaller = cleaner).
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    /// Fraction of pairs held out for evaluation.
+    #[serde(default = "default_eval_fraction")]
+    pub eval_fraction: f64,
+    /// `cyclic`: smallest angular distance (degrees) between compared items, in [0, 180).
+    #[serde(default = "default_min_separation")]
+    pub min_separation_deg: f64,
+}
+
+impl ScenarioConfig {
+    pub fn new(kind: ScenarioKind) -> Self {
+        Self {
+            kind,
+            n_items: default_n_items(),
+            n_pairs: default_n_pairs(),
+            dim: default_dim(),
+            noise: default_noise(),
+            eval_fraction: default_eval_fraction(),
+            min_separation_deg: default_min_separation(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.n_items < 2 {
+            return Err(config_error("scenario.n_items", "needs at least 2 items"));
+        }
+        if self.n_pairs < 2 {
+            return Err(config_error("scenario.n_pairs", "needs at least 2 pairs"));
+        }
+        if self.dim == 0 || self.dim > 4096 {
+            return Err(config_error("scenario.dim", "must be in 1..=4096"));
+        }
+        if !(self.noise > 0.0 && self.noise.is_finite()) {
+            return Err(config_error("scenario.noise", "must be a positive number"));
+        }
+        if !(0.0..180.0).contains(&self.min_separation_deg) {
+            return Err(config_error("scenario.min_separation_deg", "must be in [0, 180)"));
+        }
+        if !(0.0..1.0).contains(&self.eval_fraction) {
+            return Err(config_error("scenario.eval_fraction", "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    /// Build the dataset, split by `seed`.
+    pub fn build(&self, seed: u64) -> Result<PairDataset> {
+        self.validate()?;
+        let mut rng = Rng::stream(seed, "scenario");
+        let mut ds = match self.kind {
+            ScenarioKind::Linear => linear(self, &mut rng),
+            ScenarioKind::Cyclic => cyclic(self, &mut rng),
+            ScenarioKind::CyclicAbcd => {
+                let ds = gpm_custom_cycle()?;
+                let mut ds = ds;
+                ds.train = (0..ds.pairs.len()).collect();
+                ds.eval = ds.train.clone();
+                ds.validate()?;
+                return Ok(ds);
+            }
+        };
+        ds.split(self.eval_fraction, seed)?;
+        ds.validate()?;
+        Ok(ds)
+    }
+}
+
+fn distinct_pair(rng: &mut Rng, n: usize) -> (usize, usize) {
+    let a = rng.below(n);
+    let mut b = rng.below(n - 1);
+    if b >= a {
+        b += 1;
+    }
+    (a, b)
+}
+
+fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let d = cfg.dim;
+    // Hidden direction: a random unit vector.
+    let mut w: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+    let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    w.iter_mut().for_each(|x| *x /= norm);
+    let items: Vec<f32> = (0..cfg.n_items * d).map(|_| rng.normal() as f32).collect();
+    let utility = |i: usize| -> f64 { (0..d).map(|j| w[j] * items[i * d + j] as f64).sum() };
+    let pairs = (0..cfg.n_pairs)
+        .map(|_| {
+            let (a, b) = distinct_pair(rng, cfg.n_items);
+            let p_a = 1.0 / (1.0 + (-(utility(a) - utility(b)) / cfg.noise).exp());
+            if rng.uniform() < p_a { (a, b) } else { (b, a) }
+        })
+        .collect();
+    PairDataset {
+        dim: d,
+        item_labels: (0..cfg.n_items).map(|i| format!("x{i}")).collect(),
+        items,
+        pairs,
+        prompt_dim: 0,
+        prompts: vec![],
+        train: vec![],
+        eval: vec![],
+    }
+}
+
+fn cyclic(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let angles: Vec<f64> = (0..cfg.n_items).map(|_| rng.uniform() * std::f64::consts::TAU).collect();
+    let items = angles.iter().flat_map(|t| [t.cos() as f32, t.sin() as f32]).collect();
+    let min_sep = cfg.min_separation_deg.to_radians();
+    let mut pairs = Vec::with_capacity(cfg.n_pairs);
+    // Rejection-sample pairs far enough apart; with n_items ≥ 2 random angles this terminates
+    // quickly unless the separation is close to 180°, so cap the attempts and say so.
+    let mut attempts = 0usize;
+    while pairs.len() < cfg.n_pairs && attempts < cfg.n_pairs * 1000 {
+        attempts += 1;
+        let (a, b) = distinct_pair(rng, cfg.n_items);
+        // Counter-clockwise angle from a to b, in [0, 2π).
+        let ccw = (angles[b] - angles[a]).rem_euclid(std::f64::consts::TAU);
+        let sep = ccw.min(std::f64::consts::TAU - ccw);
+        if sep < min_sep || sep >= std::f64::consts::PI - 1e-9 {
+            continue;
+        }
+        pairs.push(if ccw < std::f64::consts::PI { (a, b) } else { (b, a) });
+    }
+    PairDataset {
+        dim: 2,
+        item_labels: angles.iter().map(|t| format!("{:.0}°", t.to_degrees())).collect(),
+        items,
+        pairs,
+        prompt_dim: 0,
+        prompts: vec![],
+        train: vec![],
+        eval: vec![],
+    }
+}
+
+/// The GPM repository's `custom_test_data.jsonl` (Apache-2.0, shipped in `static/data/`).
+pub const GPM_CUSTOM_TEST_DATA: &str = include_str!("../../../static/data/gpm_custom_test_data.jsonl");
+
+#[derive(Deserialize)]
+struct GpmCustomLine {
+    chosen: String,
+    reject: String,
+}
+
+/// Parse the GPM custom format (`instruction`, `chosen`, `reject`, `label`) into one-hot items,
+/// one per distinct response in order of first appearance.
+pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
+    let mut labels: Vec<String> = vec![];
+    let mut pairs = vec![];
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: GpmCustomLine = serde_json::from_str(line).map_err(|e| {
+            let msg = e.to_string();
+            // serde names the missing field in its message; surface it as the field.
+            let field = msg.split('`').nth(1).unwrap_or("line").to_string();
+            Error::Data { source_name: source_name.to_string(), line: i + 1, field, message: msg }
+        })?;
+        let mut index = |s: &str| match labels.iter().position(|l| l == s) {
+            Some(p) => p,
+            None => {
+                labels.push(s.to_string());
+                labels.len() - 1
+            }
+        };
+        let c = index(&parsed.chosen);
+        let r = index(&parsed.reject);
+        if c == r {
+            return Err(Error::Data {
+                source_name: source_name.to_string(),
+                line: i + 1,
+                field: "reject".into(),
+                message: "chosen and reject are the same response".into(),
+            });
+        }
+        pairs.push((c, r));
+    }
+    let n = labels.len();
+    let items = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
+    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels })
+}
+
+pub fn gpm_custom_cycle() -> Result<PairDataset> {
+    parse_gpm_custom("static/data/gpm_custom_test_data.jsonl", GPM_CUSTOM_TEST_DATA)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_deterministic_disjoint_and_complete() {
+        let cfg = ScenarioConfig::new(ScenarioKind::Linear);
+        let a = cfg.build(3).unwrap();
+        let b = cfg.build(3).unwrap();
+        let c = cfg.build(4).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.train, c.train);
+        let mut all: Vec<usize> = a.train.iter().chain(&a.eval).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..a.pairs.len()).collect::<Vec<_>>());
+        assert_eq!(a.eval.len(), 400);
+    }
+
+    #[test]
+    fn cyclic_labels_follow_the_half_turn_rule() {
+        let ds = ScenarioConfig::new(ScenarioKind::Cyclic).build(0).unwrap();
+        assert_eq!(ds.pairs.len(), 2000);
+        for &(c, r) in &ds.pairs {
+            let (a, b) = (ds.item(c), ds.item(r));
+            // sin of the angle from chosen to rejected is positive: rejected is CCW within π.
+            let cross = a[0] * b[1] - a[1] * b[0];
+            assert!(cross > 0.0);
+            let cos = a[0] * b[0] + a[1] * b[1];
+            assert!(cos <= (90f32.to_radians()).cos() + 1e-6, "pair closer than min separation");
+        }
+    }
+
+    #[test]
+    fn linear_labels_mostly_agree_with_the_utility_direction() {
+        // Recover the direction from the data itself: the mean of (chosen − rejected) points along w,
+        // and with noise 0.1 nearly every label agrees with it.
+        let ds = ScenarioConfig::new(ScenarioKind::Linear).build(1).unwrap();
+        let mut w = [0f32; 2];
+        for &(c, r) in &ds.pairs {
+            for j in 0..2 {
+                w[j] += ds.item(c)[j] - ds.item(r)[j];
+            }
+        }
+        let agree = ds
+            .pairs
+            .iter()
+            .filter(|&&(c, r)| (0..2).map(|j| w[j] * (ds.item(c)[j] - ds.item(r)[j])).sum::<f32>() > 0.0)
+            .count();
+        let frac = agree as f64 / ds.pairs.len() as f64;
+        assert!(frac > 0.9 && frac < 0.995, "agreement {frac}");
+    }
+
+    #[test]
+    fn gpm_custom_file_is_the_abcd_cycle() {
+        let ds = gpm_custom_cycle().unwrap();
+        assert_eq!(ds.item_labels, ["A", "B", "C", "D"]);
+        assert_eq!(ds.pairs, [(0, 1), (1, 2), (2, 3), (3, 0)]);
+        assert_eq!(ds.item(2), [0.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn malformed_line_names_file_line_and_field() {
+        let text = "{\"chosen\": \"A\", \"reject\": \"B\"}\n{\"chosen\": \"B\"}\n";
+        let err = parse_gpm_custom("toy.jsonl", text).unwrap_err().to_string();
+        assert!(err.starts_with("toy.jsonl:2: reject:"), "{err}");
+    }
+
+    #[test]
+    fn bad_scenario_values_name_the_field() {
+        let mut cfg = ScenarioConfig::new(ScenarioKind::Cyclic);
+        cfg.min_separation_deg = 180.0;
+        assert!(cfg.build(0).unwrap_err().to_string().contains("scenario.min_separation_deg"));
+        assert!(ScenarioKind::parse("circle").unwrap_err().to_string().contains("scenario.kind"));
+    }
+}

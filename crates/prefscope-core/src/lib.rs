@@ -1,0 +1,46 @@
+//! prefscope-core: the backend-generic heart of prefscope.
+//!
+//! Everything here runs on any burn backend (ndarray on the CPU, wgpu/WebGPU, CUDA) and knows
+//! nothing about a front end: the CLI and the page both drive the same [`train::Trainer`] and
+//! listen to the same [`train::StepMetrics`] stream.
+//!
+//! * [`data`]: preference pairs over feature vectors, deterministic splits, synthetic scenarios.
+//! * [`model`]: Bradley–Terry and General Preference (GPM) models with their configs.
+//! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
+//! * [`train`]: the run configuration, the one training loop and its metrics.
+//! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
+//! * [`rng`]: a small seeded generator that gives the same numbers on every target.
+
+pub mod data;
+pub mod loss;
+pub mod model;
+pub mod rank;
+pub mod rng;
+pub mod train;
+
+pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
+pub use model::{ModelConfig, ModelKind, PreferenceModel};
+pub use train::{RunConfig, StepMetrics, TrainConfig, Trainer};
+
+/// Everything that can go wrong in the core, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range or inconsistent; names the field.
+    #[error("invalid config: {field}: {message}")]
+    Config { field: String, message: String },
+    /// A data file could not be parsed; names the source, line and field.
+    #[error("{source_name}:{line}: {field}: {message}")]
+    Data { source_name: String, line: usize, field: String, message: String },
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss ({value}) at step {step}: lower the learning rate or check the data")]
+    NonFinite { step: usize, value: f32 },
+    /// The backend failed to execute or read back a tensor.
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn config_error(field: &str, message: impl Into<String>) -> Error {
+    Error::Config { field: field.to_string(), message: message.into() }
+}

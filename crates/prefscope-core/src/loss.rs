@@ -1,0 +1,125 @@
+//! Pairwise preference losses and scores as plain tensor functions, shared by every model.
+//!
+//! Conventions follow `shared/reference/algorithms.md` §1: a model produces a *logit*
+//! ℓ = log P(chosen ≻ rejected) − log P(rejected ≻ chosen), so P = σ(ℓ) and the loss is −log σ(ℓ).
+
+use burn::tensor::{Tensor, activation, backend::Backend};
+
+/// Mean negative log-likelihood of the observed preferences: mean(−log σ(ℓ)).
+pub fn pairwise_logistic_loss<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
+    activation::log_sigmoid(logits).mean().neg()
+}
+
+/// P(chosen ≻ rejected) per pair.
+pub fn preference_probability<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
+    activation::sigmoid(logits)
+}
+
+/// Fraction of pairs whose chosen response is ranked first (ℓ > 0; ties count as wrong, as in
+/// the GPM repository's `result > 0` rule).
+pub fn pairwise_accuracy<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
+    logits.greater_elem(0.0).float().mean()
+}
+
+/// Scale each row to unit L2 norm (GPM's `F.normalize(v, p=2, dim=-1)`).
+pub fn unit_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+/// The GPM preference score with the code's sign convention,
+/// s(c ≻ r) = Σ_l λ_l (c_{2l} r_{2l+1} − c_{2l+1} r_{2l}), one value per row.
+///
+/// `c` and `r` are `[n, 2k]` embeddings; `gate` is `[n, k]` block weights λ (None means λ ≡ 1).
+/// Skew-symmetric by construction: s(c ≻ r) = −s(r ≻ c) and s(c ≻ c) = 0.
+pub fn gpm_score<B: Backend>(c: Tensor<B, 2>, r: Tensor<B, 2>, gate: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
+    let [n, two_k] = c.dims();
+    let k = two_k / 2;
+    let c = c.reshape([n, k, 2]);
+    let r = r.reshape([n, k, 2]);
+    let c0 = c.clone().narrow(2, 0, 1);
+    let c1 = c.narrow(2, 1, 1);
+    let r0 = r.clone().narrow(2, 0, 1);
+    let r1 = r.narrow(2, 1, 1);
+    let blocks: Tensor<B, 2> = (c0 * r1 - c1 * r0).reshape([n, k]);
+    let weighted = match gate {
+        Some(lambda) => blocks * lambda,
+        None => blocks,
+    };
+    weighted.sum_dim(1).reshape([n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::{TensorData, activation::softmax};
+
+    type B = NdArray<f64>;
+
+    fn t1(v: &[f64]) -> Tensor<B, 1> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Default::default())
+    }
+    fn t2(v: &[f64], cols: usize) -> Tensor<B, 2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &Default::default())
+    }
+    fn scalar(t: Tensor<B, 1>) -> f64 {
+        t.into_scalar()
+    }
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+
+    #[test]
+    fn bradley_terry_worked_example() {
+        // algorithms.md §8: r_c = 1.2, r_r = 0.3 → −log σ(0.9) = 0.341154.
+        close(scalar(pairwise_logistic_loss(t1(&[1.2 - 0.3]))), 0.341154);
+        // GPM repo PairWiseLoss with τ = 0.1: −log σ(9) = 0.000123402.
+        close(scalar(pairwise_logistic_loss(t1(&[0.9 / 0.1]))), 0.000123402);
+    }
+
+    #[test]
+    fn gpm_worked_example() {
+        let c = unit_normalize(t2(&[1.0, 2.0, 0.5, -1.0], 4));
+        let r = unit_normalize(t2(&[0.3, -0.2, 1.0, 0.4], 4));
+        let cv: Vec<f64> = c.clone().into_data().to_vec().unwrap();
+        for (a, b) in cv.iter().zip([0.4, 0.8, 0.2, -0.4]) {
+            close(*a, b);
+        }
+        let lambda = softmax(t2(&[0.2, -0.1], 2), 1);
+        let s = scalar(gpm_score(c.clone(), r.clone(), Some(lambda.clone())));
+        close(s, 0.0180017);
+        close(scalar(gpm_score(r.clone(), c.clone(), Some(lambda.clone()))), -0.0180017);
+        close(scalar(pairwise_logistic_loss(t1(&[s / 0.1]))), 0.607184);
+        close(scalar(preference_probability(t1(&[s / 0.1]))), 0.544883);
+        let s_plain = scalar(gpm_score(c, r, None));
+        close(s_plain, 0.140872);
+        close(scalar(pairwise_logistic_loss(t1(&[s_plain / 0.1]))), 0.218698);
+        // 2-dim case: c = [0.6, 0.8], r = [1, 0] → s = −0.8.
+        let s2 = scalar(gpm_score(t2(&[0.6, 0.8], 2), t2(&[1.0, 0.0], 2), None));
+        close(s2, -0.8);
+        close(scalar(pairwise_logistic_loss(t1(&[s2 / 0.1]))), 8.00034);
+        close(scalar(pairwise_logistic_loss(t1(&[s2]))), 1.17110);
+    }
+
+    #[test]
+    fn gpm_three_cycle_matrix() {
+        // §1.4: unit vectors at 0°, 120°, 240° give the cyclic score matrix ±0.866025.
+        let v: Vec<f64> = (0..3).flat_map(|i| {
+            let t = (i as f64) * 120f64.to_radians();
+            [t.cos(), t.sin()]
+        }).collect();
+        for i in 0..3 {
+            for j in 0..3 {
+                let s = scalar(gpm_score(t2(&v[2 * i..2 * i + 2], 2), t2(&v[2 * j..2 * j + 2], 2), None));
+                let expected = match (3 + j - i) % 3 { 0 => 0.0, 1 => 0.866025, _ => -0.866025 };
+                close(s, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn accuracy_counts_strictly_positive_logits() {
+        close(scalar(pairwise_accuracy(t1(&[1.0, -2.0, 0.0, 3.0]))), 0.5);
+    }
+}

@@ -1,0 +1,314 @@
+//! Preference models: Bradley–Terry (scalar reward) and the General Preference Model (GPM).
+//!
+//! Both map item features through an MLP; they differ in the head. A model turns a batch of
+//! (chosen, rejected[, prompt]) rows into logits ℓ with P(chosen ≻ rejected) = σ(ℓ):
+//! * Bradley–Terry: ℓ = r(chosen) − r(rejected); it can only express transitive preferences.
+//! * GPM: ℓ = s(chosen ≻ rejected) / τ with the skew-symmetric block score of [`crate::loss::gpm_score`];
+//!   it can represent cycles (rock–paper–scissors) with k ≥ 1 rotation blocks.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::{gpm_score, unit_normalize};
+use crate::rng::Rng;
+use crate::{Result, config_error};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Bradley–Terry reward model: MLP → scalar reward.
+    Bt,
+    /// General Preference Model: MLP → 2k-dim preference embedding, skew-symmetric score.
+    Gpm,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 2] = [Self::Bt, Self::Gpm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bt => "bt",
+            Self::Gpm => "gpm",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm)")))
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Bt => "Bradley–Terry: one scalar reward per response, P(a ≻ b) = σ(r(a) − r(b)). Rewards are numbers on a line, so preferences are always transitive.",
+            Self::Gpm => "General Preference Model: each response becomes k 2-D vectors; P(a ≻ b) = σ(s/τ) with s = Σ λ_l (a₂ₗ b₂ₗ₊₁ − a₂ₗ₊₁ b₂ₗ). The score is skew-symmetric, so it can encode cycles, and scoring n responses needs only n embeddings.",
+        }
+    }
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![64, 64]
+}
+fn default_k() -> usize {
+    1
+}
+fn default_tau() -> f64 {
+    0.1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Model hyper-parameters; the same in TOML, on the command line and in the page's URL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Widths of the hidden layers (GELU between layers).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// GPM: number of 2-D blocks (embedding dimension 2k).
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// GPM: temperature τ, P = σ(s/τ) (the GPM trainer's default 0.1).
+    #[serde(default = "default_tau")]
+    pub tau: f64,
+    /// GPM: prompt-dependent softmax gate λ(x) over the k blocks (needs prompt features).
+    #[serde(default)]
+    pub gate: bool,
+    /// GPM: scale embeddings to unit length (the paper's choice; the training code has it off).
+    #[serde(default = "default_true")]
+    pub normalize: bool,
+}
+
+impl ModelConfig {
+    pub fn new(kind: ModelKind) -> Self {
+        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true }
+    }
+
+    pub fn validate(&self, prompt_dim: usize) -> Result<()> {
+        if self.hidden.iter().any(|&h| h == 0 || h > 65_536) {
+            return Err(config_error("model.hidden", "every width must be in 1..=65536"));
+        }
+        if self.k == 0 || self.k > 1024 {
+            return Err(config_error("model.k", "must be in 1..=1024"));
+        }
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
+            return Err(config_error("model.tau", "must be a positive number"));
+        }
+        if self.gate && self.kind == ModelKind::Gpm && prompt_dim == 0 {
+            return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
+        }
+        Ok(())
+    }
+
+    /// Build a model for items of length `input_dim`, with weights drawn from `seed` on the host
+    /// so that every backend starts from the same point.
+    pub fn init<B: Backend>(&self, input_dim: usize, prompt_dim: usize, seed: u64, device: &B::Device) -> Result<PreferenceModel<B>> {
+        self.validate(prompt_dim)?;
+        let mut rng = Rng::stream(seed, "init");
+        Ok(match self.kind {
+            ModelKind::Bt => PreferenceModel::Bt(BtModel { mlp: Mlp::new(input_dim, &self.hidden, 1, &mut rng, device) }),
+            ModelKind::Gpm => PreferenceModel::Gpm(GpmModel {
+                mlp: Mlp::new(input_dim, &self.hidden, 2 * self.k, &mut rng, device),
+                gate: self.gate.then(|| Dense::new(prompt_dim, self.k, false, 1.0, &mut rng, device)),
+                tau: self.tau,
+                normalize: self.normalize,
+            }),
+        })
+    }
+}
+
+/// A fully connected layer y = xW + b, initialised from our own generator: W ~ N(0, gain²/fan_in)
+/// (He init for gain √2), b = 0.
+///
+/// Zero biases matter for GPM: with PyTorch's uniform bias init every item's embedding starts in
+/// the same narrow cone, and on a 4-cycle the embeddings then collapse to the s ≡ 0 saddle.
+#[derive(Module, Debug)]
+pub struct Dense<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Dense<B> {
+    pub fn new(d_in: usize, d_out: usize, bias: bool, gain: f64, rng: &mut Rng, device: &B::Device) -> Self {
+        let std = gain / (d_in as f64).sqrt();
+        let w: Vec<f32> = (0..d_in * d_out).map(|_| (rng.normal() * std) as f32).collect();
+        let weight = Tensor::from_data(TensorData::new(w, [d_in, d_out]), device);
+        let bias = bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device)));
+        Self { weight: Param::from_tensor(weight), bias }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(b) => y + b.val().unsqueeze_dim(0),
+            None => y,
+        }
+    }
+}
+
+/// Dense layers with GELU between them (none after the last).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub layers: Vec<Dense<B>>,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn new(d_in: usize, hidden: &[usize], d_out: usize, rng: &mut Rng, device: &B::Device) -> Self {
+        let widths: Vec<usize> = std::iter::once(d_in).chain(hidden.iter().copied()).chain([d_out]).collect();
+        let last = widths.len() - 2;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Dense::new(w[0], w[1], true, if i < last { std::f64::consts::SQRT_2 } else { 1.0 }, rng, device))
+            .collect();
+        Self { layers }
+    }
+
+    pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = activation::gelu(x);
+            }
+        }
+        x
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BtModel<B: Backend> {
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> BtModel<B> {
+    /// Scalar reward per row.
+    pub fn reward(&self, x: Tensor<B, 2>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        self.mlp.forward(x).reshape([n])
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct GpmModel<B: Backend> {
+    pub mlp: Mlp<B>,
+    /// Linear map from prompt features to k gate logits (no bias, as in the GPM code).
+    pub gate: Option<Dense<B>>,
+    #[module(skip)]
+    pub tau: f64,
+    #[module(skip)]
+    pub normalize: bool,
+}
+
+impl<B: Backend> GpmModel<B> {
+    /// Preference embedding per row, `[n, 2k]`, unit length when `normalize` is on.
+    pub fn embed(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let e = self.mlp.forward(x);
+        if self.normalize { unit_normalize(e) } else { e }
+    }
+
+    /// Block weights λ(x) = softmax(W x), `[n, k]`, or None without a gate.
+    pub fn gate_weights(&self, prompt: Option<Tensor<B, 2>>) -> Option<Tensor<B, 2>> {
+        match (&self.gate, prompt) {
+            (Some(g), Some(p)) => Some(activation::softmax(g.forward(p), 1)),
+            _ => None,
+        }
+    }
+}
+
+/// The models a user can pick; one type so that front ends and checkpoints handle all alike.
+#[derive(Module, Debug)]
+pub enum PreferenceModel<B: Backend> {
+    Bt(BtModel<B>),
+    Gpm(GpmModel<B>),
+}
+
+impl<B: Backend> PreferenceModel<B> {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Bt(_) => ModelKind::Bt,
+            Self::Gpm(_) => ModelKind::Gpm,
+        }
+    }
+
+    /// Parameter shapes in a fixed order, to validate checkpoints against a config.
+    pub fn shapes(&self) -> Vec<Vec<usize>> {
+        let dense = |d: &Dense<B>| {
+            let mut v = vec![d.weight.val().dims().to_vec()];
+            v.extend(d.bias.iter().map(|b| b.val().dims().to_vec()));
+            v
+        };
+        let (mlp, gate) = match self {
+            Self::Bt(m) => (&m.mlp, None),
+            Self::Gpm(m) => (&m.mlp, m.gate.as_ref()),
+        };
+        mlp.layers.iter().chain(gate).flat_map(dense).collect()
+    }
+
+    /// ℓ = log-odds that each chosen row is preferred to its rejected row.
+    pub fn logits(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, prompt: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
+        match self {
+            Self::Bt(m) => m.reward(chosen) - m.reward(rejected),
+            Self::Gpm(m) => {
+                let gate = m.gate_weights(prompt);
+                gpm_score(m.embed(chosen), m.embed(rejected), gate).div_scalar(m.tau)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    type B = NdArray<f32>;
+
+    fn rows(v: &[f32], cols: usize) -> Tensor<B, 2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &Default::default())
+    }
+
+    #[test]
+    fn init_is_deterministic_and_seed_dependent() {
+        let cfg = ModelConfig::new(ModelKind::Gpm);
+        let x = rows(&[0.3, -0.7, 1.0, 0.2], 2);
+        let y = rows(&[-0.5, 0.1, 0.4, 0.9], 2);
+        let a: Vec<f32> = cfg.init::<B>(2, 0, 5, &Default::default()).unwrap().logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
+        let b: Vec<f32> = cfg.init::<B>(2, 0, 5, &Default::default()).unwrap().logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
+        let c: Vec<f32> = cfg.init::<B>(2, 0, 6, &Default::default()).unwrap().logits(x, y, None).into_data().convert::<f32>().to_vec().unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn both_models_are_antisymmetric() {
+        for kind in ModelKind::ALL {
+            let m = ModelConfig::new(kind).init::<B>(2, 0, 1, &Default::default()).unwrap();
+            let x = rows(&[0.3, -0.7, 1.0, 0.2, 0.0, 0.0], 2);
+            let y = rows(&[-0.5, 0.1, 0.4, 0.9, 0.0, 0.0], 2);
+            let ab: Vec<f32> = m.logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
+            let ba: Vec<f32> = m.logits(y, x, None).into_data().convert::<f32>().to_vec().unwrap();
+            for (p, q) in ab.iter().zip(&ba) {
+                assert!((p + q).abs() < 1e-5, "{kind:?}: {p} vs {q}");
+            }
+            assert_eq!(ab[2], 0.0, "{kind:?}: an item against itself must score 0");
+        }
+    }
+
+    #[test]
+    fn gate_requires_prompt_features() {
+        let mut cfg = ModelConfig::new(ModelKind::Gpm);
+        cfg.gate = true;
+        let err = cfg.init::<B>(2, 0, 0, &Default::default()).unwrap_err().to_string();
+        assert!(err.contains("model.gate"), "{err}");
+        let m = cfg.init::<B>(2, 3, 0, &Default::default()).unwrap();
+        let PreferenceModel::Gpm(g) = &m else { unreachable!() };
+        let lambda: Vec<f32> = g.gate_weights(Some(rows(&[1.0, 2.0, 3.0], 3))).unwrap().into_data().convert::<f32>().to_vec().unwrap();
+        assert_eq!(lambda.len(), 1);
+        assert!((lambda[0] - 1.0).abs() < 1e-6, "one block gets all the weight");
+    }
+}

@@ -1,0 +1,432 @@
+//! The run configuration and the one training loop that both front ends drive.
+//!
+//! [`Trainer::step`] does one AdamW step on a minibatch and returns a [`StepMetrics`]; it is
+//! `async` because on WebGPU tensors can only be read back asynchronously. The CLI drives it with
+//! a blocking executor, the page awaits it and yields to the browser between steps.
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{PairDataset, ScenarioConfig, ScenarioKind};
+use crate::loss::{pairwise_accuracy, pairwise_logistic_loss, preference_probability};
+use crate::model::{ModelConfig, ModelKind, PreferenceModel};
+use crate::rng::Rng;
+use crate::{Error, Result, config_error};
+
+fn default_steps() -> usize {
+    300
+}
+fn default_batch() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    0.01
+}
+fn default_eval_every() -> usize {
+    25
+}
+
+/// Optimisation settings (AdamW).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Pairs per minibatch (drawn without replacement within an epoch).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Evaluate on the held-out pairs every this many steps (and after the last step).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { steps: default_steps(), batch: default_batch(), lr: default_lr(), weight_decay: 0.0, eval_every: default_eval_every() }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(config_error("train.steps", "must be at least 1"));
+        }
+        if self.batch == 0 || self.batch > 1 << 24 {
+            return Err(config_error("train.batch", "must be in 1..=16777216"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(config_error("train.lr", "must be a positive number"));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(config_error("train.weight_decay", "must be ≥ 0"));
+        }
+        if self.eval_every == 0 {
+            return Err(config_error("train.eval_every", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a user chooses for one run. Serialised as `config.toml` in a run folder and as the
+/// page's URL state; a run is reproducible from it alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seeds the data, its split, the initial weights and the batch order.
+    #[serde(default)]
+    pub seed: u64,
+    pub scenario: ScenarioConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    pub fn new(scenario: ScenarioKind, model: ModelKind) -> Self {
+        Self { seed: 0, scenario: ScenarioConfig::new(scenario), model: ModelConfig::new(model), train: TrainConfig::default() }
+    }
+
+    /// Parse TOML; errors name the source, the line and the offending key.
+    pub fn from_toml(source_name: &str, text: &str) -> Result<Self> {
+        let cfg: RunConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
+            let message = e.message().to_string();
+            let field = message.split('`').nth(1).unwrap_or("config").to_string();
+            Error::Data { source_name: source_name.to_string(), line, field, message }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.scenario.validate()?;
+        self.model.validate(0).or_else(|e| match e {
+            // The gate's prompt requirement is checked against the real dataset at init.
+            Error::Config { ref field, .. } if field == "model.gate" => Ok(()),
+            e => Err(e),
+        })?;
+        self.train.validate()
+    }
+}
+
+/// What one step reports. Eval fields are present on evaluation steps only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// 1-based step number.
+    pub step: usize,
+    /// Mean −log σ(ℓ) over the minibatch, before the update.
+    pub loss: f32,
+    /// Minibatch pairwise accuracy, before the update.
+    pub train_accuracy: f32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval: Option<EvalMetrics>,
+}
+
+/// Held-out figures: pairwise accuracy, loss and mean P(chosen ≻ rejected).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub accuracy: f32,
+    pub loss: f32,
+    pub probability: f32,
+    pub n: usize,
+}
+
+/// A dataset resident on the device: items once, pairs as index tensors.
+struct DeviceData<B: Backend> {
+    items: Tensor<B, 2>,
+    prompts: Option<Tensor<B, 2>>,
+}
+
+impl<B: Backend> DeviceData<B> {
+    fn new(ds: &PairDataset, device: &B::Device) -> Self {
+        let items = Tensor::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), device);
+        let prompts = (ds.prompt_dim > 0)
+            .then(|| Tensor::from_data(TensorData::new(ds.prompts.clone(), [ds.pairs.len(), ds.prompt_dim]), device));
+        Self { items, prompts }
+    }
+
+    /// (chosen rows, rejected rows, prompt rows) for the given pair indices.
+    fn gather(&self, ds: &PairDataset, pair_idx: &[usize], device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>) {
+        let index = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        let c = index(pair_idx.iter().map(|&p| ds.pairs[p].0 as i32).collect());
+        let r = index(pair_idx.iter().map(|&p| ds.pairs[p].1 as i32).collect());
+        let prompts = self.prompts.as_ref().map(|p| p.clone().select(0, index(pair_idx.iter().map(|&i| i as i32).collect())));
+        (self.items.clone().select(0, c), self.items.clone().select(0, r), prompts)
+    }
+}
+
+async fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.convert::<f32>().to_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+/// Evaluate a model on the given pairs of a dataset (any backend, no gradients).
+pub async fn evaluate<B: Backend>(model: &PreferenceModel<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<EvalMetrics> {
+    if pairs.is_empty() {
+        return Ok(EvalMetrics { accuracy: f32::NAN, loss: f32::NAN, probability: f32::NAN, n: 0 });
+    }
+    let data = DeviceData::<B>::new(ds, device);
+    // Chunk so a large eval set never needs one huge activation tensor.
+    let (mut acc, mut loss, mut prob) = (0f64, 0f64, 0f64);
+    for chunk in pairs.chunks(8192) {
+        let (c, r, p) = data.gather(ds, chunk, device);
+        let logits = model.logits(c, r, p);
+        let stats = Tensor::cat(
+            vec![pairwise_accuracy(logits.clone()), pairwise_logistic_loss(logits.clone()), preference_probability(logits).mean()],
+            0,
+        );
+        let v = read(stats).await?;
+        let w = chunk.len() as f64;
+        acc += v[0] as f64 * w;
+        loss += v[1] as f64 * w;
+        prob += v[2] as f64 * w;
+    }
+    let n = pairs.len() as f64;
+    Ok(EvalMetrics { accuracy: (acc / n) as f32, loss: (loss / n) as f32, probability: (prob / n) as f32, n: pairs.len() })
+}
+
+/// One training run: dataset, model, optimiser and batch order, advanced one step at a time.
+pub struct Trainer<B: AutodiffBackend> {
+    pub config: RunConfig,
+    pub dataset: PairDataset,
+    model: Option<PreferenceModel<B>>,
+    optim: OptimizerAdaptor<AdamW, PreferenceModel<B>, B>,
+    data: DeviceData<B>,
+    device: B::Device,
+    batch_rng: Rng,
+    order: Vec<usize>,
+    cursor: usize,
+    step: usize,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Build the scenario named in the config and a fresh model.
+    pub fn new(config: RunConfig, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        let dataset = config.scenario.build(config.seed)?;
+        Self::with_dataset(config, dataset, device)
+    }
+
+    pub fn with_dataset(config: RunConfig, dataset: PairDataset, device: &B::Device) -> Result<Self> {
+        config.train.validate()?;
+        if dataset.train.is_empty() {
+            return Err(config_error("scenario", "the training split is empty"));
+        }
+        let model = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
+        let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
+        let data = DeviceData::new(&dataset, device);
+        Ok(Self {
+            batch_rng: Rng::stream(config.seed, "batches"),
+            order: vec![],
+            cursor: 0,
+            step: 0,
+            model: Some(model),
+            optim,
+            data,
+            device: device.clone(),
+            config,
+            dataset,
+        })
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.config.train.steps
+    }
+
+    pub fn model(&self) -> &PreferenceModel<B> {
+        self.model.as_ref().expect("model is only taken inside step")
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// The next minibatch: an epoch-wise shuffle of the training pairs.
+    fn next_batch(&mut self) -> Vec<usize> {
+        let n = self.config.train.batch.min(self.dataset.train.len());
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.cursor >= self.order.len() {
+                self.order = self.dataset.train.clone();
+                self.batch_rng.shuffle(&mut self.order);
+                self.cursor = 0;
+            }
+            out.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        out
+    }
+
+    /// One optimiser step; evaluates on the held-out pairs every `eval_every` steps and at the end.
+    pub async fn step(&mut self) -> Result<StepMetrics> {
+        let idx = self.next_batch();
+        let (c, r, p) = self.data.gather(&self.dataset, &idx, &self.device);
+        let model = self.model.take().expect("model present between steps");
+        let logits = model.logits(c, r, p);
+        let loss = pairwise_logistic_loss(logits.clone());
+        let accuracy = pairwise_accuracy(logits.detach());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        self.model = Some(self.optim.step(self.config.train.lr, model, grads));
+        self.step += 1;
+
+        // One read-back per step: loss and accuracy together.
+        let v = read(Tensor::cat(vec![loss.detach().inner(), accuracy.inner()], 0)).await?;
+        if !v[0].is_finite() {
+            return Err(Error::NonFinite { step: self.step, value: v[0] });
+        }
+        let eval = if self.step % self.config.train.eval_every == 0 || self.is_done() { Some(self.evaluate().await?) } else { None };
+        Ok(StepMetrics { step: self.step, loss: v[0], train_accuracy: v[1], eval })
+    }
+
+    /// Held-out metrics of the current model.
+    pub async fn evaluate(&self) -> Result<EvalMetrics> {
+        evaluate(&self.model().valid(), &self.dataset, &self.dataset.eval, &self.device).await
+    }
+
+    /// The current weights as a named-MessagePack record (what `model.mpk` holds).
+    pub fn model_bytes(&self) -> Result<Vec<u8>> {
+        save_model(&self.model().valid())
+    }
+}
+
+/// Serialise a model's weights (named MessagePack, full precision).
+pub fn save_model<B: Backend>(model: &PreferenceModel<B>) -> Result<Vec<u8>> {
+    NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .record(model.clone().into_record(), ())
+        .map_err(|e| Error::Backend(format!("could not serialise the model: {e}")))
+}
+
+/// Rebuild a model from its config and saved weights; shapes must match the config.
+pub fn load_model<B: Backend>(config: &RunConfig, dataset: &PairDataset, bytes: Vec<u8>, device: &B::Device) -> Result<PreferenceModel<B>> {
+    let skeleton = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
+        .load(bytes, device)
+        .map_err(|e| Error::Backend(format!("could not read the checkpoint: {e}")))?;
+    let expected = skeleton.shapes();
+    // burn's load_record trusts the record; a mismatched Vec of layers can panic inside it.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.load_record(record)))
+        .map_err(|_| Error::Backend("the checkpoint does not match the configured architecture".into()))?;
+    let found = loaded.shapes();
+    if found != expected {
+        return Err(Error::Backend(format!("the checkpoint's shapes {found:?} do not match the configured {expected:?}")));
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    type B = Autodiff<NdArray<f32>>;
+
+    fn run(config: RunConfig) -> Vec<StepMetrics> {
+        let mut t = Trainer::<B>::new(config, &Default::default()).unwrap();
+        let mut out = vec![];
+        while !t.is_done() {
+            out.push(pollster::block_on(t.step()).unwrap());
+        }
+        out
+    }
+
+    fn final_eval(m: &[StepMetrics]) -> f32 {
+        m.last().unwrap().eval.unwrap().accuracy
+    }
+
+    #[test]
+    fn gpm_fits_cycles_where_bradley_terry_cannot() {
+        // The GPM paper (§6.2, Table 1): BT 50–63 %, GPM 100 % on cyclic preferences.
+        let gpm = final_eval(&run(RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm)));
+        let bt = final_eval(&run(RunConfig::new(ScenarioKind::Cyclic, ModelKind::Bt)));
+        assert!(gpm >= 0.95, "GPM on cyclic: {gpm}");
+        assert!(bt <= 0.70, "BT on cyclic: {bt}");
+    }
+
+    #[test]
+    fn gpm_fits_the_abcd_cycle_and_bradley_terry_gets_at_most_three_of_four() {
+        // Unnormalised embeddings can pass through the origin, so the collapsed s ≡ 0 state is a
+        // saddle they leave along the cyclic (winding-one) direction; see ScenarioKind::CyclicAbcd.
+        let mut cfg = RunConfig::new(ScenarioKind::CyclicAbcd, ModelKind::Gpm);
+        cfg.model.normalize = false;
+        let gpm = final_eval(&run(cfg));
+        let bt = final_eval(&run(RunConfig::new(ScenarioKind::CyclicAbcd, ModelKind::Bt)));
+        assert_eq!(gpm, 1.0);
+        assert!(bt <= 0.75, "BT on A≻B≻C≻D≻A: {bt}");
+    }
+
+    #[test]
+    fn bradley_terry_fits_a_linear_utility() {
+        let bt = final_eval(&run(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt)));
+        assert!(bt >= 0.90, "BT on linear: {bt}");
+    }
+
+    #[test]
+    fn same_seed_same_curve_other_seed_other_curve() {
+        let mut cfg = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm);
+        cfg.train.steps = 20;
+        let a = run(cfg.clone());
+        let b = run(cfg.clone());
+        cfg.seed = 1;
+        let c = run(cfg);
+        assert_eq!(a, b);
+        assert_ne!(a[5].loss, c[5].loss);
+        assert!(a.last().unwrap().loss < a[0].loss, "20 steps should lower the loss");
+    }
+
+    #[test]
+    fn checkpoint_round_trip_keeps_the_predictions() {
+        let mut cfg = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm);
+        cfg.train.steps = 10;
+        let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        while !t.is_done() {
+            pollster::block_on(t.step()).unwrap();
+        }
+        let before = pollster::block_on(t.evaluate()).unwrap();
+        let bytes = t.model_bytes().unwrap();
+        let loaded = load_model::<NdArray<f32>>(&cfg, &t.dataset, bytes, &Default::default()).unwrap();
+        let after = pollster::block_on(evaluate(&loaded, &t.dataset, &t.dataset.eval, &Default::default())).unwrap();
+        assert_eq!(before, after);
+        // A checkpoint for another architecture is rejected, not silently misread.
+        let mut other = cfg.clone();
+        other.model.hidden = vec![8];
+        let err = load_model::<NdArray<f32>>(&other, &t.dataset, t.model_bytes().unwrap(), &Default::default()).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn toml_round_trip_and_field_errors() {
+        let cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        assert_eq!(RunConfig::from_toml("x.toml", &cfg.to_toml()).unwrap(), cfg);
+        let bad = "seed = 1\n[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nstepz = 5\n";
+        let err = RunConfig::from_toml("run.toml", bad).unwrap_err().to_string();
+        assert!(err.starts_with("run.toml:7: stepz:"), "{err}");
+        let bad_value = "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nlr = -1.0\n";
+        assert!(RunConfig::from_toml("run.toml", bad_value).unwrap_err().to_string().contains("train.lr"));
+    }
+
+    #[test]
+    fn non_finite_loss_is_reported() {
+        let mut cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        cfg.train.lr = 1e30;
+        cfg.train.steps = 50;
+        let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
+        let err = (0..50).find_map(|_| pollster::block_on(t.step()).err()).expect("lr 1e30 must blow up");
+        assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    }
+}
