@@ -1,1 +1,66 @@
-fn main() {}
+//! `prefscope`: train, evaluate and benchmark preference models natively.
+//!
+//! The training itself is `prefscope_core::Trainer`, the same loop the page runs; this binary
+//! adds backends (ndarray, wgpu, CUDA), run folders, progress bars and machine-readable output.
+
+mod backend;
+mod bench;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::backend::BackendKind;
+
+#[derive(Parser)]
+#[command(name = "prefscope", version, about = "Preference modeling laboratory: train and inspect reward models on any burn backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.mpk).
+    Train(run::TrainArgs),
+    /// Evaluate a trained run on its held-out pairs.
+    Eval(run::EvalArgs),
+    /// Measure training throughput (pairs/s) on a reference workload.
+    Bench(bench::BenchArgs),
+}
+
+/// Flags shared by every command that computes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// Where tensors live: cpu (ndarray), wgpu (Vulkan/Metal/DX12) or cuda (NVIDIA).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+}
+
+/// Where a run folder goes when `--out` is not given.
+pub fn default_run_dir(stem: &str) -> PathBuf {
+    let base = PathBuf::from("runs");
+    let first = base.join(stem);
+    if !first.exists() {
+        return first;
+    }
+    (2..).map(|i| base.join(format!("{stem}-{i}"))).find(|p| !p.exists()).expect("unbounded")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => run::train(args),
+        Command::Eval(args) => run::eval(args),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

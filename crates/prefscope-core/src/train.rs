@@ -97,10 +97,10 @@ impl RunConfig {
     /// Parse TOML; errors name the source, the line and the offending key.
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self> {
         let cfg: RunConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(0);
+            let start = e.span().map(|s| s.start).unwrap_or(0);
+            let line = text[..start].matches('\n').count() + 1;
             let message = e.message().to_string();
-            let field = message.split('`').nth(1).unwrap_or("config").to_string();
-            Error::Data { source_name: source_name.to_string(), line, field, message }
+            Error::Data { source_name: source_name.to_string(), line, field: toml_field(text, start, &message), message }
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -119,6 +119,24 @@ impl RunConfig {
         })?;
         self.train.validate()
     }
+}
+
+/// The dotted key an error at byte `at` of a TOML text refers to: serde names unknown and missing
+/// fields in backticks; otherwise take the key written on that line under the last `[table]`.
+fn toml_field(text: &str, at: usize, message: &str) -> String {
+    let before = &text[..at.min(text.len())];
+    let table = before
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .last()
+        .map(|t| format!("{}.", t.trim()))
+        .unwrap_or_default();
+    let line = text[before.rfind('\n').map_or(0, |i| i + 1)..].lines().next().unwrap_or("");
+    let key = match message.split('`').nth(1) {
+        Some(name) if message.contains("field") => name.to_string(),
+        _ => line.split('=').next().unwrap_or("").trim().to_string(),
+    };
+    if key.is_empty() || key.starts_with('[') { "config".into() } else { format!("{table}{key}") }
 }
 
 /// What one step reports. Eval fields are present on evaluation steps only.
@@ -415,7 +433,10 @@ mod tests {
         assert_eq!(RunConfig::from_toml("x.toml", &cfg.to_toml()).unwrap(), cfg);
         let bad = "seed = 1\n[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nstepz = 5\n";
         let err = RunConfig::from_toml("run.toml", bad).unwrap_err().to_string();
-        assert!(err.starts_with("run.toml:7: stepz:"), "{err}");
+        assert!(err.starts_with("run.toml:7: train.stepz:"), "{err}");
+        let bad_type = "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nlr = \"fast\"\n";
+        let err = RunConfig::from_toml("run.toml", bad_type).unwrap_err().to_string();
+        assert!(err.starts_with("run.toml:6: train.lr:"), "{err}");
         let bad_value = "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nlr = -1.0\n";
         assert!(RunConfig::from_toml("run.toml", bad_value).unwrap_err().to_string().contains("train.lr"));
     }

@@ -1,0 +1,88 @@
+//! Backend selection: each command is generic over a burn backend and dispatched here.
+
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// burn-ndarray on the CPU (always available).
+    Cpu,
+    /// burn-wgpu: Vulkan, Metal or DX12 (cargo feature `wgpu`).
+    Wgpu,
+    /// burn-cuda on an NVIDIA GPU (cargo feature `cuda`; the driver is loaded at run time).
+    Cuda,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+/// Code that can run on any autodiff backend; `dispatch` picks the backend at run time.
+pub trait BackendJob {
+    type Output;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output>;
+}
+
+/// Run `f` with panics silenced and turned into an error: GPU runtimes panic when no driver or
+/// adapter exists, and users deserve one clear line instead of a backtrace.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+fn probe<T>(what: &str, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    match out {
+        Ok(v) => Ok(v),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            bail!("{what} ({})", msg.lines().next().unwrap_or("no details"))
+        }
+    }
+}
+
+pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
+    use burn::backend::{Autodiff, NdArray};
+    match kind {
+        BackendKind::Cpu => job.run::<Autodiff<NdArray<f32>>>(Default::default(), kind),
+        BackendKind::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            {
+                use burn::backend::Wgpu;
+                use burn::tensor::Tensor;
+                let device = burn::backend::wgpu::WgpuDevice::default();
+                let d = device.clone();
+                probe("no GPU adapter found for wgpu (Vulkan/Metal/DX12); use --backend cpu", move || {
+                    Tensor::<Wgpu, 1>::ones([1], &d).into_scalar()
+                })?;
+                job.run::<Autodiff<Wgpu>>(device, kind)
+            }
+            #[cfg(not(feature = "wgpu"))]
+            bail!("this prefscope was built without the `wgpu` feature (cargo build --release -p prefscope-cli --features wgpu)")
+        }
+        BackendKind::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                use burn::backend::Cuda;
+                use burn::tensor::Tensor;
+                let device = burn::backend::cuda::CudaDevice::default();
+                let d = device.clone();
+                probe("no CUDA driver found (libcuda.so / an NVIDIA GPU is needed for --backend cuda)", move || {
+                    Tensor::<Cuda, 1>::ones([1], &d).into_scalar()
+                })?;
+                job.run::<Autodiff<Cuda>>(device, kind)
+            }
+            #[cfg(not(feature = "cuda"))]
+            bail!("this prefscope was built without the `cuda` feature (cargo build --release -p prefscope-cli --features cuda)")
+        }
+    }
+}
