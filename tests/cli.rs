@@ -123,3 +123,41 @@ fn wgpu_matches_the_cpu_curve() {
     }
     assert!((cpu["final_loss"].as_f64().unwrap() - gpu["final_loss"].as_f64().unwrap()).abs() < 1e-4);
 }
+
+#[test]
+fn rank_fits_a_leaderboard_from_battles_and_choix_files() {
+    let dir = scratch("rank");
+    let mut lines = String::new();
+    // a beats b 3:1, b beats c 3:1, plus a tie: a clear order a > b > c.
+    for (x, y, w) in [("a", "b", "model_a"), ("a", "b", "model_a"), ("b", "a", "model_b"), ("a", "b", "model_b"),
+                      ("b", "c", "model_a"), ("c", "b", "model_b"), ("b", "c", "model_a"), ("b", "c", "model_b"),
+                      ("a", "c", "tie"), ("c", "a", "model_b")] {
+        lines.push_str(&format!("{{\"model_a\":\"{x}\",\"model_b\":\"{y}\",\"winner\":\"{w}\"}}\n"));
+    }
+    std::fs::write(dir.join("battles.jsonl"), lines).unwrap();
+    let out = last_json(&prefscope(&["rank", "--data", "battles.jsonl", "--json"], &dir));
+    assert_eq!(out["names"], serde_json::json!(["a", "b", "c"]));
+    let s: Vec<f64> = out["log_strengths"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(s[0] > s[1] && s[1] > s[2], "{s:?}");
+    assert!(s.iter().sum::<f64>().abs() < 1e-9);
+    // Ten battles: some resamples leave c without a win (no finite MLE) and are skipped.
+    let used = out["bootstrap_rounds"].as_u64().unwrap();
+    assert!((100..=200).contains(&used), "{used}");
+    let ci = out["ci95_log_strength"].as_array().unwrap();
+    assert_eq!(ci.len(), 3);
+    for (i, iv) in ci.iter().enumerate() {
+        let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());
+        assert!(lo <= s[i] && s[i] <= hi, "item {i}: {lo} {} {hi}", s[i]);
+    }
+
+    let choix = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/choix_testcase-rankings-1.json");
+    let out = last_json(&prefscope(&["rank", "--data", choix.to_str().unwrap(), "--json", "--bootstrap", "0"], &dir));
+    assert_eq!(out["model"], "plackett-luce");
+    for v in out["log_strengths"].as_array().unwrap() {
+        assert!(v.as_f64().unwrap().abs() < 1e-4);
+    }
+
+    std::fs::write(dir.join("bad.jsonl"), "{\"model_a\":\"x\",\"model_b\":\"y\",\"winner\":\"model_a\"}\n{\"model_a\":\"x\",\"model_b\":\"y\"}\n").unwrap();
+    let out = prefscope(&["rank", "--data", "bad.jsonl"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2: winner:"), "{}", String::from_utf8_lossy(&out.stderr));
+}

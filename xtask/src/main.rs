@@ -1,1 +1,222 @@
-fn main() {}
+//! `cargo xtask …`: the project's own set-up, build, serve and test commands.
+//!
+//! * `cargo xtask serve [--port 8080]`: install what the page needs, build it in release, serve it
+//!   on http://127.0.0.1:PORT.
+//! * `cargo xtask test`: every test — the Rust workspace (with the wgpu and CUDA backends compiled
+//!   in), the wasm build of the page, and the real-browser test in headless Chromium.
+//! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const TRUNK_VERSION: &str = "0.21.14";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag_value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    match args.first().map(String::as_str) {
+        Some("setup") => {
+            setup_web()?;
+            if args.iter().any(|a| a == "--browser") {
+                setup_test_machine()?;
+            }
+            Ok(())
+        }
+        Some("build-web") => {
+            setup_web()?;
+            build_web()
+        }
+        Some("serve") => {
+            let port: u16 = match flag_value("--port") {
+                Some(p) => p.parse().with_context(|| format!("--port: `{p}` is not a port number"))?,
+                None => 8080,
+            };
+            setup_web()?;
+            build_web()?;
+            serve(&root().join("dist"), port)
+        }
+        Some("test") => test(),
+        _ => {
+            eprintln!("usage: cargo xtask <serve [--port N] | test | setup [--browser] | build-web>");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Run a command from the repository root, echoing it; fail with its exit status.
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {shown}");
+    let status = cmd.current_dir(root()).status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The wasm-bindgen version in Cargo.lock: the CLI must match the library exactly.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let needle = format!("name = \"{package}\"\nversion = \"");
+    let start = lock.find(&needle).with_context(|| format!("{package} is not in Cargo.lock"))? + needle.len();
+    Ok(lock[start..].split('"').next().unwrap_or_default().to_string())
+}
+
+/// Tools to build the page: the wasm target, wasm-bindgen-cli, Trunk, and npm packages
+/// (binaryen's wasm-opt 132; Debian's is too old to read our output) under tests/browser.
+fn setup_web() -> Result<()> {
+    let targets = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|t| t == "wasm32-unknown-unknown") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let wbg = locked_version("wasm-bindgen")?;
+    if output_of("wasm-bindgen", &["--version"]).as_deref() != Some(&format!("wasm-bindgen {wbg}")) {
+        // Without --locked: one of its locked dependencies is missing from the registry index.
+        run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &wbg]))?;
+    }
+    if output_of("trunk", &["--version"]).as_deref() != Some(&format!("trunk {TRUNK_VERSION}")) {
+        run(Command::new("cargo").args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+    }
+    npm_ci()
+}
+
+fn npm_ci() -> Result<()> {
+    let dir = root().join("tests/browser");
+    let lock = std::fs::read(dir.join("package-lock.json")).context("tests/browser/package-lock.json")?;
+    let stamp = dir.join("node_modules/.prefscope-lock");
+    if std::fs::read(&stamp).ok().as_deref() == Some(&lock[..]) {
+        return Ok(());
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "tests/browser"]))?;
+    std::fs::write(stamp, lock)?;
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let is_root = output_of("id", &["-u"]).as_deref() == Some("0");
+    if !is_root {
+        bail!("please install {} (Debian: sudo apt-get install -y {})", packages.join(", "), packages.join(" "));
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// What the tests need beyond the page's tools: Debian's Chromium (never a downloaded browser)
+/// and Mesa's software Vulkan driver, so the wgpu backend is exercised on a machine without a GPU.
+fn setup_test_machine() -> Result<()> {
+    let mut missing = vec![];
+    if !Path::new("/usr/bin/chromium").exists() {
+        missing.push("chromium");
+    }
+    let has_lavapipe = std::fs::read_dir("/usr/share/vulkan/icd.d")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd")))
+        .unwrap_or(false);
+    if !has_lavapipe {
+        missing.extend(["mesa-vulkan-drivers", "libvulkan1"]);
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    Ok(())
+}
+
+fn path_with_node_bin() -> std::ffi::OsString {
+    let bin = root().join("tests/browser/node_modules/.bin");
+    let mut paths = vec![bin];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(paths).expect("valid PATH")
+}
+
+/// Build the page with Trunk (release, offline) into dist/.
+fn build_web() -> Result<()> {
+    // Trunk runs `cargo metadata`, which is not offline: have every crate in the cache first.
+    run(Command::new("cargo").args(["fetch"]))?;
+    let start = Instant::now();
+    run(Command::new("trunk").args(["build", "--release"]).env("PATH", path_with_node_bin()))?;
+    eprintln!("page built in {:.0}s into dist/", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let start = Instant::now();
+    setup_web()?;
+    setup_test_machine()?;
+    // One release build serves the unit tests and the CLI end-to-end tests, with both GPU
+    // backends compiled in (the CUDA test checks the no-driver message on machines without one).
+    run(Command::new("cargo").args([
+        "test",
+        "--workspace",
+        "--release",
+        "--features",
+        "prefscope-cli/wgpu,prefscope-cli/cuda",
+    ]))?;
+    build_web()?;
+    run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
+    eprintln!("all tests passed in {:.0}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A small static file server for dist/ (loopback only).
+fn serve(dir: &Path, port: u16) -> Result<()> {
+    if !dir.join("index.html").is_file() {
+        bail!("{} has no index.html: build the page first", dir.display());
+    }
+    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("cannot listen on 127.0.0.1:{port} (try --port)"))?;
+    println!("prefscope playground: http://127.0.0.1:{port}/  (Ctrl-C to stop)");
+    for stream in listener.incoming().flatten() {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = respond(stream, &dir);
+        });
+    }
+    Ok(())
+}
+
+fn respond(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
+    let mut request_line = String::new();
+    let mut reader = BufReader::new(stream.try_clone()?);
+    reader.read_line(&mut request_line)?;
+    // Drain headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    // Never leave dist/.
+    let file = if rel.split('/').any(|c| c == ".." || c.is_empty()) { None } else { Some(dir.join(rel)) };
+    match file.and_then(|f| std::fs::read(&f).ok().map(|b| (f, b))) {
+        Some((f, body)) => {
+            let mime = match f.extension().and_then(|e| e.to_str()).unwrap_or("") {
+                "html" => "text/html; charset=utf-8",
+                "js" => "text/javascript",
+                "wasm" => "application/wasm",
+                "css" => "text/css",
+                "json" | "jsonl" => "application/json",
+                "svg" => "image/svg+xml",
+                "png" => "image/png",
+                "wgsl" => "text/plain",
+                _ => "application/octet-stream",
+            };
+            write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n", body.len())?;
+            stream.write_all(&body)
+        }
+        None => write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
+    }
+}

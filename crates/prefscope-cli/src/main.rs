@@ -5,6 +5,7 @@
 
 mod backend;
 mod bench;
+mod rank;
 mod run;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ enum Command {
     Eval(run::EvalArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
     Bench(bench::BenchArgs),
+    /// Rank items from comparisons (Bradley–Terry / Plackett–Luce MLE, bootstrap CIs, Elo scale).
+    Rank(rank::RankArgs),
 }
 
 /// Flags shared by every command that computes.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run::train(args),
         Command::Eval(args) => run::eval(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Rank(args) => rank::rank(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

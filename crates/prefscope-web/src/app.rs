@@ -1,0 +1,678 @@
+//! The playground: pick a scenario and a model, train in the tab, watch the loss fall.
+//!
+//! Training runs as a `spawn_local` loop that awaits one [`AnyTrainer::step`] at a time and
+//! yields to the event loop between steps, so the page stays responsive. The trainer lives in
+//! [`Shared::slot`] between steps; Pause asks the loop to stop after the current step, Reset
+//! bumps [`Shared::generation`] so that a loop still awaiting a step drops its result.
+//!
+//! Test hooks: `data-testid` on the controls and read-outs, and `window.__prefscope`, an object
+//! `{ backend: "webgpu"|"cpu"|null, adapter, status, steps, losses: [f32 per step],
+//!    evals: [{step, accuracy, loss}], accuracy: number|null }` kept current after every step.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Array, Object, Reflect};
+use prefscope_core::{ModelKind, PairDataset, ScenarioKind, StepMetrics};
+use wasm_bindgen::JsValue;
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::backend::{AnyTrainer, Backend, Selected};
+use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
+use crate::settings::Settings;
+
+/// Where training stands; `label()` is the exact text of `data-testid="status"`.
+#[derive(Clone, Debug, PartialEq)]
+enum Status {
+    Idle,
+    Training,
+    Paused,
+    Done,
+    Error(String),
+}
+
+impl Status {
+    fn label(&self) -> String {
+        match self {
+            Self::Idle => "idle".into(),
+            Self::Training => "training".into(),
+            Self::Paused => "paused".into(),
+            Self::Done => "done".into(),
+            Self::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+enum BackendState {
+    Detecting,
+    Ready(Selected),
+    Failed(String),
+}
+
+/// State shared with the training loop.
+#[derive(Default)]
+struct Shared {
+    /// The trainer between steps (taken out while a step is in flight).
+    slot: RefCell<Option<AnyTrainer>>,
+    /// Bumped by Reset and by settings changes; a loop of an older generation stops silently.
+    generation: Cell<u64>,
+    /// Set by Pause; the loop stops after the step in flight.
+    pause: Cell<bool>,
+    /// A loop of the current generation is running.
+    running: Cell<bool>,
+}
+
+/// What the training loop reports, tagged with its generation.
+pub enum LoopEvent {
+    Step(u64, StepMetrics),
+    Paused(u64),
+    Done(u64),
+    Failed(u64, String),
+}
+
+pub enum Msg {
+    BackendSelected(Result<Selected, String>),
+    SetScenario(String),
+    SetModel(String),
+    SetNormalize(bool),
+    Train,
+    Pause,
+    Reset,
+    Loop(LoopEvent),
+}
+
+pub struct App {
+    settings: Settings,
+    url_warnings: Vec<String>,
+    backend: BackendState,
+    dataset: Result<Rc<PairDataset>, String>,
+    picture: Option<Rc<DataPicture>>,
+    status: Status,
+    pausing: bool,
+    shared: Rc<Shared>,
+    losses: Vec<f32>,
+    evals: Vec<(usize, f32, f32)>,
+    final_accuracy: Option<f32>,
+    /// (wall-clock ms, steps done) when the current stretch of training began, for the speed.
+    stretch_start: Option<(f64, usize)>,
+    ms_per_step: Option<f64>,
+    /// `window.__prefscope` and its `losses` array.
+    hook: Object,
+    hook_losses: Array,
+}
+
+impl Component for App {
+    type Message = Msg;
+    type Properties = ();
+
+    fn create(ctx: &Context<Self>) -> Self {
+        let query = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+        let (settings, url_warnings) = Settings::from_query(&query);
+        let choice = settings.backend;
+        ctx.link().send_future(async move { Msg::BackendSelected(crate::backend::select(choice).await) });
+        let hook = Object::new();
+        if let Some(w) = web_sys::window() {
+            let _ = Reflect::set(&w, &"__prefscope".into(), &hook);
+        }
+        let mut app = Self {
+            settings,
+            url_warnings,
+            backend: BackendState::Detecting,
+            dataset: Err(String::new()),
+            picture: None,
+            status: Status::Idle,
+            pausing: false,
+            shared: Rc::default(),
+            losses: vec![],
+            evals: vec![],
+            final_accuracy: None,
+            stretch_start: None,
+            ms_per_step: None,
+            hook,
+            hook_losses: Array::new(),
+        };
+        app.rebuild_dataset();
+        app.publish();
+        app
+    }
+
+    fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
+        match msg {
+            Msg::BackendSelected(result) => {
+                self.backend = match result {
+                    Ok(selected) => BackendState::Ready(selected),
+                    Err(e) => {
+                        self.status = Status::Error(e.clone());
+                        BackendState::Failed(e)
+                    }
+                }
+            }
+            Msg::SetScenario(name) => {
+                if let Ok(kind) = ScenarioKind::parse(&name) {
+                    if kind != self.settings.scenario {
+                        self.settings.scenario = kind;
+                        self.settings_changed();
+                    }
+                }
+            }
+            Msg::SetModel(name) => {
+                if let Ok(kind) = ModelKind::parse(&name) {
+                    if kind != self.settings.model {
+                        self.settings.model = kind;
+                        self.settings_changed();
+                    }
+                }
+            }
+            Msg::SetNormalize(on) => {
+                if on != self.settings.normalize {
+                    self.settings.normalize = on;
+                    self.settings_changed();
+                }
+            }
+            Msg::Train => match self.status {
+                Status::Training => {
+                    // Train while a pause is pending cancels the pause.
+                    self.shared.pause.set(false);
+                    self.pausing = false;
+                }
+                Status::Idle | Status::Paused => self.start(ctx),
+                Status::Done | Status::Error(_) => {
+                    self.reset();
+                    self.start(ctx);
+                }
+            },
+            Msg::Pause => {
+                if self.status == Status::Training {
+                    self.shared.pause.set(true);
+                    self.pausing = true;
+                }
+            }
+            Msg::Reset => self.reset(),
+            Msg::Loop(event) => self.on_loop_event(event),
+        }
+        self.publish();
+        true
+    }
+
+    fn view(&self, ctx: &Context<Self>) -> Html {
+        let link = ctx.link();
+        html! {
+            <div class="page">
+                <header class="top">
+                    <div>
+                        <h1>{ "prefscope playground" }</h1>
+                        <p class="tagline">{ "Train a preference model in this tab and compare Bradley–Terry with the General Preference Model." }</p>
+                    </div>
+                    { self.view_badge() }
+                </header>
+                { self.view_notices() }
+                <main class="grid">
+                    { self.view_setup(link) }
+                    { self.view_training() }
+                    { self.view_data() }
+                </main>
+                <footer>
+                    { "Everything random comes from the seed, so the same settings give the same loss curve on WebGPU and on the CPU. Settings live in the URL: " }
+                    <code>{ self.settings.to_query() }</code>
+                </footer>
+            </div>
+        }
+    }
+}
+
+impl App {
+    fn ready_backend(&self) -> Option<Backend> {
+        match &self.backend {
+            BackendState::Ready(s) => Some(s.backend),
+            _ => None,
+        }
+    }
+
+    fn rebuild_dataset(&mut self) {
+        let cfg = self.settings.run_config();
+        self.dataset = cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string());
+        self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 80)).map(Rc::new);
+    }
+
+    fn settings_changed(&mut self) {
+        self.rebuild_dataset();
+        self.reset();
+        if let Some(w) = web_sys::window() {
+            if let Ok(h) = w.history() {
+                let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&self.settings.to_query()));
+            }
+        }
+    }
+
+    /// Drop the trainer and the curve; a loop still in flight stops when its step returns.
+    fn reset(&mut self) {
+        self.shared.generation.set(self.shared.generation.get() + 1);
+        self.shared.slot.borrow_mut().take();
+        self.shared.pause.set(false);
+        self.shared.running.set(false);
+        self.pausing = false;
+        self.losses.clear();
+        self.evals.clear();
+        self.final_accuracy = None;
+        self.stretch_start = None;
+        self.ms_per_step = None;
+        self.hook_losses = Array::new();
+        if !matches!(self.backend, BackendState::Failed(_)) {
+            self.status = Status::Idle;
+        }
+    }
+
+    /// Start or resume training.
+    fn start(&mut self, ctx: &Context<Self>) {
+        let Some(backend) = self.ready_backend() else { return };
+        if self.shared.slot.borrow().is_none() {
+            match AnyTrainer::new(backend, self.settings.run_config()) {
+                Ok(t) => *self.shared.slot.borrow_mut() = Some(t),
+                Err(e) => {
+                    self.status = Status::Error(e.to_string());
+                    return;
+                }
+            }
+        }
+        self.shared.pause.set(false);
+        self.pausing = false;
+        self.status = Status::Training;
+        self.stretch_start = Some((js_sys::Date::now(), self.losses.len()));
+        if !self.shared.running.get() {
+            self.shared.running.set(true);
+            let shared = self.shared.clone();
+            let generation = shared.generation.get();
+            let events = ctx.link().callback(Msg::Loop);
+            wasm_bindgen_futures::spawn_local(train_loop(shared, generation, events));
+        }
+    }
+
+    fn on_loop_event(&mut self, event: LoopEvent) {
+        let current = self.shared.generation.get();
+        match event {
+            LoopEvent::Step(g, m) if g == current => {
+                self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
+                self.losses.push(m.loss);
+                if let Some(e) = m.eval {
+                    self.evals.push((m.step, e.accuracy, e.loss));
+                }
+                if let Some((t0, s0)) = self.stretch_start {
+                    let n = self.losses.len().saturating_sub(s0);
+                    if n > 0 {
+                        self.ms_per_step = Some((js_sys::Date::now() - t0) / n as f64);
+                    }
+                }
+            }
+            LoopEvent::Paused(g) if g == current => {
+                self.pausing = false;
+                self.status = Status::Paused;
+            }
+            LoopEvent::Done(g) if g == current => {
+                self.pausing = false;
+                self.final_accuracy = self.evals.last().map(|e| e.1);
+                self.status = Status::Done;
+            }
+            LoopEvent::Failed(g, e) if g == current => {
+                self.pausing = false;
+                self.status = Status::Error(e);
+            }
+            _ => {}
+        }
+    }
+
+    /// Keep `window.__prefscope` current (see the module docs).
+    fn publish(&self) {
+        let set = |k: &str, v: &JsValue| {
+            let _ = Reflect::set(&self.hook, &k.into(), v);
+        };
+        let backend = self.ready_backend().map(|b| JsValue::from_str(b.id())).unwrap_or(JsValue::NULL);
+        set("backend", &backend);
+        let adapter = match &self.backend {
+            BackendState::Ready(Selected { adapter: Some(a), .. }) => JsValue::from_str(a),
+            _ => JsValue::NULL,
+        };
+        set("adapter", &adapter);
+        set("status", &JsValue::from_str(&self.status.label()));
+        set("steps", &JsValue::from_f64(self.settings.steps as f64));
+        set("losses", &self.hook_losses);
+        let evals = Array::new();
+        for &(step, accuracy, loss) in &self.evals {
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(step as f64));
+            let _ = Reflect::set(&o, &"accuracy".into(), &JsValue::from_f64(accuracy as f64));
+            let _ = Reflect::set(&o, &"loss".into(), &JsValue::from_f64(loss as f64));
+            evals.push(&o);
+        }
+        set("evals", &evals);
+        set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
+    }
+
+    fn view_badge(&self) -> Html {
+        let (class, text, title) = match &self.backend {
+            BackendState::Detecting => ("badge pending", "detecting backend…".to_string(), String::new()),
+            BackendState::Ready(s) => (
+                if s.backend == Backend::WebGpu { "badge gpu" } else { "badge cpu" },
+                s.backend.label().to_string(),
+                s.adapter.clone().unwrap_or_else(|| "burn's ndarray backend, compiled to WebAssembly".into()),
+            ),
+            BackendState::Failed(_) => ("badge failed", "no backend".to_string(), String::new()),
+        };
+        html! { <span class={class} data-testid="backend-badge" title={title}>{ text }</span> }
+    }
+
+    fn view_notices(&self) -> Html {
+        let notice = match &self.backend {
+            BackendState::Ready(Selected { notice: Some(n), .. }) => {
+                html! { <div class="notice" role="status" data-testid="fallback-notice">{ n }</div> }
+            }
+            BackendState::Failed(e) => html! { <div class="notice error" role="alert">{ e }</div> },
+            _ => html! {},
+        };
+        let warnings = self.url_warnings.iter().map(|w| html! { <div class="notice warn">{ format!("Ignored in the URL: {w}") }</div> });
+        html! { <>{ notice }{ for warnings }</> }
+    }
+
+    fn view_setup(&self, link: &yew::html::Scope<Self>) -> Html {
+        let s = &self.settings;
+        let on_scenario = link.callback(|e: Event| Msg::SetScenario(e.target_unchecked_into::<HtmlSelectElement>().value()));
+        let on_model = link.callback(|e: Event| Msg::SetModel(e.target_unchecked_into::<HtmlSelectElement>().value()));
+        let on_normalize = link.callback(|e: Event| Msg::SetNormalize(e.target_unchecked_into::<HtmlInputElement>().checked()));
+        let ready = self.ready_backend().is_some();
+        let training = self.status == Status::Training;
+        let train_label = match self.status {
+            Status::Paused => "Resume",
+            Status::Done => "Train again",
+            _ => "Train",
+        };
+        let cfg = s.run_config();
+        html! {
+            <section class="card setup">
+                <h2>{ "Setup" }</h2>
+                <label class="field">
+                    <span>{ "Scenario" }</span>
+                    <select data-testid="scenario-select" onchange={on_scenario}>
+                        { for ScenarioKind::ALL.iter().map(|k| html! {
+                            <option value={k.name()} selected={*k == s.scenario}>{ scenario_title(*k) }</option>
+                        }) }
+                    </select>
+                </label>
+                <p class="desc" data-testid="scenario-description">{ s.scenario.description() }</p>
+                <label class="field">
+                    <span>{ "Model" }</span>
+                    <select data-testid="model-select" onchange={on_model}>
+                        { for ModelKind::ALL.iter().map(|k| html! {
+                            <option value={k.name()} selected={*k == s.model}>{ model_title(*k) }</option>
+                        }) }
+                    </select>
+                </label>
+                <p class="desc" data-testid="model-description">{ s.model.description() }</p>
+                <label class={classes!("check", (s.model != ModelKind::Gpm).then_some("disabled"))}>
+                    <input type="checkbox" data-testid="normalize-checkbox" checked={s.normalize}
+                        disabled={s.model != ModelKind::Gpm} onchange={on_normalize} />
+                    { "normalise embeddings to unit length (GPM)" }
+                </label>
+                <p class="meta">
+                    { format!("seed {} · {} steps · batch {} · AdamW lr {} · eval every {} steps", cfg.seed, cfg.train.steps, cfg.train.batch, cfg.train.lr, cfg.train.eval_every) }
+                    <br/>
+                    <span class="hint">{ "seed and steps are set in the URL, e.g. ?seed=1&steps=500" }</span>
+                </p>
+                <div class="buttons">
+                    <button class="primary" data-testid="train-button" disabled={!ready || (training && !self.pausing)}
+                        onclick={link.callback(|_| Msg::Train)}>{ train_label }</button>
+                    <button data-testid="pause-button" disabled={!training || self.pausing}
+                        onclick={link.callback(|_| Msg::Pause)}>{ if self.pausing { "Pausing…" } else { "Pause" } }</button>
+                    <button data-testid="reset-button" disabled={!ready}
+                        onclick={link.callback(|_| Msg::Reset)}>{ "Reset" }</button>
+                </div>
+            </section>
+        }
+    }
+
+    fn view_training(&self) -> Html {
+        let total = self.settings.steps;
+        let last_loss = self.losses.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "—".into());
+        let accuracy = self.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "—".into());
+        let speed = self.ms_per_step.map(|ms| format!("{ms:.1} ms/step")).unwrap_or_else(|| "—".into());
+        let status_class = match self.status {
+            Status::Done => "v status done",
+            Status::Error(_) => "v status error",
+            Status::Training => "v status training",
+            _ => "v status",
+        };
+        let latest = match self.evals.last() {
+            Some(&(step, acc, loss)) => format!("Latest held-out evaluation (step {step}): accuracy {acc:.4}, loss {loss:.4}."),
+            None => "Held-out accuracy is measured every 25 steps and after the last step.".into(),
+        };
+        html! {
+            <section class="card training">
+                <h2>{ "Training" }</h2>
+                <div class="stats">
+                    <div class="stat"><span class="k">{ "status" }</span><span class={status_class} data-testid="status">{ self.status.label() }</span></div>
+                    <div class="stat"><span class="k">{ "step" }</span><span class="v" data-testid="step">{ format!("{} / {total}", self.losses.len()) }</span></div>
+                    <div class="stat"><span class="k">{ "loss" }</span><span class="v" data-testid="loss">{ last_loss }</span></div>
+                    <div class="stat"><span class="k">{ "eval accuracy" }</span><span class="v big" data-testid="accuracy">{ accuracy }</span></div>
+                    <div class="stat"><span class="k">{ "speed" }</span><span class="v" data-testid="speed">{ speed }</span></div>
+                </div>
+                { loss_chart(total, &self.losses, &self.evals) }
+                <p class="caption" data-testid="latest-eval">{ latest }</p>
+            </section>
+        }
+    }
+
+    fn view_data(&self) -> Html {
+        let body = match (&self.dataset, &self.picture) {
+            (Err(e), _) => html! { <p class="notice error">{ format!("Could not build the scenario: {e}") }</p> },
+            (Ok(ds), Some(pic)) => html! {
+                <>
+                    <DataPlot picture={PictureRef(pic.clone())} />
+                    <p class="caption">
+                        { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
+                        { pic.colour_legend }{ format!("; arrows: chosen → rejected for {} sampled training pairs.", pic.arrows.len()) }
+                    </p>
+                </>
+            },
+            (Ok(ds), None) => html! {
+                <>
+                    <p class="caption">{ format!("{} items with {}-dimensional features (no 2-D picture). The comparisons:", ds.n_items(), ds.dim) }</p>
+                    <ul class="pairs">
+                        { for ds.pairs.iter().take(40).map(|&(c, r)| html! {
+                            <li>{ format!("{} ≻ {}", ds.item_labels[c], ds.item_labels[r]) }</li>
+                        }) }
+                    </ul>
+                </>
+            },
+        };
+        html! {
+            <section class="card data">
+                <h2>{ "Data" }</h2>
+                { body }
+            </section>
+        }
+    }
+}
+
+fn scenario_title(k: ScenarioKind) -> &'static str {
+    match k {
+        ScenarioKind::Linear => "linear — a hidden utility",
+        ScenarioKind::Cyclic => "cyclic — rock–paper–scissors on a circle",
+        ScenarioKind::CyclicAbcd => "cyclic-abcd — A ≻ B ≻ C ≻ D ≻ A",
+    }
+}
+
+fn model_title(k: ModelKind) -> &'static str {
+    match k {
+        ModelKind::Bt => "bt — Bradley–Terry reward model",
+        ModelKind::Gpm => "gpm — General Preference Model",
+    }
+}
+
+/// One step at a time until done, paused or superseded; yields to the browser between steps.
+async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEvent>) {
+    loop {
+        if shared.generation.get() != generation {
+            return;
+        }
+        if shared.pause.get() {
+            shared.running.set(false);
+            events.emit(LoopEvent::Paused(generation));
+            return;
+        }
+        let Some(mut trainer) = shared.slot.borrow_mut().take() else {
+            shared.running.set(false);
+            return;
+        };
+        let result = trainer.step().await;
+        if shared.generation.get() != generation {
+            return; // Reset while the step was in flight: drop this trainer.
+        }
+        let done = trainer.is_done();
+        *shared.slot.borrow_mut() = Some(trainer);
+        match result {
+            Ok(m) => events.emit(LoopEvent::Step(generation, m)),
+            Err(e) => {
+                shared.running.set(false);
+                events.emit(LoopEvent::Failed(generation, e.to_string()));
+                return;
+            }
+        }
+        if done {
+            shared.running.set(false);
+            events.emit(LoopEvent::Done(generation));
+            return;
+        }
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Charts
+
+const W: f64 = 640.0;
+const H: f64 = 300.0;
+const LEFT: f64 = 58.0;
+const RIGHT: f64 = 58.0;
+const TOP: f64 = 18.0;
+const BOTTOM: f64 = 44.0;
+
+/// The live chart: training loss per step (left axis), held-out accuracy (right axis, 0–1).
+fn loss_chart(total_steps: usize, losses: &[f32], evals: &[(usize, f32, f32)]) -> Html {
+    let axes = LossAxes::new(total_steps, losses, evals.iter().map(|e| e.2));
+    let (x0, x1, y0, y1) = (LEFT, W - RIGHT, H - BOTTOM, TOP);
+    let sx = |v: f64| scale(v, axes.x, (x0, x1));
+    let sy = |v: f64| scale(v, axes.y, (y0, y1));
+    let sa = |v: f64| scale(v, (0.0, 1.0), (y0, y1));
+    let loss_points = polyline(losses.iter().enumerate().map(|(i, &l)| (sx(i as f64 + 1.0), sy(l as f64))));
+    let acc_points = polyline(evals.iter().map(|&(s, a, _)| (sx(s as f64), sa(a as f64))));
+    let chance = sy(std::f64::consts::LN_2);
+    let (xs, ys) = (axes.x_spacing(), axes.y_spacing());
+    html! {
+        <svg class="chart" data-testid="loss-chart" viewBox={format!("0 0 {W} {H}")} role="img"
+            aria-label="training loss and held-out accuracy by step">
+            // Grid and y ticks (loss, left).
+            { for axes.y_ticks.iter().map(|&t| html! {
+                <g>
+                    <line class="grid" x1={fmt(x0)} x2={fmt(x1)} y1={fmt(sy(t))} y2={fmt(sy(t))} />
+                    <text class="tick" x={fmt(x0 - 8.0)} y={fmt(sy(t) + 4.0)} text-anchor="end">{ tick_label(t, ys) }</text>
+                </g>
+            }) }
+            // Accuracy ticks (right).
+            { for [0.0, 0.25, 0.5, 0.75, 1.0].iter().map(|&t| html! {
+                <text class="tick acc" x={fmt(x1 + 8.0)} y={fmt(sa(t) + 4.0)} text-anchor="start">{ format!("{t:.2}") }</text>
+            }) }
+            // x ticks.
+            { for axes.x_ticks.iter().map(|&t| html! {
+                <g>
+                    <line class="axis" x1={fmt(sx(t))} x2={fmt(sx(t))} y1={fmt(y0)} y2={fmt(y0 + 5.0)} />
+                    <text class="tick" x={fmt(sx(t))} y={fmt(y0 + 18.0)} text-anchor="middle">{ tick_label(t, xs) }</text>
+                </g>
+            }) }
+            <line class="axis" x1={fmt(x0)} x2={fmt(x1)} y1={fmt(y0)} y2={fmt(y0)} />
+            <line class="axis" x1={fmt(x0)} x2={fmt(x0)} y1={fmt(y0)} y2={fmt(y1)} />
+            <line class="axis" x1={fmt(x1)} x2={fmt(x1)} y1={fmt(y0)} y2={fmt(y1)} />
+            // Chance level: loss ln 2 when P = ½ for every pair.
+            <line class="chance" x1={fmt(x0)} x2={fmt(x1)} y1={fmt(chance)} y2={fmt(chance)} />
+            <text class="chance-label" x={fmt(x1 - 4.0)} y={fmt(chance - 5.0)} text-anchor="end">{ "chance (ln 2)" }</text>
+            // Axis titles.
+            <text class="title" x={fmt((x0 + x1) / 2.0)} y={fmt(H - 6.0)} text-anchor="middle">{ "step" }</text>
+            <text class="title loss" transform={format!("translate(16 {}) rotate(-90)", fmt((y0 + y1) / 2.0))} text-anchor="middle">{ "training loss (−log σ)" }</text>
+            <text class="title acc" transform={format!("translate({} {}) rotate(90)", fmt(W - 14.0), fmt((y0 + y1) / 2.0))} text-anchor="middle">{ "held-out accuracy" }</text>
+            // Series.
+            <polyline class="series loss" points={loss_points} />
+            <polyline class="series acc" points={acc_points} />
+            { for evals.iter().map(|&(s, a, _)| html! {
+                <circle class="dot acc" cx={fmt(sx(s as f64))} cy={fmt(sa(a as f64))} r="3" />
+            }) }
+            // Legend.
+            <g class="legend" transform={format!("translate({} {})", fmt(x1 - 170.0), fmt(y1 + 8.0))}>
+                <rect x="-8" y="-4" width="170" height="40" rx="4" />
+                <line class="series loss" x1="0" x2="22" y1="8" y2="8" />
+                <text x="28" y="12">{ "training loss" }</text>
+                <line class="series acc" x1="0" x2="22" y1="26" y2="26" />
+                <circle class="dot acc" cx="11" cy="26" r="3" />
+                <text x="28" y="30">{ "held-out accuracy" }</text>
+            </g>
+        </svg>
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// A picture that compares by pointer, so the plot re-renders only when the data changes.
+#[derive(Clone)]
+pub struct PictureRef(Rc<DataPicture>);
+
+impl PartialEq for PictureRef {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct DataPlotProps {
+    pub picture: PictureRef,
+}
+
+/// Items as coloured points, sampled pairs as arrows from chosen to rejected.
+#[function_component(DataPlot)]
+fn data_plot(props: &DataPlotProps) -> Html {
+    let pic = &props.picture.0;
+    const SIZE: f64 = 360.0;
+    const PAD: f64 = 14.0;
+    let e = pic.extent as f64;
+    let px = |v: f32| scale(v as f64, (-e, e), (PAD, SIZE - PAD));
+    let py = |v: f32| scale(v as f64, (-e, e), (SIZE - PAD, PAD));
+    let radius = 3.5;
+    let arrows = pic.arrows.iter().filter_map(|&(c, r)| {
+        let (a, b) = (&pic.items[c], &pic.items[r]);
+        let (ax, ay, bx, by) = (px(a.x), py(a.y), px(b.x), py(b.y));
+        let len = ((bx - ax).powi(2) + (by - ay).powi(2)).sqrt();
+        if len < 3.0 * radius {
+            return None;
+        }
+        // Start and stop at the points' edges so the head is visible.
+        let (ux, uy) = ((bx - ax) / len, (by - ay) / len);
+        let (sx, sy, ex, ey) = (ax + ux * radius, ay + uy * radius, bx - ux * (radius + 1.0), by - uy * (radius + 1.0));
+        Some(html! { <line class="arrow" x1={fmt(sx)} y1={fmt(sy)} x2={fmt(ex)} y2={fmt(ey)} marker-end="url(#arrowhead)" /> })
+    });
+    html! {
+        <svg class="data-plot" data-testid="data-plot" viewBox={format!("0 0 {SIZE} {SIZE}")} role="img"
+            aria-label="items as points, sampled pairs as arrows from chosen to rejected">
+            <defs>
+                <marker id="arrowhead" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+                    <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" />
+                </marker>
+            </defs>
+            <line class="axis-faint" x1={fmt(px(0.0))} x2={fmt(px(0.0))} y1={fmt(PAD)} y2={fmt(SIZE - PAD)} />
+            <line class="axis-faint" y1={fmt(py(0.0))} y2={fmt(py(0.0))} x1={fmt(PAD)} x2={fmt(SIZE - PAD)} />
+            { for arrows }
+            { for pic.items.iter().map(|p| html! {
+                <circle class="item" cx={fmt(px(p.x))} cy={fmt(py(p.y))} r={fmt(radius)} fill={p.colour.clone()}>
+                    <title>{ p.label.clone() }</title>
+                </circle>
+            }) }
+        </svg>
+    }
+}

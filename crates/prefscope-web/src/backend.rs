@@ -1,0 +1,146 @@
+//! Picking the backend in the browser and driving a trainer on it.
+//!
+//! WebGPU is used when `navigator.gpu` exists and `requestAdapter()` returns an adapter; burn's
+//! WebGPU runtime is then initialised once, asynchronously (its sync `init_setup` panics on
+//! wasm). Otherwise the page trains on the CPU (ndarray) and says so.
+
+use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_setup_async};
+use burn::backend::{Autodiff, NdArray, Wgpu};
+use js_sys::{Function, Promise, Reflect};
+use prefscope_core::{PairDataset, Result, RunConfig, StepMetrics, Trainer};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::settings::BackendChoice;
+
+pub type GpuBackend = Autodiff<Wgpu>;
+pub type CpuBackend = Autodiff<NdArray>;
+
+/// The backend the page trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    WebGpu,
+    Cpu,
+}
+
+impl Backend {
+    /// Machine-readable name (`window.__prefscope.backend`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::WebGpu => "webgpu",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    /// What the badge says.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WebGpu => "WebGPU",
+            Self::Cpu => "CPU (ndarray)",
+        }
+    }
+}
+
+/// The outcome of backend selection.
+pub struct Selected {
+    pub backend: Backend,
+    /// The adapter's description, when WebGPU is used.
+    pub adapter: Option<String>,
+    /// Shown prominently when the page did not get WebGPU.
+    pub notice: Option<String>,
+}
+
+/// Choose and initialise the backend for `choice`. `Err` only for `?backend=webgpu` without an adapter.
+pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, String> {
+    if choice == BackendChoice::Cpu {
+        return Ok(Selected {
+            backend: Backend::Cpu,
+            adapter: None,
+            notice: Some("Training on the CPU (ndarray) because the URL says ?backend=cpu. Same results as WebGPU, usually slower.".into()),
+        });
+    }
+    match request_adapter().await {
+        Ok(adapter) => {
+            init_setup_async::<WebGpu>(&WgpuDevice::default(), RuntimeOptions::default()).await;
+            Ok(Selected { backend: Backend::WebGpu, adapter: Some(adapter), notice: None })
+        }
+        Err(why) if choice == BackendChoice::WebGpu => Err(format!("WebGPU was required by ?backend=webgpu, but {why}")),
+        Err(why) => Ok(Selected {
+            backend: Backend::Cpu,
+            adapter: None,
+            notice: Some(format!("WebGPU is not available here ({why}), so training runs on the CPU (ndarray) instead: same results, usually slower.")),
+        }),
+    }
+}
+
+/// Ask the browser for a WebGPU adapter; `Ok` holds a short description of it.
+async fn request_adapter() -> std::result::Result<String, String> {
+    let window = web_sys::window().ok_or("there is no window")?;
+    let gpu = Reflect::get(&window.navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("navigator.gpu is missing".into());
+    }
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or("navigator.gpu.requestAdapter is not a function")?;
+    let promise: Promise = request.call0(&gpu).map_err(|e| format!("requestAdapter() threw {e:?}"))?.unchecked_into();
+    let adapter = JsFuture::from(promise).await.map_err(|e| format!("requestAdapter() failed: {e:?}"))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("requestAdapter() returned null".into());
+    }
+    Ok(describe_adapter(&adapter))
+}
+
+fn describe_adapter(adapter: &JsValue) -> String {
+    let info = Reflect::get(adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    let text = |key: &str| {
+        Reflect::get(&info, &key.into()).ok().and_then(|v| v.as_string()).filter(|s| !s.is_empty())
+    };
+    let fallback = [&info, adapter]
+        .iter()
+        .any(|o| Reflect::get(o, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false));
+    let mut parts: Vec<String> = ["vendor", "architecture", "description"].iter().filter_map(|k| text(k)).collect();
+    parts.dedup();
+    if fallback {
+        parts.push("software fallback adapter".into());
+    }
+    if parts.is_empty() { "adapter details hidden by the browser".into() } else { parts.join(", ") }
+}
+
+/// A trainer on whichever backend was selected.
+pub enum AnyTrainer {
+    Gpu(Box<Trainer<GpuBackend>>),
+    Cpu(Box<Trainer<CpuBackend>>),
+}
+
+impl AnyTrainer {
+    pub fn new(backend: Backend, config: RunConfig) -> Result<Self> {
+        Ok(match backend {
+            Backend::WebGpu => Self::Gpu(Box::new(Trainer::new(config, &WgpuDevice::default())?)),
+            Backend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &Default::default())?)),
+        })
+    }
+
+    pub async fn step(&mut self) -> Result<StepMetrics> {
+        match self {
+            Self::Gpu(t) => t.step().await,
+            Self::Cpu(t) => t.step().await,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        match self {
+            Self::Gpu(t) => t.is_done(),
+            Self::Cpu(t) => t.is_done(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub fn dataset(&self) -> &PairDataset {
+        match self {
+            Self::Gpu(t) => &t.dataset,
+            Self::Cpu(t) => &t.dataset,
+        }
+    }
+}
