@@ -20,7 +20,7 @@ pub mod train;
 
 pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
 pub use model::{ModelConfig, ModelKind, PreferenceModel};
-pub use train::{RunConfig, StepMetrics, TrainConfig, Trainer};
+pub use train::{LossConfig, RunConfig, StepMetrics, TrainConfig, Trainer};
 
 /// Everything that can go wrong in the core, with enough context to act on.
 #[derive(Debug, thiserror::Error)]

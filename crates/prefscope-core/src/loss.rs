@@ -10,6 +10,34 @@ pub fn pairwise_logistic_loss<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> 
     activation::log_sigmoid(logits).mean().neg()
 }
 
+/// The Bradley–Terry objective with its common variants, per pair i:
+/// w_i · −[(1−ε) log σ(ℓ_i − m_i) + ε log σ(−(ℓ_i − m_i))], averaged.
+///
+/// * margin m (TRL `RewardTrainer`'s per-pair `margin`; HelpSteer2's "margin BT" uses m = strength),
+/// * label smoothing ε (conservative labels, as cDPO: the label is wrong with probability ε;
+///   the loss is then minimised at ℓ − m = log((1−ε)/ε) instead of +∞),
+/// * weight w (HelpSteer2's "scaled BT": w = preference strength).
+pub fn bradley_terry_loss<B: Backend>(logits: Tensor<B, 1>, margin: Option<Tensor<B, 1>>, label_smoothing: f64, weight: Option<Tensor<B, 1>>) -> Tensor<B, 1> {
+    let d = match margin {
+        Some(m) => logits - m,
+        None => logits,
+    };
+    let mut per_pair = activation::log_sigmoid(d.clone()).neg();
+    if label_smoothing > 0.0 {
+        per_pair = per_pair.mul_scalar(1.0 - label_smoothing) + activation::log_sigmoid(d.neg()).neg().mul_scalar(label_smoothing);
+    }
+    if let Some(w) = weight {
+        per_pair = per_pair * w;
+    }
+    per_pair.mean()
+}
+
+/// TRL's reward-centering term, coef · mean((r_c + r_r)²): pulls rewards toward zero mean
+/// (Eisenstein et al. 2023), which the BT likelihood alone leaves free.
+pub fn centering_penalty<B: Backend>(r_chosen: Tensor<B, 1>, r_rejected: Tensor<B, 1>, coef: f64) -> Tensor<B, 1> {
+    (r_chosen + r_rejected).powi_scalar(2).mean().mul_scalar(coef)
+}
+
 /// P(chosen ≻ rejected) per pair.
 pub fn preference_probability<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
     activation::sigmoid(logits)
@@ -76,6 +104,36 @@ mod tests {
         close(scalar(pairwise_logistic_loss(t1(&[1.2 - 0.3]))), 0.341154);
         // GPM repo PairWiseLoss with τ = 0.1: −log σ(9) = 0.000123402.
         close(scalar(pairwise_logistic_loss(t1(&[0.9 / 0.1]))), 0.000123402);
+    }
+
+    #[test]
+    fn bradley_terry_variants_worked_examples() {
+        // algorithms.md §8, r_c = 1.2, r_r = 0.3: TRL margin 0.5 → −log σ(0.4) = 0.513015.
+        close(scalar(bradley_terry_loss(t1(&[0.9]), Some(t1(&[0.5])), 0.0, None)), 0.513015);
+        // TRL centering term, coef 0.01: 0.01·(1.5)² = 0.0225.
+        close(scalar(centering_penalty(t1(&[1.2]), t1(&[0.3]), 0.01)), 0.0225);
+        // HelpSteer2 scaled BT, m = 3: 3·0.341154.
+        close(scalar(bradley_terry_loss(t1(&[0.9]), None, 0.0, Some(t1(&[3.0])))), 1.02346);
+        // No options: the plain loss.
+        close(scalar(bradley_terry_loss(t1(&[0.9, 0.9]), None, 0.0, None)), 0.341154);
+    }
+
+    #[test]
+    fn label_smoothing_moves_the_optimum_to_the_log_odds_of_the_label() {
+        // d/dℓ of the smoothed loss is σ(ℓ) − (1 − ε): zero at ℓ* = log((1−ε)/ε).
+        use burn::backend::Autodiff;
+        type A = Autodiff<B>;
+        for eps in [0.05, 0.1, 0.3] {
+            let star = ((1.0 - eps) / eps as f64).ln();
+            for (x, sign) in [(star, 0.0), (star - 0.5, -1.0), (star + 0.5, 1.0)] {
+                let l = Tensor::<A, 1>::from_data(TensorData::new(vec![x], [1]), &Default::default()).require_grad();
+                let g = bradley_terry_loss(l.clone(), None, eps, None).backward();
+                let grad: f64 = l.grad(&g).unwrap().into_scalar();
+                let analytic = 1.0 / (1.0 + (-x).exp()) - (1.0 - eps);
+                assert!((grad - analytic).abs() < 1e-12, "autodiff {grad} vs {analytic}");
+                if sign == 0.0 { assert!(grad.abs() < 1e-12) } else { assert_eq!(grad.signum(), sign) }
+            }
+        }
     }
 
     #[test]

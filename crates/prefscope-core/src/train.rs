@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{PairDataset, ScenarioConfig, ScenarioKind};
-use crate::loss::{pairwise_accuracy, pairwise_logistic_loss, preference_probability};
+use crate::loss::{bradley_terry_loss, centering_penalty, pairwise_accuracy, pairwise_logistic_loss, preference_probability};
 use crate::model::{ModelConfig, ModelKind, PreferenceModel};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
@@ -28,6 +28,36 @@ fn default_lr() -> f64 {
 }
 fn default_eval_every() -> usize {
     25
+}
+
+/// Variants of the pairwise objective (see [`crate::loss::bradley_terry_loss`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// Constant margin m subtracted from every logit: −log σ(ℓ − m).
+    #[serde(default)]
+    pub margin: f64,
+    /// Label smoothing ε ∈ [0, 0.5): conservative labels, wrong with probability ε.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Bradley–Terry only: reward-centering coefficient, coef · mean((r_c + r_r)²).
+    #[serde(default)]
+    pub center_coef: f64,
+}
+
+impl LossConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !self.margin.is_finite() {
+            return Err(config_error("train.loss.margin", "must be a finite number"));
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return Err(config_error("train.loss.label_smoothing", "must be in [0, 0.5)"));
+        }
+        if !(self.center_coef >= 0.0 && self.center_coef.is_finite()) {
+            return Err(config_error("train.loss.center_coef", "must be ≥ 0"));
+        }
+        Ok(())
+    }
 }
 
 /// Optimisation settings (AdamW).
@@ -46,11 +76,20 @@ pub struct TrainConfig {
     /// Evaluate on the held-out pairs every this many steps (and after the last step).
     #[serde(default = "default_eval_every")]
     pub eval_every: usize,
+    #[serde(default)]
+    pub loss: LossConfig,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { steps: default_steps(), batch: default_batch(), lr: default_lr(), weight_decay: 0.0, eval_every: default_eval_every() }
+        Self {
+            steps: default_steps(),
+            batch: default_batch(),
+            lr: default_lr(),
+            weight_decay: 0.0,
+            eval_every: default_eval_every(),
+            loss: LossConfig::default(),
+        }
     }
 }
 
@@ -71,7 +110,7 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(config_error("train.eval_every", "must be at least 1"));
         }
-        Ok(())
+        self.loss.validate()
     }
 }
 
@@ -144,7 +183,8 @@ fn toml_field(text: &str, at: usize, message: &str) -> String {
 pub struct StepMetrics {
     /// 1-based step number.
     pub step: usize,
-    /// Mean −log σ(ℓ) over the minibatch, before the update.
+    /// The training objective on the minibatch, before the update (mean −log σ(ℓ) unless
+    /// `train.loss` adds a margin, smoothing or centering).
     pub loss: f32,
     /// Minibatch pairwise accuracy, before the update.
     pub train_accuracy: f32,
@@ -296,8 +336,20 @@ impl<B: AutodiffBackend> Trainer<B> {
         let idx = self.next_batch();
         let (c, r, p) = self.data.gather(&self.dataset, &idx, &self.device);
         let model = self.model.take().expect("model present between steps");
-        let logits = model.logits(c, r, p);
-        let loss = pairwise_logistic_loss(logits.clone());
+        let lc = &self.config.train.loss;
+        let margin = (lc.margin != 0.0).then(|| Tensor::full([idx.len()], lc.margin, &self.device));
+        let (logits, loss) = match &model {
+            PreferenceModel::Bt(m) if lc.center_coef > 0.0 => {
+                let (rc, rr) = (m.reward(c), m.reward(r));
+                let logits = rc.clone() - rr.clone();
+                let loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, None) + centering_penalty(rc, rr, lc.center_coef);
+                (logits, loss)
+            }
+            _ => {
+                let logits = model.logits(c, r, p);
+                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, None))
+            }
+        };
         let accuracy = pairwise_accuracy(logits.detach());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optim.step(self.config.train.lr, model, grads));
@@ -439,6 +491,31 @@ mod tests {
         assert!(err.starts_with("run.toml:6: train.lr:"), "{err}");
         let bad_value = "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nlr = -1.0\n";
         assert!(RunConfig::from_toml("run.toml", bad_value).unwrap_err().to_string().contains("train.lr"));
+    }
+
+    #[test]
+    fn centering_pulls_mean_reward_to_zero_without_hurting_accuracy() {
+        let mut cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        let mean_reward = |cfg: RunConfig| {
+            let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
+            let mut last = None;
+            while !t.is_done() {
+                last = Some(pollster::block_on(t.step()).unwrap());
+            }
+            let PreferenceModel::Bt(m) = t.model().valid() else { unreachable!() };
+            let ds = &t.dataset;
+            let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
+            let mean: f32 = m.reward(x).mean().into_scalar();
+            (mean, last.unwrap().eval.unwrap().accuracy)
+        };
+        // The BT likelihood is shift-invariant, so without centering the mean reward is wherever
+        // initialisation and training leave it; with centering it is pulled to about zero.
+        cfg.train.steps = 400;
+        let (free, acc_free) = mean_reward(cfg.clone());
+        cfg.train.loss.center_coef = 0.1;
+        let (centred, acc_centred) = mean_reward(cfg);
+        assert!(centred.abs() < 0.1 && centred.abs() < free.abs(), "centred {centred} vs free {free}");
+        assert!(acc_centred >= acc_free - 0.02, "{acc_centred} vs {acc_free}");
     }
 
     #[test]
