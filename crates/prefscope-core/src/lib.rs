@@ -11,6 +11,7 @@
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
+pub mod align;
 pub mod data;
 pub mod loss;
 pub mod model;

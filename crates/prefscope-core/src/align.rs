@@ -1,0 +1,418 @@
+//! Preference-optimisation losses on policy log-probabilities: DPO and its family.
+//!
+//! Inputs are per-sequence log-probabilities summed over completion tokens only (notation of
+//! `shared/reference/algorithms.md` §5): ℓ_c, ℓ_r for the policy, ℓ^ref_c, ℓ^ref_r for the
+//! reference, ρ = ℓ − ℓ^ref, h = ρ_c − ρ_r, and completion lengths. Formulas follow TRL's
+//! `DPOTrainer` at HEAD unless a variant is named after the older form it keeps (cDPO = TRL v0.19's
+//! smoothed `sigmoid`) or after the authors' code (SimPO, ORPO, KTO, TDPO, MODPO, SLiC, RSO).
+
+use burn::tensor::{Tensor, activation::log_sigmoid, backend::Backend};
+
+use crate::loss::sigmoid;
+use serde::{Deserialize, Serialize};
+
+/// One batch of paired sequences; optional fields are needed by some losses only.
+#[derive(Clone, Debug)]
+pub struct PolicyBatch<B: Backend> {
+    pub chosen_logps: Tensor<B, 1>,
+    pub rejected_logps: Tensor<B, 1>,
+    pub ref_chosen_logps: Tensor<B, 1>,
+    pub ref_rejected_logps: Tensor<B, 1>,
+    /// Completion token counts (IPO, sigmoid_norm, SimPO, ORPO, SFT use per-token averages).
+    pub chosen_len: Tensor<B, 1>,
+    pub rejected_len: Tensor<B, 1>,
+    /// TDPO: Σ_t KL(π_ref ‖ π_θ) over the completion, per sequence.
+    pub chosen_kl: Option<Tensor<B, 1>>,
+    pub rejected_kl: Option<Tensor<B, 1>>,
+    /// MODPO: the other objectives' margin rewards, `[n, objectives − 1]`.
+    pub chosen_margins: Option<Tensor<B, 2>>,
+    pub rejected_margins: Option<Tensor<B, 2>>,
+    /// SLiC-HF: log π_θ(y_ref | x) of a reference (SFT target) completion.
+    pub target_logps: Option<Tensor<B, 1>>,
+}
+
+/// The loss kinds with their hyper-parameters (defaults in `default()` per kind's source).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyLoss {
+    /// DPO: −log σ(βh).
+    Sigmoid { beta: f64 },
+    /// cDPO (TRL v0.19 `sigmoid` with label smoothing ε): −(1−ε) log σ(βh) − ε log σ(−βh).
+    Cdpo { beta: f64, label_smoothing: f64 },
+    /// Robust DPO: [−(1−ε) log σ(βh) + ε log σ(−βh)] / (1 − 2ε).
+    Robust { beta: f64, label_smoothing: f64 },
+    /// max(0, 1 − βh) (RSO's hinge-norm with β = γ).
+    Hinge { beta: f64 },
+    /// IPO, TRL's length-normalised form: (ρ_c/|y_c| − ρ_r/|y_r| − 1/(2β))².
+    Ipo { beta: f64 },
+    /// IPO on summed log-ratios: (h − 1/(2β))².
+    IpoSummed { beta: f64 },
+    /// EXO (pair): reverse KL between the model's and the ε-smoothed label distribution.
+    ExoPair { beta: f64, epsilon: f64 },
+    NcaPair { beta: f64 },
+    /// BCO (pair), HEAD form without the running-mean shift.
+    BcoPair { beta: f64 },
+    SppoHard { beta: f64 },
+    /// AOT (paired): distributional alignment of sorted policy vs reference log-ratios over the batch.
+    Aot { beta: f64, label_smoothing: f64 },
+    /// AOT (unpaired): sorted ρ_c against sorted ρ_r.
+    AotUnpaired { beta: f64, label_smoothing: f64 },
+    ApoZero { beta: f64 },
+    ApoDown { beta: f64 },
+    DiscoPop { beta: f64, tau: f64 },
+    /// −log σ(β(ρ_c/|y_c| − ρ_r/|y_r|)).
+    SigmoidNorm { beta: f64 },
+    /// Mean token NLL of the chosen completion.
+    Sft,
+    /// SimPO (reference-free): −(1−ε) log σ(β(ℓ̄_c − ℓ̄_r) − γ) − ε log σ(−(…)), γ = ratio·β.
+    Simpo { beta: f64, gamma_beta_ratio: f64, label_smoothing: f64 },
+    /// ORPO: NLL(chosen) − λ log σ(log-odds(ℓ̄_c) − log-odds(ℓ̄_r)).
+    Orpo { lambda: f64 },
+    /// SLiC-HF: max(0, δ − ℓ_c + ℓ_r) − λ log π(y_ref).
+    Slic { delta: f64, lambda: f64 },
+    /// RSO eq. 9: max(0, 1 − γ(ℓ_c − ℓ_r)) on raw log-probabilities.
+    RsoHinge { gamma: f64 },
+    /// TDPO: logits = h + α'(kl_c − kl_r), α' = 1 (TDPO1) or α with kl_c detached (TDPO2).
+    Tdpo { beta: f64, alpha: f64, tdpo2: bool },
+    /// MODPO: r̂ = (βρ − w_{1:}·m)/w₀, loss −log σ(r̂_c − r̂_r).
+    Modpo { beta: f64, weights: Vec<f64> },
+}
+
+/// Loss and the figures TRL logs (implicit rewards β·ρ, margins, accuracy, log-probs).
+#[derive(Clone, Debug)]
+pub struct PolicyLossOutput<B: Backend> {
+    pub loss: Tensor<B, 1>,
+    pub chosen_rewards: Tensor<B, 1>,
+    pub rejected_rewards: Tensor<B, 1>,
+    pub margins: Tensor<B, 1>,
+    pub accuracy: Tensor<B, 1>,
+}
+
+impl PolicyLoss {
+    /// β for the logged implicit rewards (1 where the loss has none).
+    fn reward_beta(&self) -> f64 {
+        match self {
+            Self::Sigmoid { beta }
+            | Self::Cdpo { beta, .. }
+            | Self::Robust { beta, .. }
+            | Self::Hinge { beta }
+            | Self::Ipo { beta }
+            | Self::IpoSummed { beta }
+            | Self::ExoPair { beta, .. }
+            | Self::NcaPair { beta }
+            | Self::BcoPair { beta }
+            | Self::SppoHard { beta }
+            | Self::Aot { beta, .. }
+            | Self::AotUnpaired { beta, .. }
+            | Self::ApoZero { beta }
+            | Self::ApoDown { beta }
+            | Self::DiscoPop { beta, .. }
+            | Self::SigmoidNorm { beta }
+            | Self::Simpo { beta, .. }
+            | Self::Tdpo { beta, .. }
+            | Self::Modpo { beta, .. } => *beta,
+            Self::Sft | Self::Orpo { .. } | Self::Slic { .. } | Self::RsoHinge { .. } => 1.0,
+        }
+    }
+
+    pub fn compute<B: Backend>(&self, b: &PolicyBatch<B>) -> PolicyLossOutput<B> {
+        let rho_c = b.chosen_logps.clone() - b.ref_chosen_logps.clone();
+        let rho_r = b.rejected_logps.clone() - b.ref_rejected_logps.clone();
+        let h = rho_c.clone() - rho_r.clone();
+        let len_c = b.chosen_len.clone().clamp_min(1.0);
+        let len_r = b.rejected_len.clone().clamp_min(1.0);
+        let nls = |x: Tensor<B, 1>| log_sigmoid(x).neg();
+        let smoothed = |z: Tensor<B, 1>, eps: f64| nls(z.clone()).mul_scalar(1.0 - eps) + nls(z.neg()).mul_scalar(eps);
+        let per_seq: Tensor<B, 1> = match self {
+            Self::Sigmoid { beta } => nls(h.clone().mul_scalar(*beta)),
+            Self::Cdpo { beta, label_smoothing } => smoothed(h.clone().mul_scalar(*beta), *label_smoothing),
+            Self::Robust { beta, label_smoothing: e } => {
+                let z = h.clone().mul_scalar(*beta);
+                (nls(z.clone()).mul_scalar(1.0 - e) - nls(z.neg()).mul_scalar(*e)).div_scalar(1.0 - 2.0 * e)
+            }
+            Self::Hinge { beta } => h.clone().mul_scalar(-*beta).add_scalar(1.0).clamp_min(0.0),
+            Self::Ipo { beta } => (rho_c.clone() / len_c.clone() - rho_r.clone() / len_r.clone()).sub_scalar(1.0 / (2.0 * beta)).powi_scalar(2),
+            Self::IpoSummed { beta } => h.clone().sub_scalar(1.0 / (2.0 * beta)).powi_scalar(2),
+            Self::ExoPair { beta, epsilon } => {
+                let z = h.clone().mul_scalar(*beta);
+                sigmoid(z.clone()) * (log_sigmoid(z.clone()).sub_scalar((1.0 - epsilon).ln()))
+                    + sigmoid(z.clone().neg()) * (log_sigmoid(z.neg()).sub_scalar(epsilon.ln()))
+            }
+            Self::NcaPair { beta } => {
+                nls(rho_c.clone().mul_scalar(*beta)) + nls(rho_c.clone().mul_scalar(-*beta)).mul_scalar(0.5) + nls(rho_r.clone().mul_scalar(-*beta)).mul_scalar(0.5)
+            }
+            Self::BcoPair { beta } => nls(rho_c.clone().mul_scalar(*beta)) + nls(rho_r.clone().mul_scalar(-*beta)),
+            Self::SppoHard { beta } => {
+                let half = 1.0 / (2.0 * beta);
+                rho_c.clone().sub_scalar(half).powi_scalar(2) + rho_r.clone().add_scalar(half).powi_scalar(2)
+            }
+            Self::Aot { beta, label_smoothing } => {
+                let delta = sort(b.chosen_logps.clone() - b.rejected_logps.clone()) - sort(b.ref_chosen_logps.clone() - b.ref_rejected_logps.clone());
+                smoothed(delta.mul_scalar(*beta), *label_smoothing)
+            }
+            Self::AotUnpaired { beta, label_smoothing } => {
+                let delta = sort(rho_c.clone()) - sort(rho_r.clone());
+                smoothed(delta.mul_scalar(*beta), *label_smoothing)
+            }
+            Self::ApoZero { beta } => sigmoid(rho_c.clone().mul_scalar(*beta)).neg().add_scalar(1.0) + sigmoid(rho_r.clone().mul_scalar(*beta)),
+            Self::ApoDown { beta } => sigmoid(rho_c.clone().mul_scalar(*beta)) + sigmoid(h.clone().mul_scalar(*beta)).neg().add_scalar(1.0),
+            Self::DiscoPop { beta, tau } => {
+                let z = h.clone().mul_scalar(*beta);
+                let m = sigmoid(z.clone().div_scalar(*tau));
+                nls(z.clone()) * m.clone().neg().add_scalar(1.0) + z.neg().exp() * m
+            }
+            Self::SigmoidNorm { beta } => nls((rho_c.clone() / len_c.clone() - rho_r.clone() / len_r.clone()).mul_scalar(*beta)),
+            Self::Sft => (b.chosen_logps.clone() / len_c.clone()).neg(),
+            Self::Simpo { beta, gamma_beta_ratio, label_smoothing } => {
+                let avg = b.chosen_logps.clone() / len_c.clone() - b.rejected_logps.clone() / len_r.clone();
+                smoothed(avg.sub_scalar(*gamma_beta_ratio).mul_scalar(*beta), *label_smoothing)
+            }
+            Self::Orpo { lambda } => {
+                let a = b.chosen_logps.clone() / len_c.clone();
+                let r = b.rejected_logps.clone() / len_r.clone();
+                let log_odds = (a.clone() - r.clone()) - (log1mexp(a.clone()) - log1mexp(r));
+                a.neg() + nls(log_odds).mul_scalar(*lambda)
+            }
+            Self::Slic { delta, lambda } => {
+                let rank = (b.rejected_logps.clone() - b.chosen_logps.clone()).add_scalar(*delta).clamp_min(0.0);
+                let target = b.target_logps.clone().expect("SLiC-HF needs target_logps (log π of the SFT target)");
+                rank - target.mul_scalar(*lambda)
+            }
+            Self::RsoHinge { gamma } => (b.chosen_logps.clone() - b.rejected_logps.clone()).mul_scalar(-*gamma).add_scalar(1.0).clamp_min(0.0),
+            Self::Tdpo { beta, alpha, tdpo2 } => {
+                let kl_c = b.chosen_kl.clone().expect("TDPO needs chosen_kl");
+                let kl_r = b.rejected_kl.clone().expect("TDPO needs rejected_kl");
+                let logits = if *tdpo2 { h.clone() + (kl_c.detach() - kl_r).mul_scalar(*alpha) } else { h.clone() + (kl_c - kl_r) };
+                nls(logits.mul_scalar(*beta))
+            }
+            Self::Modpo { beta, weights } => {
+                let w0 = weights[0];
+                let w_rest: Vec<f32> = weights[1..].iter().map(|&w| w as f32).collect();
+                let device = h.device();
+                let k = w_rest.len();
+                let w = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(w_rest, [k, 1]), &device);
+                let n = h.dims()[0];
+                let mc = b.chosen_margins.clone().expect("MODPO needs chosen_margins").matmul(w.clone()).reshape([n]);
+                let mr = b.rejected_margins.clone().expect("MODPO needs rejected_margins").matmul(w).reshape([n]);
+                let rc = (rho_c.clone().mul_scalar(*beta) - mc).div_scalar(w0);
+                let rr = (rho_r.clone().mul_scalar(*beta) - mr).div_scalar(w0);
+                nls(rc - rr)
+            }
+        };
+        let rb = self.reward_beta();
+        let chosen_rewards = rho_c.mul_scalar(rb).detach();
+        let rejected_rewards = rho_r.mul_scalar(rb).detach();
+        let margins = chosen_rewards.clone() - rejected_rewards.clone();
+        let accuracy = margins.clone().greater_elem(0.0).float().mean();
+        PolicyLossOutput { loss: per_seq.mean(), chosen_rewards, rejected_rewards, margins, accuracy }
+    }
+}
+
+/// Ascending sort along the batch (AOT compares the two distributions' quantiles).
+fn sort<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
+    x.sort(0)
+}
+
+/// log(1 − eˣ) for x < 0, stable on both sides of −ln 2 (Mächler 2012).
+fn log1mexp<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
+    let near = x.clone().exp().neg().log1p(); // accurate for x < −ln 2
+    // −expm1(x) = −2t/(1 − t) with t = tanh(x/2): no cancellation as x → 0⁻ (burn has no expm1).
+    let t = x.clone().div_scalar(2.0).tanh();
+    let far = (t.clone().mul_scalar(-2.0) / t.neg().add_scalar(1.0)).log(); // accurate for −ln 2 ≤ x < 0
+    let use_far = x.greater_elem(-std::f64::consts::LN_2);
+    near.mask_where(use_far, far)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::TensorData;
+
+    type B = NdArray<f64>;
+
+    fn t(v: f64) -> Tensor<B, 1> {
+        Tensor::from_data(TensorData::new(vec![v], [1]), &Default::default())
+    }
+
+    /// algorithms.md §8's common inputs: ℓ_c = −10, ℓ_r = −12, ℓ^ref = −11, −11.5, lengths 5, 4.
+    fn batch() -> PolicyBatch<B> {
+        PolicyBatch {
+            chosen_logps: t(-10.0),
+            rejected_logps: t(-12.0),
+            ref_chosen_logps: t(-11.0),
+            ref_rejected_logps: t(-11.5),
+            chosen_len: t(5.0),
+            rejected_len: t(4.0),
+            chosen_kl: Some(t(0.3)),
+            rejected_kl: Some(t(0.8)),
+            chosen_margins: Some(Tensor::from_data(TensorData::new(vec![0.5], [1, 1]), &Default::default())),
+            rejected_margins: Some(Tensor::from_data(TensorData::new(vec![1.0], [1, 1]), &Default::default())),
+            target_logps: Some(t(-9.0)),
+        }
+    }
+
+    fn loss(kind: PolicyLoss, b: &PolicyBatch<B>) -> f64 {
+        kind.compute(b).loss.into_scalar()
+    }
+
+    #[test]
+    fn worked_values_of_algorithms_md() {
+        let b = batch();
+        let beta = 0.1;
+        let cases: Vec<(PolicyLoss, f64)> = vec![
+            (PolicyLoss::Sigmoid { beta }, 0.620957),
+            (PolicyLoss::Cdpo { beta, label_smoothing: 0.1 }, 0.635957),
+            (PolicyLoss::Robust { beta, label_smoothing: 0.1 }, 0.602207),
+            (PolicyLoss::Hinge { beta }, 0.85),
+            (PolicyLoss::Ipo { beta }, 21.855625),
+            (PolicyLoss::IpoSummed { beta }, 12.25),
+            (PolicyLoss::NcaPair { beta }, 1.35082),
+            (PolicyLoss::BcoPair { beta }, 1.31286),
+            (PolicyLoss::SppoHard { beta }, 36.25),
+            (PolicyLoss::ApoZero { beta }, 0.962523),
+            (PolicyLoss::ApoDown { beta }, 0.987549),
+            (PolicyLoss::DiscoPop { beta, tau: 0.05 }, 0.849338),
+            (PolicyLoss::ExoPair { beta, epsilon: 1e-3 }, 2.50552),
+            (PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: true }, 0.632599),
+            (PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: false }, 0.644397),
+            (PolicyLoss::Modpo { beta, weights: vec![0.6, 0.4] }, 0.443426),
+            (PolicyLoss::Slic { delta: 3.0, lambda: 0.5 }, 5.5),
+            (PolicyLoss::RsoHinge { gamma: 0.05 }, 0.9),
+            (PolicyLoss::Hinge { beta: 0.05 }, 0.925),
+        ];
+        for (kind, expected) in cases {
+            let got = loss(kind.clone(), &b);
+            assert!((got - expected).abs() < 1e-5, "{kind:?}: {got} vs {expected}");
+        }
+        // SimPO and ORPO use per-token averages: ℓ̄_c = −2, ℓ̄_r = −3 (lengths 1 here).
+        let mut avg = batch();
+        avg.chosen_logps = t(-2.0);
+        avg.rejected_logps = t(-3.0);
+        avg.chosen_len = t(1.0);
+        avg.rejected_len = t(1.0);
+        let simpo = loss(PolicyLoss::Simpo { beta: 2.0, gamma_beta_ratio: 0.25, label_smoothing: 0.0 }, &avg);
+        assert!((simpo - 0.201413).abs() < 1e-5, "SimPO {simpo}");
+        // ORPO total with NLL = 2 (= −ℓ̄_c) and λ = 0.1: 2 + 0.1·0.288751.
+        let orpo = loss(PolicyLoss::Orpo { lambda: 0.1 }, &avg);
+        assert!((orpo - 2.02888).abs() < 1e-5, "ORPO {orpo}");
+        let log_odds: f64 = ((t(-2.0) - t(-3.0)) - (log1mexp(t(-2.0)) - log1mexp(t(-3.0)))).into_scalar();
+        assert!((log_odds - 1.09434).abs() < 1e-5);
+    }
+
+    #[test]
+    fn policy_equal_to_reference_gives_ln2() {
+        // TRL's invariant reference: step-1 DPO loss is ln 2 when π = π_ref.
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/trl_invariant_dpo_reference.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = v.pointer("/steps/0/loss").and_then(|x| x.as_f64()).expect("step-1 loss in the reference");
+        let mut b = batch();
+        b.ref_chosen_logps = b.chosen_logps.clone();
+        b.ref_rejected_logps = b.rejected_logps.clone();
+        let got = loss(PolicyLoss::Sigmoid { beta: 0.1 }, &b);
+        assert!((got - std::f64::consts::LN_2).abs() < 1e-12);
+        assert!((got - first).abs() < 1e-6, "TRL reference step 1: {first}");
+    }
+
+    #[test]
+    fn log1mexp_is_accurate_on_both_branches() {
+        for x in [-1e-8, -0.1, -0.6931, -0.6932, -1.0, -5.0, -40.0] {
+            let got: f64 = log1mexp(t(x)).into_scalar();
+            let exact = (-(x as f64).exp_m1()).ln();
+            assert!((got - exact).abs() <= 1e-9 * exact.abs().max(1.0), "{x}: {got} vs {exact}");
+        }
+    }
+
+    /// Every loss's autodiff gradient w.r.t. the policy log-probs matches central differences (f64).
+    #[test]
+    fn gradients_match_finite_differences() {
+        type A = Autodiff<B>;
+        let kinds = vec![
+            PolicyLoss::Sigmoid { beta: 0.1 },
+            PolicyLoss::Cdpo { beta: 0.1, label_smoothing: 0.1 },
+            PolicyLoss::Robust { beta: 0.1, label_smoothing: 0.1 },
+            PolicyLoss::Hinge { beta: 0.1 },
+            PolicyLoss::Ipo { beta: 0.1 },
+            PolicyLoss::IpoSummed { beta: 0.1 },
+            PolicyLoss::ExoPair { beta: 0.1, epsilon: 1e-3 },
+            PolicyLoss::NcaPair { beta: 0.1 },
+            PolicyLoss::BcoPair { beta: 0.1 },
+            PolicyLoss::SppoHard { beta: 0.1 },
+            PolicyLoss::ApoZero { beta: 0.1 },
+            PolicyLoss::ApoDown { beta: 0.1 },
+            PolicyLoss::DiscoPop { beta: 0.1, tau: 0.05 },
+            PolicyLoss::SigmoidNorm { beta: 0.1 },
+            PolicyLoss::Sft,
+            PolicyLoss::Simpo { beta: 2.0, gamma_beta_ratio: 0.25, label_smoothing: 0.1 },
+            PolicyLoss::Orpo { lambda: 0.1 },
+            PolicyLoss::Slic { delta: 3.0, lambda: 0.5 },
+            PolicyLoss::RsoHinge { gamma: 0.05 },
+            PolicyLoss::Tdpo { beta: 0.1, alpha: 0.5, tdpo2: false },
+            PolicyLoss::Modpo { beta: 0.1, weights: vec![0.6, 0.4] },
+        ];
+        let d = Default::default();
+        let mk = |lc: f64, lr: f64| -> PolicyBatch<A> {
+            let s = |v: f64| Tensor::<A, 1>::from_data(TensorData::new(vec![v], [1]), &d);
+            PolicyBatch {
+                chosen_logps: s(lc),
+                rejected_logps: s(lr),
+                ref_chosen_logps: s(-11.0),
+                ref_rejected_logps: s(-11.5),
+                chosen_len: s(5.0),
+                rejected_len: s(4.0),
+                chosen_kl: Some(s(0.3)),
+                rejected_kl: Some(s(0.8)),
+                chosen_margins: Some(Tensor::from_data(TensorData::new(vec![0.5], [1, 1]), &d)),
+                rejected_margins: Some(Tensor::from_data(TensorData::new(vec![1.0], [1, 1]), &d)),
+                target_logps: Some(s(-9.0)),
+            }
+        };
+        for kind in kinds {
+            let (lc, lr) = (-10.0, -12.0);
+            let mut b = mk(lc, lr);
+            b.chosen_logps = b.chosen_logps.require_grad();
+            b.rejected_logps = b.rejected_logps.require_grad();
+            let out = kind.compute(&b);
+            let grads = out.loss.backward();
+            // A loss that ignores an input (SFT ignores the rejected side) has no gradient for it.
+            let gc: f64 = b.chosen_logps.grad(&grads).map_or(0.0, |g| g.into_scalar());
+            let gr: f64 = b.rejected_logps.grad(&grads).map_or(0.0, |g| g.into_scalar());
+            let f = |lc: f64, lr: f64| -> f64 { kind.compute(&mk(lc, lr)).loss.into_scalar() };
+            let e = 1e-5;
+            let fc = (f(lc + e, lr) - f(lc - e, lr)) / (2.0 * e);
+            let fr = (f(lc, lr + e) - f(lc, lr - e)) / (2.0 * e);
+            assert!((gc - fc).abs() < 1e-6 * fc.abs().max(1.0), "{kind:?} d/dℓ_c: {gc} vs {fc}");
+            assert!((gr - fr).abs() < 1e-6 * fr.abs().max(1.0), "{kind:?} d/dℓ_r: {gr} vs {fr}");
+        }
+    }
+
+    #[test]
+    fn aot_sorts_over_the_batch() {
+        // Two pairs whose policy margins are in the opposite order of the reference margins:
+        // AOT compares quantiles, so swapping which pair holds which margin does not change it.
+        let d = Default::default();
+        let s = |v: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &d);
+        let mut b = PolicyBatch {
+            chosen_logps: s(vec![-1.0, -2.0]),
+            rejected_logps: s(vec![-3.0, -2.5]),
+            ref_chosen_logps: s(vec![-2.0, -2.0]),
+            ref_rejected_logps: s(vec![-2.2, -3.0]),
+            chosen_len: s(vec![1.0, 1.0]),
+            rejected_len: s(vec![1.0, 1.0]),
+            chosen_kl: None,
+            rejected_kl: None,
+            chosen_margins: None,
+            rejected_margins: None,
+            target_logps: None,
+        };
+        let kind = PolicyLoss::Aot { beta: 1.0, label_smoothing: 0.0 };
+        let a: f64 = kind.compute(&b).loss.into_scalar();
+        // sorted policy margins [0.5, 2.0], sorted reference margins [0.2, 1.0] → δ = [0.3, 1.0].
+        let expected = (-(1.0 / (1.0 + (-0.3f64).exp())).ln() - (1.0 / (1.0 + (-1.0f64).exp())).ln()) / 2.0;
+        assert!((a - expected).abs() < 1e-12, "{a} vs {expected}");
+        b.ref_chosen_logps = s(vec![-2.0, -2.0]);
+        b.ref_rejected_logps = s(vec![-3.0, -2.2]);
+        let swapped: f64 = kind.compute(&b).loss.into_scalar();
+        assert!((a - swapped).abs() < 1e-12);
+    }
+}
