@@ -7,7 +7,8 @@
 //!
 //! Test hooks: `data-testid` on the controls and read-outs, and `window.__prefscope`, an object
 //! `{ backend: "webgpu"|"cpu"|null, adapter, status, steps, losses: [f32 per step],
-//!    evals: [{step, accuracy, loss}], accuracy: number|null }` kept current after every step.
+//!    stepTimes: [Date.now() per step], evals: [{step, accuracy, loss}], accuracy: number|null }`
+//! kept current after every step.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -100,6 +101,8 @@ pub struct App {
     /// `window.__prefscope` and its `losses` array.
     hook: Object,
     hook_losses: Array,
+    /// `Date.now()` when each step's metrics arrived (`window.__prefscope.stepTimes`).
+    hook_times: Array,
 }
 
 impl Component for App {
@@ -131,6 +134,7 @@ impl Component for App {
             ms_per_step: None,
             hook,
             hook_losses: Array::new(),
+            hook_times: Array::new(),
         };
         app.rebuild_dataset();
         app.publish();
@@ -149,19 +153,19 @@ impl Component for App {
                 }
             }
             Msg::SetScenario(name) => {
-                if let Ok(kind) = ScenarioKind::parse(&name) {
-                    if kind != self.settings.scenario {
-                        self.settings.scenario = kind;
-                        self.settings_changed();
-                    }
+                if let Ok(kind) = ScenarioKind::parse(&name)
+                    && kind != self.settings.scenario
+                {
+                    self.settings.scenario = kind;
+                    self.settings_changed();
                 }
             }
             Msg::SetModel(name) => {
-                if let Ok(kind) = ModelKind::parse(&name) {
-                    if kind != self.settings.model {
-                        self.settings.model = kind;
-                        self.settings_changed();
-                    }
+                if let Ok(kind) = ModelKind::parse(&name)
+                    && kind != self.settings.model
+                {
+                    self.settings.model = kind;
+                    self.settings_changed();
                 }
             }
             Msg::SetNormalize(on) => {
@@ -209,8 +213,10 @@ impl Component for App {
                 { self.view_notices() }
                 <main class="grid">
                     { self.view_setup(link) }
-                    { self.view_training() }
-                    { self.view_data() }
+                    <div class="column">
+                        { self.view_training() }
+                        { self.view_data() }
+                    </div>
                 </main>
                 <footer>
                     { "Everything random comes from the seed, so the same settings give the same loss curve on WebGPU and on the CPU. Settings live in the URL: " }
@@ -232,16 +238,14 @@ impl App {
     fn rebuild_dataset(&mut self) {
         let cfg = self.settings.run_config();
         self.dataset = cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string());
-        self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 80)).map(Rc::new);
+        self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 60)).map(Rc::new);
     }
 
     fn settings_changed(&mut self) {
         self.rebuild_dataset();
         self.reset();
-        if let Some(w) = web_sys::window() {
-            if let Ok(h) = w.history() {
-                let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&self.settings.to_query()));
-            }
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&self.settings.to_query()));
         }
     }
 
@@ -258,6 +262,7 @@ impl App {
         self.stretch_start = None;
         self.ms_per_step = None;
         self.hook_losses = Array::new();
+        self.hook_times = Array::new();
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
@@ -293,6 +298,7 @@ impl App {
         match event {
             LoopEvent::Step(g, m) if g == current => {
                 self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
+                self.hook_times.push(&JsValue::from_f64(js_sys::Date::now()));
                 self.losses.push(m.loss);
                 if let Some(e) = m.eval {
                     self.evals.push((m.step, e.accuracy, e.loss));
@@ -336,6 +342,7 @@ impl App {
         set("status", &JsValue::from_str(&self.status.label()));
         set("steps", &JsValue::from_f64(self.settings.steps as f64));
         set("losses", &self.hook_losses);
+        set("stepTimes", &self.hook_times);
         let evals = Array::new();
         for &(step, accuracy, loss) in &self.evals {
             let o = Object::new();
@@ -454,6 +461,11 @@ impl App {
                     <div class="stat"><span class="k">{ "eval accuracy" }</span><span class="v big" data-testid="accuracy">{ accuracy }</span></div>
                     <div class="stat"><span class="k">{ "speed" }</span><span class="v" data-testid="speed">{ speed }</span></div>
                 </div>
+                <div class="legend">
+                    <span class="key loss"></span>{ "training loss (per step)" }
+                    <span class="key acc"></span>{ "held-out accuracy (every 25 steps)" }
+                    <span class="key chance"></span>{ "chance level" }
+                </div>
                 { loss_chart(total, &self.losses, &self.evals) }
                 <p class="caption" data-testid="latest-eval">{ latest }</p>
             </section>
@@ -464,13 +476,14 @@ impl App {
         let body = match (&self.dataset, &self.picture) {
             (Err(e), _) => html! { <p class="notice error">{ format!("Could not build the scenario: {e}") }</p> },
             (Ok(ds), Some(pic)) => html! {
-                <>
+                <div class="data-body">
                     <DataPlot picture={PictureRef(pic.clone())} />
                     <p class="caption">
                         { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
-                        { pic.colour_legend }{ format!("; arrows: chosen → rejected for {} sampled training pairs.", pic.arrows.len()) }
+                        <br/><br/>{ capitalise(pic.colour_legend) }{ "." }
+                        <br/><br/>{ format!("Arrows point from the chosen to the rejected item of {} sampled training pairs.", pic.arrows.len()) }
                     </p>
-                </>
+                </div>
             },
             (Ok(ds), None) => html! {
                 <>
@@ -492,10 +505,15 @@ impl App {
     }
 }
 
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
 fn scenario_title(k: ScenarioKind) -> &'static str {
     match k {
         ScenarioKind::Linear => "linear — a hidden utility",
-        ScenarioKind::Cyclic => "cyclic — rock–paper–scissors on a circle",
+        ScenarioKind::Cyclic => "cyclic — rock–paper–scissors",
         ScenarioKind::CyclicAbcd => "cyclic-abcd — A ≻ B ≻ C ≻ D ≻ A",
     }
 }
@@ -603,15 +621,6 @@ fn loss_chart(total_steps: usize, losses: &[f32], evals: &[(usize, f32, f32)]) -
             { for evals.iter().map(|&(s, a, _)| html! {
                 <circle class="dot acc" cx={fmt(sx(s as f64))} cy={fmt(sa(a as f64))} r="3" />
             }) }
-            // Legend.
-            <g class="legend" transform={format!("translate({} {})", fmt(x1 - 170.0), fmt(y1 + 8.0))}>
-                <rect x="-8" y="-4" width="170" height="40" rx="4" />
-                <line class="series loss" x1="0" x2="22" y1="8" y2="8" />
-                <text x="28" y="12">{ "training loss" }</text>
-                <line class="series acc" x1="0" x2="22" y1="26" y2="26" />
-                <circle class="dot acc" cx="11" cy="26" r="3" />
-                <text x="28" y="30">{ "held-out accuracy" }</text>
-            </g>
         </svg>
     }
 }

@@ -5,6 +5,9 @@
 //! On other targets this is an empty binary, so `cargo test --workspace` covers the
 //! browser-independent parts ([`settings`], [`plot`]) on the host.
 
+// On the host only the unit tests use these modules.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 mod plot;
 mod settings;
 
@@ -25,10 +28,10 @@ fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
     let text = format!("error: panic: {info}");
     web_sys::console::error_1(&text.clone().into());
     let Some(window) = web_sys::window() else { return };
-    if let Ok(hook) = js_sys::Reflect::get(&window, &"__prefscope".into()) {
-        if hook.is_object() {
-            let _ = js_sys::Reflect::set(&hook, &"status".into(), &text.clone().into());
-        }
+    if let Ok(hook) = js_sys::Reflect::get(&window, &"__prefscope".into())
+        && hook.is_object()
+    {
+        let _ = js_sys::Reflect::set(&hook, &"status".into(), &text.clone().into());
     }
     if let Some(el) = window.document().and_then(|d| d.query_selector("[data-testid=status]").ok().flatten()) {
         el.set_text_content(Some(&text));

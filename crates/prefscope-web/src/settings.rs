@@ -96,11 +96,12 @@ impl Settings {
         (s, warnings)
     }
 
-    /// The canonical query string (starts with `?`); the backend is kept only when not `auto`.
+    /// The canonical query string (starts with `?`); `normalize` and `backend` only when they
+    /// differ from their defaults (true, auto).
     pub fn to_query(&self) -> String {
         let mut q = format!("?scenario={}&model={}", self.scenario.name(), self.model.name());
-        if self.model == ModelKind::Gpm {
-            q.push_str(&format!("&normalize={}", self.normalize));
+        if !self.normalize {
+            q.push_str("&normalize=false");
         }
         q.push_str(&format!("&seed={}&steps={}", self.seed, self.steps));
         if self.backend != BackendChoice::Auto {
