@@ -1,0 +1,258 @@
+// Real-browser test of the prefscope playground.
+//
+//   node tests/browser/playground.test.mjs <dist-dir> <out-dir>
+//
+// Serves <dist-dir> (the output of `trunk build`) on 127.0.0.1, drives the system Chromium
+// (/usr/bin/chromium, never a downloaded browser) through playwright-core, and writes screenshots
+// to <out-dir>. Prints `ok - name` / `not ok - name: reason` per case and `N passed, M failed`;
+// exits non-zero on any failure. Page console errors are forwarded to stdout.
+//
+// The page's test hooks: data-testid attributes, and `window.__prefscope`
+// ({ backend, adapter, status, steps, losses, evals, accuracy }), see crates/prefscope-web/src/app.rs.
+
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const DONE_TIMEOUT_MS = Number(process.env.PREFSCOPE_DONE_TIMEOUT_MS || 300_000);
+const LOSS_TOLERANCE = 1e-4;
+
+const [distArg, outArg] = process.argv.slice(2);
+if (!distArg || !outArg) {
+  console.error('usage: node tests/browser/playground.test.mjs <dist-dir> <out-dir>');
+  process.exit(2);
+}
+const distDir = path.resolve(distArg);
+const outDir = path.resolve(outArg);
+if (!fs.existsSync(path.join(distDir, 'index.html'))) {
+  console.error(`${distDir}/index.html not found: run \`trunk build\` first`);
+  process.exit(2);
+}
+fs.mkdirSync(outDir, { recursive: true });
+
+// ---------------------------------------------------------------------------------------------
+// A static file server for the dist dir.
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.wgsl': 'text/plain; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+function serve(root) {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    let rel = decodeURIComponent(url.pathname);
+    if (rel.endsWith('/')) rel += 'index.html';
+    const file = path.join(root, path.normalize(rel));
+    if (!file.startsWith(root + path.sep)) {
+      res.writeHead(403).end('forbidden');
+      return;
+    }
+    fs.readFile(file, (err, body) => {
+      if (err) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': MIME[path.extname(file)] || 'application/octet-stream',
+        'cache-control': 'no-store',
+      });
+      res.end(body);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const statusText = (page) => page.getByTestId('status').textContent();
+const hook = (page) => page.evaluate(() => {
+  const h = window.__prefscope || {};
+  return {
+    backend: h.backend, adapter: h.adapter, status: h.status, accuracy: h.accuracy,
+    losses: Array.from(h.losses || []), stepTimes: Array.from(h.stepTimes || []),
+  };
+});
+const stepsDone = (page) => page.evaluate(() => (window.__prefscope?.losses || []).length);
+
+async function openPage(context, base, query) {
+  const page = await context.newPage();
+  const tag = query.match(/backend=(\w+)/)?.[1] || 'auto';
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') console.log(`# [${tag} console.${msg.type()}] ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => console.log(`# [${tag} pageerror] ${err.message}`));
+  await page.goto(`${base}/${query}`, { waitUntil: 'load' });
+  // The badge leaves "detecting…" once the backend is chosen (or failed).
+  await page.waitForFunction(() => {
+    const b = document.querySelector('[data-testid=backend-badge]');
+    return b && !b.textContent.includes('detecting');
+  }, null, { timeout: 60_000 });
+  return page;
+}
+
+/** Wait until the status is `done` (or an error); returns the final status text. */
+async function waitDone(page) {
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=status]')?.textContent || '';
+    return s === 'done' || s.startsWith('error');
+  }, null, { timeout: DONE_TIMEOUT_MS, polling: 100 });
+  return statusText(page);
+}
+
+/** Train cyclic + GPM to the end on the given backend; returns what the page reports. */
+async function trainToEnd(context, base, backend, screenshot) {
+  const page = await openPage(context, base, `?backend=${backend}&scenario=cyclic&model=gpm&seed=0`);
+  try {
+    await page.getByTestId('scenario-select').selectOption('cyclic');
+    await page.getByTestId('model-select').selectOption('gpm');
+    const t0 = Date.now();
+    await page.getByTestId('train-button').click({ timeout: 60_000 });
+    const status = await waitDone(page);
+    const seconds = (Date.now() - t0) / 1000;
+    const accuracyText = (await page.getByTestId('accuracy').textContent()).trim();
+    const badge = (await page.getByTestId('backend-badge').textContent()).trim();
+    const notice = page.getByTestId('fallback-notice');
+    const noticeVisible = (await notice.count()) > 0 && (await notice.isVisible());
+    const h = await hook(page);
+    await page.screenshot({ path: path.join(outDir, screenshot), fullPage: true });
+    const t = h.stepTimes;
+    const steady = t.length > 60 ? ` (${((t[t.length - 1] - t[50]) / (t.length - 51)).toFixed(1)} ms/step after step 50)` : '';
+    console.log(`# ${backend}: status ${status}, accuracy ${accuracyText}, ${h.losses.length} steps in ${seconds.toFixed(1)} s${steady}, badge "${badge}"${h.adapter ? `, adapter "${h.adapter}"` : ''}`);
+    return { status, accuracyText, accuracy: Number(accuracyText), badge, noticeVisible, ...h };
+  } finally {
+    await page.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+
+const results = [];
+async function check(name, fn) {
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok - ${name}`);
+  } catch (err) {
+    results.push(false);
+    console.log(`not ok - ${name}: ${String(err?.message || err).split('\n')[0]}`);
+  }
+}
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+const server = await serve(distDir);
+const base = `http://127.0.0.1:${server.address().port}`;
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'prefscope-chromium-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
+    ],
+    // Playwright adds this by default; it is not needed for WebGPU's SwiftShader adapter here.
+    ignoreDefaultArgs: ['--enable-unsafe-swiftshader'],
+    viewport: { width: 1280, height: 900 },
+  });
+
+  let gpu, cpu;
+  await check('webgpu: cyclic + GPM trains to ≥ 0.95 held-out accuracy', async () => {
+    gpu = await trainToEnd(context, base, 'webgpu', 'webgpu-cyclic-gpm.png');
+    assert(gpu.status === 'done', `status is "${gpu.status}"`);
+    assert(gpu.accuracy >= 0.95, `accuracy "${gpu.accuracyText}" < 0.95`);
+    assert(/webgpu/i.test(gpu.badge), `backend badge says "${gpu.badge}"`);
+    assert(gpu.backend === 'webgpu', `window.__prefscope.backend is ${gpu.backend}`);
+  });
+
+  await check('cpu fallback (?backend=cpu): cyclic + GPM trains to ≥ 0.95, badge and notice say CPU', async () => {
+    cpu = await trainToEnd(context, base, 'cpu', 'cpu-cyclic-gpm.png');
+    assert(cpu.status === 'done', `status is "${cpu.status}"`);
+    assert(cpu.accuracy >= 0.95, `accuracy "${cpu.accuracyText}" < 0.95`);
+    assert(/cpu/i.test(cpu.badge), `backend badge says "${cpu.badge}"`);
+    assert(cpu.noticeVisible, 'the CPU fallback notice is not visible');
+    assert(cpu.backend === 'cpu', `window.__prefscope.backend is ${cpu.backend}`);
+  });
+
+  await check(`webgpu and cpu loss curves agree to ${LOSS_TOLERANCE} at every step`, async () => {
+    assert(gpu?.losses?.length && cpu?.losses?.length, 'a backend produced no losses');
+    assert(gpu.losses.length === cpu.losses.length, `lengths differ: webgpu ${gpu.losses.length}, cpu ${cpu.losses.length}`);
+    let worst = 0, at = 0;
+    gpu.losses.forEach((g, i) => {
+      const d = Math.abs(g - cpu.losses[i]);
+      if (!(d <= worst)) { worst = d; at = i; }
+    });
+    console.log(`# largest |Δloss| = ${worst.toExponential(2)} at step ${at + 1} of ${gpu.losses.length}`);
+    assert(worst <= LOSS_TOLERANCE, `step ${at + 1}: webgpu ${gpu.losses[at]} vs cpu ${cpu.losses[at]}`);
+  });
+
+  await check('responsive while training: Pause takes effect within 1 s, Resume continues', async () => {
+    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=300');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      // Past step 25, the first evaluation: by then every kernel has been compiled, so this measures
+      // steady-state latency (one training step) rather than SwiftShader's shader compilation.
+      await page.waitForFunction(() => (window.__prefscope?.losses || []).length >= 30, null, { timeout: 180_000 });
+      // The event loop keeps turning during training: longest gap between timer callbacks.
+      const gap = await page.evaluate(() => new Promise((resolve) => {
+        let last = performance.now(), worst = 0;
+        const end = last + 1000;
+        const tick = () => {
+          const now = performance.now();
+          worst = Math.max(worst, now - last);
+          last = now;
+          if (now < end) setTimeout(tick, 0); else resolve(worst);
+        };
+        setTimeout(tick, 0);
+      }));
+      console.log(`# longest event-loop gap while training: ${gap.toFixed(0)} ms`);
+      assert(gap < 500, `the event loop stalled for ${gap.toFixed(0)} ms`);
+      assert((await statusText(page)) === 'training', `status is "${await statusText(page)}" before Pause`);
+      const t0 = Date.now();
+      await page.getByTestId('pause-button').click();
+      await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'paused', null, { timeout: 1000, polling: 10 });
+      console.log(`# Pause took effect after ${Date.now() - t0} ms`);
+      const pausedAt = await stepsDone(page);
+      await sleep(500);
+      const later = await stepsDone(page);
+      assert(later === pausedAt, `steps went on while paused (${pausedAt} → ${later})`);
+      await page.getByTestId('train-button').click();
+      await page.waitForFunction((n) => (window.__prefscope?.losses || []).length > n + 3, pausedAt, { timeout: 30_000 });
+      assert((await statusText(page)) === 'training', `status is "${await statusText(page)}" after Resume`);
+      await page.getByTestId('reset-button').click();
+      await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'idle' && window.__prefscope.losses.length === 0, null, { timeout: 5000 });
+    } finally {
+      await page.close();
+    }
+  });
+} catch (err) {
+  results.push(false);
+  console.log(`not ok - browser session: ${String(err?.message || err).split('\n')[0]}`);
+} finally {
+  await context?.close().catch(() => {});
+  server.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+
+const passed = results.filter(Boolean).length;
+const failed = results.length - passed;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
