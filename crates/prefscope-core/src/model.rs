@@ -220,6 +220,32 @@ impl<B: Backend> GpmModel<B> {
     }
 }
 
+/// GPM's linear query complexity: the n × n score table S[i][j] = s(y_i ≻ y_j)/τ of n responses
+/// from one call of `encode` on the n responses (not one per pair).
+///
+/// With G the embeddings rotated block-wise, (e₀, e₁) ↦ (e₁, −e₀), s(y_i ≻ y_j) = Σ_l λ_l (e_i,2l e_j,2l+1
+/// − e_i,2l+1 e_j,2l) = (E Λ) G^T, Λ the block weights repeated per coordinate. `lambda` is the gate's
+/// `[k]` weights for the shared prompt (None = 1).
+pub fn all_pairs_scores<B: Backend>(items: Tensor<B, 2>, encode: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>, lambda: Option<Tensor<B, 1>>, tau: f64) -> Tensor<B, 2> {
+    let e = encode(items);
+    let [n, two_k] = e.dims();
+    let k = two_k / 2;
+    let blocks = e.clone().reshape([n, k, 2]);
+    let rotated = Tensor::cat(vec![blocks.clone().narrow(2, 1, 1), blocks.narrow(2, 0, 1).neg()], 2).reshape([n, two_k]);
+    let weighted = match lambda {
+        Some(l) => e * l.reshape([1, k, 1]).repeat_dim(2, 2).reshape([1, two_k]),
+        None => e,
+    };
+    weighted.matmul(rotated.transpose()).div_scalar(tau)
+}
+
+/// Per-candidate score from a pairwise table, as GPM's alignment code ranks samples
+/// (`get_scores_from_cmps`): mean_j (S − Sᵀ)[i][j]; for a skew-symmetric S that is 2·mean_j S[i][j].
+pub fn candidate_scores<B: Backend>(table: Tensor<B, 2>) -> Tensor<B, 1> {
+    let n = table.dims()[0];
+    (table.clone() - table.transpose()).mean_dim(1).reshape([n])
+}
+
 /// The models a user can pick; one type so that front ends and checkpoints handle all alike.
 #[derive(Module, Debug)]
 pub enum PreferenceModel<B: Backend> {
@@ -296,6 +322,42 @@ mod tests {
                 assert!((p + q).abs() < 1e-5, "{kind:?}: {p} vs {q}");
             }
             assert_eq!(ab[2], 0.0, "{kind:?}: an item against itself must score 0");
+        }
+    }
+
+    #[test]
+    fn all_pairs_table_needs_n_encoder_rows_and_matches_pairwise_scores() {
+        let mut cfg = ModelConfig::new(ModelKind::Gpm);
+        cfg.k = 3;
+        cfg.gate = true;
+        let m = cfg.init::<B>(2, 4, 9, &Default::default()).unwrap();
+        let PreferenceModel::Gpm(g) = &m else { unreachable!() };
+        let n = 5;
+        let xs: Vec<f32> = (0..2 * n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
+        let items = rows(&xs, 2);
+        let prompt = rows(&[0.2, -1.0, 0.5, 0.3], 4);
+        let lambda = g.gate_weights(Some(prompt.clone())).unwrap().reshape([3]);
+        let mut encoded_rows = 0;
+        let table = all_pairs_scores(items.clone(), |x| {
+            encoded_rows += x.dims()[0];
+            g.embed(x)
+        }, Some(lambda), g.tau);
+        assert_eq!(encoded_rows, n, "one embedding per response, not one per pair");
+        let table: Vec<f32> = table.into_data().convert::<f32>().to_vec().unwrap();
+        // Against the per-pair path (which embeds both sides of each of the n² pairs).
+        for i in 0..n {
+            for j in 0..n {
+                let a = rows(&xs[2 * i..2 * i + 2], 2);
+                let b = rows(&xs[2 * j..2 * j + 2], 2);
+                let s: f32 = m.logits(a, b, Some(prompt.clone())).into_scalar();
+                assert!((table[i * n + j] - s).abs() < 1e-4, "({i},{j}): {} vs {s}", table[i * n + j]);
+            }
+            assert!(table[i * n + i].abs() < 1e-6, "s(y ≻ y) = 0");
+        }
+        let scores: Vec<f32> = candidate_scores(rows(&table, n)).into_data().convert::<f32>().to_vec().unwrap();
+        for i in 0..n {
+            let expected = 2.0 * (0..n).map(|j| table[i * n + j]).sum::<f32>() / n as f32;
+            assert!((scores[i] - expected).abs() < 1e-4);
         }
     }
 
