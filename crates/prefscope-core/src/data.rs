@@ -57,7 +57,7 @@ impl PairDataset {
 
     fn validate(&self) -> Result<()> {
         let n = self.n_items();
-        if self.dim == 0 || self.items.len() % self.dim != 0 {
+        if self.dim == 0 || !self.items.len().is_multiple_of(self.dim) {
             return Err(config_error("dataset.items", "length is not a multiple of dim"));
         }
         if let Some(&(c, r)) = self.pairs.iter().find(|&&(c, r)| c >= n || r >= n) {
@@ -371,8 +371,8 @@ mod tests {
         let ds = ScenarioConfig::new(ScenarioKind::Linear).build(1).unwrap();
         let mut w = [0f32; 2];
         for &(c, r) in &ds.pairs {
-            for j in 0..2 {
-                w[j] += ds.item(c)[j] - ds.item(r)[j];
+            for (j, wj) in w.iter_mut().enumerate() {
+                *wj += ds.item(c)[j] - ds.item(r)[j];
             }
         }
         let agree = ds

@@ -129,8 +129,8 @@ mod tests {
         // d/dℓ of the smoothed loss is σ(ℓ) − (1 − ε): zero at ℓ* = log((1−ε)/ε).
         use burn::backend::Autodiff;
         type A = Autodiff<B>;
-        for eps in [0.05, 0.1, 0.3] {
-            let star = ((1.0 - eps) / eps as f64).ln();
+        for eps in [0.05f64, 0.1, 0.3] {
+            let star = ((1.0 - eps) / eps).ln();
             for (x, sign) in [(star, 0.0), (star - 0.5, -1.0), (star + 0.5, 1.0)] {
                 let l = Tensor::<A, 1>::from_data(TensorData::new(vec![x], [1]), &Default::default()).require_grad();
                 let g = bradley_terry_loss(l.clone(), None, eps, None).backward();
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn sigmoid_is_exact_in_f64() {
         for x in [-30.0, -2.0, 0.15, 3.0, 40.0] {
-            let exact = 1.0 / (1.0 + (-x as f64).exp());
+            let exact = 1.0 / (1.0 + f64::exp(-x));
             let got = scalar(sigmoid(t1(&[x])));
             assert!((got - exact).abs() <= 1e-13 * exact, "{x}: {got} vs {exact}");
         }

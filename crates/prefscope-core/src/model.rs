@@ -248,6 +248,7 @@ pub fn candidate_scores<B: Backend>(table: Tensor<B, 2>) -> Tensor<B, 1> {
 
 /// The models a user can pick; one type so that front ends and checkpoints handle all alike.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per run: boxing would only add indirection
 pub enum PreferenceModel<B: Backend> {
     Bt(BtModel<B>),
     Gpm(GpmModel<B>),

@@ -166,8 +166,8 @@ fn toml_field(text: &str, at: usize, message: &str) -> String {
     let before = &text[..at.min(text.len())];
     let table = before
         .lines()
-        .filter_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
         .map(|t| format!("{}.", t.trim()))
         .unwrap_or_default();
     let line = text[before.rfind('\n').map_or(0, |i| i + 1)..].lines().next().unwrap_or("");
@@ -232,10 +232,14 @@ async fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
 
 /// Evaluate a model on the given pairs of a dataset (any backend, no gradients).
 pub async fn evaluate<B: Backend>(model: &PreferenceModel<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<EvalMetrics> {
+    evaluate_resident(model, &DeviceData::<B>::new(ds, device), ds, pairs, device).await
+}
+
+/// [`evaluate`] on data already on the device (the trainer's, so evaluation uploads nothing).
+async fn evaluate_resident<B: Backend>(model: &PreferenceModel<B>, data: &DeviceData<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<EvalMetrics> {
     if pairs.is_empty() {
         return Ok(EvalMetrics { accuracy: f32::NAN, loss: f32::NAN, probability: f32::NAN, n: 0 });
     }
-    let data = DeviceData::<B>::new(ds, device);
     // Chunk so a large eval set never needs one huge activation tensor.
     let (mut acc, mut loss, mut prob) = (0f64, 0f64, 0f64);
     for chunk in pairs.chunks(8192) {
@@ -360,13 +364,14 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !v[0].is_finite() {
             return Err(Error::NonFinite { step: self.step, value: v[0] });
         }
-        let eval = if self.step % self.config.train.eval_every == 0 || self.is_done() { Some(self.evaluate().await?) } else { None };
+        let eval = if self.step.is_multiple_of(self.config.train.eval_every) || self.is_done() { Some(self.evaluate().await?) } else { None };
         Ok(StepMetrics { step: self.step, loss: v[0], train_accuracy: v[1], eval })
     }
 
     /// Held-out metrics of the current model.
     pub async fn evaluate(&self) -> Result<EvalMetrics> {
-        evaluate(&self.model().valid(), &self.dataset, &self.dataset.eval, &self.device).await
+        let data = DeviceData::<B::InnerBackend> { items: self.data.items.clone().inner(), prompts: self.data.prompts.clone().map(|p| p.inner()) };
+        evaluate_resident(&self.model().valid(), &data, &self.dataset, &self.dataset.eval, &self.device).await
     }
 
     /// The current weights as a named-MessagePack record (what `model.mpk` holds).
