@@ -161,3 +161,20 @@ fn rank_fits_a_leaderboard_from_battles_and_choix_files() {
     let out = prefscope(&["rank", "--data", "bad.jsonl"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2: winner:"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn align_bandit_reports_kl_to_the_dpo_optimum() {
+    let dir = scratch("align");
+    let out = last_json(&prefscope(&["align", "--policy", "bandit", "--loss", "dpo", "--beta", "0.5", "--out", "b", "--json"], &dir));
+    let kl = out["kl_to_optimum"].as_f64().expect("DPO's optimum is known");
+    assert!(kl < 1e-3, "{kl}");
+    assert_eq!(out["backend"], "cpu");
+    let policy: f64 = out["policy"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
+    assert!((policy - 1.0).abs() < 1e-6);
+    assert!(dir.join("b/metrics.jsonl").is_file() && dir.join("b/summary.json").is_file());
+    // A loss without a closed-form optimum reports null, not a made-up number.
+    let out = last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "50", "--out", "h", "--json"], &dir));
+    assert!(out["kl_to_optimum"].is_null());
+    let bad = prefscope(&["align", "--loss", "orpo"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--loss: `orpo`"));
+}

@@ -3,6 +3,7 @@
 //! The training itself is `prefscope_core::Trainer`, the same loop the page runs; this binary
 //! adds backends (ndarray, wgpu, CUDA), run folders, progress bars and machine-readable output.
 
+mod align;
 mod backend;
 mod bench;
 mod rank;
@@ -30,6 +31,8 @@ enum Command {
     Eval(run::EvalArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
     Bench(bench::BenchArgs),
+    /// Optimise a policy with a DPO-family loss (bandit policy with a known optimum).
+    Align(align::AlignArgs),
     /// Rank items from comparisons (Bradley–Terry / Plackett–Luce MLE, bootstrap CIs, Elo scale).
     Rank(rank::RankArgs),
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run::eval(args),
         Command::Bench(args) => bench::bench(args),
         Command::Rank(args) => rank::rank(args),
+        Command::Align(args) => align::align(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,7 +81,10 @@ pub enum PolicyLoss {
 /// Loss and the figures TRL logs (implicit rewards β·ρ, margins, accuracy, log-probs).
 #[derive(Clone, Debug)]
 pub struct PolicyLossOutput<B: Backend> {
+    /// Mean over the batch.
     pub loss: Tensor<B, 1>,
+    /// The loss of each pair (for weighted objectives, e.g. expected losses over a known distribution).
+    pub per_pair: Tensor<B, 1>,
     pub chosen_rewards: Tensor<B, 1>,
     pub rejected_rewards: Tensor<B, 1>,
     pub margins: Tensor<B, 1>,
@@ -204,7 +207,7 @@ impl PolicyLoss {
         let rejected_rewards = rho_r.mul_scalar(rb).detach();
         let margins = chosen_rewards.clone() - rejected_rewards.clone();
         let accuracy = margins.clone().greater_elem(0.0).float().mean();
-        PolicyLossOutput { loss: per_seq.mean(), chosen_rewards, rejected_rewards, margins, accuracy }
+        PolicyLossOutput { loss: per_seq.clone().mean(), per_pair: per_seq, chosen_rewards, rejected_rewards, margins, accuracy }
     }
 }
 

@@ -12,6 +12,7 @@
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
+pub mod bandit;
 pub mod data;
 pub mod loss;
 pub mod model;

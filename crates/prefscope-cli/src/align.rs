@@ -1,0 +1,175 @@
+//! `prefscope align`: preference optimisation of a policy. The bandit policy (n candidates, exact
+//! preferences) reports its distance to the loss's analytic optimum where one is known.
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use prefscope_core::align::PolicyLoss;
+use prefscope_core::bandit::{BanditConfig, train_bandit};
+use serde_json::json;
+
+use crate::BackendArgs;
+use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::run::write_atomic;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyKind {
+    /// Softmax over n candidate responses to one prompt.
+    Bandit,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AlignArgs {
+    #[arg(long, value_enum, default_value_t = PolicyKind::Bandit)]
+    policy: PolicyKind,
+    /// Loss: dpo (sigmoid), ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero,
+    /// apo-down, discopop, exo-pair, aot (others need per-token data or extra inputs).
+    #[arg(long, default_value = "dpo")]
+    loss: String,
+    #[arg(long, default_value_t = 0.1)]
+    beta: f64,
+    /// Label smoothing ε for cdpo/robust/aot (exo-pair's ε; 1e-3 if 0).
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Number of candidate responses.
+    #[arg(long)]
+    n: Option<usize>,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Label pairs by the sign of the reward difference instead of a Bradley–Terry draw.
+    #[arg(long)]
+    deterministic: bool,
+    /// A TOML bandit config (as written to a run folder); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder (default: runs/bandit-<loss>-beta<β>, numbered if taken).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+fn parse_loss(name: &str, beta: f64, eps: f64) -> Result<PolicyLoss> {
+    Ok(match name {
+        "dpo" | "sigmoid" => PolicyLoss::Sigmoid { beta },
+        "ipo" => PolicyLoss::IpoSummed { beta },
+        "hinge" => PolicyLoss::Hinge { beta },
+        "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: eps },
+        "robust" => PolicyLoss::Robust { beta, label_smoothing: eps },
+        "nca-pair" => PolicyLoss::NcaPair { beta },
+        "bco-pair" => PolicyLoss::BcoPair { beta },
+        "sppo-hard" => PolicyLoss::SppoHard { beta },
+        "apo-zero" => PolicyLoss::ApoZero { beta },
+        "apo-down" => PolicyLoss::ApoDown { beta },
+        "discopop" => PolicyLoss::DiscoPop { beta, tau: 0.05 },
+        "exo-pair" => PolicyLoss::ExoPair { beta, epsilon: if eps > 0.0 { eps } else { 1e-3 } },
+        "aot" => PolicyLoss::AotUnpaired { beta, label_smoothing: eps },
+        other => bail!("--loss: `{other}` is not a bandit loss (dpo, ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero, apo-down, discopop, exo-pair, aot)"),
+    })
+}
+
+struct AlignJob {
+    cfg: BanditConfig,
+    out: PathBuf,
+    json: bool,
+}
+
+impl BackendJob for AlignJob {
+    type Output = serde_json::Value;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let AlignJob { cfg, out, json } = self;
+        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
+        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(cfg.steps as u64) } else { ProgressBar::hidden() };
+        bar.set_style(ProgressStyle::with_template("{spinner} {bar:40.cyan/blue} {pos}/{len} steps  {msg}").expect("valid template"));
+        let start = Instant::now();
+        let mut io_err = None;
+        let summary = train_bandit::<B>(&cfg, &device, |step, loss| {
+            if let Err(e) = writeln!(metrics, "{}", json!({"step": step, "loss": loss})) {
+                io_err.get_or_insert(e);
+            }
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.5}"));
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        metrics.flush()?;
+        bar.finish_and_clear();
+        let seconds = start.elapsed().as_secs_f64();
+        let mut value = serde_json::to_value(&summary)?;
+        let obj = value.as_object_mut().expect("summary is an object");
+        obj.insert("steps".into(), json!(cfg.steps));
+        obj.insert("backend".into(), json!(backend.name()));
+        obj.insert("seconds".into(), json!(seconds));
+        obj.insert("run".into(), json!(out.display().to_string()));
+        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        if !json {
+            println!("{:>4}  {:>8}  {:>9}  {:>9}  {:>9}", "y", "reward", "π_ref", "π_θ", "optimum");
+            for i in 0..summary.rewards.len() {
+                let opt = summary.optimum.as_ref().map(|o| format!("{:>9.4}", o[i])).unwrap_or_else(|| format!("{:>9}", "—"));
+                println!("{:>4}  {:>8.3}  {:>9.4}  {:>9.4}  {}", i, summary.rewards[i], summary.reference[i], summary.policy[i], opt);
+            }
+        }
+        Ok(value)
+    }
+}
+
+pub fn align(args: AlignArgs) -> Result<()> {
+    let PolicyKind::Bandit = args.policy;
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+            toml::from_str::<BanditConfig>(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?
+        }
+        None => BanditConfig::new(parse_loss(&args.loss, args.beta, args.label_smoothing)?),
+    };
+    if args.config.is_none() || std::env::args().any(|a| a == "--loss" || a == "--beta") {
+        cfg.loss = parse_loss(&args.loss, args.beta, args.label_smoothing)?;
+    }
+    if let Some(v) = args.n {
+        cfg.n = v;
+    }
+    if let Some(v) = args.steps {
+        cfg.steps = v;
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = args.seed {
+        cfg.seed = v;
+    }
+    cfg.deterministic |= args.deterministic;
+    cfg.validate()?;
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("bandit-{}-beta{}", args.loss, args.beta)));
+    let summary = dispatch(args.backend.backend, AlignJob { cfg, out, json: args.json })?;
+    if args.json {
+        println!("{summary}");
+    } else {
+        let kl = summary["kl_to_optimum"].as_f64().map(|k| format!("{k:.2e}")).unwrap_or_else(|| "— (no closed form for this loss)".into());
+        println!(
+            "done in {:.2}s: final loss {:.6}, KL(π_θ ‖ optimum) {}, KL(π_θ ‖ π_ref) {:.4}, E[r] {:.4}; run folder {}",
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            summary["final_loss"].as_f64().unwrap_or(f64::NAN),
+            kl,
+            summary["kl_to_reference"].as_f64().unwrap_or(f64::NAN),
+            summary["expected_reward"].as_f64().unwrap_or(f64::NAN),
+            summary["run"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! The bandit policy: one prompt, n candidate responses, π_θ = softmax(θ), trained with any loss of
+//! [`crate::align`] on *exact* (infinite-data) preferences, where the optimum is known.
+//!
+//! Pairs (i, j) are drawn from the reference policy, μ = π_ref, and labelled by a Bradley–Terry
+//! reward r: P(i ≻ j) = σ(r_i − r_j) (or 1[r_i > r_j] for deterministic preferences). The training
+//! objective is the expected loss Σ_{i≠j} μ_i μ_j P(i ≻ j) · loss(i chosen, j rejected).
+//!
+//! * DPO's optimum is π*(y) ∝ π_ref(y) exp(r(y)/β) (Rafailov et al. 2023, eq. 4).
+//! * IPO's is π ∝ π_ref exp(g) with g the weighted least-squares fit of g_i − g_j ≈ (2P(i≻j) − 1)/(2β)
+//!   (Azar et al. 2023): finite even for deterministic preferences, where DPO's diverges.
+
+use burn::module::{Module, Param};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData, activation::log_softmax};
+use serde::{Deserialize, Serialize};
+
+use crate::align::{PolicyBatch, PolicyLoss};
+use crate::rng::Rng;
+use crate::{Error, Result, config_error};
+
+fn default_n() -> usize {
+    8
+}
+fn default_steps() -> usize {
+    3000
+}
+fn default_lr() -> f64 {
+    0.05
+}
+fn default_reward_scale() -> f64 {
+    1.0
+}
+
+/// The bandit problem and its optimiser settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanditConfig {
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of candidate responses.
+    #[serde(default = "default_n")]
+    pub n: usize,
+    /// Rewards are drawn N(0, reward_scale²).
+    #[serde(default = "default_reward_scale")]
+    pub reward_scale: f64,
+    /// Label pairs by 1[r_i > r_j] instead of σ(r_i − r_j).
+    #[serde(default)]
+    pub deterministic: bool,
+    pub loss: PolicyLoss,
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Adam learning rate (full-batch: the expected loss is exact).
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+}
+
+impl BanditConfig {
+    pub fn new(loss: PolicyLoss) -> Self {
+        Self { seed: 0, n: default_n(), reward_scale: default_reward_scale(), deterministic: false, loss, steps: default_steps(), lr: default_lr() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=4096).contains(&self.n) {
+            return Err(config_error("n", "must be in 2..=4096"));
+        }
+        if !(self.reward_scale > 0.0 && self.reward_scale.is_finite()) {
+            return Err(config_error("reward_scale", "must be a positive number"));
+        }
+        if self.steps == 0 {
+            return Err(config_error("steps", "must be at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(config_error("lr", "must be a positive number"));
+        }
+        Ok(())
+    }
+}
+
+/// The fixed parts of the problem: rewards, reference policy, preference probabilities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BanditProblem {
+    pub rewards: Vec<f64>,
+    pub ref_probs: Vec<f64>,
+    /// P(i ≻ j), row-major n × n.
+    pub pref: Vec<f64>,
+}
+
+impl BanditProblem {
+    pub fn new(cfg: &BanditConfig) -> Self {
+        let mut rng = Rng::stream(cfg.seed, "bandit");
+        let rewards: Vec<f64> = (0..cfg.n).map(|_| rng.normal() * cfg.reward_scale).collect();
+        let ref_logits: Vec<f64> = (0..cfg.n).map(|_| rng.normal() * 0.5).collect();
+        let ref_probs = softmax(&ref_logits);
+        let n = cfg.n;
+        let pref = (0..n * n)
+            .map(|k| {
+                let (i, j) = (k / n, k % n);
+                let d = rewards[i] - rewards[j];
+                if cfg.deterministic { if d > 0.0 { 1.0 } else if d < 0.0 { 0.0 } else { 0.5 } } else { 1.0 / (1.0 + (-d).exp()) }
+            })
+            .collect();
+        Self { rewards, ref_probs, pref }
+    }
+
+    pub fn n(&self) -> usize {
+        self.rewards.len()
+    }
+
+    /// The optimum of `loss` when one is known in closed form (DPO, IPO), else None.
+    pub fn optimum(&self, loss: &PolicyLoss) -> Option<Vec<f64>> {
+        let n = self.n();
+        let log_ref: Vec<f64> = self.ref_probs.iter().map(|p| p.ln()).collect();
+        match loss {
+            PolicyLoss::Sigmoid { beta } => {
+                if self.pref.iter().any(|&p| p == 0.0 || p == 1.0) {
+                    return None; // deterministic preferences: DPO's optimum is at infinity
+                }
+                Some(softmax(&(0..n).map(|i| log_ref[i] + self.rewards[i] / beta).collect::<Vec<_>>()))
+            }
+            PolicyLoss::IpoSummed { beta } | PolicyLoss::Ipo { beta } => {
+                let mu = &self.ref_probs;
+                let c = 1.0 / (2.0 * beta);
+                // Normal equations of Σ μ_i μ_j P(i≻j) (g_i − g_j − c)² with g_0 = 0 fixing the gauge:
+                // row k: Σ_{j≠k} μ_k μ_j [(g_k − g_j) − c(2P(k≻j) − 1)] = 0.
+                let mut a = vec![vec![0f64; n]; n];
+                let mut b = vec![0f64; n];
+                for k in 0..n {
+                    for j in (0..n).filter(|&j| j != k) {
+                        let w = mu[k] * mu[j];
+                        a[k][k] += w;
+                        a[k][j] -= w;
+                        b[k] += w * c * (2.0 * self.pref[k * n + j] - 1.0);
+                    }
+                }
+                a[0] = (0..n).map(|j| if j == 0 { 1.0 } else { 0.0 }).collect();
+                b[0] = 0.0;
+                let g = solve(a, b)?;
+                Some(softmax(&(0..n).map(|i| log_ref[i] + g[i]).collect::<Vec<_>>()))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn softmax(x: &[f64]) -> Vec<f64> {
+    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|v| v / z).collect()
+}
+
+/// Gaussian elimination with partial pivoting (n is small).
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for k in col..n {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0f64; n];
+    for row in (0..n).rev() {
+        let s: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    Some(x)
+}
+
+/// KL(p ‖ q) in nats.
+pub fn kl(p: &[f64], q: &[f64]) -> f64 {
+    p.iter().zip(q).filter(|(pi, _)| **pi > 0.0).map(|(pi, qi)| pi * (pi / qi).ln()).sum()
+}
+
+/// π_θ = softmax(θ).
+#[derive(Module, Debug)]
+pub struct BanditPolicy<B: Backend> {
+    pub logits: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> BanditPolicy<B> {
+    pub fn log_probs(&self) -> Tensor<B, 1> {
+        log_softmax(self.logits.val(), 0)
+    }
+}
+
+/// What a bandit run reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BanditSummary {
+    pub final_loss: f64,
+    pub policy: Vec<f64>,
+    pub reference: Vec<f64>,
+    pub rewards: Vec<f64>,
+    pub optimum: Option<Vec<f64>>,
+    /// KL(π_θ ‖ π*) where the loss's optimum is known.
+    pub kl_to_optimum: Option<f64>,
+    /// KL(π_θ ‖ π_ref) and the expected reward E_π[r]: one point of the KL–reward frontier.
+    pub kl_to_reference: f64,
+    pub expected_reward: f64,
+}
+
+/// Train the bandit policy from π = π_ref; `on_step(step, loss)` sees the expected loss as it falls.
+pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, mut on_step: impl FnMut(usize, f64)) -> Result<BanditSummary> {
+    cfg.validate()?;
+    let problem = BanditProblem::new(cfg);
+    let n = problem.n();
+    let log_ref: Vec<f32> = problem.ref_probs.iter().map(|p| p.ln() as f32).collect();
+    let mut policy = BanditPolicy { logits: Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(log_ref.clone(), [n]), device)) };
+    // All ordered pairs (i chosen, j rejected), weighted by μ_i μ_j P(i ≻ j).
+    let (mut ci, mut ri, mut w) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        for j in (0..n).filter(|&j| j != i) {
+            ci.push(i as i32);
+            ri.push(j as i32);
+            w.push((problem.ref_probs[i] * problem.ref_probs[j] * problem.pref[i * n + j]) as f32);
+        }
+    }
+    let m = ci.len();
+    let idx = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [m]), device);
+    let (ci, ri) = (idx(ci), idx(ri));
+    let weights = Tensor::<B, 1>::from_data(TensorData::new(w, [m]), device);
+    let ref_lp = Tensor::<B, 1>::from_data(TensorData::new(log_ref, [n]), device);
+    let ones = Tensor::<B, 1>::ones([m], device);
+    let mut optim = AdamConfig::new().with_epsilon(1e-12).init();
+    let mut final_loss = f64::NAN;
+    for step in 1..=cfg.steps {
+        let lp = policy.log_probs();
+        let batch = PolicyBatch {
+            chosen_logps: lp.clone().select(0, ci.clone()),
+            rejected_logps: lp.select(0, ri.clone()),
+            ref_chosen_logps: ref_lp.clone().select(0, ci.clone()),
+            ref_rejected_logps: ref_lp.clone().select(0, ri.clone()),
+            chosen_len: ones.clone(),
+            rejected_len: ones.clone(),
+            chosen_kl: None,
+            rejected_kl: None,
+            chosen_margins: None,
+            rejected_margins: None,
+            target_logps: None,
+        };
+        let loss = (cfg.loss.compute(&batch).per_pair * weights.clone()).sum();
+        final_loss = loss.clone().into_scalar().elem::<f64>();
+        if !final_loss.is_finite() {
+            return Err(Error::NonFinite { step, value: final_loss as f32 });
+        }
+        on_step(step, final_loss);
+        let grads = GradientsParams::from_grads(loss.backward(), &policy);
+        policy = optim.step(cfg.lr, policy, grads);
+    }
+    let lp: Vec<f64> = policy.log_probs().into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+    let probs: Vec<f64> = lp.iter().map(|x| x.exp()).collect();
+    let optimum = problem.optimum(&cfg.loss);
+    Ok(BanditSummary {
+        final_loss,
+        kl_to_optimum: optimum.as_ref().map(|o| kl(&probs, o)),
+        kl_to_reference: kl(&probs, &problem.ref_probs),
+        expected_reward: probs.iter().zip(&problem.rewards).map(|(p, r)| p * r).sum(),
+        optimum,
+        reference: problem.ref_probs,
+        rewards: problem.rewards,
+        policy: probs,
+    })
+}
+
+use burn::tensor::ElementConversion;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    type B = Autodiff<NdArray<f64>>;
+
+    fn run(loss: PolicyLoss, deterministic: bool, steps: usize) -> BanditSummary {
+        let mut cfg = BanditConfig::new(loss);
+        cfg.deterministic = deterministic;
+        cfg.steps = steps;
+        train_bandit::<B>(&cfg, &Default::default(), |_, _| {}).unwrap()
+    }
+
+    #[test]
+    fn dpo_reaches_its_analytic_optimum() {
+        for beta in [0.1, 0.5, 2.0] {
+            let s = run(PolicyLoss::Sigmoid { beta }, false, 3000);
+            let kl = s.kl_to_optimum.unwrap();
+            assert!(kl < 1e-3, "β = {beta}: KL to π_ref·exp(r/β) is {kl}");
+        }
+    }
+
+    #[test]
+    fn ipo_reaches_its_own_optimum() {
+        for beta in [0.1, 0.5, 2.0] {
+            let s = run(PolicyLoss::IpoSummed { beta }, false, 3000);
+            let kl = s.kl_to_optimum.unwrap();
+            assert!(kl < 1e-3, "β = {beta}: KL to IPO's optimum is {kl}");
+        }
+    }
+
+    #[test]
+    fn deterministic_preferences_drive_dpo_to_the_extreme_but_not_ipo() {
+        let best = |s: &BanditSummary| {
+            let i = (0..s.rewards.len()).max_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b])).unwrap();
+            s.policy[i]
+        };
+        let dpo_short = run(PolicyLoss::Sigmoid { beta: 0.5 }, true, 500);
+        let dpo_long = run(PolicyLoss::Sigmoid { beta: 0.5 }, true, 3000);
+        let ipo = run(PolicyLoss::IpoSummed { beta: 0.5 }, true, 3000);
+        assert!(dpo_short.kl_to_optimum.is_none(), "DPO has no finite optimum here");
+        assert!(best(&dpo_long) > best(&dpo_short), "DPO keeps drifting toward the best response");
+        assert!(best(&dpo_long) > 0.99, "DPO nearly deterministic: {}", best(&dpo_long));
+        assert!(ipo.kl_to_optimum.unwrap() < 1e-3, "IPO converges to a finite optimum");
+        assert!(best(&ipo) < 0.9, "IPO stays regularised: {}", best(&ipo));
+        assert!(ipo.kl_to_reference < dpo_long.kl_to_reference);
+    }
+
+    #[test]
+    fn larger_beta_stays_closer_to_the_reference() {
+        let kls: Vec<f64> = [0.1, 0.5, 2.0].iter().map(|&beta| run(PolicyLoss::Sigmoid { beta }, false, 1500).kl_to_reference).collect();
+        assert!(kls[0] > kls[1] && kls[1] > kls[2], "{kls:?}");
+    }
+}
