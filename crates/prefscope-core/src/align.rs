@@ -211,6 +211,25 @@ impl PolicyLoss {
     }
 }
 
+/// KTO (unpaired): each completion is labelled desirable or not; with ρ = ℓ − ℓ^ref,
+/// desirable: w_d (1 − σ(β(ρ − z₀))), undesirable: w_u (1 − σ(β(z₀ − ρ))), averaged.
+///
+/// z₀ is TRL's KL baseline: clamp_min(mean over the batch of ρ on *mismatched* prompt/completion
+/// pairs, 0), detached; pass it in (`kto_z0` computes it from those log-ratios).
+pub fn kto_loss<B: Backend>(rho: Tensor<B, 1>, desirable: Tensor<B, 1>, z0: f64, beta: f64, desirable_weight: f64, undesirable_weight: f64) -> Tensor<B, 1> {
+    let des = sigmoid(rho.clone().sub_scalar(z0).mul_scalar(beta)).neg().add_scalar(1.0).mul_scalar(desirable_weight);
+    let und = sigmoid(rho.neg().add_scalar(z0).mul_scalar(beta)).neg().add_scalar(1.0).mul_scalar(undesirable_weight);
+    (des * desirable.clone() + und * desirable.neg().add_scalar(1.0)).mean()
+}
+
+/// KTO's z₀ from the log-ratios of mismatched (shifted) prompt/completion pairs.
+pub fn kto_z0<B: Backend>(mismatched_rho: Tensor<B, 1>) -> f64 {
+    let m: f64 = mismatched_rho.mean().into_scalar().elem();
+    m.max(0.0)
+}
+
+use burn::tensor::ElementConversion;
+
 /// Ascending sort along the batch (AOT compares the two distributions' quantiles).
 fn sort<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
     x.sort(0)
@@ -301,6 +320,20 @@ mod tests {
         assert!((orpo - 2.02888).abs() < 1e-5, "ORPO {orpo}");
         let log_odds: f64 = ((t(-2.0) - t(-3.0)) - (log1mexp(t(-2.0)) - log1mexp(t(-3.0)))).into_scalar();
         assert!((log_odds - 1.09434).abs() < 1e-5);
+    }
+
+    #[test]
+    fn kto_worked_values() {
+        // §8: desirable ρ = 1.0, z0 = 0.2 → 0.480011; undesirable ρ = −0.5, z0 = 0.2 → 0.482507.
+        let d: f64 = kto_loss(t(1.0), t(1.0), 0.2, 0.1, 1.0, 1.0).into_scalar();
+        let u: f64 = kto_loss(t(-0.5), t(0.0), 0.2, 0.1, 1.0, 1.0).into_scalar();
+        assert!((d - 0.480011).abs() < 1e-5, "{d}");
+        assert!((u - 0.482507).abs() < 1e-5, "{u}");
+        let s = |v: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &Default::default());
+        let both: f64 = kto_loss(s(vec![1.0, -0.5]), s(vec![1.0, 0.0]), 0.2, 0.1, 1.0, 1.0).into_scalar();
+        assert!((both - (0.480011 + 0.482507) / 2.0).abs() < 1e-5);
+        assert_eq!(kto_z0(s(vec![-0.3, 0.1])), 0.0);
+        assert!((kto_z0(s(vec![0.5, 0.1])) - 0.3).abs() < 1e-12);
     }
 
     #[test]

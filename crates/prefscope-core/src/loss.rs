@@ -55,6 +55,38 @@ pub fn pairwise_accuracy<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
     logits.greater_elem(0.0).float().mean()
 }
 
+/// Plackett–Luce negative log-likelihood of rankings: `scores` is `[n, L]` with each row's items
+/// already in ranked order (best first). −Σ_{k<K} [s_k − log Σ_{j≥k} exp s_j], averaged over rows,
+/// with K = `top_k` (None = the whole ranking: the last position adds nothing).
+pub fn plackett_luce_loss<B: Backend>(scores: Tensor<B, 2>, top_k: Option<usize>) -> Tensor<B, 1> {
+    let [n, l] = scores.dims();
+    let k = top_k.unwrap_or(l).min(l.saturating_sub(1)).max(1);
+    let mut total: Tensor<B, 1> = Tensor::zeros([n], &scores.device());
+    for pos in 0..k {
+        let rest = scores.clone().narrow(1, pos, l - pos);
+        let m = rest.clone().max_dim(1).detach();
+        let lse = (rest - m.clone()).exp().sum_dim(1).log() + m;
+        let head = scores.clone().narrow(1, pos, 1);
+        total = total + (lse - head).reshape([n]);
+    }
+    total.mean()
+}
+
+/// Kendall's τ-a between two score lists (ties count as neither concordant nor discordant).
+pub fn kendall_tau(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "kendall_tau needs equal lengths");
+    let n = a.len();
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            let x = (a[i] - a[j]).signum() * (b[i] - b[j]).signum();
+            s += x as i64;
+        }
+    }
+    let pairs = (n * n.saturating_sub(1) / 2).max(1);
+    s as f64 / pairs as f64
+}
+
 /// Scale each row to unit L2 norm (GPM's `F.normalize(v, p=2, dim=-1)`).
 pub fn unit_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
@@ -189,6 +221,32 @@ mod tests {
             let got = scalar(sigmoid(t1(&[x])));
             assert!((got - exact).abs() <= 1e-13 * exact, "{x}: {got} vs {exact}");
         }
+    }
+
+    #[test]
+    fn plackett_luce_matches_hand_computation_and_the_mle_likelihood() {
+        // One ranking a ≻ b ≻ c with scores (2, 1, 0): −[2 − log(e²+e+1)] − [1 − log(e+1)].
+        let s = t2(&[2.0, 1.0, 0.0], 3);
+        let e = std::f64::consts::E;
+        let expected = -(2.0 - (e * e + e + 1.0).ln()) - (1.0 - (e + 1.0).ln());
+        close(scalar(plackett_luce_loss(s.clone(), None)), expected);
+        // Top-1: only the first choice.
+        close(scalar(plackett_luce_loss(s, Some(1))), -(2.0 - (e * e + e + 1.0).ln()));
+        // Same value as the choice-set likelihood used by the leaderboard fit.
+        let rankings = vec![vec![0, 1, 2], vec![2, 0, 1]];
+        let theta = [0.3, -0.1, 0.5];
+        let c = crate::rank::Comparisons::from_rankings(3, &rankings);
+        let rows: Vec<f64> = rankings.iter().flat_map(|r| r.iter().map(|&i| theta[i])).collect();
+        let nll = scalar(plackett_luce_loss(t2(&rows, 3), None)) * 2.0;
+        close(nll, -c.log_likelihood(&theta));
+    }
+
+    #[test]
+    fn kendall_tau_values() {
+        assert_eq!(kendall_tau(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), 1.0);
+        assert_eq!(kendall_tau(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), -1.0);
+        // (1,2,3,4) vs (1,3,2,4): one discordant of six pairs → (5 − 1)/6.
+        assert!((kendall_tau(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]) - 4.0 / 6.0).abs() < 1e-12);
     }
 
     #[test]
