@@ -82,6 +82,8 @@ impl BackendJob for BenchJob {
             train: (0..a.batch).collect(),
             eval: vec![],
             item_labels: vec![String::new(); n_items],
+            ratings: vec![],
+            n_objectives: 0,
         };
         let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, &device)?;
         let bar = if std::io::stderr().is_terminal() { ProgressBar::new((a.warmup + a.steps) as u64) } else { ProgressBar::hidden() };

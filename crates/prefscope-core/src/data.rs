@@ -28,6 +28,10 @@ pub struct PairDataset {
     pub eval: Vec<usize>,
     /// A short label per item, for pictures and tables.
     pub item_labels: Vec<String>,
+    /// Per-item attribute ratings (multi-objective scenarios), row-major `n_items × n_objectives`;
+    /// empty when the scenario has none.
+    pub ratings: Vec<f32>,
+    pub n_objectives: usize,
 }
 
 impl PairDataset {
@@ -66,7 +70,10 @@ impl PairDataset {
         if self.prompts.len() != self.pairs.len() * self.prompt_dim {
             return Err(config_error("dataset.prompts", "one prompt row per pair is required"));
         }
-        if let Some(x) = self.items.iter().chain(&self.prompts).find(|x| !x.is_finite()) {
+        if self.ratings.len() != self.n_items() * self.n_objectives {
+            return Err(config_error("dataset.ratings", "one rating row per item is required"));
+        }
+        if let Some(x) = self.items.iter().chain(&self.prompts).chain(&self.ratings).find(|x| !x.is_finite()) {
             return Err(config_error("dataset.items", format!("non-finite feature {x}")));
         }
         Ok(())
@@ -83,22 +90,30 @@ pub enum ScenarioKind {
     Cyclic,
     /// The GPM repository's 4-item toy set A≻B≻C≻D≻A, items one-hot.
     CyclicAbcd,
+    /// Two hidden objectives (helpfulness, verbosity) with per-item ratings; users prefer along
+    /// their own direction v, given as the pair's prompt features.
+    MultiObjective,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 3] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd];
+    pub const ALL: [ScenarioKind; 4] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective];
+
+    /// The user directions of the `multi-objective` scenario, in degrees from helpfulness toward
+    /// verbosity (DPA's θ; its suggested range is |θ| ≲ 45°, we add verbosity-lovers too).
+    pub const USER_DIRECTIONS_DEG: [f64; 4] = [-30.0, 0.0, 45.0, 90.0];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Linear => "linear",
             Self::Cyclic => "cyclic",
             Self::CyclicAbcd => "cyclic-abcd",
+            Self::MultiObjective => "multi-objective",
         }
     }
 
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd)"))
+            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd, multi-objective)"))
         })
     }
 
@@ -108,6 +123,7 @@ impl ScenarioKind {
             Self::Linear => "Items are points in the plane with a hidden linear utility u(x) = w·x; each pair is labelled by a Bradley–Terry draw, P(a ≻ b) = σ((u(a) − u(b)) / noise). Any reward model can fit this; Bradley–Terry should exceed 90 %.",
             Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
+            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining.",
         }
     }
 }
@@ -198,6 +214,7 @@ impl ScenarioConfig {
         let mut ds = match self.kind {
             ScenarioKind::Linear => linear(self, &mut rng),
             ScenarioKind::Cyclic => cyclic(self, &mut rng),
+            ScenarioKind::MultiObjective => multi_objective(self, &mut rng),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;
@@ -246,6 +263,45 @@ fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         prompts: vec![],
         train: vec![],
         eval: vec![],
+        ratings: vec![],
+        n_objectives: 0,
+    }
+}
+
+/// Unit vector at `deg` degrees.
+fn direction(deg: f64) -> [f64; 2] {
+    let t = deg.to_radians();
+    [t.cos(), t.sin()]
+}
+
+fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    // Two hidden linear objectives over 2-D features, 100° apart so they genuinely conflict.
+    let phi = rng.uniform() * 360.0;
+    let w = [direction(phi), direction(phi + 100.0)];
+    let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
+    let truth = |i: usize, k: usize| w[k][0] * items[2 * i] as f64 + w[k][1] * items[2 * i + 1] as f64;
+    let ratings: Vec<f32> = (0..cfg.n_items).flat_map(|i| [0, 1].map(|k| truth(i, k))).map(|r| (r + cfg.noise * rng.normal()) as f32).collect();
+    let mut pairs = Vec::with_capacity(cfg.n_pairs);
+    let mut prompts = Vec::with_capacity(cfg.n_pairs * 2);
+    for _ in 0..cfg.n_pairs {
+        let (a, b) = distinct_pair(rng, cfg.n_items);
+        let v = direction(ScenarioKind::USER_DIRECTIONS_DEG[rng.below(ScenarioKind::USER_DIRECTIONS_DEG.len())]);
+        let d = v[0] * (truth(a, 0) - truth(b, 0)) + v[1] * (truth(a, 1) - truth(b, 1));
+        let p_a = 1.0 / (1.0 + (-d / cfg.noise).exp());
+        pairs.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
+        prompts.extend([v[0] as f32, v[1] as f32]);
+    }
+    PairDataset {
+        dim: 2,
+        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
+        items,
+        pairs,
+        prompt_dim: 2,
+        prompts,
+        train: vec![],
+        eval: vec![],
+        ratings,
+        n_objectives: 2,
     }
 }
 
@@ -277,6 +333,8 @@ fn cyclic(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         prompts: vec![],
         train: vec![],
         eval: vec![],
+        ratings: vec![],
+        n_objectives: 0,
     }
 }
 
@@ -325,7 +383,7 @@ pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
     }
     let n = labels.len();
     let items = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
-    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels })
+    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels, ratings: vec![], n_objectives: 0 })
 }
 
 pub fn gpm_custom_cycle() -> Result<PairDataset> {

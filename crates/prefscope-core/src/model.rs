@@ -21,15 +21,19 @@ pub enum ModelKind {
     Bt,
     /// General Preference Model: MLP → 2k-dim preference embedding, skew-symmetric score.
     Gpm,
+    /// Multi-objective reward (DPA): MLP → m attribute rewards, trained by regression on ratings;
+    /// a user's direction v turns them into one reward v·r.
+    MultiObjective,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 2] = [Self::Bt, Self::Gpm];
+    pub const ALL: [ModelKind; 3] = [Self::Bt, Self::Gpm, Self::MultiObjective];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Bt => "bt",
             Self::Gpm => "gpm",
+            Self::MultiObjective => "multi-objective",
         }
     }
 
@@ -37,13 +41,14 @@ impl ModelKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm)")))
+            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm, multi-objective)")))
     }
 
     pub fn description(self) -> &'static str {
         match self {
             Self::Bt => "Bradley–Terry: one scalar reward per response, P(a ≻ b) = σ(r(a) − r(b)). Rewards are numbers on a line, so preferences are always transitive.",
             Self::Gpm => "General Preference Model: each response becomes k 2-D vectors; P(a ≻ b) = σ(s/τ) with s = Σ λ_l (a₂ₗ b₂ₗ₊₁ − a₂ₗ₊₁ b₂ₗ). The score is skew-symmetric, so it can encode cycles, and scoring n responses needs only n embeddings.",
+            Self::MultiObjective => "Multi-objective reward (Directional Preference Alignment): one reward per attribute, learnt by regression on per-attribute ratings; a user direction v on the unit circle gives the reward v·r, so one model serves users with different trade-offs.",
         }
     }
 }
@@ -81,11 +86,18 @@ pub struct ModelConfig {
     /// GPM: scale embeddings to unit length (the paper's choice; the training code has it off).
     #[serde(default = "default_true")]
     pub normalize: bool,
+    /// Multi-objective: number of attribute rewards m (must match the data's ratings).
+    #[serde(default = "default_objectives")]
+    pub objectives: usize,
+}
+
+fn default_objectives() -> usize {
+    2
 }
 
 impl ModelConfig {
     pub fn new(kind: ModelKind) -> Self {
-        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true }
+        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true, objectives: default_objectives() }
     }
 
     pub fn validate(&self, prompt_dim: usize) -> Result<()> {
@@ -97,6 +109,9 @@ impl ModelConfig {
         }
         if !(self.tau > 0.0 && self.tau.is_finite()) {
             return Err(config_error("model.tau", "must be a positive number"));
+        }
+        if self.objectives == 0 || self.objectives > 1024 {
+            return Err(config_error("model.objectives", "must be in 1..=1024"));
         }
         if self.gate && self.kind == ModelKind::Gpm && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
@@ -117,6 +132,7 @@ impl ModelConfig {
                 tau: self.tau,
                 normalize: self.normalize,
             }),
+            ModelKind::MultiObjective => PreferenceModel::MultiObjective(MultiObjectiveModel { mlp: Mlp::new(input_dim, &self.hidden, self.objectives, &mut rng, device) }),
         })
     }
 }
@@ -220,6 +236,58 @@ impl<B: Backend> GpmModel<B> {
     }
 }
 
+#[derive(Module, Debug)]
+pub struct MultiObjectiveModel<B: Backend> {
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> MultiObjectiveModel<B> {
+    /// Attribute rewards per row, `[n, m]`.
+    pub fn rewards(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.mlp.forward(x)
+    }
+
+    /// DPA's scalar reward v·r per row for directions `v` (`[n, m]`).
+    pub fn directed(&self, x: Tensor<B, 2>, v: Tensor<B, 2>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        (self.rewards(x) * v).sum_dim(1).reshape([n])
+    }
+}
+
+/// The best response under every direction θ on the circle, for two-objective rewards `r`
+/// (`r[i] = [r_i0, r_i1]`, v = (cos θ, sin θ)): the argmax of v·r changes only where two
+/// responses tie, v·(r_i − r_j) = 0, so checking the midpoints between those angles finds the
+/// whole partition. Returns `(start_deg, best)` segments covering [0°, 360°).
+pub fn argmax_by_direction(r: &[[f64; 2]]) -> Vec<(f64, usize)> {
+    let best_at = |deg: f64| {
+        let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+        (0..r.len()).max_by(|&a, &b| (c * r[a][0] + s * r[a][1]).total_cmp(&(c * r[b][0] + s * r[b][1]))).unwrap_or(0)
+    };
+    let mut cuts = vec![0.0];
+    for i in 0..r.len() {
+        for j in i + 1..r.len() {
+            let (dx, dy) = (r[i][0] - r[j][0], r[i][1] - r[j][1]);
+            if dx == 0.0 && dy == 0.0 {
+                continue;
+            }
+            // v·d = 0 at the two angles perpendicular to d.
+            let base = dy.atan2(dx).to_degrees() + 90.0;
+            cuts.extend([base.rem_euclid(360.0), (base + 180.0).rem_euclid(360.0)]);
+        }
+    }
+    cuts.sort_by(f64::total_cmp);
+    cuts.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+    let mut segments: Vec<(f64, usize)> = vec![];
+    for (k, &start) in cuts.iter().enumerate() {
+        let end = cuts.get(k + 1).copied().unwrap_or(360.0);
+        let best = best_at((start + end) / 2.0);
+        if segments.last().map(|s| s.1) != Some(best) {
+            segments.push((start, best));
+        }
+    }
+    segments
+}
+
 /// GPM's linear query complexity: the n × n score table S[i][j] = s(y_i ≻ y_j)/τ of n responses
 /// from one call of `encode` on the n responses (not one per pair).
 ///
@@ -252,6 +320,7 @@ pub fn candidate_scores<B: Backend>(table: Tensor<B, 2>) -> Tensor<B, 1> {
 pub enum PreferenceModel<B: Backend> {
     Bt(BtModel<B>),
     Gpm(GpmModel<B>),
+    MultiObjective(MultiObjectiveModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -259,6 +328,7 @@ impl<B: Backend> PreferenceModel<B> {
         match self {
             Self::Bt(_) => ModelKind::Bt,
             Self::Gpm(_) => ModelKind::Gpm,
+            Self::MultiObjective(_) => ModelKind::MultiObjective,
         }
     }
 
@@ -272,6 +342,7 @@ impl<B: Backend> PreferenceModel<B> {
         let (mlp, gate) = match self {
             Self::Bt(m) => (&m.mlp, None),
             Self::Gpm(m) => (&m.mlp, m.gate.as_ref()),
+            Self::MultiObjective(m) => (&m.mlp, None),
         };
         mlp.layers.iter().chain(gate).flat_map(dense).collect()
     }
@@ -283,6 +354,15 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Gpm(m) => {
                 let gate = m.gate_weights(prompt);
                 gpm_score(m.embed(chosen), m.embed(rejected), gate).div_scalar(m.tau)
+            }
+            // The prompt carries the user's direction v; without one, weigh objectives equally.
+            Self::MultiObjective(m) => {
+                let [n, _] = chosen.dims();
+                let d = m.rewards(chosen) - m.rewards(rejected);
+                match prompt {
+                    Some(v) => (d * v).sum_dim(1).reshape([n]),
+                    None => d.mean_dim(1).reshape([n]),
+                }
             }
         }
     }

@@ -184,7 +184,7 @@ pub struct StepMetrics {
     /// 1-based step number.
     pub step: usize,
     /// The training objective on the minibatch, before the update (mean −log σ(ℓ) unless
-    /// `train.loss` adds a margin, smoothing or centering).
+    /// `train.loss` adds a margin, smoothing or centering; the ratings' MSE for multi-objective).
     pub loss: f32,
     /// Minibatch pairwise accuracy, before the update.
     pub train_accuracy: f32,
@@ -201,10 +201,20 @@ pub struct EvalMetrics {
     pub n: usize,
 }
 
-/// A dataset resident on the device: items once, pairs as index tensors.
+/// A dataset resident on the device: items (and their ratings) once, pairs as index tensors.
 struct DeviceData<B: Backend> {
     items: Tensor<B, 2>,
     prompts: Option<Tensor<B, 2>>,
+    ratings: Option<Tensor<B, 2>>,
+}
+
+/// The rows of one minibatch.
+struct Batch<B: Backend> {
+    chosen: Tensor<B, 2>,
+    rejected: Tensor<B, 2>,
+    prompts: Option<Tensor<B, 2>>,
+    /// Per-attribute ratings of the chosen and rejected items (multi-objective data only).
+    ratings: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
 }
 
 impl<B: Backend> DeviceData<B> {
@@ -212,16 +222,26 @@ impl<B: Backend> DeviceData<B> {
         let items = Tensor::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), device);
         let prompts = (ds.prompt_dim > 0)
             .then(|| Tensor::from_data(TensorData::new(ds.prompts.clone(), [ds.pairs.len(), ds.prompt_dim]), device));
-        Self { items, prompts }
+        let ratings = (ds.n_objectives > 0)
+            .then(|| Tensor::from_data(TensorData::new(ds.ratings.clone(), [ds.n_items(), ds.n_objectives]), device));
+        Self { items, prompts, ratings }
     }
 
-    /// (chosen rows, rejected rows, prompt rows) for the given pair indices.
-    fn gather(&self, ds: &PairDataset, pair_idx: &[usize], device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    fn inner(&self) -> DeviceData<B::InnerBackend>
+    where
+        B: AutodiffBackend,
+    {
+        DeviceData { items: self.items.clone().inner(), prompts: self.prompts.clone().map(|p| p.inner()), ratings: self.ratings.clone().map(|r| r.inner()) }
+    }
+
+    /// The rows for the given pair indices.
+    fn gather(&self, ds: &PairDataset, pair_idx: &[usize], device: &B::Device) -> Batch<B> {
         let index = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), device);
         let c = index(pair_idx.iter().map(|&p| ds.pairs[p].0 as i32).collect());
         let r = index(pair_idx.iter().map(|&p| ds.pairs[p].1 as i32).collect());
         let prompts = self.prompts.as_ref().map(|p| p.clone().select(0, index(pair_idx.iter().map(|&i| i as i32).collect())));
-        (self.items.clone().select(0, c), self.items.clone().select(0, r), prompts)
+        let ratings = self.ratings.as_ref().map(|t| (t.clone().select(0, c.clone()), t.clone().select(0, r.clone())));
+        Batch { chosen: self.items.clone().select(0, c), rejected: self.items.clone().select(0, r), prompts, ratings }
     }
 }
 
@@ -243,8 +263,8 @@ async fn evaluate_resident<B: Backend>(model: &PreferenceModel<B>, data: &Device
     // Chunk so a large eval set never needs one huge activation tensor.
     let (mut acc, mut loss, mut prob) = (0f64, 0f64, 0f64);
     for chunk in pairs.chunks(8192) {
-        let (c, r, p) = data.gather(ds, chunk, device);
-        let logits = model.logits(c, r, p);
+        let b = data.gather(ds, chunk, device);
+        let logits = model.logits(b.chosen, b.rejected, b.prompts);
         let stats = Tensor::cat(
             vec![pairwise_accuracy(logits.clone()), pairwise_logistic_loss(logits.clone()), preference_probability(logits).mean()],
             0,
@@ -285,6 +305,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         config.train.validate()?;
         if dataset.train.is_empty() {
             return Err(config_error("scenario", "the training split is empty"));
+        }
+        if config.model.kind == ModelKind::MultiObjective && dataset.n_objectives != config.model.objectives {
+            return Err(config_error(
+                "model.kind",
+                format!(
+                    "the multi-objective model learns {} attribute ratings, but this data has {} (use the multi-objective scenario)",
+                    config.model.objectives, dataset.n_objectives
+                ),
+            ));
         }
         let model = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
@@ -338,19 +367,29 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// One optimiser step; evaluates on the held-out pairs every `eval_every` steps and at the end.
     pub async fn step(&mut self) -> Result<StepMetrics> {
         let idx = self.next_batch();
-        let (c, r, p) = self.data.gather(&self.dataset, &idx, &self.device);
+        let batch = self.data.gather(&self.dataset, &idx, &self.device);
         let model = self.model.take().expect("model present between steps");
         let lc = &self.config.train.loss;
         let margin = (lc.margin != 0.0).then(|| Tensor::full([idx.len()], lc.margin, &self.device));
-        let (logits, loss) = match &model {
-            PreferenceModel::Bt(m) if lc.center_coef > 0.0 => {
-                let (rc, rr) = (m.reward(c), m.reward(r));
+        let (logits, loss) = match (&model, batch.ratings) {
+            // DPA: learn the attribute rewards by regression on the ratings of both sides.
+            (PreferenceModel::MultiObjective(m), Some((rating_c, rating_r))) => {
+                let (pred_c, pred_r) = (m.rewards(batch.chosen), m.rewards(batch.rejected));
+                let logits = match &batch.prompts {
+                    Some(v) => ((pred_c.clone() - pred_r.clone()) * v.clone()).sum_dim(1).reshape([idx.len()]),
+                    None => (pred_c.clone() - pred_r.clone()).mean_dim(1).reshape([idx.len()]),
+                };
+                let loss = ((pred_c - rating_c).powi_scalar(2).mean() + (pred_r - rating_r).powi_scalar(2).mean()).div_scalar(2.0);
+                (logits, loss)
+            }
+            (PreferenceModel::Bt(m), _) if lc.center_coef > 0.0 => {
+                let (rc, rr) = (m.reward(batch.chosen), m.reward(batch.rejected));
                 let logits = rc.clone() - rr.clone();
                 let loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, None) + centering_penalty(rc, rr, lc.center_coef);
                 (logits, loss)
             }
             _ => {
-                let logits = model.logits(c, r, p);
+                let logits = model.logits(batch.chosen, batch.rejected, batch.prompts);
                 (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, None))
             }
         };
@@ -370,8 +409,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Held-out metrics of the current model.
     pub async fn evaluate(&self) -> Result<EvalMetrics> {
-        let data = DeviceData::<B::InnerBackend> { items: self.data.items.clone().inner(), prompts: self.data.prompts.clone().map(|p| p.inner()) };
-        evaluate_resident(&self.model().valid(), &data, &self.dataset, &self.dataset.eval, &self.device).await
+        evaluate_resident(&self.model().valid(), &self.data.inner(), &self.dataset, &self.dataset.eval, &self.device).await
     }
 
     /// The current weights as a named-MessagePack record (what `model.mpk` holds).
@@ -521,6 +559,52 @@ mod tests {
         let (centred, acc_centred) = mean_reward(cfg);
         assert!(centred.abs() < 0.1 && centred.abs() < free.abs(), "centred {centred} vs free {free}");
         assert!(acc_centred >= acc_free - 0.02, "{acc_centred} vs {acc_free}");
+    }
+
+    #[test]
+    fn multi_objective_recovers_each_hidden_objective_and_serves_every_user() {
+        use crate::loss::kendall_tau;
+        use crate::model::argmax_by_direction;
+        let cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
+        let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        let mut last = None;
+        while !t.is_done() {
+            last = Some(pollster::block_on(t.step()).unwrap());
+        }
+        let acc = last.unwrap().eval.unwrap().accuracy;
+        assert!(acc >= 0.9, "pairs labelled along four users' directions: {acc}");
+        let ds = &t.dataset;
+        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
+        for k in 0..2 {
+            let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[2 * i + k] as f64).collect();
+            let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + k] as f64).collect();
+            let tau = kendall_tau(&model_k, &rated_k);
+            assert!(tau >= 0.9, "objective {k}: Kendall τ {tau}");
+        }
+        // Turning the dial: the argmax over 12 candidates changes exactly where v·r ties.
+        let cand: Vec<[f64; 2]> = (0..12).map(|i| [r[2 * i] as f64, r[2 * i + 1] as f64]).collect();
+        let segments = argmax_by_direction(&cand);
+        assert!(segments.len() >= 2, "two conflicting objectives give several winners: {segments:?}");
+        let brute = |deg: f64| {
+            let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+            (0..cand.len()).max_by(|&a, &b| (c * cand[a][0] + s * cand[a][1]).total_cmp(&(c * cand[b][0] + s * cand[b][1]))).unwrap()
+        };
+        for step in 0..3600 {
+            let deg = step as f64 * 0.1 + 0.05;
+            let seg = segments.iter().rev().find(|s| s.0 <= deg).unwrap_or(segments.last().unwrap());
+            assert_eq!(seg.1, brute(deg), "at {deg}°");
+        }
+        for w in segments.windows(2) {
+            assert_ne!(brute(w[1].0 - 1e-6), brute(w[1].0 + 1e-6), "the argmax switches at {}°", w[1].0);
+        }
+    }
+
+    #[test]
+    fn multi_objective_model_needs_ratings() {
+        let err = Trainer::<B>::new(RunConfig::new(ScenarioKind::Cyclic, ModelKind::MultiObjective), &Default::default()).err().unwrap();
+        assert!(err.to_string().contains("model.kind"), "{err}");
     }
 
     #[test]

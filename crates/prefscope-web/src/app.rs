@@ -515,6 +515,7 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Linear => "linear — a hidden utility",
         ScenarioKind::Cyclic => "cyclic — rock–paper–scissors",
         ScenarioKind::CyclicAbcd => "cyclic-abcd — A ≻ B ≻ C ≻ D ≻ A",
+        ScenarioKind::MultiObjective => "multi-objective — users with directions",
     }
 }
 
@@ -522,6 +523,7 @@ fn model_title(k: ModelKind) -> &'static str {
     match k {
         ModelKind::Bt => "bt — Bradley–Terry reward model",
         ModelKind::Gpm => "gpm — General Preference Model",
+        ModelKind::MultiObjective => "multi-objective — DPA reward vector",
     }
 }
 
