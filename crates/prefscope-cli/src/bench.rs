@@ -84,6 +84,7 @@ impl BackendJob for BenchJob {
             item_labels: vec![String::new(); n_items],
             ratings: vec![],
             n_objectives: 0,
+            pair_groups: vec![],
         };
         let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, &device)?;
         let bar = if std::io::stderr().is_terminal() { ProgressBar::new((a.warmup + a.steps) as u64) } else { ProgressBar::hidden() };

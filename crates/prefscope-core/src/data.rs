@@ -32,6 +32,8 @@ pub struct PairDataset {
     /// empty when the scenario has none.
     pub ratings: Vec<f32>,
     pub n_objectives: usize,
+    /// The hidden user group of each pair (mixture scenarios), for per-group accuracy; empty otherwise.
+    pub pair_groups: Vec<usize>,
 }
 
 impl PairDataset {
@@ -93,10 +95,15 @@ pub enum ScenarioKind {
     /// Two hidden objectives (helpfulness, verbosity) with per-item ratings; users prefer along
     /// their own direction v, given as the pair's prompt features.
     MultiObjective,
+    /// Two user groups with opposed tastes; the prompt identifies the user (one-hot), not the group.
+    Mixture,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 4] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective];
+    pub const ALL: [ScenarioKind; 5] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective, Self::Mixture];
+
+    /// Users in the `mixture` scenario; user u belongs to group u % 2.
+    pub const MIXTURE_USERS: usize = 20;
 
     /// The user directions of the `multi-objective` scenario, in degrees from helpfulness toward
     /// verbosity (DPA's θ; its suggested range is |θ| ≲ 45°, we add verbosity-lovers too).
@@ -108,12 +115,13 @@ impl ScenarioKind {
             Self::Cyclic => "cyclic",
             Self::CyclicAbcd => "cyclic-abcd",
             Self::MultiObjective => "multi-objective",
+            Self::Mixture => "mixture",
         }
     }
 
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd, multi-objective)"))
+            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd, multi-objective, mixture)"))
         })
     }
 
@@ -124,6 +132,7 @@ impl ScenarioKind {
             Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
             Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining.",
+            Self::Mixture => "Twenty users in two hidden groups with opposed tastes: group 0 prefers a high w·x, group 1 a low one. Each pair says which user labelled it (one-hot prompt), never the group. A single Bradley–Terry model must average the two and sits near chance; a mixture of reward heads with a router (MiCRo) finds both groups and sends each user to theirs.",
         }
     }
 }
@@ -215,6 +224,7 @@ impl ScenarioConfig {
             ScenarioKind::Linear => linear(self, &mut rng),
             ScenarioKind::Cyclic => cyclic(self, &mut rng),
             ScenarioKind::MultiObjective => multi_objective(self, &mut rng),
+            ScenarioKind::Mixture => mixture(self, &mut rng),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;
@@ -265,6 +275,38 @@ fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         eval: vec![],
         ratings: vec![],
         n_objectives: 0,
+        pair_groups: vec![],
+    }
+}
+
+fn mixture(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let users = ScenarioKind::MIXTURE_USERS;
+    let w = direction(rng.uniform() * 360.0);
+    let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
+    let utility = |i: usize| w[0] * items[2 * i] as f64 + w[1] * items[2 * i + 1] as f64;
+    let (mut pairs, mut prompts, mut pair_groups) = (vec![], vec![], vec![]);
+    for _ in 0..cfg.n_pairs {
+        let (a, b) = distinct_pair(rng, cfg.n_items);
+        let user = rng.below(users);
+        let group = user % 2;
+        let d = (utility(a) - utility(b)) * if group == 0 { 1.0 } else { -1.0 };
+        let p_a = 1.0 / (1.0 + (-d / cfg.noise).exp());
+        pairs.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
+        prompts.extend((0..users).map(|u| if u == user { 1.0f32 } else { 0.0 }));
+        pair_groups.push(group);
+    }
+    PairDataset {
+        dim: 2,
+        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
+        items,
+        pairs,
+        prompt_dim: users,
+        prompts,
+        train: vec![],
+        eval: vec![],
+        ratings: vec![],
+        n_objectives: 0,
+        pair_groups,
     }
 }
 
@@ -302,6 +344,7 @@ fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         eval: vec![],
         ratings,
         n_objectives: 2,
+        pair_groups: vec![],
     }
 }
 
@@ -335,6 +378,7 @@ fn cyclic(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         eval: vec![],
         ratings: vec![],
         n_objectives: 0,
+        pair_groups: vec![],
     }
 }
 
@@ -383,7 +427,7 @@ pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
     }
     let n = labels.len();
     let items = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
-    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels, ratings: vec![], n_objectives: 0 })
+    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels, ratings: vec![], n_objectives: 0, pair_groups: vec![] })
 }
 
 pub fn gpm_custom_cycle() -> Result<PairDataset> {

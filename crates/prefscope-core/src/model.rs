@@ -24,16 +24,19 @@ pub enum ModelKind {
     /// Multi-objective reward (DPA): MLP → m attribute rewards, trained by regression on ratings;
     /// a user's direction v turns them into one reward v·r.
     MultiObjective,
+    /// Mixture of K Bradley–Terry heads with a router over prompt/user features (MiCRo).
+    Mixture,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [Self::Bt, Self::Gpm, Self::MultiObjective];
+    pub const ALL: [ModelKind; 4] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Bt => "bt",
             Self::Gpm => "gpm",
             Self::MultiObjective => "multi-objective",
+            Self::Mixture => "mixture",
         }
     }
 
@@ -41,7 +44,7 @@ impl ModelKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm, multi-objective)")))
+            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm, multi-objective, mixture)")))
     }
 
     pub fn description(self) -> &'static str {
@@ -49,6 +52,7 @@ impl ModelKind {
             Self::Bt => "Bradley–Terry: one scalar reward per response, P(a ≻ b) = σ(r(a) − r(b)). Rewards are numbers on a line, so preferences are always transitive.",
             Self::Gpm => "General Preference Model: each response becomes k 2-D vectors; P(a ≻ b) = σ(s/τ) with s = Σ λ_l (a₂ₗ b₂ₗ₊₁ − a₂ₗ₊₁ b₂ₗ). The score is skew-symmetric, so it can encode cycles, and scoring n responses needs only n embeddings.",
             Self::MultiObjective => "Multi-objective reward (Directional Preference Alignment): one reward per attribute, learnt by regression on per-attribute ratings; a user direction v on the unit circle gives the reward v·r, so one model serves users with different trade-offs.",
+            Self::Mixture => "Mixture of Bradley–Terry heads (MiCRo): K reward heads share one network, a router maps the prompt (here: who is asking) to weights w(x); trained on the mixture likelihood −log Σ w_k σ(r_k(a) − r_k(b)), it can serve groups whose tastes contradict each other.",
         }
     }
 }
@@ -89,6 +93,20 @@ pub struct ModelConfig {
     /// Multi-objective: number of attribute rewards m (must match the data's ratings).
     #[serde(default = "default_objectives")]
     pub objectives: usize,
+    /// Mixture: number of reward heads K.
+    #[serde(default = "default_heads")]
+    pub heads: usize,
+    /// Mixture: coefficient of MiCRo's load-balancing term mean Σ_k w_k log w_k (negative routing
+    /// entropy; it pulls each example's routing toward uniform, so keep it small).
+    #[serde(default = "default_load_balance")]
+    pub load_balance: f64,
+}
+
+fn default_heads() -> usize {
+    2
+}
+fn default_load_balance() -> f64 {
+    0.01
 }
 
 fn default_objectives() -> usize {
@@ -97,10 +115,11 @@ fn default_objectives() -> usize {
 
 impl ModelConfig {
     pub fn new(kind: ModelKind) -> Self {
-        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true, objectives: default_objectives() }
+        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true, objectives: default_objectives(), heads: default_heads(), load_balance: default_load_balance() }
     }
 
-    pub fn validate(&self, prompt_dim: usize) -> Result<()> {
+    /// Checks that need no data.
+    pub fn validate(&self) -> Result<()> {
         if self.hidden.iter().any(|&h| h == 0 || h > 65_536) {
             return Err(config_error("model.hidden", "every width must be in 1..=65536"));
         }
@@ -113,6 +132,20 @@ impl ModelConfig {
         if self.objectives == 0 || self.objectives > 1024 {
             return Err(config_error("model.objectives", "must be in 1..=1024"));
         }
+        if self.heads == 0 || self.heads > 1024 {
+            return Err(config_error("model.heads", "must be in 1..=1024"));
+        }
+        if !(self.load_balance >= 0.0 && self.load_balance.is_finite()) {
+            return Err(config_error("model.load_balance", "must be ≥ 0"));
+        }
+        Ok(())
+    }
+
+    /// Checks against the data the model will see.
+    pub fn check_data(&self, prompt_dim: usize) -> Result<()> {
+        if self.kind == ModelKind::Mixture && prompt_dim == 0 {
+            return Err(config_error("model.kind", "the mixture's router needs prompt or user features; this scenario has none (try `mixture`)"));
+        }
         if self.gate && self.kind == ModelKind::Gpm && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
         }
@@ -122,7 +155,8 @@ impl ModelConfig {
     /// Build a model for items of length `input_dim`, with weights drawn from `seed` on the host
     /// so that every backend starts from the same point.
     pub fn init<B: Backend>(&self, input_dim: usize, prompt_dim: usize, seed: u64, device: &B::Device) -> Result<PreferenceModel<B>> {
-        self.validate(prompt_dim)?;
+        self.validate()?;
+        self.check_data(prompt_dim)?;
         let mut rng = Rng::stream(seed, "init");
         Ok(match self.kind {
             ModelKind::Bt => PreferenceModel::Bt(BtModel { mlp: Mlp::new(input_dim, &self.hidden, 1, &mut rng, device) }),
@@ -133,6 +167,11 @@ impl ModelConfig {
                 normalize: self.normalize,
             }),
             ModelKind::MultiObjective => PreferenceModel::MultiObjective(MultiObjectiveModel { mlp: Mlp::new(input_dim, &self.hidden, self.objectives, &mut rng, device) }),
+            ModelKind::Mixture => PreferenceModel::Mixture(MixtureModel {
+                mlp: Mlp::new(input_dim, &self.hidden, self.heads, &mut rng, device),
+                router: Dense::new(prompt_dim, self.heads, true, 1.0, &mut rng, device),
+                load_balance: self.load_balance,
+            }),
         })
     }
 }
@@ -254,6 +293,38 @@ impl<B: Backend> MultiObjectiveModel<B> {
     }
 }
 
+#[derive(Module, Debug)]
+pub struct MixtureModel<B: Backend> {
+    /// Shared network with one output per head: r_k(y).
+    pub mlp: Mlp<B>,
+    /// Router Linear(prompt → K) with bias; w(x) = softmax.
+    pub router: Dense<B>,
+    #[module(skip)]
+    pub load_balance: f64,
+}
+
+impl<B: Backend> MixtureModel<B> {
+    /// Routing log-weights log w(x), `[n, K]`.
+    pub fn log_weights(&self, prompt: Tensor<B, 2>) -> Tensor<B, 2> {
+        activation::log_softmax(self.router.forward(prompt), 1)
+    }
+
+    /// Per-head reward differences r_k(c) − r_k(r), `[n, K]`.
+    pub fn head_margins(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.mlp.forward(chosen) - self.mlp.forward(rejected)
+    }
+
+    /// MiCRo's `mixture_BT` objective: −mean log Σ_k w_k σ(d_k) + λ · mean Σ_k w_k log w_k.
+    pub fn mixture_loss(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, prompt: Tensor<B, 2>) -> Tensor<B, 1> {
+        let log_w = self.log_weights(prompt);
+        let joint = log_w.clone() + activation::log_sigmoid(self.head_margins(chosen, rejected));
+        let m = joint.clone().max_dim(1).detach();
+        let log_lik = (joint - m.clone()).exp().sum_dim(1).log() + m;
+        let neg_entropy = (log_w.clone().exp() * log_w).sum_dim(1);
+        log_lik.mean().neg() + neg_entropy.mean().mul_scalar(self.load_balance)
+    }
+}
+
 /// The best response under every direction θ on the circle, for two-objective rewards `r`
 /// (`r[i] = [r_i0, r_i1]`, v = (cos θ, sin θ)): the argmax of v·r changes only where two
 /// responses tie, v·(r_i − r_j) = 0, so checking the midpoints between those angles finds the
@@ -321,6 +392,7 @@ pub enum PreferenceModel<B: Backend> {
     Bt(BtModel<B>),
     Gpm(GpmModel<B>),
     MultiObjective(MultiObjectiveModel<B>),
+    Mixture(MixtureModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -329,6 +401,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Bt(_) => ModelKind::Bt,
             Self::Gpm(_) => ModelKind::Gpm,
             Self::MultiObjective(_) => ModelKind::MultiObjective,
+            Self::Mixture(_) => ModelKind::Mixture,
         }
     }
 
@@ -343,6 +416,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Bt(m) => (&m.mlp, None),
             Self::Gpm(m) => (&m.mlp, m.gate.as_ref()),
             Self::MultiObjective(m) => (&m.mlp, None),
+            Self::Mixture(m) => (&m.mlp, Some(&m.router)),
         };
         mlp.layers.iter().chain(gate).flat_map(dense).collect()
     }
@@ -361,6 +435,15 @@ impl<B: Backend> PreferenceModel<B> {
                 let d = m.rewards(chosen) - m.rewards(rejected);
                 match prompt {
                     Some(v) => (d * v).sum_dim(1).reshape([n]),
+                    None => d.mean_dim(1).reshape([n]),
+                }
+            }
+            // Prediction: the routed reward Σ_k w_k(x) r_k, compared between the two responses.
+            Self::Mixture(m) => {
+                let [n, _] = chosen.dims();
+                let d = m.head_margins(chosen, rejected);
+                match prompt {
+                    Some(p) => (d * m.log_weights(p).exp()).sum_dim(1).reshape([n]),
                     None => d.mean_dim(1).reshape([n]),
                 }
             }
@@ -393,7 +476,7 @@ mod tests {
 
     #[test]
     fn both_models_are_antisymmetric() {
-        for kind in ModelKind::ALL {
+        for kind in ModelKind::ALL.into_iter().filter(|&k| k != ModelKind::Mixture) {
             let m = ModelConfig::new(kind).init::<B>(2, 0, 1, &Default::default()).unwrap();
             let x = rows(&[0.3, -0.7, 1.0, 0.2, 0.0, 0.0], 2);
             let y = rows(&[-0.5, 0.1, 0.4, 0.9, 0.0, 0.0], 2);

@@ -516,6 +516,7 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Cyclic => "cyclic — rock–paper–scissors",
         ScenarioKind::CyclicAbcd => "cyclic-abcd — A ≻ B ≻ C ≻ D ≻ A",
         ScenarioKind::MultiObjective => "multi-objective — users with directions",
+        ScenarioKind::Mixture => "mixture — two groups, opposed tastes",
     }
 }
 
@@ -524,6 +525,7 @@ fn model_title(k: ModelKind) -> &'static str {
         ModelKind::Bt => "bt — Bradley–Terry reward model",
         ModelKind::Gpm => "gpm — General Preference Model",
         ModelKind::MultiObjective => "multi-objective — DPA reward vector",
+        ModelKind::Mixture => "mixture — MiCRo heads + router",
     }
 }
 
