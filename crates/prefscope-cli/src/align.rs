@@ -2,14 +2,13 @@
 //! preferences) reports its distance to the loss's analytic optimum where one is known.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use prefscope_core::align::PolicyLoss;
 use prefscope_core::bandit::{BanditConfig, train_bandit};
 use serde_json::json;
@@ -94,8 +93,7 @@ impl BackendJob for AlignJob {
         fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
         write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
         let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
-        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(cfg.steps as u64) } else { ProgressBar::hidden() };
-        bar.set_style(ProgressStyle::with_template("{spinner} {bar:40.cyan/blue} {pos}/{len} steps  {msg}").expect("valid template"));
+        let bar = crate::step_bar(cfg.steps);
         let start = Instant::now();
         let mut io_err = None;
         let summary = train_bandit::<B>(&cfg, &device, |step, loss| {

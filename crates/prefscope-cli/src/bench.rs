@@ -1,13 +1,11 @@
 //! `prefscope bench`: training throughput on the reference workloads of
 //! `shared/design/workloads.md`, through the same `Trainer::step` users run.
 
-use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use prefscope_core::data::PairDataset;
 use prefscope_core::rng::Rng;
 use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, Trainer};
@@ -87,8 +85,7 @@ impl BackendJob for BenchJob {
             pair_groups: vec![],
         };
         let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, &device)?;
-        let bar = if std::io::stderr().is_terminal() { ProgressBar::new((a.warmup + a.steps) as u64) } else { ProgressBar::hidden() };
-        bar.set_style(ProgressStyle::with_template("{spinner} {bar:40.cyan/blue} {pos}/{len} steps  {msg}").expect("valid template"));
+        let bar = crate::step_bar(a.warmup + a.steps);
         let mut times = vec![];
         for i in 0..a.warmup + a.steps {
             bar.set_message(if i < a.warmup { "warm-up" } else { "timed" });

@@ -45,6 +45,16 @@ pub struct BackendArgs {
     pub backend: BackendKind,
 }
 
+/// A progress bar over `len` steps on stderr; hidden when stderr is not a terminal.
+pub fn step_bar(len: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(len as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40.cyan/blue} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]").expect("valid template"),
+    );
+    bar
+}
+
 /// Where a run folder goes when `--out` is not given.
 pub fn default_run_dir(stem: &str) -> PathBuf {
     let base = PathBuf::from("runs");

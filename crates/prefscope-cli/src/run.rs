@@ -1,14 +1,13 @@
 //! `prefscope train` and `prefscope eval`: run folders around the core's training loop.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
 use prefscope_core::train::{evaluate, load_model};
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
@@ -136,8 +135,7 @@ impl BackendJob for TrainJob {
         write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         let mut metrics = std::io::BufWriter::new(fs::File::create(dir.join("metrics.jsonl"))?);
 
-        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(cfg.train.steps as u64) } else { ProgressBar::hidden() };
-        bar.set_style(ProgressStyle::with_template("{spinner} {bar:40.cyan/blue} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta}]").expect("valid template"));
+        let bar = crate::step_bar(cfg.train.steps);
         if !json {
             println!(
                 "training {} on {} ({} train / {} eval pairs, {} items) on {}",

@@ -382,6 +382,34 @@ fn cyclic(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
     }
 }
 
+/// Parse one JSONL line; a serde error becomes `source:line: field: message`, with the field
+/// taken from serde's message (it names missing and unknown fields in backticks).
+pub(crate) fn parse_json_line<T: serde::de::DeserializeOwned>(source_name: &str, line_no: usize, line: &str) -> Result<T> {
+    serde_json::from_str(line).map_err(|e| {
+        let message = e.to_string();
+        let field = message.split('`').nth(1).filter(|_| message.contains("field")).unwrap_or("line").to_string();
+        Error::Data { source_name: source_name.to_string(), line: line_no, field, message }
+    })
+}
+
+/// Names to dense indices in order of first appearance.
+#[derive(Default)]
+pub(crate) struct Interner {
+    pub names: Vec<String>,
+}
+
+impl Interner {
+    pub fn index(&mut self, name: &str) -> usize {
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+        }
+    }
+}
+
 /// The GPM repository's `custom_test_data.jsonl` (Apache-2.0, shipped in `static/data/`).
 pub const GPM_CUSTOM_TEST_DATA: &str = include_str!("../../../static/data/gpm_custom_test_data.jsonl");
 
@@ -394,27 +422,15 @@ struct GpmCustomLine {
 /// Parse the GPM custom format (`instruction`, `chosen`, `reject`, `label`) into one-hot items,
 /// one per distinct response in order of first appearance.
 pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
-    let mut labels: Vec<String> = vec![];
+    let mut responses = Interner::default();
     let mut pairs = vec![];
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: GpmCustomLine = serde_json::from_str(line).map_err(|e| {
-            let msg = e.to_string();
-            // serde names the missing field in its message; surface it as the field.
-            let field = msg.split('`').nth(1).unwrap_or("line").to_string();
-            Error::Data { source_name: source_name.to_string(), line: i + 1, field, message: msg }
-        })?;
-        let mut index = |s: &str| match labels.iter().position(|l| l == s) {
-            Some(p) => p,
-            None => {
-                labels.push(s.to_string());
-                labels.len() - 1
-            }
-        };
-        let c = index(&parsed.chosen);
-        let r = index(&parsed.reject);
+        let parsed: GpmCustomLine = parse_json_line(source_name, i + 1, line)?;
+        let c = responses.index(&parsed.chosen);
+        let r = responses.index(&parsed.reject);
         if c == r {
             return Err(Error::Data {
                 source_name: source_name.to_string(),
@@ -425,6 +441,7 @@ pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
         }
         pairs.push((c, r));
     }
+    let labels = responses.names;
     let n = labels.len();
     let items = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
     Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels, ratings: vec![], n_objectives: 0, pair_groups: vec![] })

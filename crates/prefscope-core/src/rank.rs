@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use crate::data::{Interner, parse_json_line};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
 
@@ -228,28 +229,17 @@ pub fn read_comparisons(source_name: &str, text: &str) -> Result<Comparisons> {
         return Ok(comparisons);
     }
     // JSONL battles.
-    let mut names: Vec<String> = vec![];
+    let mut models = Interner::default();
     let mut choices = vec![];
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let b: Battle = serde_json::from_str(line).map_err(|e| {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("line").to_string();
-            data_err(i + 1, &field, msg)
-        })?;
+        let b: Battle = parse_json_line(source_name, i + 1, line)?;
         if b.model_a == b.model_b {
             return Err(data_err(i + 1, "model_b", "a model cannot battle itself".into()));
         }
-        let mut index = |s: &str| match names.iter().position(|n| n == s) {
-            Some(p) => p,
-            None => {
-                names.push(s.to_string());
-                names.len() - 1
-            }
-        };
-        let (a, bb) = (index(&b.model_a), index(&b.model_b));
+        let (a, bb) = (models.index(&b.model_a), models.index(&b.model_b));
         match b.winner.as_str() {
             "model_a" => choices.push(Choice { winner: a, set: vec![a, bb], weight: 1.0 }),
             "model_b" => choices.push(Choice { winner: bb, set: vec![a, bb], weight: 1.0 }),
@@ -263,7 +253,7 @@ pub fn read_comparisons(source_name: &str, text: &str) -> Result<Comparisons> {
     if choices.is_empty() {
         return Err(data_err(1, "data", "no comparisons found".into()));
     }
-    Ok(Comparisons { names, choices, pairwise: true })
+    Ok(Comparisons { names: models.names, choices, pairwise: true })
 }
 
 #[cfg(test)]
