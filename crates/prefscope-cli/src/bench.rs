@@ -75,14 +75,9 @@ impl BackendJob for BenchJob {
             dim,
             items: (0..n_items * dim).map(|_| rng.normal() as f32).collect(),
             pairs: (0..a.batch).map(|i| (2 * i, 2 * i + 1)).collect(),
-            prompt_dim: 0,
-            prompts: vec![],
             train: (0..a.batch).collect(),
-            eval: vec![],
             item_labels: vec![String::new(); n_items],
-            ratings: vec![],
-            n_objectives: 0,
-            pair_groups: vec![],
+            ..Default::default()
         };
         let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, &device)?;
         let bar = crate::step_bar(a.warmup + a.steps);

@@ -10,7 +10,7 @@ use crate::{Error, Result, config_error};
 /// Items are stored once and pairs refer to them by index, so a response that appears in many
 /// comparisons is embedded once (the basis of GPM's linear query complexity). `prompt` holds
 /// optional per-pair context features (used by GPM's gate).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PairDataset {
     /// Feature length of one item.
     pub dim: usize,
@@ -32,8 +32,18 @@ pub struct PairDataset {
     /// empty when the scenario has none.
     pub ratings: Vec<f32>,
     pub n_objectives: usize,
-    /// The hidden user group of each pair (mixture scenarios), for per-group accuracy; empty otherwise.
+    /// The hidden user group (`mixture`) or user (`few-shot-users`) of each pair; empty otherwise.
     pub pair_groups: Vec<usize>,
+    /// Preference strength per pair (HelpSteer2's magnitude 1 = slightly, 2 = better, 3 = much
+    /// better); drives margin-BT and scaled-BT. Empty when the data has none.
+    pub strengths: Vec<f32>,
+    /// Which pairs had their label flipped (`noisy`), to score noise detection; empty otherwise.
+    pub flipped: Vec<bool>,
+    /// Full rankings (best first) over items (`rankings`); `pairs` then holds every ordered pair
+    /// of every list, and `train`/`eval` follow the lists' split.
+    pub lists: Vec<Vec<usize>>,
+    pub train_lists: Vec<usize>,
+    pub eval_lists: Vec<usize>,
 }
 
 impl PairDataset {
@@ -75,7 +85,13 @@ impl PairDataset {
         if self.ratings.len() != self.n_items() * self.n_objectives {
             return Err(config_error("dataset.ratings", "one rating row per item is required"));
         }
-        if let Some(x) = self.items.iter().chain(&self.prompts).chain(&self.ratings).find(|x| !x.is_finite()) {
+        if !self.strengths.is_empty() && self.strengths.len() != self.pairs.len() {
+            return Err(config_error("dataset.strengths", "one strength per pair is required"));
+        }
+        if let Some(l) = self.lists.iter().find(|l| l.len() < 2 || l.iter().any(|&i| i >= n)) {
+            return Err(config_error("dataset.lists", format!("list {l:?} needs at least 2 items below {n}")));
+        }
+        if let Some(x) = self.items.iter().chain(&self.prompts).chain(&self.ratings).chain(&self.strengths).find(|x| !x.is_finite()) {
             return Err(config_error("dataset.items", format!("non-finite feature {x}")));
         }
         Ok(())
@@ -97,10 +113,25 @@ pub enum ScenarioKind {
     MultiObjective,
     /// Two user groups with opposed tastes; the prompt identifies the user (one-hot), not the group.
     Mixture,
+    /// Many users, each with a private taste direction; each pair carries a few other labelled
+    /// pairs of the same user as context (for VPL). Evaluation is on users never trained on.
+    FewShotUsers,
+    /// Full rankings of a few items each, drawn from Plackett–Luce over a hidden linear utility.
+    Rankings,
+    /// The `linear` task with a known fraction `flip` of training labels flipped; eval is clean.
+    Noisy,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 5] = [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective, Self::Mixture];
+    pub const ALL: [ScenarioKind; 8] =
+        [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective, Self::Mixture, Self::FewShotUsers, Self::Rankings, Self::Noisy];
+
+    /// `few-shot-users`: labelled pairs of the same user given as context with every pair
+    /// (VPL's context set; the "≤ 8 labelled pairs of a new user").
+    pub const CONTEXT_PAIRS: usize = 8;
+    /// `few-shot-users`: users seen in training, and new users seen only through their context.
+    pub const TRAIN_USERS: usize = 60;
+    pub const NEW_USERS: usize = 30;
 
     /// Users in the `mixture` scenario; user u belongs to group u % 2.
     pub const MIXTURE_USERS: usize = 20;
@@ -116,12 +147,16 @@ impl ScenarioKind {
             Self::CyclicAbcd => "cyclic-abcd",
             Self::MultiObjective => "multi-objective",
             Self::Mixture => "mixture",
+            Self::FewShotUsers => "few-shot-users",
+            Self::Rankings => "rankings",
+            Self::Noisy => "noisy",
         }
     }
 
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: linear, cyclic, cyclic-abcd, multi-objective, mixture)"))
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            config_error("scenario.kind", format!("unknown scenario `{name}` (expected one of: {})", names.join(", ")))
         })
     }
 
@@ -131,8 +166,11 @@ impl ScenarioKind {
             Self::Linear => "Items are points in the plane with a hidden linear utility u(x) = w·x; each pair is labelled by a Bradley–Terry draw, P(a ≻ b) = σ((u(a) − u(b)) / noise). Any reward model can fit this; Bradley–Terry should exceed 90 %.",
             Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
-            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining.",
+            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
             Self::Mixture => "Twenty users in two hidden groups with opposed tastes: group 0 prefers a high w·x, group 1 a low one. Each pair says which user labelled it (one-hot prompt), never the group. A single Bradley–Terry model must average the two and sits near chance; a mixture of reward heads with a router (MiCRo) finds both groups and sends each user to theirs.",
+            Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly.",
+            Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
+            Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
         }
     }
 }
@@ -154,6 +192,12 @@ fn default_eval_fraction() -> f64 {
 }
 fn default_min_separation() -> f64 {
     90.0
+}
+fn default_flip() -> f64 {
+    0.3
+}
+fn default_list_len() -> usize {
+    5
 }
 
 /// Everything that defines a synthetic scenario. Together with the run seed it fixes the data.
@@ -179,6 +223,12 @@ pub struct ScenarioConfig {
     /// `cyclic`: smallest angular distance (degrees) between compared items, in [0, 180).
     #[serde(default = "default_min_separation")]
     pub min_separation_deg: f64,
+    /// `noisy`: fraction of training labels flipped, in [0, 0.5).
+    #[serde(default = "default_flip")]
+    pub flip: f64,
+    /// `rankings`: items per list.
+    #[serde(default = "default_list_len")]
+    pub list_len: usize,
 }
 
 impl ScenarioConfig {
@@ -191,6 +241,8 @@ impl ScenarioConfig {
             noise: default_noise(),
             eval_fraction: default_eval_fraction(),
             min_separation_deg: default_min_separation(),
+            flip: default_flip(),
+            list_len: default_list_len(),
         }
     }
 
@@ -213,6 +265,12 @@ impl ScenarioConfig {
         if !(0.0..1.0).contains(&self.eval_fraction) {
             return Err(config_error("scenario.eval_fraction", "must be in [0, 1)"));
         }
+        if !(0.0..0.5).contains(&self.flip) {
+            return Err(config_error("scenario.flip", "must be in [0, 0.5)"));
+        }
+        if self.list_len < 2 || self.list_len > self.n_items || self.list_len > 64 {
+            return Err(config_error("scenario.list_len", "must be in 2..=min(64, n_items)"));
+        }
         Ok(())
     }
 
@@ -225,6 +283,10 @@ impl ScenarioConfig {
             ScenarioKind::Cyclic => cyclic(self, &mut rng),
             ScenarioKind::MultiObjective => multi_objective(self, &mut rng),
             ScenarioKind::Mixture => mixture(self, &mut rng),
+            // These split on their own: by pair before flipping, by list, by user.
+            ScenarioKind::Noisy => return finish(noisy(self, &mut rng, seed)?),
+            ScenarioKind::Rankings => return finish(rankings(self, &mut rng, seed)),
+            ScenarioKind::FewShotUsers => return finish(few_shot_users(self, &mut rng)),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;
@@ -238,6 +300,11 @@ impl ScenarioConfig {
         ds.validate()?;
         Ok(ds)
     }
+}
+
+fn finish(ds: PairDataset) -> Result<PairDataset> {
+    ds.validate()?;
+    Ok(ds)
 }
 
 fn distinct_pair(rng: &mut Rng, n: usize) -> (usize, usize) {
@@ -257,25 +324,173 @@ fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
     w.iter_mut().for_each(|x| *x /= norm);
     let items: Vec<f32> = (0..cfg.n_items * d).map(|_| rng.normal() as f32).collect();
     let utility = |i: usize| -> f64 { (0..d).map(|j| w[j] * items[i * d + j] as f64).sum() };
-    let pairs = (0..cfg.n_pairs)
+    let pairs: Vec<(usize, usize)> = (0..cfg.n_pairs)
         .map(|_| {
             let (a, b) = distinct_pair(rng, cfg.n_items);
             let p_a = 1.0 / (1.0 + (-(utility(a) - utility(b)) / cfg.noise).exp());
             if rng.uniform() < p_a { (a, b) } else { (b, a) }
         })
         .collect();
+    // HelpSteer2-style annotations: a strength 1–3 from how far apart the two responses are, and
+    // a 0–4 helpfulness rating per response (for the regression head). Drawn from a stream of
+    // their own so that the pairs above do not depend on them.
+    let mut extra = Rng::new(rng.next_u64());
+    let strengths = pairs.iter().map(|&(a, b)| strength_of((utility(a) - utility(b)).abs())).collect();
+    let ratings = (0..cfg.n_items).map(|i| (2.0 + utility(i) + cfg.noise * extra.normal()) as f32).collect();
     PairDataset {
         dim: d,
         item_labels: (0..cfg.n_items).map(|i| format!("x{i}")).collect(),
         items,
         pairs,
-        prompt_dim: 0,
-        prompts: vec![],
-        train: vec![],
-        eval: vec![],
-        ratings: vec![],
-        n_objectives: 0,
-        pair_groups: vec![],
+        strengths,
+        ratings,
+        n_objectives: 1,
+        ..Default::default()
+    }
+}
+
+/// Annotator strength for a utility gap: 1 "slightly better", 2 "better", 3 "much better".
+fn strength_of(gap: f64) -> f32 {
+    if gap < 0.5 {
+        1.0
+    } else if gap < 1.5 {
+        2.0
+    } else {
+        3.0
+    }
+}
+
+/// `linear` with a known fraction of training labels flipped; held-out labels stay clean so that
+/// accuracy measures agreement with the true preference.
+fn noisy(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> Result<PairDataset> {
+    let mut ds = linear(cfg, rng);
+    ds.split(cfg.eval_fraction, seed)?;
+    ds.flipped = vec![false; ds.pairs.len()];
+    let mut train = ds.train.clone();
+    rng.shuffle(&mut train);
+    let n_flip = (train.len() as f64 * cfg.flip).round() as usize;
+    for &p in &train[..n_flip] {
+        let (c, r) = ds.pairs[p];
+        ds.pairs[p] = (r, c);
+        ds.flipped[p] = true;
+    }
+    Ok(ds)
+}
+
+/// Plackett–Luce rankings over a hidden linear utility: repeatedly pick the next item with
+/// probability ∝ exp(u / noise) among those left (the Gumbel-max view of PL).
+fn rankings(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> PairDataset {
+    let w = direction(rng.uniform() * 360.0);
+    let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
+    let utility = |i: usize| w[0] * items[2 * i] as f64 + w[1] * items[2 * i + 1] as f64;
+    let n_lists = (cfg.n_pairs / 4).max(2);
+    let lists: Vec<Vec<usize>> = (0..n_lists)
+        .map(|_| {
+            let mut pool: Vec<usize> = (0..cfg.n_items).collect();
+            rng.shuffle(&mut pool);
+            let mut chosen: Vec<(f64, usize)> = pool[..cfg.list_len]
+                .iter()
+                .map(|&i| {
+                    let gumbel = -(-(rng.uniform().max(1e-300)).ln()).ln();
+                    (utility(i) / cfg.noise + gumbel, i)
+                })
+                .collect();
+            chosen.sort_by(|a, b| b.0.total_cmp(&a.0));
+            chosen.into_iter().map(|(_, i)| i).collect()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..n_lists).collect();
+    Rng::stream(seed, "split").shuffle(&mut order);
+    let n_eval = ((n_lists as f64 * cfg.eval_fraction).round() as usize).min(n_lists - 1);
+    let mut eval_lists = order[..n_eval].to_vec();
+    let mut train_lists = order[n_eval..].to_vec();
+    eval_lists.sort_unstable();
+    train_lists.sort_unstable();
+    let (mut pairs, mut train, mut eval) = (vec![], vec![], vec![]);
+    let mut list_of_pair = vec![];
+    for (l, list) in lists.iter().enumerate() {
+        for a in 0..list.len() {
+            for b in a + 1..list.len() {
+                list_of_pair.push(l);
+                pairs.push((list[a], list[b]));
+            }
+        }
+    }
+    for (p, l) in list_of_pair.iter().enumerate() {
+        if eval_lists.binary_search(l).is_ok() { eval.push(p) } else { train.push(p) }
+    }
+    PairDataset {
+        dim: 2,
+        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
+        items,
+        pairs,
+        train,
+        eval,
+        pair_groups: list_of_pair,
+        lists,
+        train_lists,
+        eval_lists,
+        ..Default::default()
+    }
+}
+
+/// Users with private taste directions θ_u ~ U(0°, 360°) over 2-D items. Every pair's prompt is
+/// [`ScenarioKind::CONTEXT_PAIRS`] other labelled pairs of the same user, flattened as
+/// (chosen, rejected) feature rows. Training users' contexts come from their own training pairs;
+/// a new user's context is a fixed set of their labelled pairs, disjoint from the pairs scored.
+fn few_shot_users(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let c = ScenarioKind::CONTEXT_PAIRS;
+    let (train_users, new_users) = (ScenarioKind::TRAIN_USERS, ScenarioKind::NEW_USERS);
+    let users = train_users + new_users;
+    let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
+    let per_user = (cfg.n_pairs / users).max(c + 2);
+    let (mut labelled, mut groups) = (vec![], vec![]);
+    for u in 0..users {
+        let w = direction(rng.uniform() * 360.0);
+        let utility = |i: usize| w[0] * items[2 * i] as f64 + w[1] * items[2 * i + 1] as f64;
+        for _ in 0..per_user {
+            let (a, b) = distinct_pair(rng, cfg.n_items);
+            let p_a = 1.0 / (1.0 + (-(utility(a) - utility(b)) / cfg.noise).exp());
+            labelled.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
+            groups.push(u);
+        }
+    }
+    let row = |&(a, b): &(usize, usize)| [items[2 * a], items[2 * a + 1], items[2 * b], items[2 * b + 1]];
+    let (mut pairs, mut prompts, mut pair_groups, mut train, mut eval) = (vec![], vec![], vec![], vec![], vec![]);
+    for u in 0..users {
+        let own: Vec<usize> = (0..labelled.len()).filter(|&p| groups[p] == u).collect();
+        if u < train_users {
+            for &p in &own {
+                // Context: C other pairs of this user, drawn without replacement.
+                let mut others: Vec<usize> = own.iter().copied().filter(|&q| q != p).collect();
+                rng.shuffle(&mut others);
+                train.push(pairs.len());
+                pairs.push(labelled[p]);
+                pair_groups.push(u);
+                prompts.extend(others[..c].iter().flat_map(|&q| row(&labelled[q])));
+            }
+        } else {
+            // A new user: the first C pairs are all we are shown; the rest are scored.
+            let context: Vec<f32> = own[..c].iter().flat_map(|&q| row(&labelled[q])).collect();
+            for &p in &own[c..] {
+                eval.push(pairs.len());
+                pairs.push(labelled[p]);
+                pair_groups.push(u);
+                prompts.extend_from_slice(&context);
+            }
+        }
+    }
+    PairDataset {
+        dim: 2,
+        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
+        items,
+        pairs,
+        prompt_dim: 4 * c,
+        prompts,
+        train,
+        eval,
+        pair_groups,
+        ..Default::default()
     }
 }
 
@@ -302,11 +517,8 @@ fn mixture(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         pairs,
         prompt_dim: users,
         prompts,
-        train: vec![],
-        eval: vec![],
-        ratings: vec![],
-        n_objectives: 0,
         pair_groups,
+        ..Default::default()
     }
 }
 
@@ -317,9 +529,10 @@ fn direction(deg: f64) -> [f64; 2] {
 }
 
 fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
-    // Two hidden linear objectives over 2-D features, 100° apart so they genuinely conflict.
+    // Two hidden linear objectives over 2-D features, 60° apart: they conflict (different best
+    // responses) yet correlate (cos 60° = 0.5), like helpfulness and length in real ratings.
     let phi = rng.uniform() * 360.0;
-    let w = [direction(phi), direction(phi + 100.0)];
+    let w = [direction(phi), direction(phi + 60.0)];
     let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
     let truth = |i: usize, k: usize| w[k][0] * items[2 * i] as f64 + w[k][1] * items[2 * i + 1] as f64;
     let ratings: Vec<f32> = (0..cfg.n_items).flat_map(|i| [0, 1].map(|k| truth(i, k))).map(|r| (r + cfg.noise * rng.normal()) as f32).collect();
@@ -340,11 +553,9 @@ fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         pairs,
         prompt_dim: 2,
         prompts,
-        train: vec![],
-        eval: vec![],
         ratings,
         n_objectives: 2,
-        pair_groups: vec![],
+        ..Default::default()
     }
 }
 
@@ -372,13 +583,7 @@ fn cyclic(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         item_labels: angles.iter().map(|t| format!("{:.0}°", t.to_degrees())).collect(),
         items,
         pairs,
-        prompt_dim: 0,
-        prompts: vec![],
-        train: vec![],
-        eval: vec![],
-        ratings: vec![],
-        n_objectives: 0,
-        pair_groups: vec![],
+        ..Default::default()
     }
 }
 
@@ -444,7 +649,7 @@ pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
     let labels = responses.names;
     let n = labels.len();
     let items = (0..n * n).map(|k| if k / n == k % n { 1.0 } else { 0.0 }).collect();
-    Ok(PairDataset { dim: n, items, pairs, prompt_dim: 0, prompts: vec![], train: vec![], eval: vec![], item_labels: labels, ratings: vec![], n_objectives: 0, pair_groups: vec![] })
+    Ok(PairDataset { dim: n, items, pairs, item_labels: labels, ..Default::default() })
 }
 
 pub fn gpm_custom_cycle() -> Result<PairDataset> {

@@ -72,6 +72,68 @@ pub fn plackett_luce_loss<B: Backend>(scores: Tensor<B, 2>, top_k: Option<usize>
     total.mean()
 }
 
+/// RankList's listwise generalisation of RankNet, in our reading of its abstract (the paper body
+/// is not available; `algorithms.md` §4.3): every item of a ranked list must beat a smooth
+/// maximum (log-sum-exp) of *all* items ranked below it, a non-local, skip-wise constraint,
+/// instead of RankNet's one neighbour: Σ_{k<L−1} softplus(LSE_{j>k} s_j − s_k), averaged over rows.
+/// With L = 2 it is RankNet's pairwise −log σ(s_0 − s_1). Unlike Plackett–Luce, the item itself is
+/// not inside the log-sum-exp, so a pair is never "won" by a score that merely ties the rest.
+pub fn ranklist_loss<B: Backend>(scores: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [n, l] = scores.dims();
+    let mut total: Tensor<B, 1> = Tensor::zeros([n], &scores.device());
+    for pos in 0..l.saturating_sub(1) {
+        let below = scores.clone().narrow(1, pos + 1, l - pos - 1);
+        let m = below.clone().max_dim(1).detach();
+        let lse = (below - m.clone()).exp().sum_dim(1).log() + m;
+        let head = scores.clone().narrow(1, pos, 1);
+        total = total + activation::softplus(lse - head, 1.0).reshape([n]);
+    }
+    total.mean()
+}
+
+/// KL(N(μ, e^{log σ²}) ‖ N(0, I)) = −½ Σ (1 + log σ² − μ² − σ²), summed over the latent and
+/// averaged over rows (VPL's LLM code, `vae_utils.py`).
+pub fn gaussian_kl<B: Backend>(mean: Tensor<B, 2>, log_var: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [n, _] = mean.dims();
+    let per_row = (log_var.clone().add_scalar(1.0) - mean.powi_scalar(2) - log_var.exp()).sum_dim(1).mul_scalar(-0.5);
+    per_row.reshape([n]).mean()
+}
+
+/// VPL's cyclical cosine KL annealer: ((cos(π(t/T − 1)) + 1)/2)(1 − b) + b over each cycle of T
+/// steps, starting from the baseline b and rising to 1.
+pub fn kl_anneal(step: usize, cycle: usize, baseline: f64) -> f64 {
+    let t = (step % cycle.max(1)) as f64 / cycle.max(1) as f64;
+    ((std::f64::consts::PI * (t - 1.0)).cos() + 1.0) / 2.0 * (1.0 - baseline) + baseline
+}
+
+/// Spearman's rank correlation (average ranks for ties), as ArmoRM's verbosity step uses.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(x: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..x.len()).collect();
+        idx.sort_by(|&i, &j| x[i].total_cmp(&x[j]));
+        let mut r = vec![0.0; x.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+                j += 1;
+            }
+            for &k in &idx[i..=j] {
+                r[k] = (i + j) as f64 / 2.0;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+}
+
 /// Kendall's τ-a between two score lists (ties count as neither concordant nor discordant).
 pub fn kendall_tau(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "kendall_tau needs equal lengths");
@@ -113,6 +175,34 @@ pub fn gpm_score<B: Backend>(c: Tensor<B, 2>, r: Tensor<B, 2>, gate: Option<Tens
         None => blocks,
     };
     weighted.sum_dim(1).reshape([n])
+}
+
+/// Central finite differences against autodiff in f64 on the CPU backend: the check every loss
+/// and model objective in the crate must pass.
+#[cfg(test)]
+pub(crate) mod gradcheck {
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::{Tensor, TensorData};
+
+    pub type AD = Autodiff<NdArray<f64>>;
+
+    /// Assert that d f / d x from autodiff matches (f(x + h) − f(x − h)) / 2h at every coordinate.
+    pub fn check<const D: usize>(name: &str, x: &[f64], shape: [usize; D], f: impl Fn(Tensor<AD, D>) -> Tensor<AD, 1>) {
+        let dev = Default::default();
+        let input = Tensor::<AD, D>::from_data(TensorData::new(x.to_vec(), shape), &dev).require_grad();
+        let grads = f(input.clone()).backward();
+        let g: Vec<f64> = input.grad(&grads).expect("the input feeds the loss").into_data().convert::<f64>().to_vec().unwrap();
+        let at = |i: usize, d: f64| -> f64 {
+            let mut v = x.to_vec();
+            v[i] += d;
+            f(Tensor::from_data(TensorData::new(v, shape), &dev)).into_scalar()
+        };
+        let h = 1e-5;
+        for (i, &gi) in g.iter().enumerate() {
+            let fd = (at(i, h) - at(i, -h)) / (2.0 * h);
+            assert!((fd - gi).abs() <= 1e-6 * (1.0 + fd.abs()), "{name}: d/dx[{i}] autodiff {gi} vs finite difference {fd}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +329,68 @@ mod tests {
         let rows: Vec<f64> = rankings.iter().flat_map(|r| r.iter().map(|&i| theta[i])).collect();
         let nll = scalar(plackett_luce_loss(t2(&rows, 3), None)) * 2.0;
         close(nll, -c.log_likelihood(&theta));
+    }
+
+    #[test]
+    fn ranklist_worked_values() {
+        // Scores (2, 1, 0) in ranked order: softplus(log(e + 1) − 2) + softplus(0 − 1).
+        let e = std::f64::consts::E;
+        let sp = |x: f64| (1.0 + x.exp()).ln();
+        close(scalar(ranklist_loss(t2(&[2.0, 1.0, 0.0], 3))), sp((e + 1.0).ln() - 2.0) + sp(-1.0));
+        // Two items: RankNet's −log σ(s_0 − s_1).
+        close(scalar(ranklist_loss(t2(&[0.3, 1.1], 2))), sp(0.8));
+    }
+
+    #[test]
+    fn gaussian_kl_and_annealer() {
+        // KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²); rows averaged.
+        let (m, lv) = (0.5f64, -0.4f64);
+        let one = 0.5 * (m * m + lv.exp() - 1.0 - lv);
+        close(scalar(gaussian_kl(t2(&[m, 0.0, 0.0, 0.0], 2), t2(&[lv, 0.0, 0.0, 0.0], 2))), one / 2.0);
+        close(kl_anneal(0, 100, 0.1), 0.1);
+        close(kl_anneal(50, 100, 0.1), 0.55);
+        assert!((kl_anneal(99, 100, 0.1) - 1.0).abs() < 1e-3);
+        close(kl_anneal(100, 100, 0.1), 0.1);
+    }
+
+    #[test]
+    fn spearman_values() {
+        close(spearman(&[1.0, 2.0, 3.0], &[1.0, 4.0, 9.0]), 1.0);
+        close(spearman(&[1.0, 2.0, 3.0], &[3.0, 1.0, 2.0]), -0.5);
+        // Ties take average ranks: (0.5, 0.5, 2) vs (0, 1, 2) → √3/2.
+        close(spearman(&[1.0, 1.0, 2.0], &[1.0, 2.0, 3.0]), 3f64.sqrt() / 2.0);
+    }
+
+    #[test]
+    fn every_reward_loss_has_the_gradient_of_its_value() {
+        use super::gradcheck::{AD, check};
+        let dev = Default::default();
+        let logits = [0.7, -1.2, 0.05, 2.5];
+        let vec1 = |v: &[f64]| Tensor::<AD, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &dev);
+        check("logistic", &logits, [4], pairwise_logistic_loss);
+        check("bt margin+smoothing+weight", &logits, [4], |l| {
+            bradley_terry_loss(l, Some(vec1(&[1.0, 2.0, 0.0, 3.0])), 0.1, Some(vec1(&[1.0, 3.0, 2.0, 1.0])))
+        });
+        check("centering", &[0.3, -0.2, 1.5, 0.4, 0.9, -1.1], [2, 3], |r| {
+            let a = r.clone().narrow(0, 0, 1).reshape([3]);
+            let b = r.narrow(0, 1, 1).reshape([3]);
+            centering_penalty(a.clone(), b.clone(), 0.01) + pairwise_logistic_loss(a - b)
+        });
+        // GPM: loss of the gated, normalised score with respect to both embeddings (k = 2).
+        let emb = [0.3, -0.7, 1.1, 0.2, -0.5, 0.9, 0.4, -1.3, 0.8, 0.1, -0.6, 0.7, 0.2, 0.5, -0.9, 1.4];
+        check("gpm", &emb, [4, 4], |e| {
+            let c = unit_normalize(e.clone().narrow(0, 0, 2));
+            let r = unit_normalize(e.narrow(0, 2, 2));
+            let gate = Tensor::<AD, 2>::from_data(TensorData::new(vec![0.3, 0.7, 0.6, 0.4], [2, 2]), &dev);
+            pairwise_logistic_loss(gpm_score(c, r, Some(gate)).div_scalar(0.1))
+        });
+        let lists = [0.4, -0.3, 1.2, 0.8, 0.0, -0.7, 0.5, 0.1];
+        check("plackett-luce", &lists, [2, 4], |s| plackett_luce_loss(s, None));
+        check("plackett-luce top-2", &lists, [2, 4], |s| plackett_luce_loss(s, Some(2)));
+        check("ranklist", &lists, [2, 4], ranklist_loss);
+        check("gaussian kl", &[0.5, -0.2, 0.3, -0.4, 0.1, 0.6], [2, 3], |x| {
+            gaussian_kl(x.clone().narrow(0, 0, 1), x.narrow(0, 1, 1))
+        });
     }
 
     #[test]

@@ -26,10 +26,13 @@ pub enum ModelKind {
     MultiObjective,
     /// Mixture of K Bradley–Terry heads with a router over prompt/user features (MiCRo).
     Mixture,
+    /// Variational Preference Learning: a latent user z inferred from the user's context pairs
+    /// conditions the reward r(y, z).
+    Vpl,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture];
+    pub const ALL: [ModelKind; 5] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -37,22 +40,24 @@ impl ModelKind {
             Self::Gpm => "gpm",
             Self::MultiObjective => "multi-objective",
             Self::Mixture => "mixture",
+            Self::Vpl => "vpl",
         }
     }
 
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| config_error("model.kind", format!("unknown model `{name}` (expected one of: bt, gpm, multi-objective, mixture)")))
+        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            config_error("model.kind", format!("unknown model `{name}` (expected one of: {})", names.join(", ")))
+        })
     }
 
     pub fn description(self) -> &'static str {
         match self {
             Self::Bt => "Bradley–Terry: one scalar reward per response, P(a ≻ b) = σ(r(a) − r(b)). Rewards are numbers on a line, so preferences are always transitive.",
             Self::Gpm => "General Preference Model: each response becomes k 2-D vectors; P(a ≻ b) = σ(s/τ) with s = Σ λ_l (a₂ₗ b₂ₗ₊₁ − a₂ₗ₊₁ b₂ₗ). The score is skew-symmetric, so it can encode cycles, and scoring n responses needs only n embeddings.",
-            Self::MultiObjective => "Multi-objective reward (Directional Preference Alignment): one reward per attribute, learnt by regression on per-attribute ratings; a user direction v on the unit circle gives the reward v·r, so one model serves users with different trade-offs.",
+            Self::MultiObjective => "Multi-objective reward (Directional Preference Alignment): one reward per attribute, learnt by regression on per-attribute ratings; a user direction v on the unit circle gives the reward v·r, so one model serves users with different trade-offs. With `gate` on it becomes ArmoRM: after the regression stage, verbosity is regressed out of every objective and a gating network over the prompt learns non-negative weights, trained on the preferences.",
             Self::Mixture => "Mixture of Bradley–Terry heads (MiCRo): K reward heads share one network, a router maps the prompt (here: who is asking) to weights w(x); trained on the mixture likelihood −log Σ w_k σ(r_k(a) − r_k(b)), it can serve groups whose tastes contradict each other.",
+            Self::Vpl => "Variational Preference Learning: an encoder reads a user's few labelled pairs (the context) and infers a latent z ~ N(μ, σ²); the reward r(y, z) depends on it. Trained on the ELBO (Bradley–Terry likelihood plus an annealed KL to N(0, I)), it adapts to a new user from a handful of their labels, without retraining.",
         }
     }
 }
@@ -100,10 +105,31 @@ pub struct ModelConfig {
     /// entropy; it pulls each example's routing toward uniform, so keep it small).
     #[serde(default = "default_load_balance")]
     pub load_balance: f64,
+    /// VPL: dimension of the latent user z.
+    #[serde(default = "default_latent")]
+    pub latent: usize,
+    /// VPL: weight of the KL term (annealed from 0.1× to 1× over the run, VPL's cosine annealer).
+    #[serde(default = "default_kl_weight")]
+    pub kl_weight: f64,
+    /// ArmoRM (multi-objective with `gate`): regress verbosity out of the other objectives.
+    #[serde(default = "default_true")]
+    pub decorrelate_verbosity: bool,
+    /// ArmoRM: which objective is verbosity.
+    #[serde(default = "default_verbosity_dim")]
+    pub verbosity_dim: usize,
 }
 
 fn default_heads() -> usize {
     2
+}
+fn default_latent() -> usize {
+    8
+}
+fn default_kl_weight() -> f64 {
+    0.01
+}
+fn default_verbosity_dim() -> usize {
+    1
 }
 fn default_load_balance() -> f64 {
     0.01
@@ -115,7 +141,21 @@ fn default_objectives() -> usize {
 
 impl ModelConfig {
     pub fn new(kind: ModelKind) -> Self {
-        Self { kind, hidden: default_hidden(), k: default_k(), tau: default_tau(), gate: false, normalize: true, objectives: default_objectives(), heads: default_heads(), load_balance: default_load_balance() }
+        Self {
+            kind,
+            hidden: default_hidden(),
+            k: default_k(),
+            tau: default_tau(),
+            gate: false,
+            normalize: true,
+            objectives: default_objectives(),
+            heads: default_heads(),
+            load_balance: default_load_balance(),
+            latent: default_latent(),
+            kl_weight: default_kl_weight(),
+            decorrelate_verbosity: true,
+            verbosity_dim: default_verbosity_dim(),
+        }
     }
 
     /// Checks that need no data.
@@ -138,16 +178,31 @@ impl ModelConfig {
         if !(self.load_balance >= 0.0 && self.load_balance.is_finite()) {
             return Err(config_error("model.load_balance", "must be ≥ 0"));
         }
+        if self.latent == 0 || self.latent > 4096 {
+            return Err(config_error("model.latent", "must be in 1..=4096"));
+        }
+        if !(self.kl_weight >= 0.0 && self.kl_weight.is_finite()) {
+            return Err(config_error("model.kl_weight", "must be ≥ 0"));
+        }
+        if self.kind == ModelKind::MultiObjective && self.gate && self.decorrelate_verbosity && self.verbosity_dim >= self.objectives {
+            return Err(config_error("model.verbosity_dim", format!("must name one of the {} objectives", self.objectives)));
+        }
         Ok(())
     }
 
     /// Checks against the data the model will see.
-    pub fn check_data(&self, prompt_dim: usize) -> Result<()> {
+    pub fn check_data(&self, input_dim: usize, prompt_dim: usize) -> Result<()> {
         if self.kind == ModelKind::Mixture && prompt_dim == 0 {
             return Err(config_error("model.kind", "the mixture's router needs prompt or user features; this scenario has none (try `mixture`)"));
         }
-        if self.gate && self.kind == ModelKind::Gpm && prompt_dim == 0 {
+        if self.gate && matches!(self.kind, ModelKind::Gpm | ModelKind::MultiObjective) && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
+        }
+        if self.kind == ModelKind::Vpl && (prompt_dim == 0 || !prompt_dim.is_multiple_of(2 * input_dim)) {
+            return Err(config_error(
+                "model.kind",
+                "VPL needs each pair's context of labelled (chosen, rejected) pairs as prompt features (try `few-shot-users`)",
+            ));
         }
         Ok(())
     }
@@ -156,7 +211,7 @@ impl ModelConfig {
     /// so that every backend starts from the same point.
     pub fn init<B: Backend>(&self, input_dim: usize, prompt_dim: usize, seed: u64, device: &B::Device) -> Result<PreferenceModel<B>> {
         self.validate()?;
-        self.check_data(prompt_dim)?;
+        self.check_data(input_dim, prompt_dim)?;
         let mut rng = Rng::stream(seed, "init");
         Ok(match self.kind {
             ModelKind::Bt => PreferenceModel::Bt(BtModel { mlp: Mlp::new(input_dim, &self.hidden, 1, &mut rng, device) }),
@@ -166,12 +221,34 @@ impl ModelConfig {
                 tau: self.tau,
                 normalize: self.normalize,
             }),
-            ModelKind::MultiObjective => PreferenceModel::MultiObjective(MultiObjectiveModel { mlp: Mlp::new(input_dim, &self.hidden, self.objectives, &mut rng, device) }),
+            ModelKind::MultiObjective => PreferenceModel::MultiObjective(MultiObjectiveModel {
+                mlp: Mlp::new(input_dim, &self.hidden, self.objectives, &mut rng, device),
+                gate: self.gate.then(|| ArmoGate {
+                    mlp: Mlp::new(prompt_dim, &self.hidden, self.objectives, &mut rng, device),
+                    logit_scale: Param::from_tensor(Tensor::ones([1], device)),
+                    transform: Param::from_tensor(Tensor::eye(self.objectives, device)),
+                }),
+            }),
             ModelKind::Mixture => PreferenceModel::Mixture(MixtureModel {
                 mlp: Mlp::new(input_dim, &self.hidden, self.heads, &mut rng, device),
                 router: Dense::new(prompt_dim, self.heads, true, 1.0, &mut rng, device),
                 load_balance: self.load_balance,
             }),
+            ModelKind::Vpl => {
+                let l = self.latent;
+                let mut dense = |d_in, d_out| Dense::new(d_in, d_out, true, 1.0, &mut rng, device);
+                let (query, key, value, mean, log_var) = (dense(l, l), dense(l, l), dense(l, l), dense(l, l), dense(l, l));
+                PreferenceModel::Vpl(VplModel {
+                    pair_encoder: Mlp::new(2 * input_dim, &self.hidden, l, &mut rng, device),
+                    query,
+                    key,
+                    value,
+                    mean,
+                    log_var,
+                    decoder: Mlp::new(input_dim + l, &self.hidden, 1, &mut rng, device),
+                    kl_weight: self.kl_weight,
+                })
+            }
         })
     }
 }
@@ -278,12 +355,90 @@ impl<B: Backend> GpmModel<B> {
 #[derive(Module, Debug)]
 pub struct MultiObjectiveModel<B: Backend> {
     pub mlp: Mlp<B>,
+    /// ArmoRM's stage 2: gating network and verbosity transform (None = plain DPA).
+    pub gate: Option<ArmoGate<B>>,
+}
+
+/// ArmoRM's mixture-of-experts gate: w(x) = softmax(MLP(x) / 10) · s with a learnt scale s, over
+/// the de-correlated rewards R T (`algorithms.md` §3.2–3.3).
+#[derive(Module, Debug)]
+pub struct ArmoGate<B: Backend> {
+    pub mlp: Mlp<B>,
+    pub logit_scale: Param<Tensor<B, 1>>,
+    /// The verbosity transform T (`[m, m]`), set once from the stage-1 rewards; never trained.
+    pub transform: Param<Tensor<B, 2>>,
+}
+
+/// ArmoRM's fixed gate temperature.
+pub const ARMO_TEMPERATURE: f64 = 10.0;
+/// ArmoRM's `corr_threshold` (script default) for the verbosity penalties.
+pub const VERBOSITY_CORR_THRESHOLD: f64 = 0.03;
+/// The penalties ArmoRM tries, in increasing order.
+pub const VERBOSITY_PENALTIES: [f64; 24] =
+    [0.0, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
+
+/// ArmoRM's `find_proper_verbosity_penalties`: for each objective i ≠ `verb`, the first penalty p
+/// with Spearman(R_i − p R_verb, R_verb) ≤ `threshold`; objectives that never get there, and
+/// verbosity itself, keep 1. `rewards[j]` holds the m rewards of reference response j.
+pub fn verbosity_penalties(rewards: &[Vec<f64>], verb: usize, threshold: f64) -> Vec<f64> {
+    let m = rewards.first().map_or(0, Vec::len);
+    let r_verb: Vec<f64> = rewards.iter().map(|r| r[verb]).collect();
+    (0..m)
+        .map(|i| {
+            if i == verb {
+                return 1.0;
+            }
+            VERBOSITY_PENALTIES
+                .into_iter()
+                .find(|&p| {
+                    let adjusted: Vec<f64> = rewards.iter().map(|r| r[i] - p * r[verb]).collect();
+                    crate::loss::spearman(&adjusted, &r_verb) <= threshold
+                })
+                .unwrap_or(1.0)
+        })
+        .collect()
+}
+
+/// T = I with row `verb` reduced by the penalties, so (R T)_i = R_i − p_i R_verb and (R T)_verb = 0.
+/// Row-major `[m, m]`.
+pub fn verbosity_transform(penalties: &[f64], verb: usize) -> Vec<f64> {
+    let m = penalties.len();
+    let mut t: Vec<f64> = (0..m * m).map(|k| if k / m == k % m { 1.0 } else { 0.0 }).collect();
+    for (i, p) in penalties.iter().enumerate() {
+        t[verb * m + i] -= p;
+    }
+    t
+}
+
+impl<B: Backend> ArmoGate<B> {
+    /// Non-negative objective weights per prompt, `[n, m]`.
+    pub fn weights(&self, prompt: Tensor<B, 2>) -> Tensor<B, 2> {
+        activation::softmax(self.mlp.forward(prompt).div_scalar(ARMO_TEMPERATURE), 1) * self.logit_scale.val().unsqueeze_dim(0)
+    }
+
+    /// The final score Σ_i w_i(x) (R T)_i per row; T is a constant of stage 1.
+    pub fn score(&self, rewards: Tensor<B, 2>, prompt: Tensor<B, 2>) -> Tensor<B, 1> {
+        let [n, _] = rewards.dims();
+        (rewards.matmul(self.transform.val().detach()) * self.weights(prompt)).sum_dim(1).reshape([n])
+    }
 }
 
 impl<B: Backend> MultiObjectiveModel<B> {
     /// Attribute rewards per row, `[n, m]`.
     pub fn rewards(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.mlp.forward(x)
+    }
+
+    /// Logits from both sides' attribute rewards: ArmoRM's gated score with a gate, DPA's v·(r_c − r_r)
+    /// with the direction v as the prompt, the mean over objectives without a prompt.
+    pub fn logits_from_rewards(&self, r_chosen: Tensor<B, 2>, r_rejected: Tensor<B, 2>, prompt: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
+        let [n, _] = r_chosen.dims();
+        let d = r_chosen - r_rejected;
+        match (prompt, &self.gate) {
+            (Some(p), Some(g)) => g.score(d, p),
+            (Some(v), None) => (d * v).sum_dim(1).reshape([n]),
+            (None, _) => d.mean_dim(1).reshape([n]),
+        }
     }
 
     /// DPA's scalar reward v·r per row for directions `v` (`[n, m]`).
@@ -322,6 +477,58 @@ impl<B: Backend> MixtureModel<B> {
         let log_lik = (joint - m.clone()).exp().sum_dim(1).log() + m;
         let neg_entropy = (log_w.clone().exp() * log_w).sum_dim(1);
         log_lik.mean().neg() + neg_entropy.mean().mul_scalar(self.load_balance)
+    }
+}
+
+/// VPL (`algorithms.md` §4.2): pair encoder → single-head self-attention over the user's context
+/// pairs → mean-pool → (μ, log σ²) clamped to [−1, 1]; decoder r([y; z]). Our MLPs use GELU where
+/// VPL's use LeakyReLU(0.2).
+#[derive(Module, Debug)]
+pub struct VplModel<B: Backend> {
+    pub pair_encoder: Mlp<B>,
+    pub query: Dense<B>,
+    pub key: Dense<B>,
+    pub value: Dense<B>,
+    pub mean: Dense<B>,
+    pub log_var: Dense<B>,
+    pub decoder: Mlp<B>,
+    #[module(skip)]
+    pub kl_weight: f64,
+}
+
+impl<B: Backend> VplModel<B> {
+    pub fn latent(&self) -> usize {
+        self.mean.weight.val().dims()[1]
+    }
+
+    /// The posterior q(z | context): `context` is `[n, C · 2d]`, C (chosen, rejected) rows per user.
+    pub fn posterior(&self, context: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let [n, width] = context.dims();
+        let two_d = self.pair_encoder.layers[0].weight.val().dims()[0];
+        let c = width / two_d;
+        let l = self.latent();
+        let h = self.pair_encoder.forward(context.reshape([n * c, two_d]));
+        let project = |d: &Dense<B>| d.forward(h.clone()).reshape([n, c, l]);
+        let (q, k, v) = (project(&self.query), project(&self.key), project(&self.value));
+        let attention = activation::softmax(q.matmul(k.swap_dims(1, 2)).div_scalar((l as f64).sqrt()), 2);
+        let pooled: Tensor<B, 2> = attention.matmul(v).mean_dim(1).reshape([n, l]);
+        (self.mean.forward(pooled.clone()).clamp(-1.0, 1.0), self.log_var.forward(pooled).clamp(-1.0, 1.0))
+    }
+
+    /// r(y, z) per row.
+    pub fn reward(&self, x: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        self.decoder.forward(Tensor::cat(vec![x, z], 1)).reshape([n])
+    }
+
+    /// Training: z = μ + σ ε, rescaled to norm √L (VPL's `normalize(z)·√L`); returns the logits and
+    /// the negative ELBO, BT loss + kl_scale · kl_weight · KL(q ‖ N(0, I)).
+    pub fn elbo(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, context: Tensor<B, 2>, eps: Tensor<B, 2>, kl_scale: f64) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let (mean, log_var) = self.posterior(context);
+        let z = unit_normalize(mean.clone() + log_var.clone().mul_scalar(0.5).exp() * eps).mul_scalar((self.latent() as f64).sqrt());
+        let logits = self.reward(chosen, z.clone()) - self.reward(rejected, z);
+        let loss = crate::loss::pairwise_logistic_loss(logits.clone()) + crate::loss::gaussian_kl(mean, log_var).mul_scalar(kl_scale * self.kl_weight);
+        (logits, loss)
     }
 }
 
@@ -393,6 +600,7 @@ pub enum PreferenceModel<B: Backend> {
     Gpm(GpmModel<B>),
     MultiObjective(MultiObjectiveModel<B>),
     Mixture(MixtureModel<B>),
+    Vpl(VplModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -402,6 +610,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Gpm(_) => ModelKind::Gpm,
             Self::MultiObjective(_) => ModelKind::MultiObjective,
             Self::Mixture(_) => ModelKind::Mixture,
+            Self::Vpl(_) => ModelKind::Vpl,
         }
     }
 
@@ -412,13 +621,20 @@ impl<B: Backend> PreferenceModel<B> {
             v.extend(d.bias.iter().map(|b| b.val().dims().to_vec()));
             v
         };
-        let (mlp, gate) = match self {
-            Self::Bt(m) => (&m.mlp, None),
-            Self::Gpm(m) => (&m.mlp, m.gate.as_ref()),
-            Self::MultiObjective(m) => (&m.mlp, None),
-            Self::Mixture(m) => (&m.mlp, Some(&m.router)),
-        };
-        mlp.layers.iter().chain(gate).flat_map(dense).collect()
+        let mlp = |m: &Mlp<B>| m.layers.iter().flat_map(dense).collect::<Vec<_>>();
+        match self {
+            Self::Bt(m) => mlp(&m.mlp),
+            Self::Gpm(m) => [mlp(&m.mlp), m.gate.iter().flat_map(dense).collect()].concat(),
+            Self::MultiObjective(m) => {
+                let gate = m.gate.iter().flat_map(|g| [mlp(&g.mlp), vec![g.logit_scale.val().dims().to_vec(), g.transform.val().dims().to_vec()]].concat());
+                [mlp(&m.mlp), gate.collect()].concat()
+            }
+            Self::Mixture(m) => [mlp(&m.mlp), dense(&m.router)].concat(),
+            Self::Vpl(m) => {
+                let heads = [&m.query, &m.key, &m.value, &m.mean, &m.log_var].into_iter().flat_map(dense);
+                [mlp(&m.pair_encoder), heads.collect(), mlp(&m.decoder)].concat()
+            }
+        }
     }
 
     /// ℓ = log-odds that each chosen row is preferred to its rejected row.
@@ -429,14 +645,14 @@ impl<B: Backend> PreferenceModel<B> {
                 let gate = m.gate_weights(prompt);
                 gpm_score(m.embed(chosen), m.embed(rejected), gate).div_scalar(m.tau)
             }
-            // The prompt carries the user's direction v; without one, weigh objectives equally.
-            Self::MultiObjective(m) => {
-                let [n, _] = chosen.dims();
-                let d = m.rewards(chosen) - m.rewards(rejected);
-                match prompt {
-                    Some(v) => (d * v).sum_dim(1).reshape([n]),
-                    None => d.mean_dim(1).reshape([n]),
-                }
+            // The prompt carries the user's direction v (or, with a gate, ArmoRM's gating input);
+            // without one, weigh objectives equally.
+            Self::MultiObjective(m) => m.logits_from_rewards(m.rewards(chosen), m.rewards(rejected), prompt),
+            // Evaluation uses the posterior mean, as VPL does.
+            Self::Vpl(m) => {
+                let context = prompt.expect("VPL is only built for data with context");
+                let (z, _) = m.posterior(context);
+                m.reward(chosen, z.clone()) - m.reward(rejected, z)
             }
             // Prediction: the routed reward Σ_k w_k(x) r_k, compared between the two responses.
             Self::Mixture(m) => {
@@ -476,7 +692,7 @@ mod tests {
 
     #[test]
     fn both_models_are_antisymmetric() {
-        for kind in ModelKind::ALL.into_iter().filter(|&k| k != ModelKind::Mixture) {
+        for kind in ModelKind::ALL.into_iter().filter(|&k| !matches!(k, ModelKind::Mixture | ModelKind::Vpl)) {
             let m = ModelConfig::new(kind).init::<B>(2, 0, 1, &Default::default()).unwrap();
             let x = rows(&[0.3, -0.7, 1.0, 0.2, 0.0, 0.0], 2);
             let y = rows(&[-0.5, 0.1, 0.4, 0.9, 0.0, 0.0], 2);

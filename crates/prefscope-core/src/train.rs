@@ -4,7 +4,7 @@
 //! `async` because on WebGPU tensors can only be read back asynchronously. The CLI drives it with
 //! a blocking executor, the page awaits it and yields to the browser between steps.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -12,8 +12,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{PairDataset, ScenarioConfig, ScenarioKind};
-use crate::loss::{bradley_terry_loss, centering_penalty, pairwise_accuracy, pairwise_logistic_loss, preference_probability};
-use crate::model::{ModelConfig, ModelKind, PreferenceModel};
+use crate::loss::{
+    bradley_terry_loss, centering_penalty, kl_anneal, pairwise_accuracy, pairwise_logistic_loss, plackett_luce_loss, preference_probability, ranklist_loss,
+};
+use crate::model::{ModelConfig, ModelKind, PreferenceModel, VERBOSITY_CORR_THRESHOLD, verbosity_penalties, verbosity_transform};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
 
@@ -43,6 +45,34 @@ pub struct LossConfig {
     /// Bradley–Terry only: reward-centering coefficient, coef · mean((r_c + r_r)²).
     #[serde(default)]
     pub center_coef: f64,
+    /// Use each pair's strength from the data as its margin (TRL's per-pair `margin` column,
+    /// HelpSteer2's margin BT), on top of the constant `margin`.
+    #[serde(default)]
+    pub margin_from_data: bool,
+    /// HelpSteer2's scaled BT: weight each pair's loss by its strength, −m · log σ(ℓ).
+    #[serde(default)]
+    pub scaled: bool,
+    /// Bradley–Terry only: add coef · MSE(r, rating) on both responses' ratings (HelpSteer2's
+    /// regression objective next to BT; with the multi-objective model and one objective the
+    /// regression alone is the SteerLM-style regression head).
+    #[serde(default)]
+    pub regression_coef: f64,
+    /// Train on whole rankings instead of pairs (data with lists only).
+    #[serde(default)]
+    pub listwise: Option<Listwise>,
+    /// Plackett–Luce: only the first `top_k` choices of each list count.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+}
+
+/// Listwise objectives over ranked lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Listwise {
+    /// −log of the Plackett–Luce probability of the observed ranking.
+    PlackettLuce,
+    /// RankList (see [`crate::loss::ranklist_loss`]).
+    RankList,
 }
 
 impl LossConfig {
@@ -55,6 +85,12 @@ impl LossConfig {
         }
         if !(self.center_coef >= 0.0 && self.center_coef.is_finite()) {
             return Err(config_error("train.loss.center_coef", "must be ≥ 0"));
+        }
+        if !(self.regression_coef >= 0.0 && self.regression_coef.is_finite()) {
+            return Err(config_error("train.loss.regression_coef", "must be ≥ 0"));
+        }
+        if self.top_k == Some(0) {
+            return Err(config_error("train.loss.top_k", "must be at least 1"));
         }
         Ok(())
     }
@@ -203,6 +239,7 @@ struct DeviceData<B: Backend> {
     items: Tensor<B, 2>,
     prompts: Option<Tensor<B, 2>>,
     ratings: Option<Tensor<B, 2>>,
+    strengths: Option<Tensor<B, 1>>,
 }
 
 /// The rows of one minibatch.
@@ -210,8 +247,10 @@ struct Batch<B: Backend> {
     chosen: Tensor<B, 2>,
     rejected: Tensor<B, 2>,
     prompts: Option<Tensor<B, 2>>,
-    /// Per-attribute ratings of the chosen and rejected items (multi-objective data only).
+    /// Per-attribute ratings of the chosen and rejected items (data with ratings only).
     ratings: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+    /// Per-pair preference strengths (data with strengths only).
+    strengths: Option<Tensor<B, 1>>,
 }
 
 impl<B: Backend> DeviceData<B> {
@@ -221,14 +260,20 @@ impl<B: Backend> DeviceData<B> {
             .then(|| Tensor::from_data(TensorData::new(ds.prompts.clone(), [ds.pairs.len(), ds.prompt_dim]), device));
         let ratings = (ds.n_objectives > 0)
             .then(|| Tensor::from_data(TensorData::new(ds.ratings.clone(), [ds.n_items(), ds.n_objectives]), device));
-        Self { items, prompts, ratings }
+        let strengths = (!ds.strengths.is_empty()).then(|| Tensor::from_data(TensorData::new(ds.strengths.clone(), [ds.pairs.len()]), device));
+        Self { items, prompts, ratings, strengths }
     }
 
     fn inner(&self) -> DeviceData<B::InnerBackend>
     where
         B: AutodiffBackend,
     {
-        DeviceData { items: self.items.clone().inner(), prompts: self.prompts.clone().map(|p| p.inner()), ratings: self.ratings.clone().map(|r| r.inner()) }
+        DeviceData {
+            items: self.items.clone().inner(),
+            prompts: self.prompts.clone().map(|p| p.inner()),
+            ratings: self.ratings.clone().map(|r| r.inner()),
+            strengths: self.strengths.clone().map(|s| s.inner()),
+        }
     }
 
     /// The rows for the given pair indices.
@@ -236,9 +281,18 @@ impl<B: Backend> DeviceData<B> {
         let index = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), device);
         let c = index(pair_idx.iter().map(|&p| ds.pairs[p].0 as i32).collect());
         let r = index(pair_idx.iter().map(|&p| ds.pairs[p].1 as i32).collect());
-        let prompts = self.prompts.as_ref().map(|p| p.clone().select(0, index(pair_idx.iter().map(|&i| i as i32).collect())));
+        let pair_index = || index(pair_idx.iter().map(|&i| i as i32).collect());
+        let prompts = self.prompts.as_ref().map(|p| p.clone().select(0, pair_index()));
         let ratings = self.ratings.as_ref().map(|t| (t.clone().select(0, c.clone()), t.clone().select(0, r.clone())));
-        Batch { chosen: self.items.clone().select(0, c), rejected: self.items.clone().select(0, r), prompts, ratings }
+        let strengths = self.strengths.as_ref().map(|s| s.clone().select(0, pair_index()));
+        Batch { chosen: self.items.clone().select(0, c), rejected: self.items.clone().select(0, r), prompts, ratings, strengths }
+    }
+
+    /// The rows of whole lists, `[n_lists · L, d]` in ranked order (lists of one length).
+    fn gather_lists(&self, ds: &PairDataset, lists: &[usize], device: &B::Device) -> Tensor<B, 2> {
+        let idx: Vec<i32> = lists.iter().flat_map(|&l| ds.lists[l].iter().map(|&i| i as i32)).collect();
+        let n = idx.len();
+        self.items.clone().select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), device))
     }
 }
 
@@ -312,6 +366,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 ),
             ));
         }
+        check_loss_against_data(&config, &dataset)?;
         let model = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
         let data = DeviceData::new(&dataset, device);
@@ -345,13 +400,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         &self.device
     }
 
-    /// The next minibatch: an epoch-wise shuffle of the training pairs.
+    /// The next minibatch: an epoch-wise shuffle of the training pairs (of the training lists
+    /// for a listwise loss).
     fn next_batch(&mut self) -> Vec<usize> {
-        let n = self.config.train.batch.min(self.dataset.train.len());
+        let units = if self.config.train.loss.listwise.is_some() { &self.dataset.train_lists } else { &self.dataset.train };
+        let n = self.config.train.batch.min(units.len());
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             if self.cursor >= self.order.len() {
-                self.order = self.dataset.train.clone();
+                self.order = if self.config.train.loss.listwise.is_some() { self.dataset.train_lists.clone() } else { self.dataset.train.clone() };
                 self.batch_rng.shuffle(&mut self.order);
                 self.cursor = 0;
             }
@@ -361,39 +418,22 @@ impl<B: AutodiffBackend> Trainer<B> {
         out
     }
 
+    /// The step at which a gated multi-objective model (ArmoRM) switches from stage 1 (regression
+    /// on ratings) to stage 2 (verbosity transform fixed, gate trained on preferences).
+    pub fn armo_stage_two(&self) -> usize {
+        self.config.train.steps / 2
+    }
+
     /// One optimiser step; evaluates on the held-out pairs every `eval_every` steps and at the end.
     pub async fn step(&mut self) -> Result<StepMetrics> {
+        if self.step == self.armo_stage_two() {
+            self.fix_verbosity_transform().await?;
+        }
         let idx = self.next_batch();
-        let batch = self.data.gather(&self.dataset, &idx, &self.device);
         let model = self.model.take().expect("model present between steps");
-        let lc = &self.config.train.loss;
-        let margin = (lc.margin != 0.0).then(|| Tensor::full([idx.len()], lc.margin, &self.device));
-        let (logits, loss) = match (&model, batch.ratings) {
-            // DPA: learn the attribute rewards by regression on the ratings of both sides.
-            (PreferenceModel::MultiObjective(m), Some((rating_c, rating_r))) => {
-                let (pred_c, pred_r) = (m.rewards(batch.chosen), m.rewards(batch.rejected));
-                let logits = match &batch.prompts {
-                    Some(v) => ((pred_c.clone() - pred_r.clone()) * v.clone()).sum_dim(1).reshape([idx.len()]),
-                    None => (pred_c.clone() - pred_r.clone()).mean_dim(1).reshape([idx.len()]),
-                };
-                let loss = ((pred_c - rating_c).powi_scalar(2).mean() + (pred_r - rating_r).powi_scalar(2).mean()).div_scalar(2.0);
-                (logits, loss)
-            }
-            (PreferenceModel::Mixture(m), _) => {
-                let p = batch.prompts.clone().expect("the mixture model is only built for data with prompts");
-                let loss = m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p);
-                (model.logits(batch.chosen, batch.rejected, batch.prompts), loss)
-            }
-            (PreferenceModel::Bt(m), _) if lc.center_coef > 0.0 => {
-                let (rc, rr) = (m.reward(batch.chosen), m.reward(batch.rejected));
-                let logits = rc.clone() - rr.clone();
-                let loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, None) + centering_penalty(rc, rr, lc.center_coef);
-                (logits, loss)
-            }
-            _ => {
-                let logits = model.logits(batch.chosen, batch.rejected, batch.prompts);
-                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, None))
-            }
+        let (logits, loss) = match self.config.train.loss.listwise {
+            Some(kind) => self.listwise_objective(&model, &idx, kind),
+            None => self.pair_objective(&model, &idx),
         };
         let accuracy = pairwise_accuracy(logits.detach());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -409,6 +449,95 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(StepMetrics { step: self.step, loss: v[0], train_accuracy: v[1], eval })
     }
 
+    /// The objective on a minibatch of pairs: (logits, loss).
+    fn pair_objective(&mut self, model: &PreferenceModel<B>, idx: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let batch = self.data.gather(&self.dataset, idx, &self.device);
+        let n = idx.len();
+        let lc = &self.config.train.loss;
+        let mut margin = (lc.margin != 0.0).then(|| Tensor::full([n], lc.margin, &self.device));
+        if lc.margin_from_data {
+            let s = batch.strengths.clone().expect("checked: the data has strengths");
+            margin = Some(margin.map_or(s.clone(), |m| m + s));
+        }
+        let weight = if lc.scaled { batch.strengths.clone() } else { None };
+        match (model, batch.ratings) {
+            // ArmoRM stage 2: rewards frozen, the gate learns from the preferences.
+            (PreferenceModel::MultiObjective(m), _) if m.gate.is_some() && self.step >= self.armo_stage_two() => {
+                let gate = m.gate.as_ref().expect("matched");
+                let d = (m.rewards(batch.chosen) - m.rewards(batch.rejected)).detach();
+                let logits = gate.score(d, batch.prompts.expect("checked: the gate has prompts"));
+                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
+            }
+            // DPA (and ArmoRM stage 1): learn the attribute rewards by regression on the ratings.
+            (PreferenceModel::MultiObjective(m), Some((rating_c, rating_r))) => {
+                let (pred_c, pred_r) = (m.rewards(batch.chosen), m.rewards(batch.rejected));
+                let logits = m.logits_from_rewards(pred_c.clone(), pred_r.clone(), batch.prompts);
+                let loss = ((pred_c - rating_c).powi_scalar(2).mean() + (pred_r - rating_r).powi_scalar(2).mean()).div_scalar(2.0);
+                (logits.detach(), loss)
+            }
+            (PreferenceModel::Mixture(m), _) => {
+                let p = batch.prompts.clone().expect("the mixture model is only built for data with prompts");
+                let loss = m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p);
+                (model.logits(batch.chosen, batch.rejected, batch.prompts), loss)
+            }
+            (PreferenceModel::Vpl(m), _) => {
+                let latent = m.latent();
+                let eps: Vec<f32> = (0..n * latent).map(|_| self.batch_rng.normal() as f32).collect();
+                let eps = Tensor::from_data(TensorData::new(eps, [n, latent]), &self.device);
+                let kl_scale = kl_anneal(self.step, self.config.train.steps, 0.1);
+                m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale)
+            }
+            (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 => {
+                let (rc, rr) = (m.reward(batch.chosen), m.reward(batch.rejected));
+                let logits = rc.clone() - rr.clone();
+                let mut loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, weight) + centering_penalty(rc.clone(), rr.clone(), lc.center_coef);
+                if lc.regression_coef > 0.0 {
+                    let (tc, tr) = ratings.expect("checked: regression needs ratings");
+                    let first = |t: Tensor<B, 2>| t.narrow(1, 0, 1).reshape([n]);
+                    let mse = ((rc - first(tc)).powi_scalar(2).mean() + (rr - first(tr)).powi_scalar(2).mean()).div_scalar(2.0);
+                    loss = loss + mse.mul_scalar(lc.regression_coef);
+                }
+                (logits, loss)
+            }
+            _ => {
+                let logits = model.logits(batch.chosen, batch.rejected, batch.prompts);
+                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
+            }
+        }
+    }
+
+    /// The listwise objective on a minibatch of lists; the "logits" are the adjacent-pair margins.
+    fn listwise_objective(&self, model: &PreferenceModel<B>, lists: &[usize], kind: Listwise) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let PreferenceModel::Bt(m) = model else { unreachable!("checked: listwise losses need a scalar reward") };
+        let l = self.dataset.lists[lists[0]].len();
+        let scores = m.reward(self.data.gather_lists(&self.dataset, lists, &self.device)).reshape([lists.len(), l]);
+        let adjacent = (scores.clone().narrow(1, 0, l - 1) - scores.clone().narrow(1, 1, l - 1)).reshape([lists.len() * (l - 1)]);
+        let loss = match kind {
+            Listwise::PlackettLuce => plackett_luce_loss(scores, self.config.train.loss.top_k),
+            Listwise::RankList => ranklist_loss(scores),
+        };
+        (adjacent, loss)
+    }
+
+    /// ArmoRM's step between its stages: read the stage-1 rewards of every item, find the
+    /// verbosity penalties and fix T in the model.
+    async fn fix_verbosity_transform(&mut self) -> Result<()> {
+        let mc = &self.config.model;
+        let Some(PreferenceModel::MultiObjective(m)) = self.model.as_mut() else { return Ok(()) };
+        let Some(gate) = m.gate.as_mut() else { return Ok(()) };
+        let k = mc.objectives;
+        let t = if mc.decorrelate_verbosity {
+            let r = read(m.mlp.forward(self.data.items.clone()).detach()).await?;
+            let rows: Vec<Vec<f64>> = r.chunks(k).map(|c| c.iter().map(|&x| x as f64).collect()).collect();
+            verbosity_transform(&verbosity_penalties(&rows, mc.verbosity_dim, VERBOSITY_CORR_THRESHOLD), mc.verbosity_dim)
+        } else {
+            (0..k * k).map(|i| if i / k == i % k { 1.0 } else { 0.0 }).collect()
+        };
+        let t: Vec<f32> = t.into_iter().map(|x| x as f32).collect();
+        gate.transform = Param::from_tensor(Tensor::from_data(TensorData::new(t, [k, k]), &self.device));
+        Ok(())
+    }
+
     /// Held-out metrics of the current model.
     pub async fn evaluate(&self) -> Result<EvalMetrics> {
         evaluate_resident(&self.model().valid(), &self.data.inner(), &self.dataset, &self.dataset.eval, &self.device).await
@@ -418,6 +547,30 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn model_bytes(&self) -> Result<Vec<u8>> {
         save_model(&self.model().valid())
     }
+}
+
+/// Data-dependent checks of the loss options, naming the field.
+fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> Result<()> {
+    let lc = &config.train.loss;
+    if (lc.margin_from_data || lc.scaled) && ds.strengths.is_empty() {
+        let field = if lc.scaled { "train.loss.scaled" } else { "train.loss.margin_from_data" };
+        return Err(config_error(field, "this data has no per-pair strengths (try `linear` or `noisy`)"));
+    }
+    if lc.regression_coef > 0.0 && (ds.n_objectives == 0 || config.model.kind != ModelKind::Bt) {
+        return Err(config_error("train.loss.regression_coef", "needs a Bradley–Terry model and data with ratings (try `linear`)"));
+    }
+    if lc.listwise.is_some() {
+        if ds.lists.is_empty() || ds.train_lists.is_empty() {
+            return Err(config_error("train.loss.listwise", "this data has no rankings (try `rankings`)"));
+        }
+        if config.model.kind != ModelKind::Bt {
+            return Err(config_error("train.loss.listwise", "listwise losses need a scalar reward: use model `bt`"));
+        }
+        if ds.lists.iter().any(|l| l.len() != ds.lists[0].len()) {
+            return Err(config_error("train.loss.listwise", "all lists must have the same length"));
+        }
+    }
+    Ok(())
 }
 
 /// Serialise a model's weights (named MessagePack, full precision).
@@ -647,6 +800,165 @@ mod tests {
         let routed = agree.max(users - agree) as f64 / users as f64;
         eprintln!("mixture: BT overall {bt_overall:.3}, BT per group {bt_groups:?}, mixture per group {mix_groups:?}, users routed {routed:.2}");
         assert!(routed >= 0.9, "users routed to their group: {routed}");
+    }
+
+    fn trained(cfg: RunConfig) -> (Trainer<B>, StepMetrics) {
+        let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
+        let mut last = None;
+        while !t.is_done() {
+            last = Some(pollster::block_on(t.step()).unwrap());
+        }
+        (t, last.unwrap())
+    }
+
+    fn item_rewards(t: &Trainer<B>) -> Vec<f64> {
+        let PreferenceModel::Bt(m) = t.model().valid() else { panic!("a scalar reward model") };
+        let ds = &t.dataset;
+        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
+        m.reward(x).into_data().convert::<f64>().to_vec().unwrap()
+    }
+
+    #[test]
+    fn helpsteer2_variants_train_and_regression_recovers_the_ratings() {
+        use crate::loss::kendall_tau;
+        let base = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        let mut margin = base.clone();
+        margin.train.loss.margin_from_data = true;
+        let mut scaled = base.clone();
+        scaled.train.loss.scaled = true;
+        let mut both = base.clone();
+        both.train.loss.regression_coef = 1.0;
+        let mut figures = vec![];
+        for (name, cfg) in [("regular", base), ("margin", margin), ("scaled", scaled), ("bt+regression", both)] {
+            let (t, last) = trained(cfg);
+            let acc = last.eval.unwrap().accuracy;
+            let r = item_rewards(&t);
+            let rating: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
+            let tau = kendall_tau(&r, &rating);
+            let mean_abs_err = r.iter().zip(&rating).map(|(a, b)| (a - b).abs()).sum::<f64>() / r.len() as f64;
+            figures.push(format!("{name}: acc {acc:.3} τ {tau:.3} |r − rating| {mean_abs_err:.3}"));
+            assert!(acc >= 0.9, "{name}: {acc}");
+            assert!(tau >= 0.9, "{name}: the reward orders items as their helpfulness ({tau})");
+            // Only the regression term pins the reward's scale and offset to the rating's.
+            if name == "bt+regression" {
+                assert!(mean_abs_err < 0.3, "{name}: rewards on the rating scale: {mean_abs_err}");
+            }
+        }
+        eprintln!("{}", figures.join("\n"));
+    }
+
+    #[test]
+    fn loss_options_that_need_missing_data_name_the_field() {
+        let mut cfg = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Bt);
+        cfg.train.loss.scaled = true;
+        assert!(Trainer::<B>::new(cfg.clone(), &Default::default()).err().unwrap().to_string().contains("train.loss.scaled"));
+        cfg.train.loss.scaled = false;
+        cfg.train.loss.listwise = Some(Listwise::PlackettLuce);
+        assert!(Trainer::<B>::new(cfg.clone(), &Default::default()).err().unwrap().to_string().contains("train.loss.listwise"));
+        cfg.train.loss.listwise = None;
+        cfg.train.loss.regression_coef = 1.0;
+        assert!(Trainer::<B>::new(cfg, &Default::default()).err().unwrap().to_string().contains("train.loss.regression_coef"));
+        let vpl = RunConfig::new(ScenarioKind::Linear, ModelKind::Vpl);
+        assert!(Trainer::<B>::new(vpl, &Default::default()).err().unwrap().to_string().contains("model.kind"));
+    }
+
+    #[test]
+    fn listwise_losses_learn_the_ranking() {
+        use crate::loss::kendall_tau;
+        for (kind, top_k) in [(Listwise::PlackettLuce, None), (Listwise::PlackettLuce, Some(2)), (Listwise::RankList, None)] {
+            let mut cfg = RunConfig::new(ScenarioKind::Rankings, ModelKind::Bt);
+            cfg.train.loss.listwise = Some(kind);
+            cfg.train.loss.top_k = top_k;
+            cfg.train.batch = 64;
+            let (t, last) = trained(cfg);
+            let acc = last.eval.unwrap().accuracy;
+            let r = item_rewards(&t);
+            let ds = &t.dataset;
+            let tau = ds.eval_lists.iter().map(|&l| {
+                let list = &ds.lists[l];
+                let observed: Vec<f64> = (0..list.len()).map(|p| -(p as f64)).collect();
+                let model: Vec<f64> = list.iter().map(|&i| r[i]).collect();
+                kendall_tau(&model, &observed)
+            }).sum::<f64>() / ds.eval_lists.len() as f64;
+            eprintln!("{kind:?} top-k {top_k:?}: held-out pairwise accuracy {acc:.3}, mean Kendall τ per list {tau:.3}");
+            assert!(acc >= 0.85 && tau >= 0.7, "{kind:?} {top_k:?}: acc {acc}, τ {tau}");
+        }
+    }
+
+    #[test]
+    fn vpl_adapts_to_new_users_from_eight_labelled_pairs() {
+        let (_, bt) = trained(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Bt));
+        let mut cfg = RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Vpl);
+        cfg.train.steps = 600;
+        let (_, vpl) = trained(cfg);
+        let (bt, vpl) = (bt.eval.unwrap().accuracy, vpl.eval.unwrap().accuracy);
+        eprintln!("new users' held-out pairs: unconditioned BT {bt:.3}, VPL with 8 context pairs {vpl:.3}");
+        assert!(vpl >= bt + 0.10, "VPL {vpl} vs BT {bt}");
+    }
+
+    #[test]
+    fn armo_penalties_match_the_worked_example_and_the_search_rule() {
+        use crate::model::{verbosity_penalties, verbosity_transform};
+        // algorithms.md §3.2: K = 3, verb = 1, p = (0.2, 1, 0.5), R = (0.7, 0.4, 0.9) → R T = (0.62, 0, 0.7).
+        let t = verbosity_transform(&[0.2, 1.0, 0.5], 1);
+        let r = [0.7, 0.4, 0.9];
+        let rt: Vec<f64> = (0..3).map(|j| (0..3).map(|k| r[k] * t[k * 3 + j]).sum()).collect();
+        for (a, b) in rt.iter().zip([0.62, 0.0, 0.7]) {
+            assert!((a - b).abs() < 1e-12, "{rt:?}");
+        }
+        // Objective 0 = verbosity + independent part: the first penalty that brings the rank
+        // correlation under 0.03 is chosen; an objective already uncorrelated keeps p = 0.
+        let mut rng = Rng::new(4);
+        let rows: Vec<Vec<f64>> = (0..4000).map(|_| {
+            let (v, a, b) = (rng.normal(), rng.normal(), rng.normal());
+            vec![a + 0.8 * v, v, b]
+        }).collect();
+        let p = verbosity_penalties(&rows, 1, 0.03);
+        assert_eq!(p[1], 1.0);
+        let verbosity: Vec<f64> = rows.iter().map(|r| r[1]).collect();
+        for i in [0, 2] {
+            let spear = |q: f64| crate::loss::spearman(&rows.iter().map(|r| r[i] - q * r[1]).collect::<Vec<_>>(), &verbosity);
+            assert!(spear(p[i]) <= 0.03, "{p:?}");
+            let smaller = crate::model::VERBOSITY_PENALTIES.iter().copied().take_while(|&q| q < p[i]);
+            assert!(smaller.into_iter().all(|q| spear(q) > 0.03), "objective {i} takes the smallest such penalty: {p:?}");
+        }
+        assert!(p[2] <= 0.05, "an independent objective needs (almost) none: {p:?}");
+        assert!((0.7..=0.9).contains(&p[0]), "about the true 0.8: {p:?}");
+    }
+
+    #[test]
+    fn armo_gate_learns_each_users_weights_and_decorrelation_removes_verbosity() {
+        use crate::loss::spearman;
+        // Without the verbosity transform the gate can serve users who value either objective.
+        let mut cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
+        cfg.model.gate = true;
+        cfg.model.decorrelate_verbosity = false;
+        cfg.train.steps = 600;
+        let (t, _) = trained(cfg.clone());
+        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+        let gate = m.gate.as_ref().unwrap();
+        let users = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &Default::default());
+        let w: Vec<f32> = gate.weights(users).into_data().convert::<f32>().to_vec().unwrap();
+        let share = |u: usize, k: usize| w[2 * u + k] / (w[2 * u] + w[2 * u + 1]);
+        eprintln!("gate weights: helpfulness user {:?}, verbosity user {:?}", &w[..2], &w[2..]);
+        assert!(share(0, 0) > 0.7 && share(1, 1) > 0.7, "each user's weight goes to their objective: {w:?}");
+
+        // With it, the final score does not rank by verbosity any more.
+        cfg.model.decorrelate_verbosity = true;
+        let (t, _) = trained(cfg);
+        let ds = &t.dataset;
+        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let prompt = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new([1.0f32, 0.0].repeat(ds.n_items()), [ds.n_items(), 2]), &Default::default());
+        let rewards = m.rewards(x);
+        let raw: Vec<f64> = rewards.clone().into_data().convert::<f64>().to_vec().unwrap();
+        let score: Vec<f64> = m.gate.as_ref().unwrap().score(rewards, prompt).into_data().convert::<f64>().to_vec().unwrap();
+        let verbosity: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + 1] as f64).collect();
+        let helpful: Vec<f64> = (0..ds.n_items()).map(|i| raw[2 * i]).collect();
+        let (before, after) = (spearman(&helpful, &verbosity), spearman(&score, &verbosity));
+        eprintln!("Spearman with the verbosity rating: helpfulness reward {before:.3}, ArmoRM score {after:.3}");
+        assert!(before > 0.3, "the scenario's helpfulness is verbose: {before}");
+        assert!(after.abs() < 0.08, "the de-correlated score: {after}");
     }
 
     #[test]

@@ -517,6 +517,9 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::CyclicAbcd => "cyclic-abcd — A ≻ B ≻ C ≻ D ≻ A",
         ScenarioKind::MultiObjective => "multi-objective — users with directions",
         ScenarioKind::Mixture => "mixture — two groups, opposed tastes",
+        ScenarioKind::FewShotUsers => "few-shot-users — new users, 8 labels each",
+        ScenarioKind::Rankings => "rankings — lists of five",
+        ScenarioKind::Noisy => "noisy — 30 % flipped labels",
     }
 }
 
@@ -526,6 +529,7 @@ fn model_title(k: ModelKind) -> &'static str {
         ModelKind::Gpm => "gpm — General Preference Model",
         ModelKind::MultiObjective => "multi-objective — DPA reward vector",
         ModelKind::Mixture => "mixture — MiCRo heads + router",
+        ModelKind::Vpl => "vpl — latent user (VPL)",
     }
 }
 
