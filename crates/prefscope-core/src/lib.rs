@@ -8,6 +8,7 @@
 //! * [`model`]: Bradley–Terry and General Preference (GPM) models with their configs.
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
+//! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
@@ -16,6 +17,7 @@ pub mod bandit;
 pub mod data;
 pub mod loss;
 pub mod model;
+pub mod noise;
 pub mod rank;
 pub mod rng;
 pub mod train;

@@ -402,7 +402,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The next minibatch: an epoch-wise shuffle of the training pairs (of the training lists
     /// for a listwise loss).
-    fn next_batch(&mut self) -> Vec<usize> {
+    pub fn next_batch(&mut self) -> Vec<usize> {
         let units = if self.config.train.loss.listwise.is_some() { &self.dataset.train_lists } else { &self.dataset.train };
         let n = self.config.train.batch.min(units.len());
         let mut out = Vec::with_capacity(n);
@@ -430,10 +430,20 @@ impl<B: AutodiffBackend> Trainer<B> {
             self.fix_verbosity_transform().await?;
         }
         let idx = self.next_batch();
+        self.step_on(&idx).await
+    }
+
+    /// One optimiser step on the given training pairs (lists, for a listwise loss): what
+    /// [`Trainer::step`] does with the next minibatch, open to schemes that choose their own
+    /// pairs, such as collaborative reward modelling ([`crate::noise::crm`]).
+    pub async fn step_on(&mut self, idx: &[usize]) -> Result<StepMetrics> {
+        if idx.is_empty() {
+            return Err(config_error("train.batch", "a step needs at least one pair"));
+        }
         let model = self.model.take().expect("model present between steps");
         let (logits, loss) = match self.config.train.loss.listwise {
-            Some(kind) => self.listwise_objective(&model, &idx, kind),
-            None => self.pair_objective(&model, &idx),
+            Some(kind) => self.listwise_objective(&model, idx, kind),
+            None => self.pair_objective(&model, idx),
         };
         let accuracy = pairwise_accuracy(logits.detach());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -536,6 +546,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         let t: Vec<f32> = t.into_iter().map(|x| x as f32).collect();
         gate.transform = Param::from_tensor(Tensor::from_data(TensorData::new(t, [k, k]), &self.device));
         Ok(())
+    }
+
+    /// The current model's logits on the given pairs (no gradients).
+    pub async fn pair_logits(&self, pairs: &[usize]) -> Result<Vec<f32>> {
+        let model = self.model().valid();
+        let data = self.data.inner();
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(8192) {
+            let b = data.gather(&self.dataset, chunk, &self.device);
+            out.extend(read(model.logits(b.chosen, b.rejected, b.prompts)).await?);
+        }
+        Ok(out)
     }
 
     /// Held-out metrics of the current model.
