@@ -177,4 +177,31 @@ fn align_bandit_reports_kl_to_the_dpo_optimum() {
     assert!(out["kl_to_optimum"].is_null());
     let bad = prefscope(&["align", "--loss", "orpo"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--loss: `orpo`"));
+    // A finished run is not overwritten unless asked.
+    let again = prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h"], &dir);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a finished run"));
+    last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h", "--overwrite", "--json"], &dir));
+}
+
+#[test]
+fn denoise_compares_the_remedies_on_known_flips() {
+    let dir = scratch("denoise");
+    let out = last_json(&prefscope(&["denoise", "--json"], &dir));
+    let (plain, strength, crm) = (out["plain_accuracy"].as_f64().unwrap(), out["strength_accuracy"].as_f64().unwrap(), out["crm_accuracy"].as_f64().unwrap());
+    assert!(strength > plain && crm > plain, "{out}");
+    assert!(out["flag_precision"].as_f64().unwrap() >= 0.8, "{out}");
+}
+
+#[test]
+fn every_new_scenario_trains_from_the_command_line() {
+    let dir = scratch("zoo");
+    for (scenario, model) in [("few-shot-users", "vpl"), ("rankings", "bt"), ("noisy", "bt")] {
+        let args = ["train", "--scenario", scenario, "--model", model, "--steps", "20", "--out", scenario, "--json"];
+        let out = last_json(&prefscope(&args, &dir));
+        assert_eq!(out["steps"], 20, "{scenario}: {out}");
+        assert!(out["eval_accuracy"].as_f64().is_some(), "{scenario}: {out}");
+    }
+    // A model that needs context data says which scenario to use.
+    let bad = prefscope(&["train", "--scenario", "linear", "--model", "vpl", "--steps", "2", "--out", "x"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));
 }

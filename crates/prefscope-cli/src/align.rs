@@ -54,6 +54,9 @@ pub struct AlignArgs {
     /// Run folder (default: runs/bandit-<loss>-beta<β>, numbered if taken).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace a finished run already in --out.
+    #[arg(long)]
+    overwrite: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -154,6 +157,9 @@ pub fn align(args: AlignArgs) -> Result<()> {
     cfg.deterministic |= args.deterministic;
     cfg.validate()?;
     let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("bandit-{}-beta{}", args.loss, args.beta)));
+    if out.join("summary.json").exists() && !args.overwrite {
+        anyhow::bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
+    }
     let summary = dispatch(args.backend.backend, AlignJob { cfg, out, json: args.json })?;
     if args.json {
         println!("{summary}");

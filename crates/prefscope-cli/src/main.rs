@@ -6,6 +6,7 @@
 mod align;
 mod backend;
 mod bench;
+mod denoise;
 mod rank;
 mod run;
 
@@ -35,6 +36,8 @@ enum Command {
     Align(align::AlignArgs),
     /// Rank items from comparisons (Bradley–Terry / Plackett–Luce MLE, bootstrap CIs, Elo scale).
     Rank(rank::RankArgs),
+    /// Compare noisy-label remedies: ensemble preference strength and collaborative reward modelling.
+    Denoise(denoise::DenoiseArgs),
 }
 
 /// Flags shared by every command that computes.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Rank(args) => rank::rank(args),
         Command::Align(args) => align::align(args),
+        Command::Denoise(args) => denoise::denoise(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

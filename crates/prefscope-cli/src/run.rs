@@ -17,10 +17,11 @@ use crate::backend::{BackendJob, BackendKind, dispatch};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Scenario: linear, cyclic or cyclic-abcd (overrides the config file).
+    /// Scenario: linear, cyclic, cyclic-abcd, multi-objective, mixture, few-shot-users, rankings,
+    /// noisy (overrides the config file).
     #[arg(long)]
     scenario: Option<String>,
-    /// Model: bt or gpm (overrides the config file).
+    /// Model: bt, gpm, multi-objective, mixture, vpl (overrides the config file).
     #[arg(long)]
     model: Option<String>,
     #[arg(long)]
