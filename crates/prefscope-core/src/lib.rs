@@ -9,6 +9,7 @@
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
+//! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod rank;
 pub mod rng;
 pub mod train;
+pub mod traj;
 
 pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
 pub use model::{ModelConfig, ModelKind, PreferenceModel};
