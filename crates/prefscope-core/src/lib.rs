@@ -10,6 +10,7 @@
 //! * [`train`]: the run configuration, the one training loop and its metrics.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
+//! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -21,6 +22,7 @@ pub mod noise;
 pub mod rank;
 pub mod rng;
 pub mod train;
+pub mod traj;
 
 pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
 pub use model::{ModelConfig, ModelKind, PreferenceModel};
