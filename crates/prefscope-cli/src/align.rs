@@ -28,7 +28,9 @@ pub struct AlignArgs {
     #[arg(long, value_enum, default_value_t = PolicyKind::Bandit)]
     policy: PolicyKind,
     /// Loss: dpo (sigmoid), ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero,
-    /// apo-down, discopop, exo-pair, aot (others need per-token data or extra inputs).
+    /// apo-down, discopop, exo-pair, aot, irpo, vpo (pessimistic: the bandit's pairs are offline
+    /// data from π_ref), xpo (exact expectation over reference samples), gpo (stochastic
+    /// preferences only) (others need per-token data or extra inputs).
     #[arg(long, default_value = "dpo")]
     loss: String,
     #[arg(long, default_value_t = 0.1)]
@@ -36,6 +38,9 @@ pub struct AlignArgs {
     /// Label smoothing ε for cdpo/robust/aot (exo-pair's ε; 1e-3 if 0).
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f64,
+    /// Regulariser weight α for irpo (default 1), vpo (1), xpo (1e-5).
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Number of candidate responses.
     #[arg(long)]
     n: Option<usize>,
@@ -63,7 +68,7 @@ pub struct AlignArgs {
     backend: BackendArgs,
 }
 
-fn parse_loss(name: &str, beta: f64, eps: f64) -> Result<PolicyLoss> {
+fn parse_loss(name: &str, beta: f64, eps: f64, alpha: Option<f64>) -> Result<PolicyLoss> {
     Ok(match name {
         "dpo" | "sigmoid" => PolicyLoss::Sigmoid { beta },
         "ipo" => PolicyLoss::IpoSummed { beta },
@@ -78,7 +83,11 @@ fn parse_loss(name: &str, beta: f64, eps: f64) -> Result<PolicyLoss> {
         "discopop" => PolicyLoss::DiscoPop { beta, tau: 0.05 },
         "exo-pair" => PolicyLoss::ExoPair { beta, epsilon: if eps > 0.0 { eps } else { 1e-3 } },
         "aot" => PolicyLoss::AotUnpaired { beta, label_smoothing: eps },
-        other => bail!("--loss: `{other}` is not a bandit loss (dpo, ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero, apo-down, discopop, exo-pair, aot)"),
+        "irpo" => PolicyLoss::Irpo { beta, alpha: alpha.unwrap_or(PolicyLoss::IRPO_ALPHA) },
+        "vpo" => PolicyLoss::Vpo { beta, alpha: alpha.unwrap_or(PolicyLoss::VPO_ALPHA), optimistic: false },
+        "xpo" => PolicyLoss::Xpo { beta, alpha: alpha.unwrap_or(PolicyLoss::XPO_ALPHA) },
+        "gpo" => PolicyLoss::Gpo { beta },
+        other => bail!("--loss: `{other}` is not a bandit loss (dpo, ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero, apo-down, discopop, exo-pair, aot, irpo, vpo, xpo, gpo)"),
     })
 }
 
@@ -137,10 +146,10 @@ pub fn align(args: AlignArgs) -> Result<()> {
             let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
             toml::from_str::<BanditConfig>(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?
         }
-        None => BanditConfig::new(parse_loss(&args.loss, args.beta, args.label_smoothing)?),
+        None => BanditConfig::new(parse_loss(&args.loss, args.beta, args.label_smoothing, args.alpha)?),
     };
-    if args.config.is_none() || std::env::args().any(|a| a == "--loss" || a == "--beta") {
-        cfg.loss = parse_loss(&args.loss, args.beta, args.label_smoothing)?;
+    if args.config.is_none() || std::env::args().any(|a| a == "--loss" || a == "--beta" || a == "--alpha") {
+        cfg.loss = parse_loss(&args.loss, args.beta, args.label_smoothing, args.alpha)?;
     }
     if let Some(v) = args.n {
         cfg.n = v;

@@ -5,6 +5,7 @@
 //! reference, ρ = ℓ − ℓ^ref, h = ρ_c − ρ_r, and completion lengths. Formulas follow TRL's
 //! `DPOTrainer` at HEAD unless a variant is named after the older form it keeps (cDPO = TRL v0.19's
 //! smoothed `sigmoid`) or after the authors' code (SimPO, ORPO, KTO, TDPO, MODPO, SLiC, RSO).
+//! RSO's statistical rejection sampling ([`rso_rejection_sample`]) runs on the host.
 
 use burn::tensor::{Tensor, activation::log_sigmoid, backend::Backend};
 
@@ -29,6 +30,34 @@ pub struct PolicyBatch<B: Backend> {
     pub rejected_margins: Option<Tensor<B, 2>>,
     /// SLiC-HF: log π_θ(y_ref | x) of a reference (SFT target) completion.
     pub target_logps: Option<Tensor<B, 1>>,
+    /// XPO: log π_θ(ỹ | x) summed over the tokens of a sample ỹ ∼ π_ref, one per pair.
+    pub ref_sample_logps: Option<Tensor<B, 1>>,
+    /// GPO: each response's win score s(y ≻ π_t | x) against the current policy π_t (the
+    /// reference here), e.g. a GPM's mean score over K samples (§1.5 eq. 5.2), in nats.
+    pub chosen_scores: Option<Tensor<B, 1>>,
+    pub rejected_scores: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> PolicyBatch<B> {
+    /// A batch with the log-probs and lengths every loss needs; the optional inputs are None.
+    pub fn new(chosen_logps: Tensor<B, 1>, rejected_logps: Tensor<B, 1>, ref_chosen_logps: Tensor<B, 1>, ref_rejected_logps: Tensor<B, 1>, chosen_len: Tensor<B, 1>, rejected_len: Tensor<B, 1>) -> Self {
+        Self {
+            chosen_logps,
+            rejected_logps,
+            ref_chosen_logps,
+            ref_rejected_logps,
+            chosen_len,
+            rejected_len,
+            chosen_kl: None,
+            rejected_kl: None,
+            chosen_margins: None,
+            rejected_margins: None,
+            target_logps: None,
+            ref_sample_logps: None,
+            chosen_scores: None,
+            rejected_scores: None,
+        }
+    }
 }
 
 /// The loss kinds with their hyper-parameters (defaults in `default()` per kind's source).
@@ -76,6 +105,39 @@ pub enum PolicyLoss {
     Tdpo { beta: f64, alpha: f64, tdpo2: bool },
     /// MODPO: r̂ = (βρ − w_{1:}·m)/w₀, loss −log σ(r̂_c − r̂_r).
     Modpo { beta: f64, weights: Vec<f64> },
+    /// IRPO (Iterative Reasoning PO, Pang et al. 2024, arXiv 2404.19733; TRL v0.19 `rpo_alpha`,
+    /// TRL HEAD `loss_type=["sigmoid","sft"]`, `loss_weights=[1, α]`): −log σ(βh) + α·NLL(y_c),
+    /// NLL = −ℓ_c/|y_c|, the chosen completion's mean token NLL (default α = [`Self::IRPO_ALPHA`]).
+    ///
+    /// The NLL is averaged per sequence, as the paper's eq. 1 normalises by the chosen length;
+    /// TRL takes one token-mean over the whole batch's chosen tokens (Σℓ_c/Σ|y_c|), which is the
+    /// same whenever the batch's chosen lengths are equal. Not the listwise "In-context Ranking
+    /// PO" (arXiv 2504.15477, also abbreviated IRPO, "positional aggregation"): algorithms.md
+    /// defines IRPO through `rpo_alpha` only and gives no formula for that one.
+    Irpo { beta: f64, alpha: f64 },
+    /// VPO (Cen et al. 2024, arXiv 2405.19320) — **reading unverified** (algorithms.md §5.2 has the
+    /// abstract only): −log σ(βh) + sign·α·β·ρ_c, sign = +1 optimistic (online), −1 pessimistic
+    /// (offline); no default α in the reference ([`Self::VPO_ALPHA`] = 1 is ours).
+    ///
+    /// Derivation: VPO minimises ℓ_MLE(r) ∓ α·J*(r), J*(r) = max_π E_π[r] − β KL(π‖π_ref). With the
+    /// implicit reward r = β log(π_θ/π_ref) + c(x), J*(r) = E_x c(x); calibrating E_{y∼π_cal} r = 0
+    /// (the BT shift ambiguity) gives J* = −β E_{y∼π_cal}[ρ(y)], hence ℓ_DPO ± αβ E_cal[ρ]. We take
+    /// π_cal = the chosen responses (available offline), so pessimism adds −αβρ_c (an SFT-like pull
+    /// up on the data) and optimism +αβρ_c. With π_cal = π_ref instead, optimism is XPO's term
+    /// ([`Self::Xpo`] with α_XPO = αβ).
+    Vpo { beta: f64, alpha: f64, optimistic: bool },
+    /// XPO (Xie et al. 2024; TRL `trl/experimental/xpo/xpo_trainer.py`): −log σ(βh) + α·log π_θ(ỹ),
+    /// ỹ ∼ π_ref (`ref_sample_logps`, summed over tokens), default α = [`Self::XPO_ALPHA`], β 0.1.
+    /// TRL draws the pair itself online from (y ∼ π_θ, ỹ) and ranks it by a reward model; here the
+    /// pair is whatever the batch holds. TRL's list-valued α (a per-epoch schedule) is the caller's.
+    Xpo { beta: f64, alpha: f64 },
+    /// GPO (GPM paper §5 eq. 5.3, algorithms.md §1.5), SPPO-style square loss on both responses of
+    /// the pair, each a sample of π_t (= the reference): ½Σ_{y∈{c,r}} (ρ(y) − s(y ≻ π_t)/β)² with
+    /// log Z = 0 — pass the scores with β log Z subtracted where it is known (the bandit does), and
+    /// the minimiser is the multiplicative-weights step π ∝ π_t exp(s/β). With log Z dropped, as
+    /// with an LM, targets are off by log Z = log E_{π_t} exp(s/β) ≥ 0 and the fit is biased.
+    /// The GPM run script uses β = 0.001. **[UNVERIFIED]** the authors' `sppo_score` trainer.
+    Gpo { beta: f64 },
 }
 
 /// Loss and the figures TRL logs (implicit rewards β·ρ, margins, accuracy, log-probs).
@@ -92,6 +154,13 @@ pub struct PolicyLossOutput<B: Backend> {
 }
 
 impl PolicyLoss {
+    /// IRPO's NLL weight ("paper recommends rpo_alpha=1.0", TRL v0.19).
+    pub const IRPO_ALPHA: f64 = 1.0;
+    /// VPO's regulariser weight: not in the reference; 1 keeps the term at β·ρ.
+    pub const VPO_ALPHA: f64 = 1.0;
+    /// XPO's exploration weight (TRL `XPOConfig.alpha`).
+    pub const XPO_ALPHA: f64 = 1e-5;
+
     /// β for the logged implicit rewards (1 where the loss has none).
     fn reward_beta(&self) -> f64 {
         match self {
@@ -113,7 +182,11 @@ impl PolicyLoss {
             | Self::SigmoidNorm { beta }
             | Self::Simpo { beta, .. }
             | Self::Tdpo { beta, .. }
-            | Self::Modpo { beta, .. } => *beta,
+            | Self::Modpo { beta, .. }
+            | Self::Irpo { beta, .. }
+            | Self::Vpo { beta, .. }
+            | Self::Xpo { beta, .. }
+            | Self::Gpo { beta } => *beta,
             Self::Sft | Self::Orpo { .. } | Self::Slic { .. } | Self::RsoHinge { .. } => 1.0,
         }
     }
@@ -201,6 +274,20 @@ impl PolicyLoss {
                 let rr = (rho_r.clone().mul_scalar(*beta) - mr).div_scalar(w0);
                 nls(rc - rr)
             }
+            Self::Irpo { beta, alpha } => nls(h.clone().mul_scalar(*beta)) - (b.chosen_logps.clone() / len_c.clone()).mul_scalar(*alpha),
+            Self::Vpo { beta, alpha, optimistic } => {
+                let sign = if *optimistic { 1.0 } else { -1.0 };
+                nls(h.clone().mul_scalar(*beta)) + rho_c.clone().mul_scalar(sign * alpha * beta)
+            }
+            Self::Xpo { beta, alpha } => {
+                let sample = b.ref_sample_logps.clone().expect("XPO needs ref_sample_logps (log π_θ of a sample drawn from π_ref)");
+                nls(h.clone().mul_scalar(*beta)) + sample.mul_scalar(*alpha)
+            }
+            Self::Gpo { beta } => {
+                let sc = b.chosen_scores.clone().expect("GPO needs chosen_scores (win scores s(y ≻ π_t), e.g. from a GPM)");
+                let sr = b.rejected_scores.clone().expect("GPO needs rejected_scores (win scores s(y ≻ π_t), e.g. from a GPM)");
+                ((rho_c.clone() - sc.div_scalar(*beta)).powi_scalar(2) + (rho_r.clone() - sr.div_scalar(*beta)).powi_scalar(2)).mul_scalar(0.5)
+            }
         };
         let rb = self.reward_beta();
         let chosen_rewards = rho_c.mul_scalar(rb).detach();
@@ -229,6 +316,44 @@ pub fn kto_z0<B: Backend>(mismatched_rho: Tensor<B, 1>) -> f64 {
 }
 
 use burn::tensor::ElementConversion;
+
+/// RSO's statistical rejection sampling (Liu et al. 2023, arXiv 2309.06657, App. A.1 Algorithm 1;
+/// algorithms.md §5.2) toward π_r ∝ π_sft·exp(r/β): candidate indices in order of acceptance.
+///
+/// Passes over the not-yet-accepted candidates: each pass fixes r_max over them, then accepts each
+/// in index order with probability exp((r − r_max)/β), stopping as soon as `num_samples` are in
+/// (a `break` we recall from the paper's listing; §5.2's summary omits it, and without it a pass
+/// could return more than asked — **[UNVERIFIED]**). Every pass accepts its maximum, so it ends;
+/// at most `rewards.len()` are returned. β = 0 is best-of-N (top-k by reward, ties in index order); β = ∞ accepts all in
+/// index order. With `num_samples` = 1 the first acceptance depends on candidate order: it is
+/// *not* a draw from π_r (see the tests).
+pub fn rso_rejection_sample(rewards: &[f64], beta: f64, num_samples: usize, rng: &mut crate::rng::Rng) -> Vec<usize> {
+    assert!(beta >= 0.0, "RSO's β must be ≥ 0, got {beta}");
+    assert!(rewards.iter().all(|r| r.is_finite()), "RSO needs finite rewards");
+    let mut left: Vec<usize> = (0..rewards.len()).collect();
+    let mut accepted = Vec::with_capacity(num_samples.min(left.len()));
+    while accepted.len() < num_samples && !left.is_empty() {
+        let r_max = left.iter().map(|&i| rewards[i]).fold(f64::NEG_INFINITY, f64::max);
+        let mut kept = Vec::with_capacity(left.len());
+        for (k, &i) in left.iter().enumerate() {
+            if accepted.len() == num_samples {
+                kept.extend_from_slice(&left[k..]);
+                break;
+            }
+            // r = r_max is always accepted (also at β = 0, where the ratio would be 0/0).
+            let p = if rewards[i] >= r_max { 1.0 } else { ((rewards[i] - r_max) / beta).exp() };
+            if rng.uniform() < p { accepted.push(i) } else { kept.push(i) }
+        }
+        left = kept;
+    }
+    accepted
+}
+
+/// Best-of-N: the index of the highest reward (the first on ties). Panics on an empty slice.
+pub fn best_of_n(rewards: &[f64]) -> usize {
+    assert!(!rewards.is_empty(), "best_of_n of no candidates");
+    (1..rewards.len()).fold(0, |best, i| if rewards[i] > rewards[best] { i } else { best })
+}
 
 /// Ascending sort along the batch (AOT compares the two distributions' quantiles).
 fn sort<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
@@ -271,6 +396,9 @@ mod tests {
             chosen_margins: Some(Tensor::from_data(TensorData::new(vec![0.5], [1, 1]), &Default::default())),
             rejected_margins: Some(Tensor::from_data(TensorData::new(vec![1.0], [1, 1]), &Default::default())),
             target_logps: Some(t(-9.0)),
+            ref_sample_logps: Some(t(-8.0)),
+            chosen_scores: Some(t(0.2)),
+            rejected_scores: Some(t(-0.1)),
         }
     }
 
@@ -386,6 +514,11 @@ mod tests {
             PolicyLoss::RsoHinge { gamma: 0.05 },
             PolicyLoss::Tdpo { beta: 0.1, alpha: 0.5, tdpo2: false },
             PolicyLoss::Modpo { beta: 0.1, weights: vec![0.6, 0.4] },
+            PolicyLoss::Irpo { beta: 0.1, alpha: 1.0 },
+            PolicyLoss::Vpo { beta: 0.1, alpha: 1.0, optimistic: true },
+            PolicyLoss::Vpo { beta: 0.1, alpha: 1.0, optimistic: false },
+            PolicyLoss::Xpo { beta: 0.1, alpha: 0.5 },
+            PolicyLoss::Gpo { beta: 0.1 },
         ];
         let d = Default::default();
         let mk = |lc: f64, lr: f64| -> PolicyBatch<A> {
@@ -402,6 +535,9 @@ mod tests {
                 chosen_margins: Some(Tensor::from_data(TensorData::new(vec![0.5], [1, 1]), &d)),
                 rejected_margins: Some(Tensor::from_data(TensorData::new(vec![1.0], [1, 1]), &d)),
                 target_logps: Some(s(-9.0)),
+                ref_sample_logps: Some(s(-8.0)),
+                chosen_scores: Some(s(0.2)),
+                rejected_scores: Some(s(-0.1)),
             }
         };
         for kind in kinds {
@@ -429,19 +565,7 @@ mod tests {
         // AOT compares quantiles, so swapping which pair holds which margin does not change it.
         let d = Default::default();
         let s = |v: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &d);
-        let mut b = PolicyBatch {
-            chosen_logps: s(vec![-1.0, -2.0]),
-            rejected_logps: s(vec![-3.0, -2.5]),
-            ref_chosen_logps: s(vec![-2.0, -2.0]),
-            ref_rejected_logps: s(vec![-2.2, -3.0]),
-            chosen_len: s(vec![1.0, 1.0]),
-            rejected_len: s(vec![1.0, 1.0]),
-            chosen_kl: None,
-            rejected_kl: None,
-            chosen_margins: None,
-            rejected_margins: None,
-            target_logps: None,
-        };
+        let mut b = PolicyBatch::new(s(vec![-1.0, -2.0]), s(vec![-3.0, -2.5]), s(vec![-2.0, -2.0]), s(vec![-2.2, -3.0]), s(vec![1.0, 1.0]), s(vec![1.0, 1.0]));
         let kind = PolicyLoss::Aot { beta: 1.0, label_smoothing: 0.0 };
         let a: f64 = kind.compute(&b).loss.into_scalar();
         // sorted policy margins [0.5, 2.0], sorted reference margins [0.2, 1.0] → δ = [0.3, 1.0].
@@ -451,5 +575,170 @@ mod tests {
         b.ref_rejected_logps = s(vec![-3.0, -2.2]);
         let swapped: f64 = kind.compute(&b).loss.into_scalar();
         assert!((a - swapped).abs() < 1e-12);
+    }
+
+    /// −log σ(0.15) from the formula, the DPO part of IRPO/VPO/XPO on §8's inputs (0.620957).
+    fn dpo_part() -> f64 {
+        (1.0 + (-0.15f64).exp()).ln()
+    }
+
+    #[test]
+    fn irpo_vpo_xpo_gpo_worked_values() {
+        let b = batch();
+        let beta = 0.1;
+        assert!((dpo_part() - 0.620957).abs() < 1e-6);
+        let cases: Vec<(PolicyLoss, f64)> = vec![
+            // IRPO: NLL = −ℓ_c/|y_c| = 10/5 = 2 → 0.620957 + α·2.
+            (PolicyLoss::Irpo { beta, alpha: 1.0 }, dpo_part() + 2.0),
+            (PolicyLoss::Irpo { beta, alpha: 0.25 }, dpo_part() + 0.5),
+            // VPO: ± α·β·ρ_c = ± 1·0.1·1.0.
+            (PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: true }, dpo_part() + 0.1),
+            (PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: false }, dpo_part() - 0.1),
+            (PolicyLoss::Vpo { beta, alpha: 3.0, optimistic: false }, dpo_part() - 0.3),
+            // XPO: + α·log π(ỹ) with log π(ỹ) = −8.
+            (PolicyLoss::Xpo { beta, alpha: PolicyLoss::XPO_ALPHA }, dpo_part() - 8e-5),
+            (PolicyLoss::Xpo { beta, alpha: 0.5 }, dpo_part() - 4.0),
+            // GPO: targets s/β = 2, −1; ½[(1 − 2)² + (−0.5 + 1)²] = 0.625.
+            (PolicyLoss::Gpo { beta }, 0.625),
+            // β = 0.5: targets 0.4, −0.2; ½[0.36 + 0.09] = 0.225.
+            (PolicyLoss::Gpo { beta: 0.5 }, 0.225),
+        ];
+        for (kind, expected) in cases {
+            let got = loss(kind.clone(), &b);
+            assert!((got - expected).abs() < 1e-9, "{kind:?}: {got} vs {expected}");
+        }
+        // Same logged figures as DPO: rewards β·ρ, margins, accuracy.
+        let dpo = PolicyLoss::Sigmoid { beta }.compute(&b);
+        for kind in [PolicyLoss::Irpo { beta, alpha: 1.0 }, PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: true }, PolicyLoss::Xpo { beta, alpha: 1e-5 }, PolicyLoss::Gpo { beta }] {
+            let out = kind.compute(&b);
+            let v = |t: Tensor<B, 1>| -> f64 { t.into_scalar() };
+            assert_eq!(v(out.chosen_rewards), v(dpo.chosen_rewards.clone()));
+            assert_eq!(v(out.margins), v(dpo.margins.clone()));
+            assert_eq!(v(out.accuracy), 1.0);
+        }
+    }
+
+    #[test]
+    fn irpo_nll_is_per_sequence_token_mean() {
+        // Two pairs with different chosen lengths: NLL = mean(10/5, 6/2) = 2.5 (TRL's batch token-mean
+        // would be 16/7). h = 0 for both, so the DPO part is ln 2.
+        let s = |v: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &Default::default());
+        let b = PolicyBatch::new(s(vec![-10.0, -6.0]), s(vec![-4.0, -4.0]), s(vec![-10.0, -6.0]), s(vec![-4.0, -4.0]), s(vec![5.0, 2.0]), s(vec![3.0, 3.0]));
+        let got = loss(PolicyLoss::Irpo { beta: 0.1, alpha: 1.0 }, &b);
+        assert!((got - (std::f64::consts::LN_2 + 2.5)).abs() < 1e-12, "{got}");
+    }
+
+    #[test]
+    #[should_panic(expected = "XPO needs ref_sample_logps")]
+    fn xpo_without_reference_samples_says_so() {
+        let mut b = batch();
+        b.ref_sample_logps = None;
+        loss(PolicyLoss::Xpo { beta: 0.1, alpha: 1e-5 }, &b);
+    }
+
+    #[test]
+    #[should_panic(expected = "GPO needs chosen_scores")]
+    fn gpo_without_scores_says_so() {
+        let mut b = batch();
+        b.chosen_scores = None;
+        loss(PolicyLoss::Gpo { beta: 0.1 }, &b);
+    }
+
+    /// IRPO, VPO (both signs), XPO and GPO on a batch of two pairs: autodiff vs central differences
+    /// with respect to ℓ_c, ℓ_r and log π(ỹ) (rows of x), via `loss::gradcheck`.
+    #[test]
+    fn new_losses_pass_gradcheck() {
+        use crate::loss::gradcheck::{AD, check};
+        let d = Default::default();
+        let c = |v: &[f64]| Tensor::<AD, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &d);
+        let x = [-10.0, -3.0, -12.0, -2.5, -8.0, -4.0];
+        let kinds = [
+            PolicyLoss::Irpo { beta: 0.1, alpha: 1.0 },
+            PolicyLoss::Vpo { beta: 0.1, alpha: 1.0, optimistic: true },
+            PolicyLoss::Vpo { beta: 0.3, alpha: 2.0, optimistic: false },
+            PolicyLoss::Xpo { beta: 0.1, alpha: 0.5 },
+            PolicyLoss::Gpo { beta: 0.1 },
+        ];
+        for kind in kinds {
+            check(&format!("{kind:?}"), &x, [3, 2], |x| {
+                let row = |i: usize| x.clone().narrow(0, i, 1).reshape([2]);
+                let mut b = PolicyBatch::new(row(0), row(1), c(&[-11.0, -3.5]), c(&[-11.5, -2.0]), c(&[5.0, 2.0]), c(&[4.0, 3.0]));
+                b.ref_sample_logps = Some(row(2));
+                b.chosen_scores = Some(c(&[0.2, 0.05]));
+                b.rejected_scores = Some(c(&[-0.1, 0.3]));
+                kind.compute(&b).loss
+            });
+        }
+    }
+
+    #[test]
+    fn vpo_sign_pulls_the_chosen_likelihood_the_right_way() {
+        // d loss/d ℓ_c: pessimism lowers it by αβ (a pull up on the chosen response), optimism raises it.
+        type A = Autodiff<B>;
+        let grad_c = |kind: PolicyLoss| -> f64 {
+            let d = Default::default();
+            let s = |v: f64| Tensor::<A, 1>::from_data(TensorData::new(vec![v], [1]), &d);
+            let lc = s(-10.0).require_grad();
+            let b = PolicyBatch::new(lc.clone(), s(-12.0), s(-11.0), s(-11.5), s(5.0), s(4.0));
+            let g = kind.compute(&b).loss.backward();
+            lc.grad(&g).unwrap().into_scalar()
+        };
+        let dpo = grad_c(PolicyLoss::Sigmoid { beta: 0.1 });
+        let pess = grad_c(PolicyLoss::Vpo { beta: 0.1, alpha: 2.0, optimistic: false });
+        let opt = grad_c(PolicyLoss::Vpo { beta: 0.1, alpha: 2.0, optimistic: true });
+        assert!((pess - (dpo - 0.2)).abs() < 1e-12 && (opt - (dpo + 0.2)).abs() < 1e-12, "{dpo} {pess} {opt}");
+    }
+
+    #[test]
+    fn rso_with_beta_to_zero_is_best_of_n() {
+        let r = [0.3, 2.0, -1.0, 1.5, 0.9, 1.99];
+        assert_eq!(best_of_n(&r), 1);
+        assert_eq!(best_of_n(&[1.0, 3.0, 3.0]), 1, "first on ties");
+        let mut rng = crate::rng::Rng::new(3);
+        for beta in [0.0, 1e-9] {
+            for _ in 0..200 {
+                assert_eq!(rso_rejection_sample(&r, beta, 1, &mut rng), vec![best_of_n(&r)]);
+                // More samples: the top-k in descending reward order.
+                assert_eq!(rso_rejection_sample(&r, beta, 3, &mut rng), vec![1, 5, 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn rso_with_beta_to_infinity_accepts_all_in_order() {
+        let r = [0.3, 2.0, -1.0, 1.5, 0.9];
+        let mut rng = crate::rng::Rng::new(4);
+        for beta in [1e12, f64::INFINITY] {
+            assert_eq!(rso_rejection_sample(&r, beta, 5, &mut rng), vec![0, 1, 2, 3, 4]);
+            assert_eq!(rso_rejection_sample(&r, beta, 2, &mut rng), vec![0, 1]);
+        }
+        // Asking for more than there are returns each candidate once.
+        let mut all = rso_rejection_sample(&r, 0.5, 9, &mut rng);
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn rso_first_acceptance_frequencies_match_the_algorithm() {
+        // r = (0, 1, 2), β = 1, one sample: the single pass has r_max = 2 and walks 0, 1, 2, so
+        // P(0) = e⁻², P(1) = (1 − e⁻²)e⁻¹, P(2) = (1 − e⁻²)(1 − e⁻¹) = (0.135335, 0.318092, 0.546572),
+        // not π_r ∝ exp(r) = (0.090031, 0.244728, 0.665241).
+        let r = [0.0, 1.0, 2.0];
+        let (a, b) = ((-2.0f64).exp(), (-1.0f64).exp());
+        let exact = [a, (1.0 - a) * b, (1.0 - a) * (1.0 - b)];
+        let mut rng = crate::rng::Rng::new(11);
+        let runs = 20_000;
+        let mut counts = [0usize; 3];
+        for _ in 0..runs {
+            let got = rso_rejection_sample(&r, 1.0, 1, &mut rng);
+            assert_eq!(got.len(), 1);
+            counts[got[0]] += 1;
+        }
+        let z: f64 = r.iter().map(|v| v.exp()).sum();
+        for i in 0..3 {
+            let freq = counts[i] as f64 / runs as f64;
+            assert!((freq - exact[i]).abs() < 0.01, "candidate {i}: {freq} vs {}", exact[i]);
+            assert!((freq - r[i].exp() / z).abs() > 0.03, "candidate {i} is order-biased away from π_r");
+        }
     }
 }

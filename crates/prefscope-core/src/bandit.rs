@@ -8,6 +8,11 @@
 //! * DPO's optimum is π*(y) ∝ π_ref(y) exp(r(y)/β) (Rafailov et al. 2023, eq. 4).
 //! * IPO's is π ∝ π_ref exp(g) with g the weighted least-squares fit of g_i − g_j ≈ (2P(i≻j) − 1)/(2β)
 //!   (Azar et al. 2023): finite even for deterministic preferences, where DPO's diverges.
+//! * GPO's is its multiplicative-weights step π ∝ π_ref exp(s/β) (GPM paper eq. 5.3 with π_t = π_ref),
+//!   s_i = s(i ≻ π_ref) = Σ_j μ_j log(P(i≻j)/P(j≻i)): the bandit knows log Z exactly and passes the
+//!   scores with β log Z subtracted, so the square loss reaches 0 there. Under Bradley–Terry
+//!   s_i = r_i − E_μ[r], so this is DPO's optimum too.
+//! * XPO sees the exact expectation over reference samples, log π_θ(ỹ) → Σ_k μ_k log π_θ(k).
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -73,6 +78,9 @@ impl BanditConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(config_error("lr", "must be a positive number"));
         }
+        if self.deterministic && matches!(self.loss, PolicyLoss::Gpo { .. }) {
+            return Err(config_error("loss", "gpo needs stochastic preferences: its score log(P/(1−P)) is infinite for deterministic ones"));
+        }
         Ok(())
     }
 }
@@ -107,7 +115,20 @@ impl BanditProblem {
         self.rewards.len()
     }
 
-    /// The optimum of `loss` when one is known in closed form (DPO, IPO), else None.
+    /// GPO's win scores against the reference, s_i = Σ_j μ_j log(P(i≻j)/P(j≻i)), less β log Z with
+    /// Z = Σ_k μ_k exp(s_k/β), so that Σ_i μ_i exp(s_i/β) = 1; None if a preference is 0 or 1.
+    pub fn gpo_scores(&self, beta: f64) -> Option<Vec<f64>> {
+        let n = self.n();
+        if self.pref.iter().any(|&p| p <= 0.0 || p >= 1.0) {
+            return None;
+        }
+        let s: Vec<f64> = (0..n).map(|i| (0..n).map(|j| self.ref_probs[j] * (self.pref[i * n + j] / self.pref[j * n + i]).ln()).sum()).collect();
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max) / beta;
+        let log_z = m + self.ref_probs.iter().zip(&s).map(|(mu, si)| mu * (si / beta - m).exp()).sum::<f64>().ln();
+        Some(s.iter().map(|si| si - beta * log_z).collect())
+    }
+
+    /// The optimum of `loss` when one is known in closed form (DPO, IPO, GPO), else None.
     pub fn optimum(&self, loss: &PolicyLoss) -> Option<Vec<f64>> {
         let n = self.n();
         let log_ref: Vec<f64> = self.ref_probs.iter().map(|p| p.ln()).collect();
@@ -137,6 +158,10 @@ impl BanditProblem {
                 b[0] = 0.0;
                 let g = solve(a, b)?;
                 Some(softmax(&(0..n).map(|i| log_ref[i] + g[i]).collect::<Vec<_>>()))
+            }
+            PolicyLoss::Gpo { beta } => {
+                let s = self.gpo_scores(*beta)?;
+                Some(softmax(&(0..n).map(|i| log_ref[i] + s[i] / beta).collect::<Vec<_>>()))
             }
             _ => None,
         }
@@ -231,23 +256,33 @@ pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, 
     let weights = Tensor::<B, 1>::from_data(TensorData::new(w, [m]), device);
     let ref_lp = Tensor::<B, 1>::from_data(TensorData::new(log_ref, [n]), device);
     let ones = Tensor::<B, 1>::ones([m], device);
+    let mu = Tensor::<B, 1>::from_data(TensorData::new(problem.ref_probs.iter().map(|&p| p as f32).collect(), [n]), device);
+    let scores = match &cfg.loss {
+        PolicyLoss::Gpo { beta } => {
+            let s = problem.gpo_scores(*beta).ok_or_else(|| config_error("loss", "gpo needs preferences strictly between 0 and 1"))?;
+            Some(Tensor::<B, 1>::from_data(TensorData::new(s.iter().map(|&v| v as f32).collect(), [n]), device))
+        }
+        _ => None,
+    };
     let mut optim = AdamConfig::new().with_epsilon(1e-12).init();
     let mut final_loss = f64::NAN;
     for step in 1..=cfg.steps {
         let lp = policy.log_probs();
-        let batch = PolicyBatch {
-            chosen_logps: lp.clone().select(0, ci.clone()),
-            rejected_logps: lp.select(0, ri.clone()),
-            ref_chosen_logps: ref_lp.clone().select(0, ci.clone()),
-            ref_rejected_logps: ref_lp.clone().select(0, ri.clone()),
-            chosen_len: ones.clone(),
-            rejected_len: ones.clone(),
-            chosen_kl: None,
-            rejected_kl: None,
-            chosen_margins: None,
-            rejected_margins: None,
-            target_logps: None,
-        };
+        let mut batch = PolicyBatch::new(
+            lp.clone().select(0, ci.clone()),
+            lp.clone().select(0, ri.clone()),
+            ref_lp.clone().select(0, ci.clone()),
+            ref_lp.clone().select(0, ri.clone()),
+            ones.clone(),
+            ones.clone(),
+        );
+        if matches!(cfg.loss, PolicyLoss::Xpo { .. }) {
+            batch.ref_sample_logps = Some((lp.clone() * mu.clone()).sum().expand([m]));
+        }
+        if let Some(s) = &scores {
+            batch.chosen_scores = Some(s.clone().select(0, ci.clone()));
+            batch.rejected_scores = Some(s.clone().select(0, ri.clone()));
+        }
         let loss = (cfg.loss.compute(&batch).per_pair * weights.clone()).sum();
         final_loss = loss.clone().into_scalar().elem::<f64>();
         if !final_loss.is_finite() {
@@ -304,6 +339,43 @@ mod tests {
             let kl = s.kl_to_optimum.unwrap();
             assert!(kl < 1e-3, "β = {beta}: KL to IPO's optimum is {kl}");
         }
+    }
+
+    #[test]
+    fn gpo_reaches_its_multiplicative_weights_step() {
+        for beta in [0.1, 0.5, 2.0] {
+            let s = run(PolicyLoss::Gpo { beta }, false, 3000);
+            let kl = s.kl_to_optimum.unwrap();
+            assert!(kl < 1e-3, "β = {beta}: KL to π_ref·exp(s/β) is {kl}");
+            // log Z is folded into the scores, so the square loss vanishes at the optimum.
+            assert!(s.final_loss < 1e-6, "β = {beta}: final loss {}", s.final_loss);
+            // Bradley–Terry: s_i = r_i − E_μ[r], the same step as DPO's optimum.
+            let dpo = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta })).optimum(&PolicyLoss::Sigmoid { beta }).unwrap();
+            assert!(super::kl(s.optimum.as_ref().unwrap(), &dpo) < 1e-12);
+        }
+        let mut cfg = BanditConfig::new(PolicyLoss::Gpo { beta: 0.5 });
+        cfg.deterministic = true;
+        assert!(cfg.validate().is_err(), "GPO's scores are infinite for deterministic preferences");
+    }
+
+    #[test]
+    fn xpo_and_vpo_regularisers_act_on_the_bandit() {
+        let beta = 0.5;
+        let dpo = run(PolicyLoss::Sigmoid { beta }, false, 1500);
+        let problem = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta }));
+        let n = problem.n();
+        // XPO's term is α·E_{ỹ∼π_ref} log π(ỹ): α = 0 is DPO; α > 0 lowers it (explores away from π_ref).
+        let ref_loglik = |s: &BanditSummary| -> f64 { (0..n).map(|i| problem.ref_probs[i] * s.policy[i].ln()).sum() };
+        let xpo0 = run(PolicyLoss::Xpo { beta, alpha: 0.0 }, false, 1500);
+        assert!(xpo0.policy.iter().zip(&dpo.policy).all(|(a, b)| (a - b).abs() < 1e-9));
+        let xpo = run(PolicyLoss::Xpo { beta, alpha: 0.01 }, false, 1500);
+        assert!(ref_loglik(&xpo) < ref_loglik(&dpo) - 1e-3, "{} vs {}", ref_loglik(&xpo), ref_loglik(&dpo));
+        // Pessimistic VPO raises the chosen responses' log-ratios (weighted as the chosen side of the pairs).
+        let chosen_rho = |s: &BanditSummary| -> f64 {
+            (0..n).map(|i| problem.ref_probs[i] * (0..n).filter(|&j| j != i).map(|j| problem.ref_probs[j] * problem.pref[i * n + j]).sum::<f64>() * (s.policy[i] / problem.ref_probs[i]).ln()).sum()
+        };
+        let vpo = run(PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: false }, false, 1500);
+        assert!(chosen_rho(&vpo) > chosen_rho(&dpo) + 1e-3, "{} vs {}", chosen_rho(&vpo), chosen_rho(&dpo));
     }
 
     #[test]
