@@ -1,0 +1,440 @@
+//! A tiny byte-level causal transformer LM, and the pipeline that aligns it: SFT on
+//! demonstrations, then DPO (or any [`PolicyLoss`]) against a frozen copy as the reference.
+//!
+//! Sequence log-probabilities are summed over *completion* tokens only: the token at position t is
+//! scored by the logits at t − 1, and `mask[t]` is 1 exactly where t holds a completion byte
+//! (prompt and padding are 0), as TRL's `DPOTrainer` masks with `completion_mask`.
+
+use burn::module::{AutodiffModule, Module};
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::align::{PolicyBatch, PolicyLoss};
+use crate::rng::Rng;
+use crate::{Error, Result, config_error};
+
+/// Bytes 0–255 plus one padding token.
+pub const VOCAB: usize = 257;
+pub const PAD: usize = 256;
+
+/// Shape of the tiny LM (defaults: 2 pre-norm layers, width 64, 4 heads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TinyLmConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// Longest sequence (prompt + completion) in bytes.
+    pub max_len: usize,
+}
+
+impl Default for TinyLmConfig {
+    fn default() -> Self {
+        Self { d_model: 64, n_layers: 2, n_heads: 4, d_ff: 128, max_len: 24 }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TinyLm<B: Backend> {
+    pub token: Embedding<B>,
+    pub position: Embedding<B>,
+    pub blocks: TransformerEncoder<B>,
+    pub norm: LayerNorm<B>,
+    pub head: Linear<B>,
+}
+
+impl TinyLmConfig {
+    /// Weights come from the backend's generator: seed it (`B::seed`) for a reproducible start.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> TinyLm<B> {
+        TinyLm {
+            token: EmbeddingConfig::new(VOCAB, self.d_model).init(device),
+            position: EmbeddingConfig::new(self.max_len, self.d_model).init(device),
+            blocks: TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers).with_dropout(0.0).with_norm_first(true).init(device),
+            norm: LayerNormConfig::new(self.d_model).init(device),
+            head: LinearConfig::new(self.d_model, VOCAB).init(device),
+        }
+    }
+}
+
+impl<B: Backend> TinyLm<B> {
+    /// Next-token logits at every position, `[n, T, VOCAB]`; position t sees tokens ≤ t only.
+    pub fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [n, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
+        let x = self.token.forward(tokens) + self.position.forward(positions);
+        let h = self.blocks.forward(TransformerEncoderInput::new(x).mask_attn(generate_autoregressive_mask(n, t, &device)));
+        self.head.forward(self.norm.forward(h))
+    }
+}
+
+/// log π(x_t | x_<t) for t = 1 … T − 1, `[n, T − 1]`.
+pub fn token_logps<B: Backend>(logits: Tensor<B, 3>, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let [n, t, _] = logits.dims();
+    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    let targets = tokens.narrow(1, 1, t - 1).reshape([n, t - 1, 1]);
+    lp.gather(2, targets).reshape([n, t - 1])
+}
+
+/// Σ_t mask[t] · log π(x_t | x_<t): the completion's log-probability per row, `[n]`.
+pub fn sequence_logps<B: Backend>(token_logps: Tensor<B, 2>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [n, t1] = token_logps.dims();
+    (token_logps * mask.narrow(1, 1, t1)).sum_dim(1).reshape([n])
+}
+
+/// TDPO's Σ_t KL(π_ref(·|x_<t) ‖ π_θ(·|x_<t)) over completion positions, `[n]`.
+pub fn completion_kl<B: Backend>(ref_logits: Tensor<B, 3>, logits: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [n, t, _] = logits.dims();
+    let lp_ref = log_softmax(ref_logits.narrow(1, 0, t - 1), 2);
+    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    let kl: Tensor<B, 2> = (lp_ref.clone().exp() * (lp_ref - lp)).sum_dim(2).reshape([n, t - 1]);
+    (kl * mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([n])
+}
+
+/// A padded batch of (prompt, completion) byte strings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    pub tokens: Vec<i64>,
+    /// 1 where the token is a completion byte.
+    pub mask: Vec<f32>,
+    pub rows: usize,
+    pub len: usize,
+}
+
+impl Encoded {
+    /// Right-pad every prompt + completion to the longest row; errors if one exceeds `max_len`.
+    pub fn new(examples: &[(String, String)], max_len: usize) -> Result<Self> {
+        let len = examples.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0).max(2);
+        if len > max_len {
+            return Err(config_error("lm.max_len", format!("a prompt + completion of {len} bytes exceeds max_len {max_len}")));
+        }
+        let (mut tokens, mut mask) = (vec![], vec![]);
+        for (p, c) in examples {
+            tokens.extend(p.bytes().chain(c.bytes()).map(i64::from));
+            mask.extend(std::iter::repeat_n(0.0, p.len()).chain(std::iter::repeat_n(1.0, c.len())));
+            let pad = len - p.len() - c.len();
+            tokens.extend(std::iter::repeat_n(PAD as i64, pad));
+            mask.extend(std::iter::repeat_n(0.0, pad));
+        }
+        Ok(Self { tokens, mask, rows: examples.len(), len })
+    }
+
+    pub fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+        (
+            Tensor::from_data(TensorData::new(self.tokens.clone(), [self.rows, self.len]), device),
+            Tensor::from_data(TensorData::new(self.mask.clone(), [self.rows, self.len]), device),
+        )
+    }
+}
+
+/// The synthetic preference task: a prompt `"say <word>:"` and a completion that is one word of
+/// a small list and a newline, in lower case (usual) or UPPER case (the property users prefer).
+/// The SFT demonstrations shout only `shout_rate` of the time; every preference pair prefers a
+/// shouted word to a quiet one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShoutTask {
+    pub shout_rate: f64,
+}
+
+const WORDS: [&str; 8] = ["yes", "no", "ok", "sure", "fine", "maybe", "never", "later"];
+
+impl ShoutTask {
+    fn word(rng: &mut Rng) -> &'static str {
+        WORDS[rng.below(WORDS.len())]
+    }
+
+    fn prompt(word: &str) -> String {
+        format!("say {word}:")
+    }
+
+    /// The completion: the prompt's word, quiet or shouted; the newline ends it, so the model
+    /// learns where to stop.
+    fn completion(word: &str, shout: bool) -> String {
+        format!(" {}\n", if shout { word.to_uppercase() } else { word.to_string() })
+    }
+
+    pub fn demonstrations(&self, n: usize, rng: &mut Rng) -> Vec<(String, String)> {
+        (0..n)
+            .map(|_| {
+                let w = Self::word(rng);
+                (Self::prompt(w), Self::completion(w, rng.uniform() < self.shout_rate))
+            })
+            .collect()
+    }
+
+    /// (prompt, chosen, rejected) triples: the shouted word over the quiet one.
+    pub fn pairs(&self, n: usize, rng: &mut Rng) -> Vec<(String, String, String)> {
+        (0..n)
+            .map(|_| {
+                let w = Self::word(rng);
+                (Self::prompt(w), Self::completion(w, true), Self::completion(w, false))
+            })
+            .collect()
+    }
+
+    /// 1 for the prompt's word shouted ("say yes:" → " YES"), 0 for anything else: quiet words
+    /// and gibberish alike, so a policy cannot win by emitting random capitals.
+    pub fn reward(prompt: &str, completion: &str) -> f64 {
+        let word = prompt.strip_prefix("say ").and_then(|p| p.strip_suffix(':')).unwrap_or("");
+        let text = completion.split('\n').next().unwrap_or("");
+        if !word.is_empty() && text == format!(" {}", word.to_uppercase()) { 1.0 } else { 0.0 }
+    }
+}
+
+/// Sample `len` bytes after each prompt at the given temperature (host-side draws, so runs
+/// reproduce). RSO samples its SFT candidates at 0.7.
+pub fn sample<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, temperature: f64, rng: &mut Rng, device: &B::Device) -> Result<Vec<String>> {
+    let mut seqs: Vec<Vec<u8>> = prompts.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let mut out = vec![Vec::new(); prompts.len()];
+    for _ in 0..len {
+        // Rows have different lengths: right-pad and read each row's last real position.
+        let width = seqs.iter().map(Vec::len).max().unwrap_or(1);
+        let tokens: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&b| b as i64).chain(std::iter::repeat_n(PAD as i64, width - s.len()))).collect();
+        let t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [seqs.len(), width]), device);
+        let probs: Vec<f32> = softmax(lm.logits(t).div_scalar(temperature), 2).into_data().convert::<f32>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        for (i, s) in seqs.iter_mut().enumerate() {
+            let row = &probs[(i * width + s.len() - 1) * VOCAB..(i * width + s.len()) * VOCAB];
+            let u = rng.uniform() as f32;
+            let mut acc = 0.0;
+            // Sample among bytes only: padding is never a completion token.
+            let total: f32 = row[..PAD].iter().sum();
+            let byte = (0..PAD).find(|&b| {
+                acc += row[b] / total;
+                u < acc
+            });
+            let byte = byte.unwrap_or(b' ' as usize) as u8;
+            s.push(byte);
+            out[i].push(byte);
+        }
+    }
+    Ok(out.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())
+}
+
+/// Temperature of the judged samples (RSO's for SFT candidates).
+pub const SAMPLE_TEMPERATURE: f64 = 0.7;
+
+/// Settings of one SFT → preference-optimisation run on [`ShoutTask`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmAlignConfig {
+    pub seed: u64,
+    pub sft_steps: usize,
+    pub steps: usize,
+    pub batch: usize,
+    pub sft_lr: f64,
+    pub lr: f64,
+    pub loss: PolicyLoss,
+    pub shout_rate: f64,
+    /// Samples per side when measuring the win rate against the reference.
+    pub eval_samples: usize,
+}
+
+impl LmAlignConfig {
+    pub fn new(loss: PolicyLoss) -> Self {
+        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.1, eval_samples: 200 }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 || self.eval_samples == 0 {
+            return Err(config_error("lm.batch", "batch and eval_samples must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.shout_rate) {
+            return Err(config_error("lm.shout_rate", "must be in [0, 1]"));
+        }
+        if !(self.lr > 0.0 && self.sft_lr > 0.0) {
+            return Err(config_error("lm.lr", "learning rates must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// What an LM alignment run reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmSummary {
+    pub sft_final_loss: f64,
+    /// The preference loss at step 1, where policy = reference (ln 2 for DPO).
+    pub first_loss: f64,
+    pub final_loss: f64,
+    /// P(judge prefers a policy sample to a reference sample) + ½ P(tie).
+    pub win_rate: f64,
+    /// Mean judge reward of reference and policy samples.
+    pub reference_reward: f64,
+    pub policy_reward: f64,
+    pub policy_samples: Vec<String>,
+    pub reference_samples: Vec<String>,
+}
+
+/// SFT on demonstrations, then preference optimisation against a frozen copy of the SFT model.
+/// `on_step(phase, step, loss)` sees both phases ("sft", "align").
+pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+    cfg.validate()?;
+    let lm_cfg = TinyLmConfig::default();
+    B::seed(device, cfg.seed);
+    let mut lm = lm_cfg.init::<B>(device);
+    let task = ShoutTask { shout_rate: cfg.shout_rate };
+    let mut rng = Rng::stream(cfg.seed, "lm-data");
+    let scalar = |t: Tensor<B, 1>| -> Result<f64> {
+        let v: Vec<f64> = t.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        let x = v[0];
+        if x.is_finite() { Ok(x) } else { Err(Error::NonFinite { step: 0, value: x as f32 }) }
+    };
+
+    let mut optim = AdamConfig::new().init();
+    let mut sft_final_loss = f64::NAN;
+    for step in 1..=cfg.sft_steps {
+        let (tokens, mask) = Encoded::new(&task.demonstrations(cfg.batch, &mut rng), lm_cfg.max_len)?.tensors::<B>(device);
+        let lp = token_logps(lm.logits(tokens.clone()), tokens);
+        let m = mask.narrow(1, 1, lp.dims()[1]);
+        let loss = (lp * m.clone()).sum().neg() / m.sum();
+        sft_final_loss = scalar(loss.clone())?;
+        on_step("sft", step, sft_final_loss);
+        let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = optim.step(cfg.sft_lr, lm, grads);
+    }
+
+    let reference = lm.valid();
+    let mut optim = AdamConfig::new().init();
+    let (mut first_loss, mut final_loss) = (f64::NAN, f64::NAN);
+    for step in 1..=cfg.steps {
+        let pairs = task.pairs(cfg.batch, &mut rng);
+        let chosen: Vec<(String, String)> = pairs.iter().map(|(p, c, _)| (p.clone(), c.clone())).collect();
+        let rejected: Vec<(String, String)> = pairs.iter().map(|(p, _, r)| (p.clone(), r.clone())).collect();
+        let side = |ex: &[(String, String)]| -> Result<_> {
+            let (tokens, mask) = Encoded::new(ex, lm_cfg.max_len)?.tensors::<B>(device);
+            let logits = lm.logits(tokens.clone());
+            let ref_logits = Tensor::<B, 3>::from_inner(reference.logits(tokens.clone().inner()));
+            let logps = sequence_logps(token_logps(logits.clone(), tokens.clone()), mask.clone());
+            let ref_logps = sequence_logps(token_logps(ref_logits.clone(), tokens), mask.clone());
+            let kl = completion_kl(ref_logits, logits, mask.clone());
+            let len = mask.sum_dim(1).reshape([ex.len()]);
+            Ok((logps, ref_logps, kl, len))
+        };
+        let (c_lp, c_ref, c_kl, c_len) = side(&chosen)?;
+        let (r_lp, r_ref, r_kl, r_len) = side(&rejected)?;
+        let mut batch = PolicyBatch::new(c_lp, r_lp, c_ref, r_ref, c_len, r_len);
+        batch.chosen_kl = Some(c_kl);
+        batch.rejected_kl = Some(r_kl);
+        let loss = cfg.loss.compute(&batch).loss;
+        final_loss = scalar(loss.clone())?;
+        if step == 1 {
+            first_loss = final_loss;
+        }
+        on_step("align", step, final_loss);
+        let grads = GradientsParams::from_grads(loss.backward(), &lm);
+        lm = optim.step(cfg.lr, lm, grads);
+    }
+
+    // Judge: policy samples against reference samples on the same fresh prompts.
+    let mut eval_rng = Rng::stream(cfg.seed, "lm-eval");
+    let prompts: Vec<String> = (0..cfg.eval_samples).map(|_| ShoutTask::prompt(ShoutTask::word(&mut eval_rng))).collect();
+    let width = WORDS.iter().map(|w| w.len()).max().unwrap_or(1) + 2;
+    let policy = lm.valid();
+    let from_policy = sample(&policy, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
+    let from_reference = sample(&reference, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
+    let (mut wins, mut pr, mut rr) = (0.0, 0.0, 0.0);
+    for ((p, r), prompt) in from_policy.iter().zip(&from_reference).zip(&prompts) {
+        let (a, b) = (ShoutTask::reward(prompt, p), ShoutTask::reward(prompt, r));
+        wins += if a > b { 1.0 } else if a == b { 0.5 } else { 0.0 };
+        pr += a;
+        rr += b;
+    }
+    let n = prompts.len() as f64;
+    Ok(LmSummary {
+        sft_final_loss,
+        first_loss,
+        final_loss,
+        win_rate: wins / n,
+        reference_reward: rr / n,
+        policy_reward: pr / n,
+        policy_samples: from_policy.into_iter().take(8).collect(),
+        reference_samples: from_reference.into_iter().take(8).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    type B = NdArray<f64>;
+
+    #[test]
+    fn completion_log_probs_count_completion_tokens_only() {
+        // Hand-made logits over a 257-way vocabulary: at every position the next-token distribution
+        // puts logit `l` on byte (t + 1) and 0 elsewhere, so log π(x_{t+1}) is known in closed form.
+        let dev = Default::default();
+        let enc = Encoded::new(&[("ab".into(), "cd".into()), ("a".into(), "b".into())], 16).unwrap();
+        assert_eq!(enc.len, 4);
+        assert_eq!(enc.mask, vec![0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(enc.tokens[6..], [PAD as i64, PAD as i64]);
+        let (tokens, mask) = enc.tensors::<B>(&dev);
+        let l = [2.0, 0.5, -1.0];
+        let mut logits = vec![0.0f64; 2 * 4 * VOCAB];
+        for row in 0..2 {
+            for t in 0..3 {
+                let next = enc.tokens[row * 4 + t + 1] as usize;
+                logits[(row * 4 + t) * VOCAB + next] = l[t];
+            }
+        }
+        let logits = Tensor::<B, 3>::from_data(TensorData::new(logits, [2, 4, VOCAB]), &dev);
+        let lp_of = |x: f64| x - (x.exp() + (VOCAB - 1) as f64).ln();
+        let got: Vec<f64> = sequence_logps(token_logps(logits, tokens), mask).into_data().to_vec().unwrap();
+        // Row 0: completion tokens c (scored at t = 1) and d (t = 2); the prompt's b (t = 0) is not counted.
+        let row0 = lp_of(l[1]) + lp_of(l[2]);
+        assert!((got[0] - row0).abs() < 1e-12, "{} vs {row0}", got[0]);
+        assert!((got[0] - (row0 + lp_of(l[0]))).abs() > 0.1, "a prompt-counting bug would change the value");
+        // Row 1: only b (t = 0); the padding after it is not counted.
+        assert!((got[1] - lp_of(l[0])).abs() < 1e-12, "{} vs {}", got[1], lp_of(l[0]));
+    }
+
+    #[test]
+    fn the_model_is_causal_and_padding_does_not_change_a_rows_log_prob() {
+        let dev = Default::default();
+        B::seed(&dev, 1);
+        let lm = TinyLmConfig::default().init::<B>(&dev);
+        let (a, _) = Encoded::new(&[("say yes:".into(), " no".into())], 24).unwrap().tensors::<B>(&dev);
+        let (b, _) = Encoded::new(&[("say yes:".into(), " NO".into())], 24).unwrap().tensors::<B>(&dev);
+        let la: Vec<f64> = lm.logits(a).narrow(1, 0, 9).into_data().to_vec().unwrap();
+        let lb: Vec<f64> = lm.logits(b).narrow(1, 0, 9).into_data().to_vec().unwrap();
+        assert_eq!(la, lb, "positions before the change see the same past");
+
+        let alone = Encoded::new(&[("say ok:".into(), " ok".into())], 24).unwrap();
+        let padded = Encoded::new(&[("say ok:".into(), " ok".into()), ("say never:".into(), " never".into())], 24).unwrap();
+        let lp = |e: &Encoded| -> Vec<f64> {
+            let (t, m) = e.tensors::<B>(&dev);
+            sequence_logps(token_logps(lm.logits(t.clone()), t), m).into_data().to_vec().unwrap()
+        };
+        assert!((lp(&alone)[0] - lp(&padded)[0]).abs() < 1e-9, "right padding is invisible to a causal model");
+    }
+
+    #[test]
+    fn tdpo_kl_is_zero_against_itself_and_positive_otherwise() {
+        let dev = Default::default();
+        B::seed(&dev, 2);
+        let (x, y) = (TinyLmConfig::default().init::<B>(&dev), TinyLmConfig::default().init::<B>(&dev));
+        let (t, m) = Encoded::new(&[("say no:".into(), " NO".into())], 24).unwrap().tensors::<B>(&dev);
+        let same: f64 = completion_kl(x.logits(t.clone()), x.logits(t.clone()), m.clone()).into_scalar();
+        let other: f64 = completion_kl(x.logits(t.clone()), y.logits(t), m).into_scalar();
+        assert!(same.abs() < 1e-12 && other > 1e-3, "{same} {other}");
+    }
+
+    #[test]
+    fn dpo_teaches_the_tiny_lm_the_preferred_property() {
+        // β inside DPO's usual 0.1–0.5; longer or hotter runs over-optimise: the margin keeps
+        // growing while spelling degrades (" YINE"), the familiar DPO failure mode.
+        let cfg = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
+        let s = align_lm::<Autodiff<NdArray<f32>>>(&cfg, &Default::default(), |_, _, _| {}).unwrap();
+        eprintln!("{s:?}");
+        // TRL's invariant: with policy = reference the first DPO loss is ln 2.
+        assert!((s.first_loss - std::f64::consts::LN_2).abs() < 1e-5, "first loss {}", s.first_loss);
+        assert!(s.reference_reward < 0.3, "the SFT model rarely shouts: {}", s.reference_reward);
+        assert!(s.policy_reward > 0.7, "the aligned model shouts real words: {}", s.policy_reward);
+        assert!(s.win_rate > 0.8, "win rate against the reference {}", s.win_rate);
+    }
+}
