@@ -184,6 +184,18 @@ fn align_bandit_reports_kl_to_the_dpo_optimum() {
 }
 
 #[test]
+fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
+    let dir = scratch("align-lm");
+    let out = last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--out", "lm", "--json"], &dir));
+    assert!((out["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{out}");
+    assert!(out["win_rate"].as_f64().unwrap() > 0.8, "{out}");
+    let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
+    let bad = prefscope(&["align", "--policy", "lm", "--loss", "gpo", "--out", "g"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs inputs the LM pipeline does not produce"));
+}
+
+#[test]
 fn denoise_compares_the_remedies_on_known_flips() {
     let dir = scratch("denoise");
     let out = last_json(&prefscope(&["denoise", "--json"], &dir));

@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::align::PolicyLoss;
 use prefscope_core::bandit::{BanditConfig, train_bandit};
+use prefscope_core::lm::{LmAlignConfig, align_lm};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -21,6 +22,9 @@ use crate::run::write_atomic;
 pub enum PolicyKind {
     /// Softmax over n candidate responses to one prompt.
     Bandit,
+    /// A tiny byte-level causal transformer: SFT on demonstrations, then the loss against a frozen
+    /// copy; judged by its win rate against the SFT model on the shout task.
+    Lm,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,8 +37,9 @@ pub struct AlignArgs {
     /// preferences only) (others need per-token data or extra inputs).
     #[arg(long, default_value = "dpo")]
     loss: String,
-    #[arg(long, default_value_t = 0.1)]
-    beta: f64,
+    /// β (default 0.1 on the bandit, 0.3 on the LM).
+    #[arg(long)]
+    beta: Option<f64>,
     /// Label smoothing ε for cdpo/robust/aot (exo-pair's ε; 1e-3 if 0).
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f64,
@@ -87,6 +92,8 @@ fn parse_loss(name: &str, beta: f64, eps: f64, alpha: Option<f64>) -> Result<Pol
         "vpo" => PolicyLoss::Vpo { beta, alpha: alpha.unwrap_or(PolicyLoss::VPO_ALPHA), optimistic: false },
         "xpo" => PolicyLoss::Xpo { beta, alpha: alpha.unwrap_or(PolicyLoss::XPO_ALPHA) },
         "gpo" => PolicyLoss::Gpo { beta },
+        "tdpo" => PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: true },
+        "simpo" => PolicyLoss::Simpo { beta, gamma_beta_ratio: 0.25, label_smoothing: eps },
         other => bail!("--loss: `{other}` is not a bandit loss (dpo, ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero, apo-down, discopop, exo-pair, aot, irpo, vpo, xpo, gpo)"),
     })
 }
@@ -139,17 +146,102 @@ impl BackendJob for AlignJob {
     }
 }
 
+/// Losses that need only sequence log-probs, lengths and per-token KL, which the LM provides.
+const LM_LOSSES: [&str; 17] =
+    ["dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "irpo", "vpo", "tdpo", "simpo"];
+
+struct AlignLmJob {
+    cfg: LmAlignConfig,
+    out: PathBuf,
+}
+
+impl BackendJob for AlignLmJob {
+    type Output = serde_json::Value;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let AlignLmJob { cfg, out } = self;
+        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
+        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let bar = crate::step_bar(cfg.sft_steps + cfg.steps);
+        let start = Instant::now();
+        let mut io_err = None;
+        let mut done = 0;
+        let summary = align_lm::<B>(&cfg, &device, |phase, step, loss| {
+            if let Err(e) = writeln!(metrics, "{}", json!({"phase": phase, "step": step, "loss": loss})) {
+                io_err.get_or_insert(e);
+            }
+            done += 1;
+            bar.set_position(done);
+            bar.set_message(format!("{phase} loss {loss:.4}"));
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        metrics.flush()?;
+        bar.finish_and_clear();
+        let mut value = serde_json::to_value(&summary)?;
+        let obj = value.as_object_mut().expect("summary is an object");
+        obj.insert("backend".into(), json!(backend.name()));
+        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
+        obj.insert("run".into(), json!(out.display().to_string()));
+        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        Ok(value)
+    }
+}
+
+fn align_lm_command(args: &AlignArgs) -> Result<()> {
+    if !LM_LOSSES.contains(&args.loss.as_str()) {
+        bail!("--loss: `{}` needs inputs the LM pipeline does not produce; use one of: {}", args.loss, LM_LOSSES.join(", "));
+    }
+    let beta = args.beta.unwrap_or(0.3);
+    let mut cfg = LmAlignConfig::new(parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?);
+    if let Some(v) = args.steps {
+        cfg.steps = v;
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = args.seed {
+        cfg.seed = v;
+    }
+    cfg.validate()?;
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("lm-{}-beta{beta}", args.loss)));
+    if out.join("summary.json").exists() && !args.overwrite {
+        bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
+    }
+    let summary = dispatch(args.backend.backend, AlignLmJob { cfg, out })?;
+    if args.json {
+        println!("{summary}");
+    } else {
+        let samples: Vec<String> = summary["policy_samples"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).map(|s| format!("{:?}", s.split('\n').next().unwrap_or(""))).collect();
+        println!(
+            "done in {:.1}s: win rate against the SFT model {:.3} (judged reward {:.3} vs {:.3}); samples {}; run folder {}",
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            summary["win_rate"].as_f64().unwrap_or(f64::NAN),
+            summary["policy_reward"].as_f64().unwrap_or(f64::NAN),
+            summary["reference_reward"].as_f64().unwrap_or(f64::NAN),
+            samples.join(" "),
+            summary["run"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 pub fn align(args: AlignArgs) -> Result<()> {
-    let PolicyKind::Bandit = args.policy;
+    if args.policy == PolicyKind::Lm {
+        return align_lm_command(&args);
+    }
+    let beta = args.beta.unwrap_or(0.1);
     let mut cfg = match &args.config {
         Some(path) => {
             let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
             toml::from_str::<BanditConfig>(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?
         }
-        None => BanditConfig::new(parse_loss(&args.loss, args.beta, args.label_smoothing, args.alpha)?),
+        None => BanditConfig::new(parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?),
     };
     if args.config.is_none() || std::env::args().any(|a| a == "--loss" || a == "--beta" || a == "--alpha") {
-        cfg.loss = parse_loss(&args.loss, args.beta, args.label_smoothing, args.alpha)?;
+        cfg.loss = parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?;
     }
     if let Some(v) = args.n {
         cfg.n = v;
@@ -165,7 +257,7 @@ pub fn align(args: AlignArgs) -> Result<()> {
     }
     cfg.deterministic |= args.deterministic;
     cfg.validate()?;
-    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("bandit-{}-beta{}", args.loss, args.beta)));
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("bandit-{}-beta{beta}", args.loss)));
     if out.join("summary.json").exists() && !args.overwrite {
         anyhow::bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
     }
