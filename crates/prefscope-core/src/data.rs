@@ -120,11 +120,23 @@ pub enum ScenarioKind {
     Rankings,
     /// The `linear` task with a known fraction `flip` of training labels flipped; eval is clean.
     Noisy,
+    /// Trajectory segments in a small gridworld with a known reward, labelled by regret, partial
+    /// return or HERON's hierarchy (`trajectory_labels`).
+    Gridworld,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 8] =
-        [Self::Linear, Self::Cyclic, Self::CyclicAbcd, Self::MultiObjective, Self::Mixture, Self::FewShotUsers, Self::Rankings, Self::Noisy];
+    pub const ALL: [ScenarioKind; 9] = [
+        Self::Linear,
+        Self::Cyclic,
+        Self::CyclicAbcd,
+        Self::MultiObjective,
+        Self::Mixture,
+        Self::FewShotUsers,
+        Self::Rankings,
+        Self::Noisy,
+        Self::Gridworld,
+    ];
 
     /// `few-shot-users`: labelled pairs of the same user given as context with every pair
     /// (VPL's context set; the "≤ 8 labelled pairs of a new user").
@@ -150,6 +162,7 @@ impl ScenarioKind {
             Self::FewShotUsers => "few-shot-users",
             Self::Rankings => "rankings",
             Self::Noisy => "noisy",
+            Self::Gridworld => "gridworld",
         }
     }
 
@@ -171,6 +184,7 @@ impl ScenarioKind {
             Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly.",
             Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
             Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
+            Self::Gridworld => "Three-step segments of behaviour in a 5×5 gridworld with a goal, a wall with two gaps and a mud cell on the short way; the true reward is −1 per step, +2 at the goal, −1.5 in mud. People compare segments by regret (how much worse than optimal they were; Knox et al.), not by the reward collected. The regret model learns a reward whose best route goes through the mud, as the true one does; the partial-return model cannot see the step cost (every segment has three steps) and learns to avoid the mud by a detour. `trajectory_labels` switches to partial-return or HERON's hierarchical labels.",
         }
     }
 }
@@ -229,6 +243,9 @@ pub struct ScenarioConfig {
     /// `rankings`: items per list.
     #[serde(default = "default_list_len")]
     pub list_len: usize,
+    /// `gridworld`: how segment pairs are labelled (regret, partial-return, heron).
+    #[serde(default)]
+    pub trajectory_labels: crate::traj::LabelRule,
 }
 
 impl ScenarioConfig {
@@ -243,6 +260,7 @@ impl ScenarioConfig {
             min_separation_deg: default_min_separation(),
             flip: default_flip(),
             list_len: default_list_len(),
+            trajectory_labels: Default::default(),
         }
     }
 
@@ -283,6 +301,7 @@ impl ScenarioConfig {
             ScenarioKind::Cyclic => cyclic(self, &mut rng),
             ScenarioKind::MultiObjective => multi_objective(self, &mut rng),
             ScenarioKind::Mixture => mixture(self, &mut rng),
+            ScenarioKind::Gridworld => gridworld(self, &mut rng),
             // These split on their own: by pair before flipping, by list, by user.
             ScenarioKind::Noisy => return finish(noisy(self, &mut rng, seed)?),
             ScenarioKind::Rankings => return finish(rankings(self, &mut rng, seed)),
@@ -345,6 +364,20 @@ fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         strengths,
         ratings,
         n_objectives: 1,
+        ..Default::default()
+    }
+}
+
+/// `n_items` random segments of the standard gridworld and `n_pairs` labelled comparisons
+/// (fewer when ties or undecided HERON pairs are dropped).
+fn gridworld(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let world = crate::traj::GridWorld::standard();
+    let tp = world.label_pairs(cfg.n_items, cfg.n_pairs, cfg.trajectory_labels, rng);
+    PairDataset {
+        dim: tp.item_dim,
+        item_labels: tp.segments.iter().map(|s| format!("s{}→s{}", s.start, s.end())).collect(),
+        items: tp.items,
+        pairs: tp.pairs,
         ..Default::default()
     }
 }

@@ -5,7 +5,7 @@
 //! scored by the logits at t − 1, and `mask[t]` is 1 exactly where t holds a completion byte
 //! (prompt and padding are 0), as TRL's `DPOTrainer` masks with `completion_mask`.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -49,9 +49,32 @@ pub struct TinyLm<B: Backend> {
     pub head: Linear<B>,
 }
 
+/// Re-draws every weight from our host generator, N(mean, std²) with the mean and spread burn's
+/// initialiser gave that tensor; constants (LayerNorm's γ = 1, zero biases) stay. Backend RNGs are
+/// global and shared between threads, so this is what makes a start reproducible.
+struct HostInit(Rng);
+
+impl<B: Backend> ModuleMapper<B> for HostInit {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let tensor = param.into_value();
+        let values: Vec<f32> = tensor.to_data().convert::<f32>().to_vec().expect("float weights");
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (values.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let redrawn: Vec<f32> = if std < 1e-12 { values } else { values.iter().map(|_| (mean + std * self.0.normal()) as f32).collect() };
+        let fresh = Tensor::from_data(TensorData::new(redrawn, tensor.dims()), &tensor.device());
+        // A new parameter, trainable (the optimiser has not seen the old one).
+        Param::from_tensor(fresh)
+    }
+}
+
 impl TinyLmConfig {
-    /// Weights come from the backend's generator: seed it (`B::seed`) for a reproducible start.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> TinyLm<B> {
+    /// A model whose weights depend only on `seed` (see [`HostInit`]).
+    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> TinyLm<B> {
+        self.init_shapes::<B>(device).map(&mut HostInit(Rng::stream(seed, "lm-init")))
+    }
+
+    fn init_shapes<B: Backend>(&self, device: &B::Device) -> TinyLm<B> {
         TinyLm {
             token: EmbeddingConfig::new(VOCAB, self.d_model).init(device),
             position: EmbeddingConfig::new(self.max_len, self.d_model).init(device),
@@ -133,10 +156,11 @@ impl Encoded {
     }
 }
 
-/// The synthetic preference task: a prompt `"say <word>:"` and a completion that is one word of
-/// a small list and a newline, in lower case (usual) or UPPER case (the property users prefer).
-/// The SFT demonstrations shout only `shout_rate` of the time; every preference pair prefers a
-/// shouted word to a quiet one.
+/// The synthetic preference task: a prompt `"say <word>:"` and the completion `" <word>."` (usual)
+/// or `" <word>!"` (shouted, the property users prefer), then a newline. The SFT demonstrations
+/// shout only `shout_rate` of the time; every preference pair prefers the shouted completion.
+/// Chosen and rejected share the word, so only the punctuation separates them, as in a
+/// controlled-sentiment task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShoutTask {
     pub shout_rate: f64,
@@ -153,10 +177,10 @@ impl ShoutTask {
         format!("say {word}:")
     }
 
-    /// The completion: the prompt's word, quiet or shouted; the newline ends it, so the model
-    /// learns where to stop.
+    /// The completion: the prompt's word with a full stop or, shouted, an exclamation mark; the
+    /// newline ends it, so the model learns where to stop.
     fn completion(word: &str, shout: bool) -> String {
-        format!(" {}\n", if shout { word.to_uppercase() } else { word.to_string() })
+        format!(" {word}{}\n", if shout { '!' } else { '.' })
     }
 
     pub fn demonstrations(&self, n: usize, rng: &mut Rng) -> Vec<(String, String)> {
@@ -178,12 +202,12 @@ impl ShoutTask {
             .collect()
     }
 
-    /// 1 for the prompt's word shouted ("say yes:" → " YES"), 0 for anything else: quiet words
-    /// and gibberish alike, so a policy cannot win by emitting random capitals.
+    /// 1 for the prompt's word shouted ("say yes:" → " yes!"), 0 for anything else: quiet words
+    /// and gibberish alike, so a policy cannot win by emitting random exclamation marks.
     pub fn reward(prompt: &str, completion: &str) -> f64 {
         let word = prompt.strip_prefix("say ").and_then(|p| p.strip_suffix(':')).unwrap_or("");
         let text = completion.split('\n').next().unwrap_or("");
-        if !word.is_empty() && text == format!(" {}", word.to_uppercase()) { 1.0 } else { 0.0 }
+        if !word.is_empty() && text == format!(" {word}!") { 1.0 } else { 0.0 }
     }
 }
 
@@ -237,7 +261,7 @@ pub struct LmAlignConfig {
 
 impl LmAlignConfig {
     pub fn new(loss: PolicyLoss) -> Self {
-        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.1, eval_samples: 200 }
+        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.25, eval_samples: 200 }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -275,8 +299,7 @@ pub struct LmSummary {
 pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
     cfg.validate()?;
     let lm_cfg = TinyLmConfig::default();
-    B::seed(device, cfg.seed);
-    let mut lm = lm_cfg.init::<B>(device);
+    let mut lm = lm_cfg.init::<B>(cfg.seed, device);
     let task = ShoutTask { shout_rate: cfg.shout_rate };
     let mut rng = Rng::stream(cfg.seed, "lm-data");
     let scalar = |t: Tensor<B, 1>| -> Result<f64> {
@@ -333,7 +356,7 @@ pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut
     // Judge: policy samples against reference samples on the same fresh prompts.
     let mut eval_rng = Rng::stream(cfg.seed, "lm-eval");
     let prompts: Vec<String> = (0..cfg.eval_samples).map(|_| ShoutTask::prompt(ShoutTask::word(&mut eval_rng))).collect();
-    let width = WORDS.iter().map(|w| w.len()).max().unwrap_or(1) + 2;
+    let width = WORDS.iter().map(|w| w.len()).max().unwrap_or(1) + 3;
     let policy = lm.valid();
     let from_policy = sample(&policy, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
     let from_reference = sample(&reference, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
@@ -396,13 +419,15 @@ mod tests {
     #[test]
     fn the_model_is_causal_and_padding_does_not_change_a_rows_log_prob() {
         let dev = Default::default();
-        B::seed(&dev, 1);
-        let lm = TinyLmConfig::default().init::<B>(&dev);
-        let (a, _) = Encoded::new(&[("say yes:".into(), " no".into())], 24).unwrap().tensors::<B>(&dev);
-        let (b, _) = Encoded::new(&[("say yes:".into(), " NO".into())], 24).unwrap().tensors::<B>(&dev);
+        let lm = TinyLmConfig::default().init::<B>(1, &dev);
+        let (a, _) = Encoded::new(&[("say yes:".into(), " no.".into())], 24).unwrap().tensors::<B>(&dev);
+        let (b, _) = Encoded::new(&[("say yes:".into(), " no!".into())], 24).unwrap().tensors::<B>(&dev);
         let la: Vec<f64> = lm.logits(a).narrow(1, 0, 9).into_data().to_vec().unwrap();
         let lb: Vec<f64> = lm.logits(b).narrow(1, 0, 9).into_data().to_vec().unwrap();
         assert_eq!(la, lb, "positions before the change see the same past");
+        assert_eq!(ShoutTask::reward("say no:", " no!\nxx"), 1.0);
+        assert_eq!(ShoutTask::reward("say no:", " no.\n"), 0.0);
+        assert_eq!(ShoutTask::reward("say no:", " yes!\n"), 0.0);
 
         let alone = Encoded::new(&[("say ok:".into(), " ok".into())], 24).unwrap();
         let padded = Encoded::new(&[("say ok:".into(), " ok".into()), ("say never:".into(), " never".into())], 24).unwrap();
@@ -416,8 +441,7 @@ mod tests {
     #[test]
     fn tdpo_kl_is_zero_against_itself_and_positive_otherwise() {
         let dev = Default::default();
-        B::seed(&dev, 2);
-        let (x, y) = (TinyLmConfig::default().init::<B>(&dev), TinyLmConfig::default().init::<B>(&dev));
+        let (x, y) = (TinyLmConfig::default().init::<B>(2, &dev), TinyLmConfig::default().init::<B>(3, &dev));
         let (t, m) = Encoded::new(&[("say no:".into(), " NO".into())], 24).unwrap().tensors::<B>(&dev);
         let same: f64 = completion_kl(x.logits(t.clone()), x.logits(t.clone()), m.clone()).into_scalar();
         let other: f64 = completion_kl(x.logits(t.clone()), y.logits(t), m).into_scalar();
@@ -426,8 +450,9 @@ mod tests {
 
     #[test]
     fn dpo_teaches_the_tiny_lm_the_preferred_property() {
-        // β inside DPO's usual 0.1–0.5; longer or hotter runs over-optimise: the margin keeps
-        // growing while spelling degrades (" YINE"), the familiar DPO failure mode.
+        // β inside DPO's usual 0.1–0.5. The tiny model is fragile: 80 steps instead of 60 already
+        // over-optimise on some seeds (the margin keeps growing while the words fall apart, as
+        // DPO's probability mass leaves the rejected token for any other, not only the chosen).
         let cfg = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
         let s = align_lm::<Autodiff<NdArray<f32>>>(&cfg, &Default::default(), |_, _, _| {}).unwrap();
         eprintln!("{s:?}");

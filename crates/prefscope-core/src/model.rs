@@ -29,10 +29,14 @@ pub enum ModelKind {
     /// Variational Preference Learning: a latent user z inferred from the user's context pairs
     /// conditions the reward r(y, z).
     Vpl,
+    /// Knox et al.'s regret preference model over gridworld segments (linear reward, soft V*).
+    Regret,
+    /// The partial-return preference model over gridworld segments (linear reward).
+    PartialReturn,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl];
+    pub const ALL: [ModelKind; 7] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +45,8 @@ impl ModelKind {
             Self::MultiObjective => "multi-objective",
             Self::Mixture => "mixture",
             Self::Vpl => "vpl",
+            Self::Regret => "regret",
+            Self::PartialReturn => "partial-return",
         }
     }
 
@@ -58,6 +64,8 @@ impl ModelKind {
             Self::MultiObjective => "Multi-objective reward (Directional Preference Alignment): one reward per attribute, learnt by regression on per-attribute ratings; a user direction v on the unit circle gives the reward v·r, so one model serves users with different trade-offs. With `gate` on it becomes ArmoRM: after the regression stage, verbosity is regressed out of every objective and a gating network over the prompt learns non-negative weights, trained on the preferences.",
             Self::Mixture => "Mixture of Bradley–Terry heads (MiCRo): K reward heads share one network, a router maps the prompt (here: who is asking) to weights w(x); trained on the mixture likelihood −log Σ w_k σ(r_k(a) − r_k(b)), it can serve groups whose tastes contradict each other.",
             Self::Vpl => "Variational Preference Learning: an encoder reads a user's few labelled pairs (the context) and infers a latent z ~ N(μ, σ²); the reward r(y, z) depends on it. Trained on the ELBO (Bradley–Terry likelihood plus an annealed KL to N(0, I)), it adapts to a new user from a handful of their labels, without retraining.",
+            Self::Regret => "Regret preference model (Knox et al.): a linear reward w·φ over gridworld transitions; a segment's score is its return plus V*(end) − V*(start) under the learned reward, with V* from a soft value iteration run inside the model, so preferences about progress teach the step cost.",
+            Self::PartialReturn => "Partial-return preference model: a segment's score is the reward it collects, w·Σφ. The usual RLHF assumption; it ignores where a segment starts and ends.",
         }
     }
 }
@@ -198,6 +206,10 @@ impl ModelConfig {
         if self.gate && matches!(self.kind, ModelKind::Gpm | ModelKind::MultiObjective) && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
         }
+        let world_dim = crate::traj::GridWorld::standard().item_dim();
+        if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
+            return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
+        }
         if self.kind == ModelKind::Vpl && (prompt_dim == 0 || !prompt_dim.is_multiple_of(2 * input_dim)) {
             return Err(config_error(
                 "model.kind",
@@ -249,6 +261,8 @@ impl ModelConfig {
                     kl_weight: self.kl_weight,
                 })
             }
+            ModelKind::Regret => PreferenceModel::Regret(crate::traj::RegretModel::new(&crate::traj::GridWorld::standard(), device)),
+            ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::traj::PartialReturnModel::new(device)),
         })
     }
 }
@@ -601,6 +615,8 @@ pub enum PreferenceModel<B: Backend> {
     MultiObjective(MultiObjectiveModel<B>),
     Mixture(MixtureModel<B>),
     Vpl(VplModel<B>),
+    Regret(crate::traj::RegretModel<B>),
+    PartialReturn(crate::traj::PartialReturnModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -611,6 +627,8 @@ impl<B: Backend> PreferenceModel<B> {
             Self::MultiObjective(_) => ModelKind::MultiObjective,
             Self::Mixture(_) => ModelKind::Mixture,
             Self::Vpl(_) => ModelKind::Vpl,
+            Self::Regret(_) => ModelKind::Regret,
+            Self::PartialReturn(_) => ModelKind::PartialReturn,
         }
     }
 
@@ -634,6 +652,8 @@ impl<B: Backend> PreferenceModel<B> {
                 let heads = [&m.query, &m.key, &m.value, &m.mean, &m.log_var].into_iter().flat_map(dense);
                 [mlp(&m.pair_encoder), heads.collect(), mlp(&m.decoder)].concat()
             }
+            Self::Regret(m) => vec![m.weight.val().dims().to_vec()],
+            Self::PartialReturn(m) => vec![m.weight.val().dims().to_vec()],
         }
     }
 
@@ -648,6 +668,8 @@ impl<B: Backend> PreferenceModel<B> {
             // The prompt carries the user's direction v (or, with a gate, ArmoRM's gating input);
             // without one, weigh objectives equally.
             Self::MultiObjective(m) => m.logits_from_rewards(m.rewards(chosen), m.rewards(rejected), prompt),
+            Self::Regret(m) => m.logits(chosen, rejected),
+            Self::PartialReturn(m) => m.logits(chosen, rejected),
             // Evaluation uses the posterior mean, as VPL does.
             Self::Vpl(m) => {
                 let context = prompt.expect("VPL is only built for data with context");
@@ -692,7 +714,7 @@ mod tests {
 
     #[test]
     fn both_models_are_antisymmetric() {
-        for kind in ModelKind::ALL.into_iter().filter(|&k| !matches!(k, ModelKind::Mixture | ModelKind::Vpl)) {
+        for kind in [ModelKind::Bt, ModelKind::Gpm, ModelKind::MultiObjective] {
             let m = ModelConfig::new(kind).init::<B>(2, 0, 1, &Default::default()).unwrap();
             let x = rows(&[0.3, -0.7, 1.0, 0.2, 0.0, 0.0], 2);
             let y = rows(&[-0.5, 0.1, 0.4, 0.9, 0.0, 0.0], 2);

@@ -984,6 +984,41 @@ mod tests {
     }
 
     #[test]
+    fn gridworld_through_the_trainer_regret_recovers_the_optimal_policy_and_partial_return_does_not() {
+        use crate::traj::{GridWorld, LabelRule, TRUE_WEIGHTS};
+        let world = GridWorld::standard();
+        let truth = world.optimal_actions(&TRUE_WEIGHTS);
+        let fit = |model: ModelKind| {
+            let mut cfg = RunConfig::new(ScenarioKind::Gridworld, model);
+            cfg.seed = 3;
+            cfg.train.lr = 0.05;
+            cfg.train.batch = 256;
+            let (t, last) = trained(cfg);
+            let w = match t.model().valid() {
+                PreferenceModel::Regret(m) => m.weights(),
+                PreferenceModel::PartialReturn(m) => m.weights(),
+                _ => unreachable!(),
+            };
+            (w, last.eval.unwrap().accuracy)
+        };
+        let (w_regret, acc_regret) = fit(ModelKind::Regret);
+        let (w_pr, acc_pr) = fit(ModelKind::PartialReturn);
+        eprintln!("regret w {w_regret:.3?} (held-out acc {acc_regret:.3}); partial return w {w_pr:.3?} (acc {acc_pr:.3})");
+        eprintln!("regret policy:\n{}partial-return policy:\n{}", world.render_policy(&world.optimal_actions(&w_regret)), world.render_policy(&world.optimal_actions(&w_pr)));
+        assert_eq!(world.optimal_actions(&w_regret), truth, "regret recovers the optimal policy");
+        assert_ne!(world.optimal_actions(&w_pr), truth, "partial return cannot");
+        assert!(acc_regret > acc_pr, "regret labels are better explained by the regret model");
+
+        // HERON: a BT reward model on hierarchically labelled pairs orders held-out pairs as the
+        // hierarchy does.
+        let mut cfg = RunConfig::new(ScenarioKind::Gridworld, ModelKind::Bt);
+        cfg.scenario.trajectory_labels = LabelRule::Heron;
+        let (_, last) = trained(cfg);
+        let acc = last.eval.unwrap().accuracy;
+        assert!(acc >= 0.9, "HERON labels learnt: {acc}");
+    }
+
+    #[test]
     fn multi_objective_model_needs_ratings() {
         let err = Trainer::<B>::new(RunConfig::new(ScenarioKind::Cyclic, ModelKind::MultiObjective), &Default::default()).err().unwrap();
         assert!(err.to_string().contains("model.kind"), "{err}");

@@ -77,8 +77,10 @@ impl Segment {
 }
 
 /// How synthetic labels are produced from the true reward.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LabelRule {
+    #[default]
     /// P(σ1 ≻ σ2) = σ(Δer(σ1) − Δer(σ2)), Δer = Σ r + V*(s_end) − V*(s_start) (negated regret).
     Regret,
     /// P(σ1 ≻ σ2) = σ(Σ r(σ1) − Σ r(σ2)).

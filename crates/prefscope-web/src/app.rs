@@ -520,6 +520,7 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::FewShotUsers => "few-shot-users — new users, 8 labels each",
         ScenarioKind::Rankings => "rankings — lists of five",
         ScenarioKind::Noisy => "noisy — 30 % flipped labels",
+        ScenarioKind::Gridworld => "gridworld — trajectory segments",
     }
 }
 
@@ -530,6 +531,8 @@ fn model_title(k: ModelKind) -> &'static str {
         ModelKind::MultiObjective => "multi-objective — DPA reward vector",
         ModelKind::Mixture => "mixture — MiCRo heads + router",
         ModelKind::Vpl => "vpl — latent user (VPL)",
+        ModelKind::Regret => "regret — Knox et al. regret model",
+        ModelKind::PartialReturn => "partial-return — return-only model",
     }
 }
 
