@@ -243,6 +243,32 @@ try {
       await page.close();
     }
   });
+
+  await check('policy tab: DPO reaches its optimum, the URL keeps the tab, the slider replays training', async () => {
+    const page = await openPage(context, base, '?backend=cpu&tab=policy');
+    try {
+      await page.getByTestId('policy-loss-select').selectOption('dpo');
+      await page.getByTestId('policy-train').click();
+      await page.getByTestId('policy-kl-optimum').waitFor({ timeout: 60_000 });
+      const kl = Number((await page.getByTestId('policy-kl-optimum').textContent()).trim());
+      console.log(`# policy tab: DPO KL(π_θ ‖ optimum) = ${kl}`);
+      assert(kl < 1e-2, `KL to DPO's optimum ${kl}`);
+      assert(await page.getByTestId('policy-frontier').isVisible(), 'the KL–reward frontier is drawn');
+      const bars = page.getByTestId('policy-bars');
+      const atEnd = await bars.innerHTML();
+      await page.getByTestId('policy-frame').fill('0');
+      const atStart = await bars.innerHTML();
+      assert(atStart !== atEnd, 'moving the step slider redraws the policy');
+      assert(page.url().includes('tab=policy'), `URL ${page.url()}`);
+      await page.getByTestId('policy-frame').fill(String(1e6));
+      await page.screenshot({ path: path.join(outDir, 'policy-tab.png'), fullPage: true });
+      // Back to the reward tab: its controls are there again.
+      await page.getByTestId('reward-tab').click();
+      await page.getByTestId('train-button').waitFor({ timeout: 5000 });
+    } finally {
+      await page.close();
+    }
+  });
 } catch (err) {
   results.push(false);
   console.log(`not ok - browser session: ${String(err?.message || err).split('\n')[0]}`);

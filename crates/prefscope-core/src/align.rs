@@ -355,6 +355,27 @@ pub fn best_of_n(rewards: &[f64]) -> usize {
     (1..rewards.len()).fold(0, |best, i| if rewards[i] > rewards[best] { i } else { best })
 }
 
+/// How often a response picked from `n` candidates by a reward model beats one random candidate
+/// under the gold reward (ties count half): best-of-n when `beta` is None, RSO's first acceptance
+/// at that β otherwise. Candidates are drawn uniformly from the pool (standing for the SFT
+/// policy's samples); `scores` are the reward model's, `gold` the true reward of each.
+pub fn win_rate_against_random(scores: &[f64], gold: &[f64], n: usize, beta: Option<f64>, trials: usize, rng: &mut crate::rng::Rng) -> f64 {
+    assert!(n >= 1 && !scores.is_empty() && scores.len() == gold.len(), "need n ≥ 1 and one gold reward per score");
+    let mut wins = 0.0;
+    for _ in 0..trials {
+        let cands: Vec<usize> = (0..n).map(|_| rng.below(scores.len())).collect();
+        let s: Vec<f64> = cands.iter().map(|&i| scores[i]).collect();
+        let pick = match beta {
+            None => best_of_n(&s),
+            Some(b) => rso_rejection_sample(&s, b, 1, rng)[0],
+        };
+        let other = rng.below(scores.len());
+        let (a, o) = (gold[cands[pick]], gold[other]);
+        wins += if a > o { 1.0 } else if a == o { 0.5 } else { 0.0 };
+    }
+    wins / trials as f64
+}
+
 /// Ascending sort along the batch (AOT compares the two distributions' quantiles).
 fn sort<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
     x.sort(0)

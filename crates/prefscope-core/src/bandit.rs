@@ -235,7 +235,21 @@ pub struct BanditSummary {
 }
 
 /// Train the bandit policy from π = π_ref; `on_step(step, loss)` sees the expected loss as it falls.
-pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, mut on_step: impl FnMut(usize, f64)) -> Result<BanditSummary> {
+pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, on_step: impl FnMut(usize, f64)) -> Result<BanditSummary> {
+    Ok(train_bandit_recorded::<B>(cfg, device, 0, on_step)?.0)
+}
+
+/// The policy's probabilities after a number of steps.
+pub type Snapshot = (usize, Vec<f64>);
+
+/// [`train_bandit`], also returning the policy (probabilities) after 0, `every`, 2·`every`, …
+/// steps and at the end, so a front end can replay the distribution moving (`every` = 0: none).
+pub fn train_bandit_recorded<B: AutodiffBackend>(
+    cfg: &BanditConfig,
+    device: &B::Device,
+    every: usize,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<(BanditSummary, Vec<Snapshot>)> {
     cfg.validate()?;
     let problem = BanditProblem::new(cfg);
     let n = problem.n();
@@ -266,8 +280,16 @@ pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, 
     };
     let mut optim = AdamConfig::new().with_epsilon(1e-12).init();
     let mut final_loss = f64::NAN;
+    let mut snapshots = vec![];
+    let probs_of = |lp: Tensor<B, 1>| -> Result<Vec<f64>> {
+        let v: Vec<f64> = lp.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        Ok(v.into_iter().map(f64::exp).collect())
+    };
     for step in 1..=cfg.steps {
         let lp = policy.log_probs();
+        if every > 0 && (step - 1).is_multiple_of(every) {
+            snapshots.push((step - 1, probs_of(lp.clone())?));
+        }
         let mut batch = PolicyBatch::new(
             lp.clone().select(0, ci.clone()),
             lp.clone().select(0, ri.clone()),
@@ -292,10 +314,12 @@ pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, 
         let grads = GradientsParams::from_grads(loss.backward(), &policy);
         policy = optim.step(cfg.lr, policy, grads);
     }
-    let lp: Vec<f64> = policy.log_probs().into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
-    let probs: Vec<f64> = lp.iter().map(|x| x.exp()).collect();
+    let probs = probs_of(policy.log_probs())?;
+    if every > 0 {
+        snapshots.push((cfg.steps, probs.clone()));
+    }
     let optimum = problem.optimum(&cfg.loss);
-    Ok(BanditSummary {
+    let summary = BanditSummary {
         final_loss,
         kl_to_optimum: optimum.as_ref().map(|o| kl(&probs, o)),
         kl_to_reference: kl(&probs, &problem.ref_probs),
@@ -304,10 +328,50 @@ pub fn train_bandit<B: AutodiffBackend>(cfg: &BanditConfig, device: &B::Device, 
         reference: problem.ref_probs,
         rewards: problem.rewards,
         policy: probs,
-    })
+    };
+    Ok((summary, snapshots))
+}
+
+/// The KL–reward frontier traced by DPO's optimum π_β ∝ π_ref·exp(r/β) as β moves:
+/// (β, KL(π_β ‖ π_ref), E_{π_β}[r]) for each β.
+pub fn dpo_frontier(problem: &BanditProblem, betas: &[f64]) -> Vec<(f64, f64, f64)> {
+    betas
+        .iter()
+        .map(|&beta| {
+            let logits: Vec<f64> = problem.ref_probs.iter().zip(&problem.rewards).map(|(p, r)| p.ln() + r / beta).collect();
+            let pi = softmax(&logits);
+            (beta, kl(&pi, &problem.ref_probs), pi.iter().zip(&problem.rewards).map(|(p, r)| p * r).sum())
+        })
+        .collect()
 }
 
 use burn::tensor::ElementConversion;
+
+#[cfg(test)]
+mod frontier_tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    #[test]
+    fn recorded_snapshots_start_at_the_reference_and_end_at_the_policy() {
+        let mut cfg = BanditConfig::new(PolicyLoss::Sigmoid { beta: 0.5 });
+        cfg.steps = 200;
+        let (summary, snaps) = train_bandit_recorded::<Autodiff<NdArray<f64>>>(&cfg, &Default::default(), 50, |_, _| {}).unwrap();
+        assert_eq!(snaps.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 50, 100, 150, 200]);
+        assert!(snaps[0].1.iter().zip(&summary.reference).all(|(a, b)| (a - b).abs() < 1e-6), "the start is π_ref (stored in f32)");
+        assert_eq!(snaps.last().unwrap().1, summary.policy);
+    }
+
+    #[test]
+    fn the_frontier_trades_kl_for_reward_monotonically() {
+        let problem = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 }));
+        let f = dpo_frontier(&problem, &[4.0, 2.0, 1.0, 0.5, 0.1]);
+        // Smaller β: further from π_ref and more reward; as β → ∞ the point tends to (0, E_ref[r]).
+        assert!(f.windows(2).all(|w| w[1].1 > w[0].1 && w[1].2 > w[0].2), "{f:?}");
+        let best = problem.rewards.iter().cloned().fold(f64::MIN, f64::max);
+        assert!(f.last().unwrap().2 <= best + 1e-12);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1019,6 +1019,24 @@ mod tests {
     }
 
     #[test]
+    fn best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
+        use crate::align::win_rate_against_random;
+        // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).
+        let (t, _) = trained(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt));
+        let scores = item_rewards(&t);
+        let gold: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
+        let mut rng = Rng::new(9);
+        let curve: Vec<(usize, f64)> = [1, 2, 4, 16].into_iter().map(|n| (n, win_rate_against_random(&scores, &gold, n, None, 4000, &mut rng))).collect();
+        let rso = win_rate_against_random(&scores, &gold, 16, Some(0.5), 4000, &mut rng);
+        eprintln!("best-of-n win rate against a random sample: {curve:.3?}; RSO (n = 16, β = 0.5): {rso:.3}");
+        assert!((curve[0].1 - 0.5).abs() < 0.03, "n = 1 is a coin flip: {curve:?}");
+        assert!(curve.windows(2).all(|w| w[1].1 > w[0].1), "more candidates, more wins: {curve:?}");
+        assert!(curve[3].1 > 0.85, "{curve:?}");
+        // RSO at β = 0.5 samples toward exp(r/β) rather than taking the maximum.
+        assert!(rso > curve[0].1 + 0.1 && rso < curve[3].1, "RSO {rso} between random and best-of-16 {curve:?}");
+    }
+
+    #[test]
     fn multi_objective_model_needs_ratings() {
         let err = Trainer::<B>::new(RunConfig::new(ScenarioKind::Cyclic, ModelKind::MultiObjective), &Default::default()).err().unwrap();
         assert!(err.to_string().contains("model.kind"), "{err}");

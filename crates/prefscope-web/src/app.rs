@@ -21,7 +21,8 @@ use yew::prelude::*;
 
 use crate::backend::{AnyTrainer, Backend, Selected};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
-use crate::settings::Settings;
+use crate::policy::PolicyPanel;
+use crate::settings::{Settings, Tab};
 
 /// Where training stands; `label()` is the exact text of `data-testid="status"`.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +78,7 @@ pub enum Msg {
     SetScenario(String),
     SetModel(String),
     SetNormalize(bool),
+    SetTab(Tab),
     Train,
     Pause,
     Reset,
@@ -174,6 +176,12 @@ impl Component for App {
                     self.settings_changed();
                 }
             }
+            Msg::SetTab(tab) => {
+                if tab != self.settings.tab {
+                    self.settings.tab = tab;
+                    self.write_url();
+                }
+            }
             Msg::Train => match self.status {
                 Status::Training => {
                     // Train while a pause is pending cancels the pause.
@@ -211,13 +219,25 @@ impl Component for App {
                     { self.view_badge() }
                 </header>
                 { self.view_notices() }
-                <main class="grid">
-                    { self.view_setup(link) }
-                    <div class="column">
-                        { self.view_training() }
-                        { self.view_data() }
-                    </div>
-                </main>
+                <nav class="tabs" role="tablist">
+                    <button role="tab" data-testid="reward-tab" aria-selected={(self.settings.tab == Tab::Reward).to_string()}
+                        class={classes!((self.settings.tab == Tab::Reward).then_some("active"))}
+                        onclick={link.callback(|_| Msg::SetTab(Tab::Reward))}>{ "Reward models" }</button>
+                    <button role="tab" data-testid="policy-tab" aria-selected={(self.settings.tab == Tab::Policy).to_string()}
+                        class={classes!((self.settings.tab == Tab::Policy).then_some("active"))}
+                        onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
+                </nav>
+                if self.settings.tab == Tab::Policy {
+                    <main class="single"><PolicyPanel /></main>
+                } else {
+                    <main class="grid">
+                        { self.view_setup(link) }
+                        <div class="column">
+                            { self.view_training() }
+                            { self.view_data() }
+                        </div>
+                    </main>
+                }
                 <footer>
                     { "Everything random comes from the seed, so the same settings give the same loss curve on WebGPU and on the CPU. Settings live in the URL: " }
                     <code>{ self.settings.to_query() }</code>
@@ -244,6 +264,10 @@ impl App {
     fn settings_changed(&mut self) {
         self.rebuild_dataset();
         self.reset();
+        self.write_url();
+    }
+
+    fn write_url(&self) {
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&self.settings.to_query()));
         }

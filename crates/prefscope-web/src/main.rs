@@ -15,6 +15,8 @@ mod settings;
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod backend;
+#[cfg(target_arch = "wasm32")]
+mod policy;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

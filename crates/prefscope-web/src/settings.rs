@@ -25,6 +25,16 @@ impl BackendChoice {
     }
 }
 
+/// Which tab is open (`?tab=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tab {
+    /// Reward models trained on a scenario.
+    #[default]
+    Reward,
+    /// The bandit policy demo of the DPO family.
+    Policy,
+}
+
 /// Everything the user picks on the page; round-trips through the query string.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -35,6 +45,7 @@ pub struct Settings {
     pub seed: u64,
     pub steps: usize,
     pub backend: BackendChoice,
+    pub tab: Tab,
 }
 
 pub const MAX_STEPS: usize = 100_000;
@@ -49,6 +60,7 @@ impl Default for Settings {
             seed: base.seed,
             steps: base.train.steps,
             backend: BackendChoice::Auto,
+            tab: Tab::Reward,
         }
     }
 }
@@ -90,6 +102,11 @@ impl Settings {
                     "auto" | "" => s.backend = BackendChoice::Auto,
                     _ => warnings.push(format!("backend: expected cpu, webgpu or auto, got `{value}`")),
                 },
+                "tab" => match value.as_str() {
+                    "reward" | "" => s.tab = Tab::Reward,
+                    "policy" => s.tab = Tab::Policy,
+                    _ => warnings.push(format!("tab: expected reward or policy, got `{value}`")),
+                },
                 _ => {}
             }
         }
@@ -106,6 +123,9 @@ impl Settings {
         q.push_str(&format!("&seed={}&steps={}", self.seed, self.steps));
         if self.backend != BackendChoice::Auto {
             q.push_str(&format!("&backend={}", self.backend.name()));
+        }
+        if self.tab == Tab::Policy {
+            q.push_str("&tab=policy");
         }
         q
     }
@@ -173,9 +193,9 @@ mod tests {
 
     #[test]
     fn bad_values_warn_and_keep_defaults() {
-        let (s, w) = Settings::from_query("scenario=circle&steps=0&seed=-1&backend=tpu&normalize=maybe");
+        let (s, w) = Settings::from_query("scenario=circle&steps=0&seed=-1&backend=tpu&normalize=maybe&tab=values");
         assert_eq!(s, Settings::default());
-        assert_eq!(w.len(), 5, "{w:?}");
+        assert_eq!(w.len(), 6, "{w:?}");
         assert!(w[0].contains("circle"));
         assert!(w[1].starts_with("steps"));
     }
@@ -184,7 +204,8 @@ mod tests {
     fn query_round_trips() {
         for scenario in ScenarioKind::ALL {
             for model in ModelKind::ALL {
-                let s = Settings { scenario, model, normalize: model == ModelKind::Gpm, seed: 3, steps: 120, backend: BackendChoice::Cpu };
+                let tab = if model == ModelKind::Bt { Tab::Policy } else { Tab::Reward };
+                let s = Settings { scenario, model, normalize: model == ModelKind::Gpm, seed: 3, steps: 120, backend: BackendChoice::Cpu, tab };
                 assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]));
             }
         }

@@ -1,0 +1,193 @@
+//! The Policy tab: a DPO-family loss trains a softmax policy over a few candidate responses whose
+//! rewards are known, so the learned policy can be set beside its closed-form optimum and beside
+//! the KL–reward frontier that DPO's optimum traces as β moves.
+//!
+//! Training is the core's `train_bandit_recorded` on the CPU backend (the problem is tiny), run
+//! in the click handler; snapshots every few steps let the slider replay the distribution moving.
+
+use std::rc::Rc;
+
+use burn::backend::{Autodiff, NdArray};
+use prefscope_core::align::PolicyLoss;
+use prefscope_core::bandit::{BanditConfig, BanditProblem, BanditSummary, dpo_frontier, train_bandit_recorded};
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::plot::{polyline, scale};
+
+/// Losses with a closed-form optimum on the bandit, and two without.
+const LOSSES: [(&str, &str); 5] = [
+    ("dpo", "DPO (sigmoid)"),
+    ("ipo", "IPO (summed)"),
+    ("gpo", "GPO (GPM scores)"),
+    ("hinge", "hinge (SLiC / RSO)"),
+    ("cdpo", "cDPO (ε = 0.1)"),
+];
+
+const STEPS: usize = 1500;
+const SNAPSHOT_EVERY: usize = 25;
+
+fn loss_for(name: &str, beta: f64) -> PolicyLoss {
+    match name {
+        "ipo" => PolicyLoss::IpoSummed { beta },
+        "gpo" => PolicyLoss::Gpo { beta },
+        "hinge" => PolicyLoss::Hinge { beta },
+        "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: 0.1 },
+        _ => PolicyLoss::Sigmoid { beta },
+    }
+}
+
+#[derive(PartialEq)]
+struct Run {
+    summary: BanditSummary,
+    snapshots: Vec<(usize, Vec<f64>)>,
+    beta: f64,
+}
+
+fn train(loss: &str, beta: f64) -> Result<Run, String> {
+    let mut cfg = BanditConfig::new(loss_for(loss, beta));
+    cfg.steps = STEPS;
+    let (summary, snapshots) = train_bandit_recorded::<Autodiff<NdArray<f32>>>(&cfg, &Default::default(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
+    Ok(Run { summary, snapshots, beta })
+}
+
+#[function_component(PolicyPanel)]
+pub fn policy_panel() -> Html {
+    let loss = use_state(|| "dpo".to_string());
+    // β on a log slider: β = 10^(x/10), x ∈ [−13, 10] ≈ [0.05, 10].
+    let beta_x = use_state(|| -3i32);
+    let run = use_state(|| None::<Rc<Run>>);
+    let frame = use_state(|| 0usize);
+    let error = use_state(|| None::<String>);
+    let beta = 10f64.powf(*beta_x as f64 / 10.0);
+
+    let on_loss = {
+        let loss = loss.clone();
+        Callback::from(move |e: Event| loss.set(e.target_unchecked_into::<HtmlSelectElement>().value()))
+    };
+    let on_beta = {
+        let beta_x = beta_x.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Ok(v) = e.target_unchecked_into::<HtmlInputElement>().value().parse() {
+                beta_x.set(v);
+            }
+        })
+    };
+    let on_train = {
+        let (loss, run, frame, error) = (loss.clone(), run.clone(), frame.clone(), error.clone());
+        Callback::from(move |_| match train(&loss, beta) {
+            Ok(r) => {
+                frame.set(r.snapshots.len() - 1);
+                run.set(Some(Rc::new(r)));
+                error.set(None);
+            }
+            Err(e) => error.set(Some(e)),
+        })
+    };
+    let on_frame = {
+        let frame = frame.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Ok(v) = e.target_unchecked_into::<HtmlInputElement>().value().parse() {
+                frame.set(v);
+            }
+        })
+    };
+
+    let body = match run.as_ref() {
+        None => html! { <p class="caption">{ "Pick a loss and β, then train: the policy starts at π_ref and moves toward what the loss rewards." }</p> },
+        Some(r) => {
+            let f = (*frame).min(r.snapshots.len() - 1);
+            let (step, probs) = &r.snapshots[f];
+            let kl_opt = r.summary.kl_to_optimum.map(|k| format!("{k:.2e}")).unwrap_or_else(|| "— (no closed form)".into());
+            html! {
+                <>
+                    <div class="stats">
+                        <div class="stat"><span class="k">{ "KL(π_θ ‖ optimum)" }</span><span class="v" data-testid="policy-kl-optimum">{ kl_opt }</span></div>
+                        <div class="stat"><span class="k">{ "KL(π_θ ‖ π_ref)" }</span><span class="v" data-testid="policy-kl-reference">{ format!("{:.4}", r.summary.kl_to_reference) }</span></div>
+                        <div class="stat"><span class="k">{ "E[r]" }</span><span class="v" data-testid="policy-expected-reward">{ format!("{:.4}", r.summary.expected_reward) }</span></div>
+                    </div>
+                    <label class="field">
+                        <span>{ format!("after {step} of {STEPS} steps") }</span>
+                        <input type="range" min="0" max={(r.snapshots.len() - 1).to_string()} value={f.to_string()}
+                            data-testid="policy-frame" oninput={on_frame} aria-label="training step to show" />
+                    </label>
+                    { bars(&r.summary, probs) }
+                    { frontier(&r.summary, r.beta) }
+                </>
+            }
+        }
+    };
+    html! {
+        <section class="card policy" data-testid="policy-panel">
+            <h2>{ "Policy: the DPO family on a bandit" }</h2>
+            <p class="desc">{ "Eight candidate responses with hidden rewards; pairs come from the reference policy and are labelled by Bradley–Terry on the rewards, and the loss is minimised exactly (its expectation over all pairs). DPO's optimum is π_ref·exp(r/β): small β chases reward, large β stays near π_ref. IPO regularises toward its own optimum, GPO takes one multiplicative-weights step on GPM-style scores; hinge and cDPO have no closed form here." }</p>
+            <div class="row">
+                <label class="field">
+                    <span>{ "Loss" }</span>
+                    <select data-testid="policy-loss-select" onchange={on_loss}>
+                        { for LOSSES.iter().map(|(k, t)| html! { <option value={*k} selected={*k == loss.as_str()}>{ *t }</option> }) }
+                    </select>
+                </label>
+                <label class="field">
+                    <span>{ format!("β = {beta:.3}") }</span>
+                    <input type="range" min="-13" max="10" value={beta_x.to_string()} data-testid="policy-beta" oninput={on_beta} aria-label="beta, log scale" />
+                </label>
+                <button class="primary" data-testid="policy-train" onclick={on_train}>{ "Train policy" }</button>
+            </div>
+            if let Some(e) = error.as_ref() { <p class="notice error">{ e }</p> }
+            { body }
+        </section>
+    }
+}
+
+/// π_ref, π_θ (at the chosen snapshot) and the optimum per candidate, candidates by reward.
+fn bars(s: &BanditSummary, probs: &[f64]) -> Html {
+    let n = s.rewards.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b]));
+    let top = probs.iter().chain(&s.reference).chain(s.optimum.iter().flatten()).cloned().fold(0.0, f64::max).max(1e-9);
+    let (w, h, pad) = (560.0, 200.0, 24.0);
+    let slot = (w - 2.0 * pad) / n as f64;
+    let y = |p: f64| scale(p, (0.0, top), (h - pad, pad));
+    html! {
+        <svg viewBox={format!("0 0 {w} {h}")} class="chart" data-testid="policy-bars" role="img" aria-label="reference, policy and optimum probabilities per candidate">
+            { for order.iter().enumerate().map(|(k, &i)| {
+                let x = pad + k as f64 * slot;
+                let opt = s.optimum.as_ref().map(|o| html! {
+                    <line class="optimum" x1={(x + 2.0).to_string()} x2={(x + slot - 2.0).to_string()} y1={y(o[i]).to_string()} y2={y(o[i]).to_string()} />
+                });
+                html! {
+                    <g>
+                        <rect class="ref" x={(x + 4.0).to_string()} y={y(s.reference[i]).to_string()} width={(slot / 2.0 - 5.0).to_string()} height={(h - pad - y(s.reference[i])).to_string()} />
+                        <rect class="pol" x={(x + slot / 2.0).to_string()} y={y(probs[i]).to_string()} width={(slot / 2.0 - 5.0).to_string()} height={(h - pad - y(probs[i])).to_string()} />
+                        { for opt }
+                        <text x={(x + slot / 2.0).to_string()} y={(h - 6.0).to_string()} text-anchor="middle">{ format!("r {:.2}", s.rewards[i]) }</text>
+                    </g>
+                }
+            }) }
+            <text x={pad.to_string()} y="14">{ "grey: π_ref · blue: π_θ · line: the loss's optimum" }</text>
+        </svg>
+    }
+}
+
+/// DPO's KL–reward frontier over β, with this run's policy as a dot.
+fn frontier(s: &BanditSummary, beta: f64) -> Html {
+    let problem = BanditProblem { rewards: s.rewards.clone(), ref_probs: s.reference.clone(), pref: vec![] };
+    let betas: Vec<f64> = (0..48).map(|i| 10f64.powf(1.2 - i as f64 * 0.06)).collect();
+    let curve = dpo_frontier(&problem, &betas);
+    let here = dpo_frontier(&problem, &[beta])[0];
+    let kl_max = curve.iter().map(|c| c.1).fold(s.kl_to_reference, f64::max).max(1e-6) * 1.05;
+    let (r_lo, r_hi) = curve.iter().map(|c| c.2).chain([s.expected_reward]).fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    let (w, h, pad) = (560.0, 220.0, 30.0);
+    let x = |k: f64| scale(k, (0.0, kl_max), (pad, w - pad));
+    let y = |r: f64| scale(r, (r_lo - 0.05, r_hi + 0.05), (h - pad, pad));
+    html! {
+        <svg viewBox={format!("0 0 {w} {h}")} class="chart" data-testid="policy-frontier" role="img" aria-label="KL to the reference against expected reward">
+            <polyline class="frontier" points={polyline(curve.iter().map(|c| (x(c.1), y(c.2))))} />
+            <circle class="target" cx={x(here.1).to_string()} cy={y(here.2).to_string()} r="5" />
+            <circle class="trained" cx={x(s.kl_to_reference).to_string()} cy={y(s.expected_reward).to_string()} r="4" />
+            <text x={pad.to_string()} y="16">{ format!("E[r] against KL(π ‖ π_ref): DPO's optimum as β goes from 16 to 0.02; ring: β = {beta:.3}; dot: the trained policy") }</text>
+            <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("KL up to {kl_max:.2}") }</text>
+        </svg>
+    }
+}
