@@ -190,6 +190,15 @@ impl BackendJob for AlignLmJob {
     }
 }
 
+/// `--out` or a fresh default folder; a finished run is only replaced with `--overwrite`.
+fn run_folder(args: &AlignArgs, stem: &str) -> Result<PathBuf> {
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(stem));
+    if out.join("summary.json").exists() && !args.overwrite {
+        bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
+    }
+    Ok(out)
+}
+
 fn align_lm_command(args: &AlignArgs) -> Result<()> {
     if !LM_LOSSES.contains(&args.loss.as_str()) {
         bail!("--loss: `{}` needs inputs the LM pipeline does not produce; use one of: {}", args.loss, LM_LOSSES.join(", "));
@@ -206,10 +215,7 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
         cfg.seed = v;
     }
     cfg.validate()?;
-    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("lm-{}-beta{beta}", args.loss)));
-    if out.join("summary.json").exists() && !args.overwrite {
-        bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
-    }
+    let out = run_folder(args, &format!("lm-{}-beta{beta}", args.loss))?;
     let summary = dispatch(args.backend.backend, AlignLmJob { cfg, out })?;
     if args.json {
         println!("{summary}");
@@ -257,10 +263,7 @@ pub fn align(args: AlignArgs) -> Result<()> {
     }
     cfg.deterministic |= args.deterministic;
     cfg.validate()?;
-    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(&format!("bandit-{}-beta{beta}", args.loss)));
-    if out.join("summary.json").exists() && !args.overwrite {
-        anyhow::bail!("{} already holds a finished run; choose another --out or pass --overwrite", out.display());
-    }
+    let out = run_folder(&args, &format!("bandit-{}-beta{beta}", args.loss))?;
     let summary = dispatch(args.backend.backend, AlignJob { cfg, out, json: args.json })?;
     if args.json {
         println!("{summary}");
