@@ -98,7 +98,8 @@ pub fn policy_panel() -> Html {
         Some(r) => {
             let f = (*frame).min(r.snapshots.len() - 1);
             let (step, probs) = &r.snapshots[f];
-            let kl_opt = r.summary.kl_to_optimum.map(|k| format!("{k:.2e}")).unwrap_or_else(|| "— (no closed form)".into());
+            // Rounding can leave a KL a hair below 0; it is 0 then.
+            let kl_opt = r.summary.kl_to_optimum.map(|k| format!("{:.2e}", k.max(0.0))).unwrap_or_else(|| "— (no closed form)".into());
             html! {
                 <>
                     <div class="stats">
@@ -186,7 +187,8 @@ fn frontier(s: &BanditSummary, beta: f64) -> Html {
             <polyline class="frontier" points={polyline(curve.iter().map(|c| (x(c.1), y(c.2))))} />
             <circle class="target" cx={x(here.1).to_string()} cy={y(here.2).to_string()} r="5" />
             <circle class="trained" cx={x(s.kl_to_reference).to_string()} cy={y(s.expected_reward).to_string()} r="4" />
-            <text x={pad.to_string()} y="16">{ format!("E[r] against KL(π ‖ π_ref): DPO's optimum as β goes from 16 to 0.02; ring: β = {beta:.3}; dot: the trained policy") }</text>
+            <text x={pad.to_string()} y="16">{ format!("E[r] vs KL(π ‖ π_ref) of DPO's optimum, β from 16 to 0.02") }</text>
+            <text x={pad.to_string()} y="32">{ format!("ring: β = {beta:.3} · dot: the trained policy") }</text>
             <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("KL up to {kl_max:.2}") }</text>
         </svg>
     }
