@@ -334,13 +334,13 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
 
 /// The KL–reward frontier traced by DPO's optimum π_β ∝ π_ref·exp(r/β) as β moves:
 /// (β, KL(π_β ‖ π_ref), E_{π_β}[r]) for each β.
-pub fn dpo_frontier(problem: &BanditProblem, betas: &[f64]) -> Vec<(f64, f64, f64)> {
+pub fn dpo_frontier(rewards: &[f64], ref_probs: &[f64], betas: &[f64]) -> Vec<(f64, f64, f64)> {
     betas
         .iter()
         .map(|&beta| {
-            let logits: Vec<f64> = problem.ref_probs.iter().zip(&problem.rewards).map(|(p, r)| p.ln() + r / beta).collect();
+            let logits: Vec<f64> = ref_probs.iter().zip(rewards).map(|(p, r)| p.ln() + r / beta).collect();
             let pi = softmax(&logits);
-            (beta, kl(&pi, &problem.ref_probs), pi.iter().zip(&problem.rewards).map(|(p, r)| p * r).sum())
+            (beta, kl(&pi, ref_probs), pi.iter().zip(rewards).map(|(p, r)| p * r).sum())
         })
         .collect()
 }
@@ -365,7 +365,7 @@ mod frontier_tests {
     #[test]
     fn the_frontier_trades_kl_for_reward_monotonically() {
         let problem = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 }));
-        let f = dpo_frontier(&problem, &[4.0, 2.0, 1.0, 0.5, 0.1]);
+        let f = dpo_frontier(&problem.rewards, &problem.ref_probs, &[4.0, 2.0, 1.0, 0.5, 0.1]);
         // Smaller β: further from π_ref and more reward; as β → ∞ the point tends to (0, E_ref[r]).
         assert!(f.windows(2).all(|w| w[1].1 > w[0].1 && w[1].2 > w[0].2), "{f:?}");
         let best = problem.rewards.iter().cloned().fold(f64::MIN, f64::max);

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use burn::backend::{Autodiff, NdArray};
 use prefscope_core::align::PolicyLoss;
-use prefscope_core::bandit::{BanditConfig, BanditProblem, BanditSummary, dpo_frontier, train_bandit_recorded};
+use prefscope_core::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
@@ -173,10 +173,9 @@ fn bars(s: &BanditSummary, probs: &[f64]) -> Html {
 
 /// DPO's KL–reward frontier over β, with this run's policy as a dot.
 fn frontier(s: &BanditSummary, beta: f64) -> Html {
-    let problem = BanditProblem { rewards: s.rewards.clone(), ref_probs: s.reference.clone(), pref: vec![] };
     let betas: Vec<f64> = (0..48).map(|i| 10f64.powf(1.2 - i as f64 * 0.06)).collect();
-    let curve = dpo_frontier(&problem, &betas);
-    let here = dpo_frontier(&problem, &[beta])[0];
+    let curve = dpo_frontier(&s.rewards, &s.reference, &betas);
+    let here = dpo_frontier(&s.rewards, &s.reference, &[beta])[0];
     let kl_max = curve.iter().map(|c| c.1).fold(s.kl_to_reference, f64::max).max(1e-6) * 1.05;
     let (r_lo, r_hi) = curve.iter().map(|c| c.2).chain([s.expected_reward]).fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)));
     let (w, h, pad) = (560.0, 220.0, 30.0);
