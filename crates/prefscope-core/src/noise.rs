@@ -9,7 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::data::PairDataset;
-use crate::train::{EvalMetrics, RunConfig, Trainer};
+use crate::train::{RunConfig, Trainer};
 use crate::{Result, config_error};
 
 /// Preference strength of one pair: mean and standard deviation over the ensemble of the
@@ -129,11 +129,6 @@ pub async fn crm<B: AutodiffBackend>(config: &RunConfig, dataset: &PairDataset, 
     Ok((a, b))
 }
 
-/// Held-out metrics of a trained model.
-pub async fn held_out<B: AutodiffBackend>(trainer: &Trainer<B>) -> Result<EvalMetrics> {
-    trainer.evaluate().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +159,7 @@ mod tests {
         let cleaned = plain(&cfg, &flip_pairs(&ds, &flagged));
 
         let (a, _) = pollster::block_on(crm::<B>(&cfg, &ds, CrmConfig::default(), &dev)).unwrap();
-        let crm_acc = pollster::block_on(held_out(&a)).unwrap().accuracy;
+        let crm_acc = pollster::block_on(a.evaluate()).unwrap().accuracy;
         eprintln!(
             "noisy (30 % flipped): plain BT {bt:.3}; ensemble strength flags precision {precision:.3} recall {recall:.3}, \
              retrained after flipping {cleaned:.3}; CRM {crm_acc:.3} (clean held-out accuracy)"
