@@ -12,10 +12,12 @@
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
+//! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
 pub mod bandit;
+pub mod checkpoint;
 pub mod data;
 pub mod lm;
 pub mod loss;
@@ -42,6 +44,9 @@ pub enum Error {
     /// The loss became NaN or infinite.
     #[error("non-finite loss ({value}) at step {step}: lower the learning rate or check the data")]
     NonFinite { step: usize, value: f32 },
+    /// A checkpoint file is malformed or does not fit the model.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// The backend failed to execute or read back a tensor.
     #[error("backend error: {0}")]
     Backend(String),
