@@ -13,6 +13,7 @@
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
+//! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -25,6 +26,7 @@ pub mod model;
 pub mod noise;
 pub mod rank;
 pub mod rng;
+pub mod text;
 pub mod train;
 pub mod traj;
 
