@@ -9,6 +9,7 @@
 //! * [`lm`]: a tiny causal transformer LM aligned by SFT then DPO-family losses.
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
+//! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod lm;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod rank;
