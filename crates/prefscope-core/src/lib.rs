@@ -15,6 +15,8 @@
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
 //! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
+//! * [`tfm`]: a causal transformer reward model on token ids (BT or GPM head).
+//! * `textrm` (feature `text`): training the transformer RM on a pair file, tokenizer included.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -29,6 +31,9 @@ pub mod noise;
 pub mod rank;
 pub mod rng;
 pub mod text;
+#[cfg(feature = "text")]
+pub mod textrm;
+pub mod tfm;
 pub mod train;
 pub mod traj;
 

@@ -1,0 +1,289 @@
+//! A causal transformer reward model trained from scratch on token ids (the `tfm-rm` workload of
+//! `shared/design/workloads.md`, and smaller).
+//!
+//! A sequence is `<s> prompt <sep> response </s>`; the reward is read at the last real token
+//! (the `</s>`) after a final LayerNorm, as sequence-classification reward models do. Sequences
+//! are right-padded and attention is causal, so padding never reaches a real position and no
+//! padding mask is needed. A too-long sequence loses tokens from the *left of the prompt*: the
+//! response and the end of the conversation are what the reward is about.
+//!
+//! Heads: Bradley–Terry (one reward, logit r_c − r_r) or GPM (2k-dim embedding, unit-normalised,
+//! logit s(c ≻ r)/τ with the skew-symmetric score of [`crate::loss::gpm_score`]).
+
+use burn::module::Module;
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::lm::HostInit;
+use crate::loss::{gpm_score, unit_normalize};
+use crate::rng::Rng;
+use crate::{Result, config_error};
+
+/// Which preference head sits on the last token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TfmHead {
+    #[default]
+    Bt,
+    Gpm,
+}
+
+/// Shape of the transformer reward model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TfmRmConfig {
+    /// Vocabulary size (including special tokens); set from the tokenizer when training on text.
+    pub vocab: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    /// Longest sequence in tokens.
+    pub max_len: usize,
+    #[serde(default)]
+    pub head: TfmHead,
+    /// GPM: number of 2-D blocks.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// GPM: temperature τ of P = σ(s/τ).
+    #[serde(default = "default_tau")]
+    pub tau: f64,
+}
+
+fn default_k() -> usize {
+    4
+}
+fn default_tau() -> f64 {
+    0.1
+}
+
+impl Default for TfmRmConfig {
+    /// A small model that trains on a laptop CPU in minutes.
+    fn default() -> Self {
+        Self { vocab: 4096, d_model: 128, n_layers: 2, n_heads: 4, d_ff: 512, max_len: 256, head: TfmHead::Bt, k: default_k(), tau: default_tau() }
+    }
+}
+
+impl TfmRmConfig {
+    /// The `tfm-rm` benchmark shape: vocab 8192, d_model 512, 6 layers, 8 heads, FFN 2048, seq 256.
+    pub fn workload() -> Self {
+        Self { vocab: 8192, d_model: 512, n_layers: 6, n_heads: 8, d_ff: 2048, max_len: 256, ..Self::default() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, field: &str, msg: &str| if ok { Ok(()) } else { Err(config_error(field, msg)) };
+        check(self.vocab >= 8, "model.vocab", "must be at least 8")?;
+        check(self.d_model > 0 && self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads), "model.n_heads", "must divide d_model")?;
+        check(self.n_layers > 0, "model.n_layers", "must be positive")?;
+        check(self.d_ff > 0, "model.d_ff", "must be positive")?;
+        check(self.max_len >= 4, "model.max_len", "must be at least 4 (special tokens plus one of each text)")?;
+        check(self.k > 0, "model.k", "must be positive")?;
+        check(self.tau > 0.0 && self.tau.is_finite(), "model.tau", "must be positive")
+    }
+
+    fn out_dim(&self) -> usize {
+        match self.head {
+            TfmHead::Bt => 1,
+            TfmHead::Gpm => 2 * self.k,
+        }
+    }
+
+    /// A model whose weights depend only on `seed` (drawn on the host, see [`HostInit`]).
+    pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> TfmRewardModel<B> {
+        TfmRewardModel {
+            token: EmbeddingConfig::new(self.vocab, self.d_model).init(device),
+            position: EmbeddingConfig::new(self.max_len, self.d_model).init(device),
+            blocks: TransformerEncoderConfig::new(self.d_model, self.d_ff, self.n_heads, self.n_layers).with_dropout(0.0).with_norm_first(true).init(device),
+            norm: LayerNormConfig::new(self.d_model).init(device),
+            head: LinearConfig::new(self.d_model, self.out_dim()).init(device),
+        }
+        .map(&mut HostInit::new(Rng::stream(seed, "tfm-init")))
+    }
+
+    /// Forward + backward FLOPs of one pair (two sequences of `max_len`), by 6·params·tokens plus
+    /// the attention matmuls (12·layers·T²·d per sequence), for the benchmark's TFLOP/s.
+    pub fn flops_per_pair(&self) -> f64 {
+        let (d, t, l) = (self.d_model as f64, self.max_len as f64, self.n_layers as f64);
+        let per_layer = 4.0 * d * d + 2.0 * d * self.d_ff as f64;
+        let params = l * per_layer + self.vocab as f64 * d + d * self.out_dim() as f64;
+        2.0 * (6.0 * params * t + 12.0 * l * t * t * d)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TfmRewardModel<B: Backend> {
+    pub token: Embedding<B>,
+    pub position: Embedding<B>,
+    pub blocks: TransformerEncoder<B>,
+    pub norm: LayerNorm<B>,
+    pub head: Linear<B>,
+}
+
+impl<B: Backend> TfmRewardModel<B> {
+    /// Head outputs at each row's last real token, `[n, out]`.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, last: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let [n, t] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
+        let x = self.token.forward(tokens) + self.position.forward(positions);
+        let h = self.blocks.forward(TransformerEncoderInput::new(x).mask_attn(generate_autoregressive_mask(n, t, &device)));
+        let d = h.dims()[2];
+        let index = last.reshape([n, 1, 1]).repeat_dim(2, d);
+        let at_last: Tensor<B, 2> = h.gather(1, index).reshape([n, d]);
+        self.head.forward(self.norm.forward(at_last))
+    }
+
+    /// Logits of P(chosen ≻ rejected) for a batch whose first half are the chosen sequences and
+    /// second half the rejected ones (one forward pass for both).
+    pub fn pair_logits(&self, batch: &TokenBatch, config: &TfmRmConfig, device: &B::Device) -> Tensor<B, 1> {
+        let (tokens, last) = batch.tensors::<B>(device);
+        let out = self.forward(tokens, last);
+        let n = batch.rows / 2;
+        let c = out.clone().narrow(0, 0, n);
+        let r = out.narrow(0, n, n);
+        match config.head {
+            TfmHead::Bt => (c - r).reshape([n]),
+            TfmHead::Gpm => gpm_score(unit_normalize(c), unit_normalize(r), None).div_scalar(config.tau),
+        }
+    }
+}
+
+/// Special token ids every tokenizer used with the model provides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecialTokens {
+    pub pad: u32,
+    pub bos: u32,
+    pub sep: u32,
+    pub eos: u32,
+}
+
+/// `<s> prompt <sep> response </s>` within `max_len` tokens: the response keeps up to
+/// `max_len − 3` tokens (its start), the prompt fills what is left from its *end*.
+pub fn assemble(prompt: &[u32], response: &[u32], max_len: usize, sp: SpecialTokens) -> Vec<u32> {
+    let budget = max_len.saturating_sub(3);
+    let response = &response[..response.len().min(budget)];
+    let keep = prompt.len().min(budget - response.len());
+    let prompt = &prompt[prompt.len() - keep..];
+    let mut out = Vec::with_capacity(prompt.len() + response.len() + 3);
+    out.push(sp.bos);
+    out.extend_from_slice(prompt);
+    out.push(sp.sep);
+    out.extend_from_slice(response);
+    out.push(sp.eos);
+    out
+}
+
+/// Right-padded token rows and the index of each row's last real token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenBatch {
+    pub tokens: Vec<i64>,
+    pub last: Vec<i64>,
+    pub rows: usize,
+    pub len: usize,
+}
+
+impl TokenBatch {
+    pub fn new(rows: &[Vec<u32>], pad: u32) -> Self {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut tokens = Vec::with_capacity(rows.len() * len);
+        let mut last = Vec::with_capacity(rows.len());
+        for r in rows {
+            tokens.extend(r.iter().map(|&t| t as i64));
+            tokens.extend(std::iter::repeat_n(pad as i64, len - r.len()));
+            last.push(r.len().max(1) as i64 - 1);
+        }
+        Self { tokens, last, rows: rows.len(), len }
+    }
+
+    /// Chosen rows then rejected rows, padded together.
+    pub fn pairs(chosen: &[Vec<u32>], rejected: &[Vec<u32>], pad: u32) -> Self {
+        Self::new(&[chosen, rejected].concat(), pad)
+    }
+
+    pub fn tensors<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 1, Int>) {
+        (Tensor::from_data(TensorData::new(self.tokens.clone(), [self.rows, self.len]), device), Tensor::from_data(TensorData::new(self.last.clone(), [self.rows]), device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    // Other tests in this process use NdArray<f64>; burn keys the default float type by device,
+    // so reads convert explicitly.
+    type B = NdArray<f32>;
+    const SP: SpecialTokens = SpecialTokens { pad: 0, bos: 1, sep: 2, eos: 3 };
+
+    fn tiny(head: TfmHead) -> TfmRmConfig {
+        TfmRmConfig { vocab: 32, d_model: 16, n_layers: 2, n_heads: 2, d_ff: 32, max_len: 12, head, k: 2, tau: 0.1 }
+    }
+
+    #[test]
+    fn assemble_truncates_the_prompt_from_the_left() {
+        assert_eq!(assemble(&[10, 11, 12], &[20, 21], 12, SP), vec![1, 10, 11, 12, 2, 20, 21, 3]);
+        // Budget 8 − 3 = 5: the response keeps its 2 tokens, the prompt its last 3 of 6.
+        assert_eq!(assemble(&[10, 11, 12, 13, 14, 15], &[20, 21], 8, SP), vec![1, 13, 14, 15, 2, 20, 21, 3]);
+        // A response longer than the budget keeps its start and the prompt is dropped.
+        assert_eq!(assemble(&[10, 11], &[20, 21, 22, 23, 24, 25, 26], 7, SP), vec![1, 2, 20, 21, 22, 23, 3]);
+    }
+
+    #[test]
+    fn reward_reads_the_last_real_token_and_ignores_padding() {
+        let cfg = tiny(TfmHead::Bt);
+        let model = cfg.init::<B>(0, &Default::default());
+        let a = assemble(&[5, 6], &[7], 12, SP);
+        let b = assemble(&[5, 6, 8, 9, 10], &[7, 11], 12, SP);
+        let alone = TokenBatch::new(std::slice::from_ref(&a), SP.pad);
+        let padded = TokenBatch::new(&[a.clone(), b], SP.pad);
+        assert_eq!(padded.last, vec![a.len() as i64 - 1, 9]);
+        let device = Default::default();
+        let (t, l) = alone.tensors::<B>(&device);
+        let r_alone: Vec<f32> = model.forward(t, l).into_data().convert::<f32>().to_vec().unwrap();
+        let (t, l) = padded.tensors::<B>(&device);
+        let r_padded: Vec<f32> = model.forward(t, l).into_data().convert::<f32>().to_vec().unwrap();
+        assert!((r_alone[0] - r_padded[0]).abs() < 1e-5, "{r_alone:?} vs {r_padded:?}");
+        // Changing a token after the last real one (padding) changes nothing; changing the
+        // response does.
+        let mut other = padded.clone();
+        other.tokens[a.len()] = 17;
+        let (t, l) = other.tensors::<B>(&device);
+        let r_other: Vec<f32> = model.forward(t, l).into_data().convert::<f32>().to_vec().unwrap();
+        assert!((r_other[0] - r_padded[0]).abs() < 1e-6);
+        other.tokens[a.len() - 2] = 17;
+        let (t, l) = other.tensors::<B>(&device);
+        let r_changed: Vec<f32> = model.forward(t, l).into_data().convert::<f32>().to_vec().unwrap();
+        assert!((r_changed[0] - r_padded[0]).abs() > 1e-4);
+    }
+
+    #[test]
+    fn gpm_head_is_skew_symmetric_and_bt_head_antisymmetric() {
+        for head in [TfmHead::Bt, TfmHead::Gpm] {
+            let cfg = tiny(head);
+            let model = cfg.init::<B>(3, &Default::default());
+            let x = assemble(&[5], &[7, 8], 12, SP);
+            let y = assemble(&[5], &[9], 12, SP);
+            let device = Default::default();
+            let fwd: Vec<f32> = model.pair_logits(&TokenBatch::pairs(&[x.clone(), x.clone()], &[y.clone(), x.clone()], SP.pad), &cfg, &device).into_data().convert::<f32>().to_vec().unwrap();
+            let back: Vec<f32> = model.pair_logits(&TokenBatch::pairs(std::slice::from_ref(&y), std::slice::from_ref(&x), SP.pad), &cfg, &device).into_data().convert::<f32>().to_vec().unwrap();
+            assert!((fwd[0] + back[0]).abs() < 1e-5, "{head:?}: {fwd:?} {back:?}");
+            assert!(fwd[1].abs() < 1e-6, "{head:?}: a response against itself");
+            assert!(fwd[0].abs() > 1e-6, "{head:?}: distinct responses get a nonzero logit");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let cfg = tiny(TfmHead::Bt);
+        let a = cfg.init::<B>(5, &Default::default());
+        let b = cfg.init::<B>(5, &Default::default());
+        let c = cfg.init::<B>(6, &Default::default());
+        let w = |m: &TfmRewardModel<B>| m.head.weight.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        assert_eq!(w(&a), w(&b));
+        assert_ne!(w(&a), w(&c));
+    }
+}
