@@ -86,3 +86,63 @@ pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
         }
     }
 }
+
+/// Element type of a computation (`prefscope bench --precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+/// [`dispatch`] with a choice of float type. Only the benchmark uses it: every generic job is
+/// compiled once per backend type, so the half-precision types are not offered to the others.
+pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: Precision, job: J) -> Result<J::Output> {
+    match (kind, precision) {
+        (_, Precision::F32) => dispatch(kind, job),
+        (BackendKind::Cpu, p) => bail!("the CPU backend (ndarray) computes in f32 only; {} needs --backend wgpu or cuda", p.name()),
+        (BackendKind::Wgpu, Precision::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),
+        (BackendKind::Wgpu, Precision::F16) => {
+            #[cfg(feature = "wgpu")]
+            {
+                use burn::backend::{Autodiff, Wgpu};
+                use burn::tensor::{Tensor, f16};
+                let device = burn::backend::wgpu::WgpuDevice::default();
+                let d = device.clone();
+                probe("no GPU adapter with f16 support found for wgpu; use --precision f32", move || Tensor::<Wgpu<f16, i32>, 1>::ones([1], &d).into_scalar())?;
+                job.run::<Autodiff<Wgpu<f16, i32>>>(device, kind)
+            }
+            #[cfg(not(feature = "wgpu"))]
+            dispatch(kind, job)
+        }
+        (BackendKind::Cuda, p) => {
+            #[cfg(feature = "cuda")]
+            {
+                use burn::backend::{Autodiff, Cuda};
+                use burn::tensor::{Tensor, bf16, f16};
+                let device = burn::backend::cuda::CudaDevice::default();
+                let d = device.clone();
+                probe("no CUDA driver found (libcuda.so / an NVIDIA GPU is needed for --backend cuda)", move || Tensor::<Cuda, 1>::ones([1], &d).into_scalar())?;
+                match p {
+                    Precision::Bf16 => job.run::<Autodiff<Cuda<bf16, i32>>>(device, kind),
+                    _ => job.run::<Autodiff<Cuda<f16, i32>>>(device, kind),
+                }
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = p;
+                dispatch(kind, job)
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::data::PairDataset;
@@ -12,7 +13,7 @@ use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
 
 use crate::BackendArgs;
-use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::backend::{BackendJob, BackendKind, Precision, dispatch_precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -20,15 +21,38 @@ pub enum Workload {
     MlpBt,
     /// GPM head: 1024 → 4096 (GELU) → 2k (k = 4), unit-normalised, −log σ(s), batch 8192 pairs.
     GpmHead,
+    /// Causal transformer RM: vocab 8192, d 512, 6 layers, 8 heads, FFN 2048, seq 256, batch 32 pairs.
+    TfmRm,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MlpBt => "mlp-bt",
+            Self::GpmHead => "gpm-head",
+            Self::TfmRm => "tfm-rm",
+        }
+    }
+
+    fn default_batch(self) -> usize {
+        match self {
+            Self::MlpBt | Self::GpmHead => 8192,
+            Self::TfmRm => 32,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     #[arg(long, value_enum)]
     workload: Workload,
-    /// Pairs per step (the reference shape uses 8192).
-    #[arg(long, default_value_t = 8192)]
-    batch: usize,
+    /// Pairs per step (default: the reference shape's, 8192 for the heads and 32 for tfm-rm).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Element type of weights and activations: f32, f16 or bf16 (GPU backends). The whole
+    /// model runs in that type; burn 0.21 has no autocast with f32 master weights.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     /// Timed steps (the median is reported).
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -51,6 +75,70 @@ impl BackendJob for BenchJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let a = &self.args;
+        let batch = a.batch.unwrap_or(a.workload.default_batch());
+        let (median, flops_per_pair) = match a.workload {
+            Workload::TfmRm => time_tfm::<B>(a, batch, &device)?,
+            _ => time_head::<B>(a, batch, &device)?,
+        };
+        Ok(json!({
+            "workload": a.workload.name(),
+            "backend": backend.name(),
+            "precision": a.precision.name(),
+            "batch": batch,
+            "timed_steps": a.steps,
+            "median_step_seconds": median,
+            "pairs_per_second": batch as f64 / median,
+            "tflops": flops_per_pair * batch as f64 / median / 1e12,
+        }))
+    }
+}
+
+/// Median step time of a transformer RM step (BT loss, AdamW 1e-4) on random tokens, and the
+/// FLOPs per pair.
+fn time_tfm<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device) -> Result<(f64, f64)> {
+    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    use prefscope_core::tfm::{TfmRmConfig, TokenBatch};
+    let cfg = TfmRmConfig::workload();
+    let mut model = cfg.init::<B>(0, device);
+    let mut optim = AdamWConfig::new().init();
+    let mut rng = Rng::stream(0, "bench");
+    // Full-length random sequences (no padding): every position does work.
+    let rows: Vec<Vec<u32>> = (0..2 * batch).map(|_| (0..cfg.max_len).map(|_| rng.below(cfg.vocab) as u32).collect()).collect();
+    let tokens = TokenBatch::new(&rows, 0);
+    let times = timed(a, || {
+        let logits = model.pair_logits(&tokens, &cfg, device);
+        let loss = prefscope_core::loss::pairwise_logistic_loss(logits);
+        // Reading the loss back synchronises the device: the time is real.
+        let value: f32 = loss.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model.clone(), grads);
+        // And so does reading one updated weight: the optimiser step is inside the time.
+        let _: f32 = model.head.weight.val().slice([0..1, 0..1]).into_scalar().elem();
+        if value.is_finite() { Ok(()) } else { bail!("non-finite loss {value}") }
+    })?;
+    Ok((times, cfg.flops_per_pair()))
+}
+
+/// Time `warmup + steps` calls of `step` and return the median of the timed ones.
+fn timed(a: &BenchArgs, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+    let bar = crate::step_bar(a.warmup + a.steps);
+    let mut times = vec![];
+    for i in 0..a.warmup + a.steps {
+        bar.set_message(if i < a.warmup { "warm-up" } else { "timed" });
+        let t = Instant::now();
+        step()?;
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Median step time of a reward head through `Trainer::step`, and the FLOPs per pair.
+fn time_head<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device) -> Result<(f64, f64)> {
         let (dim, hidden) = (1024, 4096);
         let mut model = match a.workload {
             Workload::MlpBt => ModelConfig::new(ModelKind::Bt),
@@ -60,63 +148,40 @@ impl BackendJob for BenchJob {
                 m.tau = 1.0;
                 m
             }
+            Workload::TfmRm => unreachable!("timed by time_tfm"),
         };
         model.hidden = vec![hidden];
         let mut cfg = RunConfig::new(ScenarioKind::Linear, model.kind);
         cfg.model = model;
         cfg.train.lr = 1e-4;
-        cfg.train.batch = a.batch;
+        cfg.train.batch = batch;
         cfg.train.steps = a.warmup + a.steps;
         cfg.train.eval_every = usize::MAX;
         // Random (never zero) embeddings: one chosen and one rejected item per pair.
         let mut rng = Rng::stream(0, "bench");
-        let n_items = 2 * a.batch;
+        let n_items = 2 * batch;
         let dataset = PairDataset {
             dim,
             items: (0..n_items * dim).map(|_| rng.normal() as f32).collect(),
-            pairs: (0..a.batch).map(|i| (2 * i, 2 * i + 1)).collect(),
-            train: (0..a.batch).collect(),
+            pairs: (0..batch).map(|i| (2 * i, 2 * i + 1)).collect(),
+            train: (0..batch).collect(),
             item_labels: vec![String::new(); n_items],
             ..Default::default()
         };
-        let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, &device)?;
-        let bar = crate::step_bar(a.warmup + a.steps);
-        let mut times = vec![];
-        for i in 0..a.warmup + a.steps {
-            bar.set_message(if i < a.warmup { "warm-up" } else { "timed" });
-            let t = Instant::now();
-            // step() reads the loss back, which synchronises the device: the time is real.
-            pollster::block_on(trainer.step())?;
-            if i >= a.warmup {
-                times.push(t.elapsed().as_secs_f64());
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        let mut trainer = Trainer::<B>::with_dataset(cfg, dataset, device)?;
+        // step() reads the loss back, which synchronises the device: the time is real.
+        let median = timed(a, || Ok(pollster::block_on(trainer.step()).map(|_| ())?))?;
         let params: usize = trainer.model().shapes().iter().map(|s| s.iter().product::<usize>()).sum();
         // Forward + backward ≈ 3 × 2 × params FLOPs per sequence, two sequences per pair.
-        let flops = 6.0 * params as f64 * 2.0 * a.batch as f64;
-        Ok(json!({
-            "workload": match a.workload { Workload::MlpBt => "mlp-bt", Workload::GpmHead => "gpm-head" },
-            "backend": backend.name(),
-            "precision": "f32",
-            "batch": a.batch,
-            "timed_steps": a.steps,
-            "median_step_seconds": median,
-            "pairs_per_second": a.batch as f64 / median,
-            "tflops": flops / median / 1e12,
-        }))
-    }
+        Ok((median, 6.0 * params as f64 * 2.0))
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    if args.steps == 0 || args.batch == 0 {
+    if args.steps == 0 || args.batch == Some(0) {
         bail!("--steps and --batch must be at least 1");
     }
     let json = args.json;
-    let out = dispatch(args.backend.backend, BenchJob { args })?;
+    let out = dispatch_precision(args.backend.backend, args.precision, BenchJob { args })?;
     if json {
         println!("{out}");
     } else {

@@ -9,6 +9,7 @@ mod bench;
 mod denoise;
 mod rank;
 mod run;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use prefscope_core::checkpoint::{check_fits, load_preference_model};
 use prefscope_core::train::evaluate;
-use prefscope_core::{ModelKind, RunConfig, ScenarioKind, Trainer};
+use prefscope_core::{ModelKind, RunConfig, ScenarioKind, StepMetrics, Trainer};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -21,53 +21,86 @@ pub struct TrainArgs {
     /// Scenario: linear, cyclic, cyclic-abcd, multi-objective, mixture, few-shot-users, rankings,
     /// noisy (overrides the config file).
     #[arg(long)]
-    scenario: Option<String>,
-    /// Model: bt, gpm, multi-objective, mixture, vpl (overrides the config file).
+    pub(crate) scenario: Option<String>,
+    /// Model: bt, gpm, multi-objective, mixture, vpl (overrides the config file); with --data,
+    /// tfm-rm (the default: a transformer reward model trained from scratch).
     #[arg(long)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     #[arg(long)]
-    steps: Option<usize>,
+    pub(crate) steps: Option<usize>,
     /// Pairs per minibatch.
     #[arg(long)]
-    batch: Option<usize>,
+    pub(crate) batch: Option<usize>,
     /// AdamW learning rate.
     #[arg(long)]
-    lr: Option<f64>,
+    pub(crate) lr: Option<f64>,
     #[arg(long)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// A TOML run config (as written to a run folder's config.toml); flags override it.
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Run folder (default: runs/<scenario>-<model>-seed<seed>, numbered if taken).
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Replace a checkpoint already in --out.
     #[arg(long)]
-    overwrite: bool,
+    pub(crate) overwrite: bool,
     /// Continue a run folder whose training was interrupted (its config.toml is used; other
     /// settings flags are refused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite"])]
-    resume: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite", "data", "head", "preset", "max_len", "tokenizer"])]
+    pub(crate) resume: Option<PathBuf>,
     /// Save the resumable run state (and model.safetensors) every N steps; 0 = only at the end.
     #[arg(long, default_value_t = 100)]
-    checkpoint_every: usize,
+    pub(crate) checkpoint_every: usize,
+    /// Train on a pair file (.jsonl or .jsonl.gz: TRL standard or conversational, or hh-rlhf).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: Option<PathBuf>,
+    /// Format of --data: auto (per line), standard, conversational, hh-rlhf.
+    #[arg(long, default_value = "auto")]
+    pub(crate) format: String,
+    /// What a malformed line of --data does: stop (with file:line: field: message) or skip
+    /// (counted and reported).
+    #[arg(long, default_value = "stop")]
+    pub(crate) on_error: String,
+    /// tfm-rm: preference head, bt or gpm.
+    #[arg(long)]
+    pub(crate) head: Option<String>,
+    /// tfm-rm: model shape, small (default) or tfm-rm (the benchmark shape: d 512, 6 layers).
+    #[arg(long)]
+    pub(crate) preset: Option<String>,
+    /// tfm-rm: longest sequence in tokens (the prompt is cut from the left).
+    #[arg(long)]
+    pub(crate) max_len: Option<usize>,
+    /// tfm-rm: a tokenizer.json to use instead of training a BPE on the training split.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokenizer: Option<PathBuf>,
     /// Print one JSON summary object as the last stdout line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    backend: BackendArgs,
+    pub(crate) backend: BackendArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// A run folder written by `prefscope train`, or a model.safetensors checkpoint file.
     #[arg(long)]
-    run: PathBuf,
+    pub(crate) run: PathBuf,
+    /// Score the model on this pair file (default: the run's own held-out pairs). When it is the
+    /// run's training file, only its held-out lines are scored.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: Option<PathBuf>,
+    /// Format of --data: auto, standard, conversational, hh-rlhf.
+    #[arg(long, default_value = "auto")]
+    pub(crate) format: String,
+    /// What a malformed line of --data does: stop or skip.
+    #[arg(long, default_value = "stop")]
+    pub(crate) on_error: String,
     /// Print one JSON object as the last stdout line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    backend: BackendArgs,
+    pub(crate) backend: BackendArgs,
 }
 
 /// The config a train command means: the file (or defaults), then the flags on top.
@@ -118,9 +151,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn prepare_run_dir(args: &TrainArgs, cfg: &RunConfig) -> Result<PathBuf> {
+    prepare_dir(args, &format!("{}-{}-seed{}", cfg.scenario.kind.name(), cfg.model.kind.name(), cfg.seed))
+}
+
+/// The run folder of a new run: `--out` or `runs/<stem>`; refuses to replace a trained model.
+pub fn prepare_dir(args: &TrainArgs, stem: &str) -> Result<PathBuf> {
     let dir = match &args.out {
         Some(d) => d.clone(),
-        None => crate::default_run_dir(&format!("{}-{}-seed{}", cfg.scenario.kind.name(), cfg.model.kind.name(), cfg.seed)),
+        None => crate::default_run_dir(stem),
     };
     if dir.join(MODEL_FILE).exists() && !args.overwrite {
         bail!("{} already holds a trained model; choose another --out or pass --overwrite", dir.display());
@@ -164,73 +202,124 @@ fn metrics_up_to(path: &Path, step: usize) -> Result<fs::File> {
     Ok(fs::OpenOptions::new().append(true).open(path)?)
 }
 
+/// What the run-folder loop needs from a trainer; both the feature-vector [`Trainer`] and the
+/// text reward model's trainer provide it.
+pub trait RunLoop {
+    fn step(&mut self) -> Result<StepMetrics>;
+    fn is_done(&self) -> bool;
+    fn steps_done(&self) -> usize;
+    fn checkpoint_bytes(&self) -> Result<Vec<u8>>;
+    fn resume_bytes(&self) -> Result<Vec<u8>>;
+    fn restore(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+impl<B: AutodiffBackend> RunLoop for Trainer<B> {
+    fn step(&mut self) -> Result<StepMetrics> {
+        Ok(pollster::block_on(Trainer::step(self))?)
+    }
+    fn is_done(&self) -> bool {
+        Trainer::is_done(self)
+    }
+    fn steps_done(&self) -> usize {
+        Trainer::steps_done(self)
+    }
+    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        Ok(Trainer::checkpoint_bytes(self)?)
+    }
+    fn resume_bytes(&self) -> Result<Vec<u8>> {
+        Ok(Trainer::resume_bytes(self)?)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(Trainer::restore(self, bytes)?)
+    }
+}
+
+/// How one run folder is driven.
+pub struct Drive<'a> {
+    pub dir: &'a Path,
+    pub config_toml: String,
+    pub total_steps: usize,
+    pub json: bool,
+    pub resume: bool,
+    pub checkpoint_every: usize,
+}
+
+/// The training loop of a run folder: restore or start, log every step to metrics.jsonl, save
+/// the model and the resume state every `checkpoint_every` steps (atomically, metrics first),
+/// and the final model at the end. Returns the last step's metrics and the seconds spent.
+pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -> Result<(StepMetrics, f64)> {
+    let metrics_path = d.dir.join("metrics.jsonl");
+    let metrics_file = if d.resume {
+        let path = d.dir.join(RESUME_FILE);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        trainer.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
+        if !d.json {
+            println!("resuming {} at step {}", d.dir.display(), trainer.steps_done());
+        }
+        metrics_up_to(&metrics_path, trainer.steps_done())?
+    } else {
+        write_atomic(&d.dir.join("config.toml"), d.config_toml.as_bytes())?;
+        fs::File::create(&metrics_path)?
+    };
+    let mut metrics = std::io::BufWriter::new(metrics_file);
+
+    let bar = crate::step_bar(d.total_steps);
+    bar.set_position(trainer.steps_done() as u64);
+    if !d.json && !d.resume {
+        banner();
+    }
+    let start = Instant::now();
+    let mut last = None;
+    while !trainer.is_done() {
+        let m = trainer.step()?;
+        serde_json::to_writer(&mut metrics, &m)?;
+        metrics.write_all(b"\n")?;
+        bar.set_position(m.step as u64);
+        bar.set_message(format!("loss {:.4}", m.loss));
+        if let Some(e) = &m.eval {
+            let line = format!("step {:>5}  loss {:.4}  train acc {:.3}  eval acc {:.4}  eval loss {:.4}", m.step, m.loss, m.train_accuracy, e.accuracy, e.loss);
+            // Keep stdout for the JSON summary; a hidden bar (no terminal) would swallow println.
+            match (d.json, bar.is_hidden()) {
+                (true, _) => bar.suspend(|| eprintln!("{line}")),
+                (false, true) => println!("{line}"),
+                (false, false) => bar.println(line),
+            }
+        }
+        if d.checkpoint_every > 0 && m.step % d.checkpoint_every == 0 && !trainer.is_done() {
+            // Metrics first: a state never runs ahead of the metrics it implies.
+            metrics.flush()?;
+            metrics.get_ref().sync_data()?;
+            write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+            write_atomic(&d.dir.join(RESUME_FILE), &trainer.resume_bytes()?)?;
+        }
+        last = Some(m);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    metrics.flush()?;
+    write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+    let _ = fs::remove_file(d.dir.join(RESUME_FILE));
+    let Some(last) = last else { bail!("{} has already finished all {} steps", d.dir.display(), d.total_steps) };
+    Ok((last, seconds))
+}
+
 impl BackendJob for TrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let TrainJob { cfg, dir, json, resume, checkpoint_every } = self;
         let mut trainer = Trainer::<B>::new(cfg.clone(), &device)?;
-        let metrics_path = dir.join("metrics.jsonl");
-        let metrics_file = if resume {
-            let path = dir.join(RESUME_FILE);
-            let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            trainer.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
-            if !json {
-                println!("resuming {} at step {}", dir.display(), trainer.steps_done());
-            }
-            metrics_up_to(&metrics_path, trainer.steps_done())?
-        } else {
-            write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-            fs::File::create(&metrics_path)?
-        };
-        let mut metrics = std::io::BufWriter::new(metrics_file);
-
-        let bar = crate::step_bar(cfg.train.steps);
-        bar.set_position(trainer.steps_done() as u64);
-        if !json && !resume {
-            println!(
-                "training {} on {} ({} train / {} eval pairs, {} items) on {}",
-                cfg.model.kind.name(),
-                cfg.scenario.kind.name(),
-                trainer.dataset.train.len(),
-                trainer.dataset.eval.len(),
-                trainer.dataset.n_items(),
-                backend.name()
-            );
-        }
-        let start = Instant::now();
-        let mut last = None;
-        while !trainer.is_done() {
-            let m = pollster::block_on(trainer.step())?;
-            serde_json::to_writer(&mut metrics, &m)?;
-            metrics.write_all(b"\n")?;
-            bar.set_position(m.step as u64);
-            bar.set_message(format!("loss {:.4}", m.loss));
-            if let Some(e) = &m.eval {
-                let line = format!("step {:>5}  loss {:.4}  train acc {:.3}  eval acc {:.4}  eval loss {:.4}", m.step, m.loss, m.train_accuracy, e.accuracy, e.loss);
-                // Keep stdout for the JSON summary; a hidden bar (no terminal) would swallow println.
-                match (json, bar.is_hidden()) {
-                    (true, _) => bar.suspend(|| eprintln!("{line}")),
-                    (false, true) => println!("{line}"),
-                    (false, false) => bar.println(line),
-                }
-            }
-            if checkpoint_every > 0 && m.step % checkpoint_every == 0 && !trainer.is_done() {
-                // Metrics first: a state never runs ahead of the metrics it implies.
-                metrics.flush()?;
-                metrics.get_ref().sync_data()?;
-                write_atomic(&dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
-                write_atomic(&dir.join(RESUME_FILE), &trainer.resume_bytes()?)?;
-            }
-            last = Some(m);
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        metrics.flush()?;
-        write_atomic(&dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
-        let _ = fs::remove_file(dir.join(RESUME_FILE));
-
-        let Some(last) = last else { bail!("{} has already finished all {} steps", dir.display(), cfg.train.steps) };
+        let banner = format!(
+            "training {} on {} ({} train / {} eval pairs, {} items) on {}",
+            cfg.model.kind.name(),
+            cfg.scenario.kind.name(),
+            trainer.dataset.train.len(),
+            trainer.dataset.eval.len(),
+            trainer.dataset.n_items(),
+            backend.name()
+        );
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
+        let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
         let eval = last.eval.expect("the last step evaluates");
         let summary = json!({
             "eval_accuracy": eval.accuracy,
@@ -253,6 +342,9 @@ impl BackendJob for TrainJob {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    if crate::text::is_text_run(&args)? {
+        return crate::text::train(args);
+    }
     let (cfg, dir) = match &args.resume {
         Some(dir) => {
             if !dir.join(RESUME_FILE).exists() {
@@ -316,6 +408,13 @@ impl BackendJob for EvalJob {
 pub fn eval(args: EvalArgs) -> Result<()> {
     let weights_path = if args.run.is_file() { args.run.clone() } else { args.run.join(MODEL_FILE) };
     let weights = fs::read(&weights_path).with_context(|| format!("cannot read checkpoint {}", weights_path.display()))?;
+    let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
+        return crate::text::eval(args, weights);
+    }
+    if args.data.is_some() {
+        bail!("--data needs a model trained on text (`prefscope train --data …`); {} was trained on a scenario", weights_path.display());
+    }
     let out = dispatch(args.backend.backend, EvalJob { weights })?;
     if args.json {
         println!("{out}");

@@ -222,6 +222,8 @@ struct TrainStream {
     rng: Rng,
     read_this_epoch: usize,
     epoch: usize,
+    /// Pairs handed out so far: replaying that many draws restores the stream exactly.
+    drawn: usize,
 }
 
 const SHUFFLE_BUFFER: usize = 8192;
@@ -236,6 +238,7 @@ impl TrainStream {
             rng: Rng::stream(seed, "text-batches"),
             read_this_epoch: 0,
             epoch: 0,
+            drawn: 0,
         })
     }
 
@@ -262,6 +265,7 @@ impl TrainStream {
             }
         }
         let i = self.rng.below(self.buffer.len());
+        self.drawn += 1;
         Ok(self.buffer.swap_remove(i))
     }
 }
@@ -454,6 +458,55 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         score_pairs(&self.model().valid(), &self.config.model, self.tokenizer.special.pad, &self.eval, 32, &self.device)
     }
 
+    /// Everything needed to continue bit-identically: the weights and AdamW moments (burn
+    /// records), the step, and how many pairs the stream has handed out (the stream is rebuilt
+    /// by replaying that many draws, which re-reads but does not re-tokenise the file).
+    pub fn resume_bytes(&self) -> Result<Vec<u8>> {
+        use burn::module::Module;
+        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
+        let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
+        let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
+        let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json() });
+        Ok(crate::train::pack_resume(state.to_string().as_bytes(), &model, &optim))
+    }
+
+    /// Continue from [`TextTrainer::resume_bytes`] (taken from a trainer with the same config).
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        use burn::module::Module;
+        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let [state, model, optim] = crate::train::unpack_resume(bytes)?;
+        let state: serde_json::Value = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
+        let (Some(step), Some(drawn), Some(tok)) = (state["step"].as_u64(), state["drawn"].as_u64(), state["tokenizer"].as_str()) else {
+            return Err(Error::Checkpoint("the run state lacks step, drawn or tokenizer".into()));
+        };
+        if step as usize > self.config.train.steps {
+            return Err(Error::Checkpoint("the run state does not belong to this config".into()));
+        }
+        // The tokenizer was trained at the start of the run; keep exactly that one.
+        self.tokenizer = PairTokenizer::from_json("run state", tok)?;
+        if self.tokenizer.vocab_size() != self.config.model.vocab {
+            return Err(Error::Checkpoint("the run state's tokenizer does not fit the model".into()));
+        }
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let fail = |e: burn::record::RecorderError| Error::Checkpoint(format!("could not read the run state: {e}"));
+        let model_record = recorder.load(model.to_vec(), &self.device).map_err(fail)?;
+        let optim_record = recorder.load(optim.to_vec(), &self.device).map_err(fail)?;
+        let skeleton = self.model.take().expect("model present between steps");
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.load_record(model_record)))
+            .map_err(|_| Error::Checkpoint("the saved weights do not match the configured architecture".into()))?;
+        self.model = Some(loaded);
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
+        self.optim = optim.load_record(optim_record);
+        self.stream = TrainStream::new(&self.config.data, self.config.seed)?;
+        for _ in 0..drawn {
+            self.stream.next()?;
+        }
+        self.step = step as usize;
+        Ok(())
+    }
+
     /// A self-contained checkpoint: weights, config and tokenizer.
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
         save_text_model(self.model(), &self.config, &self.tokenizer, self.step)
@@ -581,6 +634,25 @@ mod tests {
         // The wrong kind of checkpoint is named.
         let e = crate::checkpoint::inspect_preference_model(&bytes).unwrap_err().to_string();
         assert!(e.contains("holds a `text-reward-model`"), "{e}");
+    }
+
+    #[test]
+    fn restoring_mid_run_continues_bit_identically() {
+        let mut cfg = small(polite_file("resume", 120));
+        cfg.train.steps = 12;
+        cfg.train.eval_every = 4;
+        let mut straight = TextTrainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        let all: Vec<StepMetrics> = (0..12).map(|_| straight.step().unwrap()).collect();
+        let mut first = TextTrainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        for _ in 0..5 {
+            first.step().unwrap();
+        }
+        let saved = first.resume_bytes().unwrap();
+        let mut second = TextTrainer::<B>::new(cfg, &Default::default()).unwrap();
+        second.restore(&saved).unwrap();
+        let rest: Vec<StepMetrics> = (0..7).map(|_| second.step().unwrap()).collect();
+        assert_eq!(rest, all[5..]);
+        assert_eq!(second.checkpoint_bytes().unwrap(), straight.checkpoint_bytes().unwrap());
     }
 
     #[test]

@@ -624,7 +624,7 @@ const RESUME_MAGIC: &[u8; 16] = b"prefscope-resume";
 
 /// Three length-prefixed blobs behind a magic string; written as one file, so one atomic rename
 /// publishes a consistent state.
-fn pack_resume(state: &[u8], model: &[u8], optim: &[u8]) -> Vec<u8> {
+pub(crate) fn pack_resume(state: &[u8], model: &[u8], optim: &[u8]) -> Vec<u8> {
     let mut out = RESUME_MAGIC.to_vec();
     for part in [state, model, optim] {
         out.extend((part.len() as u64).to_le_bytes());
@@ -633,7 +633,7 @@ fn pack_resume(state: &[u8], model: &[u8], optim: &[u8]) -> Vec<u8> {
     out
 }
 
-fn unpack_resume(bytes: &[u8]) -> Result<[&[u8]; 3]> {
+pub(crate) fn unpack_resume(bytes: &[u8]) -> Result<[&[u8]; 3]> {
     let truncated = || Error::Checkpoint("the run state file is truncated or not a prefscope run state".into());
     let mut rest = bytes.strip_prefix(RESUME_MAGIC.as_slice()).ok_or_else(truncated)?;
     let mut parts = [&[][..]; 3];
