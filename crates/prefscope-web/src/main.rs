@@ -8,6 +8,7 @@
 // On the host only the unit tests use these modules.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod landscape;
 mod plot;
 mod settings;
 
