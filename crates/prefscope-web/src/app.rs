@@ -19,10 +19,12 @@ use wasm_bindgen::JsValue;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use crate::backend::{AnyTrainer, Backend, Selected};
+use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
+use crate::landscape::Slice;
+use crate::landscape_panel::{LandscapePanel, PanelState, SliceRef};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
 use crate::policy::PolicyPanel;
-use crate::settings::{Settings, Tab};
+use crate::settings::{Panel, Plane, Settings, Tab};
 
 /// Where training stands; `label()` is the exact text of `data-testid="status"`.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +65,13 @@ struct Shared {
     pause: Cell<bool>,
     /// A loop of the current generation is running.
     running: Cell<bool>,
+    /// The weights after the latest step (without autodiff), for the views to evaluate while the
+    /// trainer itself is busy; with the number of steps done.
+    latest: RefCell<Option<(AnyModel, usize)>>,
+    /// Flattened weights every `snapshot_every` steps, the initial ones first: the trajectory
+    /// of the landscape's PCA plane and the start of its interpolation.
+    snapshots: RefCell<Vec<Rc<Vec<f32>>>>,
+    snapshot_every: Cell<usize>,
 }
 
 /// What the training loop reports, tagged with its generation.
@@ -83,6 +92,12 @@ pub enum Msg {
     Pause,
     Reset,
     Loop(LoopEvent),
+    SetPlane(Plane),
+    SetGrid(usize),
+    SetLog(bool),
+    ComputeLandscape,
+    LandscapeReady(u64, Result<Slice, String>),
+    TogglePanel(Panel),
 }
 
 pub struct App {
@@ -105,6 +120,10 @@ pub struct App {
     hook_losses: Array,
     /// `Date.now()` when each step's metrics arrived (`window.__prefscope.stepTimes`).
     hook_times: Array,
+    landscape: Option<Rc<Slice>>,
+    landscape_state: PanelState,
+    /// Bumped by every request and by Reset, so only the latest result is shown.
+    landscape_request: u64,
 }
 
 impl Component for App {
@@ -137,6 +156,9 @@ impl Component for App {
             hook,
             hook_losses: Array::new(),
             hook_times: Array::new(),
+            landscape: None,
+            landscape_state: PanelState::Idle,
+            landscape_request: 0,
         };
         app.rebuild_dataset();
         app.publish();
@@ -201,7 +223,42 @@ impl Component for App {
                 }
             }
             Msg::Reset => self.reset(),
-            Msg::Loop(event) => self.on_loop_event(event),
+            Msg::Loop(event) => self.on_loop_event(ctx, event),
+            Msg::SetPlane(plane) => {
+                if plane != self.settings.plane {
+                    self.settings.plane = plane;
+                    self.write_url();
+                    self.compute_landscape(ctx);
+                }
+            }
+            Msg::SetGrid(n) => {
+                if n != self.settings.grid && crate::settings::GRID.contains(&n) && n % 2 == 1 {
+                    self.settings.grid = n;
+                    self.write_url();
+                    self.compute_landscape(ctx);
+                }
+            }
+            Msg::SetLog(on) => {
+                self.settings.log_scale = on;
+                self.write_url();
+            }
+            Msg::ComputeLandscape => self.compute_landscape(ctx),
+            Msg::LandscapeReady(request, result) => {
+                if request == self.landscape_request {
+                    match result {
+                        Ok(slice) => {
+                            self.landscape = Some(Rc::new(slice));
+                            self.landscape_state = PanelState::Idle;
+                        }
+                        Err(e) => self.landscape_state = PanelState::Failed(e),
+                    }
+                }
+            }
+            Msg::TogglePanel(panel) => {
+                let open = !self.settings.is_open(panel);
+                self.settings.set_open(panel, open);
+                self.write_url();
+            }
         }
         self.publish();
         true
@@ -237,6 +294,9 @@ impl Component for App {
                             { self.view_data() }
                         </div>
                     </main>
+                    <div class="panels">
+                        { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape(link)) }
+                    </div>
                 }
                 <footer>
                     { "Everything random comes from the seed, so the same settings give the same loss curve on WebGPU and on the CPU. Settings live in the URL: " }
@@ -287,22 +347,40 @@ impl App {
         self.ms_per_step = None;
         self.hook_losses = Array::new();
         self.hook_times = Array::new();
+        self.shared.latest.borrow_mut().take();
+        self.shared.snapshots.borrow_mut().clear();
+        self.landscape = None;
+        self.landscape_state = PanelState::Idle;
+        self.landscape_request += 1;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
     }
 
-    /// Start or resume training.
-    fn start(&mut self, ctx: &Context<Self>) {
-        let Some(backend) = self.ready_backend() else { return };
-        if self.shared.slot.borrow().is_none() {
+    /// Build the trainer if there is none yet (and no step in flight); false on an error.
+    fn ensure_trainer(&mut self) -> bool {
+        let Some(backend) = self.ready_backend() else { return false };
+        if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
             match AnyTrainer::new(backend, self.settings.run_config()) {
-                Ok(t) => *self.shared.slot.borrow_mut() = Some(t),
+                Ok(t) => {
+                    *self.shared.latest.borrow_mut() = Some((t.snapshot(), 0));
+                    // About 100 snapshots over the run, enough for a smooth path.
+                    self.shared.snapshot_every.set((self.settings.steps / 100).max(1));
+                    *self.shared.slot.borrow_mut() = Some(t);
+                }
                 Err(e) => {
                     self.status = Status::Error(e.to_string());
-                    return;
+                    return false;
                 }
             }
+        }
+        true
+    }
+
+    /// Start or resume training.
+    fn start(&mut self, ctx: &Context<Self>) {
+        if !self.ensure_trainer() {
+            return;
         }
         self.shared.pause.set(false);
         self.pausing = false;
@@ -317,7 +395,26 @@ impl App {
         }
     }
 
-    fn on_loop_event(&mut self, event: LoopEvent) {
+    /// Evaluate the landscape of the latest weights (the initial ones before training).
+    fn compute_landscape(&mut self, ctx: &Context<Self>) {
+        if !self.settings.is_open(Panel::Landscape) || !self.ensure_trainer() {
+            return;
+        }
+        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
+        self.landscape_request += 1;
+        self.landscape_state = PanelState::Computing;
+        let request = self.landscape_request;
+        let req = crate::landscape_panel::Request {
+            plane: self.settings.plane,
+            n: self.settings.grid,
+            seed: self.settings.seed,
+            trajectory: self.shared.snapshots.borrow().clone(),
+            step,
+        };
+        ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req).await) });
+    }
+
+    fn on_loop_event(&mut self, ctx: &Context<Self>, event: LoopEvent) {
         let current = self.shared.generation.get();
         match event {
             LoopEvent::Step(g, m) if g == current => {
@@ -337,11 +434,13 @@ impl App {
             LoopEvent::Paused(g) if g == current => {
                 self.pausing = false;
                 self.status = Status::Paused;
+                self.compute_landscape(ctx);
             }
             LoopEvent::Done(g) if g == current => {
                 self.pausing = false;
                 self.final_accuracy = self.evals.last().map(|e| e.1);
                 self.status = Status::Done;
+                self.compute_landscape(ctx);
             }
             LoopEvent::Failed(g, e) if g == current => {
                 self.pausing = false;
@@ -377,6 +476,37 @@ impl App {
         }
         set("evals", &evals);
         set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
+        set("landscape", &self.landscape_hook());
+    }
+
+    /// `window.__prefscope.landscape`: `{ status, plane, n, values, centre, currentLoss, min, max,
+    /// step, trajectory: [[a, b]], line: [[t, loss]] }` (only `status` before the first result).
+    fn landscape_hook(&self) -> JsValue {
+        let o = Object::new();
+        let put = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        let status = match (&self.landscape_state, &self.landscape) {
+            (PanelState::Computing, _) => "computing".to_string(),
+            (PanelState::Failed(e), _) => format!("error: {e}"),
+            (PanelState::Idle, Some(_)) => "ready".into(),
+            (PanelState::Idle, None) => "idle".into(),
+        };
+        put("status", status.into());
+        if let Some(s) = &self.landscape {
+            let (lo, hi) = s.range();
+            put("plane", s.plane.name().into());
+            put("n", (s.n as f64).into());
+            put("values", numbers(s.values.iter().map(|&v| v as f64)).into());
+            put("centre", (s.centre() as f64).into());
+            put("currentLoss", (s.current_loss as f64).into());
+            put("min", (lo as f64).into());
+            put("max", (hi as f64).into());
+            put("step", (s.step as f64).into());
+            put("trajectory", Array::from_iter(s.trajectory.iter().map(|c| JsValue::from(numbers(c.iter().copied())))).into());
+            put("line", Array::from_iter(s.line.iter().map(|&(t, v)| JsValue::from(numbers([t as f64, v as f64])))).into());
+        }
+        o.into()
     }
 
     fn view_badge(&self) -> Html {
@@ -457,6 +587,36 @@ impl App {
                         onclick={link.callback(|_| Msg::Reset)}>{ "Reset" }</button>
                 </div>
             </section>
+        }
+    }
+
+    /// A collapsible card; whether it is open lives in the URL (`closed=`).
+    fn view_panel(&self, link: &yew::html::Scope<Self>, panel: Panel, title: &str, testid: &str, body: impl FnOnce() -> Html) -> Html {
+        let open = self.settings.is_open(panel);
+        html! {
+            <section class={classes!("card", "panel", panel.name())} data-testid={testid.to_string()}>
+                <header class="panel-head">
+                    <h2>{ title }</h2>
+                    <button class="toggle" aria-expanded={open.to_string()} data-testid={format!("{testid}-toggle")}
+                        onclick={link.callback(move |_| Msg::TogglePanel(panel))}>{ if open { "Hide" } else { "Show" } }</button>
+                </header>
+                if open { { body() } }
+            </section>
+        }
+    }
+
+    fn view_landscape(&self, link: &yew::html::Scope<Self>) -> Html {
+        let s = &self.settings;
+        html! {
+            <LandscapePanel
+                slice={self.landscape.clone().map(SliceRef)}
+                state={self.landscape_state.clone()}
+                plane={s.plane} grid={s.grid} log={s.log_scale}
+                webgpu={self.ready_backend() == Some(Backend::WebGpu)}
+                on_plane={link.callback(Msg::SetPlane)}
+                on_grid={link.callback(Msg::SetGrid)}
+                on_log={link.callback(Msg::SetLog)}
+                on_compute={link.callback(|_| Msg::ComputeLandscape)} />
         }
     }
 
@@ -575,11 +735,21 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             shared.running.set(false);
             return;
         };
+        if trainer.steps_done() == 0 && shared.snapshots.borrow().is_empty() {
+            snapshot(&shared, &trainer).await;
+        }
         let result = trainer.step().await;
         if shared.generation.get() != generation {
             return; // Reset while the step was in flight: drop this trainer.
         }
         let done = trainer.is_done();
+        *shared.latest.borrow_mut() = Some((trainer.snapshot(), trainer.steps_done()));
+        if result.is_ok() && (trainer.steps_done().is_multiple_of(shared.snapshot_every.get().max(1)) || done) {
+            snapshot(&shared, &trainer).await;
+        }
+        if shared.generation.get() != generation {
+            return;
+        }
         *shared.slot.borrow_mut() = Some(trainer);
         match result {
             Ok(m) => events.emit(LoopEvent::Step(generation, m)),
@@ -595,6 +765,15 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             return;
         }
         gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+}
+
+/// Record the trainer's flattened weights; models the landscape does not cover record nothing.
+async fn snapshot(shared: &Shared, trainer: &AnyTrainer) {
+    let model = trainer.snapshot();
+    let weights = crate::backend::on_model!(&model, |m, _device| prefscope_core::landscape::read_weights(m).await);
+    if let Ok(w) = weights {
+        shared.snapshots.borrow_mut().push(Rc::new(w));
     }
 }
 
@@ -662,6 +841,11 @@ fn loss_chart(total_steps: usize, losses: &[f32], evals: &[(usize, f32, f32)]) -
 
 fn fmt(v: f64) -> String {
     format!("{v:.1}")
+}
+
+/// A JS array of numbers.
+fn numbers(values: impl IntoIterator<Item = f64>) -> Array {
+    values.into_iter().map(JsValue::from_f64).collect()
 }
 
 /// A picture that compares by pointer, so the plot re-renders only when the data changes.

@@ -6,8 +6,9 @@
 
 use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_setup_async};
 use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::module::AutodiffModule;
 use js_sys::{Function, Promise, Reflect};
-use prefscope_core::{PairDataset, Result, RunConfig, StepMetrics, Trainer};
+use prefscope_core::{PairDataset, PreferenceModel, Result, RunConfig, StepMetrics, Trainer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -136,11 +137,51 @@ impl AnyTrainer {
         }
     }
 
-    #[allow(dead_code)]
     pub fn dataset(&self) -> &PairDataset {
         match self {
             Self::Gpu(t) => &t.dataset,
             Self::Cpu(t) => &t.dataset,
         }
     }
+
+    pub fn steps_done(&self) -> usize {
+        match self {
+            Self::Gpu(t) => t.steps_done(),
+            Self::Cpu(t) => t.steps_done(),
+        }
+    }
+
+    /// The current weights without the autodiff graph: a cheap copy the views can evaluate while
+    /// training goes on.
+    pub fn snapshot(&self) -> AnyModel {
+        match self {
+            Self::Gpu(t) => AnyModel::Gpu(t.model().valid()),
+            Self::Cpu(t) => AnyModel::Cpu(t.model().valid()),
+        }
+    }
 }
+
+/// A trained model on whichever backend was selected, for the views.
+#[derive(Clone)]
+pub enum AnyModel {
+    Gpu(PreferenceModel<Wgpu>),
+    Cpu(PreferenceModel<NdArray>),
+}
+
+/// Run a backend-generic async function on an [`AnyModel`] with its device:
+/// `on_model!(model, |m, device| body)`.
+macro_rules! on_model {
+    ($model:expr, |$m:ident, $device:ident| $body:expr) => {
+        match $model {
+            $crate::backend::AnyModel::Gpu($m) => {
+                let $device = &burn::backend::wgpu::WgpuDevice::default();
+                $body
+            }
+            $crate::backend::AnyModel::Cpu($m) => {
+                let $device = &burn::backend::ndarray::NdArrayDevice::default();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_model;

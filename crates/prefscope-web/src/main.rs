@@ -17,6 +17,8 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod backend;
 #[cfg(target_arch = "wasm32")]
+mod landscape_panel;
+#[cfg(target_arch = "wasm32")]
 mod policy;
 
 #[cfg(target_arch = "wasm32")]
