@@ -89,6 +89,18 @@ const hook = (page) => page.evaluate(() => {
 });
 const stepsDone = (page) => page.evaluate(() => (window.__prefscope?.losses || []).length);
 
+/** Wait for a landscape of the given plane; returns `window.__prefscope.landscape`. */
+async function landscapeReady(page, plane) {
+  await page.waitForFunction((p) => {
+    const L = window.__prefscope?.landscape;
+    return L && ((L.status === 'ready' && L.plane === p) || L.status.startsWith('error'));
+  }, plane, { timeout: 180_000, polling: 100 });
+  const L = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.landscape)));
+  assert(L.status === 'ready', `landscape: ${L.status}`);
+  return L;
+}
+const renderer = (page) => page.evaluate(() => window.__prefscope?.landscapeRenderer || '');
+
 async function openPage(context, base, query) {
   const page = await context.newPage();
   const tag = query.match(/backend=(\w+)/)?.[1] || 'auto';
@@ -265,6 +277,147 @@ try {
       // Back to the reward tab: its controls are there again.
       await page.getByTestId('reward-tab').click();
       await page.getByTestId('train-button').waitFor({ timeout: 5000 });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('landscape (webgpu): grid centre = the model\'s loss, 1-D line from θ₀, PCA plane draws the trajectory', async () => {
+    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=60&grid=21');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      // Computed on its own at the end of training.
+      let L = await landscapeReady(page, 'random');
+      console.log(`# landscape random ${L.n}×${L.n}: centre ${L.centre.toFixed(6)}, model's loss ${L.currentLoss.toFixed(6)}, range ${L.min.toFixed(3)}–${L.max.toFixed(3)}, drawn by ${await renderer(page)}`);
+      assert(L.values.length === L.n * L.n && L.n === 21, `${L.values.length} values for n = ${L.n}`);
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `centre ${L.centre} vs loss ${L.currentLoss}`);
+      assert(L.max - L.min > 1e-2, `a flat landscape (${L.min}–${L.max})`);
+      const shown = Number((await page.getByTestId('landscape-centre').textContent()).trim());
+      assert(Math.abs(shown - L.centre) < 1e-4, `the panel shows ${shown}`);
+      const at = (t) => L.line.reduce((best, p) => (Math.abs(p[0] - t) < Math.abs(best[0] - t) ? p : best));
+      assert(Math.abs(at(1)[1] - L.currentLoss) <= 1e-3, `line at t = 1: ${at(1)[1]} vs ${L.currentLoss}`);
+      assert(at(0)[1] > at(1)[1] + 0.05, `training lowered the loss along the line (${at(0)[1]} → ${at(1)[1]})`);
+      assert((await renderer(page)) === 'webgpu', `drawn by "${await renderer(page)}"`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-random.png') });
+
+      await page.getByTestId('landscape-plane').selectOption('pca');
+      L = await landscapeReady(page, 'pca');
+      const last = L.trajectory[L.trajectory.length - 1];
+      console.log(`# landscape pca: ${L.trajectory.length} snapshots, centre ${L.centre.toFixed(6)} vs ${L.currentLoss.toFixed(6)}`);
+      assert(L.trajectory.length >= 30, `${L.trajectory.length} trajectory points`);
+      assert(Math.hypot(last[0], last[1]) < 1e-4, `the path ends at the current weights (${last})`);
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `PCA centre ${L.centre} vs ${L.currentLoss}`);
+      assert(await page.getByTestId('landscape-trajectory').isVisible(), 'the trajectory is drawn');
+      const linearTicks = await page.getByTestId('landscape-legend').textContent();
+      await page.getByTestId('landscape-log').check();
+      await page.waitForFunction((t) => document.querySelector('[data-testid=landscape-legend]')?.textContent !== t, linearTicks, { timeout: 5000 });
+      assert(page.url().includes('plane=pca') && page.url().includes('log=true'), `URL ${page.url()}`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-pca-log.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('landscape (cpu, canvas fallback): Bradley–Terry on linear, computed on demand before and after training', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=1&steps=40&grid=11');
+    try {
+      // Before training: the landscape of the initial weights, on demand.
+      await page.getByTestId('landscape-compute').click({ timeout: 60_000 });
+      const before = await landscapeReady(page, 'random');
+      assert(before.step === 0 && Math.abs(before.centre - before.currentLoss) <= 1e-3, `step ${before.step}: ${before.centre} vs ${before.currentLoss}`);
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.landscape?.step === 40, null, { timeout: 60_000 });
+      const L = await landscapeReady(page, 'random');
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `centre ${L.centre} vs loss ${L.currentLoss}`);
+      assert(L.currentLoss < before.currentLoss - 0.05, `training lowered the loss (${before.currentLoss} → ${L.currentLoss})`);
+      assert((await renderer(page)) === 'canvas2d', `drawn by "${await renderer(page)}"`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-cpu.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('direction dial: 0° and 90° put each objective\'s best response first; keys, drag and the URL move it', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=multi-objective&model=multi-objective&seed=0&steps=150&dir=0');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.dial?.step === 150, null, { timeout: 30_000 });
+      const dial = () => page.evaluate(() => JSON.parse(JSON.stringify({ ...window.__prefscope.dial, direction: window.__prefscope.direction })));
+      const argmax = (rows, k) => rows.reduce((best, r, i) => (r[k] > rows[best][k] ? i : best), 0);
+      const shownFirst = async () => Number(await page.getByTestId('dial-ranking').locator('li').first().getAttribute('data-item'));
+      let d = await dial();
+      console.log(`# dial: model's best on objective 1 = ${argmax(d.rewards, 0)}, on 2 = ${argmax(d.rewards, 1)}; by the data's ratings ${argmax(d.ratings, 0)}, ${argmax(d.ratings, 1)}`);
+      assert(argmax(d.rewards, 0) !== argmax(d.rewards, 1), 'the two objectives have different best responses');
+      assert(d.direction === 0 && (await shownFirst()) === argmax(d.ratings, 0), `at 0° the list starts with ${await shownFirst()}, the best by objective 1 is ${argmax(d.ratings, 0)}`);
+      // Keyboard: End jumps to 90°.
+      await page.getByTestId('direction-dial').focus();
+      await page.keyboard.press('End');
+      await page.waitForFunction(() => window.__prefscope.direction === 90, null, { timeout: 5000 });
+      d = await dial();
+      assert((await shownFirst()) === argmax(d.ratings, 1), `at 90° the list starts with ${await shownFirst()}, the best by objective 2 is ${argmax(d.ratings, 1)}`);
+      assert(d.ranking[0] === (await shownFirst()), 'hook and list agree');
+      assert(page.url().includes('dir=90'), `URL ${page.url()}`);
+      await page.keyboard.press('ArrowUp');
+      await page.keyboard.press('PageDown');
+      assert((await page.evaluate(() => window.__prefscope.direction)) === 76, 'ArrowUp +1°, PageDown −15°');
+      // Drag: press at the dial's left edge (180°): the candidate with the lowest r₁ comes first.
+      const box = await page.getByTestId('direction-dial').boundingBox();
+      await page.mouse.move(box.x + box.width * 0.12, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.1, box.y + box.height / 2 + 1);
+      await page.mouse.up();
+      d = await dial();
+      assert(Math.abs(d.direction - 180) <= 2, `dragged to ${d.direction}°`);
+      const t = (d.direction * Math.PI) / 180;
+      const best = d.rewards.reduce((b, r, i) => (Math.cos(t) * r[0] + Math.sin(t) * r[1] > Math.cos(t) * d.rewards[b][0] + Math.sin(t) * d.rewards[b][1] ? i : b), 0);
+      assert((await shownFirst()) === best, `at ${d.direction}° the list starts with ${await shownFirst()}, v·r is largest for ${best}`);
+      assert((await page.getByTestId('dial-front').getAttribute('points')).split(' ').length >= 2, 'the Pareto front is drawn');
+      await page.getByTestId('dial-panel').screenshot({ path: path.join(outDir, 'direction-dial.png') });
+      // The URL restores the direction.
+      const url = page.url();
+      const again = await openPage(context, base, url.slice(url.indexOf('?')));
+      try {
+        assert((await again.evaluate(() => window.__prefscope.direction)) === d.direction, 'the URL restores the direction');
+        assert((await again.getByTestId('dial-value').textContent()).trim() === `${d.direction}°`, 'the dial shows it');
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('GPM embeddings: a skew-symmetric probability matrix with a cycle; hover shows a response\'s row', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=cyclic&model=gpm&seed=0&steps=150');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.embedding?.step === 150, null, { timeout: 30_000 });
+      const E = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.embedding)));
+      const P = E.matrix, n = P.length;
+      for (let i = 0; i < n; i++) {
+        assert(Math.abs(P[i][i] - 0.5) < 1e-5, `P(${i} ≻ ${i}) = ${P[i][i]}`);
+        for (let j = 0; j < n; j++) assert(Math.abs(P[i][j] + P[j][i] - 1) < 1e-4, `P(${i}≻${j}) + P(${j}≻${i}) ≠ 1`);
+      }
+      let cycle = null;
+      for (let i = 0; i < n && !cycle; i++) for (let j = 0; j < n && !cycle; j++) for (let k = 0; k < n && !cycle; k++) {
+        if (P[i][j] > 0.6 && P[j][k] > 0.6 && P[k][i] > 0.6) cycle = [i, j, k].map((x) => E.items[x]);
+      }
+      console.log(`# gpm embedding: k = ${E.k}, cycle ${cycle ? cycle.join(' ≻ ') + ' ≻ ' + cycle[0] : 'none'}`);
+      assert(cycle, 'no preference cycle among the matrix responses: a cyclic scenario should show one');
+      // The table shows the same numbers.
+      const cells = await page.getByTestId('gpm-matrix').locator('tbody td').evaluateAll((tds) => tds.map((td) => Number(td.dataset.p)));
+      assert(cells.length === n * n && cells.every((p, q) => Math.abs(p - P[Math.floor(q / n)][q % n]) < 1e-5), 'table and hook differ');
+      const item = E.items[2];
+      await page.getByTestId(`gpm-point-${item}`).hover();
+      const row = await page.getByTestId('gpm-hover-row').textContent();
+      const label = await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"] th`).textContent();
+      assert(row.includes(`P(${label} ≻`), `hover row "${row}" is not about ${label}`);
+      assert(await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"]`).evaluate((tr) => tr.classList.contains('hovered')), 'the row is highlighted');
+      await page.getByTestId('gpm-embedding').screenshot({ path: path.join(outDir, 'gpm-embedding.png') });
     } finally {
       await page.close();
     }

@@ -20,6 +20,8 @@ use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
+use crate::dial_panel::{Candidates, CandidatesRef, DirectionDial};
+use crate::embedding_panel::{EmbeddingView, Embeddings, EmbeddingsRef};
 use crate::landscape::Slice;
 use crate::landscape_panel::{LandscapePanel, PanelState, SliceRef};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
@@ -98,6 +100,9 @@ pub enum Msg {
     ComputeLandscape,
     LandscapeReady(u64, Result<Slice, String>),
     TogglePanel(Panel),
+    SetDirection(u32),
+    CandidatesReady(u64, Result<Candidates, String>),
+    EmbeddingsReady(u64, Result<Embeddings, String>),
 }
 
 pub struct App {
@@ -124,6 +129,11 @@ pub struct App {
     landscape_state: PanelState,
     /// Bumped by every request and by Reset, so only the latest result is shown.
     landscape_request: u64,
+    /// The dial's candidates and the GPM embeddings of the latest model; an error says why not.
+    candidates: Option<Result<Rc<Candidates>, String>>,
+    embeddings: Option<Result<Rc<Embeddings>, String>>,
+    /// Bumped by Reset: results of an older model are dropped.
+    views_generation: u64,
 }
 
 impl Component for App {
@@ -159,6 +169,9 @@ impl Component for App {
             landscape: None,
             landscape_state: PanelState::Idle,
             landscape_request: 0,
+            candidates: None,
+            embeddings: None,
+            views_generation: 0,
         };
         app.rebuild_dataset();
         app.publish();
@@ -254,6 +267,22 @@ impl Component for App {
                     }
                 }
             }
+            Msg::SetDirection(deg) => {
+                if deg != self.settings.direction {
+                    self.settings.direction = deg;
+                    self.write_url();
+                }
+            }
+            Msg::CandidatesReady(g, result) => {
+                if g == self.views_generation {
+                    self.candidates = Some(result.map(Rc::new));
+                }
+            }
+            Msg::EmbeddingsReady(g, result) => {
+                if g == self.views_generation {
+                    self.embeddings = Some(result.map(Rc::new));
+                }
+            }
             Msg::TogglePanel(panel) => {
                 let open = !self.settings.is_open(panel);
                 self.settings.set_open(panel, open);
@@ -296,6 +325,8 @@ impl Component for App {
                     </main>
                     <div class="panels">
                         { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape(link)) }
+                        { self.view_panel(link, Panel::Dial, "Preference direction", "dial-panel", || self.view_dial(link)) }
+                        { self.view_panel(link, Panel::Embedding, "GPM embeddings", "gpm-embedding", || self.view_embedding()) }
                     </div>
                 }
                 <footer>
@@ -352,6 +383,9 @@ impl App {
         self.landscape = None;
         self.landscape_state = PanelState::Idle;
         self.landscape_request += 1;
+        self.candidates = None;
+        self.embeddings = None;
+        self.views_generation += 1;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
@@ -414,6 +448,20 @@ impl App {
         ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req).await) });
     }
 
+    /// Recompute the dial's candidates and the GPM embeddings from the latest weights, for the
+    /// model that has them and panels that are open.
+    fn refresh_views(&mut self, ctx: &Context<Self>) {
+        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
+        let g = self.views_generation;
+        if self.settings.model == ModelKind::MultiObjective && self.settings.is_open(Panel::Dial) {
+            let (model, ds) = (model.clone(), ds.clone());
+            ctx.link().send_future(async move { Msg::CandidatesReady(g, crate::dial_panel::candidates(model, ds, step).await) });
+        }
+        if self.settings.model == ModelKind::Gpm && self.settings.is_open(Panel::Embedding) {
+            ctx.link().send_future(async move { Msg::EmbeddingsReady(g, crate::embedding_panel::embeddings(model, ds, step).await) });
+        }
+    }
+
     fn on_loop_event(&mut self, ctx: &Context<Self>, event: LoopEvent) {
         let current = self.shared.generation.get();
         match event {
@@ -423,6 +471,7 @@ impl App {
                 self.losses.push(m.loss);
                 if let Some(e) = m.eval {
                     self.evals.push((m.step, e.accuracy, e.loss));
+                    self.refresh_views(ctx);
                 }
                 if let Some((t0, s0)) = self.stretch_start {
                     let n = self.losses.len().saturating_sub(s0);
@@ -435,12 +484,14 @@ impl App {
                 self.pausing = false;
                 self.status = Status::Paused;
                 self.compute_landscape(ctx);
+                self.refresh_views(ctx);
             }
             LoopEvent::Done(g) if g == current => {
                 self.pausing = false;
                 self.final_accuracy = self.evals.last().map(|e| e.1);
                 self.status = Status::Done;
                 self.compute_landscape(ctx);
+                self.refresh_views(ctx);
             }
             LoopEvent::Failed(g, e) if g == current => {
                 self.pausing = false;
@@ -477,6 +528,36 @@ impl App {
         set("evals", &evals);
         set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
         set("landscape", &self.landscape_hook());
+        set("direction", &JsValue::from_f64(self.settings.direction as f64));
+        let dial = match &self.candidates {
+            Some(Ok(c)) => {
+                let o = Object::new();
+                let pairs = |v: &[[f64; 2]]| Array::from_iter(v.iter().map(|r| JsValue::from(numbers(r.iter().copied()))));
+                let order = crate::dial::ranking(&c.rewards, self.settings.direction_vector());
+                let _ = Reflect::set(&o, &"rewards".into(), &pairs(&c.rewards));
+                let _ = Reflect::set(&o, &"ratings".into(), &pairs(&c.ratings));
+                let _ = Reflect::set(&o, &"ranking".into(), &numbers(order.iter().map(|&i| i as f64)));
+                let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(c.step as f64));
+                o.into()
+            }
+            _ => JsValue::NULL,
+        };
+        set("dial", &dial);
+        let embedding = match &self.embeddings {
+            Some(Ok(e)) => {
+                let o = Object::new();
+                let n = e.matrix.len();
+                let m = Array::from_iter(e.matrix.iter().map(|&i| JsValue::from(numbers(e.matrix.iter().map(|&j| e.p(i, j) as f64)))));
+                let _ = Reflect::set(&o, &"matrix".into(), &m);
+                let _ = Reflect::set(&o, &"items".into(), &numbers(e.matrix.iter().map(|&i| i as f64)));
+                let _ = Reflect::set(&o, &"k".into(), &JsValue::from_f64(e.k as f64));
+                let _ = Reflect::set(&o, &"n".into(), &JsValue::from_f64(n as f64));
+                let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(e.step as f64));
+                o.into()
+            }
+            _ => JsValue::NULL,
+        };
+        set("embedding", &embedding);
     }
 
     /// `window.__prefscope.landscape`: `{ status, plane, n, values, centre, currentLoss, min, max,
@@ -618,6 +699,27 @@ impl App {
                 on_log={link.callback(Msg::SetLog)}
                 on_compute={link.callback(|_| Msg::ComputeLandscape)} />
         }
+    }
+
+    fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
+        let (candidates, note) = match (&self.candidates, self.settings.model) {
+            (Some(Ok(c)), _) => (Some(CandidatesRef(c.clone())), String::new()),
+            (Some(Err(e)), _) => (None, e.clone()),
+            (None, ModelKind::MultiObjective) => (None, "Train (or pause) to rank the candidates by the model's rewards.".into()),
+            (None, _) => (None, "The dial turns the multi-objective model's two rewards into one: pick scenario and model multi-objective.".into()),
+        };
+        html! { <DirectionDial {candidates} {note} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /> }
+    }
+
+    fn view_embedding(&self) -> Html {
+        let (embeddings, note) = match (&self.embeddings, self.settings.model) {
+            (Some(Ok(e)), _) => (Some(EmbeddingsRef(e.clone())), String::new()),
+            (Some(Err(e)), _) => (None, e.clone()),
+            (None, ModelKind::Gpm) => (None, "Train (or pause) to see the learnt embeddings.".into()),
+            (None, _) => (None, "This view shows the General Preference Model's embeddings: pick the gpm model.".into()),
+        };
+        let colours: Vec<String> = self.picture.as_ref().map(|p| p.items.iter().map(|i| i.colour.clone()).collect()).unwrap_or_default();
+        html! { <EmbeddingView {embeddings} {note} {colours} /> }
     }
 
     fn view_training(&self) -> Html {

@@ -8,6 +8,7 @@
 // On the host only the unit tests use these modules.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod dial;
 mod landscape;
 mod plot;
 mod settings;
@@ -16,6 +17,10 @@ mod settings;
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod backend;
+#[cfg(target_arch = "wasm32")]
+mod dial_panel;
+#[cfg(target_arch = "wasm32")]
+mod embedding_panel;
 #[cfg(target_arch = "wasm32")]
 mod landscape_panel;
 #[cfg(target_arch = "wasm32")]
