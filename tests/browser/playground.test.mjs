@@ -6,6 +6,7 @@
 // (/usr/bin/chromium, never a downloaded browser) through playwright-core, and writes screenshots
 // to <out-dir>. Prints `ok - name` / `not ok - name: reason` per case and `N passed, M failed`;
 // exits non-zero on any failure. Page console errors are forwarded to stdout.
+// PREFSCOPE_ONLY=<regex> runs only the cases whose names match.
 //
 // The page's test hooks: data-testid attributes, and `window.__prefscope`
 // ({ backend, adapter, status, steps, losses, evals, accuracy }), see crates/prefscope-web/src/app.rs.
@@ -155,7 +156,10 @@ async function trainToEnd(context, base, backend, screenshot) {
 // The cases
 
 const results = [];
+// PREFSCOPE_ONLY=regex runs only the matching cases (while working on one panel).
+const only = process.env.PREFSCOPE_ONLY ? new RegExp(process.env.PREFSCOPE_ONLY) : null;
 async function check(name, fn) {
+  if (only && !only.test(name)) return;
   try {
     await fn();
     results.push(true);
@@ -418,6 +422,93 @@ try {
       assert(row.includes(`P(${label} ≻`), `hover row "${row}" is not about ${label}`);
       assert(await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"]`).evaluate((tr) => tr.classList.contains('hovered')), 'the row is highlighted');
       await page.getByTestId('gpm-embedding').screenshot({ path: path.join(outDir, 'gpm-embedding.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('decision surface and charts (linear + Bradley–Terry): the surface orders the training pairs, margins match the accuracy', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=0&steps=100');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.surface?.step === 100 && window.__prefscope?.charts?.marginStep === 100, null, { timeout: 30_000 });
+      const h = await page.evaluate(() => JSON.parse(JSON.stringify({ s: window.__prefscope.surface, c: window.__prefscope.charts, accuracy: window.__prefscope.accuracy, steps: window.__prefscope.losses.length })));
+      // The reward painted under each arrow's ends: chosen should be higher for nearly every pair.
+      const { n, extent, values, arrows } = h.s;
+      const at = (x, y) => {
+        const idx = (v) => Math.min(n - 1, Math.max(0, Math.round(((v + extent) / (2 * extent)) * (n - 1))));
+        return values[(n - 1 - idx(y)) * n + idx(x)];
+      };
+      const ordered = arrows.filter(([cx, cy, rx, ry]) => at(cx, cy) > at(rx, ry)).length / arrows.length;
+      console.log(`# decision surface: ${(100 * ordered).toFixed(0)} % of ${arrows.length} drawn training pairs ordered by the painted reward`);
+      assert(ordered >= 0.85, `the surface orders only ${ordered} of the training pairs`);
+      assert(await page.getByTestId('decision-surface').locator('canvas').isVisible(), 'the surface is painted');
+      await page.getByTestId('decision-surface').screenshot({ path: path.join(outDir, 'decision-surface.png') });
+      // Charts: per-step train accuracy, held-out margins whose sign agrees with the held-out accuracy.
+      assert(h.c.trainAccuracy.length === h.steps, `${h.c.trainAccuracy.length} train accuracies for ${h.steps} steps`);
+      const positive = h.c.margins.filter((m) => m > 0).length / h.c.margins.length;
+      assert(Math.abs(positive - h.accuracy) < 1e-6, `share of positive margins ${positive} vs held-out accuracy ${h.accuracy}`);
+      const ece = Number(await page.getByTestId('chart-calibration').getAttribute('data-ece'));
+      console.log(`# charts: ${h.c.margins.length} held-out margins, ${(100 * positive).toFixed(1)} % positive, ECE ${ece.toFixed(3)}`);
+      assert(ece >= 0 && ece < 0.2, `ECE ${ece}`);
+      for (const id of ['chart-loss', 'chart-accuracy', 'chart-margins', 'chart-calibration']) assert(await page.getByTestId(id).isVisible(), `${id} is not visible`);
+      await page.getByTestId('charts-panel').screenshot({ path: path.join(outDir, 'charts.png') });
+      // Panels close and the layout goes into the URL.
+      await page.getByTestId('charts-panel-toggle').click();
+      assert(!(await page.getByTestId('chart-loss').count()), 'the charts panel did not close');
+      assert(page.url().includes('closed=charts'), `URL ${page.url()}`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('interaction: sliders and a settings URL restore a run, Step, export model and PNG, uploads with line-numbered errors', async () => {
+    const query = '?scenario=linear&model=bt&seed=3&steps=40&backend=cpu&lr=0.02&batch=64&noise=0.2&pairs=500';
+    const page = await openPage(context, base, query);
+    try {
+      // The URL restored the settings into the controls.
+      assert((await page.getByTestId('scenario-select').inputValue()) === 'linear', 'scenario');
+      assert((await page.getByTestId('seed-input').inputValue()) === '3', 'seed');
+      assert((await page.getByTestId('lr-slider').evaluate((el) => el.closest('label').textContent)).includes('0.02'), 'lr label');
+      // A slider changes the run and the URL.
+      await page.getByTestId('batch-slider').fill('2');
+      await page.waitForFunction(() => location.search.includes('batch=32'), null, { timeout: 5000 });
+      // Step: exactly one step, then paused; keyboard only.
+      await page.getByTestId('step-button').focus();
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'paused', null, { timeout: 60_000 });
+      assert((await stepsDone(page)) === 1, `Step ran ${await stepsDone(page)} steps`);
+      // Export the model and a panel as PNG.
+      const [model] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-model').click()]);
+      const modelPath = path.join(outDir, 'exported-model.mpk');
+      await model.saveAs(modelPath);
+      assert(fs.statSync(modelPath).size > 1000 && model.suggestedFilename().endsWith('.mpk'), `model file ${model.suggestedFilename()}`);
+      await page.getByTestId('landscape-compute').click();
+      await landscapeReady(page, 'random');
+      const [png] = await Promise.all([page.waitForEvent('download'), page.getByTestId('landscape-panel-png').click()]);
+      const pngPath = path.join(outDir, 'exported-landscape-panel.png');
+      await png.saveAs(pngPath);
+      const head = fs.readFileSync(pngPath).subarray(0, 8).toString('hex');
+      assert(head === '89504e470d0a1a0a' && fs.statSync(pngPath).size > 5000, `not a PNG (${head}, ${fs.statSync(pngPath).size} bytes)`);
+      // A malformed upload: an error with its line number, and the page keeps working.
+      const bad = '{"chosen": "a", "reject": "b"}\n{"chosen": "b", "rejekt": "c"}\n';
+      await page.getByTestId('upload-input').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/json', buffer: Buffer.from(bad) });
+      const err = await page.getByTestId('upload-error').textContent({ timeout: 5000 });
+      assert(/broken\.jsonl:2/.test(err), `upload error "${err}"`);
+      // A good one (the GPM repository's cyclic example) trains.
+      await page.getByTestId('upload-input').setInputFiles(path.resolve('static/data/gpm_custom_test_data.jsonl'));
+      const status = await page.getByTestId('upload-status').textContent({ timeout: 5000 });
+      assert(/responses/.test(status), `upload status "${status}"`);
+      await page.getByTestId('model-select').selectOption('gpm');
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', 'training on the upload did not finish');
+      await page.screenshot({ path: path.join(outDir, 'interaction.png'), fullPage: true });
+      // Phone width: nothing wider than the screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await page.screenshot({ path: path.join(outDir, 'phone.png'), fullPage: true });
+      assert(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
     } finally {
       await page.close();
     }

@@ -16,10 +16,12 @@ use std::rc::Rc;
 use js_sys::{Array, Object, Reflect};
 use prefscope_core::{ModelKind, PairDataset, ScenarioKind, StepMetrics};
 use wasm_bindgen::JsValue;
-use web_sys::{HtmlInputElement, HtmlSelectElement};
+use wasm_bindgen::prelude::wasm_bindgen;
+use web_sys::{DragEvent, File, HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
+use crate::charts_panel::{Series, charts};
 use crate::dial_panel::{Candidates, CandidatesRef, DirectionDial};
 use crate::embedding_panel::{EmbeddingView, Embeddings, EmbeddingsRef};
 use crate::landscape::Slice;
@@ -27,6 +29,8 @@ use crate::landscape_panel::{LandscapePanel, PanelState, SliceRef};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
 use crate::policy::PolicyPanel;
 use crate::settings::{Panel, Plane, Settings, Tab};
+use crate::surface::Surface;
+use crate::surface_panel::{SurfaceCanvas, SurfaceRef};
 
 /// Where training stands; `label()` is the exact text of `data-testid="status"`.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +78,8 @@ struct Shared {
     /// of the landscape's PCA plane and the start of its interpolation.
     snapshots: RefCell<Vec<Rc<Vec<f32>>>>,
     snapshot_every: Cell<usize>,
+    /// Set by Step: pause after the next step.
+    step_once: Cell<bool>,
 }
 
 /// What the training loop reports, tagged with its generation.
@@ -103,6 +109,16 @@ pub enum Msg {
     SetDirection(u32),
     CandidatesReady(u64, Result<Candidates, String>),
     EmbeddingsReady(u64, Result<Embeddings, String>),
+    SurfaceReady(u64, Result<Surface, String>),
+    /// Change settings that define the run (hyper-parameters, seed, steps): a new run.
+    Edit(Rc<dyn Fn(&mut Settings)>),
+    Step,
+    ExportModel,
+    ExportPng(String),
+    Upload(File),
+    Uploaded(String, Result<PairDataset, String>),
+    ClearUpload,
+    MarginsReady(u64, usize, Result<Vec<f32>, String>),
 }
 
 pub struct App {
@@ -134,6 +150,14 @@ pub struct App {
     embeddings: Option<Result<Rc<Embeddings>, String>>,
     /// Bumped by Reset: results of an older model are dropped.
     views_generation: u64,
+    /// Minibatch accuracy per step.
+    train_accuracy: Vec<f32>,
+    surface: Option<Result<Rc<Surface>, String>>,
+    /// Held-out logits of the latest model and the step they are from.
+    margins: Option<(Rc<Vec<f32>>, usize)>,
+    /// A pair file dropped on the page (its name and data), used instead of the scenario.
+    uploaded: Option<(String, Rc<PairDataset>)>,
+    upload_error: Option<String>,
 }
 
 impl Component for App {
@@ -172,6 +196,11 @@ impl Component for App {
             candidates: None,
             embeddings: None,
             views_generation: 0,
+            train_accuracy: vec![],
+            surface: None,
+            margins: None,
+            uploaded: None,
+            upload_error: None,
         };
         app.rebuild_dataset();
         app.publish();
@@ -283,6 +312,55 @@ impl Component for App {
                     self.embeddings = Some(result.map(Rc::new));
                 }
             }
+            Msg::Edit(edit) => {
+                let mut next = self.settings.clone();
+                edit(&mut next);
+                if next != self.settings {
+                    self.settings = next;
+                    self.settings_changed();
+                }
+            }
+            Msg::Step => {
+                if matches!(self.status, Status::Idle | Status::Paused) {
+                    self.shared.step_once.set(true);
+                    self.start(ctx);
+                }
+            }
+            Msg::ExportModel => self.export_model(),
+            Msg::ExportPng(testid) => export_png(&testid, &format!("prefscope-{testid}-{}.png", self.settings.scenario.name())),
+            Msg::Upload(file) => {
+                let name = file.name();
+                ctx.link().send_future(async move {
+                    let result = read_pairs(&name, &file).await;
+                    Msg::Uploaded(name, result)
+                });
+            }
+            Msg::Uploaded(name, result) => match result {
+                Ok(ds) => {
+                    self.uploaded = Some((name, Rc::new(ds)));
+                    self.upload_error = None;
+                    self.settings_changed();
+                }
+                Err(e) => self.upload_error = Some(e),
+            },
+            Msg::ClearUpload => {
+                self.uploaded = None;
+                self.upload_error = None;
+                self.settings_changed();
+            }
+            Msg::SurfaceReady(g, result) => {
+                if g == self.views_generation {
+                    self.surface = Some(result.map(Rc::new));
+                }
+            }
+            Msg::MarginsReady(g, step, result) => {
+                if g == self.views_generation {
+                    match result {
+                        Ok(m) => self.margins = Some((Rc::new(m), step)),
+                        Err(e) => web_sys::console::warn_1(&format!("held-out margins: {e}").into()),
+                    }
+                }
+            }
             Msg::TogglePanel(panel) => {
                 let open = !self.settings.is_open(panel);
                 self.settings.set_open(panel, open);
@@ -320,10 +398,11 @@ impl Component for App {
                         { self.view_setup(link) }
                         <div class="column">
                             { self.view_training() }
-                            { self.view_data() }
+                            { self.view_data(link) }
                         </div>
                     </main>
                     <div class="panels">
+                        { self.view_panel(link, Panel::Charts, "Charts", "charts-panel", || self.view_charts()) }
                         { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape(link)) }
                         { self.view_panel(link, Panel::Dial, "Preference direction", "dial-panel", || self.view_dial(link)) }
                         { self.view_panel(link, Panel::Embedding, "GPM embeddings", "gpm-embedding", || self.view_embedding()) }
@@ -348,7 +427,10 @@ impl App {
 
     fn rebuild_dataset(&mut self) {
         let cfg = self.settings.run_config();
-        self.dataset = cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string());
+        self.dataset = match &self.uploaded {
+            Some((_, ds)) => Ok(ds.clone()),
+            None => cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string()),
+        };
         self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 60)).map(Rc::new);
     }
 
@@ -385,6 +467,9 @@ impl App {
         self.landscape_request += 1;
         self.candidates = None;
         self.embeddings = None;
+        self.surface = None;
+        self.margins = None;
+        self.train_accuracy.clear();
         self.views_generation += 1;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
@@ -395,7 +480,11 @@ impl App {
     fn ensure_trainer(&mut self) -> bool {
         let Some(backend) = self.ready_backend() else { return false };
         if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
-            match AnyTrainer::new(backend, self.settings.run_config()) {
+            let built = match &self.uploaded {
+                Some((_, ds)) => AnyTrainer::with_dataset(backend, self.settings.run_config(), ds.as_ref().clone()),
+                None => AnyTrainer::new(backend, self.settings.run_config()),
+            };
+            match built {
                 Ok(t) => {
                     *self.shared.latest.borrow_mut() = Some((t.snapshot(), 0));
                     // About 100 snapshots over the run, enough for a smooth path.
@@ -429,6 +518,21 @@ impl App {
         }
     }
 
+    /// Download the current weights (named MessagePack, what the CLI's `model.mpk` holds).
+    fn export_model(&self) {
+        let bytes = match self.shared.slot.borrow().as_ref() {
+            Some(t) => t.model_bytes(),
+            None => return,
+        };
+        match bytes {
+            Ok(b) => {
+                let name = format!("prefscope-{}-{}-seed{}-step{}.mpk", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed, self.losses.len());
+                download_bytes(&js_sys::Uint8Array::from(b.as_slice()), &name, "application/msgpack");
+            }
+            Err(e) => web_sys::console::error_1(&format!("export: {e}").into()),
+        }
+    }
+
     /// Evaluate the landscape of the latest weights (the initial ones before training).
     fn compute_landscape(&mut self, ctx: &Context<Self>) {
         if !self.settings.is_open(Panel::Landscape) || !self.ensure_trainer() {
@@ -458,7 +562,17 @@ impl App {
             ctx.link().send_future(async move { Msg::CandidatesReady(g, crate::dial_panel::candidates(model, ds, step).await) });
         }
         if self.settings.model == ModelKind::Gpm && self.settings.is_open(Panel::Embedding) {
+            let (model, ds) = (model.clone(), ds.clone());
             ctx.link().send_future(async move { Msg::EmbeddingsReady(g, crate::embedding_panel::embeddings(model, ds, step).await) });
+        }
+        if let Some(extent) = self.picture.as_ref().map(|p| p.extent)
+            && self.settings.is_open(Panel::Surface)
+        {
+            let model = model.clone();
+            ctx.link().send_future(async move { Msg::SurfaceReady(g, crate::surface_panel::compute(model, extent, step).await) });
+        }
+        if self.settings.is_open(Panel::Charts) {
+            ctx.link().send_future(async move { Msg::MarginsReady(g, step, crate::charts_panel::held_out_logits(model, ds).await) });
         }
     }
 
@@ -469,6 +583,7 @@ impl App {
                 self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
                 self.hook_times.push(&JsValue::from_f64(js_sys::Date::now()));
                 self.losses.push(m.loss);
+                self.train_accuracy.push(m.train_accuracy);
                 if let Some(e) = m.eval {
                     self.evals.push((m.step, e.accuracy, e.loss));
                     self.refresh_views(ctx);
@@ -558,6 +673,34 @@ impl App {
             _ => JsValue::NULL,
         };
         set("embedding", &embedding);
+        set("surface", &self.surface_hook());
+        let charts = Object::new();
+        let _ = Reflect::set(&charts, &"trainAccuracy".into(), &numbers(self.train_accuracy.iter().map(|&a| a as f64)));
+        if let Some((m, step)) = &self.margins {
+            let _ = Reflect::set(&charts, &"margins".into(), &numbers(m.iter().map(|&v| v as f64)));
+            let _ = Reflect::set(&charts, &"marginStep".into(), &JsValue::from_f64(*step as f64));
+        }
+        set("charts", &charts);
+    }
+
+    /// `window.__prefscope.surface`: `{ n, extent, step, values (top row first, what the pixels
+    /// show), arrows: [[chosen x, y, rejected x, y]] }` or null.
+    fn surface_hook(&self) -> JsValue {
+        let (Some(Ok(s)), Some(pic)) = (&self.surface, &self.picture) else { return JsValue::NULL };
+        let o = Object::new();
+        let put = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        put("n", (s.n as f64).into());
+        put("extent", (s.extent as f64).into());
+        put("step", (s.step as f64).into());
+        put("values", numbers(s.scalars(self.settings.direction_vector())).into());
+        let arrows = pic.arrows.iter().map(|&(c, r)| {
+            let (a, b) = (&pic.items[c], &pic.items[r]);
+            JsValue::from(numbers([a.x, a.y, b.x, b.y].map(|v| v as f64)))
+        });
+        put("arrows", Array::from_iter(arrows).into());
+        o.into()
     }
 
     /// `window.__prefscope.landscape`: `{ status, plane, n, values, centre, currentLoss, min, max,
@@ -654,20 +797,100 @@ impl App {
                         disabled={s.model != ModelKind::Gpm} onchange={on_normalize} />
                     { "normalise embeddings to unit length (GPM)" }
                 </label>
-                <p class="meta">
-                    { format!("seed {} · {} steps · batch {} · AdamW lr {} · eval every {} steps", cfg.seed, cfg.train.steps, cfg.train.batch, cfg.train.lr, cfg.train.eval_every) }
-                    <br/>
-                    <span class="hint">{ "seed and steps are set in the URL, e.g. ?seed=1&steps=500" }</span>
-                </p>
+                { self.view_hyper(link) }
+                <p class="meta">{ format!("AdamW · eval every {} steps · everything is in the URL", cfg.train.eval_every) }</p>
                 <div class="buttons">
                     <button class="primary" data-testid="train-button" disabled={!ready || (training && !self.pausing)}
                         onclick={link.callback(|_| Msg::Train)}>{ train_label }</button>
                     <button data-testid="pause-button" disabled={!training || self.pausing}
                         onclick={link.callback(|_| Msg::Pause)}>{ if self.pausing { "Pausing…" } else { "Pause" } }</button>
+                    <button data-testid="step-button" disabled={!ready || training || self.status == Status::Done}
+                        onclick={link.callback(|_| Msg::Step)} title="one training step">{ "Step" }</button>
                     <button data-testid="reset-button" disabled={!ready}
                         onclick={link.callback(|_| Msg::Reset)}>{ "Reset" }</button>
                 </div>
+                <div class="buttons secondary">
+                    <button data-testid="export-model" disabled={training || self.losses.is_empty()}
+                        onclick={link.callback(|_| Msg::ExportModel)} title="the current weights as named MessagePack (model.mpk)">{ "Export model" }</button>
+                </div>
+                { self.view_upload(link) }
             </section>
+        }
+    }
+
+    /// Sliders and fields for the run's hyper-parameters; each change starts a new run.
+    fn view_hyper(&self, link: &yew::html::Scope<Self>) -> Html {
+        let s = &self.settings;
+        // A slider whose integer position maps to a value; `change` (on release) applies it.
+        let slider = |id: &str, label: String, pos: i32, range: (i32, i32), enabled: bool, apply: Rc<dyn Fn(&mut Settings, i32)>| {
+            let on_change = link.callback(move |e: Event| {
+                let x: i32 = e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(0);
+                let apply = apply.clone();
+                Msg::Edit(Rc::new(move |s: &mut Settings| apply(s, x)))
+            });
+            html! {
+                <label class={classes!("field", "slider", (!enabled).then_some("disabled"))}>
+                    <span>{ label }</span>
+                    <input type="range" data-testid={format!("{id}-slider")} min={range.0.to_string()} max={range.1.to_string()} value={pos.to_string()}
+                        disabled={!enabled} onchange={on_change} aria-label={id.to_string()} />
+                </label>
+            }
+        };
+        let log10 = |v: f64| (10.0 * v.log10()).round() as i32;
+        let gpm = s.model == ModelKind::Gpm;
+        let number = |id: &str, label: &str, value: String, apply: Rc<dyn Fn(&mut Settings, u64)>| {
+            let on_change = link.callback(move |e: Event| {
+                let v = e.target_unchecked_into::<HtmlInputElement>().value().parse::<u64>().ok();
+                let apply = apply.clone();
+                Msg::Edit(Rc::new(move |s: &mut Settings| if let Some(v) = v { apply(s, v) }))
+            });
+            html! {
+                <label class="field number">
+                    <span>{ label.to_string() }</span>
+                    <input type="number" min="0" data-testid={format!("{id}-input")} value={value} onchange={on_change} />
+                </label>
+            }
+        };
+        html! {
+            <div class="sliders">
+                { slider("lr", format!("learning rate {}", s.lr), log10(s.lr), (-40, 0), true, Rc::new(|s, x| s.lr = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                { slider("batch", format!("batch {}", s.batch), BATCHES.iter().position(|&b| b >= s.batch).unwrap_or(4) as i32, (0, BATCHES.len() as i32 - 1), true, Rc::new(|s, x| s.batch = BATCHES[x.clamp(0, BATCHES.len() as i32 - 1) as usize])) }
+                { slider("noise", format!("label noise {}", s.noise), log10(s.noise), (-20, 10), true, Rc::new(|s, x| s.noise = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                { slider("pairs", format!("dataset {} pairs", s.pairs), PAIR_COUNTS.iter().position(|&p| p >= s.pairs).unwrap_or(4) as i32, (0, PAIR_COUNTS.len() as i32 - 1), true, Rc::new(|s, x| s.pairs = PAIR_COUNTS[x.clamp(0, PAIR_COUNTS.len() as i32 - 1) as usize])) }
+                { slider("k", format!("GPM blocks k = {}", s.k), s.k as i32, (1, 8), gpm, Rc::new(|s, x| s.k = x.clamp(1, 8) as usize)) }
+                { slider("tau", format!("GPM τ = {}", s.tau), log10(s.tau), (-20, 10), gpm, Rc::new(|s, x| s.tau = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                <div class="row">
+                    { number("seed", "seed", s.seed.to_string(), Rc::new(|s, v| s.seed = v)) }
+                    { number("steps", "steps", s.steps.to_string(), Rc::new(|s, v| s.steps = (v as usize).clamp(1, crate::settings::MAX_STEPS))) }
+                </div>
+            </div>
+        }
+    }
+
+    /// Drop zone and file picker for a JSONL pair file (GPM's `chosen`/`reject` lines).
+    fn view_upload(&self, link: &yew::html::Scope<Self>) -> Html {
+        let on_drop = link.batch_callback(|e: DragEvent| {
+            e.prevent_default();
+            e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)).map(Msg::Upload)
+        });
+        let on_pick = link.batch_callback(|e: Event| e.target_unchecked_into::<HtmlInputElement>().files().and_then(|f| f.get(0)).map(Msg::Upload));
+        html! {
+            <div class="upload" data-testid="upload-zone" ondrop={on_drop} ondragover={Callback::from(|e: DragEvent| e.prevent_default())}>
+                <label>
+                    { "Drop a JSONL pair file here or " }
+                    <input type="file" accept=".jsonl,.json,.txt" data-testid="upload-input" onchange={on_pick} />
+                </label>
+                <p class="hint">{ "One {\"chosen\": …, \"reject\": …} per line; read in this tab, never sent anywhere." }</p>
+                if let Some((name, ds)) = &self.uploaded {
+                    <p class="notice" data-testid="upload-status">
+                        { format!("Training on {name}: {} responses, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
+                        <button onclick={link.callback(|_| Msg::ClearUpload)}>{ "Back to the scenario" }</button>
+                    </p>
+                }
+                if let Some(e) = &self.upload_error {
+                    <p class="notice error" role="alert" data-testid="upload-error">{ e.clone() }</p>
+                }
+            </div>
         }
     }
 
@@ -678,8 +901,14 @@ impl App {
             <section class={classes!("card", "panel", panel.name())} data-testid={testid.to_string()}>
                 <header class="panel-head">
                     <h2>{ title }</h2>
-                    <button class="toggle" aria-expanded={open.to_string()} data-testid={format!("{testid}-toggle")}
-                        onclick={link.callback(move |_| Msg::TogglePanel(panel))}>{ if open { "Hide" } else { "Show" } }</button>
+                    <span class="tools">
+                        if open {
+                            <button data-testid={format!("{testid}-png")} title="save this panel's pictures as PNG"
+                                onclick={let id = testid.to_string(); link.callback(move |_| Msg::ExportPng(id.clone()))}>{ "PNG" }</button>
+                        }
+                        <button class="toggle" aria-expanded={open.to_string()} data-testid={format!("{testid}-toggle")}
+                            onclick={link.callback(move |_| Msg::TogglePanel(panel))}>{ if open { "Hide" } else { "Show" } }</button>
+                    </span>
                 </header>
                 if open { { body() } }
             </section>
@@ -699,6 +928,16 @@ impl App {
                 on_log={link.callback(Msg::SetLog)}
                 on_compute={link.callback(|_| Msg::ComputeLandscape)} />
         }
+    }
+
+    fn view_charts(&self) -> Html {
+        charts(&Series {
+            total_steps: self.settings.steps,
+            losses: &self.losses,
+            train_accuracy: &self.train_accuracy,
+            evals: &self.evals,
+            margins: self.margins.as_ref().map(|(m, step)| (m.as_slice(), *step)),
+        })
     }
 
     fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
@@ -726,7 +965,7 @@ impl App {
         let total = self.settings.steps;
         let last_loss = self.losses.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "—".into());
         let accuracy = self.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "—".into());
-        let speed = self.ms_per_step.map(|ms| format!("{ms:.1} ms/step")).unwrap_or_else(|| "—".into());
+        let speed = self.ms_per_step.map(|ms| format!("{:.0} steps/s · {ms:.1} ms/step", 1000.0 / ms.max(1e-3))).unwrap_or_else(|| "—".into());
         let status_class = match self.status {
             Status::Done => "v status done",
             Status::Error(_) => "v status error",
@@ -758,16 +997,44 @@ impl App {
         }
     }
 
-    fn view_data(&self) -> Html {
+    fn surface_step(&self) -> String {
+        match &self.surface {
+            Some(Ok(s)) => s.step.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn surface_caption(&self) -> String {
+        match (&self.surface, self.settings.model) {
+            (Some(Err(e)), _) => format!("Decision surface: {e}."),
+            (_, ModelKind::Bt) => "Background: the learnt reward r(x), purple low → yellow high (as TensorFlow Playground draws a classifier).".into(),
+            (_, ModelKind::MultiObjective) => "Background: the learnt v·r(x) for the dial's direction v (purple low → yellow high); it turns with the dial.".into(),
+            (_, ModelKind::Gpm) => "Background: the angle of the learnt embedding (block 1) as a hue; on the cyclic data it should match the items' colours.".into(),
+            _ => "Train to paint the model's decision surface behind the data.".into(),
+        }
+    }
+
+    fn view_data(&self, link: &yew::html::Scope<Self>) -> Html {
         let body = match (&self.dataset, &self.picture) {
             (Err(e), _) => html! { <p class="notice error">{ format!("Could not build the scenario: {e}") }</p> },
             (Ok(ds), Some(pic)) => html! {
                 <div class="data-body">
-                    <DataPlot picture={PictureRef(pic.clone())} />
+                    <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
+                        if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
+                            <SurfaceCanvas surface={SurfaceRef(surface.clone())} direction={self.settings.direction_vector()} />
+                        }
+                        <DataPlot picture={PictureRef(pic.clone())} />
+                    </div>
                     <p class="caption">
                         { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
                         <br/><br/>{ capitalise(pic.colour_legend) }{ "." }
                         <br/><br/>{ format!("Arrows point from the chosen to the rejected item of {} sampled training pairs.", pic.arrows.len()) }
+                        <br/><br/>{ self.surface_caption() }
+                        <label class="check">
+                            <input type="checkbox" data-testid="surface-toggle" checked={self.settings.is_open(Panel::Surface)}
+                                onchange={link.callback(|_| Msg::TogglePanel(Panel::Surface))} />
+                            { "show the model's decision surface" }
+                        </label>
                     </p>
                 </div>
             },
@@ -853,6 +1120,9 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             return;
         }
         *shared.slot.borrow_mut() = Some(trainer);
+        if shared.step_once.replace(false) {
+            shared.pause.set(true);
+        }
         match result {
             Ok(m) => events.emit(LoopEvent::Step(generation, m)),
             Err(e) => {
@@ -868,6 +1138,54 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
         }
         gloo_timers::future::TimeoutFuture::new(0).await;
     }
+}
+
+const BATCHES: [usize; 8] = [8, 16, 32, 64, 128, 256, 512, 1024];
+const PAIR_COUNTS: [usize; 7] = [100, 200, 500, 1000, 2000, 5000, 10_000];
+/// Uploads larger than this many lines are refused: every distinct response becomes a one-hot item.
+const MAX_UPLOAD_LINES: usize = 2000;
+
+/// Two significant digits, so slider values read well in the URL.
+fn round_sig(v: f64) -> f64 {
+    let mag = 10f64.powf(v.abs().log10().floor() - 1.0);
+    ((v / mag).round() * mag * 1e12).round() / 1e12
+}
+
+#[wasm_bindgen(module = "/src/files.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = downloadBytes)]
+    fn download_bytes(bytes: &js_sys::Uint8Array, filename: &str, mime: &str);
+    #[wasm_bindgen(js_name = exportPng)]
+    fn export_png_js(root: &web_sys::Element, filename: &str) -> js_sys::Promise;
+}
+
+/// Save the panel with this `data-testid` as a PNG.
+fn export_png(testid: &str, filename: &str) {
+    let root = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(&format!("[data-testid={testid}]")).ok().flatten());
+    if let Some(root) = root {
+        let promise = export_png_js(&root, filename);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = wasm_bindgen_futures::JsFuture::from(promise).await {
+                web_sys::console::error_1(&e);
+            }
+        });
+    }
+}
+
+/// Read and parse an uploaded pair file; errors name the file and line, and never panic.
+async fn read_pairs(name: &str, file: &File) -> Result<PairDataset, String> {
+    let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|_| format!("{name}: could not read the file"))?;
+    let text = text.as_string().ok_or_else(|| format!("{name}: not a text file"))?;
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if lines > MAX_UPLOAD_LINES {
+        return Err(format!("{name}: {lines} pairs; the page takes at most {MAX_UPLOAD_LINES} (each distinct response becomes a feature)"));
+    }
+    let mut ds = prefscope_core::data::parse_gpm_custom(name, &text).map_err(|e| e.to_string())?;
+    if ds.pairs.len() < 2 {
+        return Err(format!("{name}: needs at least two pairs, found {}", ds.pairs.len()));
+    }
+    ds.split(0.2, 0).map_err(|e| e.to_string())?;
+    Ok(ds)
 }
 
 /// Record the trainer's flattened weights; models the landscape does not cover record nothing.

@@ -123,6 +123,22 @@ impl AnyTrainer {
         })
     }
 
+    /// A trainer on data that did not come from a scenario (an uploaded file).
+    pub fn with_dataset(backend: Backend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
+        Ok(match backend {
+            Backend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),
+            Backend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &Default::default())?)),
+        })
+    }
+
+    /// The current weights as named MessagePack.
+    pub fn model_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::Gpu(t) => t.model_bytes(),
+            Self::Cpu(t) => t.model_bytes(),
+        }
+    }
+
     pub async fn step(&mut self) -> Result<StepMetrics> {
         match self {
             Self::Gpu(t) => t.step().await,
@@ -137,6 +153,7 @@ impl AnyTrainer {
         }
     }
 
+    #[allow(dead_code)]
     pub fn dataset(&self) -> &PairDataset {
         match self {
             Self::Gpu(t) => &t.dataset,
