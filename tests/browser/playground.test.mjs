@@ -415,8 +415,9 @@ try {
       // The table shows the same numbers.
       const cells = await page.getByTestId('gpm-matrix').locator('tbody td').evaluateAll((tds) => tds.map((td) => Number(td.dataset.p)));
       assert(cells.length === n * n && cells.every((p, q) => Math.abs(p - P[Math.floor(q / n)][q % n]) < 1e-5), 'table and hook differ');
+      // Keyboard: focus a response (hovering does the same).
       const item = E.items[2];
-      await page.getByTestId(`gpm-point-${item}`).hover();
+      await page.getByTestId(`gpm-point-${item}`).focus();
       const row = await page.getByTestId('gpm-hover-row').textContent();
       const label = await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"] th`).textContent();
       assert(row.includes(`P(${label} ≻`), `hover row "${row}" is not about ${label}`);

@@ -487,8 +487,10 @@ impl App {
             match built {
                 Ok(t) => {
                     *self.shared.latest.borrow_mut() = Some((t.snapshot(), 0));
-                    // About 100 snapshots over the run, enough for a smooth path.
-                    self.shared.snapshot_every.set((self.settings.steps / 100).max(1));
+                    // About 100 snapshots over the run, enough for a smooth path; none (and no
+                    // read-backs slowing the steps) while the landscape panel is closed.
+                    let every = if self.settings.is_open(Panel::Landscape) { (self.settings.steps / 100).max(1) } else { 0 };
+                    self.shared.snapshot_every.set(every);
                     *self.shared.slot.borrow_mut() = Some(t);
                 }
                 Err(e) => {
@@ -1104,7 +1106,8 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             shared.running.set(false);
             return;
         };
-        if trainer.steps_done() == 0 && shared.snapshots.borrow().is_empty() {
+        let every = shared.snapshot_every.get();
+        if every > 0 && trainer.steps_done() == 0 && shared.snapshots.borrow().is_empty() {
             snapshot(&shared, &trainer).await;
         }
         let result = trainer.step().await;
@@ -1113,7 +1116,7 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
         }
         let done = trainer.is_done();
         *shared.latest.borrow_mut() = Some((trainer.snapshot(), trainer.steps_done()));
-        if result.is_ok() && (trainer.steps_done().is_multiple_of(shared.snapshot_every.get().max(1)) || done) {
+        if every > 0 && result.is_ok() && (trainer.steps_done().is_multiple_of(every) || done) {
             snapshot(&shared, &trainer).await;
         }
         if shared.generation.get() != generation {

@@ -81,10 +81,10 @@ pub fn direction_dial(props: &Props) -> Html {
     let pointer_angle = |e: &PointerEvent| {
         let el: Element = e.current_target().map(|t| JsValue::from(t).into())?;
         let rect = el.get_bounding_client_rect();
-        // The SVG is scaled to its box: convert to viewBox units before taking the angle.
-        let sx = DIAL / rect.width().max(1.0);
-        let dx = (e.client_x() as f64 - rect.left()) * sx - DIAL / 2.0;
-        let dy = (e.client_y() as f64 - rect.top()) * sx - DIAL / 2.0;
+        // The dial is drawn centred in its box at a uniform scale, so the angle about the box's
+        // centre is the angle on the dial.
+        let dx = e.client_x() as f64 - (rect.left() + rect.width() / 2.0);
+        let dy = e.client_y() as f64 - (rect.top() + rect.height() / 2.0);
         Some(angle_of(dx, dy))
     };
     let on_down = {

@@ -107,7 +107,8 @@ pub fn embedding_view(props: &Props) -> Html {
                 <svg class="embedding" viewBox={format!("0 0 {size} {size}")} role="img" aria-label={format!("block {} of the preference embeddings", b + 1)}>
                     <line class="axis-faint" x1={fmt(size / 2.0)} x2={fmt(size / 2.0)} y1="0" y2={fmt(size)} />
                     <line class="axis-faint" y1={fmt(size / 2.0)} y2={fmt(size / 2.0)} x1="0" x2={fmt(size)} />
-                    { for (0..emb.n()).map(|i| {
+                    // The matrix's responses last, so they sit on top and take the pointer.
+                    { for (0..emb.n()).filter(|i| !emb.matrix.contains(i)).chain(emb.matrix.iter().copied()).map(|i| {
                         let (x, y) = (px(emb.points[i][2 * b]), py(emb.points[i][2 * b + 1]));
                         let on_enter = { let h = hovered.clone(); Callback::from(move |_| h.set(Some(i))) };
                         let on_focus = { let h = hovered.clone(); Callback::from(move |_: FocusEvent| h.set(Some(i))) };

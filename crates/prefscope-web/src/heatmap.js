@@ -1,8 +1,8 @@
-// Runs shaders/landscape.wgsl on a WebGPU canvas (the loss-landscape heatmap).
+// Runs shaders/landscape.wgsl on WebGPU (the loss-landscape heatmap).
 //
 // A GPUDevice of its own, separate from burn's: the page only hands it a few kilobytes of losses.
-// Every failure resolves to a reason string instead of throwing, so the page can fall back to its
-// 2-D canvas; a lost device is forgotten and requested again on the next draw.
+// Every failure resolves to a reason string instead of throwing, so the page can fall back to
+// drawing on the CPU; a lost device is forgotten and requested again on the next draw.
 
 let devicePromise = null;
 const pipelines = new WeakMap();
@@ -22,27 +22,30 @@ function device() {
   return devicePromise;
 }
 
-/** Draw; resolves to '' on success or to why it could not. */
+/**
+ * Render the heatmap with the WGSL shader into an offscreen texture, read it back and put it on
+ * `canvas` (a 2-D canvas of the picture's size). Presenting to a WebGPU canvas is avoided on
+ * purpose: headless Chromium's SwiftShader loses the device on present, and a 2-D canvas can be
+ * saved as PNG. Resolves to '' on success or to why it could not.
+ */
 export async function drawHeatmapWebGpu(canvas, code, values, n, lo, hi, logScale, contours) {
   try {
     const dev = await device();
-    const ctx = canvas.getContext('webgpu');
-    if (!ctx) return 'the canvas has no webgpu context';
-    const format = navigator.gpu.getPreferredCanvasFormat();
-    ctx.configure({ device: dev, format, alphaMode: 'opaque' });
-    let pipeline = pipelines.get(dev)?.[format];
+    const format = 'rgba8unorm';
+    const { width, height } = canvas;
+    let pipeline = pipelines.get(dev);
     if (!pipeline) {
-      dev.pushErrorScope('validation');
       const module = dev.createShaderModule({ code });
-      pipeline = dev.createRenderPipeline({
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((m) => m.type === 'error');
+      if (errors.length) return `shader: ${errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join('; ')}`;
+      pipeline = await dev.createRenderPipelineAsync({
         layout: 'auto',
         vertex: { module, entryPoint: 'vs' },
         fragment: { module, entryPoint: 'fs', targets: [{ format }] },
         primitive: { topology: 'triangle-list' },
       });
-      const err = await dev.popErrorScope();
-      if (err) return `shader: ${err.message}`;
-      pipelines.set(dev, { ...(pipelines.get(dev) || {}), [format]: pipeline });
+      pipelines.set(dev, pipeline);
     }
     const params = new ArrayBuffer(32);
     const view = new DataView(params);
@@ -55,25 +58,32 @@ export async function drawHeatmapWebGpu(canvas, code, values, n, lo, hi, logScal
     dev.queue.writeBuffer(uniforms, 0, params);
     const storage = dev.createBuffer({ size: Math.max(16, values.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     dev.queue.writeBuffer(storage, 0, values);
+    const target = dev.createTexture({ size: [width, height], format, usage: GPUTextureUsage.RENDER_ATTACHMENT | GPUTextureUsage.COPY_SRC });
+    // Rows of a texture-to-buffer copy are padded to 256 bytes.
+    const rowBytes = Math.ceil((width * 4) / 256) * 256;
+    const readback = dev.createBuffer({ size: rowBytes * height, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
     const bindGroup = dev.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: [{ binding: 0, resource: { buffer: uniforms } }, { binding: 1, resource: { buffer: storage } }],
     });
-    dev.pushErrorScope('validation');
     const encoder = dev.createCommandEncoder();
     const pass = encoder.beginRenderPass({
-      colorAttachments: [{ view: ctx.getCurrentTexture().createView(), loadOp: 'clear', storeOp: 'store', clearValue: { r: 0, g: 0, b: 0, a: 1 } }],
+      colorAttachments: [{ view: target.createView(), loadOp: 'clear', storeOp: 'store', clearValue: { r: 0, g: 0, b: 0, a: 1 } }],
     });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.draw(3);
     pass.end();
+    encoder.copyTextureToBuffer({ texture: target }, { buffer: readback, bytesPerRow: rowBytes }, [width, height]);
     dev.queue.submit([encoder.finish()]);
-    const err = await dev.popErrorScope();
-    await dev.queue.onSubmittedWorkDone();
-    uniforms.destroy();
-    storage.destroy();
-    return err ? `render: ${err.message}` : '';
+    await readback.mapAsync(GPUMapMode.READ);
+    const padded = new Uint8Array(readback.getMappedRange());
+    const pixels = new Uint8ClampedArray(width * height * 4);
+    for (let y = 0; y < height; y++) pixels.set(padded.subarray(y * rowBytes, y * rowBytes + width * 4), y * width * 4);
+    readback.unmap();
+    for (const b of [uniforms, storage, readback, target]) b.destroy();
+    canvas.getContext('2d').putImageData(new ImageData(pixels, width, height), 0, 0);
+    return '';
   } catch (e) {
     return String(e?.message || e);
   }

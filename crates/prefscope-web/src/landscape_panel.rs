@@ -1,9 +1,9 @@
 //! The loss-landscape panel: computes a [`Slice`] on the page's backend and draws it.
 //!
 //! The grid is evaluated by the core's batched [`Surface::losses`] on the model's own backend
-//! (WebGPU or ndarray). The heatmap is drawn by `shaders/landscape.wgsl` on a WebGPU canvas when
-//! the page trains on WebGPU, otherwise by [`rasterise`] on a 2-D canvas; an SVG on top carries
-//! the trajectory, the current weights and the axes.
+//! (WebGPU or ndarray). The heatmap is rendered by `shaders/landscape.wgsl` on WebGPU when the
+//! page trains on WebGPU (offscreen, then shown on a 2-D canvas: see `heatmap.js`), otherwise by
+//! [`rasterise`] on the CPU; an SVG on top carries the trajectory, the current weights and the axes.
 
 use std::rc::Rc;
 
@@ -32,6 +32,7 @@ const LINE_POINTS: usize = 61;
 
 #[wasm_bindgen(module = "/src/heatmap.js")]
 extern "C" {
+    /// Renders with the shader and puts the pixels on the 2-D `canvas`; resolves to '' or why not.
     #[wasm_bindgen(js_name = drawHeatmapWebGpu)]
     fn draw_heatmap_webgpu(canvas: &HtmlCanvasElement, code: &str, values: &Float32Array, n: u32, lo: f32, hi: f32, log_scale: bool, contours: f32) -> js_sys::Promise;
 }
@@ -113,7 +114,7 @@ pub struct Props {
     pub plane: Plane,
     pub grid: usize,
     pub log: bool,
-    /// Draw with the WGSL shader (the page trains on WebGPU) or on a 2-D canvas.
+    /// Render with the WGSL shader (the page trains on WebGPU) or on the CPU.
     pub webgpu: bool,
     pub on_plane: Callback<Plane>,
     pub on_grid: Callback<usize>,
@@ -123,17 +124,16 @@ pub struct Props {
 
 #[function_component(LandscapePanel)]
 pub fn landscape_panel(props: &Props) -> Html {
-    let gpu_canvas = use_node_ref();
-    let cpu_canvas = use_node_ref();
-    // Which canvas holds the picture: "webgpu", "canvas2d" or "" before the first draw.
+    let canvas = use_node_ref();
+    // Who drew the picture: "webgpu" (the shader), "canvas2d" (the CPU) or "" before the first.
     let renderer = use_state(String::new);
     {
-        let (gpu_canvas, cpu_canvas, renderer) = (gpu_canvas.clone(), cpu_canvas.clone(), renderer.clone());
+        let (canvas, renderer) = (canvas.clone(), renderer.clone());
         use_effect_with((props.slice.clone(), props.log, props.webgpu), move |(slice, log, webgpu)| {
             if let Some(slice) = slice.clone() {
                 let (log, webgpu) = (*log, *webgpu);
                 wasm_bindgen_futures::spawn_local(async move {
-                    let used = draw(&slice.0, log, webgpu, &gpu_canvas, &cpu_canvas).await;
+                    let used = draw(&slice.0, log, webgpu, &canvas).await;
                     set_hook("landscapeRenderer", &JsValue::from_str(&used));
                     renderer.set(used);
                 });
@@ -152,7 +152,6 @@ pub fn landscape_panel(props: &Props) -> Html {
         PanelState::Idle => "not computed yet".into(),
     };
     let grids = [21usize, 31, 41, 61].into_iter().filter(|n| GRID.contains(n)).chain((![21, 31, 41, 61].contains(&props.grid)).then_some(props.grid));
-    let showing = |r: &str| if *renderer == r { "" } else { "hidden" };
     html! {
         <>
             <p class="desc">{ "The training loss (mean −log σ over all training pairs) on a plane through the current weights θ: θ + a·d₁ + b·d₂. Random planes use filter-normalised directions (Li et al. 2018: each neuron's direction scaled to that neuron's weight norm, biases zero); the PCA plane spans the training trajectory's two main directions, with the path drawn on it. The whole grid is one batched forward pass on this page's backend. Recomputed on pause and at the end of training." }</p>
@@ -178,8 +177,7 @@ pub fn landscape_panel(props: &Props) -> Html {
             <p class="caption" data-testid="landscape-status" aria-live="polite">{ status }</p>
             <div class="landscape-body">
                 <div class="heatmap" data-testid="landscape-canvas" data-renderer={(*renderer).clone()}>
-                    <canvas ref={gpu_canvas} width={SIZE.to_string()} height={SIZE.to_string()} class={showing("webgpu")} aria-hidden="true"></canvas>
-                    <canvas ref={cpu_canvas} width={SIZE.to_string()} height={SIZE.to_string()} class={showing("canvas2d")} aria-hidden="true"></canvas>
+                    <canvas ref={canvas} width={SIZE.to_string()} height={SIZE.to_string()} aria-hidden="true"></canvas>
                     if let Some(s) = &props.slice { { overlay(&s.0) } }
                 </div>
                 if let Some(s) = &props.slice {
@@ -194,19 +192,19 @@ pub fn landscape_panel(props: &Props) -> Html {
     }
 }
 
-/// Draw on the WebGPU canvas when asked and possible, else on the 2-D one; returns which.
-async fn draw(slice: &Slice, log: bool, webgpu: bool, gpu: &NodeRef, cpu: &NodeRef) -> String {
+/// Render with the shader when asked and possible, else on the CPU; returns which did.
+async fn draw(slice: &Slice, log: bool, webgpu: bool, node: &NodeRef) -> String {
     let scale = ColourScale::new(slice.range(), log);
-    if webgpu && let Some(canvas) = gpu.cast::<HtmlCanvasElement>() {
+    let Some(canvas) = node.cast::<HtmlCanvasElement>() else { return String::new() };
+    if webgpu {
         let values = Float32Array::from(slice.values.as_slice());
         let promise = draw_heatmap_webgpu(&canvas, SHADER, &values, slice.n as u32, scale.lo as f32, scale.hi as f32, log, CONTOURS);
         match wasm_bindgen_futures::JsFuture::from(promise).await.map(|v| v.as_string().unwrap_or_default()) {
             Ok(why) if why.is_empty() => return "webgpu".into(),
-            Ok(why) => web_sys::console::warn_1(&format!("landscape: WebGPU drawing failed ({why}); drawing on a 2-D canvas").into()),
+            Ok(why) => web_sys::console::warn_1(&format!("landscape: WebGPU rendering failed ({why}); drawing on the CPU").into()),
             Err(e) => web_sys::console::warn_1(&e),
         }
     }
-    let Some(canvas) = cpu.cast::<HtmlCanvasElement>() else { return String::new() };
     let pixels = rasterise(&slice.values, slice.n, SIZE, &scale);
     let drawn = canvas
         .get_context("2d")
@@ -252,6 +250,8 @@ fn overlay(s: &Slice) -> Html {
     }
 }
 
+const BANDS: usize = 60;
+
 /// A horizontal colour bar with loss ticks.
 fn legend(s: &Slice, log: bool) -> Html {
     let sc = ColourScale::new(s.range(), log);
@@ -260,15 +260,11 @@ fn legend(s: &Slice, log: bool) -> Html {
     let spacing = if ticks.len() > 1 { ticks[1] - ticks[0] } else { 1.0 };
     html! {
         <svg class="legend-bar" data-testid="landscape-legend" viewBox={format!("0 0 {w} 40")} role="img" aria-label="colour scale of the loss">
-            <defs>
-                <linearGradient id="landscape-gradient">
-                    { for (0..=16).map(|k| {
-                        let t = k as f64 / 16.0;
-                        html! { <stop offset={format!("{:.3}", t)} stop-color={css_colour(t)} /> }
-                    }) }
-                </linearGradient>
-            </defs>
-            <rect x="0" y="0" width={w.to_string()} height={bar.to_string()} fill="url(#landscape-gradient)" />
+            // Narrow bands rather than a gradient: exact colours, and nothing to reference by id.
+            { for (0..BANDS).map(|k| {
+                let t = (k as f64 + 0.5) / BANDS as f64;
+                html! { <rect x={fmt(k as f64 * w / BANDS as f64)} y="0" width={fmt(w / BANDS as f64 + 0.6)} height={bar.to_string()} fill={css_colour(t)} /> }
+            }) }
             { for ticks.iter().filter(|&&t| t >= sc.lo && t <= sc.hi).map(|&t| {
                 let px = sc.t(t) * w;
                 html! {
