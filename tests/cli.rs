@@ -34,7 +34,7 @@ fn train_then_eval_a_cyclic_gpm_run() {
     assert!(acc >= 0.95, "GPM on cyclic: {acc}");
 
     let run = dir.join("runs/a");
-    for f in ["config.toml", "metrics.jsonl", "model.mpk", "summary.json"] {
+    for f in ["config.toml", "metrics.jsonl", "model.safetensors", "summary.json"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -55,6 +55,43 @@ fn train_then_eval_a_cyclic_gpm_run() {
     let out = prefscope(&["train", "--out", "runs/a", "--steps", "2"], &dir);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a trained model"));
+}
+
+/// Kill a training child process after its first checkpoint, resume it, and compare with an
+/// uninterrupted run: the weights file and the metrics log must be byte-identical.
+#[test]
+fn a_killed_run_resumes_bit_identically() {
+    let dir = scratch("resume");
+    let args = ["train", "--scenario", "linear", "--model", "bt", "--steps", "400", "--checkpoint-every", "7", "--json"];
+    let straight = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
+    last_json(&straight);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
+        .args([&args[..], &["--out", "killed"]].concat())
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.join("killed/resume.state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("killed/summary.json").exists(), "the child finished before it was killed; the test proves nothing");
+
+    let resumed = last_json(&prefscope(&["train", "--resume", "killed", "--json"], &dir));
+    assert_eq!(resumed["steps"], 400);
+    for f in ["model.safetensors", "metrics.jsonl"] {
+        let (a, b) = (std::fs::read(dir.join("straight").join(f)).unwrap(), std::fs::read(dir.join("killed").join(f)).unwrap());
+        assert!(a == b, "{f} differs after resume");
+    }
+    assert!(!dir.join("killed/resume.state").exists(), "a finished run keeps no resume state");
+    let out = prefscope(&["train", "--resume", "killed"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has finished"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.mpk).
+    /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.safetensors, summary.json).
     Train(run::TrainArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),

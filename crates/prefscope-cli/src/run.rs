@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use prefscope_core::train::{evaluate, load_model};
+use prefscope_core::checkpoint::{check_fits, load_preference_model};
+use prefscope_core::train::evaluate;
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
 
@@ -43,6 +44,13 @@ pub struct TrainArgs {
     /// Replace a checkpoint already in --out.
     #[arg(long)]
     overwrite: bool,
+    /// Continue a run folder whose training was interrupted (its config.toml is used; other
+    /// settings flags are refused).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite"])]
+    resume: Option<PathBuf>,
+    /// Save the resumable run state (and model.safetensors) every N steps; 0 = only at the end.
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
     /// Print one JSON summary object as the last stdout line.
     #[arg(long)]
     json: bool,
@@ -52,7 +60,7 @@ pub struct TrainArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A run folder written by `prefscope train`.
+    /// A run folder written by `prefscope train`, or a model.safetensors checkpoint file.
     #[arg(long)]
     run: PathBuf,
     /// Print one JSON object as the last stdout line.
@@ -114,30 +122,72 @@ fn prepare_run_dir(args: &TrainArgs, cfg: &RunConfig) -> Result<PathBuf> {
         Some(d) => d.clone(),
         None => crate::default_run_dir(&format!("{}-{}-seed{}", cfg.scenario.kind.name(), cfg.model.kind.name(), cfg.seed)),
     };
-    if dir.join("model.mpk").exists() && !args.overwrite {
+    if dir.join(MODEL_FILE).exists() && !args.overwrite {
         bail!("{} already holds a trained model; choose another --out or pass --overwrite", dir.display());
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create run folder {}", dir.display()))?;
     Ok(dir)
 }
 
+/// The trained weights in a run folder (a self-describing safetensors checkpoint).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Resumable state of an unfinished run (weights, optimiser moments, batch order); removed when
+/// the run completes.
+pub const RESUME_FILE: &str = "resume.state";
+
 struct TrainJob {
     cfg: RunConfig,
     dir: PathBuf,
     json: bool,
+    resume: bool,
+    checkpoint_every: usize,
+}
+
+/// Keep the metrics lines of steps `1..=step` (a killed run may have logged further, or torn the
+/// last line) and return the file opened for appending.
+fn metrics_up_to(path: &Path, step: usize) -> Result<fs::File> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut kept = String::new();
+    for line in text.lines() {
+        match serde_json::from_str::<prefscope_core::StepMetrics>(line) {
+            Ok(m) if m.step <= step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => break,
+        }
+    }
+    if kept.lines().count() != step {
+        bail!("{} has {} complete lines before step {step}; it does not belong to the saved state", path.display(), kept.lines().count());
+    }
+    write_atomic(path, kept.as_bytes())?;
+    Ok(fs::OpenOptions::new().append(true).open(path)?)
 }
 
 impl BackendJob for TrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let TrainJob { cfg, dir, json } = self;
+        let TrainJob { cfg, dir, json, resume, checkpoint_every } = self;
         let mut trainer = Trainer::<B>::new(cfg.clone(), &device)?;
-        write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        let mut metrics = std::io::BufWriter::new(fs::File::create(dir.join("metrics.jsonl"))?);
+        let metrics_path = dir.join("metrics.jsonl");
+        let metrics_file = if resume {
+            let path = dir.join(RESUME_FILE);
+            let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            trainer.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
+            if !json {
+                println!("resuming {} at step {}", dir.display(), trainer.steps_done());
+            }
+            metrics_up_to(&metrics_path, trainer.steps_done())?
+        } else {
+            write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            fs::File::create(&metrics_path)?
+        };
+        let mut metrics = std::io::BufWriter::new(metrics_file);
 
         let bar = crate::step_bar(cfg.train.steps);
-        if !json {
+        bar.set_position(trainer.steps_done() as u64);
+        if !json && !resume {
             println!(
                 "training {} on {} ({} train / {} eval pairs, {} items) on {}",
                 cfg.model.kind.name(),
@@ -165,14 +215,22 @@ impl BackendJob for TrainJob {
                     (false, false) => bar.println(line),
                 }
             }
+            if checkpoint_every > 0 && m.step % checkpoint_every == 0 && !trainer.is_done() {
+                // Metrics first: a state never runs ahead of the metrics it implies.
+                metrics.flush()?;
+                metrics.get_ref().sync_data()?;
+                write_atomic(&dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+                write_atomic(&dir.join(RESUME_FILE), &trainer.resume_bytes()?)?;
+            }
             last = Some(m);
         }
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         metrics.flush()?;
-        write_atomic(&dir.join("model.mpk"), &trainer.model_bytes()?)?;
+        write_atomic(&dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+        let _ = fs::remove_file(dir.join(RESUME_FILE));
 
-        let last = last.expect("at least one step");
+        let Some(last) = last else { bail!("{} has already finished all {} steps", dir.display(), cfg.train.steps) };
         let eval = last.eval.expect("the last step evaluates");
         let summary = json!({
             "eval_accuracy": eval.accuracy,
@@ -195,9 +253,22 @@ impl BackendJob for TrainJob {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
-    let cfg = resolve_config(&args)?;
-    let dir = prepare_run_dir(&args, &cfg)?;
-    let summary = dispatch(args.backend.backend, TrainJob { cfg, dir: dir.clone(), json: args.json })?;
+    let (cfg, dir) = match &args.resume {
+        Some(dir) => {
+            if !dir.join(RESUME_FILE).exists() {
+                let finished = if dir.join(MODEL_FILE).exists() { " (the run has finished)" } else { "" };
+                bail!("{} has no {RESUME_FILE} to resume from{finished}", dir.display());
+            }
+            (read_run_config(dir)?, dir.clone())
+        }
+        None => {
+            let cfg = resolve_config(&args)?;
+            let dir = prepare_run_dir(&args, &cfg)?;
+            (cfg, dir)
+        }
+    };
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every };
+    let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");
     } else {
@@ -212,8 +283,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn read_run_config(dir: &Path) -> Result<RunConfig> {
+    let path = dir.join("config.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("{} is not a run folder (no config.toml)", dir.display()))?;
+    Ok(RunConfig::from_toml(&path.display().to_string(), &text)?)
+}
+
 struct EvalJob {
-    cfg: RunConfig,
     weights: Vec<u8>,
 }
 
@@ -221,8 +297,10 @@ impl BackendJob for EvalJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let dataset = self.cfg.scenario.build(self.cfg.seed)?;
-        let model = load_model::<B>(&self.cfg, &dataset, self.weights, &device)?.valid();
+        let (head, model) = load_preference_model::<B>(self.weights, &device)?;
+        let dataset = head.config.scenario.build(head.config.seed)?;
+        check_fits(&head, &dataset)?;
+        let model = model.valid();
         let e = pollster::block_on(evaluate(&model, &dataset, &dataset.eval, &device))?;
         Ok(json!({
             "accuracy": e.accuracy,
@@ -236,12 +314,9 @@ impl BackendJob for EvalJob {
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let cfg_path = args.run.join("config.toml");
-    let text = fs::read_to_string(&cfg_path).with_context(|| format!("{} is not a run folder (no config.toml)", args.run.display()))?;
-    let cfg = RunConfig::from_toml(&cfg_path.display().to_string(), &text)?;
-    let weights_path = args.run.join("model.mpk");
+    let weights_path = if args.run.is_file() { args.run.clone() } else { args.run.join(MODEL_FILE) };
     let weights = fs::read(&weights_path).with_context(|| format!("cannot read checkpoint {}", weights_path.display()))?;
-    let out = dispatch(args.backend.backend, EvalJob { cfg, weights })?;
+    let out = dispatch(args.backend.backend, EvalJob { weights })?;
     if args.json {
         println!("{out}");
     } else {

@@ -10,21 +10,27 @@
 //! * [`lm`]: a tiny causal transformer LM aligned by SFT then DPO-family losses.
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
+//! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
+//! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
+//! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
 pub mod bandit;
+pub mod checkpoint;
 pub mod data;
 pub mod landscape;
 pub mod lm;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod rank;
 pub mod rng;
+pub mod text;
 pub mod train;
 pub mod traj;
 
@@ -44,6 +50,9 @@ pub enum Error {
     /// The loss became NaN or infinite.
     #[error("non-finite loss ({value}) at step {step}: lower the learning rate or check the data")]
     NonFinite { step: usize, value: f32 },
+    /// A checkpoint file is malformed or does not fit the model.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// The backend failed to execute or read back a tensor.
     #[error("backend error: {0}")]
     Backend(String),

@@ -10,6 +10,15 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// The generator's whole state, for saving a run mid-way.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    pub fn from_state(state: u64) -> Self {
+        Self { state }
+    }
+
     pub fn new(seed: u64) -> Self {
         Self { state: seed ^ 0x5851_f42d_4c95_7f2d }
     }

@@ -5,8 +5,8 @@
 //! a blocking executor, the page awaits it and yields to the browser between steps.
 
 use burn::module::{AutodiffModule, Module, Param};
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -565,10 +565,90 @@ impl<B: AutodiffBackend> Trainer<B> {
         evaluate_resident(&self.model().valid(), &self.data.inner(), &self.dataset, &self.dataset.eval, &self.device).await
     }
 
-    /// The current weights as a named-MessagePack record (what `model.mpk` holds).
-    pub fn model_bytes(&self) -> Result<Vec<u8>> {
-        save_model(&self.model().valid())
+    /// Everything needed to continue this run bit-identically: step, batch order and generator,
+    /// the weights and the optimiser's moments (both as burn records, which keep the parameter
+    /// ids that tie moments to weights). The data is rebuilt from the config on resume.
+    pub fn resume_bytes(&self) -> Result<Vec<u8>> {
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
+        let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
+        let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
+        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state() };
+        Ok(pack_resume(&serde_json::to_vec(&state).expect("plain data serialises"), &model, &optim))
     }
+
+    /// Continue from [`Trainer::resume_bytes`] (taken from a trainer built with the same config).
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let [state, model, optim] = unpack_resume(bytes)?;
+        let state: ResumeState = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
+        let units = if self.config.train.loss.listwise.is_some() { self.dataset.train_lists.len() } else { self.dataset.train.len() };
+        if state.step > self.config.train.steps || state.cursor > state.order.len() || (!state.order.is_empty() && state.order.len() != units) {
+            return Err(Error::Checkpoint("the run state does not belong to this config and data".into()));
+        }
+        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let fail = |e: burn::record::RecorderError| Error::Checkpoint(format!("could not read the run state: {e}"));
+        let model_record = recorder.load(model.to_vec(), &self.device).map_err(fail)?;
+        let optim_record = recorder.load(optim.to_vec(), &self.device).map_err(fail)?;
+        let skeleton = self.model.take().expect("model is only taken inside step");
+        let expected = skeleton.shapes();
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.load_record(model_record)))
+            .map_err(|_| Error::Checkpoint("the saved weights do not match the configured architecture".into()))?;
+        if loaded.shapes() != expected {
+            return Err(Error::Checkpoint("the saved weights do not match the configured architecture".into()));
+        }
+        self.model = Some(loaded);
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
+        self.optim = optim.load_record(optim_record);
+        self.step = state.step;
+        self.cursor = state.cursor;
+        self.order = state.order;
+        self.batch_rng = Rng::from_state(state.batch_rng);
+        Ok(())
+    }
+
+    /// The current weights as a checkpoint (what `model.safetensors` holds).
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        crate::checkpoint::save_preference_model(self.model(), &self.config, self.dataset.dim, self.dataset.prompt_dim, self.step)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResumeState {
+    step: usize,
+    cursor: usize,
+    order: Vec<usize>,
+    batch_rng: u64,
+}
+
+const RESUME_MAGIC: &[u8; 16] = b"prefscope-resume";
+
+/// Three length-prefixed blobs behind a magic string; written as one file, so one atomic rename
+/// publishes a consistent state.
+fn pack_resume(state: &[u8], model: &[u8], optim: &[u8]) -> Vec<u8> {
+    let mut out = RESUME_MAGIC.to_vec();
+    for part in [state, model, optim] {
+        out.extend((part.len() as u64).to_le_bytes());
+        out.extend(part);
+    }
+    out
+}
+
+fn unpack_resume(bytes: &[u8]) -> Result<[&[u8]; 3]> {
+    let truncated = || Error::Checkpoint("the run state file is truncated or not a prefscope run state".into());
+    let mut rest = bytes.strip_prefix(RESUME_MAGIC.as_slice()).ok_or_else(truncated)?;
+    let mut parts = [&[][..]; 3];
+    for part in &mut parts {
+        let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(truncated)?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| truncated())?;
+        if len > tail.len() {
+            return Err(truncated());
+        }
+        (*part, rest) = tail.split_at(len);
+    }
+    if !rest.is_empty() {
+        return Err(truncated());
+    }
+    Ok(parts)
 }
 
 /// Data-dependent checks of the loss options, naming the field.
@@ -593,30 +673,6 @@ fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Serialise a model's weights (named MessagePack, full precision).
-pub fn save_model<B: Backend>(model: &PreferenceModel<B>) -> Result<Vec<u8>> {
-    NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .record(model.clone().into_record(), ())
-        .map_err(|e| Error::Backend(format!("could not serialise the model: {e}")))
-}
-
-/// Rebuild a model from its config and saved weights; shapes must match the config.
-pub fn load_model<B: Backend>(config: &RunConfig, dataset: &PairDataset, bytes: Vec<u8>, device: &B::Device) -> Result<PreferenceModel<B>> {
-    let skeleton = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
-    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
-        .load(bytes, device)
-        .map_err(|e| Error::Backend(format!("could not read the checkpoint: {e}")))?;
-    let expected = skeleton.shapes();
-    // burn's load_record trusts the record; a mismatched Vec of layers can panic inside it.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.load_record(record)))
-        .map_err(|_| Error::Backend("the checkpoint does not match the configured architecture".into()))?;
-    let found = loaded.shapes();
-    if found != expected {
-        return Err(Error::Backend(format!("the checkpoint's shapes {found:?} do not match the configured {expected:?}")));
-    }
-    Ok(loaded)
 }
 
 #[cfg(test)]
@@ -680,23 +736,29 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_round_trip_keeps_the_predictions() {
-        let mut cfg = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm);
-        cfg.train.steps = 10;
-        let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
-        while !t.is_done() {
-            pollster::block_on(t.step()).unwrap();
+    fn restoring_mid_run_continues_bit_identically() {
+        for (scenario, model) in [(ScenarioKind::Cyclic, ModelKind::Gpm), (ScenarioKind::FewShotUsers, ModelKind::Vpl)] {
+            let mut cfg = RunConfig::new(scenario, model);
+            cfg.train.steps = 24;
+            cfg.train.eval_every = 8;
+            let straight = run(cfg.clone());
+            let mut first = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+            for _ in 0..11 {
+                pollster::block_on(first.step()).unwrap();
+            }
+            let saved = first.resume_bytes().unwrap();
+            drop(first);
+            let mut second = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+            second.restore(&saved).unwrap();
+            let mut rest = vec![];
+            while !second.is_done() {
+                rest.push(pollster::block_on(second.step()).unwrap());
+            }
+            assert_eq!(rest, straight[11..], "{model:?}");
+            // A torn file is refused, not half-applied.
+            let e = second.restore(&saved[..saved.len() - 1]).unwrap_err().to_string();
+            assert!(e.contains("truncated"), "{e}");
         }
-        let before = pollster::block_on(t.evaluate()).unwrap();
-        let bytes = t.model_bytes().unwrap();
-        let loaded = load_model::<NdArray<f32>>(&cfg, &t.dataset, bytes, &Default::default()).unwrap();
-        let after = pollster::block_on(evaluate(&loaded, &t.dataset, &t.dataset.eval, &Default::default())).unwrap();
-        assert_eq!(before, after);
-        // A checkpoint for another architecture is rejected, not silently misread.
-        let mut other = cfg.clone();
-        other.model.hidden = vec![8];
-        let err = load_model::<NdArray<f32>>(&other, &t.dataset, t.model_bytes().unwrap(), &Default::default()).unwrap_err();
-        assert!(err.to_string().contains("does not match"), "{err}");
     }
 
     #[test]
