@@ -482,16 +482,27 @@ try {
       assert((await stepsDone(page)) === 1, `Step ran ${await stepsDone(page)} steps`);
       // Export the model and a panel as PNG.
       const [model] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-model').click()]);
-      const modelPath = path.join(outDir, 'exported-model.mpk');
+      const modelPath = path.join(outDir, 'exported-model.safetensors');
       await model.saveAs(modelPath);
-      assert(fs.statSync(modelPath).size > 1000 && model.suggestedFilename().endsWith('.mpk'), `model file ${model.suggestedFilename()}`);
+      assert(fs.statSync(modelPath).size > 1000 && model.suggestedFilename().endsWith('.safetensors'), `model file ${model.suggestedFilename()}`);
       await page.getByTestId('landscape-compute').click();
-      await landscapeReady(page, 'random');
+      const before = await landscapeReady(page, 'random');
       const [png] = await Promise.all([page.waitForEvent('download'), page.getByTestId('landscape-panel-png').click()]);
       const pngPath = path.join(outDir, 'exported-landscape-panel.png');
       await png.saveAs(pngPath);
       const head = fs.readFileSync(pngPath).subarray(0, 8).toString('hex');
       assert(head === '89504e470d0a1a0a' && fs.statSync(pngPath).size > 5000, `not a PNG (${head}, ${fs.statSync(pngPath).size} bytes)`);
+      // Open the exported checkpoint (the native binary's format): the views evaluate the same model.
+      await page.getByTestId('reset-button').click();
+      await page.getByTestId('checkpoint-input').setInputFiles(modelPath);
+      const opened = await page.getByTestId('checkpoint-status').textContent({ timeout: 10_000 });
+      assert(/Opened .*step 1/.test(opened), `checkpoint status "${opened}"`);
+      const reopened = await landscapeReady(page, 'random');
+      assert(reopened.step === 1 && Math.abs(reopened.currentLoss - before.currentLoss) < 1e-6, `reopened loss ${reopened.currentLoss} at step ${reopened.step} vs ${before.currentLoss}`);
+      await page.getByTestId('checkpoint-input').setInputFiles({ name: 'garbage.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('not a checkpoint at all') });
+      await page.waitForFunction(() => document.querySelector('[data-testid=checkpoint-status]')?.textContent.startsWith('error'), null, { timeout: 10_000 });
+      const refused = await page.getByTestId('checkpoint-status').textContent();
+      assert(/^error: garbage\.safetensors/.test(refused), `a garbage checkpoint says "${refused}"`);
       // A malformed upload: an error with its line number, and the page keeps working.
       const bad = '{"chosen": "a", "reject": "b"}\n{"chosen": "b", "rejekt": "c"}\n';
       await page.getByTestId('upload-input').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/json', buffer: Buffer.from(bad) });

@@ -118,6 +118,8 @@ pub enum Msg {
     Upload(File),
     Uploaded(String, Result<PairDataset, String>),
     ClearUpload,
+    OpenCheckpoint(File),
+    CheckpointRead(String, Result<Vec<u8>, String>),
     MarginsReady(u64, usize, Result<Vec<f32>, String>),
 }
 
@@ -158,6 +160,8 @@ pub struct App {
     /// A pair file dropped on the page (its name and data), used instead of the scenario.
     uploaded: Option<(String, Rc<PairDataset>)>,
     upload_error: Option<String>,
+    /// What the last opened checkpoint was, or why it could not be opened.
+    checkpoint_note: Option<String>,
 }
 
 impl Component for App {
@@ -201,6 +205,7 @@ impl Component for App {
             margins: None,
             uploaded: None,
             upload_error: None,
+            checkpoint_note: None,
         };
         app.rebuild_dataset();
         app.publish();
@@ -343,6 +348,18 @@ impl Component for App {
                 }
                 Err(e) => self.upload_error = Some(e),
             },
+            Msg::OpenCheckpoint(file) => {
+                let name = file.name();
+                ctx.link().send_future(async move {
+                    let bytes = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await.map(|b| js_sys::Uint8Array::new(&b).to_vec()).map_err(|_| "could not read the file".to_string());
+                    Msg::CheckpointRead(name, bytes)
+                });
+            }
+            Msg::CheckpointRead(name, bytes) => {
+                if let Err(e) = bytes.and_then(|b| self.open_checkpoint(ctx, &name, b)) {
+                    self.checkpoint_note = Some(format!("error: {name}: {e}"));
+                }
+            }
             Msg::ClearUpload => {
                 self.uploaded = None;
                 self.upload_error = None;
@@ -471,6 +488,7 @@ impl App {
         self.margins = None;
         self.train_accuracy.clear();
         self.views_generation += 1;
+        self.checkpoint_note = None;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
@@ -520,24 +538,56 @@ impl App {
         }
     }
 
-    /// Download the current weights (named MessagePack, what the CLI's `model.mpk` holds).
+    /// Download the current weights as a checkpoint the native binary can open (`prefscope eval`).
     fn export_model(&self) {
         let bytes = match self.shared.slot.borrow().as_ref() {
-            Some(t) => t.model_bytes(),
+            Some(t) => t.checkpoint_bytes(),
             None => return,
         };
         match bytes {
             Ok(b) => {
-                let name = format!("prefscope-{}-{}-seed{}-step{}.mpk", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed, self.losses.len());
-                download_bytes(&js_sys::Uint8Array::from(b.as_slice()), &name, "application/msgpack");
+                let name = format!("prefscope-{}-{}-seed{}-step{}.safetensors", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed, self.losses.len());
+                download_bytes(&js_sys::Uint8Array::from(b.as_slice()), &name, "application/octet-stream");
             }
             Err(e) => web_sys::console::error_1(&format!("export: {e}").into()),
         }
     }
 
+    /// Show a checkpoint's model in every view: its config sets the page (scenario, model,
+    /// hyper-parameters), its data is rebuilt from that config and seed, and the views evaluate
+    /// the loaded weights. Train then starts a fresh run with the same settings.
+    fn open_checkpoint(&mut self, ctx: &Context<Self>, name: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let backend = self.ready_backend().ok_or("no backend yet")?;
+        let (head, model) = AnyModel::from_checkpoint(backend, bytes).map_err(|e| e.to_string())?;
+        let cfg = &head.config;
+        let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
+        prefscope_core::checkpoint::check_fits(&head, &ds).map_err(|e| e.to_string())?;
+        let s = &mut self.settings;
+        (s.scenario, s.model, s.seed, s.steps, s.normalize) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize);
+        (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
+        self.uploaded = None;
+        self.settings_changed();
+        self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
+        self.dataset = Ok(Rc::new(ds));
+        // The page's settings cannot express every config field (hidden widths, losses…): say so.
+        let differs = self.settings.run_config() != *cfg;
+        *self.shared.latest.borrow_mut() = Some((model, head.step));
+        self.checkpoint_note = Some(format!(
+            "Opened {name}: {} on {}, seed {}, step {}{}. The views show it; Train starts a new run.",
+            cfg.model.kind.name(),
+            cfg.scenario.kind.name(),
+            cfg.seed,
+            head.step,
+            if differs { " (its config has settings the page cannot set, so a new run here differs)" } else { "" }
+        ));
+        self.compute_landscape(ctx);
+        self.refresh_views(ctx);
+        Ok(())
+    }
+
     /// Evaluate the landscape of the latest weights (the initial ones before training).
     fn compute_landscape(&mut self, ctx: &Context<Self>) {
-        if !self.settings.is_open(Panel::Landscape) || !self.ensure_trainer() {
+        if !self.settings.is_open(Panel::Landscape) || (self.shared.latest.borrow().is_none() && !self.ensure_trainer()) {
             return;
         }
         let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
@@ -813,8 +863,16 @@ impl App {
                 </div>
                 <div class="buttons secondary">
                     <button data-testid="export-model" disabled={training || self.losses.is_empty()}
-                        onclick={link.callback(|_| Msg::ExportModel)} title="the current weights as named MessagePack (model.mpk)">{ "Export model" }</button>
+                        onclick={link.callback(|_| Msg::ExportModel)} title="the current weights as a .safetensors checkpoint, as the native binary writes">{ "Export model" }</button>
+                    <label class="button" title="a .safetensors checkpoint written by `prefscope train` or by this page">
+                        { "Open checkpoint" }
+                        <input type="file" accept=".safetensors" class="visually-hidden" data-testid="checkpoint-input" disabled={!ready || training}
+                            onchange={link.batch_callback(|e: Event| e.target_unchecked_into::<HtmlInputElement>().files().and_then(|f| f.get(0)).map(Msg::OpenCheckpoint))} />
+                    </label>
                 </div>
+                if let Some(note) = &self.checkpoint_note {
+                    <p class={classes!("notice", note.starts_with("error").then_some("error"))} data-testid="checkpoint-status">{ note.clone() }</p>
+                }
                 { self.view_upload(link) }
             </section>
         }
@@ -824,7 +882,7 @@ impl App {
     fn view_hyper(&self, link: &yew::html::Scope<Self>) -> Html {
         let s = &self.settings;
         // A slider whose integer position maps to a value; `change` (on release) applies it.
-        let slider = |id: &str, label: String, pos: i32, range: (i32, i32), enabled: bool, apply: Rc<dyn Fn(&mut Settings, i32)>| {
+        let slider = |id: &str, label: String, pos: i32, range: (i32, i32), enabled: bool, apply: SetBy<i32>| {
             let on_change = link.callback(move |e: Event| {
                 let x: i32 = e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(0);
                 let apply = apply.clone();
@@ -840,7 +898,7 @@ impl App {
         };
         let log10 = |v: f64| (10.0 * v.log10()).round() as i32;
         let gpm = s.model == ModelKind::Gpm;
-        let number = |id: &str, label: &str, value: String, apply: Rc<dyn Fn(&mut Settings, u64)>| {
+        let number = |id: &str, label: &str, value: String, apply: SetBy<u64>| {
             let on_change = link.callback(move |e: Event| {
                 let v = e.target_unchecked_into::<HtmlInputElement>().value().parse::<u64>().ok();
                 let apply = apply.clone();
@@ -1142,6 +1200,9 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
         gloo_timers::future::TimeoutFuture::new(0).await;
     }
 }
+
+/// Applies a control's value to the settings.
+type SetBy<T> = Rc<dyn Fn(&mut Settings, T)>;
 
 const BATCHES: [usize; 8] = [8, 16, 32, 64, 128, 256, 512, 1024];
 const PAIR_COUNTS: [usize; 7] = [100, 200, 500, 1000, 2000, 5000, 10_000];

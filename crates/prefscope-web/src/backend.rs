@@ -8,6 +8,7 @@ use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_set
 use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::module::AutodiffModule;
 use js_sys::{Function, Promise, Reflect};
+use prefscope_core::checkpoint::{PreferenceCheckpoint, load_preference_model};
 use prefscope_core::{PairDataset, PreferenceModel, Result, RunConfig, StepMetrics, Trainer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -131,11 +132,12 @@ impl AnyTrainer {
         })
     }
 
-    /// The current weights as named MessagePack.
-    pub fn model_bytes(&self) -> Result<Vec<u8>> {
+    /// The current weights as a checkpoint (`model.safetensors`, with the run config inside),
+    /// the format the native binary writes and reads.
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
         match self {
-            Self::Gpu(t) => t.model_bytes(),
-            Self::Cpu(t) => t.model_bytes(),
+            Self::Gpu(t) => t.checkpoint_bytes(),
+            Self::Cpu(t) => t.checkpoint_bytes(),
         }
     }
 
@@ -180,9 +182,26 @@ impl AnyTrainer {
 
 /// A trained model on whichever backend was selected, for the views.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a handful alive at a time: boxing would only add indirection
 pub enum AnyModel {
     Gpu(PreferenceModel<Wgpu>),
     Cpu(PreferenceModel<NdArray>),
+}
+
+impl AnyModel {
+    /// Rebuild a model from checkpoint bytes (config and widths come from the file) on `backend`.
+    pub fn from_checkpoint(backend: Backend, bytes: Vec<u8>) -> Result<(PreferenceCheckpoint, Self)> {
+        Ok(match backend {
+            Backend::WebGpu => {
+                let (head, m) = load_preference_model::<Wgpu>(bytes, &WgpuDevice::default())?;
+                (head, Self::Gpu(m))
+            }
+            Backend::Cpu => {
+                let (head, m) = load_preference_model::<NdArray>(bytes, &Default::default())?;
+                (head, Self::Cpu(m))
+            }
+        })
+    }
 }
 
 /// Run a backend-generic async function on an [`AnyModel`] with its device:
