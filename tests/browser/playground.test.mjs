@@ -315,7 +315,9 @@ try {
       assert(await page.getByTestId('landscape-trajectory').isVisible(), 'the trajectory is drawn');
       const linearTicks = await page.getByTestId('landscape-legend').textContent();
       await page.getByTestId('landscape-log').check();
+      // Log ticks are 1-2-5 steps, so the legend's labels change.
       await page.waitForFunction((t) => document.querySelector('[data-testid=landscape-legend]')?.textContent !== t, linearTicks, { timeout: 5000 });
+      console.log(`# legend ticks: linear "${linearTicks}", log "${await page.getByTestId('landscape-legend').textContent()}"`);
       assert(page.url().includes('plane=pca') && page.url().includes('log=true'), `URL ${page.url()}`);
       await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-pca-log.png') });
     } finally {
@@ -368,6 +370,7 @@ try {
       await page.keyboard.press('PageDown');
       assert((await page.evaluate(() => window.__prefscope.direction)) === 76, 'ArrowUp +1°, PageDown −15°');
       // Drag: press at the dial's left edge (180°): the candidate with the lowest r₁ comes first.
+      await page.getByTestId('direction-dial').scrollIntoViewIfNeeded();
       const box = await page.getByTestId('direction-dial').boundingBox();
       await page.mouse.move(box.x + box.width * 0.12, box.y + box.height / 2);
       await page.mouse.down();

@@ -146,6 +146,19 @@ fn smoothstep(e0: f64, e1: f64, x: f64) -> f64 {
     t * t * (3.0 - 2.0 * t)
 }
 
+/// Legend ticks for a log scale: 1, 2 and 5 × 10ⁿ within [lo, hi] (None when fewer than two
+/// fit, for the caller to fall back to linear ticks).
+pub fn log_ticks(lo: f64, hi: f64) -> Option<Vec<f64>> {
+    if !(lo > 0.0 && hi > lo) {
+        return None;
+    }
+    let ticks: Vec<f64> = (lo.log10().floor() as i32..=hi.log10().ceil() as i32)
+        .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+        .filter(|&t| t >= lo * (1.0 - 1e-9) && t <= hi * (1.0 + 1e-9))
+        .collect();
+    (ticks.len() >= 2).then_some(ticks)
+}
+
 /// The PCA plane's extent: the trajectory's reach along each axis with a margin, so that the whole
 /// path is on the picture; never smaller than `floor`.
 pub fn pca_extent(coords: &[[f64; 2]], floor: f64) -> (f32, f32) {
@@ -204,6 +217,15 @@ mod tests {
         assert!(lines >= 8, "contour pixels: {lines}");
         // Rows are identical: the value does not change vertically.
         assert_eq!(&px[..size * 4], &px[(size - 1) * size * 4..]);
+    }
+
+    #[test]
+    fn log_ticks_are_one_two_five() {
+        let t = log_ticks(0.05, 3.1).unwrap();
+        let want = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
+        assert!(t.len() == want.len() && t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{t:?}");
+        assert_eq!(log_ticks(0.3, 0.4), None, "nothing to mark between");
+        assert_eq!(log_ticks(0.0, 1.0), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, Htm
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
-use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, pca_extent, rasterise};
+use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, pca_extent, rasterise};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 use crate::settings::{GRID, Plane};
 
@@ -256,8 +256,18 @@ const BANDS: usize = 60;
 fn legend(s: &Slice, log: bool) -> Html {
     let sc = ColourScale::new(s.range(), log);
     let (w, bar) = (300.0, 14.0);
-    let ticks = nice_ticks(sc.lo, sc.hi, 4);
-    let spacing = if ticks.len() > 1 { ticks[1] - ticks[0] } else { 1.0 };
+    let (ticks, spacing) = match log.then(|| log_ticks(sc.lo, sc.hi)).flatten() {
+        // Labels as precise as the smallest tick needs.
+        Some(t) => {
+            let s = t[0];
+            (t, s)
+        }
+        None => {
+            let t = nice_ticks(sc.lo, sc.hi, 6);
+            let s = if t.len() > 1 { t[1] - t[0] } else { 1.0 };
+            (t, s)
+        }
+    };
     html! {
         <svg class="legend-bar" data-testid="landscape-legend" viewBox={format!("0 0 {w} 40")} role="img" aria-label="colour scale of the loss">
             // Narrow bands rather than a gradient: exact colours, and nothing to reference by id.
