@@ -276,6 +276,9 @@ try {
       const atStart = await bars.innerHTML();
       assert(atStart !== atEnd, 'moving the step slider redraws the policy');
       assert(page.url().includes('tab=policy'), `URL ${page.url()}`);
+      // β lives in the URL too.
+      await page.getByTestId('policy-beta').fill('0');
+      await page.waitForFunction(() => location.search.includes('beta=1'), null, { timeout: 5000 });
       await page.getByTestId('policy-frame').fill(String(1e6));
       await page.screenshot({ path: path.join(outDir, 'policy-tab.png'), fullPage: true });
       // Back to the reward tab: its controls are there again.

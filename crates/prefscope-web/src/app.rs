@@ -107,6 +107,7 @@ pub enum Msg {
     LandscapeReady(u64, Result<Slice, String>),
     TogglePanel(Panel),
     SetDirection(u32),
+    SetBeta(i32),
     CandidatesReady(u64, Result<Candidates, String>),
     EmbeddingsReady(u64, Result<Embeddings, String>),
     SurfaceReady(u64, Result<Surface, String>),
@@ -307,6 +308,12 @@ impl Component for App {
                     self.write_url();
                 }
             }
+            Msg::SetBeta(x) => {
+                if x != self.settings.beta_x && crate::settings::BETA_X.contains(&x) {
+                    self.settings.beta_x = x;
+                    self.write_url();
+                }
+            }
             Msg::CandidatesReady(g, result) => {
                 if g == self.views_generation {
                     self.candidates = Some(result.map(Rc::new));
@@ -409,7 +416,7 @@ impl Component for App {
                         onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
                 </nav>
                 if self.settings.tab == Tab::Policy {
-                    <main class="single"><PolicyPanel /></main>
+                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} /></main>
                 } else {
                     <main class="grid">
                         { self.view_setup(link) }

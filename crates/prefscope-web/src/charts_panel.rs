@@ -57,7 +57,7 @@ const H: f64 = 180.0;
 const PAD_L: f64 = 36.0;
 const PAD_B: f64 = 24.0;
 
-/// Axes with y ticks for a small chart; returns the x and y maps.
+/// Grid lines, y tick labels and the title of a small chart.
 fn frame(title: &str, y_ticks: &[f64], y_label_spacing: f64, sy: &dyn Fn(f64) -> f64) -> Html {
     html! {
         <>
@@ -94,7 +94,8 @@ pub fn charts(s: &Series) -> Html {
     };
     let acc_chart = html! {
         <svg class="chart small" data-testid="chart-accuracy" viewBox={format!("0 0 {W} {H}")} role="img" aria-label="training and held-out accuracy by step">
-            { frame("pairwise accuracy: train (line), held-out (dots)", &acc_ticks, 0.25, &sy_acc) }
+            // Label spacing 0.01: two decimals, so 0.25 does not read 0.2.
+            { frame("pairwise accuracy: train (line), held-out (dots)", &acc_ticks, 0.01, &sy_acc) }
             <polyline class="series acc thin" points={polyline(s.train_accuracy.iter().enumerate().map(|(i, &a)| (sx(i as f64 + 1.0), sy_acc(a as f64))))} />
             <polyline class="series eval" points={polyline(s.evals.iter().map(|e| (sx(e.0 as f64), sy_acc(e.1 as f64))))} />
             { for s.evals.iter().map(|e| html! { <circle class="dot eval" cx={fmt(sx(e.0 as f64))} cy={fmt(sy_acc(e.1 as f64))} r="2.5" /> }) }

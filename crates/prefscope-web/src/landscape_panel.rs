@@ -27,6 +27,8 @@ use crate::settings::{GRID, Plane};
 const SHADER: &str = include_str!("../../../shaders/landscape.wgsl");
 /// Canvas pixels per side.
 const SIZE: usize = 360;
+/// Grid rows evaluated per batch between yields to the browser.
+const ROWS_PER_BATCH: usize = 8;
 /// Points of the 1-D interpolation, t from −0.5 to 1.5.
 const LINE_POINTS: usize = 61;
 
@@ -74,7 +76,14 @@ async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, 
             (d1, d2, (-ra, ra), (-rb, rb), pca.coords, Some(pca.explained))
         }
     };
-    let values = surface.losses(&theta, &d1, &d2, &grid(req.n, a, b)).await.map_err(text)?;
+    // A few grid rows at a time, yielding in between: on the CPU backend every batch runs
+    // synchronously on the page's thread, and the page must keep answering.
+    let coords = grid(req.n, a, b);
+    let mut values = Vec::with_capacity(coords.len());
+    for rows in coords.chunks(req.n * ROWS_PER_BATCH) {
+        values.extend(surface.losses(&theta, &d1, &d2, rows).await.map_err(text)?);
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
     // From the initial weights θ₀ (t = 0) through the current ones (t = 1).
     let line = match req.trajectory.first() {
         Some(start) if start.len() == theta.len() => {

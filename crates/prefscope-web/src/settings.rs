@@ -121,6 +121,8 @@ pub struct Settings {
     pub log_scale: bool,
     /// Panels the user has closed.
     pub closed: Vec<Panel>,
+    /// The policy tab's β as its log-slider position x, β = 10^(x/10) (`?beta=` holds β).
+    pub beta_x: i32,
 }
 
 pub const MAX_STEPS: usize = 100_000;
@@ -131,6 +133,15 @@ pub const PAIRS: RangeInclusive<usize> = 10..=20_000;
 pub const K: RangeInclusive<usize> = 1..=8;
 pub const TAU: RangeInclusive<f64> = 0.01..=10.0;
 pub const GRID: RangeInclusive<usize> = 5..=81;
+/// The policy slider's positions: β from 0.05 to 10.
+pub const BETA_X: RangeInclusive<i32> = -13..=10;
+
+/// β at a slider position, to three significant digits (what the URL shows).
+pub fn beta_of(x: i32) -> f64 {
+    let b = 10f64.powf(x as f64 / 10.0);
+    let mag = 10f64.powf(b.log10().floor() - 2.0);
+    (b / mag).round() * mag
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -154,6 +165,7 @@ impl Default for Settings {
             grid: 41,
             log_scale: false,
             closed: vec![],
+            beta_x: -3,
         }
     }
 }
@@ -234,6 +246,10 @@ impl Settings {
                     Some(n) => warnings.push(format!("grid: expected an odd number (the centre is a grid point), got {n}")),
                     None => {}
                 },
+                "beta" => match value.parse::<f64>() {
+                    Ok(b) if b > 0.0 && BETA_X.contains(&((10.0 * b.log10()).round() as i32)) => s.beta_x = (10.0 * b.log10()).round() as i32,
+                    _ => warnings.push(format!("beta: expected a number in {}..={}, got `{value}`", beta_of(*BETA_X.start()), beta_of(*BETA_X.end()))),
+                },
                 "log" => s.log_scale = flag(&key, &value, &mut warnings).unwrap_or(s.log_scale),
                 "closed" => {
                     s.closed.clear();
@@ -281,6 +297,7 @@ impl Settings {
         extra("plane", self.plane.name().into(), d.plane.name().into());
         extra("grid", self.grid.to_string(), d.grid.to_string());
         extra("log", self.log_scale.to_string(), d.log_scale.to_string());
+        extra("beta", beta_of(self.beta_x).to_string(), beta_of(d.beta_x).to_string());
         let closed: Vec<&str> = Panel::ALL.into_iter().filter(|p| self.closed.contains(p)).map(Panel::name).collect();
         extra("closed", closed.join(","), String::new());
         q
@@ -417,6 +434,16 @@ mod tests {
         assert!(w.iter().any(|m| m.contains("odd")), "{w:?}");
         assert_eq!(s.closed, vec![Panel::Charts], "duplicates collapse, unknown names warn");
         assert_eq!(Settings { closed: vec![], ..s }, Settings::default());
+    }
+
+    #[test]
+    fn beta_round_trips_at_every_slider_position() {
+        for x in BETA_X {
+            let s = Settings { beta_x: x, tab: Tab::Policy, ..Settings::default() };
+            assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]), "x = {x}");
+        }
+        assert_eq!(Settings::from_query("beta=0.1").0.beta_x, -10);
+        assert_eq!(Settings::from_query("beta=100").1.len(), 1);
     }
 
     #[test]
