@@ -8,7 +8,6 @@ use std::rc::Rc;
 use burn::tensor::{Tensor, TensorData};
 use prefscope_core::model::argmax_by_direction;
 use prefscope_core::{PairDataset, PreferenceModel};
-use wasm_bindgen::JsValue;
 use web_sys::{Element, KeyboardEvent, PointerEvent};
 use yew::prelude::*;
 
@@ -75,12 +74,13 @@ const SEGMENT_COLOURS: [&str; 6] = ["#2f5fd0", "#e0761a", "#1d7f46", "#a23bb0", 
 #[function_component(DirectionDial)]
 pub fn direction_dial(props: &Props) -> Html {
     let dragging = use_state(|| false);
+    // The SVG itself: Yew delegates events, so an event's current target is the page's root.
+    let svg = use_node_ref();
     let deg = props.direction;
     let v = [(deg as f64).to_radians().cos(), (deg as f64).to_radians().sin()];
 
-    let pointer_angle = |e: &PointerEvent| {
-        let el: Element = e.current_target().map(|t| JsValue::from(t).into())?;
-        let rect = el.get_bounding_client_rect();
+    let pointer_angle = |svg: &NodeRef, e: &PointerEvent| {
+        let rect = svg.cast::<Element>()?.get_bounding_client_rect();
         // The dial is drawn centred in its box at a uniform scale, so the angle about the box's
         // centre is the angle on the dial.
         let dx = e.client_x() as f64 - (rect.left() + rect.width() / 2.0);
@@ -88,21 +88,21 @@ pub fn direction_dial(props: &Props) -> Html {
         Some(angle_of(dx, dy))
     };
     let on_down = {
-        let (dragging, cb) = (dragging.clone(), props.on_direction.clone());
+        let (dragging, cb, svg) = (dragging.clone(), props.on_direction.clone(), svg.clone());
         Callback::from(move |e: PointerEvent| {
-            if let Some(el) = e.current_target().map(|t| Element::from(JsValue::from(t))) {
+            if let Some(el) = svg.cast::<Element>() {
                 let _ = el.set_pointer_capture(e.pointer_id());
             }
             dragging.set(true);
-            if let Some(a) = pointer_angle(&e) {
+            if let Some(a) = pointer_angle(&svg, &e) {
                 cb.emit(a);
             }
         })
     };
     let on_move = {
-        let (dragging, cb) = (dragging.clone(), props.on_direction.clone());
+        let (dragging, cb, svg) = (dragging.clone(), props.on_direction.clone(), svg.clone());
         Callback::from(move |e: PointerEvent| {
-            if *dragging && let Some(a) = pointer_angle(&e) {
+            if *dragging && let Some(a) = pointer_angle(&svg, &e) {
                 cb.emit(a);
             }
         })
@@ -151,7 +151,7 @@ pub fn direction_dial(props: &Props) -> Html {
         <>
             <p class="desc">{ "Directional preference alignment: the model learns one reward per attribute from the ratings; a user's direction v = (cos θ, sin θ) makes them one score v·r. Drag the handle (or focus the dial and use the arrow keys, Page Up/Down, Home = 0°, End = 90°): the candidates re-rank at once. The rim shows which candidate wins in each range of directions; only the Pareto front ever wins." }</p>
             <div class="dial-body">
-                <svg class="dial" data-testid="direction-dial" viewBox={format!("0 0 {DIAL} {DIAL}")} tabindex="0" role="slider"
+                <svg ref={svg} class="dial" data-testid="direction-dial" viewBox={format!("0 0 {DIAL} {DIAL}")} tabindex="0" role="slider"
                     aria-label="preference direction θ in degrees" aria-valuemin="0" aria-valuemax="359" aria-valuenow={deg.to_string()}
                     aria-valuetext={format!("{deg}°")} onpointerdown={on_down} onpointermove={on_move} onpointerup={on_up.clone()} onpointercancel={on_up} onkeydown={on_key}>
                     <circle class="rim" cx={c.to_string()} cy={c.to_string()} r={RADIUS.to_string()} />

@@ -27,8 +27,8 @@ use crate::settings::{GRID, Plane};
 const SHADER: &str = include_str!("../../../shaders/landscape.wgsl");
 /// Canvas pixels per side.
 const SIZE: usize = 360;
-/// Grid rows evaluated per batch between yields to the browser.
-const ROWS_PER_BATCH: usize = 8;
+/// About this many grid points (whole rows) are evaluated per batch between yields.
+const POINTS_PER_BATCH: usize = 128;
 /// Points of the 1-D interpolation, t from −0.5 to 1.5.
 const LINE_POINTS: usize = 61;
 
@@ -80,7 +80,9 @@ async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, 
     // synchronously on the page's thread, and the page must keep answering.
     let coords = grid(req.n, a, b);
     let mut values = Vec::with_capacity(coords.len());
-    for rows in coords.chunks(req.n * ROWS_PER_BATCH) {
+    // Small batches also keep the GPU queue short, so resumed training steps (and other tabs)
+    // do not wait behind the whole grid.
+    for rows in coords.chunks(req.n * (POINTS_PER_BATCH / req.n).max(1)) {
         values.extend(surface.losses(&theta, &d1, &d2, rows).await.map_err(text)?);
         gloo_timers::future::TimeoutFuture::new(0).await;
     }
