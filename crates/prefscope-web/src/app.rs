@@ -80,6 +80,8 @@ struct Shared {
     snapshot_every: Cell<usize>,
     /// Set by Step: pause after the next step.
     step_once: Cell<bool>,
+    /// The latest landscape request; a computation of an older one stops at its next batch.
+    landscape_request: Cell<u64>,
 }
 
 /// What the training loop reports, tagged with its generation.
@@ -146,8 +148,6 @@ pub struct App {
     hook_times: Array,
     landscape: Option<Rc<Slice>>,
     landscape_state: PanelState,
-    /// Bumped by every request and by Reset, so only the latest result is shown.
-    landscape_request: u64,
     /// The dial's candidates and the GPM embeddings of the latest model; an error says why not.
     candidates: Option<Result<Rc<Candidates>, String>>,
     embeddings: Option<Result<Rc<Embeddings>, String>>,
@@ -197,7 +197,6 @@ impl Component for App {
             hook_times: Array::new(),
             landscape: None,
             landscape_state: PanelState::Idle,
-            landscape_request: 0,
             candidates: None,
             embeddings: None,
             views_generation: 0,
@@ -292,7 +291,7 @@ impl Component for App {
             }
             Msg::ComputeLandscape => self.compute_landscape(ctx),
             Msg::LandscapeReady(request, result) => {
-                if request == self.landscape_request {
+                if request == self.shared.landscape_request.get() {
                     match result {
                         Ok(slice) => {
                             self.landscape = Some(Rc::new(slice));
@@ -488,7 +487,7 @@ impl App {
         self.shared.snapshots.borrow_mut().clear();
         self.landscape = None;
         self.landscape_state = PanelState::Idle;
-        self.landscape_request += 1;
+        self.cancel_landscape();
         self.candidates = None;
         self.embeddings = None;
         self.surface = None;
@@ -532,6 +531,8 @@ impl App {
         if !self.ensure_trainer() {
             return;
         }
+        // The weights are about to move: a landscape of the paused ones is not worth waiting for.
+        self.cancel_landscape();
         self.shared.pause.set(false);
         self.pausing = false;
         self.status = Status::Training;
@@ -598,9 +599,9 @@ impl App {
             return;
         }
         let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
-        self.landscape_request += 1;
+        self.cancel_landscape();
         self.landscape_state = PanelState::Computing;
-        let request = self.landscape_request;
+        let request = self.shared.landscape_request.get();
         let req = crate::landscape_panel::Request {
             plane: self.settings.plane,
             n: self.settings.grid,
@@ -608,7 +609,18 @@ impl App {
             trajectory: self.shared.snapshots.borrow().clone(),
             step,
         };
-        ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req).await) });
+        let current = self.shared.clone();
+        let superseded = move || current.landscape_request.get() != request;
+        ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req, superseded).await) });
+    }
+
+    /// Stop a landscape computation in flight (at its next batch) and drop its result: on a
+    /// software GPU a large grid takes minutes and would hold up resumed training.
+    fn cancel_landscape(&mut self) {
+        self.shared.landscape_request.set(self.shared.landscape_request.get() + 1);
+        if self.landscape_state == PanelState::Computing {
+            self.landscape_state = PanelState::Idle;
+        }
     }
 
     /// Recompute the dial's candidates and the GPM embeddings from the latest weights, for the

@@ -49,12 +49,13 @@ pub struct Request {
     pub step: usize,
 }
 
-/// Compute the landscape of `model` on the training pairs of `ds`.
-pub async fn compute(model: AnyModel, ds: Rc<PairDataset>, req: Request) -> Result<Slice, String> {
-    on_model!(&model, |m, device| compute_on(m, device, &ds, req).await)
+/// Compute the landscape of `model` on the training pairs of `ds`; gives up between batches once
+/// `superseded()` says so.
+pub async fn compute(model: AnyModel, ds: Rc<PairDataset>, req: Request, superseded: impl Fn() -> bool) -> Result<Slice, String> {
+    on_model!(&model, |m, device| compute_on(m, device, &ds, req, &superseded).await)
 }
 
-async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, ds: &PairDataset, req: Request) -> Result<Slice, String> {
+async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, ds: &PairDataset, req: Request, superseded: &dyn Fn() -> bool) -> Result<Slice, String> {
     let text = |e: prefscope_core::Error| e.to_string();
     let surface = Surface::new(model, ds, &ds.train, device).map_err(text)?;
     let theta = read_weights(model).await.map_err(text)?;
@@ -85,6 +86,9 @@ async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, 
     for rows in coords.chunks(req.n * (POINTS_PER_BATCH / req.n).max(1)) {
         values.extend(surface.losses(&theta, &d1, &d2, rows).await.map_err(text)?);
         gloo_timers::future::TimeoutFuture::new(0).await;
+        if superseded() {
+            return Err("superseded".into());
+        }
     }
     // From the initial weights θ₀ (t = 0) through the current ones (t = 1).
     let line = match req.trajectory.first() {
