@@ -22,15 +22,16 @@ use yew::prelude::*;
 
 use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
 use crate::charts_panel::{Series, charts};
-use crate::dial_panel::{Candidates, CandidatesRef, DirectionDial};
-use crate::embedding_panel::{EmbeddingView, Embeddings, EmbeddingsRef};
+use crate::by_ptr::ByPtr;
+use crate::dial_panel::{Candidates, DirectionDial};
+use crate::embedding_panel::{EmbeddingView, Embeddings};
 use crate::landscape::Slice;
-use crate::landscape_panel::{LandscapePanel, PanelState, SliceRef};
+use crate::landscape_panel::{LandscapePanel, PanelState};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
 use crate::policy::PolicyPanel;
 use crate::settings::{Panel, Plane, Settings, Tab};
 use crate::surface::Surface;
-use crate::surface_panel::{SurfaceCanvas, SurfaceRef};
+use crate::surface_panel::SurfaceCanvas;
 
 /// Where training stands; `label()` is the exact text of `data-testid="status"`.
 #[derive(Clone, Debug, PartialEq)]
@@ -998,7 +999,7 @@ impl App {
         let s = &self.settings;
         html! {
             <LandscapePanel
-                slice={self.landscape.clone().map(SliceRef)}
+                slice={self.landscape.clone().map(ByPtr)}
                 state={self.landscape_state.clone()}
                 plane={s.plane} grid={s.grid} log={s.log_scale}
                 webgpu={self.ready_backend() == Some(Backend::WebGpu)}
@@ -1021,7 +1022,7 @@ impl App {
 
     fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
         let (candidates, note) = match (&self.candidates, self.settings.model) {
-            (Some(Ok(c)), _) => (Some(CandidatesRef(c.clone())), String::new()),
+            (Some(Ok(c)), _) => (Some(ByPtr(c.clone())), String::new()),
             (Some(Err(e)), _) => (None, e.clone()),
             (None, ModelKind::MultiObjective) => (None, "Train (or pause) to rank the candidates by the model's rewards.".into()),
             (None, _) => (None, "The dial turns the multi-objective model's two rewards into one: pick scenario and model multi-objective.".into()),
@@ -1031,7 +1032,7 @@ impl App {
 
     fn view_embedding(&self) -> Html {
         let (embeddings, note) = match (&self.embeddings, self.settings.model) {
-            (Some(Ok(e)), _) => (Some(EmbeddingsRef(e.clone())), String::new()),
+            (Some(Ok(e)), _) => (Some(ByPtr(e.clone())), String::new()),
             (Some(Err(e)), _) => (None, e.clone()),
             (None, ModelKind::Gpm) => (None, "Train (or pause) to see the learnt embeddings.".into()),
             (None, _) => (None, "This view shows the General Preference Model's embeddings: pick the gpm model.".into()),
@@ -1100,9 +1101,9 @@ impl App {
                 <div class="data-body">
                     <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
                         if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
-                            <SurfaceCanvas surface={SurfaceRef(surface.clone())} direction={self.settings.direction_vector()} />
+                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.settings.direction_vector()} />
                         }
-                        <DataPlot picture={PictureRef(pic.clone())} />
+                        <DataPlot picture={ByPtr(pic.clone())} />
                     </div>
                     <p class="caption">
                         { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
@@ -1351,19 +1352,9 @@ fn numbers(values: impl IntoIterator<Item = f64>) -> Array {
     values.into_iter().map(JsValue::from_f64).collect()
 }
 
-/// A picture that compares by pointer, so the plot re-renders only when the data changes.
-#[derive(Clone)]
-pub struct PictureRef(Rc<DataPicture>);
-
-impl PartialEq for PictureRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct DataPlotProps {
-    pub picture: PictureRef,
+    pub picture: ByPtr<DataPicture>,
 }
 
 /// Items as coloured points, sampled pairs as arrows from chosen to rejected.

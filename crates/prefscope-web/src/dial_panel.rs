@@ -12,6 +12,7 @@ use web_sys::{Element, KeyboardEvent, PointerEvent};
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
+use crate::by_ptr::ByPtr;
 use crate::dial::{after_key, angle_of, pareto_front, ranking};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 
@@ -48,18 +49,9 @@ pub async fn candidates(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Re
     Ok(Candidates { labels: ds.item_labels[..n].to_vec(), rewards: pairs(&rewards), ratings, step })
 }
 
-#[derive(Clone)]
-pub struct CandidatesRef(pub Rc<Candidates>);
-
-impl PartialEq for CandidatesRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct Props {
-    pub candidates: Option<CandidatesRef>,
+    pub candidates: Option<ByPtr<Candidates>>,
     /// Why there are no candidates (wrong model, not computed yet).
     pub note: String,
     pub direction: u32,
@@ -158,7 +150,7 @@ pub fn direction_dial(props: &Props) -> Html {
                     { for segments }
                     <line class="hand" x1={c.to_string()} y1={c.to_string()} x2={format!("{hx:.1}")} y2={format!("{hy:.1}")} />
                     <circle class="handle" cx={format!("{hx:.1}")} cy={format!("{hy:.1}")} r="9" />
-                    <text class="dial-value" x={c.to_string()} y={(c + 5.0).to_string()} text-anchor="middle" data-testid="dial-value">{ format!("{deg}°") }</text>
+                    <text class="dial-value" x={c.to_string()} y={(c + 34.0).to_string()} text-anchor="middle" data-testid="dial-value">{ format!("{deg}°") }</text>
                 </svg>
                 { match &props.candidates {
                     Some(cands) => reward_plot(&cands.0, v),

@@ -13,6 +13,7 @@ use prefscope_core::{PairDataset, PreferenceModel};
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
+use crate::by_ptr::ByPtr;
 use crate::plot::scale;
 
 /// Responses in the probability matrix.
@@ -69,18 +70,9 @@ pub async fn embeddings(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Re
     Ok(Embeddings { labels: ds.item_labels[..n].to_vec(), points, k, probs, matrix, step })
 }
 
-#[derive(Clone)]
-pub struct EmbeddingsRef(pub Rc<Embeddings>);
-
-impl PartialEq for EmbeddingsRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct Props {
-    pub embeddings: Option<EmbeddingsRef>,
+    pub embeddings: Option<ByPtr<Embeddings>>,
     pub note: String,
     /// Item colours of the data picture (by index), when the scenario has one.
     pub colours: Vec<String>,

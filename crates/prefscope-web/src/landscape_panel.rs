@@ -20,6 +20,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, Htm
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
+use crate::by_ptr::ByPtr;
 use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, pca_extent, rasterise};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 use crate::settings::{GRID, Plane};
@@ -112,19 +113,9 @@ pub enum PanelState {
     Failed(String),
 }
 
-/// A slice that compares by pointer, so the heatmap is redrawn only when it changes.
-#[derive(Clone)]
-pub struct SliceRef(pub Rc<Slice>);
-
-impl PartialEq for SliceRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct Props {
-    pub slice: Option<SliceRef>,
+    pub slice: Option<ByPtr<Slice>>,
     pub state: PanelState,
     pub plane: Plane,
     pub grid: usize,

@@ -20,6 +20,8 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 mod backend;
 #[cfg(target_arch = "wasm32")]
+mod by_ptr;
+#[cfg(target_arch = "wasm32")]
 mod charts_panel;
 #[cfg(target_arch = "wasm32")]
 mod dial_panel;

@@ -1,6 +1,5 @@
 //! Computes a model's decision surface on the page's backend and paints it under the data plot.
 
-use std::rc::Rc;
 
 use burn::tensor::{Tensor, TensorData};
 use prefscope_core::PreferenceModel;
@@ -9,6 +8,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
+use crate::by_ptr::ByPtr;
 use crate::surface::{Field, Surface, grid_points};
 
 /// Grid points per side; the browser smooths the small canvas when it scales it up.
@@ -40,18 +40,9 @@ pub async fn compute(model: AnyModel, extent: f32, step: usize) -> Result<Surfac
     Ok(Surface { n: N, extent, field, step })
 }
 
-#[derive(Clone)]
-pub struct SurfaceRef(pub Rc<Surface>);
-
-impl PartialEq for SurfaceRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
-}
-
 #[derive(Properties, PartialEq)]
 pub struct Props {
-    pub surface: SurfaceRef,
+    pub surface: ByPtr<Surface>,
     /// The dial's direction v, for the multi-objective model's v·r.
     pub direction: [f64; 2],
 }
