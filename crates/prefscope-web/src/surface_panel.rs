@@ -1,6 +1,5 @@
 //! Computes a model's decision surface on the page's backend and paints it under the data plot.
 
-
 use burn::tensor::{Tensor, TensorData};
 use prefscope_core::PreferenceModel;
 use wasm_bindgen::{Clamped, JsCast};
