@@ -6,6 +6,7 @@
 // (/usr/bin/chromium, never a downloaded browser) through playwright-core, and writes screenshots
 // to <out-dir>. Prints `ok - name` / `not ok - name: reason` per case and `N passed, M failed`;
 // exits non-zero on any failure. Page console errors are forwarded to stdout.
+// PREFSCOPE_ONLY=<regex> runs only the cases whose names match.
 //
 // The page's test hooks: data-testid attributes, and `window.__prefscope`
 // ({ backend, adapter, status, steps, losses, evals, accuracy }), see crates/prefscope-web/src/app.rs.
@@ -89,6 +90,18 @@ const hook = (page) => page.evaluate(() => {
 });
 const stepsDone = (page) => page.evaluate(() => (window.__prefscope?.losses || []).length);
 
+/** Wait for a landscape of the given plane; returns `window.__prefscope.landscape`. */
+async function landscapeReady(page, plane) {
+  await page.waitForFunction((p) => {
+    const L = window.__prefscope?.landscape;
+    return L && ((L.status === 'ready' && L.plane === p) || L.status.startsWith('error'));
+  }, plane, { timeout: 180_000, polling: 100 });
+  const L = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.landscape)));
+  assert(L.status === 'ready', `landscape: ${L.status}`);
+  return L;
+}
+const renderer = (page) => page.evaluate(() => window.__prefscope?.landscapeRenderer || '');
+
 async function openPage(context, base, query) {
   const page = await context.newPage();
   const tag = query.match(/backend=(\w+)/)?.[1] || 'auto';
@@ -143,7 +156,10 @@ async function trainToEnd(context, base, backend, screenshot) {
 // The cases
 
 const results = [];
+// PREFSCOPE_ONLY=regex runs only the matching cases (while working on one panel).
+const only = process.env.PREFSCOPE_ONLY ? new RegExp(process.env.PREFSCOPE_ONLY) : null;
 async function check(name, fn) {
+  if (only && !only.test(name)) return;
   try {
     await fn();
     results.push(true);
@@ -260,11 +276,257 @@ try {
       const atStart = await bars.innerHTML();
       assert(atStart !== atEnd, 'moving the step slider redraws the policy');
       assert(page.url().includes('tab=policy'), `URL ${page.url()}`);
+      // β lives in the URL too.
+      await page.getByTestId('policy-beta').fill('0');
+      await page.waitForFunction(() => location.search.includes('beta=1'), null, { timeout: 5000 });
       await page.getByTestId('policy-frame').fill(String(1e6));
       await page.screenshot({ path: path.join(outDir, 'policy-tab.png'), fullPage: true });
       // Back to the reward tab: its controls are there again.
       await page.getByTestId('reward-tab').click();
       await page.getByTestId('train-button').waitFor({ timeout: 5000 });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('landscape (webgpu): grid centre = the model\'s loss, 1-D line from θ₀, PCA plane draws the trajectory', async () => {
+    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=60&grid=21');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      // Computed on its own at the end of training.
+      let L = await landscapeReady(page, 'random');
+      console.log(`# landscape random ${L.n}×${L.n}: centre ${L.centre.toFixed(6)}, model's loss ${L.currentLoss.toFixed(6)}, range ${L.min.toFixed(3)}–${L.max.toFixed(3)}, drawn by ${await renderer(page)}`);
+      assert(L.values.length === L.n * L.n && L.n === 21, `${L.values.length} values for n = ${L.n}`);
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `centre ${L.centre} vs loss ${L.currentLoss}`);
+      assert(L.max - L.min > 1e-2, `a flat landscape (${L.min}–${L.max})`);
+      const shown = Number((await page.getByTestId('landscape-centre').textContent()).trim());
+      assert(Math.abs(shown - L.centre) < 1e-4, `the panel shows ${shown}`);
+      const at = (t) => L.line.reduce((best, p) => (Math.abs(p[0] - t) < Math.abs(best[0] - t) ? p : best));
+      assert(Math.abs(at(1)[1] - L.currentLoss) <= 1e-3, `line at t = 1: ${at(1)[1]} vs ${L.currentLoss}`);
+      assert(at(0)[1] > at(1)[1] + 0.05, `training lowered the loss along the line (${at(0)[1]} → ${at(1)[1]})`);
+      assert((await renderer(page)) === 'webgpu', `drawn by "${await renderer(page)}"`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-random.png') });
+
+      await page.getByTestId('landscape-plane').selectOption('pca');
+      L = await landscapeReady(page, 'pca');
+      const last = L.trajectory[L.trajectory.length - 1];
+      console.log(`# landscape pca: ${L.trajectory.length} snapshots, centre ${L.centre.toFixed(6)} vs ${L.currentLoss.toFixed(6)}`);
+      assert(L.trajectory.length >= 30, `${L.trajectory.length} trajectory points`);
+      assert(Math.hypot(last[0], last[1]) < 1e-4, `the path ends at the current weights (${last})`);
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `PCA centre ${L.centre} vs ${L.currentLoss}`);
+      assert(await page.getByTestId('landscape-trajectory').isVisible(), 'the trajectory is drawn');
+      const linearTicks = await page.getByTestId('landscape-legend').textContent();
+      await page.getByTestId('landscape-log').check();
+      // Log ticks are 1-2-5 steps, so the legend's labels change.
+      await page.waitForFunction((t) => document.querySelector('[data-testid=landscape-legend]')?.textContent !== t, linearTicks, { timeout: 5000 });
+      console.log(`# legend ticks: linear "${linearTicks}", log "${await page.getByTestId('landscape-legend').textContent()}"`);
+      assert(page.url().includes('plane=pca') && page.url().includes('log=true'), `URL ${page.url()}`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-pca-log.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('landscape (cpu, canvas fallback): Bradley–Terry on linear, computed on demand before and after training', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=1&steps=40&grid=11');
+    try {
+      // Before training: the landscape of the initial weights, on demand.
+      await page.getByTestId('landscape-compute').click({ timeout: 60_000 });
+      const before = await landscapeReady(page, 'random');
+      assert(before.step === 0 && Math.abs(before.centre - before.currentLoss) <= 1e-3, `step ${before.step}: ${before.centre} vs ${before.currentLoss}`);
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.landscape?.step === 40, null, { timeout: 60_000 });
+      const L = await landscapeReady(page, 'random');
+      assert(Math.abs(L.centre - L.currentLoss) <= 1e-3, `centre ${L.centre} vs loss ${L.currentLoss}`);
+      assert(L.currentLoss < before.currentLoss - 0.05, `training lowered the loss (${before.currentLoss} → ${L.currentLoss})`);
+      assert((await renderer(page)) === 'canvas2d', `drawn by "${await renderer(page)}"`);
+      await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-cpu.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('direction dial: 0° and 90° put each objective\'s best response first; keys, drag and the URL move it', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=multi-objective&model=multi-objective&seed=0&steps=150&dir=0');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.dial?.step === 150, null, { timeout: 30_000 });
+      const dial = () => page.evaluate(() => JSON.parse(JSON.stringify({ ...window.__prefscope.dial, direction: window.__prefscope.direction })));
+      const argmax = (rows, k) => rows.reduce((best, r, i) => (r[k] > rows[best][k] ? i : best), 0);
+      const shownFirst = async () => Number(await page.getByTestId('dial-ranking').locator('li').first().getAttribute('data-item'));
+      let d = await dial();
+      console.log(`# dial: model's best on objective 1 = ${argmax(d.rewards, 0)}, on 2 = ${argmax(d.rewards, 1)}; by the data's ratings ${argmax(d.ratings, 0)}, ${argmax(d.ratings, 1)}`);
+      assert(argmax(d.rewards, 0) !== argmax(d.rewards, 1), 'the two objectives have different best responses');
+      assert(d.direction === 0 && (await shownFirst()) === argmax(d.ratings, 0), `at 0° the list starts with ${await shownFirst()}, the best by objective 1 is ${argmax(d.ratings, 0)}`);
+      // Keyboard: End jumps to 90°.
+      await page.getByTestId('direction-dial').focus();
+      await page.keyboard.press('End');
+      await page.waitForFunction(() => window.__prefscope.direction === 90, null, { timeout: 5000 });
+      d = await dial();
+      assert((await shownFirst()) === argmax(d.ratings, 1), `at 90° the list starts with ${await shownFirst()}, the best by objective 2 is ${argmax(d.ratings, 1)}`);
+      assert(d.ranking[0] === (await shownFirst()), 'hook and list agree');
+      assert(page.url().includes('dir=90'), `URL ${page.url()}`);
+      await page.keyboard.press('ArrowUp');
+      await page.keyboard.press('PageDown');
+      assert((await page.evaluate(() => window.__prefscope.direction)) === 76, 'ArrowUp +1°, PageDown −15°');
+      // Drag: press at the dial's left edge (180°): the candidate with the lowest r₁ comes first.
+      await page.getByTestId('direction-dial').scrollIntoViewIfNeeded();
+      const box = await page.getByTestId('direction-dial').boundingBox();
+      await page.mouse.move(box.x + box.width * 0.12, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.1, box.y + box.height / 2 + 1);
+      await page.mouse.up();
+      d = await dial();
+      assert(Math.abs(d.direction - 180) <= 2, `dragged to ${d.direction}°`);
+      const t = (d.direction * Math.PI) / 180;
+      const best = d.rewards.reduce((b, r, i) => (Math.cos(t) * r[0] + Math.sin(t) * r[1] > Math.cos(t) * d.rewards[b][0] + Math.sin(t) * d.rewards[b][1] ? i : b), 0);
+      assert((await shownFirst()) === best, `at ${d.direction}° the list starts with ${await shownFirst()}, v·r is largest for ${best}`);
+      assert((await page.getByTestId('dial-front').getAttribute('points')).split(' ').length >= 2, 'the Pareto front is drawn');
+      await page.getByTestId('dial-panel').screenshot({ path: path.join(outDir, 'direction-dial.png') });
+      // The URL restores the direction.
+      const url = page.url();
+      const again = await openPage(context, base, url.slice(url.indexOf('?')));
+      try {
+        assert((await again.evaluate(() => window.__prefscope.direction)) === d.direction, 'the URL restores the direction');
+        assert((await again.getByTestId('dial-value').textContent()).trim() === `${d.direction}°`, 'the dial shows it');
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('GPM embeddings: a skew-symmetric probability matrix with a cycle; hover shows a response\'s row', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=cyclic&model=gpm&seed=0&steps=150');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.embedding?.step === 150, null, { timeout: 30_000 });
+      const E = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.embedding)));
+      const P = E.matrix, n = P.length;
+      for (let i = 0; i < n; i++) {
+        assert(Math.abs(P[i][i] - 0.5) < 1e-5, `P(${i} ≻ ${i}) = ${P[i][i]}`);
+        for (let j = 0; j < n; j++) assert(Math.abs(P[i][j] + P[j][i] - 1) < 1e-4, `P(${i}≻${j}) + P(${j}≻${i}) ≠ 1`);
+      }
+      let cycle = null;
+      for (let i = 0; i < n && !cycle; i++) for (let j = 0; j < n && !cycle; j++) for (let k = 0; k < n && !cycle; k++) {
+        if (P[i][j] > 0.6 && P[j][k] > 0.6 && P[k][i] > 0.6) cycle = [i, j, k].map((x) => E.items[x]);
+      }
+      console.log(`# gpm embedding: k = ${E.k}, cycle ${cycle ? cycle.join(' ≻ ') + ' ≻ ' + cycle[0] : 'none'}`);
+      assert(cycle, 'no preference cycle among the matrix responses: a cyclic scenario should show one');
+      // The table shows the same numbers.
+      const cells = await page.getByTestId('gpm-matrix').locator('tbody td').evaluateAll((tds) => tds.map((td) => Number(td.dataset.p)));
+      assert(cells.length === n * n && cells.every((p, q) => Math.abs(p - P[Math.floor(q / n)][q % n]) < 1e-5), 'table and hook differ');
+      // Keyboard: focus a response (hovering does the same).
+      const item = E.items[2];
+      await page.getByTestId(`gpm-point-${item}`).focus();
+      const row = await page.getByTestId('gpm-hover-row').textContent();
+      const label = await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"] th`).textContent();
+      assert(row.includes(`P(${label} ≻`), `hover row "${row}" is not about ${label}`);
+      assert(await page.locator(`[data-testid=gpm-matrix] tbody tr[data-item="${item}"]`).evaluate((tr) => tr.classList.contains('hovered')), 'the row is highlighted');
+      await page.getByTestId('gpm-embedding').screenshot({ path: path.join(outDir, 'gpm-embedding.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('decision surface and charts (linear + Bradley–Terry): the surface orders the training pairs, margins match the accuracy', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=0&steps=100');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.surface?.step === 100 && window.__prefscope?.charts?.marginStep === 100, null, { timeout: 30_000 });
+      const h = await page.evaluate(() => JSON.parse(JSON.stringify({ s: window.__prefscope.surface, c: window.__prefscope.charts, accuracy: window.__prefscope.accuracy, steps: window.__prefscope.losses.length })));
+      // The reward painted under each arrow's ends: chosen should be higher for nearly every pair.
+      const { n, extent, values, arrows } = h.s;
+      const at = (x, y) => {
+        const idx = (v) => Math.min(n - 1, Math.max(0, Math.round(((v + extent) / (2 * extent)) * (n - 1))));
+        return values[(n - 1 - idx(y)) * n + idx(x)];
+      };
+      const ordered = arrows.filter(([cx, cy, rx, ry]) => at(cx, cy) > at(rx, ry)).length / arrows.length;
+      console.log(`# decision surface: ${(100 * ordered).toFixed(0)} % of ${arrows.length} drawn training pairs ordered by the painted reward`);
+      assert(ordered >= 0.85, `the surface orders only ${ordered} of the training pairs`);
+      assert(await page.getByTestId('decision-surface').locator('canvas').isVisible(), 'the surface is painted');
+      await page.getByTestId('decision-surface').screenshot({ path: path.join(outDir, 'decision-surface.png') });
+      // Charts: per-step train accuracy, held-out margins whose sign agrees with the held-out accuracy.
+      assert(h.c.trainAccuracy.length === h.steps, `${h.c.trainAccuracy.length} train accuracies for ${h.steps} steps`);
+      const positive = h.c.margins.filter((m) => m > 0).length / h.c.margins.length;
+      assert(Math.abs(positive - h.accuracy) < 1e-6, `share of positive margins ${positive} vs held-out accuracy ${h.accuracy}`);
+      const ece = Number(await page.getByTestId('chart-calibration').getAttribute('data-ece'));
+      console.log(`# charts: ${h.c.margins.length} held-out margins, ${(100 * positive).toFixed(1)} % positive, ECE ${ece.toFixed(3)}`);
+      assert(ece >= 0 && ece < 0.2, `ECE ${ece}`);
+      for (const id of ['chart-loss', 'chart-accuracy', 'chart-margins', 'chart-calibration']) assert(await page.getByTestId(id).isVisible(), `${id} is not visible`);
+      await page.getByTestId('charts-panel').screenshot({ path: path.join(outDir, 'charts.png') });
+      // Panels close and the layout goes into the URL.
+      await page.getByTestId('charts-panel-toggle').click();
+      assert(!(await page.getByTestId('chart-loss').count()), 'the charts panel did not close');
+      assert(page.url().includes('closed=charts'), `URL ${page.url()}`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('interaction: sliders and a settings URL restore a run, Step, export model and PNG, uploads with line-numbered errors', async () => {
+    const query = '?scenario=linear&model=bt&seed=3&steps=40&backend=cpu&lr=0.02&batch=64&noise=0.2&pairs=500';
+    const page = await openPage(context, base, query);
+    try {
+      // The URL restored the settings into the controls.
+      assert((await page.getByTestId('scenario-select').inputValue()) === 'linear', 'scenario');
+      assert((await page.getByTestId('seed-input').inputValue()) === '3', 'seed');
+      assert((await page.getByTestId('lr-slider').evaluate((el) => el.closest('label').textContent)).includes('0.02'), 'lr label');
+      // A slider changes the run and the URL.
+      await page.getByTestId('batch-slider').fill('2');
+      await page.waitForFunction(() => location.search.includes('batch=32'), null, { timeout: 5000 });
+      // Step: exactly one step, then paused; keyboard only.
+      await page.getByTestId('step-button').focus();
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'paused', null, { timeout: 60_000 });
+      assert((await stepsDone(page)) === 1, `Step ran ${await stepsDone(page)} steps`);
+      // Export the model and a panel as PNG.
+      const [model] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-model').click()]);
+      const modelPath = path.join(outDir, 'exported-model.safetensors');
+      await model.saveAs(modelPath);
+      assert(fs.statSync(modelPath).size > 1000 && model.suggestedFilename().endsWith('.safetensors'), `model file ${model.suggestedFilename()}`);
+      await page.getByTestId('landscape-compute').click();
+      const before = await landscapeReady(page, 'random');
+      const [png] = await Promise.all([page.waitForEvent('download'), page.getByTestId('landscape-panel-png').click()]);
+      const pngPath = path.join(outDir, 'exported-landscape-panel.png');
+      await png.saveAs(pngPath);
+      const head = fs.readFileSync(pngPath).subarray(0, 8).toString('hex');
+      assert(head === '89504e470d0a1a0a' && fs.statSync(pngPath).size > 5000, `not a PNG (${head}, ${fs.statSync(pngPath).size} bytes)`);
+      // Open the exported checkpoint (the native binary's format): the views evaluate the same model.
+      await page.getByTestId('reset-button').click();
+      await page.getByTestId('checkpoint-input').setInputFiles(modelPath);
+      const opened = await page.getByTestId('checkpoint-status').textContent({ timeout: 10_000 });
+      assert(/Opened .*step 1/.test(opened), `checkpoint status "${opened}"`);
+      const reopened = await landscapeReady(page, 'random');
+      assert(reopened.step === 1 && Math.abs(reopened.currentLoss - before.currentLoss) < 1e-6, `reopened loss ${reopened.currentLoss} at step ${reopened.step} vs ${before.currentLoss}`);
+      await page.getByTestId('checkpoint-input').setInputFiles({ name: 'garbage.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('not a checkpoint at all') });
+      await page.waitForFunction(() => document.querySelector('[data-testid=checkpoint-status]')?.textContent.startsWith('error'), null, { timeout: 10_000 });
+      const refused = await page.getByTestId('checkpoint-status').textContent();
+      assert(/^error: garbage\.safetensors/.test(refused), `a garbage checkpoint says "${refused}"`);
+      // A malformed upload: an error with its line number, and the page keeps working.
+      const bad = '{"chosen": "a", "reject": "b"}\n{"chosen": "b", "rejekt": "c"}\n';
+      await page.getByTestId('upload-input').setInputFiles({ name: 'broken.jsonl', mimeType: 'application/json', buffer: Buffer.from(bad) });
+      const err = await page.getByTestId('upload-error').textContent({ timeout: 5000 });
+      assert(/broken\.jsonl:2/.test(err), `upload error "${err}"`);
+      // A good one (the GPM repository's cyclic example) trains.
+      await page.getByTestId('upload-input').setInputFiles(path.resolve('static/data/gpm_custom_test_data.jsonl'));
+      const status = await page.getByTestId('upload-status').textContent({ timeout: 5000 });
+      assert(/responses/.test(status), `upload status "${status}"`);
+      await page.getByTestId('model-select').selectOption('gpm');
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', 'training on the upload did not finish');
+      await page.screenshot({ path: path.join(outDir, 'interaction.png'), fullPage: true });
+      // Phone width: nothing wider than the screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await page.screenshot({ path: path.join(outDir, 'phone.png'), fullPage: true });
+      assert(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
     } finally {
       await page.close();
     }

@@ -6,6 +6,7 @@
 //!
 //! * [`data`]: preference pairs over feature vectors, deterministic splits, synthetic scenarios.
 //! * [`model`]: Bradley–Terry and General Preference (GPM) models with their configs.
+//! * [`landscape`]: loss landscapes: filter-normalised directions, trajectory PCA, batched grids.
 //! * [`lm`]: a tiny causal transformer LM aligned by SFT then DPO-family losses.
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
@@ -23,6 +24,7 @@ pub mod align;
 pub mod bandit;
 pub mod checkpoint;
 pub mod data;
+pub mod landscape;
 pub mod lm;
 pub mod loss;
 pub mod metrics;

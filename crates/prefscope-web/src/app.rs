@@ -16,13 +16,22 @@ use std::rc::Rc;
 use js_sys::{Array, Object, Reflect};
 use prefscope_core::{ModelKind, PairDataset, ScenarioKind, StepMetrics};
 use wasm_bindgen::JsValue;
-use web_sys::{HtmlInputElement, HtmlSelectElement};
+use wasm_bindgen::prelude::wasm_bindgen;
+use web_sys::{DragEvent, File, HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use crate::backend::{AnyTrainer, Backend, Selected};
+use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
+use crate::charts_panel::{Series, charts};
+use crate::by_ptr::ByPtr;
+use crate::dial_panel::{Candidates, DirectionDial};
+use crate::embedding_panel::{EmbeddingView, Embeddings};
+use crate::landscape::Slice;
+use crate::landscape_panel::{LandscapePanel, PanelState};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
 use crate::policy::PolicyPanel;
-use crate::settings::{Settings, Tab};
+use crate::settings::{Panel, Plane, Settings, Tab};
+use crate::surface::Surface;
+use crate::surface_panel::SurfaceCanvas;
 
 /// Where training stands; `label()` is the exact text of `data-testid="status"`.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +72,17 @@ struct Shared {
     pause: Cell<bool>,
     /// A loop of the current generation is running.
     running: Cell<bool>,
+    /// The weights after the latest step (without autodiff), for the views to evaluate while the
+    /// trainer itself is busy; with the number of steps done.
+    latest: RefCell<Option<(AnyModel, usize)>>,
+    /// Flattened weights every `snapshot_every` steps, the initial ones first: the trajectory
+    /// of the landscape's PCA plane and the start of its interpolation.
+    snapshots: RefCell<Vec<Rc<Vec<f32>>>>,
+    snapshot_every: Cell<usize>,
+    /// Set by Step: pause after the next step.
+    step_once: Cell<bool>,
+    /// The latest landscape request; a computation of an older one stops at its next batch.
+    landscape_request: Cell<u64>,
 }
 
 /// What the training loop reports, tagged with its generation.
@@ -83,6 +103,28 @@ pub enum Msg {
     Pause,
     Reset,
     Loop(LoopEvent),
+    SetPlane(Plane),
+    SetGrid(usize),
+    SetLog(bool),
+    ComputeLandscape,
+    LandscapeReady(u64, Result<Slice, String>),
+    TogglePanel(Panel),
+    SetDirection(u32),
+    SetBeta(i32),
+    CandidatesReady(u64, Result<Candidates, String>),
+    EmbeddingsReady(u64, Result<Embeddings, String>),
+    SurfaceReady(u64, Result<Surface, String>),
+    /// Change settings that define the run (hyper-parameters, seed, steps): a new run.
+    Edit(Rc<dyn Fn(&mut Settings)>),
+    Step,
+    ExportModel,
+    ExportPng(String),
+    Upload(File),
+    Uploaded(String, Result<PairDataset, String>),
+    ClearUpload,
+    OpenCheckpoint(File),
+    CheckpointRead(String, Result<Vec<u8>, String>),
+    MarginsReady(u64, usize, Result<Vec<f32>, String>),
 }
 
 pub struct App {
@@ -105,6 +147,23 @@ pub struct App {
     hook_losses: Array,
     /// `Date.now()` when each step's metrics arrived (`window.__prefscope.stepTimes`).
     hook_times: Array,
+    landscape: Option<Rc<Slice>>,
+    landscape_state: PanelState,
+    /// The dial's candidates and the GPM embeddings of the latest model; an error says why not.
+    candidates: Option<Result<Rc<Candidates>, String>>,
+    embeddings: Option<Result<Rc<Embeddings>, String>>,
+    /// Bumped by Reset: results of an older model are dropped.
+    views_generation: u64,
+    /// Minibatch accuracy per step.
+    train_accuracy: Vec<f32>,
+    surface: Option<Result<Rc<Surface>, String>>,
+    /// Held-out logits of the latest model and the step they are from.
+    margins: Option<(Rc<Vec<f32>>, usize)>,
+    /// A pair file dropped on the page (its name and data), used instead of the scenario.
+    uploaded: Option<(String, Rc<PairDataset>)>,
+    upload_error: Option<String>,
+    /// What the last opened checkpoint was, or why it could not be opened.
+    checkpoint_note: Option<String>,
 }
 
 impl Component for App {
@@ -137,6 +196,17 @@ impl Component for App {
             hook,
             hook_losses: Array::new(),
             hook_times: Array::new(),
+            landscape: None,
+            landscape_state: PanelState::Idle,
+            candidates: None,
+            embeddings: None,
+            views_generation: 0,
+            train_accuracy: vec![],
+            surface: None,
+            margins: None,
+            uploaded: None,
+            upload_error: None,
+            checkpoint_note: None,
         };
         app.rebuild_dataset();
         app.publish();
@@ -201,7 +271,125 @@ impl Component for App {
                 }
             }
             Msg::Reset => self.reset(),
-            Msg::Loop(event) => self.on_loop_event(event),
+            Msg::Loop(event) => self.on_loop_event(ctx, event),
+            Msg::SetPlane(plane) => {
+                if plane != self.settings.plane {
+                    self.settings.plane = plane;
+                    self.write_url();
+                    self.compute_landscape(ctx);
+                }
+            }
+            Msg::SetGrid(n) => {
+                if n != self.settings.grid && crate::settings::GRID.contains(&n) && n % 2 == 1 {
+                    self.settings.grid = n;
+                    self.write_url();
+                    self.compute_landscape(ctx);
+                }
+            }
+            Msg::SetLog(on) => {
+                self.settings.log_scale = on;
+                self.write_url();
+            }
+            Msg::ComputeLandscape => self.compute_landscape(ctx),
+            Msg::LandscapeReady(request, result) => {
+                if request == self.shared.landscape_request.get() {
+                    match result {
+                        Ok(slice) => {
+                            self.landscape = Some(Rc::new(slice));
+                            self.landscape_state = PanelState::Idle;
+                        }
+                        Err(e) => self.landscape_state = PanelState::Failed(e),
+                    }
+                }
+            }
+            Msg::SetDirection(deg) => {
+                if deg != self.settings.direction {
+                    self.settings.direction = deg;
+                    self.write_url();
+                }
+            }
+            Msg::SetBeta(x) => {
+                if x != self.settings.beta_x && crate::settings::BETA_X.contains(&x) {
+                    self.settings.beta_x = x;
+                    self.write_url();
+                }
+            }
+            Msg::CandidatesReady(g, result) => {
+                if g == self.views_generation {
+                    self.candidates = Some(result.map(Rc::new));
+                }
+            }
+            Msg::EmbeddingsReady(g, result) => {
+                if g == self.views_generation {
+                    self.embeddings = Some(result.map(Rc::new));
+                }
+            }
+            Msg::Edit(edit) => {
+                let mut next = self.settings.clone();
+                edit(&mut next);
+                if next != self.settings {
+                    self.settings = next;
+                    self.settings_changed();
+                }
+            }
+            Msg::Step => {
+                if matches!(self.status, Status::Idle | Status::Paused) {
+                    self.shared.step_once.set(true);
+                    self.start(ctx);
+                }
+            }
+            Msg::ExportModel => self.export_model(),
+            Msg::ExportPng(testid) => export_png(&testid, &format!("prefscope-{testid}-{}.png", self.settings.scenario.name())),
+            Msg::Upload(file) => {
+                let name = file.name();
+                ctx.link().send_future(async move {
+                    let result = read_pairs(&name, &file).await;
+                    Msg::Uploaded(name, result)
+                });
+            }
+            Msg::Uploaded(name, result) => match result {
+                Ok(ds) => {
+                    self.uploaded = Some((name, Rc::new(ds)));
+                    self.upload_error = None;
+                    self.settings_changed();
+                }
+                Err(e) => self.upload_error = Some(e),
+            },
+            Msg::OpenCheckpoint(file) => {
+                let name = file.name();
+                ctx.link().send_future(async move {
+                    let bytes = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await.map(|b| js_sys::Uint8Array::new(&b).to_vec()).map_err(|_| "could not read the file".to_string());
+                    Msg::CheckpointRead(name, bytes)
+                });
+            }
+            Msg::CheckpointRead(name, bytes) => {
+                if let Err(e) = bytes.and_then(|b| self.open_checkpoint(ctx, &name, b)) {
+                    self.checkpoint_note = Some(format!("error: {name}: {e}"));
+                }
+            }
+            Msg::ClearUpload => {
+                self.uploaded = None;
+                self.upload_error = None;
+                self.settings_changed();
+            }
+            Msg::SurfaceReady(g, result) => {
+                if g == self.views_generation {
+                    self.surface = Some(result.map(Rc::new));
+                }
+            }
+            Msg::MarginsReady(g, step, result) => {
+                if g == self.views_generation {
+                    match result {
+                        Ok(m) => self.margins = Some((Rc::new(m), step)),
+                        Err(e) => web_sys::console::warn_1(&format!("held-out margins: {e}").into()),
+                    }
+                }
+            }
+            Msg::TogglePanel(panel) => {
+                let open = !self.settings.is_open(panel);
+                self.settings.set_open(panel, open);
+                self.write_url();
+            }
         }
         self.publish();
         true
@@ -228,15 +416,21 @@ impl Component for App {
                         onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
                 </nav>
                 if self.settings.tab == Tab::Policy {
-                    <main class="single"><PolicyPanel /></main>
+                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} /></main>
                 } else {
                     <main class="grid">
                         { self.view_setup(link) }
                         <div class="column">
                             { self.view_training() }
-                            { self.view_data() }
+                            { self.view_data(link) }
                         </div>
                     </main>
+                    <div class="panels">
+                        { self.view_panel(link, Panel::Charts, "Charts", "charts-panel", || self.view_charts()) }
+                        { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape(link)) }
+                        { self.view_panel(link, Panel::Dial, "Preference direction", "dial-panel", || self.view_dial(link)) }
+                        { self.view_panel(link, Panel::Embedding, "GPM embeddings", "gpm-embedding", || self.view_embedding()) }
+                    </div>
                 }
                 <footer>
                     { "Everything random comes from the seed, so the same settings give the same loss curve on WebGPU and on the CPU. Settings live in the URL: " }
@@ -257,7 +451,10 @@ impl App {
 
     fn rebuild_dataset(&mut self) {
         let cfg = self.settings.run_config();
-        self.dataset = cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string());
+        self.dataset = match &self.uploaded {
+            Some((_, ds)) => Ok(ds.clone()),
+            None => cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string()),
+        };
         self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 60)).map(Rc::new);
     }
 
@@ -287,23 +484,56 @@ impl App {
         self.ms_per_step = None;
         self.hook_losses = Array::new();
         self.hook_times = Array::new();
+        self.shared.latest.borrow_mut().take();
+        self.shared.snapshots.borrow_mut().clear();
+        self.landscape = None;
+        self.landscape_state = PanelState::Idle;
+        self.cancel_landscape();
+        self.candidates = None;
+        self.embeddings = None;
+        self.surface = None;
+        self.margins = None;
+        self.train_accuracy.clear();
+        self.views_generation += 1;
+        self.checkpoint_note = None;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
     }
 
-    /// Start or resume training.
-    fn start(&mut self, ctx: &Context<Self>) {
-        let Some(backend) = self.ready_backend() else { return };
-        if self.shared.slot.borrow().is_none() {
-            match AnyTrainer::new(backend, self.settings.run_config()) {
-                Ok(t) => *self.shared.slot.borrow_mut() = Some(t),
+    /// Build the trainer if there is none yet (and no step in flight); false on an error.
+    fn ensure_trainer(&mut self) -> bool {
+        let Some(backend) = self.ready_backend() else { return false };
+        if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
+            let built = match &self.uploaded {
+                Some((_, ds)) => AnyTrainer::with_dataset(backend, self.settings.run_config(), ds.as_ref().clone()),
+                None => AnyTrainer::new(backend, self.settings.run_config()),
+            };
+            match built {
+                Ok(t) => {
+                    *self.shared.latest.borrow_mut() = Some((t.snapshot(), 0));
+                    // About 100 snapshots over the run, enough for a smooth path; none (and no
+                    // read-backs slowing the steps) while the landscape panel is closed.
+                    let every = if self.settings.is_open(Panel::Landscape) { (self.settings.steps / 100).max(1) } else { 0 };
+                    self.shared.snapshot_every.set(every);
+                    *self.shared.slot.borrow_mut() = Some(t);
+                }
                 Err(e) => {
                     self.status = Status::Error(e.to_string());
-                    return;
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Start or resume training.
+    fn start(&mut self, ctx: &Context<Self>) {
+        if !self.ensure_trainer() {
+            return;
+        }
+        // The weights are about to move: a landscape of the paused ones is not worth waiting for.
+        self.cancel_landscape();
         self.shared.pause.set(false);
         self.pausing = false;
         self.status = Status::Training;
@@ -317,15 +547,118 @@ impl App {
         }
     }
 
-    fn on_loop_event(&mut self, event: LoopEvent) {
+    /// Download the current weights as a checkpoint the native binary can open (`prefscope eval`).
+    fn export_model(&self) {
+        let bytes = match self.shared.slot.borrow().as_ref() {
+            Some(t) => t.checkpoint_bytes(),
+            None => return,
+        };
+        match bytes {
+            Ok(b) => {
+                let name = format!("prefscope-{}-{}-seed{}-step{}.safetensors", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed, self.losses.len());
+                download_bytes(&js_sys::Uint8Array::from(b.as_slice()), &name, "application/octet-stream");
+            }
+            Err(e) => web_sys::console::error_1(&format!("export: {e}").into()),
+        }
+    }
+
+    /// Show a checkpoint's model in every view: its config sets the page (scenario, model,
+    /// hyper-parameters), its data is rebuilt from that config and seed, and the views evaluate
+    /// the loaded weights. Train then starts a fresh run with the same settings.
+    fn open_checkpoint(&mut self, ctx: &Context<Self>, name: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let backend = self.ready_backend().ok_or("no backend yet")?;
+        let (head, model) = AnyModel::from_checkpoint(backend, bytes).map_err(|e| e.to_string())?;
+        let cfg = &head.config;
+        let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
+        prefscope_core::checkpoint::check_fits(&head, &ds).map_err(|e| e.to_string())?;
+        let s = &mut self.settings;
+        (s.scenario, s.model, s.seed, s.steps, s.normalize) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize);
+        (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
+        self.uploaded = None;
+        self.settings_changed();
+        self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
+        self.dataset = Ok(Rc::new(ds));
+        // The page's settings cannot express every config field (hidden widths, losses…): say so.
+        let differs = self.settings.run_config() != *cfg;
+        *self.shared.latest.borrow_mut() = Some((model, head.step));
+        self.checkpoint_note = Some(format!(
+            "Opened {name}: {} on {}, seed {}, step {}{}. The views show it; Train starts a new run.",
+            cfg.model.kind.name(),
+            cfg.scenario.kind.name(),
+            cfg.seed,
+            head.step,
+            if differs { " (its config has settings the page cannot set, so a new run here differs)" } else { "" }
+        ));
+        self.compute_landscape(ctx);
+        self.refresh_views(ctx);
+        Ok(())
+    }
+
+    /// Evaluate the landscape of the latest weights (the initial ones before training).
+    fn compute_landscape(&mut self, ctx: &Context<Self>) {
+        if !self.settings.is_open(Panel::Landscape) || (self.shared.latest.borrow().is_none() && !self.ensure_trainer()) {
+            return;
+        }
+        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
+        self.cancel_landscape();
+        self.landscape_state = PanelState::Computing;
+        let request = self.shared.landscape_request.get();
+        let req = crate::landscape_panel::Request {
+            plane: self.settings.plane,
+            n: self.settings.grid,
+            seed: self.settings.seed,
+            trajectory: self.shared.snapshots.borrow().clone(),
+            step,
+        };
+        let current = self.shared.clone();
+        let superseded = move || current.landscape_request.get() != request;
+        ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req, superseded).await) });
+    }
+
+    /// Stop a landscape computation in flight (at its next batch) and drop its result: on a
+    /// software GPU a large grid takes minutes and would hold up resumed training.
+    fn cancel_landscape(&mut self) {
+        self.shared.landscape_request.set(self.shared.landscape_request.get() + 1);
+        if self.landscape_state == PanelState::Computing {
+            self.landscape_state = PanelState::Idle;
+        }
+    }
+
+    /// Recompute the dial's candidates and the GPM embeddings from the latest weights, for the
+    /// model that has them and panels that are open.
+    fn refresh_views(&mut self, ctx: &Context<Self>) {
+        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
+        let g = self.views_generation;
+        if self.settings.model == ModelKind::MultiObjective && self.settings.is_open(Panel::Dial) {
+            let (model, ds) = (model.clone(), ds.clone());
+            ctx.link().send_future(async move { Msg::CandidatesReady(g, crate::dial_panel::candidates(model, ds, step).await) });
+        }
+        if self.settings.model == ModelKind::Gpm && self.settings.is_open(Panel::Embedding) {
+            let (model, ds) = (model.clone(), ds.clone());
+            ctx.link().send_future(async move { Msg::EmbeddingsReady(g, crate::embedding_panel::embeddings(model, ds, step).await) });
+        }
+        if let Some(extent) = self.picture.as_ref().map(|p| p.extent)
+            && self.settings.is_open(Panel::Surface)
+        {
+            let model = model.clone();
+            ctx.link().send_future(async move { Msg::SurfaceReady(g, crate::surface_panel::compute(model, extent, step).await) });
+        }
+        if self.settings.is_open(Panel::Charts) {
+            ctx.link().send_future(async move { Msg::MarginsReady(g, step, crate::charts_panel::held_out_logits(model, ds).await) });
+        }
+    }
+
+    fn on_loop_event(&mut self, ctx: &Context<Self>, event: LoopEvent) {
         let current = self.shared.generation.get();
         match event {
             LoopEvent::Step(g, m) if g == current => {
                 self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
                 self.hook_times.push(&JsValue::from_f64(js_sys::Date::now()));
                 self.losses.push(m.loss);
+                self.train_accuracy.push(m.train_accuracy);
                 if let Some(e) = m.eval {
                     self.evals.push((m.step, e.accuracy, e.loss));
+                    self.refresh_views(ctx);
                 }
                 if let Some((t0, s0)) = self.stretch_start {
                     let n = self.losses.len().saturating_sub(s0);
@@ -337,11 +670,15 @@ impl App {
             LoopEvent::Paused(g) if g == current => {
                 self.pausing = false;
                 self.status = Status::Paused;
+                self.compute_landscape(ctx);
+                self.refresh_views(ctx);
             }
             LoopEvent::Done(g) if g == current => {
                 self.pausing = false;
                 self.final_accuracy = self.evals.last().map(|e| e.1);
                 self.status = Status::Done;
+                self.compute_landscape(ctx);
+                self.refresh_views(ctx);
             }
             LoopEvent::Failed(g, e) if g == current => {
                 self.pausing = false;
@@ -377,6 +714,95 @@ impl App {
         }
         set("evals", &evals);
         set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
+        set("landscape", &self.landscape_hook());
+        set("direction", &JsValue::from_f64(self.settings.direction as f64));
+        let dial = match &self.candidates {
+            Some(Ok(c)) => {
+                let o = Object::new();
+                let pairs = |v: &[[f64; 2]]| Array::from_iter(v.iter().map(|r| JsValue::from(numbers(r.iter().copied()))));
+                let order = crate::dial::ranking(&c.rewards, self.settings.direction_vector());
+                let _ = Reflect::set(&o, &"rewards".into(), &pairs(&c.rewards));
+                let _ = Reflect::set(&o, &"ratings".into(), &pairs(&c.ratings));
+                let _ = Reflect::set(&o, &"ranking".into(), &numbers(order.iter().map(|&i| i as f64)));
+                let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(c.step as f64));
+                o.into()
+            }
+            _ => JsValue::NULL,
+        };
+        set("dial", &dial);
+        let embedding = match &self.embeddings {
+            Some(Ok(e)) => {
+                let o = Object::new();
+                let n = e.matrix.len();
+                let m = Array::from_iter(e.matrix.iter().map(|&i| JsValue::from(numbers(e.matrix.iter().map(|&j| e.p(i, j) as f64)))));
+                let _ = Reflect::set(&o, &"matrix".into(), &m);
+                let _ = Reflect::set(&o, &"items".into(), &numbers(e.matrix.iter().map(|&i| i as f64)));
+                let _ = Reflect::set(&o, &"k".into(), &JsValue::from_f64(e.k as f64));
+                let _ = Reflect::set(&o, &"n".into(), &JsValue::from_f64(n as f64));
+                let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(e.step as f64));
+                o.into()
+            }
+            _ => JsValue::NULL,
+        };
+        set("embedding", &embedding);
+        set("surface", &self.surface_hook());
+        let charts = Object::new();
+        let _ = Reflect::set(&charts, &"trainAccuracy".into(), &numbers(self.train_accuracy.iter().map(|&a| a as f64)));
+        if let Some((m, step)) = &self.margins {
+            let _ = Reflect::set(&charts, &"margins".into(), &numbers(m.iter().map(|&v| v as f64)));
+            let _ = Reflect::set(&charts, &"marginStep".into(), &JsValue::from_f64(*step as f64));
+        }
+        set("charts", &charts);
+    }
+
+    /// `window.__prefscope.surface`: `{ n, extent, step, values (top row first, what the pixels
+    /// show), arrows: [[chosen x, y, rejected x, y]] }` or null.
+    fn surface_hook(&self) -> JsValue {
+        let (Some(Ok(s)), Some(pic)) = (&self.surface, &self.picture) else { return JsValue::NULL };
+        let o = Object::new();
+        let put = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        put("n", (s.n as f64).into());
+        put("extent", (s.extent as f64).into());
+        put("step", (s.step as f64).into());
+        put("values", numbers(s.scalars(self.settings.direction_vector())).into());
+        let arrows = pic.arrows.iter().map(|&(c, r)| {
+            let (a, b) = (&pic.items[c], &pic.items[r]);
+            JsValue::from(numbers([a.x, a.y, b.x, b.y].map(|v| v as f64)))
+        });
+        put("arrows", Array::from_iter(arrows).into());
+        o.into()
+    }
+
+    /// `window.__prefscope.landscape`: `{ status, plane, n, values, centre, currentLoss, min, max,
+    /// step, trajectory: [[a, b]], line: [[t, loss]] }` (only `status` before the first result).
+    fn landscape_hook(&self) -> JsValue {
+        let o = Object::new();
+        let put = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        let status = match (&self.landscape_state, &self.landscape) {
+            (PanelState::Computing, _) => "computing".to_string(),
+            (PanelState::Failed(e), _) => format!("error: {e}"),
+            (PanelState::Idle, Some(_)) => "ready".into(),
+            (PanelState::Idle, None) => "idle".into(),
+        };
+        put("status", status.into());
+        if let Some(s) = &self.landscape {
+            let (lo, hi) = s.range();
+            put("plane", s.plane.name().into());
+            put("n", (s.n as f64).into());
+            put("values", numbers(s.values.iter().map(|&v| v as f64)).into());
+            put("centre", (s.centre() as f64).into());
+            put("currentLoss", (s.current_loss as f64).into());
+            put("min", (lo as f64).into());
+            put("max", (hi as f64).into());
+            put("step", (s.step as f64).into());
+            put("trajectory", Array::from_iter(s.trajectory.iter().map(|c| JsValue::from(numbers(c.iter().copied())))).into());
+            put("line", Array::from_iter(s.line.iter().map(|&(t, v)| JsValue::from(numbers([t as f64, v as f64])))).into());
+        }
+        o.into()
     }
 
     fn view_badge(&self) -> Html {
@@ -443,28 +869,183 @@ impl App {
                         disabled={s.model != ModelKind::Gpm} onchange={on_normalize} />
                     { "normalise embeddings to unit length (GPM)" }
                 </label>
-                <p class="meta">
-                    { format!("seed {} · {} steps · batch {} · AdamW lr {} · eval every {} steps", cfg.seed, cfg.train.steps, cfg.train.batch, cfg.train.lr, cfg.train.eval_every) }
-                    <br/>
-                    <span class="hint">{ "seed and steps are set in the URL, e.g. ?seed=1&steps=500" }</span>
-                </p>
+                { self.view_hyper(link) }
+                <p class="meta">{ format!("AdamW · eval every {} steps · everything is in the URL", cfg.train.eval_every) }</p>
                 <div class="buttons">
                     <button class="primary" data-testid="train-button" disabled={!ready || (training && !self.pausing)}
                         onclick={link.callback(|_| Msg::Train)}>{ train_label }</button>
                     <button data-testid="pause-button" disabled={!training || self.pausing}
                         onclick={link.callback(|_| Msg::Pause)}>{ if self.pausing { "Pausing…" } else { "Pause" } }</button>
+                    <button data-testid="step-button" disabled={!ready || training || self.status == Status::Done}
+                        onclick={link.callback(|_| Msg::Step)} title="one training step">{ "Step" }</button>
                     <button data-testid="reset-button" disabled={!ready}
                         onclick={link.callback(|_| Msg::Reset)}>{ "Reset" }</button>
                 </div>
+                <div class="buttons secondary">
+                    <button data-testid="export-model" disabled={training || self.losses.is_empty()}
+                        onclick={link.callback(|_| Msg::ExportModel)} title="the current weights as a .safetensors checkpoint, as the native binary writes">{ "Export model" }</button>
+                    <label class="button" title="a .safetensors checkpoint written by `prefscope train` or by this page">
+                        { "Open checkpoint" }
+                        <input type="file" accept=".safetensors" class="visually-hidden" data-testid="checkpoint-input" disabled={!ready || training}
+                            onchange={link.batch_callback(|e: Event| e.target_unchecked_into::<HtmlInputElement>().files().and_then(|f| f.get(0)).map(Msg::OpenCheckpoint))} />
+                    </label>
+                </div>
+                if let Some(note) = &self.checkpoint_note {
+                    <p class={classes!("notice", note.starts_with("error").then_some("error"))} data-testid="checkpoint-status">{ note.clone() }</p>
+                }
+                { self.view_upload(link) }
             </section>
         }
+    }
+
+    /// Sliders and fields for the run's hyper-parameters; each change starts a new run.
+    fn view_hyper(&self, link: &yew::html::Scope<Self>) -> Html {
+        let s = &self.settings;
+        // A slider whose integer position maps to a value; `change` (on release) applies it.
+        let slider = |id: &str, label: String, pos: i32, range: (i32, i32), enabled: bool, apply: SetBy<i32>| {
+            let on_change = link.callback(move |e: Event| {
+                let x: i32 = e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(0);
+                let apply = apply.clone();
+                Msg::Edit(Rc::new(move |s: &mut Settings| apply(s, x)))
+            });
+            html! {
+                <label class={classes!("field", "slider", (!enabled).then_some("disabled"))}>
+                    <span>{ label }</span>
+                    <input type="range" data-testid={format!("{id}-slider")} min={range.0.to_string()} max={range.1.to_string()} value={pos.to_string()}
+                        disabled={!enabled} onchange={on_change} aria-label={id.to_string()} />
+                </label>
+            }
+        };
+        let log10 = |v: f64| (10.0 * v.log10()).round() as i32;
+        let gpm = s.model == ModelKind::Gpm;
+        let number = |id: &str, label: &str, value: String, apply: SetBy<u64>| {
+            let on_change = link.callback(move |e: Event| {
+                let v = e.target_unchecked_into::<HtmlInputElement>().value().parse::<u64>().ok();
+                let apply = apply.clone();
+                Msg::Edit(Rc::new(move |s: &mut Settings| if let Some(v) = v { apply(s, v) }))
+            });
+            html! {
+                <label class="field number">
+                    <span>{ label.to_string() }</span>
+                    <input type="number" min="0" data-testid={format!("{id}-input")} value={value} onchange={on_change} />
+                </label>
+            }
+        };
+        html! {
+            <div class="sliders">
+                { slider("lr", format!("learning rate {}", s.lr), log10(s.lr), (-40, 0), true, Rc::new(|s, x| s.lr = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                { slider("batch", format!("batch {}", s.batch), BATCHES.iter().position(|&b| b >= s.batch).unwrap_or(4) as i32, (0, BATCHES.len() as i32 - 1), true, Rc::new(|s, x| s.batch = BATCHES[x.clamp(0, BATCHES.len() as i32 - 1) as usize])) }
+                { slider("noise", format!("label noise {}", s.noise), log10(s.noise), (-20, 10), true, Rc::new(|s, x| s.noise = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                { slider("pairs", format!("dataset {} pairs", s.pairs), PAIR_COUNTS.iter().position(|&p| p >= s.pairs).unwrap_or(4) as i32, (0, PAIR_COUNTS.len() as i32 - 1), true, Rc::new(|s, x| s.pairs = PAIR_COUNTS[x.clamp(0, PAIR_COUNTS.len() as i32 - 1) as usize])) }
+                { slider("k", format!("GPM blocks k = {}", s.k), s.k as i32, (1, 8), gpm, Rc::new(|s, x| s.k = x.clamp(1, 8) as usize)) }
+                { slider("tau", format!("GPM τ = {}", s.tau), log10(s.tau), (-20, 10), gpm, Rc::new(|s, x| s.tau = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                <div class="row">
+                    { number("seed", "seed", s.seed.to_string(), Rc::new(|s, v| s.seed = v)) }
+                    { number("steps", "steps", s.steps.to_string(), Rc::new(|s, v| s.steps = (v as usize).clamp(1, crate::settings::MAX_STEPS))) }
+                </div>
+            </div>
+        }
+    }
+
+    /// Drop zone and file picker for a JSONL pair file (GPM's `chosen`/`reject` lines).
+    fn view_upload(&self, link: &yew::html::Scope<Self>) -> Html {
+        let on_drop = link.batch_callback(|e: DragEvent| {
+            e.prevent_default();
+            e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)).map(Msg::Upload)
+        });
+        let on_pick = link.batch_callback(|e: Event| e.target_unchecked_into::<HtmlInputElement>().files().and_then(|f| f.get(0)).map(Msg::Upload));
+        html! {
+            <div class="upload" data-testid="upload-zone" ondrop={on_drop} ondragover={Callback::from(|e: DragEvent| e.prevent_default())}>
+                <label>
+                    { "Drop a JSONL pair file here or " }
+                    <input type="file" accept=".jsonl,.json,.txt" data-testid="upload-input" onchange={on_pick} />
+                </label>
+                <p class="hint">{ "One {\"chosen\": …, \"reject\": …} per line; read in this tab, never sent anywhere." }</p>
+                if let Some((name, ds)) = &self.uploaded {
+                    <p class="notice" data-testid="upload-status">
+                        { format!("Training on {name}: {} responses, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
+                        <button onclick={link.callback(|_| Msg::ClearUpload)}>{ "Back to the scenario" }</button>
+                    </p>
+                }
+                if let Some(e) = &self.upload_error {
+                    <p class="notice error" role="alert" data-testid="upload-error">{ e.clone() }</p>
+                }
+            </div>
+        }
+    }
+
+    /// A collapsible card; whether it is open lives in the URL (`closed=`).
+    fn view_panel(&self, link: &yew::html::Scope<Self>, panel: Panel, title: &str, testid: &str, body: impl FnOnce() -> Html) -> Html {
+        let open = self.settings.is_open(panel);
+        html! {
+            <section class={classes!("card", "panel", panel.name())} data-testid={testid.to_string()}>
+                <header class="panel-head">
+                    <h2>{ title }</h2>
+                    <span class="tools">
+                        if open {
+                            <button data-testid={format!("{testid}-png")} title="save this panel's pictures as PNG"
+                                onclick={let id = testid.to_string(); link.callback(move |_| Msg::ExportPng(id.clone()))}>{ "PNG" }</button>
+                        }
+                        <button class="toggle" aria-expanded={open.to_string()} data-testid={format!("{testid}-toggle")}
+                            onclick={link.callback(move |_| Msg::TogglePanel(panel))}>{ if open { "Hide" } else { "Show" } }</button>
+                    </span>
+                </header>
+                if open { { body() } }
+            </section>
+        }
+    }
+
+    fn view_landscape(&self, link: &yew::html::Scope<Self>) -> Html {
+        let s = &self.settings;
+        html! {
+            <LandscapePanel
+                slice={self.landscape.clone().map(ByPtr)}
+                state={self.landscape_state.clone()}
+                plane={s.plane} grid={s.grid} log={s.log_scale}
+                webgpu={self.ready_backend() == Some(Backend::WebGpu)}
+                on_plane={link.callback(Msg::SetPlane)}
+                on_grid={link.callback(Msg::SetGrid)}
+                on_log={link.callback(Msg::SetLog)}
+                on_compute={link.callback(|_| Msg::ComputeLandscape)} />
+        }
+    }
+
+    fn view_charts(&self) -> Html {
+        charts(&Series {
+            total_steps: self.settings.steps,
+            losses: &self.losses,
+            train_accuracy: &self.train_accuracy,
+            evals: &self.evals,
+            margins: self.margins.as_ref().map(|(m, step)| (m.as_slice(), *step)),
+        })
+    }
+
+    fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
+        let (candidates, note) = match (&self.candidates, self.settings.model) {
+            (Some(Ok(c)), _) => (Some(ByPtr(c.clone())), String::new()),
+            (Some(Err(e)), _) => (None, e.clone()),
+            (None, ModelKind::MultiObjective) => (None, "Train (or pause) to rank the candidates by the model's rewards.".into()),
+            (None, _) => (None, "The dial turns the multi-objective model's two rewards into one: pick scenario and model multi-objective.".into()),
+        };
+        html! { <DirectionDial {candidates} {note} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /> }
+    }
+
+    fn view_embedding(&self) -> Html {
+        let (embeddings, note) = match (&self.embeddings, self.settings.model) {
+            (Some(Ok(e)), _) => (Some(ByPtr(e.clone())), String::new()),
+            (Some(Err(e)), _) => (None, e.clone()),
+            (None, ModelKind::Gpm) => (None, "Train (or pause) to see the learnt embeddings.".into()),
+            (None, _) => (None, "This view shows the General Preference Model's embeddings: pick the gpm model.".into()),
+        };
+        let colours: Vec<String> = self.picture.as_ref().map(|p| p.items.iter().map(|i| i.colour.clone()).collect()).unwrap_or_default();
+        html! { <EmbeddingView {embeddings} {note} {colours} /> }
     }
 
     fn view_training(&self) -> Html {
         let total = self.settings.steps;
         let last_loss = self.losses.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "—".into());
         let accuracy = self.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "—".into());
-        let speed = self.ms_per_step.map(|ms| format!("{ms:.1} ms/step")).unwrap_or_else(|| "—".into());
+        let speed = self.ms_per_step.map(|ms| format!("{:.0} steps/s · {ms:.1} ms/step", 1000.0 / ms.max(1e-3))).unwrap_or_else(|| "—".into());
         let status_class = match self.status {
             Status::Done => "v status done",
             Status::Error(_) => "v status error",
@@ -496,16 +1077,44 @@ impl App {
         }
     }
 
-    fn view_data(&self) -> Html {
+    fn surface_step(&self) -> String {
+        match &self.surface {
+            Some(Ok(s)) => s.step.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn surface_caption(&self) -> String {
+        match (&self.surface, self.settings.model) {
+            (Some(Err(e)), _) => format!("Decision surface: {e}."),
+            (_, ModelKind::Bt) => "Background: the learnt reward r(x), purple low → yellow high (as TensorFlow Playground draws a classifier).".into(),
+            (_, ModelKind::MultiObjective) => "Background: the learnt v·r(x) for the dial's direction v (purple low → yellow high); it turns with the dial.".into(),
+            (_, ModelKind::Gpm) => "Background: the angle of the learnt embedding (block 1) as a hue; on the cyclic data it should match the items' colours.".into(),
+            _ => "Train to paint the model's decision surface behind the data.".into(),
+        }
+    }
+
+    fn view_data(&self, link: &yew::html::Scope<Self>) -> Html {
         let body = match (&self.dataset, &self.picture) {
             (Err(e), _) => html! { <p class="notice error">{ format!("Could not build the scenario: {e}") }</p> },
             (Ok(ds), Some(pic)) => html! {
                 <div class="data-body">
-                    <DataPlot picture={PictureRef(pic.clone())} />
+                    <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
+                        if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
+                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.settings.direction_vector()} />
+                        }
+                        <DataPlot picture={ByPtr(pic.clone())} />
+                    </div>
                     <p class="caption">
                         { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
                         <br/><br/>{ capitalise(pic.colour_legend) }{ "." }
                         <br/><br/>{ format!("Arrows point from the chosen to the rejected item of {} sampled training pairs.", pic.arrows.len()) }
+                        <br/><br/>{ self.surface_caption() }
+                        <label class="check">
+                            <input type="checkbox" data-testid="surface-toggle" checked={self.settings.is_open(Panel::Surface)}
+                                onchange={link.callback(|_| Msg::TogglePanel(Panel::Surface))} />
+                            { "show the model's decision surface" }
+                        </label>
                     </p>
                 </div>
             },
@@ -575,12 +1184,26 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             shared.running.set(false);
             return;
         };
+        let every = shared.snapshot_every.get();
+        if every > 0 && trainer.steps_done() == 0 && shared.snapshots.borrow().is_empty() {
+            snapshot(&shared, &trainer).await;
+        }
         let result = trainer.step().await;
         if shared.generation.get() != generation {
             return; // Reset while the step was in flight: drop this trainer.
         }
         let done = trainer.is_done();
+        *shared.latest.borrow_mut() = Some((trainer.snapshot(), trainer.steps_done()));
+        if every > 0 && result.is_ok() && (trainer.steps_done().is_multiple_of(every) || done) {
+            snapshot(&shared, &trainer).await;
+        }
+        if shared.generation.get() != generation {
+            return;
+        }
         *shared.slot.borrow_mut() = Some(trainer);
+        if shared.step_once.replace(false) {
+            shared.pause.set(true);
+        }
         match result {
             Ok(m) => events.emit(LoopEvent::Step(generation, m)),
             Err(e) => {
@@ -595,6 +1218,66 @@ async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEv
             return;
         }
         gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+}
+
+/// Applies a control's value to the settings.
+type SetBy<T> = Rc<dyn Fn(&mut Settings, T)>;
+
+const BATCHES: [usize; 8] = [8, 16, 32, 64, 128, 256, 512, 1024];
+const PAIR_COUNTS: [usize; 7] = [100, 200, 500, 1000, 2000, 5000, 10_000];
+/// Uploads larger than this many lines are refused: every distinct response becomes a one-hot item.
+const MAX_UPLOAD_LINES: usize = 2000;
+
+/// Two significant digits, so slider values read well in the URL.
+fn round_sig(v: f64) -> f64 {
+    let mag = 10f64.powf(v.abs().log10().floor() - 1.0);
+    ((v / mag).round() * mag * 1e12).round() / 1e12
+}
+
+#[wasm_bindgen(module = "/src/files.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = downloadBytes)]
+    fn download_bytes(bytes: &js_sys::Uint8Array, filename: &str, mime: &str);
+    #[wasm_bindgen(js_name = exportPng)]
+    fn export_png_js(root: &web_sys::Element, filename: &str) -> js_sys::Promise;
+}
+
+/// Save the panel with this `data-testid` as a PNG.
+fn export_png(testid: &str, filename: &str) {
+    let root = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(&format!("[data-testid={testid}]")).ok().flatten());
+    if let Some(root) = root {
+        let promise = export_png_js(&root, filename);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = wasm_bindgen_futures::JsFuture::from(promise).await {
+                web_sys::console::error_1(&e);
+            }
+        });
+    }
+}
+
+/// Read and parse an uploaded pair file; errors name the file and line, and never panic.
+async fn read_pairs(name: &str, file: &File) -> Result<PairDataset, String> {
+    let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|_| format!("{name}: could not read the file"))?;
+    let text = text.as_string().ok_or_else(|| format!("{name}: not a text file"))?;
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if lines > MAX_UPLOAD_LINES {
+        return Err(format!("{name}: {lines} pairs; the page takes at most {MAX_UPLOAD_LINES} (each distinct response becomes a feature)"));
+    }
+    let mut ds = prefscope_core::data::parse_gpm_custom(name, &text).map_err(|e| e.to_string())?;
+    if ds.pairs.len() < 2 {
+        return Err(format!("{name}: needs at least two pairs, found {}", ds.pairs.len()));
+    }
+    ds.split(0.2, 0).map_err(|e| e.to_string())?;
+    Ok(ds)
+}
+
+/// Record the trainer's flattened weights; models the landscape does not cover record nothing.
+async fn snapshot(shared: &Shared, trainer: &AnyTrainer) {
+    let model = trainer.snapshot();
+    let weights = crate::backend::on_model!(&model, |m, _device| prefscope_core::landscape::read_weights(m).await);
+    if let Ok(w) = weights {
+        shared.snapshots.borrow_mut().push(Rc::new(w));
     }
 }
 
@@ -664,19 +1347,14 @@ fn fmt(v: f64) -> String {
     format!("{v:.1}")
 }
 
-/// A picture that compares by pointer, so the plot re-renders only when the data changes.
-#[derive(Clone)]
-pub struct PictureRef(Rc<DataPicture>);
-
-impl PartialEq for PictureRef {
-    fn eq(&self, other: &Self) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
-    }
+/// A JS array of numbers.
+fn numbers(values: impl IntoIterator<Item = f64>) -> Array {
+    values.into_iter().map(JsValue::from_f64).collect()
 }
 
 #[derive(Properties, PartialEq)]
 pub struct DataPlotProps {
-    pub picture: PictureRef,
+    pub picture: ByPtr<DataPicture>,
 }
 
 /// Items as coloured points, sampled pairs as arrows from chosen to rejected.

@@ -6,8 +6,10 @@
 
 use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_setup_async};
 use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::module::AutodiffModule;
 use js_sys::{Function, Promise, Reflect};
-use prefscope_core::{PairDataset, Result, RunConfig, StepMetrics, Trainer};
+use prefscope_core::checkpoint::{PreferenceCheckpoint, load_preference_model};
+use prefscope_core::{PairDataset, PreferenceModel, Result, RunConfig, StepMetrics, Trainer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -122,6 +124,23 @@ impl AnyTrainer {
         })
     }
 
+    /// A trainer on data that did not come from a scenario (an uploaded file).
+    pub fn with_dataset(backend: Backend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
+        Ok(match backend {
+            Backend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),
+            Backend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &Default::default())?)),
+        })
+    }
+
+    /// The current weights as a checkpoint (`model.safetensors`, with the run config inside),
+    /// the format the native binary writes and reads.
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::Gpu(t) => t.checkpoint_bytes(),
+            Self::Cpu(t) => t.checkpoint_bytes(),
+        }
+    }
+
     pub async fn step(&mut self) -> Result<StepMetrics> {
         match self {
             Self::Gpu(t) => t.step().await,
@@ -143,4 +162,62 @@ impl AnyTrainer {
             Self::Cpu(t) => &t.dataset,
         }
     }
+
+    pub fn steps_done(&self) -> usize {
+        match self {
+            Self::Gpu(t) => t.steps_done(),
+            Self::Cpu(t) => t.steps_done(),
+        }
+    }
+
+    /// The current weights without the autodiff graph: a cheap copy the views can evaluate while
+    /// training goes on.
+    pub fn snapshot(&self) -> AnyModel {
+        match self {
+            Self::Gpu(t) => AnyModel::Gpu(t.model().valid()),
+            Self::Cpu(t) => AnyModel::Cpu(t.model().valid()),
+        }
+    }
 }
+
+/// A trained model on whichever backend was selected, for the views.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)] // a handful alive at a time: boxing would only add indirection
+pub enum AnyModel {
+    Gpu(PreferenceModel<Wgpu>),
+    Cpu(PreferenceModel<NdArray>),
+}
+
+impl AnyModel {
+    /// Rebuild a model from checkpoint bytes (config and widths come from the file) on `backend`.
+    pub fn from_checkpoint(backend: Backend, bytes: Vec<u8>) -> Result<(PreferenceCheckpoint, Self)> {
+        Ok(match backend {
+            Backend::WebGpu => {
+                let (head, m) = load_preference_model::<Wgpu>(bytes, &WgpuDevice::default())?;
+                (head, Self::Gpu(m))
+            }
+            Backend::Cpu => {
+                let (head, m) = load_preference_model::<NdArray>(bytes, &Default::default())?;
+                (head, Self::Cpu(m))
+            }
+        })
+    }
+}
+
+/// Run a backend-generic async function on an [`AnyModel`] with its device:
+/// `on_model!(model, |m, device| body)`.
+macro_rules! on_model {
+    ($model:expr, |$m:ident, $device:ident| $body:expr) => {
+        match $model {
+            $crate::backend::AnyModel::Gpu($m) => {
+                let $device = &burn::backend::wgpu::WgpuDevice::default();
+                $body
+            }
+            $crate::backend::AnyModel::Cpu($m) => {
+                let $device = &burn::backend::ndarray::NdArrayDevice::default();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_model;

@@ -8,15 +8,31 @@
 // On the host only the unit tests use these modules.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod charts;
+mod dial;
+mod landscape;
 mod plot;
 mod settings;
+mod surface;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod backend;
 #[cfg(target_arch = "wasm32")]
+mod by_ptr;
+#[cfg(target_arch = "wasm32")]
+mod charts_panel;
+#[cfg(target_arch = "wasm32")]
+mod dial_panel;
+#[cfg(target_arch = "wasm32")]
+mod embedding_panel;
+#[cfg(target_arch = "wasm32")]
+mod landscape_panel;
+#[cfg(target_arch = "wasm32")]
 mod policy;
+#[cfg(target_arch = "wasm32")]
+mod surface_panel;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

@@ -51,28 +51,28 @@ fn train(loss: &str, beta: f64) -> Result<Run, String> {
     Ok(Run { summary, snapshots, beta })
 }
 
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    /// β on the log slider, β = 10^(x/10); kept in the URL by the page.
+    pub beta_x: i32,
+    pub on_beta: Callback<i32>,
+}
+
 #[function_component(PolicyPanel)]
-pub fn policy_panel() -> Html {
+pub fn policy_panel(props: &Props) -> Html {
     let loss = use_state(|| "dpo".to_string());
     // β on a log slider: β = 10^(x/10), x ∈ [−13, 10] ≈ [0.05, 10].
-    let beta_x = use_state(|| -3i32);
+    let beta_x = props.beta_x;
     let run = use_state(|| None::<Rc<Run>>);
     let frame = use_state(|| 0usize);
     let error = use_state(|| None::<String>);
-    let beta = 10f64.powf(*beta_x as f64 / 10.0);
+    let beta = 10f64.powf(beta_x as f64 / 10.0);
 
     let on_loss = {
         let loss = loss.clone();
         Callback::from(move |e: Event| loss.set(e.target_unchecked_into::<HtmlSelectElement>().value()))
     };
-    let on_beta = {
-        let beta_x = beta_x.clone();
-        Callback::from(move |e: InputEvent| {
-            if let Ok(v) = e.target_unchecked_into::<HtmlInputElement>().value().parse() {
-                beta_x.set(v);
-            }
-        })
-    };
+    let on_beta = props.on_beta.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(beta_x));
     let on_train = {
         let (loss, run, frame, error) = (loss.clone(), run.clone(), frame.clone(), error.clone());
         Callback::from(move |_| match train(&loss, beta) {

@@ -2,6 +2,10 @@
 //!
 //! Plain Rust with no browser types, so it is unit-tested on the host.
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind};
 
 /// Which backend the URL asks for (`?backend=`).
@@ -35,6 +39,57 @@ pub enum Tab {
     Policy,
 }
 
+/// The plane of the loss landscape (`?plane=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plane {
+    /// Two filter-normalised random directions.
+    #[default]
+    Random,
+    /// The top two principal directions of the training trajectory.
+    Pca,
+}
+
+impl Plane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::Pca => "pca",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "random" => Some(Self::Random),
+            "pca" => Some(Self::Pca),
+            _ => None,
+        }
+    }
+}
+
+/// The collapsible panels of the reward tab, in page order (`?closed=` lists the closed ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Panel {
+    Charts,
+    Landscape,
+    Dial,
+    Embedding,
+    Surface,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 5] = [Self::Charts, Self::Landscape, Self::Dial, Self::Embedding, Self::Surface];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Charts => "charts",
+            Self::Landscape => "landscape",
+            Self::Dial => "dial",
+            Self::Embedding => "embedding",
+            Self::Surface => "surface",
+        }
+    }
+}
+
 /// Everything the user picks on the page; round-trips through the query string.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -46,9 +101,47 @@ pub struct Settings {
     pub steps: usize,
     pub backend: BackendChoice,
     pub tab: Tab,
+    /// AdamW learning rate (`train.lr`).
+    pub lr: f64,
+    /// Pairs per minibatch (`train.batch`).
+    pub batch: usize,
+    /// Label temperature of the scenario (`scenario.noise`).
+    pub noise: f64,
+    /// Number of labelled comparisons (`scenario.n_pairs`).
+    pub pairs: usize,
+    /// GPM blocks (`model.k`) and temperature (`model.tau`).
+    pub k: usize,
+    pub tau: f64,
+    /// The preference direction θ of the multi-objective dial, in whole degrees, [0, 360).
+    pub direction: u32,
+    /// Loss landscape: plane, grid points per side (odd, so the current weights are a grid
+    /// point), log colour scale.
+    pub plane: Plane,
+    pub grid: usize,
+    pub log_scale: bool,
+    /// Panels the user has closed.
+    pub closed: Vec<Panel>,
+    /// The policy tab's β as its log-slider position x, β = 10^(x/10) (`?beta=` holds β).
+    pub beta_x: i32,
 }
 
 pub const MAX_STEPS: usize = 100_000;
+pub const LR: RangeInclusive<f64> = 1e-5..=1.0;
+pub const BATCH: RangeInclusive<usize> = 1..=4096;
+pub const NOISE: RangeInclusive<f64> = 0.01..=10.0;
+pub const PAIRS: RangeInclusive<usize> = 10..=20_000;
+pub const K: RangeInclusive<usize> = 1..=8;
+pub const TAU: RangeInclusive<f64> = 0.01..=10.0;
+pub const GRID: RangeInclusive<usize> = 5..=81;
+/// The policy slider's positions: β from 0.05 to 10.
+pub const BETA_X: RangeInclusive<i32> = -13..=10;
+
+/// β at a slider position, to three significant digits (what the URL shows).
+pub fn beta_of(x: i32) -> f64 {
+    let b = 10f64.powf(x as f64 / 10.0);
+    let mag = 10f64.powf(b.log10().floor() - 2.0);
+    (b / mag).round() * mag
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -61,6 +154,40 @@ impl Default for Settings {
             steps: base.train.steps,
             backend: BackendChoice::Auto,
             tab: Tab::Reward,
+            lr: base.train.lr,
+            batch: base.train.batch,
+            noise: base.scenario.noise,
+            pairs: base.scenario.n_pairs,
+            k: base.model.k,
+            tau: base.model.tau,
+            direction: 0,
+            plane: Plane::Random,
+            grid: 41,
+            log_scale: false,
+            closed: vec![],
+            beta_x: -3,
+        }
+    }
+}
+
+/// Parse `value` as a number within `range`, or warn and keep the default.
+fn number<T: FromStr + PartialOrd + Display>(key: &str, value: &str, range: RangeInclusive<T>, warnings: &mut Vec<String>) -> Option<T> {
+    match value.parse::<T>() {
+        Ok(v) if range.contains(&v) => Some(v),
+        _ => {
+            warnings.push(format!("{key}: expected a number in {}..={}, got `{value}`", range.start(), range.end()));
+            None
+        }
+    }
+}
+
+fn flag(key: &str, value: &str, warnings: &mut Vec<String>) -> Option<bool> {
+    match value {
+        "1" | "true" | "on" | "yes" => Some(true),
+        "0" | "false" | "off" | "no" => Some(false),
+        _ => {
+            warnings.push(format!("{key}: expected true or false, got `{value}`"));
+            None
         }
     }
 }
@@ -83,11 +210,7 @@ impl Settings {
                     Ok(k) => s.model = k,
                     Err(e) => warnings.push(e.to_string()),
                 },
-                "normalize" | "normalise" => match value.as_str() {
-                    "1" | "true" | "on" | "yes" => s.normalize = true,
-                    "0" | "false" | "off" | "no" => s.normalize = false,
-                    _ => warnings.push(format!("{key}: expected true or false, got `{value}`")),
-                },
+                "normalize" | "normalise" => s.normalize = flag(&key, &value, &mut warnings).unwrap_or(s.normalize),
                 "seed" => match value.parse() {
                     Ok(v) => s.seed = v,
                     Err(_) => warnings.push(format!("seed: expected a whole number ≥ 0, got `{value}`")),
@@ -107,15 +230,47 @@ impl Settings {
                     "policy" => s.tab = Tab::Policy,
                     _ => warnings.push(format!("tab: expected reward or policy, got `{value}`")),
                 },
+                "lr" => s.lr = number(&key, &value, LR, &mut warnings).unwrap_or(s.lr),
+                "batch" => s.batch = number(&key, &value, BATCH, &mut warnings).unwrap_or(s.batch),
+                "noise" => s.noise = number(&key, &value, NOISE, &mut warnings).unwrap_or(s.noise),
+                "pairs" => s.pairs = number(&key, &value, PAIRS, &mut warnings).unwrap_or(s.pairs),
+                "k" => s.k = number(&key, &value, K, &mut warnings).unwrap_or(s.k),
+                "tau" => s.tau = number(&key, &value, TAU, &mut warnings).unwrap_or(s.tau),
+                "dir" => s.direction = number(&key, &value, 0..=359, &mut warnings).unwrap_or(s.direction),
+                "plane" => match Plane::parse(&value) {
+                    Some(p) => s.plane = p,
+                    None => warnings.push(format!("plane: expected random or pca, got `{value}`")),
+                },
+                "grid" => match number(&key, &value, GRID, &mut warnings) {
+                    Some(n) if n % 2 == 1 => s.grid = n,
+                    Some(n) => warnings.push(format!("grid: expected an odd number (the centre is a grid point), got {n}")),
+                    None => {}
+                },
+                "beta" => match value.parse::<f64>() {
+                    Ok(b) if b > 0.0 && BETA_X.contains(&((10.0 * b.log10()).round() as i32)) => s.beta_x = (10.0 * b.log10()).round() as i32,
+                    _ => warnings.push(format!("beta: expected a number in {}..={}, got `{value}`", beta_of(*BETA_X.start()), beta_of(*BETA_X.end()))),
+                },
+                "log" => s.log_scale = flag(&key, &value, &mut warnings).unwrap_or(s.log_scale),
+                "closed" => {
+                    s.closed.clear();
+                    for name in value.split(',').filter(|n| !n.is_empty()) {
+                        match Panel::ALL.into_iter().find(|p| p.name() == name) {
+                            Some(p) if !s.closed.contains(&p) => s.closed.push(p),
+                            Some(_) => {}
+                            None => warnings.push(format!("closed: unknown panel `{name}`")),
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         (s, warnings)
     }
 
-    /// The canonical query string (starts with `?`); `normalize` and `backend` only when they
-    /// differ from their defaults (true, auto).
+    /// The canonical query string (starts with `?`); settings other than scenario, model, seed
+    /// and steps only when they differ from their defaults, so links stay short.
     pub fn to_query(&self) -> String {
+        let d = Settings::default();
         let mut q = format!("?scenario={}&model={}", self.scenario.name(), self.model.name());
         if !self.normalize {
             q.push_str("&normalize=false");
@@ -127,7 +282,44 @@ impl Settings {
         if self.tab == Tab::Policy {
             q.push_str("&tab=policy");
         }
+        let mut extra = |key: &str, value: String, default: String| {
+            if value != default {
+                q.push_str(&format!("&{key}={value}"));
+            }
+        };
+        extra("lr", self.lr.to_string(), d.lr.to_string());
+        extra("batch", self.batch.to_string(), d.batch.to_string());
+        extra("noise", self.noise.to_string(), d.noise.to_string());
+        extra("pairs", self.pairs.to_string(), d.pairs.to_string());
+        extra("k", self.k.to_string(), d.k.to_string());
+        extra("tau", self.tau.to_string(), d.tau.to_string());
+        extra("dir", self.direction.to_string(), d.direction.to_string());
+        extra("plane", self.plane.name().into(), d.plane.name().into());
+        extra("grid", self.grid.to_string(), d.grid.to_string());
+        extra("log", self.log_scale.to_string(), d.log_scale.to_string());
+        extra("beta", beta_of(self.beta_x).to_string(), beta_of(d.beta_x).to_string());
+        let closed: Vec<&str> = Panel::ALL.into_iter().filter(|p| self.closed.contains(p)).map(Panel::name).collect();
+        extra("closed", closed.join(","), String::new());
         q
+    }
+
+    pub fn is_open(&self, panel: Panel) -> bool {
+        !self.closed.contains(&panel)
+    }
+
+    /// Open or close a panel, keeping `closed` in page order so the URL is canonical.
+    pub fn set_open(&mut self, panel: Panel, open: bool) {
+        self.closed.retain(|&p| p != panel);
+        if !open {
+            self.closed.push(panel);
+            self.closed.sort_by_key(|p| Panel::ALL.iter().position(|q| q == p));
+        }
+    }
+
+    /// The dial's direction as a unit vector v = (cos θ, sin θ).
+    pub fn direction_vector(&self) -> [f64; 2] {
+        let t = (self.direction as f64).to_radians();
+        [t.cos(), t.sin()]
     }
 
     /// The core's run configuration for these settings.
@@ -136,6 +328,12 @@ impl Settings {
         cfg.seed = self.seed;
         cfg.train.steps = self.steps;
         cfg.model.normalize = self.normalize;
+        cfg.train.lr = self.lr;
+        cfg.train.batch = self.batch;
+        cfg.scenario.noise = self.noise;
+        cfg.scenario.n_pairs = self.pairs;
+        cfg.model.k = self.k;
+        cfg.model.tau = self.tau;
         cfg
     }
 }
@@ -205,10 +403,57 @@ mod tests {
         for scenario in ScenarioKind::ALL {
             for model in ModelKind::ALL {
                 let tab = if model == ModelKind::Bt { Tab::Policy } else { Tab::Reward };
-                let s = Settings { scenario, model, normalize: model == ModelKind::Gpm, seed: 3, steps: 120, backend: BackendChoice::Cpu, tab };
+                let s = Settings { scenario, model, normalize: model == ModelKind::Gpm, seed: 3, steps: 120, backend: BackendChoice::Cpu, tab, ..Settings::default() };
                 assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]));
             }
         }
+    }
+
+    #[test]
+    fn hyper_parameters_and_views_round_trip_and_reach_the_run_config() {
+        let q = "?scenario=multi-objective&model=multi-objective&seed=2&steps=80&lr=0.003&batch=64&noise=0.25&pairs=500&k=3&tau=0.5&dir=90&plane=pca&grid=21&log=true&closed=charts,surface";
+        let (s, w) = Settings::from_query(q);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((s.lr, s.batch, s.noise, s.pairs, s.k, s.tau), (0.003, 64, 0.25, 500, 3, 0.5));
+        assert_eq!((s.direction, s.plane, s.grid, s.log_scale), (90, Plane::Pca, 21, true));
+        assert_eq!(s.closed, vec![Panel::Charts, Panel::Surface]);
+        assert!(!s.is_open(Panel::Charts) && s.is_open(Panel::Landscape));
+        assert_eq!(s.to_query(), q, "canonical order, defaults left out");
+        let cfg = s.run_config();
+        assert_eq!((cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau), (0.003, 64, 0.25, 500, 3, 0.5));
+        let v = s.direction_vector();
+        assert!(v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 1e-12);
+        // Defaults stay out of the URL.
+        assert_eq!(Settings::default().to_query(), "?scenario=cyclic&model=gpm&seed=0&steps=300");
+    }
+
+    #[test]
+    fn out_of_range_views_warn() {
+        let (s, w) = Settings::from_query("lr=0&batch=0&k=99&dir=360&grid=40&plane=hessian&log=2&closed=charts,nope,charts");
+        assert_eq!(w.len(), 8, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("odd")), "{w:?}");
+        assert_eq!(s.closed, vec![Panel::Charts], "duplicates collapse, unknown names warn");
+        assert_eq!(Settings { closed: vec![], ..s }, Settings::default());
+    }
+
+    #[test]
+    fn beta_round_trips_at_every_slider_position() {
+        for x in BETA_X {
+            let s = Settings { beta_x: x, tab: Tab::Policy, ..Settings::default() };
+            assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]), "x = {x}");
+        }
+        assert_eq!(Settings::from_query("beta=0.1").0.beta_x, -10);
+        assert_eq!(Settings::from_query("beta=100").1.len(), 1);
+    }
+
+    #[test]
+    fn panels_toggle_in_page_order() {
+        let mut s = Settings::default();
+        s.set_open(Panel::Surface, false);
+        s.set_open(Panel::Charts, false);
+        assert_eq!(s.closed, vec![Panel::Charts, Panel::Surface]);
+        s.set_open(Panel::Charts, true);
+        assert_eq!(s.to_query(), "?scenario=cyclic&model=gpm&seed=0&steps=300&closed=surface");
     }
 
     #[test]

@@ -1,0 +1,338 @@
+//! The loss-landscape panel: computes a [`Slice`] on the page's backend and draws it.
+//!
+//! The grid is evaluated by the core's batched [`Surface::losses`] on the model's own backend
+//! (WebGPU or ndarray). The heatmap is rendered by `shaders/landscape.wgsl` on WebGPU when the
+//! page trains on WebGPU (offscreen, then shown on a 2-D canvas: see `heatmap.js`), otherwise by
+//! [`rasterise`] on the CPU; an SVG on top carries the trajectory, the current weights and the axes.
+
+use std::rc::Rc;
+
+use js_sys::{Float32Array, Reflect};
+use prefscope_core::PreferenceModel;
+use prefscope_core::landscape::{Surface, grid, read_weights, trajectory_pca};
+use prefscope_core::rng::Rng;
+use prefscope_core::train::evaluate;
+use prefscope_core::PairDataset;
+use burn::tensor::backend::Backend;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, HtmlSelectElement, ImageData};
+use yew::prelude::*;
+
+use crate::backend::{AnyModel, on_model};
+use crate::by_ptr::ByPtr;
+use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, pca_extent, rasterise};
+use crate::plot::{nice_ticks, polyline, scale, tick_label};
+use crate::settings::{GRID, Plane};
+
+const SHADER: &str = include_str!("../../../shaders/landscape.wgsl");
+/// Canvas pixels per side.
+const SIZE: usize = 360;
+/// About this many grid points (whole rows) are evaluated per batch between yields.
+const POINTS_PER_BATCH: usize = 128;
+/// Points of the 1-D interpolation, t from −0.5 to 1.5.
+const LINE_POINTS: usize = 61;
+
+#[wasm_bindgen(module = "/src/heatmap.js")]
+extern "C" {
+    /// Renders with the shader and puts the pixels on the 2-D `canvas`; resolves to '' or why not.
+    #[wasm_bindgen(js_name = drawHeatmapWebGpu)]
+    fn draw_heatmap_webgpu(canvas: &HtmlCanvasElement, code: &str, values: &Float32Array, n: u32, lo: f32, hi: f32, log_scale: bool, contours: f32) -> js_sys::Promise;
+}
+
+/// What a computation needs besides the model.
+pub struct Request {
+    pub plane: Plane,
+    pub n: usize,
+    pub seed: u64,
+    /// Weight snapshots taken during training, oldest (the initial weights) first.
+    pub trajectory: Vec<Rc<Vec<f32>>>,
+    pub step: usize,
+}
+
+/// Compute the landscape of `model` on the training pairs of `ds`; gives up between batches once
+/// `superseded()` says so.
+pub async fn compute(model: AnyModel, ds: Rc<PairDataset>, req: Request, superseded: impl Fn() -> bool) -> Result<Slice, String> {
+    on_model!(&model, |m, device| compute_on(m, device, &ds, req, &superseded).await)
+}
+
+async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, ds: &PairDataset, req: Request, superseded: &dyn Fn() -> bool) -> Result<Slice, String> {
+    let text = |e: prefscope_core::Error| e.to_string();
+    let surface = Surface::new(model, ds, &ds.train, device).map_err(text)?;
+    let theta = read_weights(model).await.map_err(text)?;
+    let current_loss = evaluate(model, ds, &ds.train, device).await.map_err(text)?.loss;
+    let (d1, d2, a, b, trajectory, explained) = match req.plane {
+        Plane::Random => {
+            // Seeded by the run's seed: the same link gives the same picture.
+            let mut rng = Rng::stream(req.seed, "landscape");
+            let d1 = surface.layout.random_direction(&theta, &mut rng);
+            let d2 = surface.layout.random_direction(&theta, &mut rng);
+            (d1, d2, (-1.0, 1.0), (-1.0, 1.0), vec![], None)
+        }
+        Plane::Pca => {
+            let mut snapshots: Vec<Vec<f32>> = req.trajectory.iter().map(|s| s.as_ref().clone()).collect();
+            snapshots.push(theta.clone());
+            let pca = trajectory_pca(&snapshots, &theta).ok_or("the PCA plane needs a training trajectory: train a few steps first")?;
+            let (ra, rb) = pca_extent(&pca.coords, 1e-3);
+            let [d1, d2] = pca.directions;
+            (d1, d2, (-ra, ra), (-rb, rb), pca.coords, Some(pca.explained))
+        }
+    };
+    // A few grid rows at a time, yielding in between: on the CPU backend every batch runs
+    // synchronously on the page's thread, and the page must keep answering.
+    let coords = grid(req.n, a, b);
+    let mut values = Vec::with_capacity(coords.len());
+    // Small batches also keep the GPU queue short, so resumed training steps (and other tabs)
+    // do not wait behind the whole grid.
+    for rows in coords.chunks(req.n * (POINTS_PER_BATCH / req.n).max(1)) {
+        values.extend(surface.losses(&theta, &d1, &d2, rows).await.map_err(text)?);
+        gloo_timers::future::TimeoutFuture::new(0).await;
+        if superseded() {
+            return Err("superseded".into());
+        }
+    }
+    // From the initial weights θ₀ (t = 0) through the current ones (t = 1).
+    let line = match req.trajectory.first() {
+        Some(start) if start.len() == theta.len() => {
+            let dir: Vec<f32> = theta.iter().zip(start.iter()).map(|(t, s)| t - s).collect();
+            let ts: Vec<f32> = (0..LINE_POINTS).map(|i| -0.5 + 2.0 * i as f32 / (LINE_POINTS - 1) as f32).collect();
+            let coords: Vec<[f32; 2]> = ts.iter().map(|&t| [t, 0.0]).collect();
+            let losses = surface.losses(start, &dir, &vec![0.0; dir.len()], &coords).await.map_err(text)?;
+            ts.into_iter().zip(losses).collect()
+        }
+        _ => vec![],
+    };
+    Ok(Slice { plane: req.plane, n: req.n, a, b, values, current_loss, trajectory, explained, line, step: req.step })
+}
+
+/// Where the panel stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PanelState {
+    Idle,
+    Computing,
+    Failed(String),
+}
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub slice: Option<ByPtr<Slice>>,
+    pub state: PanelState,
+    pub plane: Plane,
+    pub grid: usize,
+    pub log: bool,
+    /// Render with the WGSL shader (the page trains on WebGPU) or on the CPU.
+    pub webgpu: bool,
+    pub on_plane: Callback<Plane>,
+    pub on_grid: Callback<usize>,
+    pub on_log: Callback<bool>,
+    pub on_compute: Callback<()>,
+}
+
+#[function_component(LandscapePanel)]
+pub fn landscape_panel(props: &Props) -> Html {
+    let canvas = use_node_ref();
+    // Who drew the picture: "webgpu" (the shader), "canvas2d" (the CPU) or "" before the first.
+    let renderer = use_state(String::new);
+    {
+        let (canvas, renderer) = (canvas.clone(), renderer.clone());
+        use_effect_with((props.slice.clone(), props.log, props.webgpu), move |(slice, log, webgpu)| {
+            if let Some(slice) = slice.clone() {
+                let (log, webgpu) = (*log, *webgpu);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let used = draw(&slice.0, log, webgpu, &canvas).await;
+                    set_hook("landscapeRenderer", &JsValue::from_str(&used));
+                    renderer.set(used);
+                });
+            }
+        });
+    }
+
+    let on_plane = props.on_plane.reform(|e: Event| Plane::parse(&e.target_unchecked_into::<HtmlSelectElement>().value()).unwrap_or_default());
+    let on_grid = props.on_grid.reform(|e: Event| e.target_unchecked_into::<HtmlSelectElement>().value().parse().unwrap_or(41));
+    let on_log = props.on_log.reform(|e: Event| e.target_unchecked_into::<HtmlInputElement>().checked());
+    let on_compute = props.on_compute.reform(|_| ());
+    let status = match &props.state {
+        PanelState::Computing => "computing".to_string(),
+        PanelState::Failed(e) => format!("error: {e}"),
+        PanelState::Idle if props.slice.is_some() => "ready".into(),
+        PanelState::Idle => "not computed yet".into(),
+    };
+    let grids = [21usize, 31, 41, 61].into_iter().filter(|n| GRID.contains(n)).chain((![21, 31, 41, 61].contains(&props.grid)).then_some(props.grid));
+    html! {
+        <>
+            <p class="desc">{ "The training loss (mean −log σ over all training pairs) on a plane through the current weights θ: θ + a·d₁ + b·d₂. Random planes use filter-normalised directions (Li et al. 2018: each neuron's direction scaled to that neuron's weight norm, biases zero); the PCA plane spans the training trajectory's two main directions, with the path drawn on it. The whole grid is one batched forward pass on this page's backend. Recomputed on pause and at the end of training." }</p>
+            <div class="row controls">
+                <label class="field">
+                    <span>{ "Plane" }</span>
+                    <select data-testid="landscape-plane" onchange={on_plane}>
+                        <option value="random" selected={props.plane == Plane::Random}>{ "random (filter-normalised)" }</option>
+                        <option value="pca" selected={props.plane == Plane::Pca}>{ "PCA of the trajectory" }</option>
+                    </select>
+                </label>
+                <label class="field">
+                    <span>{ "Grid" }</span>
+                    <select data-testid="landscape-grid" onchange={on_grid}>
+                        { for grids.map(|n| html! { <option value={n.to_string()} selected={n == props.grid}>{ format!("{n} × {n}") }</option> }) }
+                    </select>
+                </label>
+                <label class="check">
+                    <input type="checkbox" data-testid="landscape-log" checked={props.log} onchange={on_log} />{ "log colour scale" }
+                </label>
+                <button data-testid="landscape-compute" disabled={props.state == PanelState::Computing} onclick={on_compute}>{ "Compute" }</button>
+            </div>
+            <p class="caption" data-testid="landscape-status" aria-live="polite">{ status }</p>
+            <div class="landscape-body">
+                <div class="heatmap" data-testid="landscape-canvas" data-renderer={(*renderer).clone()}>
+                    <canvas ref={canvas} width={SIZE.to_string()} height={SIZE.to_string()} aria-hidden="true"></canvas>
+                    if let Some(s) = &props.slice { { overlay(&s.0) } }
+                </div>
+                if let Some(s) = &props.slice {
+                    <div class="landscape-side">
+                        { legend(&s.0, props.log) }
+                        { stats(&s.0) }
+                        { interpolation(&s.0) }
+                    </div>
+                }
+            </div>
+        </>
+    }
+}
+
+/// Render with the shader when asked and possible, else on the CPU; returns which did.
+async fn draw(slice: &Slice, log: bool, webgpu: bool, node: &NodeRef) -> String {
+    let scale = ColourScale::new(slice.range(), log);
+    let Some(canvas) = node.cast::<HtmlCanvasElement>() else { return String::new() };
+    if webgpu {
+        let values = Float32Array::from(slice.values.as_slice());
+        let promise = draw_heatmap_webgpu(&canvas, SHADER, &values, slice.n as u32, scale.lo as f32, scale.hi as f32, log, CONTOURS);
+        match wasm_bindgen_futures::JsFuture::from(promise).await.map(|v| v.as_string().unwrap_or_default()) {
+            Ok(why) if why.is_empty() => return "webgpu".into(),
+            Ok(why) => web_sys::console::warn_1(&format!("landscape: WebGPU rendering failed ({why}); drawing on the CPU").into()),
+            Err(e) => web_sys::console::warn_1(&e),
+        }
+    }
+    let pixels = rasterise(&slice.values, slice.n, SIZE, &scale);
+    let drawn = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+        .and_then(|ctx| ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), SIZE as u32, SIZE as u32).ok().map(|img| ctx.put_image_data(&img, 0.0, 0.0)));
+    if drawn.is_some() { "canvas2d".into() } else { String::new() }
+}
+
+/// Set `window.__prefscope[key]`.
+pub fn set_hook(key: &str, value: &JsValue) {
+    if let Some(hook) = web_sys::window().and_then(|w| Reflect::get(&w, &"__prefscope".into()).ok()).filter(JsValue::is_object) {
+        let _ = Reflect::set(&hook, &key.into(), value);
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// Trajectory, current weights and axis labels over the heatmap.
+fn overlay(s: &Slice) -> Html {
+    let size = SIZE as f64;
+    let x = |a: f64| scale(a, (s.a.0 as f64, s.a.1 as f64), (0.0, size));
+    let y = |b: f64| scale(b, (s.b.0 as f64, s.b.1 as f64), (size, 0.0));
+    let (cx, cy) = (x(0.0), y(0.0));
+    let path = polyline(s.trajectory.iter().map(|c| (x(c[0]), y(c[1]))));
+    let (ax, bx) = match s.explained {
+        Some([e1, e2]) => (format!("PC1 ({:.0} % of the path's variance)", 100.0 * e1), format!("PC2 ({:.0} %)", 100.0 * e2)),
+        None => ("d₁".to_string(), "d₂".to_string()),
+    };
+    html! {
+        <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="img" aria-label="loss landscape around the current weights">
+            if !s.trajectory.is_empty() {
+                <polyline class="trajectory" data-testid="landscape-trajectory" points={path} data-points={s.trajectory.len().to_string()} />
+                { for s.trajectory.first().map(|c| html! { <circle class="start" cx={fmt(x(c[0]))} cy={fmt(y(c[1]))} r="4"><title>{ "initial weights" }</title></circle> }) }
+            }
+            <path class="here" d={format!("M {} {} h 12 M {} {} v 12", fmt(cx - 6.0), fmt(cy), fmt(cx), fmt(cy - 6.0))} />
+            <text class="axis-label" x={fmt(size - 6.0)} y={fmt(size - 6.0)} text-anchor="end">{ format!("{ax}: {:.2} … {:.2}", s.a.0, s.a.1) }</text>
+            <text class="axis-label" x="6" y="14">{ format!("{bx}: {:.2} … {:.2}", s.b.0, s.b.1) }</text>
+        </svg>
+    }
+}
+
+const BANDS: usize = 60;
+
+/// A horizontal colour bar with loss ticks.
+fn legend(s: &Slice, log: bool) -> Html {
+    let sc = ColourScale::new(s.range(), log);
+    let (w, bar) = (300.0, 14.0);
+    let (ticks, spacing) = match log.then(|| log_ticks(sc.lo, sc.hi)).flatten() {
+        // Labels as precise as the smallest tick needs.
+        Some(t) => {
+            let s = t[0];
+            (t, s)
+        }
+        None => {
+            let t = nice_ticks(sc.lo, sc.hi, 6);
+            let s = if t.len() > 1 { t[1] - t[0] } else { 1.0 };
+            (t, s)
+        }
+    };
+    html! {
+        <svg class="legend-bar" data-testid="landscape-legend" viewBox={format!("0 0 {w} 40")} role="img" aria-label="colour scale of the loss">
+            // Narrow bands rather than a gradient: exact colours, and nothing to reference by id.
+            { for (0..BANDS).map(|k| {
+                let t = (k as f64 + 0.5) / BANDS as f64;
+                html! { <rect x={fmt(k as f64 * w / BANDS as f64)} y="0" width={fmt(w / BANDS as f64 + 0.6)} height={bar.to_string()} fill={css_colour(t)} /> }
+            }) }
+            { for ticks.iter().filter(|&&t| t >= sc.lo && t <= sc.hi).map(|&t| {
+                let px = sc.t(t) * w;
+                html! {
+                    <g>
+                        <line class="axis" x1={fmt(px)} x2={fmt(px)} y1={bar.to_string()} y2={(bar + 4.0).to_string()} />
+                        <text class="tick" x={fmt(px.clamp(8.0, w - 8.0))} y="32" text-anchor="middle">{ tick_label(t, spacing) }</text>
+                    </g>
+                }
+            }) }
+        </svg>
+    }
+}
+
+fn stats(s: &Slice) -> Html {
+    let (lo, hi) = s.range();
+    html! {
+        <div class="stats compact">
+            <div class="stat"><span class="k">{ "grid centre" }</span><span class="v" data-testid="landscape-centre">{ format!("{:.5}", s.centre()) }</span></div>
+            <div class="stat"><span class="k">{ "model's loss" }</span><span class="v" data-testid="landscape-current">{ format!("{:.5}", s.current_loss) }</span></div>
+            <div class="stat"><span class="k">{ "range" }</span><span class="v">{ format!("{lo:.3} – {hi:.3}") }</span></div>
+            <div class="stat"><span class="k">{ "at step" }</span><span class="v">{ s.step }</span></div>
+        </div>
+    }
+}
+
+/// The loss along the line from the initial weights (t = 0) to the current ones (t = 1).
+fn interpolation(s: &Slice) -> Html {
+    if s.line.is_empty() {
+        return html! { <p class="caption">{ "Train to see the loss on the straight line from the initial to the current weights." }</p> };
+    }
+    let (w, h, pad) = (300.0, 150.0, 30.0);
+    let hi = s.line.iter().map(|p| p.1 as f64).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let ticks = nice_ticks(0.0, hi, 3);
+    let top = *ticks.last().unwrap_or(&1.0);
+    let x = |t: f64| scale(t, (-0.5, 1.5), (pad, w - 8.0));
+    let y = |v: f64| scale(v, (0.0, top), (h - 22.0, 8.0));
+    let spacing = if ticks.len() > 1 { ticks[1] - ticks[0] } else { 1.0 };
+    html! {
+        <svg class="chart small" data-testid="landscape-line" viewBox={format!("0 0 {w} {h}")} role="img" aria-label="loss from the initial to the current weights">
+            { for ticks.iter().map(|&t| html! {
+                <g>
+                    <line class="grid" x1={fmt(pad)} x2={fmt(w - 8.0)} y1={fmt(y(t))} y2={fmt(y(t))} />
+                    <text class="tick" x={fmt(pad - 4.0)} y={fmt(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
+                </g>
+            }) }
+            { for [(0.0, "θ₀"), (1.0, "θ")].iter().map(|&(t, label)| html! {
+                <g>
+                    <line class="marker" x1={fmt(x(t))} x2={fmt(x(t))} y1="8" y2={fmt(h - 22.0)} />
+                    <text class="tick" x={fmt(x(t))} y={fmt(h - 6.0)} text-anchor="middle">{ label }</text>
+                </g>
+            }) }
+            <polyline class="series loss" points={polyline(s.line.iter().map(|&(t, v)| (x(t as f64), y((v as f64).min(top)))))} />
+        </svg>
+    }
+}
