@@ -14,6 +14,7 @@
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
 //! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
+//! * `minilm` (feature `text`): the pretrained all-MiniLM-L6-v2 sentence encoder, for heads on real text.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -22,6 +23,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod lm;
 pub mod loss;
+#[cfg(feature = "text")]
+pub mod minilm;
 pub mod model;
 pub mod noise;
 pub mod rank;
