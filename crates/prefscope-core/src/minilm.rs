@@ -37,8 +37,10 @@ pub const DIR_ENV: &str = "PREFSCOPE_MINILM_DIR";
 /// sentence-transformers' `max_seq_length` for this model: longer inputs are cut, [CLS] and
 /// [SEP] included.
 pub const MAX_SEQ_LEN: usize = 256;
-/// Sequences per forward pass.
-pub const BATCH: usize = 32;
+/// Sequences per forward pass. Sorted by length, batches waste little on padding even when small;
+/// small ones keep the largest temporaries (the `[n, 12, t, t]` attention scores) under glibc's
+/// mmap threshold, so memory is reused instead of being mapped and page-faulted in on every op.
+pub const BATCH: usize = 8;
 /// The files the model folder must hold.
 pub const FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
 
@@ -189,21 +191,23 @@ pub struct AddNorm<B: Backend> {
 }
 
 impl<B: Backend> AddNorm<B> {
-    fn forward(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 2>, residual: Tensor<B, 2>) -> Tensor<B, 2> {
         self.layer_norm.forward(self.dense.forward(x) + residual)
     }
 }
 
 impl<B: Backend> SelfAttention<B> {
-    /// `x` `[n, t, h]`; `bias` `[n, 1, 1, t]` is 0 on real keys and −10⁴ on padding, which
-    /// softmax turns into exact zeros in f32 (and still fits half precision).
-    fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [n, t, h] = x.dims();
+    /// `x` is `[n·t, h]` (rows of n sequences of length t); `bias` `[n, 1, 1, t]` is 0 on real keys
+    /// and −10⁴ on padding, which softmax turns into exact zeros in f32 (and still fits half
+    /// precision).
+    fn forward(&self, x: Tensor<B, 2>, bias: Tensor<B, 4>, n: usize, t: usize) -> Tensor<B, 2> {
+        let h = x.dims()[1];
         let d = h / self.heads;
-        let split = |y: Tensor<B, 3>| y.reshape([n, t, self.heads, d]).swap_dims(1, 2);
-        let (q, k, v) = (split(self.query.forward(x.clone())), split(self.key.forward(x.clone())), split(self.value.forward(x)));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt()) + bias;
-        softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([n, t, h])
+        let split = |y: Tensor<B, 2>| y.reshape([n, t, self.heads, d]).swap_dims(1, 2);
+        // Scaling q (t·d values per head) costs less than scaling the t·t scores.
+        let q = split(self.query.forward(x.clone()).mul_scalar(1.0 / (d as f64).sqrt()));
+        let (k, v) = (split(self.key.forward(x.clone())), split(self.value.forward(x)));
+        softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3).matmul(v).swap_dims(1, 2).reshape([n * t, h])
     }
 }
 
@@ -216,14 +220,17 @@ impl<B: Backend> Bert<B> {
         // Single sentences: every token has type 0.
         let types = Tensor::<B, 2, Int>::zeros([n, t], &device);
         let e = &self.embeddings;
-        let mut x = e.layer_norm.forward(e.word_embeddings.forward(ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(types));
+        let x = e.layer_norm.forward(e.word_embeddings.forward(ids) + e.position_embeddings.forward(positions) + e.token_type_embeddings.forward(types));
+        let h = x.dims()[2];
+        // The dense layers see all n·t tokens as one matrix: one large GEMM each instead of n.
+        let mut x = x.reshape([n * t, h]);
         let bias = (mask - 1.0).mul_scalar(1e4).reshape([n, 1, 1, t]);
         for layer in &self.encoder.layer {
-            let a = layer.attention.output.forward(layer.attention.self_attn.forward(x.clone(), bias.clone()), x);
+            let a = layer.attention.output.forward(layer.attention.self_attn.forward(x.clone(), bias.clone(), n, t), x);
             let i = gelu(layer.intermediate.dense.forward(a.clone()));
             x = layer.output.forward(i, a);
         }
-        x
+        x.reshape([n, t, h])
     }
 
     /// Mean of the real tokens' hidden states, L2-normalised: the sentence embedding `[n, h]`.
