@@ -102,6 +102,10 @@ impl BackendJob for EmbedJob {
         })?;
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
+        let tied = data.pairs.iter().filter(|(c, r)| c == r).count();
+        if tied > 0 {
+            eprintln!("warning: {tied} pairs embed chosen and rejected identically (the responses agree on their first {} tokens)", minilm::MAX_SEQ_LEN - 2);
+        }
 
         let source = args.data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         write_atomic(&args.out, &write_pair_embeddings(&data, minilm::ENCODER_NAME, &source)?).with_context(|| format!("writing {}", args.out.display()))?;
