@@ -65,7 +65,7 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
         .collect();
     let mut json = serde_json::to_vec(&sorted).expect("json");
     // The data section stays 8-byte aligned, as the format asks.
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
