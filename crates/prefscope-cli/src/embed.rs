@@ -92,7 +92,9 @@ impl BackendJob for EmbedJob {
 
         // Inference only: the backend without autodiff.
         let dir = args.model.clone().unwrap_or_else(minilm::default_dir);
-        let encoder = MiniLm::<B::InnerBackend>::load(&dir, &device)?;
+        // On the CPU a worker per core; a GPU backend parallelises inside each batch.
+        let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+        let encoder = MiniLm::<B::InnerBackend>::load(&dir, &device)?.with_threads(threads);
         let start = Instant::now();
         let bar = crate::step_bar(0);
         let data = encoder.embed_pairs(&pairs, |done, total| {

@@ -293,6 +293,23 @@ fn short_list(names: &[&str]) -> String {
     s
 }
 
+/// Embeddings of one batch of sequences, right-padded to its longest.
+fn embed_batch<B: Backend>(model: &Bert<B>, device: &B::Device, seqs: &[Vec<u32>], chunk: &[usize], pad: u32) -> Result<Vec<Vec<f32>>> {
+    let t = chunk.iter().map(|&i| seqs[i].len()).max().unwrap_or(1).max(1);
+    let mut ids = Vec::with_capacity(chunk.len() * t);
+    let mut mask = Vec::with_capacity(chunk.len() * t);
+    for &i in chunk {
+        let s = &seqs[i];
+        ids.extend(s.iter().map(|&x| x as i64).chain(std::iter::repeat_n(pad as i64, t - s.len())));
+        mask.extend(std::iter::repeat_n(1.0f32, s.len()).chain(std::iter::repeat_n(0.0, t - s.len())));
+    }
+    let shape = [chunk.len(), t];
+    let emb = model.embed(Tensor::from_data(TensorData::new(ids, shape), device), Tensor::from_data(TensorData::new(mask, shape), device));
+    let h = emb.dims()[1];
+    let values: Vec<f32> = emb.into_data().convert::<f32>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+    Ok(values.chunks_exact(h).map(<[f32]>::to_vec).collect())
+}
+
 /// The sentence encoder: tokenizer + BERT + pooling, on one device.
 pub struct MiniLm<B: Backend> {
     pub config: MiniLmConfig,
@@ -302,6 +319,7 @@ pub struct MiniLm<B: Backend> {
     sep: u32,
     pad: u32,
     device: B::Device,
+    threads: usize,
 }
 
 impl<B: Backend> MiniLm<B> {
@@ -330,7 +348,7 @@ impl<B: Backend> MiniLm<B> {
             return Err(model_error(format!("max_position_embeddings {} is below the {MAX_SEQ_LEN}-token inputs", config.max_position_embeddings)));
         }
         let model = load_weights(&config, read("model.safetensors")?, device)?;
-        Ok(Self { config, model, tokenizer, cls, sep, pad, device: device.clone() })
+        Ok(Self { config, model, tokenizer, cls, sep, pad, device: device.clone(), threads: 1 })
     }
 
     pub fn dim(&self) -> usize {
@@ -366,33 +384,49 @@ impl<B: Backend> MiniLm<B> {
         ids
     }
 
+    /// Run the forward pass on this many threads, each with its own batches (default 1). On the
+    /// CPU backend a thread per core nearly divides the time; results do not depend on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// Normalised embeddings of tokenised sequences (each already wrapped). Sequences are run in
     /// batches of similar length, so little compute goes to padding; `progress(done, total)` is
     /// called after every batch.
     pub fn embed_ids(&self, seqs: &[Vec<u32>], mut progress: impl FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
-        let h = self.dim();
+        let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let threads = self.threads.min(batches.len()).max(1);
         let mut out = vec![Vec::new(); seqs.len()];
         let mut done = 0;
-        for chunk in order.chunks(BATCH) {
-            let t = chunk.iter().map(|&i| seqs[i].len()).max().unwrap_or(1).max(1);
-            let mut ids = Vec::with_capacity(chunk.len() * t);
-            let mut mask = Vec::with_capacity(chunk.len() * t);
-            for &i in chunk {
-                let s = &seqs[i];
-                ids.extend(s.iter().map(|&x| x as i64).chain(std::iter::repeat_n(self.pad as i64, t - s.len())));
-                mask.extend(std::iter::repeat_n(1.0f32, s.len()).chain(std::iter::repeat_n(0.0, t - s.len())));
+        std::thread::scope(|scope| -> Result<()> {
+            let (send, receive) = std::sync::mpsc::channel();
+            for k in 0..threads {
+                // Each worker owns a clone of the module (its tensors share their data).
+                let (model, device, send, batches, pad) = (self.model.clone(), self.device.clone(), send.clone(), &batches, self.pad);
+                scope.spawn(move || {
+                    for chunk in batches.iter().skip(k).step_by(threads) {
+                        let result = embed_batch(&model, &device, seqs, chunk, pad).map(|rows| (*chunk, rows));
+                        let failed = result.is_err();
+                        if send.send(result).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
             }
-            let shape = [chunk.len(), t];
-            let emb = self.model.embed(Tensor::from_data(TensorData::new(ids, shape), &self.device), Tensor::from_data(TensorData::new(mask, shape), &self.device));
-            let values: Vec<f32> = emb.into_data().convert::<f32>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
-            for (row, &i) in values.chunks_exact(h).zip(chunk) {
-                out[i] = row.to_vec();
+            drop(send);
+            for result in receive {
+                let (chunk, rows) = result?;
+                for (&i, row) in chunk.iter().zip(rows) {
+                    out[i] = row;
+                }
+                done += chunk.len();
+                progress(done, seqs.len());
             }
-            done += chunk.len();
-            progress(done, seqs.len());
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -505,6 +539,9 @@ mod tests {
             worst = worst.max(err);
         }
         assert_eq!(ids[1].len(), MAX_SEQ_LEN, "the long text is cut");
+        // Two worker threads give the same vectors, bit for bit.
+        let lm = lm.with_threads(2);
+        assert_eq!(lm.embed(&texts).unwrap(), emb);
         // Alone (no padding in its batch) the short text gives the same vector.
         let alone = lm.embed(&texts[..1]).unwrap();
         let err = alone[0].iter().zip(&emb[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
