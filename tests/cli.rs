@@ -255,6 +255,7 @@ fn every_new_scenario_trains_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
+<<<<<<< HEAD
 fn shared_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(name).canonicalize().expect("shared/data beside the repository")
 }
@@ -314,4 +315,38 @@ fn malformed_pair_files_stop_with_file_line_field_or_skip_with_a_count() {
     assert!(err.contains("pairs.jsonl:7: chosen: expected a string, found a number"), "{err}");
     let summary = last_json(&prefscope(&[&args[..], &["--out", "b", "--on-error", "skip"]].concat(), &dir));
     assert_eq!(summary["skipped_lines"], 1);
+=======
+/// `embed` needs the MiniLM folder from `cargo xtask setup`; without it this test fails, by design.
+#[test]
+fn embed_writes_one_minilm_row_per_pair_and_side() {
+    let dir = scratch("embed");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpm_test_data.jsonl");
+    let summary = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors", "--json"], &dir));
+    assert_eq!(summary["pairs"], 10);
+    assert_eq!(summary["dim"], 384);
+
+    let bytes = std::fs::read(dir.join("pairs.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    for name in ["chosen", "rejected", "prompt"] {
+        assert_eq!(header[name]["dtype"], "F32", "{name}");
+        assert_eq!(header[name]["shape"], serde_json::json!([10, 384]), "{name}");
+    }
+    assert_eq!(header["__metadata__"]["prefscope.kind"], "pair-embeddings");
+    assert_eq!(header["__metadata__"]["prefscope.encoder"], "all-MiniLM-L6-v2");
+    assert_eq!(header["__metadata__"]["prefscope.source"], "gpm_test_data.jsonl");
+
+    // The core reader (the page's too) accepts it; the vectors are unit length.
+    let ds = prefscope_core::checkpoint::read_pair_embeddings(&bytes).unwrap();
+    assert_eq!((ds.pairs.len(), ds.dim, ds.prompt_dim), (10, 384, 384));
+    for i in 0..ds.n_items() {
+        let norm: f32 = ds.item(i).iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "item {i}: |x|² = {norm}");
+    }
+    assert!(ds.pairs.iter().all(|&(c, r)| c != r));
+
+    let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("x.safetensors").exists());
 }

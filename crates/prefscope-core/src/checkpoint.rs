@@ -6,6 +6,9 @@
 //! same bytes are written by the CLI and opened by the page, so a file trained natively loads in
 //! the tab. Loading trusts nothing: the header is parsed and bounds-checked by the `safetensors`
 //! crate, every parameter must be present with its exact shape, and extra tensors are refused.
+//!
+//! Embedding files ([`write_pair_embeddings`], kind `pair-embeddings`) use the same container for
+//! text pairs embedded by a sentence encoder (`prefscope embed`), so the page trains heads on them.
 
 use std::collections::HashMap;
 
@@ -62,7 +65,7 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
         .collect();
     let mut json = serde_json::to_vec(&sorted).expect("json");
     // The data section stays 8-byte aligned, as the format asks.
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
@@ -173,6 +176,104 @@ pub fn check_fits(head: &PreferenceCheckpoint, data: &PairDataset) -> Result<()>
     Ok(())
 }
 
+/// `KIND_KEY` of an embedding file: pairs of text embedded by a sentence encoder.
+pub const PAIR_EMBEDDINGS: &str = "pair-embeddings";
+/// Metadata key: the encoder that made an embedding file (e.g. `all-MiniLM-L6-v2`).
+pub const ENCODER_KEY: &str = "prefscope.encoder";
+/// Metadata key: the name of the pair file an embedding file was made from.
+pub const SOURCE_KEY: &str = "prefscope.source";
+
+/// An embedding file's bytes: F32 tensors `chosen` and `rejected` `[n, dim]` (row i is pair i's
+/// response) and, when the data has prompt features, `prompt` `[n, prompt_dim]`. Rows are per pair,
+/// not per distinct item, so the file is plain to read from any language; [`read_pair_embeddings`]
+/// restores the sharing.
+pub fn write_pair_embeddings(data: &PairDataset, encoder: &str, source: &str) -> Result<Vec<u8>> {
+    let n = data.pairs.len();
+    if n == 0 || data.dim == 0 {
+        return Err(bad("there are no pairs to write"));
+    }
+    let rows = |side: fn(&(usize, usize)) -> usize| -> Vec<u8> { data.pairs.iter().flat_map(|p| data.item(side(p))).flat_map(|x| x.to_le_bytes()).collect() };
+    let (chosen, rejected) = (rows(|p| p.0), rows(|p| p.1));
+    let prompt: Vec<u8> = data.prompts.iter().flat_map(|x| x.to_le_bytes()).collect();
+    fn view(bytes: &[u8], shape: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes).map_err(|e| bad(format!("cannot serialise the embeddings: {e}")))
+    }
+    let mut views = vec![("chosen", view(&chosen, vec![n, data.dim])?), ("rejected", view(&rejected, vec![n, data.dim])?)];
+    if data.prompt_dim > 0 {
+        views.push(("prompt", view(&prompt, vec![n, data.prompt_dim])?));
+    }
+    let metadata: HashMap<String, String> =
+        [(KIND_KEY, PAIR_EMBEDDINGS), (ENCODER_KEY, encoder), (SOURCE_KEY, source)].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(format!("cannot serialise the embeddings: {e}")))?;
+    canonical_header(bytes)
+}
+
+/// Read an embedding file (see [`write_pair_embeddings`]) into a [`PairDataset`] without a split.
+/// Identical rows become one item, in order of first appearance (chosen before rejected). Refused
+/// with a reason: another kind of file, a missing or unknown tensor, a dtype other than F32, rows
+/// that disagree in number or width, non-finite values.
+pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
+    let meta = read_metadata(bytes)?;
+    let kind = require(&meta, KIND_KEY)?;
+    if kind != PAIR_EMBEDDINGS {
+        return Err(bad(format!("this file holds a `{kind}`, not `{PAIR_EMBEDDINGS}`")));
+    }
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt")) {
+        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt)")));
+    }
+    let matrix = |name: &str| -> Result<Option<(usize, usize, &[u8])>> {
+        let t = match file.tensor(name) {
+            Ok(t) => t,
+            Err(safetensors::SafeTensorError::TensorNotFound(_)) => return Ok(None),
+            Err(e) => return Err(bad(format!("`{name}`: {e}"))),
+        };
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(bad(format!("`{name}` is {:?}, expected F32", t.dtype())));
+        }
+        let &[rows, cols] = t.shape() else { return Err(bad(format!("`{name}` has shape {:?}, expected [pairs, dim]", t.shape()))) };
+        if rows == 0 || cols == 0 || cols > 1 << 20 {
+            return Err(bad(format!("`{name}` has shape [{rows}, {cols}]: no pairs or an implausible width")));
+        }
+        if let Some(i) = t.data().chunks_exact(4).position(|b| !f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite()) {
+            return Err(bad(format!("`{name}` has a non-finite value in row {}", i / cols)));
+        }
+        Ok(Some((rows, cols, t.data())))
+    };
+    let (Some(chosen), Some(rejected)) = (matrix("chosen")?, matrix("rejected")?) else {
+        return Err(bad("an embedding file needs both `chosen` and `rejected`"));
+    };
+    let prompt = matrix("prompt")?;
+    let (n, dim) = (chosen.0, chosen.1);
+    if (rejected.0, rejected.1) != (n, dim) {
+        return Err(bad(format!("`chosen` is [{n}, {dim}] but `rejected` is [{}, {}]", rejected.0, rejected.1)));
+    }
+    if let Some((rows, _, _)) = prompt
+        && rows != n
+    {
+        return Err(bad(format!("`prompt` has {rows} rows for {n} pairs")));
+    }
+    let floats = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect() };
+    let row_bytes = dim * 4;
+    let mut index: HashMap<&[u8], usize> = HashMap::new();
+    let mut items = Vec::new();
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut ids = [0; 2];
+        for (id, data) in ids.iter_mut().zip([chosen.2, rejected.2]) {
+            let row = &data[i * row_bytes..(i + 1) * row_bytes];
+            let next = index.len();
+            *id = *index.entry(row).or_insert_with(|| {
+                items.extend(floats(row));
+                next
+            });
+        }
+        pairs.push((ids[0], ids[1]));
+    }
+    let (prompt_dim, prompts) = prompt.map(|(_, cols, data)| (cols, floats(data))).unwrap_or_default();
+    Ok(PairDataset { dim, items, pairs, prompt_dim, prompts, ..Default::default() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +336,62 @@ mod tests {
         let foreign = to_safetensors(t.model(), &[]).unwrap();
         let e = load_preference_model::<B>(foreign, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("not a prefscope checkpoint"), "{e}");
+    }
+
+    fn embedded() -> PairDataset {
+        // Items 0 and 2 are shared between pairs; prompts are per pair.
+        let items = vec![0.5, -1.0, 0.25, 0.0, 1.0, 2.0, -0.5, 3.0, 0.125];
+        let prompts = vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5];
+        PairDataset { dim: 3, items, pairs: vec![(0, 1), (2, 0), (0, 1)], prompt_dim: 2, prompts, ..Default::default() }
+    }
+
+    #[test]
+    fn pair_embeddings_round_trip_and_name_their_source() {
+        let ds = embedded();
+        let bytes = write_pair_embeddings(&ds, "all-MiniLM-L6-v2", "pairs.jsonl").unwrap();
+        assert_eq!(bytes, write_pair_embeddings(&ds, "all-MiniLM-L6-v2", "pairs.jsonl").unwrap(), "deterministic bytes");
+        assert_eq!(read_pair_embeddings(&bytes).unwrap(), ds);
+        let meta = read_metadata(&bytes).unwrap();
+        assert_eq!(meta[KIND_KEY], PAIR_EMBEDDINGS);
+        assert_eq!(meta[ENCODER_KEY], "all-MiniLM-L6-v2");
+        assert_eq!(meta[SOURCE_KEY], "pairs.jsonl");
+        // Without prompt features there is no `prompt` tensor.
+        let bare = PairDataset { prompt_dim: 0, prompts: vec![], ..embedded() };
+        assert_eq!(read_pair_embeddings(&write_pair_embeddings(&bare, "e", "s").unwrap()).unwrap(), bare);
+    }
+
+    #[test]
+    fn bad_pair_embedding_files_are_refused_with_a_reason() {
+        use safetensors::{Dtype, serialize, tensor::TensorView};
+        let file = |tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)], kind: &str| {
+            let views: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+            serialize(views, Some(HashMap::from([(KIND_KEY.to_string(), kind.to_string())]))).unwrap()
+        };
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let ok = f32s(&[1.0, 2.0, 3.0, 4.0]);
+        let err = |bytes: Vec<u8>| read_pair_embeddings(&bytes).unwrap_err().to_string();
+
+        let good = file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], f32s(&[0.0; 4]))], PAIR_EMBEDDINGS);
+        assert_eq!(read_pair_embeddings(&good).unwrap().pairs, [(0, 1), (2, 1)]);
+        for (bytes, want) in [
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "needs both `chosen` and `rejected`"),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![1, 4], ok.clone())], PAIR_EMBEDDINGS), "but `rejected` is [1, 4]"),
+            (
+                file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("prompt", Dtype::F32, vec![1, 4], ok.clone())], PAIR_EMBEDDINGS),
+                "`prompt` has 1 rows for 2 pairs",
+            ),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], f32s(&[0.0, 0.0, f32::NAN, 0.0]))], PAIR_EMBEDDINGS), "non-finite value in row 1"),
+            (file(&[("chosen", Dtype::I32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected F32"),
+            (file(&[("chosen", Dtype::F32, vec![4], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected [pairs, dim]"),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("labels", Dtype::F32, vec![4], ok.clone())], PAIR_EMBEDDINGS), "unexpected tensor `labels`"),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PREFERENCE_MODEL), "not `pair-embeddings`"),
+            (good[..good.len() - 3].to_vec(), "not a valid safetensors file"),
+        ] {
+            let e = err(bytes);
+            assert!(e.contains(want), "{e} (expected: {want})");
+        }
+        // A model checkpoint is not an embedding file.
+        let t = trained(ModelKind::Bt, ScenarioKind::Linear);
+        assert!(err(t.checkpoint_bytes().unwrap()).contains("not `pair-embeddings`"));
     }
 }

@@ -18,6 +18,7 @@
 //! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
 //! * [`tfm`]: a causal transformer reward model on token ids (BT or GPM head).
 //! * `textrm` (feature `text`): training the transformer RM on a pair file, tokenizer included.
+//! * `minilm` (feature `text`): the pretrained all-MiniLM-L6-v2 sentence encoder, for heads on real text.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 
 pub mod align;
@@ -28,6 +29,8 @@ pub mod landscape;
 pub mod lm;
 pub mod loss;
 pub mod metrics;
+#[cfg(feature = "text")]
+pub mod minilm;
 pub mod model;
 pub mod noise;
 pub mod rank;

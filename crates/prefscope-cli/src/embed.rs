@@ -1,0 +1,148 @@
+//! `prefscope embed`: text preference pairs → an embedding file of all-MiniLM-L6-v2 sentence
+//! vectors (`prefscope_core::checkpoint::write_pair_embeddings`), on which preference heads train
+//! natively or in the page.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
+use clap::ValueEnum;
+use prefscope_core::checkpoint::write_pair_embeddings;
+use prefscope_core::minilm::{self, MiniLm};
+use prefscope_core::text::{OnError, PairReader, TextFormat};
+use serde_json::json;
+
+use crate::BackendArgs;
+use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::run::write_atomic;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// Decide per line from the shape of `chosen`.
+    Auto,
+    /// TRL standard: prompt/chosen/rejected strings (or an implicit prompt).
+    Standard,
+    /// TRL conversational: lists of {role, content} messages.
+    Conversational,
+    /// Anthropic hh-rlhf transcripts.
+    HhRlhf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnErrorArg {
+    /// Stop at the first malformed line.
+    Stop,
+    /// Skip malformed lines and report how many.
+    Skip,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EmbedArgs {
+    /// A pair file, .jsonl or .jsonl.gz.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
+    on_error: OnErrorArg,
+    /// The embedding file to write (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// The MiniLM folder (default: $PREFSCOPE_MINILM_DIR, else the cache `cargo xtask setup` fills).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Print one JSON summary object as the last stdout line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+struct EmbedJob {
+    args: EmbedArgs,
+}
+
+impl BackendJob for EmbedJob {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<()> {
+        let args = self.args;
+        let format = match args.format {
+            FormatArg::Auto => TextFormat::Auto,
+            FormatArg::Standard => TextFormat::Standard,
+            FormatArg::Conversational => TextFormat::Conversational,
+            FormatArg::HhRlhf => TextFormat::HhRlhf,
+        };
+        let on_error = match args.on_error {
+            OnErrorArg::Stop => OnError::Stop,
+            OnErrorArg::Skip => OnError::Skip,
+        };
+        let mut reader = PairReader::open(&args.data, format, on_error)?;
+        let pairs = reader.by_ref().collect::<prefscope_core::Result<Vec<_>>>()?;
+        for message in &reader.skip_messages {
+            eprintln!("skipped {message}");
+        }
+        if reader.skipped > reader.skip_messages.len() {
+            eprintln!("… and {} more malformed lines", reader.skipped - reader.skip_messages.len());
+        }
+        if pairs.is_empty() {
+            bail!("{} holds no pairs", args.data.display());
+        }
+
+        // Inference only: the backend without autodiff.
+        let dir = args.model.clone().unwrap_or_else(minilm::default_dir);
+        // On the CPU a worker per core; a GPU backend parallelises inside each batch.
+        let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+        let encoder = MiniLm::<B::InnerBackend>::load(&dir, &device)?.with_threads(threads);
+        let start = Instant::now();
+        let bar = crate::step_bar(0);
+        let data = encoder.embed_pairs(&pairs, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message("sequences");
+        })?;
+        bar.finish_and_clear();
+        let seconds = start.elapsed().as_secs_f64();
+        let tied = data.pairs.iter().filter(|(c, r)| c == r).count();
+        if tied > 0 {
+            eprintln!("warning: {tied} pairs embed chosen and rejected identically (the responses agree on their first {} tokens)", minilm::MAX_SEQ_LEN - 2);
+        }
+
+        let source = args.data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        write_atomic(&args.out, &write_pair_embeddings(&data, minilm::ENCODER_NAME, &source)?).with_context(|| format!("writing {}", args.out.display()))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "pairs": data.pairs.len(),
+                    "skipped": reader.skipped,
+                    "items": data.n_items(),
+                    "dim": data.dim,
+                    "prompt_dim": data.prompt_dim,
+                    "encoder": minilm::ENCODER_NAME,
+                    "backend": backend.name(),
+                    "seconds": seconds,
+                    "out": args.out.display().to_string(),
+                })
+            );
+        } else {
+            println!(
+                "embedded {} pairs ({} distinct responses, {}-d) with {} on {} in {seconds:.1}s → {}{}",
+                data.pairs.len(),
+                data.n_items(),
+                data.dim,
+                minilm::ENCODER_NAME,
+                backend.name(),
+                args.out.display(),
+                if reader.skipped > 0 { format!(" ({} malformed lines skipped)", reader.skipped) } else { String::new() }
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn embed(args: EmbedArgs) -> Result<()> {
+    let kind = args.backend.backend;
+    dispatch(kind, EmbedJob { args })
+}
