@@ -255,7 +255,6 @@ fn every_new_scenario_trains_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
-<<<<<<< HEAD
 fn shared_data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(name).canonicalize().expect("shared/data beside the repository")
 }
@@ -315,7 +314,8 @@ fn malformed_pair_files_stop_with_file_line_field_or_skip_with_a_count() {
     assert!(err.contains("pairs.jsonl:7: chosen: expected a string, found a number"), "{err}");
     let summary = last_json(&prefscope(&[&args[..], &["--out", "b", "--on-error", "skip"]].concat(), &dir));
     assert_eq!(summary["skipped_lines"], 1);
-=======
+}
+
 /// `embed` needs the MiniLM folder from `cargo xtask setup`; without it this test fails, by design.
 #[test]
 fn embed_writes_one_minilm_row_per_pair_and_side() {
