@@ -345,6 +345,15 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     }
     assert!(ds.pairs.iter().all(|&(c, r)| c != r));
 
+    // Heads train on the cached embeddings; eval rebuilds the same split from the checkpoint.
+    for model in ["bt", "gpm"] {
+        let out = format!("heads-{model}");
+        let run = last_json(&prefscope(&["train", "--embeddings", "pairs.safetensors", "--model", model, "--steps", "30", "--out", &out, "--json"], &dir));
+        assert_eq!(run["steps"], 30);
+        let eval = last_json(&prefscope(&["eval", "--run", &out, "--json"], &dir));
+        assert_eq!(eval["accuracy"], run["eval_accuracy"], "{model}");
+    }
+
     let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -47,11 +47,15 @@ pub struct TrainArgs {
     pub(crate) overwrite: bool,
     /// Continue a run folder whose training was interrupted (its config.toml is used; other
     /// settings flags are refused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite", "data", "head", "preset", "max_len", "tokenizer"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite", "data", "embeddings", "head", "preset", "max_len", "tokenizer"])]
     pub(crate) resume: Option<PathBuf>,
     /// Save the resumable run state (and model.safetensors) every N steps; 0 = only at the end.
     #[arg(long, default_value_t = 100)]
     pub(crate) checkpoint_every: usize,
+    /// Train a head (bt, gpm, multi-objective, mixture) on a pair-embedding file written by
+    /// `prefscope embed`.
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub(crate) embeddings: Option<PathBuf>,
     /// Train on a pair file (.jsonl or .jsonl.gz: TRL standard or conversational, or hh-rlhf).
     #[arg(long, value_name = "FILE")]
     pub(crate) data: Option<PathBuf>,
@@ -134,6 +138,9 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     if let Some(v) = args.seed {
         cfg.seed = v;
     }
+    if let Some(e) = &args.embeddings {
+        cfg.embeddings = Some(e.canonicalize().with_context(|| format!("cannot read {}", e.display()))?);
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -151,7 +158,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn prepare_run_dir(args: &TrainArgs, cfg: &RunConfig) -> Result<PathBuf> {
-    prepare_dir(args, &format!("{}-{}-seed{}", cfg.scenario.kind.name(), cfg.model.kind.name(), cfg.seed))
+    let data = match &cfg.embeddings {
+        Some(p) => p.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('.').next()).unwrap_or("embeddings").to_string(),
+        None => cfg.scenario.kind.name().to_string(),
+    };
+    prepare_dir(args, &format!("{data}-{}-seed{}", cfg.model.kind.name(), cfg.seed))
 }
 
 /// The run folder of a new run: `--out` or `runs/<stem>`; refuses to replace a trained model.
@@ -309,10 +320,11 @@ impl BackendJob for TrainJob {
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let TrainJob { cfg, dir, json, resume, checkpoint_every } = self;
         let mut trainer = Trainer::<B>::new(cfg.clone(), &device)?;
+        let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
         let banner = format!(
             "training {} on {} ({} train / {} eval pairs, {} items) on {}",
             cfg.model.kind.name(),
-            cfg.scenario.kind.name(),
+            data,
             trainer.dataset.train.len(),
             trainer.dataset.eval.len(),
             trainer.dataset.n_items(),
@@ -332,6 +344,7 @@ impl BackendJob for TrainJob {
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch.min(trainer.dataset.train.len())) as f64 / seconds,
             "scenario": cfg.scenario.kind.name(),
+            "embeddings": cfg.embeddings.as_ref().map(|p| p.display().to_string()),
             "model": cfg.model.kind.name(),
             "seed": cfg.seed,
             "run": dir.display().to_string(),
@@ -390,7 +403,7 @@ impl BackendJob for EvalJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let (head, model) = load_preference_model::<B>(self.weights, &device)?;
-        let dataset = head.config.scenario.build(head.config.seed)?;
+        let dataset = head.config.dataset()?;
         check_fits(&head, &dataset)?;
         let model = model.valid();
         let e = pollster::block_on(evaluate(&model, &dataset, &dataset.eval, &device))?;

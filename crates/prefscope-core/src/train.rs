@@ -162,11 +162,27 @@ pub struct RunConfig {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Train on a pair-embedding file (`prefscope embed`) instead of the scenario's data; the
+    /// split uses `scenario.eval_fraction` and the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<std::path::PathBuf>,
 }
 
 impl RunConfig {
     pub fn new(scenario: ScenarioKind, model: ModelKind) -> Self {
-        Self { seed: 0, scenario: ScenarioConfig::new(scenario), model: ModelConfig::new(model), train: TrainConfig::default() }
+        Self { seed: 0, scenario: ScenarioConfig::new(scenario), model: ModelConfig::new(model), train: TrainConfig::default(), embeddings: None }
+    }
+
+    /// The run's data: the embedding file split by seed, or the scenario built from the seed.
+    pub fn dataset(&self) -> Result<PairDataset> {
+        let Some(path) = &self.embeddings else { return self.scenario.build(self.seed) };
+        let bytes = std::fs::read(path).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
+        let mut ds = crate::checkpoint::read_pair_embeddings(&bytes).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
+        ds.split(self.scenario.eval_fraction, self.seed)?;
+        if ds.eval.is_empty() {
+            return Err(config_error("scenario.eval_fraction", format!("{} has too few pairs to hold any out", path.display())));
+        }
+        Ok(ds)
     }
 
     /// Parse TOML; errors name the source, the line and the offending key.
@@ -348,7 +364,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Build the scenario named in the config and a fresh model.
     pub fn new(config: RunConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
-        let dataset = config.scenario.build(config.seed)?;
+        let dataset = config.dataset()?;
         Self::with_dataset(config, dataset, device)
     }
 
