@@ -359,3 +359,15 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.join("x.safetensors").exists());
 }
+
+#[test]
+fn data_parallel_training_over_two_devices_follows_the_single_device_run() {
+    let dir = scratch("devices");
+    let base = ["train", "--scenario", "linear", "--model", "bt", "--steps", "40", "--json"];
+    let one = last_json(&prefscope(&[&base[..], &["--out", "one"]].concat(), &dir));
+    let two = last_json(&prefscope(&[&base[..], &["--out", "two", "--devices", "2"]].concat(), &dir));
+    assert_eq!(two["devices"], 2);
+    let (a, b) = (one["final_loss"].as_f64().unwrap(), two["final_loss"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    assert_eq!(one["eval_accuracy"], two["eval_accuracy"]);
+}

@@ -49,6 +49,11 @@ pub struct TrainArgs {
     /// settings flags are refused).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite", "data", "embeddings", "head", "preset", "max_len", "tokenizer"])]
     pub(crate) resume: Option<PathBuf>,
+    /// Data-parallel training over this many devices of the backend (e.g. GPUs 0..N with
+    /// --backend cuda): each step's batch is split across them and the gradients are summed by
+    /// burn's multi-device optimiser step. Scenario and embedding runs.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) devices: usize,
     /// Save the resumable run state (and model.safetensors) every N steps; 0 = only at the end.
     #[arg(long, default_value_t = 100)]
     pub(crate) checkpoint_every: usize,
@@ -190,6 +195,41 @@ struct TrainJob {
     json: bool,
     resume: bool,
     checkpoint_every: usize,
+    devices: usize,
+}
+
+/// A trainer that steps data-parallel over several devices.
+struct Parallel<B: AutodiffBackend> {
+    trainer: Trainer<B>,
+    devices: Vec<B::Device>,
+}
+
+impl<B: AutodiffBackend> RunLoop for Parallel<B> {
+    fn step(&mut self) -> Result<StepMetrics> {
+        Ok(pollster::block_on(self.trainer.step_parallel(&self.devices))?)
+    }
+    fn is_done(&self) -> bool {
+        self.trainer.is_done()
+    }
+    fn steps_done(&self) -> usize {
+        self.trainer.steps_done()
+    }
+    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.trainer.checkpoint_bytes()?)
+    }
+    fn resume_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.trainer.resume_bytes()?)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(self.trainer.restore(bytes)?)
+    }
+}
+
+/// Devices 0..n of the backend of `first` (same device type, consecutive indices).
+fn device_range<B: AutodiffBackend>(first: &B::Device, n: usize) -> Vec<B::Device> {
+    use burn::tensor::backend::{Device, DeviceId, DeviceOps};
+    let id = first.id();
+    (0..n).map(|i| <B::Device as Device>::from_id(DeviceId { type_id: id.type_id, index_id: id.index_id + i as u16 })).collect()
 }
 
 /// Keep the metrics lines of steps `1..=step` (a killed run may have logged further, or torn the
@@ -318,20 +358,23 @@ impl BackendJob for TrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let TrainJob { cfg, dir, json, resume, checkpoint_every } = self;
-        let mut trainer = Trainer::<B>::new(cfg.clone(), &device)?;
+        let TrainJob { cfg, dir, json, resume, checkpoint_every, devices } = self;
+        let trainer = Trainer::<B>::new(cfg.clone(), &device)?;
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
         let banner = format!(
-            "training {} on {} ({} train / {} eval pairs, {} items) on {}",
+            "training {} on {} ({} train / {} eval pairs, {} items) on {}{}",
             cfg.model.kind.name(),
             data,
             trainer.dataset.train.len(),
             trainer.dataset.eval.len(),
             trainer.dataset.n_items(),
-            backend.name()
+            backend.name(),
+            if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
-        let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
+        let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
+        let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
+        let trainer = run.trainer;
         let eval = last.eval.expect("the last step evaluates");
         let summary = json!({
             "eval_accuracy": eval.accuracy,
@@ -341,6 +384,7 @@ impl BackendJob for TrainJob {
             "final_loss": last.loss,
             "steps": last.step,
             "backend": backend.name(),
+            "devices": devices,
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch.min(trainer.dataset.train.len())) as f64 / seconds,
             "scenario": cfg.scenario.kind.name(),
@@ -372,7 +416,10 @@ pub fn train(args: TrainArgs) -> Result<()> {
             (cfg, dir)
         }
     };
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every };
+    if args.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, devices: args.devices };
     let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");

@@ -354,6 +354,8 @@ pub struct Trainer<B: AutodiffBackend> {
     optim: OptimizerAdaptor<AdamW, PreferenceModel<B>, B>,
     data: DeviceData<B>,
     device: B::Device,
+    /// Copies of the data on the other devices of a data-parallel run (see `step_parallel`).
+    replicas: Vec<(B::Device, DeviceData<B>)>,
     batch_rng: Rng,
     order: Vec<usize>,
     cursor: usize,
@@ -394,6 +396,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             model: Some(model),
             optim,
             data,
+            replicas: vec![],
             device: device.clone(),
             config,
             dataset,
@@ -475,12 +478,69 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(StepMetrics { step: self.step, loss: v[0], train_accuracy: v[1], eval })
     }
 
+    /// One data-parallel step over `devices` (burn's multi-device optimiser step): the minibatch
+    /// is split into one shard per device, each device computes the gradients of its shard's
+    /// loss (weighted by its share of the batch) on its own copy of the model, and
+    /// `Optimizer::step_multi` sums them, so the update equals the single-device step on the
+    /// whole batch up to floating-point summation order. Pair losses only (not listwise).
+    pub async fn step_parallel(&mut self, devices: &[B::Device]) -> Result<StepMetrics> {
+        use burn::optim::MultiGradientsParams;
+        use burn::tensor::backend::DeviceOps;
+        if devices.len() <= 1 {
+            return self.step().await;
+        }
+        if self.config.train.loss.listwise.is_some() {
+            return Err(config_error("train.loss.listwise", "data-parallel steps support pair losses only"));
+        }
+        if self.step == self.armo_stage_two() {
+            self.fix_verbosity_transform().await?;
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if self.replicas.get(i).is_none_or(|(have, _)| have != d) {
+                self.replicas.truncate(i);
+                self.replicas.push((d.clone(), DeviceData::new(&self.dataset, d)));
+            }
+        }
+        let idx = self.next_batch();
+        let per = idx.len().div_ceil(devices.len());
+        let model = self.model.take().expect("model present between steps");
+        let mut multi = MultiGradientsParams::default();
+        let (mut loss_sum, mut acc_sum) = (0.0f32, 0.0f32);
+        for (i, shard) in idx.chunks(per).enumerate() {
+            let share = shard.len() as f64 / idx.len() as f64;
+            let local = model.clone().fork(&devices[i]);
+            let (logits, loss) = self.pair_objective_on(&local, shard, Some(i));
+            let loss = loss.mul_scalar(share);
+            let v = read(Tensor::cat(vec![loss.clone().detach().inner(), pairwise_accuracy(logits.detach()).inner().mul_scalar(share)], 0)).await?;
+            loss_sum += v[0];
+            acc_sum += v[1];
+            multi.grads.push((GradientsParams::from_grads(loss.backward(), &local), devices[i].id()));
+        }
+        self.model = Some(self.optim.step_multi(self.config.train.lr, model, multi));
+        self.step += 1;
+        if !loss_sum.is_finite() {
+            return Err(Error::NonFinite { step: self.step, value: loss_sum });
+        }
+        let eval = if self.step.is_multiple_of(self.config.train.eval_every) || self.is_done() { Some(self.evaluate().await?) } else { None };
+        Ok(StepMetrics { step: self.step, loss: loss_sum, train_accuracy: acc_sum, eval })
+    }
+
     /// The objective on a minibatch of pairs: (logits, loss).
     fn pair_objective(&mut self, model: &PreferenceModel<B>, idx: &[usize]) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let batch = self.data.gather(&self.dataset, idx, &self.device);
+        self.pair_objective_on(model, idx, None)
+    }
+
+    /// [`Self::pair_objective`] with the batch taken from a data replica (`Some(i)`: the device
+    /// of `replicas[i]`, where `model` must live too).
+    fn pair_objective_on(&mut self, model: &PreferenceModel<B>, idx: &[usize], replica: Option<usize>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+        let (data, device) = match replica {
+            Some(i) => (&self.replicas[i].1, self.replicas[i].0.clone()),
+            None => (&self.data, self.device.clone()),
+        };
+        let batch = data.gather(&self.dataset, idx, &device);
         let n = idx.len();
         let lc = &self.config.train.loss;
-        let mut margin = (lc.margin != 0.0).then(|| Tensor::full([n], lc.margin, &self.device));
+        let mut margin = (lc.margin != 0.0).then(|| Tensor::full([n], lc.margin, &device));
         if lc.margin_from_data {
             let s = batch.strengths.clone().expect("checked: the data has strengths");
             margin = Some(margin.map_or(s.clone(), |m| m + s));
@@ -509,7 +569,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             (PreferenceModel::Vpl(m), _) => {
                 let latent = m.latent();
                 let eps: Vec<f32> = (0..n * latent).map(|_| self.batch_rng.normal() as f32).collect();
-                let eps = Tensor::from_data(TensorData::new(eps, [n, latent]), &self.device);
+                let eps = Tensor::from_data(TensorData::new(eps, [n, latent]), &device);
                 let kl_scale = kl_anneal(self.step, self.config.train.steps, 0.1);
                 m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale)
             }
@@ -774,6 +834,32 @@ mod tests {
             // A torn file is refused, not half-applied.
             let e = second.restore(&saved[..saved.len() - 1]).unwrap_err().to_string();
             assert!(e.contains("truncated"), "{e}");
+        }
+    }
+
+    /// Two and three "devices" (CPU devices: the same kind as in a multi-GPU run, with every
+    /// shard on its own model copy and data replica) give the single-device trajectory.
+    #[test]
+    fn data_parallel_steps_match_the_single_device_step() {
+        for (scenario, model) in [(ScenarioKind::Linear, ModelKind::Bt), (ScenarioKind::Cyclic, ModelKind::Gpm), (ScenarioKind::Mixture, ModelKind::Mixture)] {
+            let mut cfg = RunConfig::new(scenario, model);
+            cfg.train.steps = 15;
+            cfg.train.batch = 100;
+            let single = run(cfg.clone());
+            for n_devices in [2, 3] {
+                let devices = vec![Default::default(); n_devices];
+                let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+                let mut parallel = vec![];
+                while !t.is_done() {
+                    parallel.push(pollster::block_on(t.step_parallel(&devices)).unwrap());
+                }
+                for (a, b) in single.iter().zip(&parallel) {
+                    assert!((a.loss - b.loss).abs() < 1e-4 * a.loss.abs().max(1.0), "{model:?} on {n_devices}: {a:?} vs {b:?}");
+                    assert!((a.train_accuracy - b.train_accuracy).abs() < 1e-5);
+                }
+                let (ea, eb) = (single.last().unwrap().eval.unwrap(), parallel.last().unwrap().eval.unwrap());
+                assert!((ea.loss - eb.loss).abs() < 1e-4, "{model:?}: {ea:?} vs {eb:?}");
+            }
         }
     }
 
