@@ -152,6 +152,33 @@ async function trainToEnd(context, base, backend, screenshot) {
   }
 }
 
+/**
+ * A pair-embedding file as `prefscope embed` writes it: safetensors (8-byte little-endian header
+ * length, JSON header, raw F32 data) with `n` pairs of `d`-dimensional rows. Chosen rows have a
+ * first feature in [0.5, 1.5], rejected ones in [−1.5, −0.5]: a linear reward separates them.
+ */
+function embeddingFile(n, d, kind = 'pair-embeddings') {
+  let seed = 12345;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  };
+  const chosen = new Float32Array(n * d);
+  const rejected = new Float32Array(n * d);
+  for (let i = 0; i < n * d; i++) [chosen[i], rejected[i]] = [rand(), rand()];
+  for (let i = 0; i < n; i++) [chosen[i * d], rejected[i * d]] = [chosen[i * d] + 1, rejected[i * d] - 1];
+  const size = n * d * 4;
+  const header = JSON.stringify({
+    __metadata__: { 'prefscope.kind': kind, 'prefscope.encoder': 'test', 'prefscope.source': 'x' },
+    chosen: { dtype: 'F32', shape: [n, d], data_offsets: [0, size] },
+    rejected: { dtype: 'F32', shape: [n, d], data_offsets: [size, 2 * size] },
+  });
+  const padded = header.padEnd(Math.ceil(header.length / 8) * 8, ' ');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(padded.length));
+  return Buffer.concat([length, Buffer.from(padded), Buffer.from(chosen.buffer), Buffer.from(rejected.buffer)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cases
 
@@ -527,6 +554,36 @@ try {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       await page.screenshot({ path: path.join(outDir, 'phone.png'), fullPage: true });
       assert(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
+    } finally {
+      await page.close();
+    }
+  });
+  await check('embedding upload: a prefscope embed file trains Bradley–Terry in the tab; truncated or wrong-kind files say why', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=0&steps=150');
+    try {
+      const file = embeddingFile(200, 8);
+      const upload = (name, buffer) => page.getByTestId('upload-input').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
+      await upload('truncated.safetensors', file.subarray(0, file.length - 100));
+      const truncated = await page.getByTestId('upload-error').textContent({ timeout: 5000 });
+      assert(/^truncated\.safetensors: .*not a valid safetensors file/.test(truncated), `a truncated file says "${truncated}"`);
+      await upload('checkpoint.safetensors', embeddingFile(20, 8, 'reward-model'));
+      await page.waitForFunction(() => document.querySelector('[data-testid=upload-error]')?.textContent.startsWith('checkpoint'), null, { timeout: 5000 });
+      const wrongKind = await page.getByTestId('upload-error').textContent();
+      assert(/not `pair-embeddings`/.test(wrongKind), `a file of another kind says "${wrongKind}"`);
+      await upload('pairs.safetensors', file);
+      const status = await page.getByTestId('upload-status').textContent({ timeout: 5000 });
+      assert(/pairs\.safetensors: 400 responses as 8-dimensional embeddings, 200 pairs \(160 train, 40 held out\)/.test(status), `upload status "${status}"`);
+      assert(!(await page.getByTestId('upload-error').count()), 'the earlier error stays up');
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', `training on the embeddings ended "${await statusText(page)}"`);
+      const h = await hook(page);
+      console.log(`# embedding upload: Bradley–Terry held-out accuracy ${h.accuracy} after ${h.losses.length} steps`);
+      assert(h.losses.length === 150 && h.accuracy >= 0.9, `held-out accuracy ${h.accuracy} (chance is 0.5)`);
+      // The split follows the seed, as in `prefscope train --embeddings`.
+      await page.getByTestId('seed-input').fill('1');
+      await page.getByTestId('seed-input').dispatchEvent('change');
+      await page.waitForFunction(() => location.search.includes('seed=1'), null, { timeout: 5000 });
+      assert(/160 train, 40 held out/.test(await page.getByTestId('upload-status').textContent()), 'still the upload after a seed change');
     } finally {
       await page.close();
     }
