@@ -316,6 +316,39 @@ try {
     }
   });
 
+  await check('policy tab, two objectives: at 0° and 90° the trained policy favours each objective\'s best response', async () => {
+    const page = await openPage(context, base, '?backend=cpu&tab=policy&dir=0&beta=0.1');
+    try {
+      await page.getByTestId('policy-objectives').check();
+      const favourite = async (deg) => {
+        await page.getByTestId('policy-direction').fill(String(deg));
+        await page.waitForFunction((d) => new URLSearchParams(location.search).get('dir') === String(d) || (d === 0 && !location.search.includes('dir=')), deg, { timeout: 5000 });
+        await page.getByTestId('policy-train').click();
+        await page.getByTestId('policy-bars').waitFor({ timeout: 60_000 });
+        assert(!(await page.getByTestId('policy-stale').count()), `the run at ${deg}° is marked stale`);
+        const bars = page.getByTestId('policy-bars');
+        const best = Number(await bars.getAttribute('data-best'));
+        const cands = await bars.locator('g[data-candidate]').evaluateAll((gs) => gs.map((g) => ({ i: Number(g.dataset.candidate), p: Number(g.dataset.p), r: [Number(g.dataset.r1), Number(g.dataset.r2)] })));
+        const top = cands.reduce((a, b) => (b.p > a.p ? b : a));
+        assert(top.i === best, `data-best ${best}, most probable ${top.i}`);
+        const k = deg === 0 ? 0 : 1;
+        const argmax = cands.reduce((a, b) => (b.r[k] > a.r[k] ? b : a)).i;
+        console.log(`# policy at ${deg}°: π_θ favours candidate ${best} (p = ${top.p.toFixed(3)}, r = (${top.r})), objective ${k + 1} is largest for ${argmax}`);
+        assert(best === argmax, `at ${deg}° the policy favours ${best}, objective ${k + 1} is largest for ${argmax}`);
+        return best;
+      };
+      const at0 = await favourite(0);
+      // Turning the direction marks the run stale until it is trained again.
+      await page.getByTestId('policy-direction').fill('90');
+      await page.getByTestId('policy-stale').waitFor({ timeout: 5000 });
+      const at90 = await favourite(90);
+      assert(at0 !== at90, `the favourite is ${at0} at both directions`);
+      await page.getByTestId('policy-panel').screenshot({ path: path.join(outDir, 'policy-objectives.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('landscape (webgpu): grid centre = the model\'s loss, 1-D line from θ₀, PCA plane draws the trajectory', async () => {
     const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=60&grid=21');
     try {

@@ -422,7 +422,7 @@ impl Component for App {
                         onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
                 </nav>
                 if self.settings.tab == Tab::Policy {
-                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} /></main>
+                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /></main>
                 } else {
                     <main class="grid">
                         { self.view_setup(link) }
