@@ -365,6 +365,8 @@ try {
       const at = (t) => L.line.reduce((best, p) => (Math.abs(p[0] - t) < Math.abs(best[0] - t) ? p : best));
       assert(Math.abs(at(1)[1] - L.currentLoss) <= 1e-3, `line at t = 1: ${at(1)[1]} vs ${L.currentLoss}`);
       assert(at(0)[1] > at(1)[1] + 0.05, `training lowered the loss along the line (${at(0)[1]} → ${at(1)[1]})`);
+      // The shader draws after the grid is ready; on a loaded machine SwiftShader takes a while.
+      await page.waitForFunction(() => window.__prefscope?.landscapeRenderer, null, { timeout: 60_000 }).catch(() => {});
       assert((await renderer(page)) === 'webgpu', `drawn by "${await renderer(page)}"`);
       await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-random.png') });
 
