@@ -152,6 +152,33 @@ async function trainToEnd(context, base, backend, screenshot) {
   }
 }
 
+/**
+ * A pair-embedding file as `prefscope embed` writes it: safetensors (8-byte little-endian header
+ * length, JSON header, raw F32 data) with `n` pairs of `d`-dimensional rows. Chosen rows have a
+ * first feature in [0.5, 1.5], rejected ones in [−1.5, −0.5]: a linear reward separates them.
+ */
+function embeddingFile(n, d, kind = 'pair-embeddings') {
+  let seed = 12345;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  };
+  const chosen = new Float32Array(n * d);
+  const rejected = new Float32Array(n * d);
+  for (let i = 0; i < n * d; i++) [chosen[i], rejected[i]] = [rand(), rand()];
+  for (let i = 0; i < n; i++) [chosen[i * d], rejected[i * d]] = [chosen[i * d] + 1, rejected[i * d] - 1];
+  const size = n * d * 4;
+  const header = JSON.stringify({
+    __metadata__: { 'prefscope.kind': kind, 'prefscope.encoder': 'test', 'prefscope.source': 'x' },
+    chosen: { dtype: 'F32', shape: [n, d], data_offsets: [0, size] },
+    rejected: { dtype: 'F32', shape: [n, d], data_offsets: [size, 2 * size] },
+  });
+  const padded = header.padEnd(Math.ceil(header.length / 8) * 8, ' ');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(padded.length));
+  return Buffer.concat([length, Buffer.from(padded), Buffer.from(chosen.buffer), Buffer.from(rejected.buffer)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cases
 
@@ -289,6 +316,39 @@ try {
     }
   });
 
+  await check('policy tab, two objectives: at 0° and 90° the trained policy favours each objective\'s best response', async () => {
+    const page = await openPage(context, base, '?backend=cpu&tab=policy&dir=0&beta=0.1');
+    try {
+      await page.getByTestId('policy-objectives').check();
+      const favourite = async (deg) => {
+        await page.getByTestId('policy-direction').fill(String(deg));
+        await page.waitForFunction((d) => new URLSearchParams(location.search).get('dir') === String(d) || (d === 0 && !location.search.includes('dir=')), deg, { timeout: 5000 });
+        await page.getByTestId('policy-train').click();
+        await page.getByTestId('policy-bars').waitFor({ timeout: 60_000 });
+        assert(!(await page.getByTestId('policy-stale').count()), `the run at ${deg}° is marked stale`);
+        const bars = page.getByTestId('policy-bars');
+        const best = Number(await bars.getAttribute('data-best'));
+        const cands = await bars.locator('g[data-candidate]').evaluateAll((gs) => gs.map((g) => ({ i: Number(g.dataset.candidate), p: Number(g.dataset.p), r: [Number(g.dataset.r1), Number(g.dataset.r2)] })));
+        const top = cands.reduce((a, b) => (b.p > a.p ? b : a));
+        assert(top.i === best, `data-best ${best}, most probable ${top.i}`);
+        const k = deg === 0 ? 0 : 1;
+        const argmax = cands.reduce((a, b) => (b.r[k] > a.r[k] ? b : a)).i;
+        console.log(`# policy at ${deg}°: π_θ favours candidate ${best} (p = ${top.p.toFixed(3)}, r = (${top.r})), objective ${k + 1} is largest for ${argmax}`);
+        assert(best === argmax, `at ${deg}° the policy favours ${best}, objective ${k + 1} is largest for ${argmax}`);
+        return best;
+      };
+      const at0 = await favourite(0);
+      // Turning the direction marks the run stale until it is trained again.
+      await page.getByTestId('policy-direction').fill('90');
+      await page.getByTestId('policy-stale').waitFor({ timeout: 5000 });
+      const at90 = await favourite(90);
+      assert(at0 !== at90, `the favourite is ${at0} at both directions`);
+      await page.getByTestId('policy-panel').screenshot({ path: path.join(outDir, 'policy-objectives.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('landscape (webgpu): grid centre = the model\'s loss, 1-D line from θ₀, PCA plane draws the trajectory', async () => {
     const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=60&grid=21');
     try {
@@ -305,6 +365,8 @@ try {
       const at = (t) => L.line.reduce((best, p) => (Math.abs(p[0] - t) < Math.abs(best[0] - t) ? p : best));
       assert(Math.abs(at(1)[1] - L.currentLoss) <= 1e-3, `line at t = 1: ${at(1)[1]} vs ${L.currentLoss}`);
       assert(at(0)[1] > at(1)[1] + 0.05, `training lowered the loss along the line (${at(0)[1]} → ${at(1)[1]})`);
+      // The shader draws after the grid is ready; on a loaded machine SwiftShader takes a while.
+      await page.waitForFunction(() => window.__prefscope?.landscapeRenderer, null, { timeout: 60_000 }).catch(() => {});
       assert((await renderer(page)) === 'webgpu', `drawn by "${await renderer(page)}"`);
       await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-random.png') });
 
@@ -527,6 +589,36 @@ try {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       await page.screenshot({ path: path.join(outDir, 'phone.png'), fullPage: true });
       assert(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
+    } finally {
+      await page.close();
+    }
+  });
+  await check('embedding upload: a prefscope embed file trains Bradley–Terry in the tab; truncated or wrong-kind files say why', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=0&steps=150');
+    try {
+      const file = embeddingFile(200, 8);
+      const upload = (name, buffer) => page.getByTestId('upload-input').setInputFiles({ name, mimeType: 'application/octet-stream', buffer });
+      await upload('truncated.safetensors', file.subarray(0, file.length - 100));
+      const truncated = await page.getByTestId('upload-error').textContent({ timeout: 5000 });
+      assert(/^truncated\.safetensors: .*not a valid safetensors file/.test(truncated), `a truncated file says "${truncated}"`);
+      await upload('checkpoint.safetensors', embeddingFile(20, 8, 'reward-model'));
+      await page.waitForFunction(() => document.querySelector('[data-testid=upload-error]')?.textContent.startsWith('checkpoint'), null, { timeout: 5000 });
+      const wrongKind = await page.getByTestId('upload-error').textContent();
+      assert(/not `pair-embeddings`/.test(wrongKind), `a file of another kind says "${wrongKind}"`);
+      await upload('pairs.safetensors', file);
+      const status = await page.getByTestId('upload-status').textContent({ timeout: 5000 });
+      assert(/pairs\.safetensors: 400 responses as 8-dimensional embeddings, 200 pairs \(160 train, 40 held out\)/.test(status), `upload status "${status}"`);
+      assert(!(await page.getByTestId('upload-error').count()), 'the earlier error stays up');
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', `training on the embeddings ended "${await statusText(page)}"`);
+      const h = await hook(page);
+      console.log(`# embedding upload: Bradley–Terry held-out accuracy ${h.accuracy} after ${h.losses.length} steps`);
+      assert(h.losses.length === 150 && h.accuracy >= 0.9, `held-out accuracy ${h.accuracy} (chance is 0.5)`);
+      // The split follows the seed, as in `prefscope train --embeddings`.
+      await page.getByTestId('seed-input').fill('1');
+      await page.getByTestId('seed-input').dispatchEvent('change');
+      await page.waitForFunction(() => location.search.includes('seed=1'), null, { timeout: 5000 });
+      assert(/160 train, 40 held out/.test(await page.getByTestId('upload-status').textContent()), 'still the upload after a seed change');
     } finally {
       await page.close();
     }

@@ -58,11 +58,15 @@ pub struct BanditConfig {
     /// Adam learning rate (full-batch: the expected loss is exact).
     #[serde(default = "default_lr")]
     pub lr: f64,
+    /// The candidates' rewards, instead of drawn ones (the reference policy is still drawn from
+    /// the seed): a front end sets them, e.g. to v·(r1, r2) for a direction v over two objectives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewards: Option<Vec<f64>>,
 }
 
 impl BanditConfig {
     pub fn new(loss: PolicyLoss) -> Self {
-        Self { seed: 0, n: default_n(), reward_scale: default_reward_scale(), deterministic: false, loss, steps: default_steps(), lr: default_lr() }
+        Self { seed: 0, n: default_n(), reward_scale: default_reward_scale(), deterministic: false, loss, steps: default_steps(), lr: default_lr(), rewards: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -77,6 +81,11 @@ impl BanditConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(config_error("lr", "must be a positive number"));
+        }
+        if let Some(r) = &self.rewards
+            && (r.len() != self.n || r.iter().any(|v| !v.is_finite()))
+        {
+            return Err(config_error("rewards", format!("must be {} finite numbers, one per candidate", self.n)));
         }
         if self.deterministic && matches!(self.loss, PolicyLoss::Gpo { .. }) {
             return Err(config_error("loss", "gpo needs stochastic preferences: its score log(P/(1−P)) is infinite for deterministic ones"));
@@ -97,7 +106,9 @@ pub struct BanditProblem {
 impl BanditProblem {
     pub fn new(cfg: &BanditConfig) -> Self {
         let mut rng = Rng::stream(cfg.seed, "bandit");
-        let rewards: Vec<f64> = (0..cfg.n).map(|_| rng.normal() * cfg.reward_scale).collect();
+        let drawn: Vec<f64> = (0..cfg.n).map(|_| rng.normal() * cfg.reward_scale).collect();
+        // Draw anyway, so that fixed rewards leave the reference policy as the seed makes it.
+        let rewards = cfg.rewards.clone().unwrap_or(drawn);
         let ref_logits: Vec<f64> = (0..cfg.n).map(|_| rng.normal() * 0.5).collect();
         let ref_probs = softmax(&ref_logits);
         let n = cfg.n;
@@ -360,6 +371,20 @@ mod frontier_tests {
         assert_eq!(snaps.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 50, 100, 150, 200]);
         assert!(snaps[0].1.iter().zip(&summary.reference).all(|(a, b)| (a - b).abs() < 1e-6), "the start is π_ref (stored in f32)");
         assert_eq!(snaps.last().unwrap().1, summary.policy);
+    }
+
+    #[test]
+    fn fixed_rewards_replace_the_drawn_ones_and_keep_the_reference() {
+        let drawn = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 }));
+        let mut cfg = BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 });
+        cfg.rewards = Some((0..cfg.n).map(|i| i as f64).collect());
+        let fixed = BanditProblem::new(&cfg);
+        assert_eq!(fixed.rewards, cfg.rewards.clone().unwrap());
+        assert_eq!(fixed.ref_probs, drawn.ref_probs);
+        cfg.rewards = Some(vec![1.0; cfg.n - 1]);
+        assert!(cfg.validate().is_err(), "one reward per candidate");
+        cfg.rewards = Some(vec![f64::NAN; cfg.n]);
+        assert!(cfg.validate().is_err(), "finite rewards");
     }
 
     #[test]

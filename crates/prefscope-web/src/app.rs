@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect};
-use prefscope_core::{ModelKind, PairDataset, ScenarioKind, StepMetrics};
+use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind, StepMetrics};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 use web_sys::{DragEvent, File, HtmlInputElement, HtmlSelectElement};
@@ -120,11 +120,20 @@ pub enum Msg {
     ExportModel,
     ExportPng(String),
     Upload(File),
-    Uploaded(String, Result<PairDataset, String>),
+    Uploaded(Result<Upload, String>),
     ClearUpload,
     OpenCheckpoint(File),
     CheckpointRead(String, Result<Vec<u8>, String>),
     MarginsReady(u64, usize, Result<Vec<f32>, String>),
+}
+
+/// A file dropped on the page.
+pub struct Upload {
+    name: String,
+    data: Rc<PairDataset>,
+    /// An embedding file (`prefscope embed`): unsplit, because its held-out pairs follow the run's
+    /// seed as `prefscope train --embeddings` splits them. A JSONL file comes split already.
+    embeddings: bool,
 }
 
 pub struct App {
@@ -159,8 +168,8 @@ pub struct App {
     surface: Option<Result<Rc<Surface>, String>>,
     /// Held-out logits of the latest model and the step they are from.
     margins: Option<(Rc<Vec<f32>>, usize)>,
-    /// A pair file dropped on the page (its name and data), used instead of the scenario.
-    uploaded: Option<(String, Rc<PairDataset>)>,
+    /// A pair or embedding file dropped on the page, used instead of the scenario.
+    uploaded: Option<Upload>,
     upload_error: Option<String>,
     /// What the last opened checkpoint was, or why it could not be opened.
     checkpoint_note: Option<String>,
@@ -341,15 +350,12 @@ impl Component for App {
             Msg::ExportModel => self.export_model(),
             Msg::ExportPng(testid) => export_png(&testid, &format!("prefscope-{testid}-{}.png", self.settings.scenario.name())),
             Msg::Upload(file) => {
-                let name = file.name();
-                ctx.link().send_future(async move {
-                    let result = read_pairs(&name, &file).await;
-                    Msg::Uploaded(name, result)
-                });
+                let cfg = self.settings.run_config();
+                ctx.link().send_future(async move { Msg::Uploaded(read_upload(&file, &cfg).await) });
             }
-            Msg::Uploaded(name, result) => match result {
-                Ok(ds) => {
-                    self.uploaded = Some((name, Rc::new(ds)));
+            Msg::Uploaded(result) => match result {
+                Ok(upload) => {
+                    self.uploaded = Some(upload);
                     self.upload_error = None;
                     self.settings_changed();
                 }
@@ -416,7 +422,7 @@ impl Component for App {
                         onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
                 </nav>
                 if self.settings.tab == Tab::Policy {
-                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} /></main>
+                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /></main>
                 } else {
                     <main class="grid">
                         { self.view_setup(link) }
@@ -452,7 +458,8 @@ impl App {
     fn rebuild_dataset(&mut self) {
         let cfg = self.settings.run_config();
         self.dataset = match &self.uploaded {
-            Some((_, ds)) => Ok(ds.clone()),
+            Some(u) if u.embeddings => split_by_seed(&u.data, &cfg).map(Rc::new),
+            Some(u) => Ok(u.data.clone()),
             None => cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string()),
         };
         self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 60)).map(Rc::new);
@@ -505,9 +512,13 @@ impl App {
     fn ensure_trainer(&mut self) -> bool {
         let Some(backend) = self.ready_backend() else { return false };
         if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
-            let built = match &self.uploaded {
-                Some((_, ds)) => AnyTrainer::with_dataset(backend, self.settings.run_config(), ds.as_ref().clone()),
-                None => AnyTrainer::new(backend, self.settings.run_config()),
+            let built = match (&self.uploaded, &self.dataset) {
+                (None, _) => AnyTrainer::new(backend, self.settings.run_config()),
+                (Some(_), Ok(ds)) => AnyTrainer::with_dataset(backend, self.settings.run_config(), ds.as_ref().clone()),
+                (Some(_), Err(e)) => {
+                    self.status = Status::Error(e.clone());
+                    return false;
+                }
             };
             match built {
                 Ok(t) => {
@@ -947,7 +958,8 @@ impl App {
         }
     }
 
-    /// Drop zone and file picker for a JSONL pair file (GPM's `chosen`/`reject` lines).
+    /// Drop zone and file picker for a JSONL pair file (GPM's `chosen`/`reject` lines) or a
+    /// pair-embedding file written by `prefscope embed`.
     fn view_upload(&self, link: &yew::html::Scope<Self>) -> Html {
         let on_drop = link.batch_callback(|e: DragEvent| {
             e.prevent_default();
@@ -957,13 +969,14 @@ impl App {
         html! {
             <div class="upload" data-testid="upload-zone" ondrop={on_drop} ondragover={Callback::from(|e: DragEvent| e.prevent_default())}>
                 <label>
-                    { "Drop a JSONL pair file here or " }
-                    <input type="file" accept=".jsonl,.json,.txt" data-testid="upload-input" onchange={on_pick} />
+                    { "Drop a JSONL pair file or an embedding file here, or " }
+                    <input type="file" accept=".jsonl,.json,.txt,.safetensors" data-testid="upload-input" onchange={on_pick} />
                 </label>
-                <p class="hint">{ "One {\"chosen\": …, \"reject\": …} per line; read in this tab, never sent anywhere." }</p>
-                if let Some((name, ds)) = &self.uploaded {
+                <p class="hint">{ "JSONL: one {\"chosen\": …, \"reject\": …} per line. Embeddings: the .safetensors of prefscope embed; bt, gpm and mixture train on it, held-out pairs by the seed. Read in this tab, never sent anywhere." }</p>
+                if let (Some(u), Ok(ds)) = (&self.uploaded, &self.dataset) {
                     <p class="notice" data-testid="upload-status">
-                        { format!("Training on {name}: {} responses, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
+                        { format!("Training on {}: {} responses{}, {} pairs ({} train, {} held out). ", u.name, ds.n_items(),
+                            if u.embeddings { format!(" as {}-dimensional embeddings", ds.dim) } else { String::new() }, ds.pairs.len(), ds.train.len(), ds.eval.len()) }
                         <button onclick={link.callback(|_| Msg::ClearUpload)}>{ "Back to the scenario" }</button>
                     </p>
                 }
@@ -1256,15 +1269,43 @@ fn export_png(testid: &str, filename: &str) {
     }
 }
 
-/// Read and parse an uploaded pair file; errors name the file and line, and never panic.
-async fn read_pairs(name: &str, file: &File) -> Result<PairDataset, String> {
-    let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|_| format!("{name}: could not read the file"))?;
-    let text = text.as_string().ok_or_else(|| format!("{name}: not a text file"))?;
+/// Read an uploaded file: a `.safetensors` (or anything that starts like one, an 8-byte header
+/// length and then `{`) as pair embeddings, the rest as JSONL pairs. Errors name the file.
+async fn read_upload(file: &File, cfg: &RunConfig) -> Result<Upload, String> {
+    let name = file.name();
+    let bytes = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await.map(|b| js_sys::Uint8Array::new(&b).to_vec()).map_err(|_| format!("{name}: could not read the file"))?;
+    let embeddings = name.ends_with(".safetensors") || (bytes.len() > 8 && bytes[0] != b'{' && bytes[8] == b'{');
+    let data = if embeddings { read_embeddings(&name, &bytes, cfg)? } else { read_pairs(&name, &bytes)? };
+    Ok(Upload { name, data: Rc::new(data), embeddings })
+}
+
+/// Parse a pair-embedding file, unsplit; refuses one too small to hold out a pair.
+fn read_embeddings(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset, String> {
+    let mut ds = prefscope_core::checkpoint::read_pair_embeddings(bytes).map_err(|e| format!("{name}: {e}"))?;
+    // The file has no text; the pair list and the views label responses by index.
+    ds.item_labels = (0..ds.n_items()).map(|i| format!("#{i}")).collect();
+    split_by_seed(&ds, cfg).map_err(|e| format!("{name}: {e}"))?;
+    Ok(ds)
+}
+
+/// An embedding file's split for this run, as `RunConfig::dataset` makes it for the CLI.
+fn split_by_seed(ds: &PairDataset, cfg: &RunConfig) -> Result<PairDataset, String> {
+    let mut ds = ds.clone();
+    ds.split(cfg.scenario.eval_fraction, cfg.seed).map_err(|e| e.to_string())?;
+    if ds.eval.is_empty() {
+        return Err(format!("{} pairs are too few to hold any out", ds.pairs.len()));
+    }
+    Ok(ds)
+}
+
+/// Parse an uploaded pair file; errors name the file and line, and never panic.
+fn read_pairs(name: &str, bytes: &[u8]) -> Result<PairDataset, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| format!("{name}: not a text file"))?;
     let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
     if lines > MAX_UPLOAD_LINES {
         return Err(format!("{name}: {lines} pairs; the page takes at most {MAX_UPLOAD_LINES} (each distinct response becomes a feature)"));
     }
-    let mut ds = prefscope_core::data::parse_gpm_custom(name, &text).map_err(|e| e.to_string())?;
+    let mut ds = prefscope_core::data::parse_gpm_custom(name, text).map_err(|e| e.to_string())?;
     if ds.pairs.len() < 2 {
         return Err(format!("{name}: needs at least two pairs, found {}", ds.pairs.len()));
     }

@@ -9,6 +9,17 @@ pub fn ranking(rewards: &[[f64; 2]], v: [f64; 2]) -> Vec<usize> {
     order
 }
 
+/// The policy tab's candidates in its two-objective mode, (r1, r2) each: the ends of the front,
+/// a balanced response that wins near 45°, two leaning ones that win in narrow ranges (about
+/// 21°–27° and 63°–69°) and three dominated ones. At 0°, 45° and 90° the best leads the next by
+/// at least 0.28, so a small β makes it the policy's favourite whatever the reference policy.
+pub const BANDIT_OBJECTIVES: [[f64; 2]; 8] = [[3.0, 0.0], [0.0, 3.0], [2.1, 2.1], [2.5, 1.3], [1.3, 2.5], [1.0, 1.0], [1.5, 0.3], [0.3, 1.5]];
+
+/// The scalar rewards v·r that the policy is trained on for direction `v`.
+pub fn directed(rewards: &[[f64; 2]], v: [f64; 2]) -> Vec<f64> {
+    rewards.iter().map(|r| v[0] * r[0] + v[1] * r[1]).collect()
+}
+
 /// The non-dominated candidates (no other is at least as good on both objectives and better on
 /// one), ordered by the first objective descending, so they trace the front from one end to the
 /// other.
@@ -54,6 +65,18 @@ mod tests {
         let diagonal = std::f64::consts::FRAC_1_SQRT_2;
         assert_eq!(ranking(&R, [diagonal, diagonal])[0], 2, "the balanced response wins at 45°");
         assert_eq!(ranking(&R, [-1.0, 0.0])[0], 1, "ties (1 and … ) break by index");
+    }
+
+    #[test]
+    fn the_bandit_objectives_crown_a_different_response_per_direction() {
+        let deg = |d: f64| [d.to_radians().cos(), d.to_radians().sin()];
+        let best: Vec<usize> = [0.0, 24.0, 45.0, 66.0, 90.0].iter().map(|&d| ranking(&BANDIT_OBJECTIVES, deg(d))[0]).collect();
+        assert_eq!(best, [0, 3, 2, 4, 1]);
+        for d in [0.0, 45.0, 90.0] {
+            let mut r = directed(&BANDIT_OBJECTIVES, deg(d));
+            r.sort_by(|a, b| b.total_cmp(a));
+            assert!(r[0] - r[1] >= 0.28, "at {d}° the best leads by only {}", r[0] - r[1]);
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //!
 //! Training is the core's `train_bandit_recorded` on the CPU backend (the problem is tiny), run
 //! in the click handler; snapshots every few steps let the slider replay the distribution moving.
+//!
+//! In the two-objective mode each candidate has two rewards (r1, r2) and the policy is trained on
+//! v·(r1, r2), v the dial's direction (`?dir=`, shared with the reward tab's dial): turning it
+//! and training again moves the policy to another response, as DPA steers a policy by direction.
 
 use std::rc::Rc;
 
@@ -13,6 +17,7 @@ use prefscope_core::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_ba
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
+use crate::dial::{BANDIT_OBJECTIVES, directed};
 use crate::plot::{polyline, scale};
 
 /// Losses with a closed-form optimum on the bandit, and two without.
@@ -42,13 +47,22 @@ struct Run {
     summary: BanditSummary,
     snapshots: Vec<(usize, Vec<f64>)>,
     beta: f64,
+    /// The direction (degrees) of a two-objective run.
+    direction: Option<u32>,
 }
 
-fn train(loss: &str, beta: f64) -> Result<Run, String> {
+fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
     let mut cfg = BanditConfig::new(loss_for(loss, beta));
     cfg.steps = STEPS;
+    cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
     let (summary, snapshots) = train_bandit_recorded::<Autodiff<NdArray<f32>>>(&cfg, &Default::default(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
-    Ok(Run { summary, snapshots, beta })
+    Ok(Run { summary, snapshots, beta, direction })
+}
+
+/// v = (cos θ, sin θ), as the dial makes it.
+fn unit(deg: u32) -> [f64; 2] {
+    let t = (deg as f64).to_radians();
+    [t.cos(), t.sin()]
 }
 
 #[derive(Properties, PartialEq)]
@@ -56,6 +70,9 @@ pub struct Props {
     /// β on the log slider, β = 10^(x/10); kept in the URL by the page.
     pub beta_x: i32,
     pub on_beta: Callback<i32>,
+    /// The dial's direction θ in degrees (`?dir=`), for the two-objective mode.
+    pub direction: u32,
+    pub on_direction: Callback<u32>,
 }
 
 #[function_component(PolicyPanel)]
@@ -66,16 +83,24 @@ pub fn policy_panel(props: &Props) -> Html {
     let run = use_state(|| None::<Rc<Run>>);
     let frame = use_state(|| 0usize);
     let error = use_state(|| None::<String>);
+    let objectives = use_state(|| false);
     let beta = 10f64.powf(beta_x as f64 / 10.0);
+    let deg = props.direction;
+    let direction = objectives.then_some(deg);
 
     let on_loss = {
         let loss = loss.clone();
         Callback::from(move |e: Event| loss.set(e.target_unchecked_into::<HtmlSelectElement>().value()))
     };
     let on_beta = props.on_beta.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(beta_x));
+    let on_objectives = {
+        let objectives = objectives.clone();
+        Callback::from(move |e: Event| objectives.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
+    };
+    let on_direction = props.on_direction.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(deg));
     let on_train = {
         let (loss, run, frame, error) = (loss.clone(), run.clone(), frame.clone(), error.clone());
-        Callback::from(move |_| match train(&loss, beta) {
+        Callback::from(move |_| match train(&loss, beta, direction) {
             Ok(r) => {
                 frame.set(r.snapshots.len() - 1);
                 run.set(Some(Rc::new(r)));
@@ -112,7 +137,13 @@ pub fn policy_panel(props: &Props) -> Html {
                         <input type="range" min="0" max={(r.snapshots.len() - 1).to_string()} value={f.to_string()}
                             data-testid="policy-frame" oninput={on_frame} aria-label="training step to show" />
                     </label>
-                    { bars(&r.summary, probs) }
+                    if r.direction != direction {
+                        <p class="notice" data-testid="policy-stale">{ match r.direction {
+                            Some(d) => format!("Trained for θ = {d}°; train again to follow the direction."),
+                            None => "Trained on the hidden rewards; train again for the two objectives.".to_string(),
+                        } }</p>
+                    }
+                    { bars(&r.summary, probs, r.direction.is_some()) }
                     { frontier(&r.summary, r.beta) }
                 </>
             }
@@ -135,14 +166,28 @@ pub fn policy_panel(props: &Props) -> Html {
                 </label>
                 <button class="primary" data-testid="policy-train" onclick={on_train}>{ "Train policy" }</button>
             </div>
+            <div class="row">
+                <label class="check">
+                    <input type="checkbox" data-testid="policy-objectives" checked={*objectives} onchange={on_objectives} />
+                    { "two objectives: reward r = v·(r1, r2), v the dial's direction" }
+                </label>
+                if *objectives {
+                    <label class="field">
+                        <span>{ format!("direction θ = {deg}° (the reward tab's dial)") }</span>
+                        <input type="range" min="0" max="359" value={deg.to_string()} data-testid="policy-direction" oninput={on_direction} aria-label="preference direction in degrees" />
+                    </label>
+                }
+            </div>
             if let Some(e) = error.as_ref() { <p class="notice error">{ e }</p> }
             { body }
         </section>
     }
 }
 
-/// π_ref, π_θ (at the chosen snapshot) and the optimum per candidate, candidates by reward.
-fn bars(s: &BanditSummary, probs: &[f64]) -> Html {
+/// π_ref, π_θ (at the chosen snapshot) and the optimum per candidate, candidates by reward. Each
+/// candidate's group carries its index, probability and (in the two-objective mode) its two
+/// rewards as data attributes; `data-best` on the chart is the most probable candidate.
+fn bars(s: &BanditSummary, probs: &[f64], objectives: bool) -> Html {
     let n = s.rewards.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b]));
@@ -150,15 +195,17 @@ fn bars(s: &BanditSummary, probs: &[f64]) -> Html {
     let (w, h, pad) = (560.0, 200.0, 24.0);
     let slot = (w - 2.0 * pad) / n as f64;
     let y = |p: f64| scale(p, (0.0, top), (h - pad, pad));
+    let best = (0..n).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
     html! {
-        <svg viewBox={format!("0 0 {w} {h}")} class="chart" data-testid="policy-bars" role="img" aria-label="reference, policy and optimum probabilities per candidate">
+        <svg viewBox={format!("0 0 {w} {h}")} class="chart" data-testid="policy-bars" data-best={best.to_string()} role="img" aria-label="reference, policy and optimum probabilities per candidate">
             { for order.iter().enumerate().map(|(k, &i)| {
                 let x = pad + k as f64 * slot;
                 let opt = s.optimum.as_ref().map(|o| html! {
                     <line class="optimum" x1={(x + 2.0).to_string()} x2={(x + slot - 2.0).to_string()} y1={y(o[i]).to_string()} y2={y(o[i]).to_string()} />
                 });
+                let (r1, r2) = if objectives { (Some(BANDIT_OBJECTIVES[i][0].to_string()), Some(BANDIT_OBJECTIVES[i][1].to_string())) } else { (None, None) };
                 html! {
-                    <g>
+                    <g data-candidate={i.to_string()} data-p={probs[i].to_string()} data-r1={r1} data-r2={r2}>
                         <rect class="ref" x={(x + 4.0).to_string()} y={y(s.reference[i]).to_string()} width={(slot / 2.0 - 5.0).to_string()} height={(h - pad - y(s.reference[i])).to_string()} />
                         <rect class="pol" x={(x + slot / 2.0).to_string()} y={y(probs[i]).to_string()} width={(slot / 2.0 - 5.0).to_string()} height={(h - pad - y(probs[i])).to_string()} />
                         { for opt }
