@@ -467,6 +467,9 @@ impl BackendJob for EvalJob {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let weights_path = if args.run.is_file() { args.run.clone() } else { args.run.join(MODEL_FILE) };
+    if !weights_path.is_file() {
+        bail!("{} is not a run folder with a {MODEL_FILE}, nor a checkpoint file", args.run.display());
+    }
     let weights = fs::read(&weights_path).with_context(|| format!("cannot read checkpoint {}", weights_path.display()))?;
     let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
