@@ -233,9 +233,17 @@ fn test() -> Result<()> {
     let minilm = setup_minilm()?;
     // One release build serves the unit tests and the CLI end-to-end tests, with both GPU
     // backends compiled in (the CUDA test checks the no-driver message on machines without one).
-    run(Command::new("cargo")
-        .args(["test", "--workspace", "--release", "--features", "prefscope-cli/wgpu,prefscope-cli/cuda"])
-        .env(MINILM_DIR_ENV, &minilm))?;
+    // burn keys a device's default float type by device, not by backend, so NdArray<f32> and
+    // NdArray<f64> tests in one process can mix F32 and F64 tensors. The tests that need pure f32
+    // (MiniLM parity against f32 weights from a file, bit-identical resume) run in a process of
+    // their own (same build, second filter).
+    const F32_ONLY: [&str; 2] = ["minilm::", "restoring_mid_run_continues_bit_identically"];
+    for filter in [&["--skip", F32_ONLY[0], "--skip", F32_ONLY[1]][..], &F32_ONLY[..]] {
+        run(Command::new("cargo")
+            .args(["test", "--workspace", "--release", "--features", "prefscope-cli/wgpu,prefscope-cli/cuda", "--"])
+            .args(filter)
+            .env(MINILM_DIR_ENV, &minilm))?;
+    }
     build_web()?;
     run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
     eprintln!("all tests passed in {:.0}s", start.elapsed().as_secs_f64());

@@ -463,8 +463,8 @@ impl<B: AutodiffBackend> TextTrainer<B> {
     /// by replaying that many draws, which re-reads but does not re-tokenise the file).
     pub fn resume_bytes(&self) -> Result<Vec<u8>> {
         use burn::module::Module;
-        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let recorder = NamedMpkBytesRecorder::<DoublePrecisionSettings>::default();
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
@@ -475,7 +475,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
     /// Continue from [`TextTrainer::resume_bytes`] (taken from a trainer with the same config).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         use burn::module::Module;
-        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
         let [state, model, optim] = crate::train::unpack_resume(bytes)?;
         let state: serde_json::Value = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
         let (Some(step), Some(drawn), Some(tok)) = (state["step"].as_u64(), state["drawn"].as_u64(), state["tokenizer"].as_str()) else {
@@ -489,7 +489,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         if self.tokenizer.vocab_size() != self.config.model.vocab {
             return Err(Error::Checkpoint("the run state's tokenizer does not fit the model".into()));
         }
-        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let recorder = NamedMpkBytesRecorder::<DoublePrecisionSettings>::default();
         let fail = |e: burn::record::RecorderError| Error::Checkpoint(format!("could not read the run state: {e}"));
         let model_record = recorder.load(model.to_vec(), &self.device).map_err(fail)?;
         let optim_record = recorder.load(optim.to_vec(), &self.device).map_err(fail)?;

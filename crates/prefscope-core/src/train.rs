@@ -5,7 +5,7 @@
 //! a blocking executor, the page awaits it and yields to the browser between steps.
 
 use burn::module::{AutodiffModule, Module, Param};
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -645,7 +645,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// the weights and the optimiser's moments (both as burn records, which keep the parameter
     /// ids that tie moments to weights). The data is rebuilt from the config on resume.
     pub fn resume_bytes(&self) -> Result<Vec<u8>> {
-        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let recorder = NamedMpkBytesRecorder::<DoublePrecisionSettings>::default();
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
@@ -661,7 +661,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         if state.step > self.config.train.steps || state.cursor > state.order.len() || (!state.order.is_empty() && state.order.len() != units) {
             return Err(Error::Checkpoint("the run state does not belong to this config and data".into()));
         }
-        let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+        let recorder = NamedMpkBytesRecorder::<DoublePrecisionSettings>::default();
         let fail = |e: burn::record::RecorderError| Error::Checkpoint(format!("could not read the run state: {e}"));
         let model_record = recorder.load(model.to_vec(), &self.device).map_err(fail)?;
         let optim_record = recorder.load(optim.to_vec(), &self.device).map_err(fail)?;
