@@ -131,23 +131,20 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     if let Some(m) = &args.model {
         cfg.model.kind = ModelKind::parse(m)?;
     }
-    if let Some(v) = args.steps {
-        cfg.train.steps = v;
-    }
-    if let Some(v) = args.batch {
-        cfg.train.batch = v;
-    }
-    if let Some(v) = args.lr {
-        cfg.train.lr = v;
-    }
-    if let Some(v) = args.seed {
-        cfg.seed = v;
-    }
+    override_train(args, &mut cfg.train, &mut cfg.seed);
     if let Some(e) = &args.embeddings {
         cfg.embeddings = Some(e.canonicalize().with_context(|| format!("cannot read {}", e.display()))?);
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The flags every run shares (`--steps --batch --lr --seed`), on top of a config.
+pub fn override_train(args: &TrainArgs, train: &mut prefscope_core::TrainConfig, seed: &mut u64) {
+    train.steps = args.steps.unwrap_or(train.steps);
+    train.batch = args.batch.unwrap_or(train.batch);
+    train.lr = args.lr.unwrap_or(train.lr);
+    *seed = args.seed.unwrap_or(*seed);
 }
 
 /// Write a file so that a reader sees the old or the new content, never a torn one.

@@ -75,18 +75,7 @@ fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     }
     cfg.data.format = TextFormat::parse(&args.format)?;
     cfg.data.on_error = parse_on_error(&args.on_error)?;
-    if let Some(v) = args.steps {
-        cfg.train.steps = v;
-    }
-    if let Some(v) = args.batch {
-        cfg.train.batch = v;
-    }
-    if let Some(v) = args.lr {
-        cfg.train.lr = v;
-    }
-    if let Some(v) = args.seed {
-        cfg.seed = v;
-    }
+    crate::run::override_train(args, &mut cfg.train, &mut cfg.seed);
     cfg.validate()?;
     Ok(cfg)
 }
