@@ -104,6 +104,8 @@ impl BackendJob for EmbedJob {
         })?;
         bar.finish_and_clear();
         let seconds = start.elapsed().as_secs_f64();
+        let mut data = data;
+        prefscope_core::text::carry_labels(&args.data.display().to_string(), &pairs, &mut data)?;
         let tied = data.pairs.iter().filter(|(c, r)| c == r).count();
         if tied > 0 {
             eprintln!("warning: {tied} pairs embed chosen and rejected identically (the responses agree on their first {} tokens)", minilm::MAX_SEQ_LEN - 2);
@@ -120,6 +122,8 @@ impl BackendJob for EmbedJob {
                     "items": data.n_items(),
                     "dim": data.dim,
                     "prompt_dim": data.prompt_dim,
+                    "objectives": data.n_objectives,
+                    "margins": !data.strengths.is_empty(),
                     "encoder": minilm::ENCODER_NAME,
                     "backend": backend.name(),
                     "seconds": seconds,
@@ -128,10 +132,12 @@ impl BackendJob for EmbedJob {
             );
         } else {
             println!(
-                "embedded {} pairs ({} distinct responses, {}-d) with {} on {} in {seconds:.1}s → {}{}",
+                "embedded {} pairs ({} distinct responses, {}-d{}{}) with {} on {} in {seconds:.1}s → {}{}",
                 data.pairs.len(),
                 data.n_items(),
                 data.dim,
+                if data.n_objectives > 0 { format!(", {} rated attributes", data.n_objectives) } else { String::new() },
+                if data.strengths.is_empty() { "" } else { ", margins" },
                 minilm::ENCODER_NAME,
                 backend.name(),
                 args.out.display(),

@@ -184,7 +184,9 @@ pub const ENCODER_KEY: &str = "prefscope.encoder";
 pub const SOURCE_KEY: &str = "prefscope.source";
 
 /// An embedding file's bytes: F32 tensors `chosen` and `rejected` `[n, dim]` (row i is pair i's
-/// response) and, when the data has prompt features, `prompt` `[n, prompt_dim]`. Rows are per pair,
+/// response) and, when the data has prompt features, `prompt` `[n, prompt_dim]`; when it has them,
+/// per-attribute ratings `chosen_ratings`/`rejected_ratings` `[n, objectives]` and the per-pair
+/// `margin` `[n]` (its strengths). Rows are per pair,
 /// not per distinct item, so the file is plain to read from any language; [`read_pair_embeddings`]
 /// restores the sharing.
 pub fn write_pair_embeddings(data: &PairDataset, encoder: &str, source: &str) -> Result<Vec<u8>> {
@@ -198,9 +200,23 @@ pub fn write_pair_embeddings(data: &PairDataset, encoder: &str, source: &str) ->
     fn view(bytes: &[u8], shape: Vec<usize>) -> Result<safetensors::tensor::TensorView<'_>> {
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes).map_err(|e| bad(format!("cannot serialise the embeddings: {e}")))
     }
+    let k = data.n_objectives;
+    let rated = |side: fn(&(usize, usize)) -> usize| -> Vec<u8> {
+        data.pairs.iter().flat_map(|p| &data.ratings[side(p) * k..(side(p) + 1) * k]).flat_map(|x| x.to_le_bytes()).collect()
+    };
+    let has_ratings = k > 0 && data.ratings.len() == data.n_items() * k;
+    let (chosen_ratings, rejected_ratings) = if has_ratings { (rated(|p| p.0), rated(|p| p.1)) } else { Default::default() };
+    let margin: Vec<u8> = data.strengths.iter().flat_map(|x| x.to_le_bytes()).collect();
     let mut views = vec![("chosen", view(&chosen, vec![n, data.dim])?), ("rejected", view(&rejected, vec![n, data.dim])?)];
     if data.prompt_dim > 0 {
         views.push(("prompt", view(&prompt, vec![n, data.prompt_dim])?));
+    }
+    if has_ratings {
+        views.push(("chosen_ratings", view(&chosen_ratings, vec![n, k])?));
+        views.push(("rejected_ratings", view(&rejected_ratings, vec![n, k])?));
+    }
+    if data.strengths.len() == n {
+        views.push(("margin", view(&margin, vec![n])?));
     }
     let metadata: HashMap<String, String> =
         [(KIND_KEY, PAIR_EMBEDDINGS), (ENCODER_KEY, encoder), (SOURCE_KEY, source)].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -219,8 +235,8 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         return Err(bad(format!("this file holds a `{kind}`, not `{PAIR_EMBEDDINGS}`")));
     }
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt")) {
-        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt)")));
+    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin")) {
+        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin)")));
     }
     let matrix = |name: &str| -> Result<Option<(usize, usize, &[u8])>> {
         let t = match file.tensor(name) {
@@ -231,7 +247,12 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         if t.dtype() != safetensors::Dtype::F32 {
             return Err(bad(format!("`{name}` is {:?}, expected F32", t.dtype())));
         }
-        let &[rows, cols] = t.shape() else { return Err(bad(format!("`{name}` has shape {:?}, expected [pairs, dim]", t.shape()))) };
+        // `margin` is one number per pair: read it as [pairs, 1].
+        let (rows, cols) = match (t.shape(), name) {
+            (&[rows], "margin") => (rows, 1),
+            (&[rows, cols], _) if name != "margin" => (rows, cols),
+            _ => return Err(bad(format!("`{name}` has shape {:?}, expected {}", t.shape(), if name == "margin" { "[pairs]" } else { "[pairs, width]" }))),
+        };
         if rows == 0 || cols == 0 || cols > 1 << 20 {
             return Err(bad(format!("`{name}` has shape [{rows}, {cols}]: no pairs or an implausible width")));
         }
@@ -271,7 +292,32 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         pairs.push((ids[0], ids[1]));
     }
     let (prompt_dim, prompts) = prompt.map(|(_, cols, data)| (cols, floats(data))).unwrap_or_default();
-    Ok(PairDataset { dim, items, pairs, prompt_dim, prompts, ..Default::default() })
+    let mut ds = PairDataset { dim, items, pairs, prompt_dim, prompts, ..Default::default() };
+    match (matrix("chosen_ratings")?, matrix("rejected_ratings")?) {
+        (None, None) => {}
+        (Some((rc, k, c)), Some((rr, kr, r))) => {
+            if (rc, rr, kr) != (n, n, k) {
+                return Err(bad(format!("`chosen_ratings` is [{rc}, {k}] and `rejected_ratings` [{rr}, {kr}] for {n} pairs")));
+            }
+            let (c, r) = (floats(c), floats(r));
+            // Per item, from the first pair it appears in.
+            let mut ratings: Vec<Option<&[f32]>> = vec![None; ds.n_items()];
+            for (i, &(a, b)) in ds.pairs.iter().enumerate() {
+                ratings[a].get_or_insert(&c[i * k..(i + 1) * k]);
+                ratings[b].get_or_insert(&r[i * k..(i + 1) * k]);
+            }
+            ds.ratings = ratings.into_iter().flat_map(|x| x.expect("every item is in a pair").iter().copied()).collect();
+            ds.n_objectives = k;
+        }
+        _ => return Err(bad("ratings need both `chosen_ratings` and `rejected_ratings`")),
+    }
+    if let Some((rows, _, data)) = matrix("margin")? {
+        if rows != n {
+            return Err(bad(format!("`margin` has {rows} values for {n} pairs")));
+        }
+        ds.strengths = floats(data);
+    }
+    Ok(ds)
 }
 
 #[cfg(test)]
@@ -358,6 +404,16 @@ mod tests {
         // Without prompt features there is no `prompt` tensor.
         let bare = PairDataset { prompt_dim: 0, prompts: vec![], ..embedded() };
         assert_eq!(read_pair_embeddings(&write_pair_embeddings(&bare, "e", "s").unwrap()).unwrap(), bare);
+        // Ratings (per item, two attributes) and margins (per pair) travel with the rows.
+        let labelled = PairDataset { ratings: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], n_objectives: 2, strengths: vec![0.5, 1.0, 2.0], ..embedded() };
+        let bytes = write_pair_embeddings(&labelled, "e", "s").unwrap();
+        assert_eq!(read_pair_embeddings(&bytes).unwrap(), labelled);
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let rows = |name: &str| file.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<f32>>();
+        // Pair 1 is (item 2, item 0): its rows are item 2's and item 0's ratings.
+        assert_eq!(rows("chosen_ratings"), [1.0, 2.0, 5.0, 6.0, 1.0, 2.0]);
+        assert_eq!(rows("rejected_ratings"), [3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(rows("margin"), [0.5, 1.0, 2.0]);
     }
 
     #[test]
@@ -382,10 +438,23 @@ mod tests {
             ),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], f32s(&[0.0, 0.0, f32::NAN, 0.0]))], PAIR_EMBEDDINGS), "non-finite value in row 1"),
             (file(&[("chosen", Dtype::I32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected F32"),
-            (file(&[("chosen", Dtype::F32, vec![4], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected [pairs, dim]"),
+            (file(&[("chosen", Dtype::F32, vec![4], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected [pairs, width]"),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("labels", Dtype::F32, vec![4], ok.clone())], PAIR_EMBEDDINGS), "unexpected tensor `labels`"),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PREFERENCE_MODEL), "not `pair-embeddings`"),
             (good[..good.len() - 3].to_vec(), "not a valid safetensors file"),
+            (
+                file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("chosen_ratings", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS),
+                "need both `chosen_ratings` and `rejected_ratings`",
+            ),
+            (
+                file(
+                    &[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("chosen_ratings", Dtype::F32, vec![2, 2], ok.clone()), ("rejected_ratings", Dtype::F32, vec![4, 1], ok.clone())],
+                    PAIR_EMBEDDINGS,
+                ),
+                "`rejected_ratings` [4, 1] for 2 pairs",
+            ),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("margin", Dtype::F32, vec![4], ok.clone())], PAIR_EMBEDDINGS), "`margin` has 4 values for 2 pairs"),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("margin", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected [pairs]"),
         ] {
             let e = err(bytes);
             assert!(e.contains(want), "{e} (expected: {want})");

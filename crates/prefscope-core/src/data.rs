@@ -179,7 +179,7 @@ impl ScenarioKind {
             Self::Linear => "Items are points in the plane with a hidden linear utility u(x) = w·x; each pair is labelled by a Bradley–Terry draw, P(a ≻ b) = σ((u(a) − u(b)) / noise). Any reward model can fit this; Bradley–Terry should exceed 90 %.",
             Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
-            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
+            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. With `objectives` = 3 or more, the qualities lie 60° apart (closer past three) and the users are each objective alone and all of them equally. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
             Self::Mixture => "Twenty users in two hidden groups with opposed tastes: group 0 prefers a high w·x, group 1 a low one. Each pair says which user labelled it (one-hot prompt), never the group. A single Bradley–Terry model must average the two and sits near chance; a mixture of reward heads with a router (MiCRo) finds both groups and sends each user to theirs.",
             Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly.",
             Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
@@ -212,6 +212,9 @@ fn default_flip() -> f64 {
 }
 fn default_list_len() -> usize {
     5
+}
+fn default_objectives() -> usize {
+    2
 }
 
 /// Everything that defines a synthetic scenario. Together with the run seed it fixes the data.
@@ -246,6 +249,9 @@ pub struct ScenarioConfig {
     /// `gridworld`: how segment pairs are labelled (regret, partial-return, heron).
     #[serde(default)]
     pub trajectory_labels: crate::traj::LabelRule,
+    /// `multi-objective`: number of hidden objectives (rated attributes), 2..=8.
+    #[serde(default = "default_objectives")]
+    pub objectives: usize,
 }
 
 impl ScenarioConfig {
@@ -261,6 +267,7 @@ impl ScenarioConfig {
             flip: default_flip(),
             list_len: default_list_len(),
             trajectory_labels: Default::default(),
+            objectives: default_objectives(),
         }
     }
 
@@ -288,6 +295,9 @@ impl ScenarioConfig {
         }
         if self.list_len < 2 || self.list_len > self.n_items || self.list_len > 64 {
             return Err(config_error("scenario.list_len", "must be in 2..=min(64, n_items)"));
+        }
+        if !(2..=8).contains(&self.objectives) {
+            return Err(config_error("scenario.objectives", "must be in 2..=8"));
         }
         Ok(())
     }
@@ -562,32 +572,44 @@ fn direction(deg: f64) -> [f64; 2] {
 }
 
 fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
-    // Two hidden linear objectives over 2-D features, 60° apart: they conflict (different best
-    // responses) yet correlate (cos 60° = 0.5), like helpfulness and length in real ratings.
+    // Hidden linear objectives over 2-D features, 60° apart (closer when there are more than
+    // three, to fit in 150°): neighbours conflict (different best responses) yet correlate
+    // (cos 60° = 0.5), like helpfulness and length in real ratings.
+    let k = cfg.objectives;
+    let step = if k <= 3 { 60.0 } else { 150.0 / (k - 1) as f64 };
     let phi = rng.uniform() * 360.0;
-    let w = [direction(phi), direction(phi + 60.0)];
+    let w: Vec<[f64; 2]> = (0..k).map(|j| direction(phi + step * j as f64)).collect();
     let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
-    let truth = |i: usize, k: usize| w[k][0] * items[2 * i] as f64 + w[k][1] * items[2 * i + 1] as f64;
-    let ratings: Vec<f32> = (0..cfg.n_items).flat_map(|i| [0, 1].map(|k| truth(i, k))).map(|r| (r + cfg.noise * rng.normal()) as f32).collect();
+    let truth = |i: usize, j: usize| w[j][0] * items[2 * i] as f64 + w[j][1] * items[2 * i + 1] as f64;
+    let ratings: Vec<f32> = (0..cfg.n_items).flat_map(|i| (0..k).map(move |j| (i, j))).map(|(i, j)| (truth(i, j) + cfg.noise * rng.normal()) as f32).collect();
+    // Two objectives: DPA's directions on the circle. More: each objective alone and all of them
+    // equally (unit length, so the label noise is comparable).
+    let users: Vec<Vec<f64>> = if k == 2 {
+        ScenarioKind::USER_DIRECTIONS_DEG.iter().map(|&d| direction(d).to_vec()).collect()
+    } else {
+        let mut u: Vec<Vec<f64>> = (0..k).map(|j| (0..k).map(|i| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+        u.push(vec![1.0 / (k as f64).sqrt(); k]);
+        u
+    };
     let mut pairs = Vec::with_capacity(cfg.n_pairs);
-    let mut prompts = Vec::with_capacity(cfg.n_pairs * 2);
+    let mut prompts = Vec::with_capacity(cfg.n_pairs * k);
     for _ in 0..cfg.n_pairs {
         let (a, b) = distinct_pair(rng, cfg.n_items);
-        let v = direction(ScenarioKind::USER_DIRECTIONS_DEG[rng.below(ScenarioKind::USER_DIRECTIONS_DEG.len())]);
-        let d = v[0] * (truth(a, 0) - truth(b, 0)) + v[1] * (truth(a, 1) - truth(b, 1));
+        let v = &users[rng.below(users.len())];
+        let d: f64 = (0..k).map(|j| v[j] * (truth(a, j) - truth(b, j))).sum();
         let p_a = 1.0 / (1.0 + (-d / cfg.noise).exp());
         pairs.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
-        prompts.extend([v[0] as f32, v[1] as f32]);
+        prompts.extend(v.iter().map(|&x| x as f32));
     }
     PairDataset {
         dim: 2,
         item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
         items,
         pairs,
-        prompt_dim: 2,
+        prompt_dim: k,
         prompts,
         ratings,
-        n_objectives: 2,
+        n_objectives: k,
         ..Default::default()
     }
 }

@@ -319,6 +319,32 @@ fn split_at_assistant(t: &str, limit: usize) -> Option<usize> {
     t[..limit].rfind(MARK).map(|i| i + MARK.len())
 }
 
+/// Carry the pairs' margins (as strengths, TRL's `margin`) and per-attribute ratings (per item)
+/// into `ds`, whose pairs are `pairs` in order (as `prefscope embed` writes them). A pair without
+/// a margin counts 0 when others have one (TRL's default); ratings must be on every pair with one
+/// width, since none can be made up. An item rated differently in two pairs keeps its first rating.
+pub fn carry_labels(source_name: &str, pairs: &[TextPair], ds: &mut crate::PairDataset) -> Result<()> {
+    if pairs.iter().any(|p| p.margin.is_some()) {
+        ds.strengths = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
+    }
+    let Some(first) = pairs.iter().find_map(|p| p.ratings.as_ref()) else { return Ok(()) };
+    let k = first.0.len();
+    let mut ratings: Vec<Option<&[f32]>> = vec![None; ds.n_items()];
+    for (p, &(c, r)) in pairs.iter().zip(&ds.pairs) {
+        let Some((rc, rr)) = &p.ratings else {
+            return Err(data_error(source_name, p.line, "chosen_ratings", "missing here but present on other lines: a rated file needs ratings on every pair"));
+        };
+        if rc.len() != k || rr.len() != k {
+            return Err(data_error(source_name, p.line, "chosen_ratings", format!("{} and {} ratings where the first rated pair has {k}", rc.len(), rr.len())));
+        }
+        ratings[c].get_or_insert(rc);
+        ratings[r].get_or_insert(rr);
+    }
+    ds.ratings = ratings.into_iter().flat_map(|r| r.expect("every item is in a pair").iter().copied()).collect();
+    ds.n_objectives = k;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +462,33 @@ mod tests {
         assert_eq!(pairs[0].line, corpus.len() + 1);
         let e = read_pairs_str("pairs.jsonl", &text, TextFormat::Auto, OnError::Stop).unwrap_err().to_string();
         assert!(e.starts_with("pairs.jsonl:1: line:"), "{e}");
+    }
+
+    #[test]
+    fn margins_and_ratings_carry_onto_the_embedded_items() {
+        let pair = |chosen: &str, rejected: &str, margin: Option<f32>, ratings: Option<(Vec<f32>, Vec<f32>)>, line: usize| TextPair {
+            prompt: "p".into(),
+            chosen: chosen.into(),
+            rejected: rejected.into(),
+            margin,
+            ratings,
+            category: None,
+            line,
+        };
+        let rated = |c: [f32; 2], r: [f32; 2]| Some((c.to_vec(), r.to_vec()));
+        let pairs = vec![pair("a", "b", Some(2.0), rated([1.0, 2.0], [3.0, 4.0]), 1), pair("c", "a", None, rated([5.0, 6.0], [9.0, 9.0]), 2)];
+        // Items as the encoder numbers them: a = 0, b = 1, c = 2.
+        let mut ds = crate::PairDataset { dim: 1, items: vec![0.0, 1.0, 2.0], pairs: vec![(0, 1), (2, 0)], ..Default::default() };
+        carry_labels("f.jsonl", &pairs, &mut ds).unwrap();
+        assert_eq!(ds.strengths, [2.0, 0.0], "a pair without a margin counts 0");
+        assert_eq!((ds.n_objectives, ds.ratings.as_slice()), (2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0].as_slice()), "item a keeps its first rating");
+
+        let mut bad = pairs.clone();
+        bad[1].ratings = None;
+        let e = carry_labels("f.jsonl", &bad, &mut ds.clone()).unwrap_err().to_string();
+        assert!(e.starts_with("f.jsonl:2: chosen_ratings: missing here"), "{e}");
+        bad[1].ratings = Some((vec![1.0], vec![2.0]));
+        let e = carry_labels("f.jsonl", &bad, &mut ds.clone()).unwrap_err().to_string();
+        assert!(e.contains("f.jsonl:2: chosen_ratings: 1 and 1 ratings where the first rated pair has 2"), "{e}");
     }
 }

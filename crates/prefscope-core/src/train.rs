@@ -942,6 +942,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn multi_objective_with_three_objectives_recovers_each_and_its_best_response() {
+        use crate::loss::kendall_tau;
+        let mut cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
+        cfg.scenario.objectives = 3;
+        cfg.model.objectives = 3;
+        let (t, last) = trained(cfg);
+        let acc = last.eval.unwrap().accuracy;
+        assert!(acc >= 0.85, "pairs labelled by four users over three objectives: {acc}");
+        let ds = &t.dataset;
+        assert_eq!((ds.n_objectives, ds.prompt_dim, ds.ratings.len()), (3, 3, 3 * ds.n_items()));
+        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
+        let mut winners = vec![];
+        for k in 0..3 {
+            let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[3 * i + k] as f64).collect();
+            let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[3 * i + k] as f64).collect();
+            let tau = kendall_tau(&model_k, &rated_k);
+            assert!(tau >= 0.9, "objective {k}: Kendall τ {tau}");
+            let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            winners.push(argmax(&model_k));
+        }
+        winners.sort();
+        winners.dedup();
+        assert_eq!(winners.len(), 3, "60° apart, each objective has its own best response: {winners:?}");
+    }
+
     /// Accuracy on the eval pairs of each hidden group.
     fn per_group_accuracy(t: &Trainer<B>) -> [f32; 2] {
         let ds = &t.dataset;
