@@ -371,3 +371,23 @@ fn data_parallel_training_over_two_devices_follows_the_single_device_run() {
     assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     assert_eq!(one["eval_accuracy"], two["eval_accuracy"]);
 }
+
+/// An embedding file with per-attribute ratings trains a multi-objective head with one output per
+/// attribute (the file is made from the three-objective scenario, so the test needs no encoder).
+#[test]
+fn rated_embedding_files_train_a_multi_objective_head() {
+    use prefscope_core::{ScenarioConfig, ScenarioKind};
+    let dir = scratch("rated-embeddings");
+    let mut scenario = ScenarioConfig::new(ScenarioKind::MultiObjective);
+    scenario.objectives = 3;
+    let ds = scenario.build(7).unwrap();
+    let bytes = prefscope_core::checkpoint::write_pair_embeddings(&ds, "scenario", "multi-objective").unwrap();
+    std::fs::write(dir.join("rated.safetensors"), bytes).unwrap();
+    let run = last_json(&prefscope(&["train", "--embeddings", "rated.safetensors", "--model", "multi-objective", "--steps", "300", "--out", "mo", "--json"], &dir));
+    let accuracy = run["eval_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.8, "three rated objectives, users along each: {accuracy}");
+    let config = std::fs::read_to_string(dir.join("mo/config.toml")).unwrap();
+    assert!(config.contains("objectives = 3"), "{config}");
+    let eval = last_json(&prefscope(&["eval", "--run", "mo", "--json"], &dir));
+    assert_eq!(eval["accuracy"], run["eval_accuracy"]);
+}

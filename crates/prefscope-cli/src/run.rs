@@ -134,6 +134,13 @@ fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     override_train(args, &mut cfg.train, &mut cfg.seed);
     if let Some(e) = &args.embeddings {
         cfg.embeddings = Some(e.canonicalize().with_context(|| format!("cannot read {}", e.display()))?);
+        // Without a config file, a multi-objective head gets one output per rated attribute.
+        if args.config.is_none() && cfg.model.kind == ModelKind::MultiObjective {
+            let k = cfg.dataset()?.n_objectives;
+            if k > 0 {
+                cfg.model.objectives = k;
+            }
+        }
     }
     cfg.validate()?;
     Ok(cfg)
