@@ -462,6 +462,53 @@ try {
     }
   });
 
+  await check('three objectives: the simplex dial puts each objective\'s best response first at its corner; sliders, keys and the URL move it', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=multi-objective&model=multi-objective&seed=0&steps=150&obj=3&w=100,0,0');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.waitForFunction(() => window.__prefscope?.dial?.step === 150, null, { timeout: 30_000 });
+      const dial = () => page.evaluate(() => JSON.parse(JSON.stringify({ ...window.__prefscope.dial, weights: window.__prefscope.weights })));
+      const argmax = (rows, k) => rows.reduce((best, r, i) => (r[k] > rows[best][k] ? i : best), 0);
+      const shownFirst = async () => Number(await page.getByTestId('dial-ranking').locator('li').first().getAttribute('data-item'));
+      let d = await dial();
+      const best = [0, 1, 2].map((k) => argmax(d.rewards, k));
+      console.log(`# simplex: model's best per objective ${best}; by the data's ratings ${[0, 1, 2].map((k) => argmax(d.ratings, k))}`);
+      assert(d.rewards[0].length === 3 && new Set(best).size === 3, `three objectives with different best responses: ${best}`);
+      assert(JSON.stringify(d.weights) === '[1,0,0]' && (await shownFirst()) === best[0], `at w = ${d.weights} the list starts with ${await shownFirst()}, objective 1's best is ${best[0]}`);
+      // Keyboard on the triangle: End puts all weight on objective 2.
+      await page.getByTestId('direction-simplex').focus();
+      await page.keyboard.press('End');
+      await page.waitForFunction(() => window.__prefscope.weights?.[1] === 1, null, { timeout: 5000 });
+      assert((await shownFirst()) === best[1], `at objective 2's corner the list starts with ${await shownFirst()}, its best is ${best[1]}`);
+      // The third slider to 100.
+      await page.getByTestId('dial-weight-2').fill('100');
+      await page.waitForFunction(() => window.__prefscope.weights?.[2] === 1, null, { timeout: 5000 });
+      d = await dial();
+      assert((await shownFirst()) === best[2] && d.ranking[0] === best[2], `at objective 3's corner the list starts with ${await shownFirst()}, its best is ${best[2]}`);
+      assert(page.url().includes('w=0,0,100'), `URL ${page.url()}`);
+      // Dragging to the triangle's centre: the winner maximises w·r there.
+      const box = await page.getByTestId('direction-simplex').boundingBox();
+      await page.mouse.click(box.x + box.width / 2, box.y + box.height * 0.6);
+      d = await dial();
+      const score = (r) => r.reduce((s, x, k) => s + x * d.weights[k], 0);
+      const top = d.rewards.reduce((b, r, i) => (score(r) > score(d.rewards[b]) ? i : b), 0);
+      assert(d.weights.every((w) => w > 0.05) && (await shownFirst()) === top, `at w = ${d.weights} the list starts with ${await shownFirst()}, w·r is largest for ${top}`);
+      assert(Number(await page.getByTestId('dial-front').getAttribute('data-count')) >= 3, 'the Pareto front holds each objective\'s best');
+      await page.getByTestId('dial-panel').screenshot({ path: path.join(outDir, 'direction-simplex.png') });
+      const url = page.url();
+      const again = await openPage(context, base, url.slice(url.indexOf('?')));
+      try {
+        const w = await again.evaluate(() => window.__prefscope.weights);
+        assert(JSON.stringify(w) === JSON.stringify(d.weights), `the URL restores the weights: ${w} vs ${d.weights}`);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('GPM embeddings: a skew-symmetric probability matrix with a cycle; hover shows a response\'s row', async () => {
     const page = await openPage(context, base, '?backend=cpu&scenario=cyclic&model=gpm&seed=0&steps=150');
     try {
@@ -567,6 +614,11 @@ try {
       assert(/Opened .*step 1/.test(opened), `checkpoint status "${opened}"`);
       const reopened = await landscapeReady(page, 'random');
       assert(reopened.step === 1 && Math.abs(reopened.currentLoss - before.currentLoss) < 1e-6, `reopened loss ${reopened.currentLoss} at step ${reopened.step} vs ${before.currentLoss}`);
+      // Train continues the opened model from its step 1 to the run's step 40.
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', `continuing ended "${await statusText(page)}"`);
+      const continued = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.evals)));
+      assert((await stepsDone(page)) === 39 && continued.at(-1).step === 40, `continued for ${await stepsDone(page)} steps to step ${continued.at(-1)?.step}`);
       await page.getByTestId('checkpoint-input').setInputFiles({ name: 'garbage.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('not a checkpoint at all') });
       await page.waitForFunction(() => document.querySelector('[data-testid=checkpoint-status]')?.textContent.startsWith('error'), null, { timeout: 10_000 });
       const refused = await page.getByTestId('checkpoint-status').textContent();
@@ -619,6 +671,15 @@ try {
       await page.getByTestId('seed-input').dispatchEvent('change');
       await page.waitForFunction(() => location.search.includes('seed=1'), null, { timeout: 5000 });
       assert(/160 train, 40 held out/.test(await page.getByTestId('upload-status').textContent()), 'still the upload after a seed change');
+      // A model exported after an upload opens again on that upload (its items are the file's).
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', 'training with seed 1');
+      const [model] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-model').click()]);
+      const modelPath = path.join(outDir, 'exported-embedding-model.safetensors');
+      await model.saveAs(modelPath);
+      await page.getByTestId('checkpoint-input').setInputFiles(modelPath);
+      const opened = await page.getByTestId('checkpoint-status').textContent({ timeout: 10_000 });
+      assert(/^Opened .* on pairs\.safetensors, seed 1, step 150/.test(opened), `checkpoint status "${opened}"`);
     } finally {
       await page.close();
     }

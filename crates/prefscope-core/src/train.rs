@@ -682,6 +682,32 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(())
     }
 
+    /// Continue training from a checkpoint's weights (`model.safetensors`, from `prefscope train`
+    /// or the page): the step count goes on from the checkpoint's, while the optimiser's moments
+    /// and the batch order start afresh, since a checkpoint does not hold them (`resume.state`
+    /// does, for bit-identical resumption). The checkpoint must fit this run's model and data.
+    pub fn start_from(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let head = crate::checkpoint::inspect_preference_model(&bytes)?;
+        crate::checkpoint::check_fits(&head, &self.dataset)?;
+        if head.config.model != self.config.model {
+            return Err(Error::Checkpoint(format!("the checkpoint holds a different model ({}) than this run's ({})", head.config.model.kind.name(), self.config.model.kind.name())));
+        }
+        if head.step >= self.config.train.steps {
+            return Err(Error::Checkpoint(format!("the checkpoint is at step {} and this run stops at {}", head.step, self.config.train.steps)));
+        }
+        let skeleton = self.model.take().expect("model is only taken inside step");
+        match crate::checkpoint::load_into(skeleton.clone(), bytes) {
+            Ok(model) => self.model = Some(model),
+            Err(e) => {
+                self.model = Some(skeleton);
+                return Err(e);
+            }
+        }
+        self.optim = AdamWConfig::new().with_weight_decay(self.config.train.weight_decay as f32).init();
+        self.step = head.step;
+        Ok(())
+    }
+
     /// The current weights as a checkpoint (what `model.safetensors` holds).
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
         crate::checkpoint::save_preference_model(self.model(), &self.config, self.dataset.dim, self.dataset.prompt_dim, self.step)
@@ -968,6 +994,41 @@ mod tests {
         winners.sort();
         winners.dedup();
         assert_eq!(winners.len(), 3, "60° apart, each objective has its own best response: {winners:?}");
+    }
+
+    #[test]
+    fn training_continues_from_a_checkpoints_weights() {
+        let mut cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        cfg.train.steps = 30;
+        // Slow enough that step 10 is far from the optimum.
+        cfg.train.lr = 1e-3;
+        let mut first = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        for _ in 0..10 {
+            pollster::block_on(first.step()).unwrap();
+        }
+        let bytes = first.checkpoint_bytes().unwrap();
+        let mut second = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        let all: Vec<usize> = (0..second.dataset.pairs.len()).collect();
+        let fresh = pollster::block_on(second.pair_logits(&all)).unwrap();
+        second.start_from(bytes.clone()).unwrap();
+        assert_eq!(second.steps_done(), 10);
+        assert_eq!(pollster::block_on(second.pair_logits(&all)).unwrap(), pollster::block_on(first.pair_logits(&all)).unwrap(), "the checkpoint's weights");
+        assert_ne!(fresh, pollster::block_on(first.pair_logits(&all)).unwrap());
+        let before = pollster::block_on(second.evaluate()).unwrap().loss;
+        while !second.is_done() {
+            pollster::block_on(second.step()).unwrap();
+        }
+        assert_eq!(second.steps_done(), 30);
+        let after = pollster::block_on(second.evaluate()).unwrap().loss;
+        assert!(after < before - 0.01, "training went on: {before} → {after}");
+
+        // A checkpoint of another model, or one past this run's end, is refused.
+        let mut gpm = Trainer::<B>::new(RunConfig::new(ScenarioKind::Linear, ModelKind::Gpm), &Default::default()).unwrap();
+        assert!(gpm.start_from(bytes.clone()).unwrap_err().to_string().contains("different model"));
+        let mut short = cfg.clone();
+        short.train.steps = 10;
+        let mut short = Trainer::<B>::new(short, &Default::default()).unwrap();
+        assert!(short.start_from(bytes).unwrap_err().to_string().contains("at step 10 and this run stops at 10"));
     }
 
     /// Accuracy on the eval pairs of each hidden group.

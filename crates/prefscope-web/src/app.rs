@@ -110,6 +110,7 @@ pub enum Msg {
     LandscapeReady(u64, Result<Slice, String>),
     TogglePanel(Panel),
     SetDirection(u32),
+    SetWeights(Vec<u32>),
     SetBeta(i32),
     CandidatesReady(u64, Result<Candidates, String>),
     EmbeddingsReady(u64, Result<Embeddings, String>),
@@ -173,6 +174,8 @@ pub struct App {
     upload_error: Option<String>,
     /// What the last opened checkpoint was, or why it could not be opened.
     checkpoint_note: Option<String>,
+    /// The opened checkpoint (name, bytes) that Train continues from, until the run is reset.
+    opened: Option<(String, Vec<u8>)>,
 }
 
 impl Component for App {
@@ -216,6 +219,7 @@ impl Component for App {
             uploaded: None,
             upload_error: None,
             checkpoint_note: None,
+            opened: None,
         };
         app.rebuild_dataset();
         app.publish();
@@ -314,6 +318,12 @@ impl Component for App {
             Msg::SetDirection(deg) => {
                 if deg != self.settings.direction {
                     self.settings.direction = deg;
+                    self.write_url();
+                }
+            }
+            Msg::SetWeights(w) => {
+                if w != self.settings.weights && w.iter().sum::<u32>() == 100 {
+                    self.settings.weights = w;
                     self.write_url();
                 }
             }
@@ -448,6 +458,22 @@ impl Component for App {
 }
 
 impl App {
+    /// The objectives the multi-objective model has in this run: the uploaded file's rated
+    /// attributes, else the setting.
+    fn objectives_now(&self) -> usize {
+        match (&self.uploaded, &self.dataset) {
+            (Some(_), Ok(ds)) if ds.n_objectives > 0 => ds.n_objectives,
+            _ => self.settings.objectives,
+        }
+    }
+
+    /// The run config, with the model's objectives following an uploaded file's ratings.
+    fn run_config(&self) -> RunConfig {
+        let mut cfg = self.settings.run_config();
+        cfg.model.objectives = self.objectives_now();
+        cfg
+    }
+
     fn ready_backend(&self) -> Option<Backend> {
         match &self.backend {
             BackendState::Ready(s) => Some(s.backend),
@@ -503,6 +529,7 @@ impl App {
         self.train_accuracy.clear();
         self.views_generation += 1;
         self.checkpoint_note = None;
+        self.opened = None;
         if !matches!(self.backend, BackendState::Failed(_)) {
             self.status = Status::Idle;
         }
@@ -513,16 +540,20 @@ impl App {
         let Some(backend) = self.ready_backend() else { return false };
         if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
             let built = match (&self.uploaded, &self.dataset) {
-                (None, _) => AnyTrainer::new(backend, self.settings.run_config()),
-                (Some(_), Ok(ds)) => AnyTrainer::with_dataset(backend, self.settings.run_config(), ds.as_ref().clone()),
+                (None, _) => AnyTrainer::new(backend, self.run_config()),
+                (Some(_), Ok(ds)) => AnyTrainer::with_dataset(backend, self.run_config(), ds.as_ref().clone()),
                 (Some(_), Err(e)) => {
                     self.status = Status::Error(e.clone());
                     return false;
                 }
             };
+            let built = match (built, self.opened.take()) {
+                (Ok(mut t), Some((name, bytes))) => t.start_from(bytes).map(|()| t).map_err(|e| prefscope_core::Error::Checkpoint(format!("cannot continue from {name}: {e}"))),
+                (built, _) => built,
+            };
             match built {
                 Ok(t) => {
-                    *self.shared.latest.borrow_mut() = Some((t.snapshot(), 0));
+                    *self.shared.latest.borrow_mut() = Some((t.snapshot(), t.steps_done()));
                     // About 100 snapshots over the run, enough for a smooth path; none (and no
                     // read-backs slowing the steps) while the landscape panel is closed.
                     let every = if self.settings.is_open(Panel::Landscape) { (self.settings.steps / 100).max(1) } else { 0 };
@@ -574,28 +605,52 @@ impl App {
     }
 
     /// Show a checkpoint's model in every view: its config sets the page (scenario, model,
-    /// hyper-parameters), its data is rebuilt from that config and seed, and the views evaluate
-    /// the loaded weights. Train then starts a fresh run with the same settings.
+    /// hyper-parameters) and its data is the file on the page when the model fits it (a model
+    /// exported after an upload), else the scenario rebuilt from its config and seed. Train then
+    /// continues from its weights (to the run's last step, or for as many steps again when it
+    /// had finished).
     fn open_checkpoint(&mut self, ctx: &Context<Self>, name: &str, bytes: Vec<u8>) -> Result<(), String> {
         let backend = self.ready_backend().ok_or("no backend yet")?;
-        let (head, model) = AnyModel::from_checkpoint(backend, bytes).map_err(|e| e.to_string())?;
+        let (head, model) = AnyModel::from_checkpoint(backend, bytes.clone()).map_err(|e| e.to_string())?;
         let cfg = &head.config;
-        let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
-        prefscope_core::checkpoint::check_fits(&head, &ds).map_err(|e| e.to_string())?;
+        let upload_fits = matches!((&self.uploaded, &self.dataset), (Some(_), Ok(ds)) if prefscope_core::checkpoint::check_fits(&head, ds).is_ok());
+        let scenario_data = if upload_fits {
+            None
+        } else {
+            let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
+            prefscope_core::checkpoint::check_fits(&head, &ds).map_err(|e| {
+                format!("{e}. A model trained on a pair or embedding file opens after that file is dropped on the page")
+            })?;
+            Some(ds)
+        };
         let s = &mut self.settings;
         (s.scenario, s.model, s.seed, s.steps, s.normalize) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize);
         (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
-        self.uploaded = None;
-        self.settings_changed();
-        self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
-        self.dataset = Ok(Rc::new(ds));
+        s.objectives = cfg.scenario.objectives.clamp(2, 8);
+        if head.step >= cfg.train.steps {
+            s.steps = (2 * head.step).clamp(head.step + 1, crate::settings::MAX_STEPS.max(head.step + 1));
+        }
+        let steps = s.steps;
+        match scenario_data {
+            Some(ds) => {
+                self.uploaded = None;
+                self.settings_changed();
+                self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
+                self.dataset = Ok(Rc::new(ds));
+            }
+            None => self.settings_changed(),
+        }
         // The page's settings cannot express every config field (hidden widths, losses…): say so.
-        let differs = self.settings.run_config() != *cfg;
+        let mut mine = self.run_config();
+        mine.train.steps = cfg.train.steps;
+        mine.embeddings.clone_from(&cfg.embeddings);
+        let differs = mine != *cfg;
         *self.shared.latest.borrow_mut() = Some((model, head.step));
+        self.opened = Some((name.to_string(), bytes));
         self.checkpoint_note = Some(format!(
-            "Opened {name}: {} on {}, seed {}, step {}{}. The views show it; Train starts a new run.",
+            "Opened {name}: {} on {}, seed {}, step {}{}. The views show it; Train continues it to step {steps} (the optimiser's moments start afresh), Reset starts a new run.",
             cfg.model.kind.name(),
-            cfg.scenario.kind.name(),
+            if upload_fits { self.uploaded.as_ref().map_or("the file", |u| u.name.as_str()) } else { cfg.scenario.kind.name() },
             cfg.seed,
             head.step,
             if differs { " (its config has settings the page cannot set, so a new run here differs)" } else { "" }
@@ -727,11 +782,13 @@ impl App {
         set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
         set("landscape", &self.landscape_hook());
         set("direction", &JsValue::from_f64(self.settings.direction as f64));
+        let k = self.objectives_now();
+        set("weights", &numbers(self.settings.score_vector(k).into_iter().filter(|_| k > 2)).into());
         let dial = match &self.candidates {
             Some(Ok(c)) => {
                 let o = Object::new();
-                let pairs = |v: &[[f64; 2]]| Array::from_iter(v.iter().map(|r| JsValue::from(numbers(r.iter().copied()))));
-                let order = crate::dial::ranking(&c.rewards, self.settings.direction_vector());
+                let pairs = |v: &[Vec<f64>]| Array::from_iter(v.iter().map(|r| JsValue::from(numbers(r.iter().copied()))));
+                let order = crate::dial::ranking(&c.rewards, &self.settings.score_vector(c.objectives()));
                 let _ = Reflect::set(&o, &"rewards".into(), &pairs(&c.rewards));
                 let _ = Reflect::set(&o, &"ratings".into(), &pairs(&c.ratings));
                 let _ = Reflect::set(&o, &"ranking".into(), &numbers(order.iter().map(|&i| i as f64)));
@@ -777,7 +834,7 @@ impl App {
         put("n", (s.n as f64).into());
         put("extent", (s.extent as f64).into());
         put("step", (s.step as f64).into());
-        put("values", numbers(s.scalars(self.settings.direction_vector())).into());
+        put("values", numbers(s.scalars(&self.settings.score_vector(self.objectives_now()))).into());
         let arrows = pic.arrows.iter().map(|&(c, r)| {
             let (a, b) = (&pic.items[c], &pic.items[r]);
             JsValue::from(numbers([a.x, a.y, b.x, b.y].map(|v| v as f64)))
@@ -950,6 +1007,10 @@ impl App {
                 { slider("pairs", format!("dataset {} pairs", s.pairs), PAIR_COUNTS.iter().position(|&p| p >= s.pairs).unwrap_or(4) as i32, (0, PAIR_COUNTS.len() as i32 - 1), true, Rc::new(|s, x| s.pairs = PAIR_COUNTS[x.clamp(0, PAIR_COUNTS.len() as i32 - 1) as usize])) }
                 { slider("k", format!("GPM blocks k = {}", s.k), s.k as i32, (1, 8), gpm, Rc::new(|s, x| s.k = x.clamp(1, 8) as usize)) }
                 { slider("tau", format!("GPM τ = {}", s.tau), log10(s.tau), (-20, 10), gpm, Rc::new(|s, x| s.tau = round_sig(10f64.powf(x as f64 / 10.0)))) }
+                { slider("objectives", format!("objectives {}", s.objectives), s.objectives as i32, (2, 8), s.scenario == ScenarioKind::MultiObjective && self.uploaded.is_none(), Rc::new(|s, x| {
+                    s.objectives = x.clamp(2, 8) as usize;
+                    s.weights.clear();
+                })) }
                 <div class="row">
                     { number("seed", "seed", s.seed.to_string(), Rc::new(|s, v| s.seed = v)) }
                     { number("steps", "steps", s.steps.to_string(), Rc::new(|s, v| s.steps = (v as usize).clamp(1, crate::settings::MAX_STEPS))) }
@@ -1038,9 +1099,12 @@ impl App {
             (Some(Ok(c)), _) => (Some(ByPtr(c.clone())), String::new()),
             (Some(Err(e)), _) => (None, e.clone()),
             (None, ModelKind::MultiObjective) => (None, "Train (or pause) to rank the candidates by the model's rewards.".into()),
-            (None, _) => (None, "The dial turns the multi-objective model's two rewards into one: pick scenario and model multi-objective.".into()),
+            (None, _) => (None, "The dial turns the multi-objective model's rewards into one: pick scenario and model multi-objective.".into()),
         };
-        html! { <DirectionDial {candidates} {note} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /> }
+        html! {
+            <DirectionDial {candidates} {note} objectives={self.objectives_now()} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)}
+                weights={self.settings.weights.clone()} on_weights={link.callback(Msg::SetWeights)} />
+        }
     }
 
     fn view_embedding(&self) -> Html {
@@ -1101,7 +1165,7 @@ impl App {
         match (&self.surface, self.settings.model) {
             (Some(Err(e)), _) => format!("Decision surface: {e}."),
             (_, ModelKind::Bt) => "Background: the learnt reward r(x), purple low → yellow high (as TensorFlow Playground draws a classifier).".into(),
-            (_, ModelKind::MultiObjective) => "Background: the learnt v·r(x) for the dial's direction v (purple low → yellow high); it turns with the dial.".into(),
+            (_, ModelKind::MultiObjective) => "Background: the learnt v·r(x) for the dial's direction or weights v (purple low → yellow high); it turns with the dial.".into(),
             (_, ModelKind::Gpm) => "Background: the angle of the learnt embedding (block 1) as a hue; on the cyclic data it should match the items' colours.".into(),
             _ => "Train to paint the model's decision surface behind the data.".into(),
         }
@@ -1114,7 +1178,7 @@ impl App {
                 <div class="data-body">
                     <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
                         if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
-                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.settings.direction_vector()} />
+                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.settings.score_vector(self.objectives_now())} />
                         }
                         <DataPlot picture={ByPtr(pic.clone())} />
                     </div>

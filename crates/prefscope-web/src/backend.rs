@@ -134,6 +134,14 @@ impl AnyTrainer {
 
     /// The current weights as a checkpoint (`model.safetensors`, with the run config inside),
     /// the format the native binary writes and reads.
+    /// Continue from a checkpoint's weights (see `Trainer::start_from`).
+    pub fn start_from(&mut self, bytes: Vec<u8>) -> Result<()> {
+        match self {
+            Self::Gpu(t) => t.start_from(bytes),
+            Self::Cpu(t) => t.start_from(bytes),
+        }
+    }
+
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
         match self {
             Self::Gpu(t) => t.checkpoint_bytes(),

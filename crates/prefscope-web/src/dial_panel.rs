@@ -1,7 +1,9 @@
 //! The preference-direction dial for the multi-objective model (Directional Preference Alignment):
-//! a direction v = (cos θ, sin θ) turns the model's two attribute rewards into one, v·r. Turning
-//! the dial re-ranks a fixed set of candidate responses at once, with no retraining: the rewards
-//! are computed once per model snapshot and only the dot products change.
+//! with two objectives a direction v = (cos θ, sin θ) on a circle, with three or more weights w on
+//! the simplex (a triangle for three, one slider per objective beyond), turns the model's
+//! attribute rewards into one score. Turning it re-ranks a fixed set of candidate responses at
+//! once, with no retraining: the rewards are computed once per model snapshot and only the dot
+//! products change.
 
 use std::rc::Rc;
 
@@ -13,23 +15,31 @@ use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
 use crate::by_ptr::ByPtr;
-use crate::dial::{after_key, angle_of, pareto_front, ranking};
+use crate::dial::{after_key, angle_of, dot, fractions, pareto_front, ranking, set_weight, simplex_after_key, simplex_corners, simplex_point, simplex_weights, simplex_winners, weights_or_equal};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 
 /// The first this-many items of the data are the candidates.
 pub const CANDIDATES: usize = 12;
 
-/// Each candidate's two attribute rewards under the model, with its label and true ratings.
+/// Each candidate's attribute rewards under the model, with its label and true ratings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidates {
     pub labels: Vec<String>,
-    pub rewards: Vec<[f64; 2]>,
-    /// The data's (noisy) ratings of the same responses, when it has two objectives.
-    pub ratings: Vec<[f64; 2]>,
+    /// One row of k ≥ 2 rewards per candidate.
+    pub rewards: Vec<Vec<f64>>,
+    /// The data's (noisy) ratings of the same responses, when it has as many objectives.
+    pub ratings: Vec<Vec<f64>>,
     pub step: usize,
 }
 
-/// The model's rewards for the candidates; an error for models without two attribute rewards.
+impl Candidates {
+    pub fn objectives(&self) -> usize {
+        self.rewards.first().map_or(0, Vec::len)
+    }
+}
+
+/// The model's rewards for the candidates; an error for models without two or more attribute
+/// rewards.
 pub async fn candidates(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Result<Candidates, String> {
     let n = CANDIDATES.min(ds.n_items());
     let rewards = on_model!(&model, |m, device| {
@@ -38,15 +48,17 @@ pub async fn candidates(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Re
         };
         let x = Tensor::from_data(TensorData::new(ds.items[..n * ds.dim].to_vec(), [n, ds.dim]), device);
         let r = mo.rewards(x);
-        if r.dims()[1] != 2 {
-            return Err(format!("the dial turns between two objectives; this model has {}", r.dims()[1]));
+        if r.dims()[1] < 2 {
+            return Err(format!("the dial turns between two or more objectives; this model has {}", r.dims()[1]));
         }
         let data = r.into_data_async().await.map_err(|e| format!("{e:?}"))?;
         data.convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?
     });
-    let pairs = |v: &[f32]| v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect::<Vec<_>>();
-    let ratings = if ds.n_objectives == 2 { pairs(&ds.ratings[..2 * n]) } else { vec![] };
-    Ok(Candidates { labels: ds.item_labels[..n].to_vec(), rewards: pairs(&rewards), ratings, step })
+    let k = rewards.len() / n.max(1);
+    let rows = |v: &[f32]| v.chunks(k).map(|c| c.iter().map(|&x| x as f64).collect()).collect::<Vec<Vec<f64>>>();
+    let ratings = if ds.n_objectives == k { rows(&ds.ratings[..k * n]) } else { vec![] };
+    let labels = (0..n).map(|i| ds.item_labels.get(i).cloned().unwrap_or_else(|| format!("#{i}"))).collect();
+    Ok(Candidates { labels, rewards: rows(&rewards), ratings, step })
 }
 
 #[derive(Properties, PartialEq)]
@@ -54,8 +66,69 @@ pub struct Props {
     pub candidates: Option<ByPtr<Candidates>>,
     /// Why there are no candidates (wrong model, not computed yet).
     pub note: String,
+    /// How many objectives the run has (the candidates' width once they are computed).
+    pub objectives: usize,
     pub direction: u32,
     pub on_direction: Callback<u32>,
+    /// Simplex weights in whole percent, for three or more objectives.
+    pub weights: Vec<u32>,
+    pub on_weights: Callback<Vec<u32>>,
+}
+
+/// The dial for the run's number of objectives.
+#[function_component(DirectionDial)]
+pub fn direction_dial(props: &Props) -> Html {
+    let k = props.candidates.as_ref().map_or(props.objectives, |c| c.0.objectives());
+    if k <= 2 {
+        return html! { <CircleDial candidates={props.candidates.clone()} note={props.note.clone()} direction={props.direction} on_direction={props.on_direction.clone()} /> };
+    }
+    let w = weights_or_equal(&props.weights, k);
+    let f = fractions(&w);
+    html! {
+        <>
+            <p class="desc">{ format!("Multi-objective reward with {k} objectives: the model learns one reward per attribute from the ratings; a user's weights w (on the simplex: w ≥ 0, Σw = 1) make them one score w·r, as ArmoRM's gate does per prompt. {} The candidates re-rank at once; only the Pareto front can ever win.", if k == 3 { "Drag the point in the triangle (each corner is one objective; the colours show which candidate wins where), use the sliders, or focus the triangle and use the arrow keys (Home, End, Page Up: a corner; 0: equal weights)." } else { "Move the sliders: the others keep their proportions." }) }</p>
+            <div class="dial-body">
+                if k == 3 {
+                    <SimplexDial candidates={props.candidates.clone()} weights={w.clone()} on_weights={props.on_weights.clone()} />
+                }
+                <div class="weights" data-testid="dial-weights">
+                    { for (0..k).map(|j| {
+                        let (cb, w2) = (props.on_weights.clone(), w.clone());
+                        let oninput = Callback::from(move |e: InputEvent| {
+                            if let Ok(x) = e.target_unchecked_into::<web_sys::HtmlInputElement>().value().parse::<u32>() {
+                                cb.emit(set_weight(&w2, j, x));
+                            }
+                        });
+                        html! {
+                            <label class="weight">
+                                <span>{ format!("w{} objective {}", subscript(j + 1), j + 1) }</span>
+                                <input type="range" min="0" max="100" step="1" value={w[j].to_string()} {oninput}
+                                    data-testid={format!("dial-weight-{j}")} aria-label={format!("weight of objective {}", j + 1)} />
+                                <output>{ format!("{:.2}", f[j]) }</output>
+                            </label>
+                        }
+                    }) }
+                </div>
+                { match &props.candidates {
+                    Some(cands) => parallel_plot(&cands.0, &f),
+                    None => html! { <p class="caption" data-testid="dial-note">{ props.note.clone() }</p> },
+                } }
+            </div>
+            { for props.candidates.as_ref().map(|cands| ranking_list(&cands.0, &f, "w·r")) }
+        </>
+    }
+}
+
+fn subscript(n: usize) -> String {
+    n.to_string().chars().map(|c| char::from_u32('₀' as u32 + c.to_digit(10).unwrap_or(0)).unwrap_or(c)).collect()
+}
+
+#[derive(Properties, PartialEq)]
+struct CircleProps {
+    candidates: Option<ByPtr<Candidates>>,
+    note: String,
+    direction: u32,
+    on_direction: Callback<u32>,
 }
 
 const DIAL: f64 = 220.0;
@@ -63,8 +136,8 @@ const RADIUS: f64 = 84.0;
 /// Rim colours for the argmax segments, cycled.
 const SEGMENT_COLOURS: [&str; 6] = ["#2f5fd0", "#e0761a", "#1d7f46", "#a23bb0", "#c9a400", "#d0455b"];
 
-#[function_component(DirectionDial)]
-pub fn direction_dial(props: &Props) -> Html {
+#[function_component(CircleDial)]
+fn circle_dial(props: &CircleProps) -> Html {
     let dragging = use_state(|| false);
     // The SVG itself: Yew delegates events, so an event's current target is the page's root.
     let svg = use_node_ref();
@@ -117,7 +190,8 @@ pub fn direction_dial(props: &Props) -> Html {
     let at = |angle_deg: f64, r: f64| (c + r * angle_deg.to_radians().cos(), c - r * angle_deg.to_radians().sin());
     let (hx, hy) = at(deg as f64, RADIUS);
     let segments = props.candidates.as_ref().map(|cands| {
-        let segs = argmax_by_direction(&cands.0.rewards);
+        let two: Vec<[f64; 2]> = cands.0.rewards.iter().map(|r| [r[0], r[1]]).collect();
+        let segs = argmax_by_direction(&two);
         segs.iter()
             .enumerate()
             .map(|(k, &(start, best))| {
@@ -157,7 +231,7 @@ pub fn direction_dial(props: &Props) -> Html {
                     None => html! { <p class="caption" data-testid="dial-note">{ props.note.clone() }</p> },
                 } }
             </div>
-            { for props.candidates.as_ref().map(|cands| ranking_list(&cands.0, v)) }
+            { for props.candidates.as_ref().map(|cands| ranking_list(&cands.0, &v, "v·r")) }
         </>
     }
 }
@@ -176,7 +250,7 @@ fn reward_plot(c: &Candidates, v: [f64; 2]) -> Html {
     let x = |r: f64| scale(r, (t0, t1), (pad, w - 8.0));
     let y = |r: f64| scale(r, (t0, t1), (w - pad, 8.0));
     let front = pareto_front(&c.rewards);
-    let best = ranking(&c.rewards, v)[0];
+    let best = ranking(&c.rewards, &v)[0];
     // The level line v·r = v·r_best through the winner, perpendicular to v: nothing lies beyond it.
     let (bx, by) = (c.rewards[best][0], c.rewards[best][1]);
     let span = (t1 - t0) * 2.0;
@@ -208,21 +282,153 @@ fn reward_plot(c: &Candidates, v: [f64; 2]) -> Html {
     }
 }
 
-/// The ranking under the current direction.
-fn ranking_list(c: &Candidates, v: [f64; 2]) -> Html {
+/// The ranking under the current direction or weights.
+fn ranking_list(c: &Candidates, v: &[f64], score_name: &str) -> Html {
     let order = ranking(&c.rewards, v);
+    let front = pareto_front(&c.rewards);
+    let parts = |r: &[f64]| r.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
     html! {
         <ol class="ranking" data-testid="dial-ranking">
             { for order.iter().enumerate().map(|(k, &i)| {
-                let score = v[0] * c.rewards[i][0] + v[1] * c.rewards[i][1];
+                let score = dot(v, &c.rewards[i]);
                 html! {
-                    <li class={classes!((k == 0).then_some("best"))} data-item={i.to_string()}>
+                    <li class={classes!((k == 0).then_some("best"), front.contains(&i).then_some("pareto"))} data-item={i.to_string()}>
                         <span class="name">{ c.labels[i].clone() }</span>
-                        <span class="score">{ format!("v·r = {score:.3}") }</span>
-                        <span class="parts">{ format!("r = ({:.2}, {:.2})", c.rewards[i][0], c.rewards[i][1]) }</span>
+                        <span class="score">{ format!("{score_name} = {score:.3}") }</span>
+                        <span class="parts">{ format!("r = ({})", parts(&c.rewards[i])) }</span>
+                        if front.contains(&i) { <span class="tag" title="no other candidate is at least as good on every objective">{ "front" }</span> }
                     </li>
                 }
             }) }
         </ol>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct SimplexProps {
+    candidates: Option<ByPtr<Candidates>>,
+    weights: Vec<u32>,
+    on_weights: Callback<Vec<u32>>,
+}
+
+const SIMPLEX: f64 = 240.0;
+const SIMPLEX_PAD: f64 = 22.0;
+
+/// Three objectives: the simplex of weights as a triangle, coloured by which candidate wins where,
+/// with the current weights as a draggable point.
+#[function_component(SimplexDial)]
+fn simplex_dial(props: &SimplexProps) -> Html {
+    let dragging = use_state(|| false);
+    let svg = use_node_ref();
+    let corners = simplex_corners(SIMPLEX, SIMPLEX_PAD);
+    let to_weights = move |svg: &NodeRef, e: &PointerEvent| {
+        let rect = svg.cast::<Element>()?.get_bounding_client_rect();
+        let scale = SIMPLEX / rect.width().max(1.0);
+        Some(simplex_weights(&corners, (e.client_x() as f64 - rect.left()) * scale, (e.client_y() as f64 - rect.top()) * scale))
+    };
+    let on_down = {
+        let (dragging, cb, svg) = (dragging.clone(), props.on_weights.clone(), svg.clone());
+        Callback::from(move |e: PointerEvent| {
+            if let Some(el) = svg.cast::<Element>() {
+                let _ = el.set_pointer_capture(e.pointer_id());
+            }
+            dragging.set(true);
+            if let Some(w) = to_weights(&svg, &e) {
+                cb.emit(w);
+            }
+        })
+    };
+    let on_move = {
+        let (dragging, cb, svg) = (dragging.clone(), props.on_weights.clone(), svg.clone());
+        Callback::from(move |e: PointerEvent| {
+            if *dragging && let Some(w) = to_weights(&svg, &e) {
+                cb.emit(w);
+            }
+        })
+    };
+    let on_up = {
+        let dragging = dragging.clone();
+        Callback::from(move |_: PointerEvent| dragging.set(false))
+    };
+    let on_key = {
+        let (cb, w) = (props.on_weights.clone(), props.weights.clone());
+        Callback::from(move |e: KeyboardEvent| {
+            if let Some(next) = simplex_after_key(&e.key(), e.shift_key(), &w) {
+                e.prevent_default();
+                cb.emit(next);
+            }
+        })
+    };
+    let f = fractions(&props.weights);
+    let (px, py) = simplex_point(&corners, &f);
+    let pt = |w: &[f64; 3]| {
+        let (x, y) = simplex_point(&corners, w);
+        format!("{x:.1},{y:.1}")
+    };
+    let regions = props.candidates.as_ref().map(|c| {
+        simplex_winners(&c.0.rewards, 24)
+            .into_iter()
+            .map(|(t, best)| html! { <polygon class="region" points={format!("{} {} {}", pt(&t[0]), pt(&t[1]), pt(&t[2]))} fill={SEGMENT_COLOURS[best % SEGMENT_COLOURS.len()]} /> })
+            .collect::<Html>()
+    });
+    // Each corner's winner, labelled beside the corner.
+    let corner_labels = (0..3).map(|j| {
+        let (x, y) = corners[j];
+        let (dx, dy, anchor) = [(-2.0, 16.0, "start"), (2.0, 16.0, "end"), (0.0, -8.0, "middle")][j];
+        let winner = props.candidates.as_ref().map(|c| {
+            let mut e = [0.0; 3];
+            e[j] = 1.0;
+            format!(" → {}", c.0.labels[ranking(&c.0.rewards, &e)[0]])
+        });
+        html! { <text class="corner" x={format!("{:.1}", x + dx)} y={format!("{:.1}", y + dy)} text-anchor={anchor}>{ format!("objective {}{}", j + 1, winner.unwrap_or_default()) }</text> }
+    });
+    let [a, b, c] = corners;
+    html! {
+        <svg ref={svg} class="simplex" data-testid="direction-simplex" viewBox={format!("0 0 {SIMPLEX} {SIMPLEX}")} tabindex="0" role="slider"
+            aria-label="preference weights of the three objectives" aria-valuetext={format!("w = ({:.2}, {:.2}, {:.2})", f[0], f[1], f[2])}
+            onpointerdown={on_down} onpointermove={on_move} onpointerup={on_up.clone()} onpointercancel={on_up} onkeydown={on_key}>
+            { for regions }
+            <polygon class="outline" points={format!("{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}", a.0, a.1, b.0, b.1, c.0, c.1)} />
+            { for corner_labels }
+            <circle class="handle" cx={format!("{px:.1}")} cy={format!("{py:.1}")} r="8" />
+        </svg>
+    }
+}
+
+/// Candidates' rewards on parallel axes, one per objective: the front in colour, the best thick.
+fn parallel_plot(c: &Candidates, w: &[f64]) -> Html {
+    let k = c.objectives();
+    let (width, height, pad) = (300.0, 220.0, 28.0);
+    let (lo, hi) = c.rewards.iter().flatten().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let ticks = nice_ticks(lo, hi, 4);
+    let (t0, t1) = (ticks[0], *ticks.last().unwrap_or(&1.0));
+    let spacing = if ticks.len() > 1 { ticks[1] - ticks[0] } else { 1.0 };
+    let x = |j: usize| scale(j as f64, (0.0, (k - 1) as f64), (pad + 6.0, width - 12.0));
+    let y = |r: f64| scale(r, (t0, t1), (height - pad, 10.0));
+    let front = pareto_front(&c.rewards);
+    let best = ranking(&c.rewards, w)[0];
+    let mut order: Vec<usize> = (0..c.rewards.len()).collect();
+    // Dominated first, the best last, so the highlighted lines are on top.
+    order.sort_by_key(|&i| (i == best, front.contains(&i)));
+    html! {
+        <svg class="chart rewards parallel" data-testid="dial-rewards" viewBox={format!("0 0 {width} {height}")} role="img" aria-label="candidates' rewards on one axis per objective; the Pareto front in colour and the best under the weights thick">
+            { for ticks.iter().map(|&t| html! {
+                <text class="tick" x={fmt(pad)} y={fmt(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
+            }) }
+            { for (0..k).map(|j| html! {
+                <g>
+                    <line class="axis" x1={fmt(x(j))} x2={fmt(x(j))} y1="10" y2={fmt(height - pad)} />
+                    <text class="title" x={fmt(x(j))} y={fmt(height - pad + 16.0)} text-anchor="middle">{ format!("r{}", subscript(j + 1)) }</text>
+                </g>
+            }) }
+            <g data-testid="dial-front" data-count={front.len().to_string()}>
+                { for order.iter().map(|&i| html! {
+                    <polyline class={classes!("line", (i == best).then_some("best"), front.contains(&i).then_some("pareto"))}
+                        points={polyline((0..k).map(|j| (x(j), y(c.rewards[i][j]))))}>
+                        <title>{ format!("{}: r = ({})", c.labels[i], c.rewards[i].iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", ")) }</title>
+                    </polyline>
+                }) }
+            </g>
+        </svg>
     }
 }

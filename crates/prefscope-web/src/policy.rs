@@ -152,7 +152,7 @@ pub fn policy_panel(props: &Props) -> Html {
     html! {
         <section class="card policy" data-testid="policy-panel">
             <h2>{ "Policy: the DPO family on a bandit" }</h2>
-            <p class="desc">{ "Eight candidate responses with hidden rewards; pairs come from the reference policy and are labelled by Bradley–Terry on the rewards, and the loss is minimised exactly (its expectation over all pairs). DPO's optimum is π_ref·exp(r/β): small β chases reward, large β stays near π_ref. IPO regularises toward its own optimum, GPO takes one multiplicative-weights step on GPM-style scores; hinge and cDPO have no closed form here." }</p>
+            <p class="desc">{ "Eight candidate responses whose rewards the policy never sees: one hidden reward, or with two objectives the score v·(r1, r2) for the dial's direction v. Pairs come from the reference policy and are labelled by Bradley–Terry on the rewards, and the loss is minimised exactly (its expectation over all pairs). DPO's optimum is π_ref·exp(r/β): small β chases reward, large β stays near π_ref. IPO regularises toward its own optimum, GPO takes one multiplicative-weights step on GPM-style scores; hinge and cDPO have no closed form here." }</p>
             <div class="row">
                 <label class="field">
                     <span>{ "Loss" }</span>

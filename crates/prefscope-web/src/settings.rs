@@ -114,6 +114,11 @@ pub struct Settings {
     pub tau: f64,
     /// The preference direction θ of the multi-objective dial, in whole degrees, [0, 360).
     pub direction: u32,
+    /// Hidden objectives of the multi-objective scenario and outputs of its model (`obj`).
+    pub objectives: usize,
+    /// The dial's simplex weights for three or more objectives, whole percent summing to 100
+    /// (`w=50,30,20`); empty means equal weights.
+    pub weights: Vec<u32>,
     /// Loss landscape: plane, grid points per side (odd, so the current weights are a grid
     /// point), log colour scale.
     pub plane: Plane,
@@ -133,6 +138,7 @@ pub const PAIRS: RangeInclusive<usize> = 10..=20_000;
 pub const K: RangeInclusive<usize> = 1..=8;
 pub const TAU: RangeInclusive<f64> = 0.01..=10.0;
 pub const GRID: RangeInclusive<usize> = 5..=81;
+pub const OBJECTIVES: RangeInclusive<usize> = 2..=8;
 /// The policy slider's positions: β from 0.05 to 10.
 pub const BETA_X: RangeInclusive<i32> = -13..=10;
 
@@ -161,6 +167,8 @@ impl Default for Settings {
             k: base.model.k,
             tau: base.model.tau,
             direction: 0,
+            objectives: 2,
+            weights: vec![],
             plane: Plane::Random,
             grid: 41,
             log_scale: false,
@@ -237,6 +245,11 @@ impl Settings {
                 "k" => s.k = number(&key, &value, K, &mut warnings).unwrap_or(s.k),
                 "tau" => s.tau = number(&key, &value, TAU, &mut warnings).unwrap_or(s.tau),
                 "dir" => s.direction = number(&key, &value, 0..=359, &mut warnings).unwrap_or(s.direction),
+                "obj" => s.objectives = number(&key, &value, OBJECTIVES, &mut warnings).unwrap_or(s.objectives),
+                "w" => match value.split(',').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>() {
+                    Ok(w) if w.len() >= 2 && w.iter().sum::<u32>() == 100 => s.weights = w,
+                    _ => warnings.push(format!("w: expected whole-percent weights summing to 100 (e.g. 50,30,20), got `{value}`")),
+                },
                 "plane" => match Plane::parse(&value) {
                     Some(p) => s.plane = p,
                     None => warnings.push(format!("plane: expected random or pca, got `{value}`")),
@@ -294,6 +307,8 @@ impl Settings {
         extra("k", self.k.to_string(), d.k.to_string());
         extra("tau", self.tau.to_string(), d.tau.to_string());
         extra("dir", self.direction.to_string(), d.direction.to_string());
+        extra("obj", self.objectives.to_string(), d.objectives.to_string());
+        extra("w", self.weights.iter().map(u32::to_string).collect::<Vec<_>>().join(","), String::new());
         extra("plane", self.plane.name().into(), d.plane.name().into());
         extra("grid", self.grid.to_string(), d.grid.to_string());
         extra("log", self.log_scale.to_string(), d.log_scale.to_string());
@@ -322,6 +337,15 @@ impl Settings {
         [t.cos(), t.sin()]
     }
 
+    /// What the multi-objective score weighs `k` rewards by: the dial's unit vector for two, the
+    /// simplex weights (fractions summing to 1) for more.
+    pub fn score_vector(&self, k: usize) -> Vec<f64> {
+        if k <= 2 {
+            return self.direction_vector().to_vec();
+        }
+        crate::dial::fractions(&crate::dial::weights_or_equal(&self.weights, k))
+    }
+
     /// The core's run configuration for these settings.
     pub fn run_config(&self) -> RunConfig {
         let mut cfg = RunConfig::new(self.scenario, self.model);
@@ -334,6 +358,8 @@ impl Settings {
         cfg.scenario.n_pairs = self.pairs;
         cfg.model.k = self.k;
         cfg.model.tau = self.tau;
+        cfg.scenario.objectives = self.objectives;
+        cfg.model.objectives = self.objectives;
         cfg
     }
 }
@@ -425,6 +451,20 @@ mod tests {
         assert!(v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 1e-12);
         // Defaults stay out of the URL.
         assert_eq!(Settings::default().to_query(), "?scenario=cyclic&model=gpm&seed=0&steps=300");
+    }
+
+    #[test]
+    fn objectives_and_simplex_weights_round_trip_and_reach_the_run_config() {
+        let q = "?scenario=multi-objective&model=multi-objective&seed=0&steps=300&obj=3&w=50,30,20";
+        let (s, w) = Settings::from_query(q);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((s.objectives, s.weights.as_slice()), (3, [50, 30, 20].as_slice()));
+        assert_eq!(s.to_query(), q);
+        let cfg = s.run_config();
+        assert_eq!((cfg.scenario.objectives, cfg.model.objectives), (3, 3));
+        let (s, w) = Settings::from_query("obj=9&w=50,30&w=a,b");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(s, Settings::default());
     }
 
     #[test]

@@ -6,8 +6,9 @@
 pub enum Field {
     /// A scalar reward r(x) (Bradley–Terry).
     Reward(Vec<f32>),
-    /// Attribute rewards r(x) ∈ R² (multi-objective); coloured by v·r for the dial's v.
-    Objectives(Vec<[f32; 2]>),
+    /// Attribute rewards r(x) ∈ Rᵏ (multi-objective), `k` per point; coloured by v·r for the
+    /// dial's v.
+    Objectives { k: usize, values: Vec<f32> },
     /// The angle of the first GPM block's embedding: a cyclic preference is a hue wheel.
     Angle(Vec<f32>),
 }
@@ -30,16 +31,16 @@ pub fn grid_points(n: usize, extent: f32) -> Vec<[f32; 2]> {
 
 impl Surface {
     /// The scalar each pixel shows: the reward, v·r, or the angle in turns [0, 1).
-    pub fn scalars(&self, v: [f64; 2]) -> Vec<f64> {
+    pub fn scalars(&self, v: &[f64]) -> Vec<f64> {
         match &self.field {
             Field::Reward(r) => r.iter().map(|&x| x as f64).collect(),
-            Field::Objectives(r) => r.iter().map(|x| v[0] * x[0] as f64 + v[1] * x[1] as f64).collect(),
+            Field::Objectives { k, values } => values.chunks(*k).map(|x| x.iter().zip(v).map(|(&a, b)| a as f64 * b).sum()).collect(),
             Field::Angle(a) => a.iter().map(|&x| (x as f64 / std::f64::consts::TAU).rem_euclid(1.0)).collect(),
         }
     }
 
     /// RGBA pixels, `n × n`: rewards on viridis (low purple, high yellow), angles as hues.
-    pub fn pixels(&self, v: [f64; 2]) -> Vec<u8> {
+    pub fn pixels(&self, v: &[f64]) -> Vec<u8> {
         let s = self.scalars(v);
         let (lo, hi) = s.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         s.iter()
@@ -81,14 +82,17 @@ mod tests {
     #[test]
     fn objectives_follow_the_direction() {
         let pts = grid_points(5, 2.0);
-        let s = Surface { n: 5, extent: 2.0, field: Field::Objectives(pts.iter().map(|p| [p[0], p[1]]).collect()), step: 0 };
+        let s = Surface { n: 5, extent: 2.0, field: Field::Objectives { k: 2, values: pts.iter().flatten().copied().collect() }, step: 0 };
         // Row 2 (the middle), column 4 (the right edge) is the point (2, 0).
-        assert_eq!(s.scalars([1.0, 0.0])[2 * 5 + 4], 2.0);
+        assert_eq!(s.scalars(&[1.0, 0.0])[2 * 5 + 4], 2.0);
         // Row 1, column 2 is (0, 1).
-        assert_eq!(s.scalars([0.0, 1.0])[5 + 2], 1.0);
-        let px = s.pixels([1.0, 0.0]);
+        assert_eq!(s.scalars(&[0.0, 1.0])[5 + 2], 1.0);
+        let px = s.pixels(&[1.0, 0.0]);
         assert_eq!(px.len(), 5 * 5 * 4);
         assert_eq!(&px[0..3], &crate::landscape::viridis(0.0), "the left edge is the lowest v·r");
+        // Three objectives (x, y, x + y) weighed (0.5, 0, 0.5): at (2, 0) that is 1 + 1.
+        let three = Surface { n: 5, extent: 2.0, field: Field::Objectives { k: 3, values: pts.iter().flat_map(|p| [p[0], p[1], p[0] + p[1]]).collect() }, step: 0 };
+        assert_eq!(three.scalars(&[0.5, 0.0, 0.5])[2 * 5 + 4], 2.0);
     }
 
     #[test]
@@ -96,6 +100,6 @@ mod tests {
         assert_eq!(hsl_to_rgb(0.0, 1.0, 0.5), [255, 0, 0]);
         assert_eq!(hsl_to_rgb(1.0 / 3.0, 1.0, 0.5), [0, 255, 0]);
         let s = Surface { n: 1, extent: 1.0, field: Field::Angle(vec![-std::f32::consts::FRAC_PI_2]), step: 0 };
-        assert!((s.scalars([1.0, 0.0])[0] - 0.75).abs() < 1e-6, "−90° is three quarters of a turn");
+        assert!((s.scalars(&[1.0, 0.0])[0] - 0.75).abs() < 1e-6, "−90° is three quarters of a turn");
     }
 }

@@ -20,11 +20,15 @@ pub async fn compute(model: AnyModel, extent: f32, step: usize) -> Result<Surfac
         let x = Tensor::from_data(TensorData::new(points.clone(), [N * N, 2]), device);
         let (t, kind) = match m {
             PreferenceModel::Bt(b) => (b.reward(x).reshape([N * N]), 0),
-            PreferenceModel::MultiObjective(mo) if mo.rewards(x.clone()).dims()[1] == 2 => (mo.rewards(x).reshape([N * N * 2]), 1),
+            PreferenceModel::MultiObjective(mo) => {
+                let r = mo.rewards(x);
+                let k = r.dims()[1];
+                (r.reshape([N * N * k]), k)
+            }
             PreferenceModel::Gpm(g) => {
                 let e = g.embed(x).narrow(1, 0, 2);
                 let (ex, ey) = (e.clone().narrow(1, 0, 1), e.narrow(1, 1, 1));
-                (ey.atan2(ex).reshape([N * N]), 2)
+                (ey.atan2(ex).reshape([N * N]), usize::MAX)
             }
             other => return Err(format!("no decision surface for the {} model", other.kind().name())),
         };
@@ -32,8 +36,8 @@ pub async fn compute(model: AnyModel, extent: f32, step: usize) -> Result<Surfac
         let v = data.convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         match kind {
             0 => Field::Reward(v),
-            1 => Field::Objectives(v.chunks(2).map(|c| [c[0], c[1]]).collect()),
-            _ => Field::Angle(v),
+            usize::MAX => Field::Angle(v),
+            k => Field::Objectives { k, values: v },
         }
     });
     Ok(Surface { n: N, extent, field, step })
@@ -42,8 +46,8 @@ pub async fn compute(model: AnyModel, extent: f32, step: usize) -> Result<Surfac
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub surface: ByPtr<Surface>,
-    /// The dial's direction v, for the multi-objective model's v·r.
-    pub direction: [f64; 2],
+    /// The dial's direction or weights v, for the multi-objective model's v·r.
+    pub direction: Vec<f64>,
 }
 
 /// The surface as a canvas; the data plot is laid over it.
@@ -53,16 +57,16 @@ pub fn surface_canvas(props: &Props) -> Html {
     {
         let canvas = canvas.clone();
         // Bits, so the dependency compares exactly (f64 is not Eq).
-        use_effect_with((props.surface.clone(), props.direction.map(f64::to_bits)), move |(surface, v)| {
+        use_effect_with((props.surface.clone(), props.direction.iter().map(|x| x.to_bits()).collect::<Vec<u64>>()), move |(surface, v)| {
             if let Some(c) = canvas.cast::<HtmlCanvasElement>() {
-                paint(&c, &surface.0, v.map(f64::from_bits));
+                paint(&c, &surface.0, &v.iter().map(|&b| f64::from_bits(b)).collect::<Vec<_>>());
             }
         });
     }
     html! { <canvas ref={canvas} class="surface" width={N.to_string()} height={N.to_string()} aria-hidden="true"></canvas> }
 }
 
-fn paint(canvas: &HtmlCanvasElement, s: &Surface, v: [f64; 2]) {
+fn paint(canvas: &HtmlCanvasElement, s: &Surface, v: &[f64]) {
     let pixels = s.pixels(v);
     if let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
         && let Ok(img) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), s.n as u32, s.n as u32)
