@@ -179,7 +179,7 @@ impl ScenarioKind {
             Self::Linear => "Items are points in the plane with a hidden linear utility u(x) = w·x; each pair is labelled by a Bradley–Terry draw, P(a ≻ b) = σ((u(a) − u(b)) / noise). Any reward model can fit this; Bradley–Terry should exceed 90 %.",
             Self::Cyclic => "Items sit on a circle and a beats b when b lies less than half a turn counter-clockwise of a: rock–paper–scissors without end. Compared pairs are at least `min_separation_deg` apart. No scalar reward can order this (Bradley–Terry stays near chance); GPM's skew-symmetric embeddings represent it exactly.",
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four. Try GPM with normalisation off: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2); free-length embeddings pass through the origin and find the cycle.",
-            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. With `objectives` = 3 or more, the qualities lie 60° apart (closer past three) and the users are each objective alone and all of them equally. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
+            Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. With `objectives` = 3 or more, the qualities are spread evenly over 150° and the users are each objective alone and all of them equally. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
             Self::Mixture => "Twenty users in two hidden groups with opposed tastes: group 0 prefers a high w·x, group 1 a low one. Each pair says which user labelled it (one-hot prompt), never the group. A single Bradley–Terry model must average the two and sits near chance; a mixture of reward heads with a router (MiCRo) finds both groups and sends each user to theirs.",
             Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly.",
             Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
@@ -572,11 +572,11 @@ fn direction(deg: f64) -> [f64; 2] {
 }
 
 fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
-    // Hidden linear objectives over 2-D features, 60° apart (closer when there are more than
-    // three, to fit in 150°): neighbours conflict (different best responses) yet correlate
-    // (cos 60° = 0.5), like helpfulness and length in real ratings.
+    // Hidden linear objectives over 2-D features, two 60° apart, more spread evenly over 150°:
+    // neighbours conflict (different best responses) yet correlate (cos 60° = 0.5, cos 75° =
+    // 0.26), like helpfulness and length in real ratings.
     let k = cfg.objectives;
-    let step = if k <= 3 { 60.0 } else { 150.0 / (k - 1) as f64 };
+    let step = if k == 2 { 60.0 } else { 150.0 / (k - 1) as f64 };
     let phi = rng.uniform() * 360.0;
     let w: Vec<[f64; 2]> = (0..k).map(|j| direction(phi + step * j as f64)).collect();
     let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();

@@ -993,7 +993,7 @@ mod tests {
         }
         winners.sort();
         winners.dedup();
-        assert_eq!(winners.len(), 3, "60° apart, each objective has its own best response: {winners:?}");
+        assert_eq!(winners.len(), 3, "75° apart, each objective has its own best response: {winners:?}");
     }
 
     #[test]
