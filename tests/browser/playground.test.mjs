@@ -102,8 +102,9 @@ async function landscapeReady(page, plane) {
 }
 const renderer = (page) => page.evaluate(() => window.__prefscope?.landscapeRenderer || '');
 
-async function openPage(context, base, query) {
+async function openPage(context, base, query, initScript) {
   const page = await context.newPage();
+  if (initScript) await page.addInitScript(initScript);
   const tag = query.match(/backend=(\w+)/)?.[1] || 'auto';
   page.on('console', (msg) => {
     if (msg.type() === 'error') console.log(`# [${tag} console.${msg.type()}] ${msg.text()}`);
@@ -504,6 +505,43 @@ try {
       } finally {
         await again.close();
       }
+    } finally {
+      await page.close();
+    }
+  });
+
+  await check('a lost GPU device mid-run: the page says so and offers the CPU, never a blank page', async () => {
+    // Keep every GPUDevice the page creates, to destroy them as a driver reset would.
+    const keepDevices = () => {
+      window.__gpuDevices = [];
+      const request = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await request.apply(this, args);
+        window.__gpuDevices.push(device);
+        return device;
+      };
+    };
+    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=5000', keepDevices);
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      await page.waitForFunction(() => (window.__prefscope?.losses || []).length >= 20, null, { timeout: 60_000 });
+      const destroyed = await page.evaluate(() => { window.__gpuDevices.forEach((d) => d.destroy()); return window.__gpuDevices.length; });
+      assert(destroyed >= 1, 'the page made a GPU device');
+      await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent.startsWith('error'), null, { timeout: 60_000 });
+      const status = await statusText(page);
+      console.log(`# after the device was lost: status "${status}"`);
+      const notice = page.getByTestId('device-lost');
+      assert(await notice.isVisible(), 'a notice explains it');
+      const href = await notice.getByRole('link', { name: /CPU/ }).getAttribute('href');
+      assert(href.includes('backend=cpu') && href.includes('scenario=cyclic') && href.includes('steps=5000'), `the CPU link keeps the settings: ${href}`);
+      await page.screenshot({ path: path.join(outDir, 'device-lost.png'), fullPage: true });
+      // The link reopens the page on the CPU with the same settings, and it trains there.
+      await notice.getByRole('link', { name: /CPU/ }).click();
+      await page.waitForFunction(() => window.__prefscope?.backend === 'cpu' && document.querySelector('[data-testid=train-button]'), null, { timeout: 60_000 });
+      await page.getByTestId('steps-input').fill('20');
+      await page.getByTestId('steps-input').dispatchEvent('change');
+      await page.getByTestId('train-button').click();
+      assert((await waitDone(page)) === 'done', `on the CPU the run ended "${await statusText(page)}"`);
     } finally {
       await page.close();
     }

@@ -51,8 +51,31 @@ fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
     {
         let _ = js_sys::Reflect::set(&hook, &"status".into(), &text.clone().into());
     }
-    if let Some(el) = window.document().and_then(|d| d.query_selector("[data-testid=status]").ok().flatten()) {
+    let Some(document) = window.document() else { return };
+    if let Some(el) = document.query_selector("[data-testid=status]").ok().flatten() {
         el.set_text_content(Some(&text));
+    }
+    // The wasm instance cannot go on after a panic: say what happened and offer a way out. A
+    // lost GPU device (driver reset, GPU removed, the tab's device destroyed) shows up as a
+    // failed buffer mapping or a device error inside the wgpu runtime.
+    let gpu = ["BufferAsyncError", "Device", "device", "lost", "wgpu", "cubecl"].iter().any(|k| text.contains(k));
+    let query = window.location().search().unwrap_or_default();
+    let cpu = settings::Settings::cpu_fallback_query(&query);
+    let (testid, what) = if gpu {
+        ("device-lost", "The GPU device was lost (or failed) during the run, so training stopped; this tab cannot use it again.")
+    } else {
+        ("fatal-error", "The page hit an internal error and stopped; the details are in the status line and the console.")
+    };
+    if document.query_selector(&format!("[data-testid={testid}]")).ok().flatten().is_none()
+        && let Ok(notice) = document.create_element("div")
+    {
+        let _ = notice.set_attribute("class", "notice error fatal");
+        let _ = notice.set_attribute("data-testid", testid);
+        let _ = notice.set_attribute("role", "alert");
+        notice.set_inner_html(&format!("{what} <a href=\"{cpu}\">Continue on the CPU</a> (same settings, same results, usually slower) or <a href=\"\">reload</a> to try the GPU again."));
+        if let Some(body) = document.body() {
+            let _ = body.prepend_with_node_1(&notice);
+        }
     }
 }
 

@@ -346,6 +346,13 @@ impl Settings {
         crate::dial::fractions(&crate::dial::weights_or_equal(&self.weights, k))
     }
 
+    /// The same page on the CPU backend: where a fatal GPU error sends the user.
+    pub fn cpu_fallback_query(query: &str) -> String {
+        let (mut s, _) = Settings::from_query(query);
+        s.backend = BackendChoice::Cpu;
+        s.to_query()
+    }
+
     /// The core's run configuration for these settings.
     pub fn run_config(&self) -> RunConfig {
         let mut cfg = RunConfig::new(self.scenario, self.model);
@@ -465,6 +472,13 @@ mod tests {
         let (s, w) = Settings::from_query("obj=9&w=50,30&w=a,b");
         assert_eq!(w.len(), 3, "{w:?}");
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn the_cpu_fallback_keeps_every_setting() {
+        let q = "?scenario=cyclic&model=gpm&seed=4&steps=5000&backend=webgpu&lr=0.003&closed=charts";
+        assert_eq!(Settings::cpu_fallback_query(q), "?scenario=cyclic&model=gpm&seed=4&steps=5000&backend=cpu&lr=0.003&closed=charts");
+        assert_eq!(Settings::cpu_fallback_query(""), "?scenario=cyclic&model=gpm&seed=0&steps=300&backend=cpu");
     }
 
     #[test]
