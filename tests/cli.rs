@@ -333,7 +333,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
         assert_eq!(header[name]["shape"], serde_json::json!([10, 384]), "{name}");
     }
     assert_eq!(header["__metadata__"]["prefscope.kind"], "pair-embeddings");
-    assert_eq!(header["__metadata__"]["prefscope.encoder"], "all-MiniLM-L6-v2");
+    assert_eq!(header["__metadata__"]["prefscope.encoder"], "all-MiniLM-L6-v2 (prompt+response)");
     assert_eq!(header["__metadata__"]["prefscope.source"], "gpm_test_data.jsonl");
 
     // The core reader (the page's too) accepts it; the vectors are unit length.
@@ -353,6 +353,13 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
         let eval = last_json(&prefscope(&["eval", "--run", &out, "--json"], &dir));
         assert_eq!(eval["accuracy"], run["eval_accuracy"], "{model}");
     }
+
+    // Responses alone: the same pairs and prompt features, other item rows.
+    let bare = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--items", "response", "--out", "bare.safetensors", "--json"], &dir));
+    assert_eq!((bare["pairs"].as_u64(), bare["item_text"].as_str()), (Some(10), Some("response")));
+    let bare = prefscope_core::checkpoint::read_pair_embeddings(&std::fs::read(dir.join("bare.safetensors")).unwrap()).unwrap();
+    assert_eq!(bare.prompts, ds.prompts);
+    assert_ne!(bare.items, ds.items);
 
     let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
     assert!(!out.status.success());

@@ -30,6 +30,14 @@ pub enum FormatArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ItemsArg {
+    /// Each response after the end of its prompt (judged in context).
+    PromptResponse,
+    /// Each response alone (the prompt stays in the pair's prompt features).
+    Response,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OnErrorArg {
     /// Stop at the first malformed line.
     Stop,
@@ -46,6 +54,9 @@ pub struct EmbedArgs {
     format: FormatArg,
     #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
     on_error: OnErrorArg,
+    /// What each response's row embeds.
+    #[arg(long, value_enum, default_value_t = ItemsArg::PromptResponse)]
+    items: ItemsArg,
     /// The embedding file to write (.safetensors).
     #[arg(long)]
     out: PathBuf,
@@ -97,7 +108,11 @@ impl BackendJob for EmbedJob {
         let encoder = MiniLm::<B::InnerBackend>::load(&dir, &device)?.with_threads(threads);
         let start = Instant::now();
         let bar = crate::step_bar(0);
-        let data = encoder.embed_pairs(&pairs, |done, total| {
+        let items = match args.items {
+            ItemsArg::PromptResponse => minilm::ItemText::PromptResponse,
+            ItemsArg::Response => minilm::ItemText::Response,
+        };
+        let data = encoder.embed_pairs(&pairs, items, |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
             bar.set_message("sequences");
@@ -112,7 +127,8 @@ impl BackendJob for EmbedJob {
         }
 
         let source = args.data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        write_atomic(&args.out, &write_pair_embeddings(&data, minilm::ENCODER_NAME, &source)?).with_context(|| format!("writing {}", args.out.display()))?;
+        let encoder_name = format!("{} ({})", minilm::ENCODER_NAME, items.name());
+        write_atomic(&args.out, &write_pair_embeddings(&data, &encoder_name, &source)?).with_context(|| format!("writing {}", args.out.display()))?;
         if args.json {
             println!(
                 "{}",
@@ -125,6 +141,7 @@ impl BackendJob for EmbedJob {
                     "objectives": data.n_objectives,
                     "margins": !data.strengths.is_empty(),
                     "encoder": minilm::ENCODER_NAME,
+                    "item_text": items.name(),
                     "backend": backend.name(),
                     "seconds": seconds,
                     "out": args.out.display().to_string(),

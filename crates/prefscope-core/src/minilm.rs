@@ -44,6 +44,23 @@ pub const BATCH: usize = 8;
 /// The files the model folder must hold.
 pub const FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
 
+/// What an embedded item is: the response after (the end of) its prompt, or the response alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ItemText {
+    #[default]
+    PromptResponse,
+    Response,
+}
+
+impl ItemText {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PromptResponse => "prompt+response",
+            Self::Response => "response",
+        }
+    }
+}
+
 /// Where the model folder is: `$PREFSCOPE_MINILM_DIR`, else `all-MiniLM-L6-v2` in
 /// `$PREFSCOPE_CACHE` or `~/.cache/prefscope` (where `cargo xtask setup` puts it).
 pub fn default_dir() -> PathBuf {
@@ -438,14 +455,16 @@ impl<B: Backend> MiniLm<B> {
 
     /// Embed text preference pairs as a [`PairDataset`] over 384-d items.
     ///
-    /// A response is judged in its context, and the BT head scores items alone, so each item
-    /// embeds *prompt + response*. Prompts are long (hh-rlhf dialogues) and the response comes
+    /// With [`ItemText::PromptResponse`] a response is judged in its context (the BT head scores
+    /// items alone), so each item embeds *prompt + response*; with [`ItemText::Response`] it
+    /// embeds the response alone, which keeps a long shared prompt from dominating both sides'
+    /// mean-pooled vectors (the prompt stays in the pair's prompt features). Prompts are long (hh-rlhf dialogues) and the response comes
     /// last, so cutting the tail as [`embed`](Self::embed) does would often leave chosen and
     /// rejected identical: instead the response is kept and the prompt cut from the left (its
     /// latest turns stay). The pair's prompt features embed the prompt alone, likewise cut from the
     /// left. Identical texts are embedded once and identical items stored once (in order of first
     /// appearance, chosen before rejected), as [`PairDataset`] expects.
-    pub fn embed_pairs(&self, pairs: &[TextPair], mut progress: impl FnMut(usize, usize)) -> Result<PairDataset> {
+    pub fn embed_pairs(&self, pairs: &[TextPair], items: ItemText, mut progress: impl FnMut(usize, usize)) -> Result<PairDataset> {
         let mut distinct: HashMap<&str, usize> = HashMap::new();
         let mut texts: Vec<&str> = vec![];
         for p in pairs {
@@ -471,8 +490,9 @@ impl<B: Backend> MiniLm<B> {
         let mut rows = Vec::with_capacity(pairs.len());
         for p in pairs {
             let prompt = ids(&p.prompt);
-            let c = intern(self.wrap(prompt, ids(&p.chosen)));
-            let r = intern(self.wrap(prompt, ids(&p.rejected)));
+            let context = if items == ItemText::Response { &[][..] } else { prompt };
+            let c = intern(self.wrap(context, ids(&p.chosen)));
+            let r = intern(self.wrap(context, ids(&p.rejected)));
             let q = intern(self.wrap(&[], &prompt[prompt.len() - prompt.len().min(MAX_SEQ_LEN - 2)..]));
             rows.push((c, r, q));
         }
@@ -567,7 +587,7 @@ mod tests {
             pair("Human: hi\n\nAssistant:", "Hello! How can I help?", "It is mild and rainy."),
             pair(&long_prompt, "It is mild and rainy.", "Go away."),
         ];
-        let ds = lm.embed_pairs(&pairs, |_, _| {}).unwrap();
+        let ds = lm.embed_pairs(&pairs, ItemText::PromptResponse, |_, _| {}).unwrap();
         assert_eq!((ds.dim, ds.prompt_dim), (384, 384));
         // Pairs 0 and 2 share the chosen (same prompt and response): stored once. Pair 1's
         // rejected has the same words after another prompt: a different item.
@@ -580,6 +600,13 @@ mod tests {
         assert!(alone[0].iter().zip(ds.item(0)).any(|(a, b)| (a - b).abs() > 1e-3));
         let norm: f32 = ds.item(3).iter().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-5, "unit vectors: {norm}");
+
+        // Responses alone: the same words are one item whatever the prompt, and equal the
+        // response's own embedding; the prompt features do not change.
+        let bare = lm.embed_pairs(&pairs, ItemText::Response, |_, _| {}).unwrap();
+        assert_eq!(bare.pairs, [(0, 1), (2, 0), (0, 3)]);
+        assert!(alone[0].iter().zip(bare.item(0)).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert_eq!(bare.prompts, ds.prompts);
     }
 
     /// A tiny BERT's Hugging Face tensors (names and shapes as in a real `model.safetensors`).
