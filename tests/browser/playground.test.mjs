@@ -146,7 +146,10 @@ async function trainToEnd(context, base, backend, screenshot) {
     await page.screenshot({ path: path.join(outDir, screenshot), fullPage: true });
     const t = h.stepTimes;
     const steady = t.length > 60 ? ` (${((t[t.length - 1] - t[50]) / (t.length - 51)).toFixed(1)} ms/step after step 50)` : '';
-    console.log(`# ${backend}: status ${status}, accuracy ${accuracyText}, ${h.losses.length} steps in ${seconds.toFixed(1)} s${steady}, badge "${badge}"${h.adapter ? `, adapter "${h.adapter}"` : ''}`);
+    // From the click (as soon as the backend was chosen) and from navigation to the first step's metrics.
+    const origin = await page.evaluate(() => performance.timeOrigin);
+    const first = t.length ? `; first step ${(t[0] - t0).toFixed(0)} ms after the click, ${(t[0] - origin).toFixed(0)} ms after navigation` : '';
+    console.log(`# ${backend}: status ${status}, accuracy ${accuracyText}, ${h.losses.length} steps in ${seconds.toFixed(1)} s${steady}${first}, badge "${badge}"${h.adapter ? `, adapter "${h.adapter}"` : ''}`);
     return { status, accuracyText, accuracy: Number(accuracyText), badge, noticeVisible, ...h };
   } finally {
     await page.close();
