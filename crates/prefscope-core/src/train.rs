@@ -690,7 +690,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let head = crate::checkpoint::inspect_preference_model(&bytes)?;
         crate::checkpoint::check_fits(&head, &self.dataset)?;
         if head.config.model != self.config.model {
-            return Err(Error::Checkpoint(format!("the checkpoint holds a different model ({}) than this run's ({})", head.config.model.kind.name(), self.config.model.kind.name())));
+            let (theirs, ours) = (head.config.model.kind.name(), self.config.model.kind.name());
+            let what = if theirs == ours { format!("a {theirs} model configured differently (widths, heads or gates)") } else { format!("a {theirs} model, not {ours}") };
+            return Err(Error::Checkpoint(format!("the checkpoint holds a different model: {what}")));
         }
         if head.step >= self.config.train.steps {
             return Err(Error::Checkpoint(format!("the checkpoint is at step {} and this run stops at {}", head.step, self.config.train.steps)));
