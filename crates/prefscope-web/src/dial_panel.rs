@@ -123,6 +123,42 @@ fn subscript(n: usize) -> String {
     n.to_string().chars().map(|c| char::from_u32('₀' as u32 + c.to_digit(10).unwrap_or(0)).unwrap_or(c)).collect()
 }
 
+/// Pointer down / move / up handlers that drag a value: `at` reads it from a pointer position on
+/// `svg`, the pointer is captured while the button is down, and `cb` gets each new value.
+fn drag_handlers<T: 'static>(
+    svg: &NodeRef,
+    dragging: &UseStateHandle<bool>,
+    cb: &Callback<T>,
+    at: impl Fn(&NodeRef, &PointerEvent) -> Option<T> + 'static,
+) -> [Callback<PointerEvent>; 3] {
+    let at = Rc::new(at);
+    let on_down = {
+        let (dragging, cb, svg, at) = (dragging.clone(), cb.clone(), svg.clone(), at.clone());
+        Callback::from(move |e: PointerEvent| {
+            if let Some(el) = svg.cast::<Element>() {
+                let _ = el.set_pointer_capture(e.pointer_id());
+            }
+            dragging.set(true);
+            if let Some(v) = at(&svg, &e) {
+                cb.emit(v);
+            }
+        })
+    };
+    let on_move = {
+        let (dragging, cb, svg) = (dragging.clone(), cb.clone(), svg.clone());
+        Callback::from(move |e: PointerEvent| {
+            if *dragging && let Some(v) = at(&svg, &e) {
+                cb.emit(v);
+            }
+        })
+    };
+    let on_up = {
+        let dragging = dragging.clone();
+        Callback::from(move |_: PointerEvent| dragging.set(false))
+    };
+    [on_down, on_move, on_up]
+}
+
 #[derive(Properties, PartialEq)]
 struct CircleProps {
     candidates: Option<ByPtr<Candidates>>,
@@ -152,30 +188,7 @@ fn circle_dial(props: &CircleProps) -> Html {
         let dy = e.client_y() as f64 - (rect.top() + rect.height() / 2.0);
         Some(angle_of(dx, dy))
     };
-    let on_down = {
-        let (dragging, cb, svg) = (dragging.clone(), props.on_direction.clone(), svg.clone());
-        Callback::from(move |e: PointerEvent| {
-            if let Some(el) = svg.cast::<Element>() {
-                let _ = el.set_pointer_capture(e.pointer_id());
-            }
-            dragging.set(true);
-            if let Some(a) = pointer_angle(&svg, &e) {
-                cb.emit(a);
-            }
-        })
-    };
-    let on_move = {
-        let (dragging, cb, svg) = (dragging.clone(), props.on_direction.clone(), svg.clone());
-        Callback::from(move |e: PointerEvent| {
-            if *dragging && let Some(a) = pointer_angle(&svg, &e) {
-                cb.emit(a);
-            }
-        })
-    };
-    let on_up = {
-        let dragging = dragging.clone();
-        Callback::from(move |_: PointerEvent| dragging.set(false))
-    };
+    let [on_down, on_move, on_up] = drag_handlers(&svg, &dragging, &props.on_direction, pointer_angle);
     let on_key = {
         let cb = props.on_direction.clone();
         Callback::from(move |e: KeyboardEvent| {
@@ -326,30 +339,7 @@ fn simplex_dial(props: &SimplexProps) -> Html {
         let scale = SIMPLEX / rect.width().max(1.0);
         Some(simplex_weights(&corners, (e.client_x() as f64 - rect.left()) * scale, (e.client_y() as f64 - rect.top()) * scale))
     };
-    let on_down = {
-        let (dragging, cb, svg) = (dragging.clone(), props.on_weights.clone(), svg.clone());
-        Callback::from(move |e: PointerEvent| {
-            if let Some(el) = svg.cast::<Element>() {
-                let _ = el.set_pointer_capture(e.pointer_id());
-            }
-            dragging.set(true);
-            if let Some(w) = to_weights(&svg, &e) {
-                cb.emit(w);
-            }
-        })
-    };
-    let on_move = {
-        let (dragging, cb, svg) = (dragging.clone(), props.on_weights.clone(), svg.clone());
-        Callback::from(move |e: PointerEvent| {
-            if *dragging && let Some(w) = to_weights(&svg, &e) {
-                cb.emit(w);
-            }
-        })
-    };
-    let on_up = {
-        let dragging = dragging.clone();
-        Callback::from(move |_: PointerEvent| dragging.set(false))
-    };
+    let [on_down, on_move, on_up] = drag_handlers(&svg, &dragging, &props.on_weights, to_weights);
     let on_key = {
         let (cb, w) = (props.on_weights.clone(), props.weights.clone());
         Callback::from(move |e: KeyboardEvent| {
