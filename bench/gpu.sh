@@ -34,7 +34,7 @@ PY
 # 2. Every workload at every precision the backend offers (warm-up excluded, device synced).
 : > "$OUT/results.jsonl"
 for w in mlp-bt gpm-head tfm-rm; do
-  for p in f32 f16 bf16; do
+  for p in f32 f16 bf16 bf16-mixed f16-mixed; do
     steps=20; [[ $w == tfm-rm ]] && steps=10
     if line=$("$BIN" bench --workload "$w" --backend cuda --precision "$p" --steps "$steps" --warmup 3 --json 2>"$OUT/$w-$p.err" | tail -1); then
       python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["card"]=sys.argv[2]; print(json.dumps(d))' "$line" "$CARD" | tee -a "$OUT/results.jsonl"

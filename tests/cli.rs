@@ -161,6 +161,30 @@ fn wgpu_matches_the_cpu_curve() {
     assert!((cpu["final_loss"].as_f64().unwrap() - gpu["final_loss"].as_f64().unwrap()).abs() < 1e-4);
 }
 
+/// Mixed precision on a real half type: Mesa's software Vulkan has f16 shaders, so wgpu trains
+/// with f16 compute over f32 master weights and dynamic loss scaling (the first steps overflow at
+/// the initial scale of 2^16 and are skipped, as with PyTorch's GradScaler) and still fits the
+/// cycles. bf16, which WebGPU shaders lack, and half types on the CPU are refused by name.
+#[cfg(feature = "wgpu")]
+#[test]
+fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
+    let dir = scratch("mixed");
+    let args = |p: &'static str, out: &'static str, backend: &'static str| ["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "40", "--precision", p, "--out", out, "--backend", backend, "--json"];
+    let half = last_json(&prefscope(&args("f16-mixed", "half", "wgpu"), &dir));
+    let full = last_json(&prefscope(&args("full", "full", "wgpu"), &dir));
+    assert_eq!(half["precision"], "f16-mixed");
+    assert_eq!(full["precision"], "full");
+    let acc = half["eval_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "f16-mixed held-out accuracy {acc}");
+    assert_ne!(half["final_loss"], full["final_loss"], "the f16 run should not compute in f32");
+    assert_eq!(std::fs::read_to_string(dir.join("half/config.toml")).unwrap().matches("precision = \"f16-mixed\"").count(), 1);
+    for (p, backend) in [("bf16-mixed", "wgpu"), ("bf16-mixed", "cpu"), ("f16-mixed", "cpu")] {
+        let out = prefscope(&args(p, "refused", backend), &dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("train.precision: this backend cannot compute in"), "{p} on {backend}: {err}");
+    }
+}
+
 #[test]
 fn rank_fits_a_leaderboard_from_battles_and_choix_files() {
     let dir = scratch("rank");

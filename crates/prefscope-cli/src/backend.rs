@@ -91,8 +91,14 @@ pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Precision {
     F32,
+    /// The whole model in f16 (weights, moments and activations).
     F16,
+    /// The whole model in bf16.
     Bf16,
+    /// bf16 compute over f32 master weights and moments (autocast-style).
+    Bf16Mixed,
+    /// f16 compute over f32 master weights, with dynamic loss scaling.
+    F16Mixed,
 }
 
 impl Precision {
@@ -101,6 +107,18 @@ impl Precision {
             Self::F32 => "f32",
             Self::F16 => "f16",
             Self::Bf16 => "bf16",
+            Self::Bf16Mixed => "bf16-mixed",
+            Self::F16Mixed => "f16-mixed",
+        }
+    }
+
+    /// The trainer's setting: mixed precision is done by the core on an f32 backend.
+    pub fn mixed(self) -> prefscope_core::precision::Precision {
+        use prefscope_core::precision::Precision as P;
+        match self {
+            Self::Bf16Mixed => P::Bf16Mixed,
+            Self::F16Mixed => P::F16Mixed,
+            _ => P::Full,
         }
     }
 }
@@ -109,7 +127,9 @@ impl Precision {
 /// compiled once per backend type, so the half-precision types are not offered to the others.
 pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: Precision, job: J) -> Result<J::Output> {
     match (kind, precision) {
-        (_, Precision::F32) => dispatch(kind, job),
+        // Mixed precision runs on the f32 backend; the core casts inside each step (and says
+        // clearly when the backend cannot hold the compute type).
+        (_, Precision::F32 | Precision::Bf16Mixed | Precision::F16Mixed) => dispatch(kind, job),
         (BackendKind::Cpu, p) => bail!("the CPU backend (ndarray) computes in f32 only; {} needs --backend wgpu or cuda", p.name()),
         (BackendKind::Wgpu, Precision::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),
         (BackendKind::Wgpu, Precision::F16) => {

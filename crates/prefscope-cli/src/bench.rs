@@ -49,8 +49,9 @@ pub struct BenchArgs {
     /// Pairs per step (default: the reference shape's, 8192 for the heads and 32 for tfm-rm).
     #[arg(long)]
     batch: Option<usize>,
-    /// Element type of weights and activations: f32, f16 or bf16 (GPU backends). The whole
-    /// model runs in that type; burn 0.21 has no autocast with f32 master weights.
+    /// Number type: f32; f16 or bf16 for the whole model (weights and activations); or
+    /// bf16-mixed / f16-mixed: half-precision compute over f32 master weights and AdamW moments
+    /// (f16 with dynamic loss scaling), as PyTorch's autocast trains. Half types need a GPU backend.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     precision: Precision,
     /// Timed steps (the median is reported).
@@ -96,22 +97,30 @@ impl BackendJob for BenchJob {
 /// Median step time of a transformer RM step (BT loss, AdamW 1e-4) on random tokens, and the
 /// FLOPs per pair.
 fn time_tfm<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device) -> Result<(f64, f64)> {
-    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    use burn::optim::{AdamWConfig, Optimizer};
     use prefscope_core::tfm::{TfmRmConfig, TokenBatch};
+    use prefscope_core::precision::{self, Autocast, LossScaler};
     let cfg = TfmRmConfig::workload();
     let mut model = cfg.init::<B>(0, device);
     let mut optim = AdamWConfig::new().init();
+    let mixed = a.precision.mixed();
+    let autocast = Autocast::new::<B>(mixed, device)?;
+    let mut scaler = mixed.loss_scaling().then(LossScaler::default);
     let mut rng = Rng::stream(0, "bench");
     // Full-length random sequences (no padding): every position does work.
     let rows: Vec<Vec<u32>> = (0..2 * batch).map(|_| (0..cfg.max_len).map(|_| rng.below(cfg.vocab) as u32).collect()).collect();
     let tokens = TokenBatch::new(&rows, 0);
     let times = timed(a, || {
-        let logits = model.pair_logits(&tokens, &cfg, device);
+        // The same step as `TextTrainer::step`: forward on the (cast) copy, loss in f32.
+        let logits = autocast.up(autocast.module(&model).pair_logits(&tokens, &cfg, device));
         let loss = prefscope_core::loss::pairwise_logistic_loss(logits);
         // Reading the loss back synchronises the device: the time is real.
         let value: f32 = loss.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model.clone(), grads);
+        let (grads, overflow_check) = precision::backward(scaler.as_ref(), loss, &model);
+        let apply = precision::step_allowed(scaler.as_mut(), overflow_check);
+        if apply {
+            model = optim.step(1e-4, model.clone(), grads);
+        }
         // And so does reading one updated weight: the optimiser step is inside the time.
         let _: f32 = model.head.weight.val().slice([0..1, 0..1]).into_scalar().elem();
         if value.is_finite() { Ok(()) } else { bail!("non-finite loss {value}") }
@@ -157,6 +166,7 @@ fn time_head<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device
         cfg.train.batch = batch;
         cfg.train.steps = a.warmup + a.steps;
         cfg.train.eval_every = usize::MAX;
+        cfg.train.precision = a.precision.mixed();
         // Random (never zero) embeddings: one chosen and one rejected item per pair.
         let mut rng = Rng::stream(0, "bench");
         let n_items = 2 * batch;

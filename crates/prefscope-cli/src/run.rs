@@ -36,6 +36,11 @@ pub struct TrainArgs {
     pub(crate) lr: Option<f64>,
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// full, or bf16-mixed / f16-mixed: half-precision compute over f32 master weights and
+    /// AdamW moments (f16 with dynamic loss scaling); needs --backend cuda (or wgpu for f16).
+    /// Sets `train.precision`.
+    #[arg(long, value_parser = parse_precision)]
+    pub(crate) precision: Option<prefscope_core::precision::Precision>,
     /// A TOML run config (as written to a run folder's config.toml); flags override it.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
@@ -47,7 +52,7 @@ pub struct TrainArgs {
     pub(crate) overwrite: bool,
     /// Continue a run folder whose training was interrupted (its config.toml is used; other
     /// settings flags are refused).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "config", "out", "overwrite", "data", "embeddings", "head", "preset", "max_len", "tokenizer"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "model", "steps", "batch", "lr", "seed", "precision", "config", "out", "overwrite", "data", "embeddings", "head", "preset", "max_len", "tokenizer"])]
     pub(crate) resume: Option<PathBuf>,
     /// Data-parallel training over this many devices of the backend (e.g. GPUs 0..N with
     /// --backend cuda): each step's batch is split across them and the gradients are summed by
@@ -152,6 +157,20 @@ pub fn override_train(args: &TrainArgs, train: &mut prefscope_core::TrainConfig,
     train.batch = args.batch.unwrap_or(train.batch);
     train.lr = args.lr.unwrap_or(train.lr);
     *seed = args.seed.unwrap_or(*seed);
+    train.precision = args.precision.unwrap_or(train.precision);
+}
+
+/// " (bf16-mixed precision)" for the banner; nothing at full precision.
+pub(crate) fn precision_note(p: prefscope_core::precision::Precision) -> String {
+    if p == prefscope_core::precision::Precision::Full { String::new() } else { format!(" ({} precision)", p.name()) }
+}
+
+fn parse_precision(s: &str) -> Result<prefscope_core::precision::Precision, String> {
+    use prefscope_core::precision::Precision;
+    Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+        let names: Vec<_> = Precision::ALL.iter().map(|p| p.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
 }
 
 /// Write a file so that a reader sees the old or the new content, never a torn one.
@@ -366,13 +385,14 @@ impl BackendJob for TrainJob {
         let trainer = Trainer::<B>::new(cfg.clone(), &device)?;
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
         let banner = format!(
-            "training {} on {} ({} train / {} eval pairs, {} items) on {}{}",
+            "training {} on {} ({} train / {} eval pairs, {} items) on {}{}{}",
             cfg.model.kind.name(),
             data,
             trainer.dataset.train.len(),
             trainer.dataset.eval.len(),
             trainer.dataset.n_items(),
             backend.name(),
+            precision_note(cfg.train.precision),
             if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
@@ -388,6 +408,7 @@ impl BackendJob for TrainJob {
             "final_loss": last.loss,
             "steps": last.step,
             "backend": backend.name(),
+            "precision": cfg.train.precision.name(),
             "devices": devices,
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch.min(trainer.dataset.train.len())) as f64 / seconds,

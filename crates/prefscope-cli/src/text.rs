@@ -128,7 +128,7 @@ impl BackendJob for TextTrainJob {
         let mut trainer = TextTrainer::<B>::new(cfg, &device)?;
         let cfg = trainer.config.clone();
         let banner = format!(
-            "training tfm-rm ({} head, d {}, {} layers, vocab {}, max_len {}) on {} ({} held-out pairs) on {}",
+            "training tfm-rm ({} head, d {}, {} layers, vocab {}, max_len {}) on {} ({} held-out pairs) on {}{}",
             match cfg.model.head {
                 TfmHead::Bt => "bt",
                 TfmHead::Gpm => "gpm",
@@ -139,7 +139,8 @@ impl BackendJob for TextTrainJob {
             cfg.model.max_len,
             cfg.data.path.display(),
             trainer.eval.len(),
-            backend.name()
+            backend.name(),
+            crate::run::precision_note(cfg.train.precision)
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
         let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
@@ -159,6 +160,7 @@ impl BackendJob for TextTrainJob {
             "steps": last.step,
             "skipped_lines": skipped,
             "backend": backend.name(),
+            "precision": cfg.train.precision.name(),
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch) as f64 / seconds,
             "data": cfg.data.path.display().to_string(),

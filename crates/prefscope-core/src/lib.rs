@@ -12,6 +12,7 @@
 //! * [`train`]: the run configuration, the one training loop and its metrics.
 //! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
+//! * [`precision`]: mixed precision: half-precision compute over full-precision master weights.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod minilm;
 pub mod model;
 pub mod noise;
+pub mod precision;
 pub mod rank;
 pub mod rng;
 pub mod text;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
+use burn::optim::{AdamW, AdamWConfig, Optimizer, adaptor::OptimizerAdaptor};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -347,6 +347,8 @@ pub struct TextTrainer<B: AutodiffBackend> {
     pub eval: EncodedPairs,
     step: usize,
     device: B::Device,
+    autocast: crate::precision::Autocast,
+    scaler: Option<crate::precision::LossScaler>,
 }
 
 impl<B: AutodiffBackend> TextTrainer<B> {
@@ -379,7 +381,9 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let model = config.model.init::<B>(config.seed, device);
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
         let stream = TrainStream::new(&config.data, config.seed)?;
-        Ok(Self { tokenizer, model: Some(model), optim, stream, eval, step: 0, device: device.clone(), config })
+        let autocast = crate::precision::Autocast::new::<B>(config.train.precision, device)?;
+        let scaler = config.train.precision.loss_scaling().then(crate::precision::LossScaler::default);
+        Ok(Self { tokenizer, model: Some(model), optim, stream, eval, step: 0, device: device.clone(), config, autocast, scaler })
     }
 
     pub fn steps_done(&self) -> usize {
@@ -413,7 +417,9 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let batch = TokenBatch::pairs(&chosen, &rejected, self.tokenizer.special.pad);
         let lc = &self.config.train.loss;
         let model = self.model.take().expect("model present between steps");
-        let logits = model.pair_logits(&batch, &self.config.model, &self.device);
+        // Mixed precision: forward on a copy cast inside the graph (see `crate::precision`).
+        let compute = self.autocast.module(&model);
+        let logits = self.autocast.up(compute.pair_logits(&batch, &self.config.model, &self.device));
         let mut margin = (lc.margin != 0.0).then(|| Tensor::<B, 1>::full([n], lc.margin, &self.device));
         if lc.margin_from_data {
             let m: Vec<f32> = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
@@ -426,7 +432,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let mut loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, None);
         if lc.center_coef > 0.0 && self.config.model.head == TfmHead::Bt {
             let (tokens, last) = batch.tensors::<B>(&self.device);
-            let r = model.forward(tokens, last).reshape([2 * n]);
+            let r = self.autocast.up(compute.forward(tokens, last)).reshape([2 * n]);
             loss = loss + centering_penalty(r.clone().narrow(0, 0, n), r.narrow(0, n, n), lc.center_coef);
         }
         let loss_value: f32 = loss.clone().into_scalar().elem();
@@ -435,8 +441,10 @@ impl<B: AutodiffBackend> TextTrainer<B> {
             return Err(Error::NonFinite { step: self.step + 1, value: loss_value });
         }
         let acc: f32 = pairwise_accuracy(logits.detach()).into_scalar().elem();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optim.step(self.config.train.lr, model, grads));
+        let (grads, overflow_check) = crate::precision::backward(self.scaler.as_ref(), loss, &model);
+        let apply = crate::precision::step_allowed(self.scaler.as_mut(), overflow_check);
+        // A loss-scaled step whose gradients overflowed is skipped (the scale was halved).
+        self.model = Some(if apply { self.optim.step(self.config.train.lr, model, grads) } else { model });
         self.step += 1;
         let eval = (self.step % self.config.train.eval_every == 0 || self.is_done()).then(|| self.evaluate()).transpose()?;
         Ok(StepMetrics { step: self.step, loss: loss_value, train_accuracy: acc, eval })
@@ -468,7 +476,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
-        let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json() });
+        let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json(), "loss_scaler": self.scaler });
         Ok(crate::train::pack_resume(state.to_string().as_bytes(), &model, &optim))
     }
 
@@ -504,6 +512,9 @@ impl<B: AutodiffBackend> TextTrainer<B> {
             self.stream.next()?;
         }
         self.step = step as usize;
+        if self.scaler.is_some() {
+            self.scaler = Some(serde_json::from_value(state["loss_scaler"].clone()).unwrap_or_default());
+        }
         Ok(())
     }
 

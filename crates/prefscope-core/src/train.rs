@@ -6,7 +6,7 @@
 
 use burn::module::{AutodiffModule, Module, Param};
 use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, adaptor::OptimizerAdaptor};
+use burn::optim::{AdamW, AdamWConfig, Optimizer, adaptor::OptimizerAdaptor};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use crate::data::{PairDataset, ScenarioConfig, ScenarioKind};
 use crate::loss::{
     bradley_terry_loss, centering_penalty, kl_anneal, pairwise_accuracy, pairwise_logistic_loss, plackett_luce_loss, preference_probability, ranklist_loss,
 };
+use crate::precision::{self, Autocast, LossScaler, Precision};
 use crate::model::{ModelConfig, ModelKind, PreferenceModel, VERBOSITY_CORR_THRESHOLD, verbosity_penalties, verbosity_transform};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
@@ -114,6 +115,10 @@ pub struct TrainConfig {
     pub eval_every: usize,
     #[serde(default)]
     pub loss: LossConfig,
+    /// The number type of the forward and backward passes (`full`, or `bf16-mixed` /
+    /// `f16-mixed` over f32 master weights on a GPU; see [`crate::precision`]).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -125,6 +130,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             eval_every: default_eval_every(),
             loss: LossConfig::default(),
+            precision: Precision::Full,
         }
     }
 }
@@ -269,6 +275,13 @@ struct Batch<B: Backend> {
     strengths: Option<Tensor<B, 1>>,
 }
 
+impl<B: Backend> Batch<B> {
+    /// The model's inputs in the compute type (ratings and strengths are targets: they stay).
+    fn down(self, ac: &Autocast) -> Self {
+        Self { chosen: ac.down(self.chosen), rejected: ac.down(self.rejected), prompts: self.prompts.map(|p| ac.down(p)), ..self }
+    }
+}
+
 impl<B: Backend> DeviceData<B> {
     fn new(ds: &PairDataset, device: &B::Device) -> Self {
         let items = Tensor::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), device);
@@ -360,6 +373,10 @@ pub struct Trainer<B: AutodiffBackend> {
     order: Vec<usize>,
     cursor: usize,
     step: usize,
+    /// Casts between the master weights and the compute type (identity at full precision).
+    autocast: Autocast,
+    /// Dynamic loss scaling (f16 compute only).
+    scaler: Option<LossScaler>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -388,7 +405,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
         let data = DeviceData::new(&dataset, device);
+        let autocast = Autocast::new::<B>(config.train.precision, device)?;
         Ok(Self {
+            autocast,
+            scaler: config.train.precision.loss_scaling().then(LossScaler::default),
             batch_rng: Rng::stream(config.seed, "batches"),
             order: vec![],
             cursor: 0,
@@ -460,17 +480,26 @@ impl<B: AutodiffBackend> Trainer<B> {
             return Err(config_error("train.batch", "a step needs at least one pair"));
         }
         let model = self.model.take().expect("model present between steps");
+        // Mixed precision: the forward pass runs on a copy cast inside the graph, so the
+        // gradients land on `model`'s master weights.
+        let compute = self.autocast.module(&model);
         let (logits, loss) = match self.config.train.loss.listwise {
-            Some(kind) => self.listwise_objective(&model, idx, kind),
-            None => self.pair_objective(&model, idx),
+            Some(kind) => self.listwise_objective(&compute, idx, kind),
+            None => self.pair_objective(&compute, idx),
         };
         let accuracy = pairwise_accuracy(logits.detach());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optim.step(self.config.train.lr, model, grads));
+        let (grads, overflow_check) = precision::backward(self.scaler.as_ref(), loss.clone(), &model);
+        let mut read_back = vec![loss.detach().inner(), accuracy.inner()];
+        read_back.extend(overflow_check);
+        // One read-back per step: loss, accuracy (and the gradient check when loss scaling).
+        let v = read(Tensor::cat(read_back, 0)).await?;
+        let apply = match self.scaler.as_mut() {
+            Some(s) => s.update(v.get(2).is_some_and(|t| t.is_finite())),
+            None => true,
+        };
+        // A loss-scaled step whose gradients overflowed is skipped (the scale was halved).
+        self.model = Some(if apply { self.optim.step(self.config.train.lr, model, grads) } else { model });
         self.step += 1;
-
-        // One read-back per step: loss and accuracy together.
-        let v = read(Tensor::cat(vec![loss.detach().inner(), accuracy.inner()], 0)).await?;
         if !v[0].is_finite() {
             return Err(Error::NonFinite { step: self.step, value: v[0] });
         }
@@ -505,18 +534,23 @@ impl<B: AutodiffBackend> Trainer<B> {
         let per = idx.len().div_ceil(devices.len());
         let model = self.model.take().expect("model present between steps");
         let mut multi = MultiGradientsParams::default();
-        let (mut loss_sum, mut acc_sum) = (0.0f32, 0.0f32);
+        let (mut loss_sum, mut acc_sum, mut grads_finite) = (0.0f32, 0.0f32, true);
         for (i, shard) in idx.chunks(per).enumerate() {
             let share = shard.len() as f64 / idx.len() as f64;
             let local = model.clone().fork(&devices[i]);
-            let (logits, loss) = self.pair_objective_on(&local, shard, Some(i));
+            let (logits, loss) = self.pair_objective_on(&self.autocast.module(&local), shard, Some(i));
             let loss = loss.mul_scalar(share);
-            let v = read(Tensor::cat(vec![loss.clone().detach().inner(), pairwise_accuracy(logits.detach()).inner().mul_scalar(share)], 0)).await?;
+            let (grads, overflow_check) = precision::backward(self.scaler.as_ref(), loss.clone(), &local);
+            let mut read_back = vec![loss.detach().inner(), pairwise_accuracy(logits.detach()).inner().mul_scalar(share)];
+            read_back.extend(overflow_check);
+            let v = read(Tensor::cat(read_back, 0)).await?;
             loss_sum += v[0];
             acc_sum += v[1];
-            multi.grads.push((GradientsParams::from_grads(loss.backward(), &local), devices[i].id()));
+            grads_finite &= v.get(2).is_none_or(|t| t.is_finite());
+            multi.grads.push((grads, devices[i].id()));
         }
-        self.model = Some(self.optim.step_multi(self.config.train.lr, model, multi));
+        let apply = self.scaler.as_mut().is_none_or(|s| s.update(grads_finite));
+        self.model = Some(if apply { self.optim.step_multi(self.config.train.lr, model, multi) } else { model });
         self.step += 1;
         if !loss_sum.is_finite() {
             return Err(Error::NonFinite { step: self.step, value: loss_sum });
@@ -537,7 +571,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             Some(i) => (&self.replicas[i].1, self.replicas[i].0.clone()),
             None => (&self.data, self.device.clone()),
         };
-        let batch = data.gather(&self.dataset, idx, &device);
+        let ac = self.autocast;
+        let batch = data.gather(&self.dataset, idx, &device).down(&ac);
         let n = idx.len();
         let lc = &self.config.train.loss;
         let mut margin = (lc.margin != 0.0).then(|| Tensor::full([n], lc.margin, &device));
@@ -551,30 +586,32 @@ impl<B: AutodiffBackend> Trainer<B> {
             (PreferenceModel::MultiObjective(m), _) if m.gate.is_some() && self.step >= self.armo_stage_two() => {
                 let gate = m.gate.as_ref().expect("matched");
                 let d = (m.rewards(batch.chosen) - m.rewards(batch.rejected)).detach();
-                let logits = gate.score(d, batch.prompts.expect("checked: the gate has prompts"));
+                let logits = ac.up(gate.score(d, batch.prompts.expect("checked: the gate has prompts")));
                 (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
             }
             // DPA (and ArmoRM stage 1): learn the attribute rewards by regression on the ratings.
             (PreferenceModel::MultiObjective(m), Some((rating_c, rating_r))) => {
                 let (pred_c, pred_r) = (m.rewards(batch.chosen), m.rewards(batch.rejected));
-                let logits = m.logits_from_rewards(pred_c.clone(), pred_r.clone(), batch.prompts);
+                let logits = ac.up(m.logits_from_rewards(pred_c.clone(), pred_r.clone(), batch.prompts));
+                let (pred_c, pred_r) = (ac.up(pred_c), ac.up(pred_r));
                 let loss = ((pred_c - rating_c).powi_scalar(2).mean() + (pred_r - rating_r).powi_scalar(2).mean()).div_scalar(2.0);
                 (logits.detach(), loss)
             }
             (PreferenceModel::Mixture(m), _) => {
                 let p = batch.prompts.clone().expect("the mixture model is only built for data with prompts");
-                let loss = m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p);
-                (model.logits(batch.chosen, batch.rejected, batch.prompts), loss)
+                let loss = ac.up(m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p));
+                (ac.up(model.logits(batch.chosen, batch.rejected, batch.prompts)), loss)
             }
             (PreferenceModel::Vpl(m), _) => {
                 let latent = m.latent();
                 let eps: Vec<f32> = (0..n * latent).map(|_| self.batch_rng.normal() as f32).collect();
-                let eps = Tensor::from_data(TensorData::new(eps, [n, latent]), &device);
+                let eps = ac.down(Tensor::from_data(TensorData::new(eps, [n, latent]), &device));
                 let kl_scale = kl_anneal(self.step, self.config.train.steps, 0.1);
-                m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale)
+                let (logits, loss) = m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale);
+                (ac.up(logits), ac.up(loss))
             }
             (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 => {
-                let (rc, rr) = (m.reward(batch.chosen), m.reward(batch.rejected));
+                let (rc, rr) = (ac.up(m.reward(batch.chosen)), ac.up(m.reward(batch.rejected)));
                 let logits = rc.clone() - rr.clone();
                 let mut loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, weight) + centering_penalty(rc.clone(), rr.clone(), lc.center_coef);
                 if lc.regression_coef > 0.0 {
@@ -586,7 +623,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 (logits, loss)
             }
             _ => {
-                let logits = model.logits(batch.chosen, batch.rejected, batch.prompts);
+                let logits = ac.up(model.logits(batch.chosen, batch.rejected, batch.prompts));
                 (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
             }
         }
@@ -596,7 +633,8 @@ impl<B: AutodiffBackend> Trainer<B> {
     fn listwise_objective(&self, model: &PreferenceModel<B>, lists: &[usize], kind: Listwise) -> (Tensor<B, 1>, Tensor<B, 1>) {
         let PreferenceModel::Bt(m) = model else { unreachable!("checked: listwise losses need a scalar reward") };
         let l = self.dataset.lists[lists[0]].len();
-        let scores = m.reward(self.data.gather_lists(&self.dataset, lists, &self.device)).reshape([lists.len(), l]);
+        let items = self.autocast.down(self.data.gather_lists(&self.dataset, lists, &self.device));
+        let scores = self.autocast.up(m.reward(items)).reshape([lists.len(), l]);
         let adjacent = (scores.clone().narrow(1, 0, l - 1) - scores.clone().narrow(1, 1, l - 1)).reshape([lists.len() * (l - 1)]);
         let loss = match kind {
             Listwise::PlackettLuce => plackett_luce_loss(scores, self.config.train.loss.top_k),
@@ -649,7 +687,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
-        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state() };
+        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state(), loss_scaler: self.scaler.clone() };
         Ok(pack_resume(&serde_json::to_vec(&state).expect("plain data serialises"), &model, &optim))
     }
 
@@ -679,6 +717,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.cursor = state.cursor;
         self.order = state.order;
         self.batch_rng = Rng::from_state(state.batch_rng);
+        if self.scaler.is_some() {
+            self.scaler = Some(state.loss_scaler.unwrap_or_default());
+        }
         Ok(())
     }
 
@@ -722,6 +763,9 @@ struct ResumeState {
     cursor: usize,
     order: Vec<usize>,
     batch_rng: u64,
+    /// The loss scale reached (f16 mixed precision).
+    #[serde(default)]
+    loss_scaler: Option<LossScaler>,
 }
 
 const RESUME_MAGIC: &[u8; 16] = b"prefscope-resume";

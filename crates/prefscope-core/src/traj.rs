@@ -509,12 +509,15 @@ impl<B: Backend> RegretModel<B> {
     pub fn soft_values(&self) -> Tensor<B, 1> {
         let [s] = self.live.dims();
         let a = self.features.dims()[0] / s;
-        let r = self.features.clone().matmul(self.weight.val().unsqueeze_dim(1)).reshape([s * a]);
-        let mut v = self.live.zeros_like();
+        // The constants follow the weights' type (a mixed-precision step casts only the weights).
+        let w = self.weight.val();
+        let live = self.live.clone().cast(w.dtype());
+        let r = self.features.clone().cast(w.dtype()).matmul(w.unsqueeze_dim(1)).reshape([s * a]);
+        let mut v = live.zeros_like();
         for _ in 0..self.horizon {
             let q = (r.clone() + v.select(0, self.next.clone())).reshape([s, a]);
             let p = softmax(q.clone().div_scalar(self.temperature), 1);
-            v = (p * q).sum_dim(1).reshape([s]) * self.live.clone();
+            v = (p * q).sum_dim(1).reshape([s]) * live.clone();
         }
         v
     }
