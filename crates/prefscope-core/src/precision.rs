@@ -337,6 +337,29 @@ mod tests {
         }
     }
 
+    /// Data-parallel steps cast each device's copy and sum master-type gradients: over two and
+    /// three devices they follow the single-device mixed run.
+    #[test]
+    fn data_parallel_mixed_steps_match_the_single_device_mixed_step() {
+        let mut cfg = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm);
+        cfg.train.steps = 15;
+        cfg.train.batch = 100;
+        cfg.train.eval_every = 15;
+        let (_, single) = run(cfg.clone(), Precision::F32Mixed);
+        cfg.train.precision = Precision::F32Mixed;
+        for n_devices in [2, 3] {
+            let mut t = Trainer::<B>::new(cfg.clone(), &f64_device()).unwrap();
+            let devices = vec![f64_device(); n_devices];
+            let mut parallel = vec![];
+            while !t.is_done() {
+                parallel.push(pollster::block_on(t.step_parallel(&devices)).unwrap());
+            }
+            for (a, b) in single.iter().zip(&parallel) {
+                assert!((a.loss - b.loss).abs() < 1e-4 * a.loss.abs().max(1.0), "{n_devices} devices: {a:?} vs {b:?}");
+            }
+        }
+    }
+
     /// The point of master weights: an AdamW step of 1e-10 is far below f32's resolution at
     /// weights of size 0.1 and more, so a pure-f32 model would drop it; the f64 master copy
     /// keeps every one of them.
