@@ -490,15 +490,22 @@ impl<B: AutodiffBackend> Trainer<B> {
         let accuracy = pairwise_accuracy(logits.detach());
         let (grads, overflow_check) = precision::backward(self.scaler.as_ref(), loss.clone(), &model);
         let mut read_back = vec![loss.detach().inner(), accuracy.inner()];
-        read_back.extend(overflow_check);
-        // One read-back per step: loss, accuracy (and the gradient check when loss scaling).
-        let v = read(Tensor::cat(read_back, 0)).await?;
-        let apply = match self.scaler.as_mut() {
-            Some(s) => s.update(v.get(2).is_some_and(|t| t.is_finite())),
-            None => true,
+        // One read-back per step: loss and accuracy, queued after the update so the device is
+        // never idle waiting for it; with loss scaling the gradient check must come first.
+        let v = match (self.scaler.as_mut(), overflow_check) {
+            (Some(scaler), Some(check)) => {
+                read_back.push(check);
+                let v = read(Tensor::cat(read_back, 0)).await?;
+                // A step whose gradients overflowed is skipped (the scale was halved).
+                let apply = scaler.update(v[2].is_finite());
+                self.model = Some(if apply { self.optim.step(self.config.train.lr, model, grads) } else { model });
+                v
+            }
+            _ => {
+                self.model = Some(self.optim.step(self.config.train.lr, model, grads));
+                read(Tensor::cat(read_back, 0)).await?
+            }
         };
-        // A loss-scaled step whose gradients overflowed is skipped (the scale was halved).
-        self.model = Some(if apply { self.optim.step(self.config.train.lr, model, grads) } else { model });
         self.step += 1;
         if !v[0].is_finite() {
             return Err(Error::NonFinite { step: self.step, value: v[0] });
