@@ -218,6 +218,10 @@ pub fn write_pair_embeddings(data: &PairDataset, encoder: &str, source: &str) ->
     if data.strengths.len() == n {
         views.push(("margin", view(&margin, vec![n])?));
     }
+    let lines: Vec<u8> = data.source_lines.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect();
+    if data.source_lines.len() == n {
+        views.push(("line", safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![n], &lines).map_err(|e| bad(format!("cannot serialise the line numbers: {e}")))?));
+    }
     let metadata: HashMap<String, String> =
         [(KIND_KEY, PAIR_EMBEDDINGS), (ENCODER_KEY, encoder), (SOURCE_KEY, source)].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| bad(format!("cannot serialise the embeddings: {e}")))?;
@@ -235,8 +239,8 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         return Err(bad(format!("this file holds a `{kind}`, not `{PAIR_EMBEDDINGS}`")));
     }
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin")) {
-        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin)")));
+    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin" | "line")) {
+        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin, line)")));
     }
     let matrix = |name: &str| -> Result<Option<(usize, usize, &[u8])>> {
         let t = match file.tensor(name) {
@@ -316,6 +320,21 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
             return Err(bad(format!("`margin` has {rows} values for {n} pairs")));
         }
         ds.strengths = floats(data);
+    }
+    // The source line of each pair (I64, from 1): it decides the held-out split.
+    match file.tensor("line") {
+        Ok(t) => {
+            if t.dtype() != safetensors::Dtype::I64 || t.shape() != [n] {
+                return Err(bad(format!("`line` is {:?} {:?}, expected I64 [{n}]", t.dtype(), t.shape())));
+            }
+            let lines: Vec<i64> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+            if let Some(i) = lines.iter().position(|&l| l < 1) {
+                return Err(bad(format!("`line` of pair {i} is {}; line numbers start at 1", lines[i])));
+            }
+            ds.source_lines = lines.into_iter().map(|l| l as usize).collect();
+        }
+        Err(safetensors::SafeTensorError::TensorNotFound(_)) => {}
+        Err(e) => return Err(bad(format!("`line`: {e}"))),
     }
     Ok(ds)
 }
@@ -414,6 +433,11 @@ mod tests {
         assert_eq!(rows("chosen_ratings"), [1.0, 2.0, 5.0, 6.0, 1.0, 2.0]);
         assert_eq!(rows("rejected_ratings"), [3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(rows("margin"), [0.5, 1.0, 2.0]);
+        // Source lines travel as I64, one per pair.
+        let lined = PairDataset { source_lines: vec![2, 3, 7], ..embedded() };
+        let bytes = write_pair_embeddings(&lined, "e", "s").unwrap();
+        assert_eq!(read_pair_embeddings(&bytes).unwrap(), lined);
+        assert_eq!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("line").unwrap().dtype(), safetensors::Dtype::I64);
     }
 
     #[test]
@@ -441,6 +465,11 @@ mod tests {
             (file(&[("chosen", Dtype::F32, vec![4], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS), "expected [pairs, width]"),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("labels", Dtype::F32, vec![4], ok.clone())], PAIR_EMBEDDINGS), "unexpected tensor `labels`"),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PREFERENCE_MODEL), "not `pair-embeddings`"),
+            (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("line", Dtype::F32, vec![2], f32s(&[1.0, 2.0]))], PAIR_EMBEDDINGS), "`line` is F32 [2], expected I64 [2]"),
+            (
+                file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("line", Dtype::I64, vec![2], [3i64, 0].iter().flat_map(|l| l.to_le_bytes()).collect())], PAIR_EMBEDDINGS),
+                "`line` of pair 1 is 0",
+            ),
             (good[..good.len() - 3].to_vec(), "not a valid safetensors file"),
             (
                 file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("chosen_ratings", Dtype::F32, vec![2, 2], ok.clone())], PAIR_EMBEDDINGS),

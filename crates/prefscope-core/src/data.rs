@@ -44,6 +44,9 @@ pub struct PairDataset {
     pub lists: Vec<Vec<usize>>,
     pub train_lists: Vec<usize>,
     pub eval_lists: Vec<usize>,
+    /// The source file's line of each pair (embedding files from `prefscope embed`); empty
+    /// otherwise. When present, [`PairDataset::split`] holds out by line as text runs do.
+    pub source_lines: Vec<usize>,
 }
 
 impl PairDataset {
@@ -56,9 +59,20 @@ impl PairDataset {
     }
 
     /// Split the pairs into train and eval by a seeded shuffle: the same seed gives the same split.
+    /// Pairs that know their source line are held out by [`is_held_out`] instead, so a head trained
+    /// on a file's embeddings is scored on exactly the pairs a text model trained on the file with
+    /// the same seed and fraction never saw, and the two can be compared.
     pub fn split(&mut self, eval_fraction: f64, seed: u64) -> Result<()> {
         if !(0.0..1.0).contains(&eval_fraction) {
             return Err(config_error("scenario.eval_fraction", "must be in [0, 1)"));
+        }
+        if !self.source_lines.is_empty() {
+            let (eval, train): (Vec<usize>, Vec<usize>) = (0..self.pairs.len()).partition(|&i| is_held_out(seed, self.source_lines[i], eval_fraction));
+            if train.is_empty() {
+                return Err(config_error("scenario.eval_fraction", format!("holds out all {} pairs; lower it", self.pairs.len())));
+            }
+            (self.eval, self.train) = (eval, train);
+            return Ok(());
         }
         let mut order: Vec<usize> = (0..self.pairs.len()).collect();
         Rng::stream(seed, "split").shuffle(&mut order);
@@ -88,6 +102,9 @@ impl PairDataset {
         if !self.strengths.is_empty() && self.strengths.len() != self.pairs.len() {
             return Err(config_error("dataset.strengths", "one strength per pair is required"));
         }
+        if !self.source_lines.is_empty() && self.source_lines.len() != self.pairs.len() {
+            return Err(config_error("dataset.source_lines", "one line number per pair is required"));
+        }
         if let Some(l) = self.lists.iter().find(|l| l.len() < 2 || l.iter().any(|&i| i >= n)) {
             return Err(config_error("dataset.lists", format!("list {l:?} needs at least 2 items below {n}")));
         }
@@ -96,6 +113,13 @@ impl PairDataset {
         }
         Ok(())
     }
+}
+
+/// Whether a pair file's line is held out: a hash of the seed and the line number, so the split
+/// is stable across passes over a streamed file and the same for a text run and an embedding run.
+pub fn is_held_out(seed: u64, line: usize, eval_fraction: f64) -> bool {
+    let mut r = Rng::new(Rng::stream(seed, "text-split").next_u64() ^ (line as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    r.uniform() < eval_fraction
 }
 
 /// Which synthetic scenario to build.
@@ -727,6 +751,29 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..a.pairs.len()).collect::<Vec<_>>());
         assert_eq!(a.eval.len(), 400);
+    }
+
+    /// Pairs from a file split by their line, as text runs do: the same pairs are held out
+    /// whatever their order in the dataset, and a fraction that holds out everything is refused.
+    #[test]
+    fn pairs_with_source_lines_split_like_text_runs() {
+        let n = 500;
+        let lines: Vec<usize> = (0..n).map(|i| 3 + 2 * i).collect();
+        let mut ds = PairDataset { dim: 1, items: vec![0.0, 1.0], pairs: vec![(0, 1); n], source_lines: lines.clone(), ..Default::default() };
+        ds.split(0.3, 9).unwrap();
+        let held: Vec<usize> = ds.eval.iter().map(|&i| lines[i]).collect();
+        assert_eq!(held, lines.iter().copied().filter(|&l| is_held_out(9, l, 0.3)).collect::<Vec<_>>());
+        assert_eq!(ds.train.len() + ds.eval.len(), n);
+        assert!((120..180).contains(&ds.eval.len()), "about 30 %: {}", ds.eval.len());
+        // Reversed order: the same lines are held out.
+        let mut rev = PairDataset { source_lines: lines.iter().rev().copied().collect(), ..ds.clone() };
+        rev.split(0.3, 9).unwrap();
+        let mut again: Vec<usize> = rev.eval.iter().map(|&i| rev.source_lines[i]).collect();
+        again.sort_unstable();
+        assert_eq!(again, held);
+        let mut one = PairDataset { pairs: vec![(0, 1)], source_lines: vec![1], ..ds.clone() };
+        let fraction = (1..100).map(|k| k as f64 / 100.0).find(|&f| is_held_out(9, 1, f)).unwrap();
+        assert!(one.split(fraction, 9).unwrap_err().to_string().contains("holds out all 1 pairs"));
     }
 
     #[test]

@@ -142,11 +142,7 @@ impl TextRunConfig {
     }
 }
 
-/// Whether a line is held out: a hash of the seed and the line number (stable across passes).
-pub fn is_held_out(seed: u64, line: usize, eval_fraction: f64) -> bool {
-    let mut r = Rng::new(Rng::stream(seed, "text-split").next_u64() ^ (line as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    r.uniform() < eval_fraction
-}
+pub use crate::data::is_held_out;
 
 const SPECIALS: [&str; 4] = ["<pad>", "<s>", "<sep>", "</s>"];
 
