@@ -397,7 +397,8 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
 
 /// The claim "MiniLM + BT head beats the from-scratch model", where pretraining pays: few
 /// training pairs. Both models hold out the same pairs (the embedding file keeps each pair's line,
-/// and the split hashes the line), 85 % of the shared hh-rlhf half, and train on the other ~170.
+/// and the split hashes the line), 85 % of the shared hh-rlhf half, and train on the other ~170;
+/// `compare` tests the difference on those pairs.
 /// Needs the MiniLM folder from `cargo xtask setup`, like the other embedding tests.
 #[test]
 fn minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
@@ -420,12 +421,22 @@ fn minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
     assert_eq!(head["eval_pairs"].as_u64(), Some(n), "both runs hold out the same lines");
     assert!(n > 950, "85 % of 1,185 pairs: {n}");
     let (minilm, from_scratch) = (head["eval_accuracy"].as_f64().unwrap(), tfm["eval_accuracy"].as_f64().unwrap());
-    // One-sided two-proportion z-test on the same held-out pairs. It ignores that the two models'
-    // errors are correlated, which only makes it more conservative than a paired test.
-    let pooled = (minilm + from_scratch) / 2.0;
-    let z = (minilm - from_scratch) / (2.0 * pooled * (1.0 - pooled) / n as f64).sqrt();
-    eprintln!("{n} held-out pairs: MiniLM + linear BT {minilm:.4}, from-scratch transformer {from_scratch:.4}, z = {z:.2}");
-    assert!(z > 1.645, "MiniLM {minilm} vs from scratch {from_scratch} over {n} pairs: z = {z:.2}, not significant at 5 %");
+
+    // `compare` pairs the verdicts line by line: an exact McNemar test, not two separate figures.
+    let c = last_json(&prefscope(&["compare", "head", "tfm", "--json"], &dir));
+    assert_eq!(c["n"].as_u64(), Some(n));
+    assert_eq!(c["data"], "hh-rlhf-harmless-base-a.jsonl.gz");
+    assert!((c["accuracy_a"].as_f64().unwrap() - minilm).abs() < 1e-6 && (c["accuracy_b"].as_f64().unwrap() - from_scratch).abs() < 1e-6, "{c}");
+    let (only_a, only_b, p) = (c["only_a_right"].as_u64().unwrap(), c["only_b_right"].as_u64().unwrap(), c["p_value"].as_f64().unwrap());
+    assert_eq!(only_a as i64 - only_b as i64, ((minilm - from_scratch) * n as f64).round() as i64, "disagreements account for the accuracy gap");
+    eprintln!("{n} held-out pairs: MiniLM + linear BT {minilm:.4}, from-scratch transformer {from_scratch:.4}; only one right: {only_a} vs {only_b}, McNemar p = {p:.1e}");
+    assert!(minilm > from_scratch && p < 0.05, "MiniLM {minilm} vs from scratch {from_scratch} over {n} pairs: McNemar p = {p}");
+
+    // Runs on different data, or on a scenario, are refused by name.
+    let out = prefscope(&["train", "--scenario", "linear", "--model", "bt", "--steps", "5", "--out", "toy"], &dir);
+    assert!(out.status.success());
+    let out = prefscope(&["compare", "head", "toy"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("toy/model.safetensors was trained on the `linear` scenario"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

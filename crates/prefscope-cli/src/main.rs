@@ -6,6 +6,7 @@
 mod align;
 mod backend;
 mod bench;
+mod compare;
 mod denoise;
 mod embed;
 mod rank;
@@ -32,6 +33,8 @@ enum Command {
     Train(run::TrainArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),
+    /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
+    Compare(compare::CompareArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
     Bench(bench::BenchArgs),
     /// Optimise a policy with a DPO-family loss (bandit policy with a known optimum).
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => run::train(args),
         Command::Eval(args) => run::eval(args),
+        Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),
         Command::Rank(args) => rank::rank(args),
         Command::Align(args) => align::align(args),

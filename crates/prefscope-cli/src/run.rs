@@ -490,12 +490,18 @@ impl BackendJob for EvalJob {
     }
 }
 
-pub fn eval(args: EvalArgs) -> Result<()> {
-    let weights_path = if args.run.is_file() { args.run.clone() } else { args.run.join(MODEL_FILE) };
+/// The checkpoint of a run: `run` itself when it is a file, else the run folder's model file.
+pub(crate) fn read_checkpoint(run: &Path) -> Result<(PathBuf, Vec<u8>)> {
+    let weights_path = if run.is_file() { run.to_path_buf() } else { run.join(MODEL_FILE) };
     if !weights_path.is_file() {
-        bail!("{} is not a run folder with a {MODEL_FILE}, nor a checkpoint file", args.run.display());
+        bail!("{} is not a run folder with a {MODEL_FILE}, nor a checkpoint file", run.display());
     }
     let weights = fs::read(&weights_path).with_context(|| format!("cannot read checkpoint {}", weights_path.display()))?;
+    Ok((weights_path, weights))
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let (weights_path, weights) = read_checkpoint(&args.run)?;
     let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);

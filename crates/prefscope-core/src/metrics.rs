@@ -118,6 +118,17 @@ pub fn binomial_tail_half(k: usize, n: usize) -> f64 {
     (max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()).exp().min(1.0)
 }
 
+/// Exact two-sided McNemar test of two models scored on the same pairs: `only_a` pairs only the
+/// first got right, `only_b` only the second. Under "equally good" each disagreement is a fair
+/// coin, so p = 2·P(X ≥ max) for X ~ Binomial(only_a + only_b, 1/2), capped at 1.
+pub fn mcnemar_exact(only_a: usize, only_b: usize) -> f64 {
+    let n = only_a + only_b;
+    if n == 0 || only_a == only_b {
+        return 1.0;
+    }
+    (2.0 * binomial_tail_half(only_a.max(only_b), n)).min(1.0)
+}
+
 /// The full report over scored pairs.
 pub fn evaluate_scores(scores: &[PairScore]) -> EvalReport {
     let n = scores.len();
@@ -256,6 +267,18 @@ pub fn rewardbench_scores(subsets: BTreeMap<String, SubsetScore>) -> RewardBench
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Worked values: 10 against 2 disagreements gives 2·(C(12,10)+C(12,11)+C(12,12))/2¹² =
+    /// 158/4096; a tie or no disagreement gives 1; the test is symmetric.
+    #[test]
+    fn mcnemar_matches_the_exact_binomial() {
+        assert!((mcnemar_exact(10, 2) - 158.0 / 4096.0).abs() < 1e-12, "{}", mcnemar_exact(10, 2));
+        assert_eq!(mcnemar_exact(2, 10), mcnemar_exact(10, 2));
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        assert_eq!(mcnemar_exact(7, 7), 1.0);
+        assert!((mcnemar_exact(1, 0) - 1.0).abs() < 1e-12, "one disagreement proves nothing");
+        assert!((mcnemar_exact(5, 0) - 2.0 / 32.0).abs() < 1e-12);
+    }
 
     fn score(logit: f32, chosen_len: usize, rejected_len: usize, category: Option<&str>) -> PairScore {
         PairScore { logit, chosen_len, rejected_len, category: category.map(str::to_string) }

@@ -335,6 +335,20 @@ pub async fn evaluate<B: Backend>(model: &PreferenceModel<B>, ds: &PairDataset, 
     evaluate_resident(model, &DeviceData::<B>::new(ds, device), ds, pairs, device).await
 }
 
+/// A model's logits of P(chosen ≻ rejected) on the given pairs of `ds`, in order.
+pub async fn pair_logits<B: Backend>(model: &PreferenceModel<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<Vec<f32>> {
+    logits_resident(model, &DeviceData::<B>::new(ds, device), ds, pairs, device).await
+}
+
+async fn logits_resident<B: Backend>(model: &PreferenceModel<B>, data: &DeviceData<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(8192) {
+        let b = data.gather(ds, chunk, device);
+        out.extend(read(model.logits(b.chosen, b.rejected, b.prompts)).await?);
+    }
+    Ok(out)
+}
+
 /// [`evaluate`] on data already on the device (the trainer's, so evaluation uploads nothing).
 async fn evaluate_resident<B: Backend>(model: &PreferenceModel<B>, data: &DeviceData<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<EvalMetrics> {
     if pairs.is_empty() {
@@ -671,14 +685,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The current model's logits on the given pairs (no gradients).
     pub async fn pair_logits(&self, pairs: &[usize]) -> Result<Vec<f32>> {
-        let model = self.model().valid();
-        let data = self.data.inner();
-        let mut out = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(8192) {
-            let b = data.gather(&self.dataset, chunk, &self.device);
-            out.extend(read(model.logits(b.chosen, b.rejected, b.prompts)).await?);
-        }
-        Ok(out)
+        logits_resident(&self.model().valid(), &self.data.inner(), &self.dataset, pairs, &self.device).await
     }
 
     /// Held-out metrics of the current model.
