@@ -388,6 +388,19 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     let bare = prefscope_core::checkpoint::read_pair_embeddings(&std::fs::read(dir.join("bare.safetensors")).unwrap()).unwrap();
     assert_eq!(bare.prompts, ds.prompts);
     assert_ne!(bare.items, ds.items);
+    assert_eq!((bare.source_lines.as_slice(), bare.response_lengths.len()), ((1..=10).collect::<Vec<_>>().as_slice(), 10));
+
+    // A head scores another embedding file in full, with the text runs' report; a text file is
+    // not an embedding file.
+    let other = last_json(&prefscope(&["eval", "--run", "heads-bt", "--data", "bare.safetensors", "--json"], &dir));
+    assert_eq!((other["split"].as_str(), other["n"].as_u64()), (Some("all"), Some(10)));
+    let buckets: u64 = other["by_length"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(buckets, 10);
+    for key in ["accuracy_ci95", "p_value_vs_chance", "ece", "reliability", "mean_margin"] {
+        assert!(other.get(key).is_some(), "missing {key}");
+    }
+    let out = prefscope(&["eval", "--run", "heads-bt", "--data", data.to_str().unwrap()], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be an embedding file"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
     assert!(!out.status.success());

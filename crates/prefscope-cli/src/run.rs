@@ -8,8 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use prefscope_core::checkpoint::{check_fits, load_preference_model};
-use prefscope_core::train::evaluate;
+use prefscope_core::checkpoint::{check_fits, load_preference_model, read_pair_embeddings};
+use prefscope_core::metrics::{EvalReport, PairScore, evaluate_scores};
+use prefscope_core::textrm::same_file;
+use prefscope_core::train::{evaluate, pair_logits};
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind, StepMetrics, Trainer};
 use serde_json::json;
 
@@ -468,25 +470,55 @@ fn read_run_config(dir: &Path) -> Result<RunConfig> {
 
 struct EvalJob {
     weights: Vec<u8>,
+    /// Another embedding file to score (all its pairs), for a head trained on embeddings.
+    data: Option<PathBuf>,
 }
 
 impl BackendJob for EvalJob {
-    type Output = serde_json::Value;
+    type Output = (EvalReport, serde_json::Value);
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let (head, model) = load_preference_model::<B>(self.weights, &device)?;
-        let dataset = head.config.dataset()?;
+        let own = head.config.embeddings.clone();
+        // The run's own data scores its held-out pairs only; another embedding file all of its.
+        let (dataset, pairs, split, source) = match (&self.data, &own) {
+            (Some(path), Some(own)) if !same_file(path, own) => {
+                let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let ds = read_pair_embeddings(&bytes).with_context(|| format!("{}: --data for a head trained on embeddings must be an embedding file (`prefscope embed`)", path.display()))?;
+                let all = (0..ds.pairs.len()).collect();
+                (ds, all, "all", path.display().to_string())
+            }
+            (Some(_), None) => bail!("--data needs a model trained on text or on an embedding file; this one was trained on the `{}` scenario", head.config.scenario.kind.name()),
+            _ => {
+                let ds = head.config.dataset()?;
+                let eval = ds.eval.clone();
+                let source = own.map_or_else(|| format!("the `{}` scenario", head.config.scenario.kind.name()), |p| p.display().to_string());
+                (ds, eval, "held-out", source)
+            }
+        };
         check_fits(&head, &dataset)?;
         let model = model.valid();
-        let e = pollster::block_on(evaluate(&model, &dataset, &dataset.eval, &device))?;
-        Ok(json!({
-            "accuracy": e.accuracy,
-            "eval_accuracy": e.accuracy,
-            "loss": e.loss,
-            "probability": e.probability,
-            "n": e.n,
-            "backend": backend.name(),
-        }))
+        let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
+        let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
+        let lengths = |i: usize| dataset.response_lengths.get(i).copied().unwrap_or((0, 0));
+        let scores: Vec<PairScore> = pairs.iter().zip(logits).map(|(&i, logit)| PairScore { logit, chosen_len: lengths(i).0, rejected_len: lengths(i).1, category: None }).collect();
+        let mut report = evaluate_scores(&scores);
+        // Accuracy and loss as training computed them (f32 on the device), so they match its summary.
+        (report.accuracy, report.loss) = (e.accuracy as f64, e.loss as f64);
+        let known_lengths = !dataset.response_lengths.is_empty();
+        if !known_lengths {
+            report.by_length.clear();
+        }
+        let mut out = serde_json::to_value(&report)?;
+        if !known_lengths {
+            out["prefers_longer"] = serde_json::Value::Null;
+        }
+        out["eval_accuracy"] = json!(e.accuracy);
+        out["probability"] = json!(e.probability);
+        out["split"] = json!(split);
+        out["data"] = json!(source);
+        out["backend"] = json!(backend.name());
+        Ok((report, out))
     }
 }
 
@@ -506,21 +538,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
-    if args.data.is_some() {
-        bail!("--data needs a model trained on text (`prefscope train --data …`); {} was trained on a scenario", weights_path.display());
-    }
-    let out = dispatch(args.backend.backend, EvalJob { weights })?;
+    let (report, out) = dispatch(args.backend.backend, EvalJob { weights, data: args.data.clone() })?;
     if args.json {
         println!("{out}");
     } else {
-        println!(
-            "{}: eval accuracy {:.4}, loss {:.4}, mean P(chosen ≻ rejected) {:.4} over {} pairs",
-            args.run.display(),
-            out["accuracy"].as_f64().unwrap_or(f64::NAN),
-            out["loss"].as_f64().unwrap_or(f64::NAN),
-            out["probability"].as_f64().unwrap_or(f64::NAN),
-            out["n"]
-        );
+        crate::text::print_report(&args.run, &report, &out);
     }
     Ok(())
 }

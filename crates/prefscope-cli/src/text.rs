@@ -262,7 +262,7 @@ pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) {
+pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) {
     println!("{} on {} ({} pairs, {}):", run.display(), out["data"].as_str().unwrap_or(""), r.n, out["split"].as_str().unwrap_or(""));
     println!(
         "  accuracy      {:.4}  (95% CI {:.4}–{:.4}; one-sided p = {:.2e} against chance)",
@@ -274,9 +274,12 @@ fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) {
     for b in r.reliability.iter().filter(|b| b.count > 0) {
         println!("    {:.2}–{:.2}  {:>7}  {:>8.3}  {:>10.3}", b.lo, b.hi, b.count, b.accuracy, b.mean_confidence);
     }
-    println!("  length        prefers the longer response in {:.1}% of unequal pairs", 100.0 * r.prefers_longer);
-    for b in &r.by_length {
-        println!("    {:<16} {:>6} pairs  accuracy {:.3}", b.name, b.count, b.accuracy);
+    // Empty for embedding files written before they kept the responses' lengths.
+    if !r.by_length.is_empty() {
+        println!("  length        prefers the longer response in {:.1}% of unequal pairs", 100.0 * r.prefers_longer);
+        for b in &r.by_length {
+            println!("    {:<16} {:>6} pairs  accuracy {:.3}", b.name, b.count, b.accuracy);
+        }
     }
     if let Some(rb) = &r.rewardbench {
         println!("  RewardBench subsets:");

@@ -218,9 +218,15 @@ pub fn write_pair_embeddings(data: &PairDataset, encoder: &str, source: &str) ->
     if data.strengths.len() == n {
         views.push(("margin", view(&margin, vec![n])?));
     }
-    let lines: Vec<u8> = data.source_lines.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect();
+    let i64s = |v: &mut dyn Iterator<Item = usize>| -> Vec<u8> { v.flat_map(|x| (x as i64).to_le_bytes()).collect() };
+    let lines = i64s(&mut data.source_lines.iter().copied());
+    let lengths = i64s(&mut data.response_lengths.iter().flat_map(|&(c, r)| [c, r]));
+    let int_view = |bytes, shape| safetensors::tensor::TensorView::new(safetensors::Dtype::I64, shape, bytes).map_err(|e| bad(format!("cannot serialise the embeddings: {e}")));
     if data.source_lines.len() == n {
-        views.push(("line", safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![n], &lines).map_err(|e| bad(format!("cannot serialise the line numbers: {e}")))?));
+        views.push(("line", int_view(&lines, vec![n])?));
+    }
+    if data.response_lengths.len() == n {
+        views.push(("length", int_view(&lengths, vec![n, 2])?));
     }
     let metadata: HashMap<String, String> =
         [(KIND_KEY, PAIR_EMBEDDINGS), (ENCODER_KEY, encoder), (SOURCE_KEY, source)].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -239,8 +245,8 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         return Err(bad(format!("this file holds a `{kind}`, not `{PAIR_EMBEDDINGS}`")));
     }
     let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin" | "line")) {
-        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin, line)")));
+    if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin" | "line" | "length")) {
+        return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin, line, length)")));
     }
     let matrix = |name: &str| -> Result<Option<(usize, usize, &[u8])>> {
         let t = match file.tensor(name) {
@@ -321,21 +327,25 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
         }
         ds.strengths = floats(data);
     }
-    // The source line of each pair (I64, from 1): it decides the held-out split.
-    match file.tensor("line") {
-        Ok(t) => {
-            if t.dtype() != safetensors::Dtype::I64 || t.shape() != [n] {
-                return Err(bad(format!("`line` is {:?} {:?}, expected I64 [{n}]", t.dtype(), t.shape())));
-            }
-            let lines: Vec<i64> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
-            if let Some(i) = lines.iter().position(|&l| l < 1) {
-                return Err(bad(format!("`line` of pair {i} is {}; line numbers start at 1", lines[i])));
-            }
-            ds.source_lines = lines.into_iter().map(|l| l as usize).collect();
+    // Integer columns: the source line of each pair (from 1; it decides the held-out split) and
+    // the characters of its two responses (the eval report's length buckets).
+    let ints = |name: &str, shape: &[usize], min: i64| -> Result<Option<Vec<usize>>> {
+        let t = match file.tensor(name) {
+            Ok(t) => t,
+            Err(safetensors::SafeTensorError::TensorNotFound(_)) => return Ok(None),
+            Err(e) => return Err(bad(format!("`{name}`: {e}"))),
+        };
+        if t.dtype() != safetensors::Dtype::I64 || t.shape() != shape {
+            return Err(bad(format!("`{name}` is {:?} {:?}, expected I64 {shape:?}", t.dtype(), t.shape())));
         }
-        Err(safetensors::SafeTensorError::TensorNotFound(_)) => {}
-        Err(e) => return Err(bad(format!("`line`: {e}"))),
-    }
+        let v: Vec<i64> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        if let Some(i) = v.iter().position(|&x| x < min) {
+            return Err(bad(format!("`{name}` has {} in row {}, below {min}", v[i], i / shape.get(1).copied().unwrap_or(1))));
+        }
+        Ok(Some(v.into_iter().map(|x| x as usize).collect()))
+    };
+    ds.source_lines = ints("line", &[n], 1)?.unwrap_or_default();
+    ds.response_lengths = ints("length", &[n, 2], 0)?.map(|v| v.chunks_exact(2).map(|c| (c[0], c[1])).collect()).unwrap_or_default();
     Ok(ds)
 }
 
@@ -434,7 +444,7 @@ mod tests {
         assert_eq!(rows("rejected_ratings"), [3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(rows("margin"), [0.5, 1.0, 2.0]);
         // Source lines travel as I64, one per pair.
-        let lined = PairDataset { source_lines: vec![2, 3, 7], ..embedded() };
+        let lined = PairDataset { source_lines: vec![2, 3, 7], response_lengths: vec![(10, 20), (0, 5), (10, 20)], ..embedded() };
         let bytes = write_pair_embeddings(&lined, "e", "s").unwrap();
         assert_eq!(read_pair_embeddings(&bytes).unwrap(), lined);
         assert_eq!(safetensors::SafeTensors::deserialize(&bytes).unwrap().tensor("line").unwrap().dtype(), safetensors::Dtype::I64);
@@ -467,8 +477,12 @@ mod tests {
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone())], PREFERENCE_MODEL), "not `pair-embeddings`"),
             (file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("line", Dtype::F32, vec![2], f32s(&[1.0, 2.0]))], PAIR_EMBEDDINGS), "`line` is F32 [2], expected I64 [2]"),
             (
+                file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("length", Dtype::I64, vec![2], [3i64, 4].iter().flat_map(|l| l.to_le_bytes()).collect())], PAIR_EMBEDDINGS),
+                "`length` is I64 [2], expected I64 [2, 2]",
+            ),
+            (
                 file(&[("chosen", Dtype::F32, vec![2, 2], ok.clone()), ("rejected", Dtype::F32, vec![2, 2], ok.clone()), ("line", Dtype::I64, vec![2], [3i64, 0].iter().flat_map(|l| l.to_le_bytes()).collect())], PAIR_EMBEDDINGS),
-                "`line` of pair 1 is 0",
+                "`line` has 0 in row 1, below 1",
             ),
             (good[..good.len() - 3].to_vec(), "not a valid safetensors file"),
             (

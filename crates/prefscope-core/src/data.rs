@@ -47,6 +47,9 @@ pub struct PairDataset {
     /// The source file's line of each pair (embedding files from `prefscope embed`); empty
     /// otherwise. When present, [`PairDataset::split`] holds out by line as text runs do.
     pub source_lines: Vec<usize>,
+    /// Characters of each pair's chosen and rejected response (embedding files), for the length
+    /// buckets of the eval report; empty otherwise.
+    pub response_lengths: Vec<(usize, usize)>,
 }
 
 impl PairDataset {
@@ -104,6 +107,9 @@ impl PairDataset {
         }
         if !self.source_lines.is_empty() && self.source_lines.len() != self.pairs.len() {
             return Err(config_error("dataset.source_lines", "one line number per pair is required"));
+        }
+        if !self.response_lengths.is_empty() && self.response_lengths.len() != self.pairs.len() {
+            return Err(config_error("dataset.response_lengths", "one pair of lengths per pair is required"));
         }
         if let Some(l) = self.lists.iter().find(|l| l.len() < 2 || l.iter().any(|&i| i >= n)) {
             return Err(config_error("dataset.lists", format!("list {l:?} needs at least 2 items below {n}")));

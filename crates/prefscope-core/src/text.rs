@@ -319,13 +319,15 @@ fn split_at_assistant(t: &str, limit: usize) -> Option<usize> {
     t[..limit].rfind(MARK).map(|i| i + MARK.len())
 }
 
-/// Carry the pairs' source lines (they decide the held-out split), margins (as strengths, TRL's
+/// Carry the pairs' source lines (they decide the held-out split), response lengths (for the eval
+/// report's length buckets), margins (as strengths, TRL's
 /// `margin`) and per-attribute ratings (per item) into `ds`, whose pairs are `pairs` in order (as
 /// `prefscope embed` writes them). A pair without
 /// a margin counts 0 when others have one (TRL's default); ratings must be on every pair with one
 /// width, since none can be made up. An item rated differently in two pairs keeps its first rating.
 pub fn carry_labels(source_name: &str, pairs: &[TextPair], ds: &mut crate::PairDataset) -> Result<()> {
     ds.source_lines = pairs.iter().map(|p| p.line).collect();
+    ds.response_lengths = pairs.iter().map(|p| (p.chosen.chars().count(), p.rejected.chars().count())).collect();
     if pairs.iter().any(|p| p.margin.is_some()) {
         ds.strengths = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
     }
@@ -483,6 +485,7 @@ mod tests {
         let mut ds = crate::PairDataset { dim: 1, items: vec![0.0, 1.0, 2.0], pairs: vec![(0, 1), (2, 0)], ..Default::default() };
         carry_labels("f.jsonl", &pairs, &mut ds).unwrap();
         assert_eq!(ds.source_lines, [1, 2]);
+        assert_eq!(ds.response_lengths, [(1, 1), (1, 1)]);
         assert_eq!(ds.strengths, [2.0, 0.0], "a pair without a margin counts 0");
         assert_eq!((ds.n_objectives, ds.ratings.as_slice()), (2, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0].as_slice()), "item a keeps its first rating");
 
