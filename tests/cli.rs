@@ -100,6 +100,17 @@ fn bradley_terry_on_cyclic_stays_near_chance() {
     let summary = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "bt", "--out", "r", "--json"], &dir));
     let acc = summary["eval_accuracy"].as_f64().unwrap();
     assert!(acc <= 0.70, "BT on cyclic: {acc}");
+
+    // GPM on the same scenario and seed holds out the same pairs; compare makes it a paired test.
+    let gpm = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--out", "g", "--json"], &dir));
+    let c = last_json(&prefscope(&["compare", "g", "r", "--json"], &dir));
+    assert_eq!(c["n"], gpm["eval_pairs"]);
+    assert_eq!((c["accuracy_a"].as_f64().unwrap() as f32, c["accuracy_b"].as_f64().unwrap() as f32), (gpm["eval_accuracy"].as_f64().unwrap() as f32, acc as f32));
+    assert!(c["only_a_right"].as_u64() > c["only_b_right"].as_u64() && c["p_value"].as_f64().unwrap() < 1e-10, "{c}");
+    // Another seed builds other pairs: refused.
+    last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--seed", "1", "--steps", "5", "--out", "s1", "--json"], &dir));
+    let out = prefscope(&["compare", "g", "s1"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on the `cyclic` scenario (seed 1)"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -445,11 +456,11 @@ fn minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
     eprintln!("{n} held-out pairs: MiniLM + linear BT {minilm:.4}, from-scratch transformer {from_scratch:.4}; only one right: {only_a} vs {only_b}, McNemar p = {p:.1e}");
     assert!(minilm > from_scratch && p < 0.05, "MiniLM {minilm} vs from scratch {from_scratch} over {n} pairs: McNemar p = {p}");
 
-    // Runs on different data, or on a scenario, are refused by name.
+    // Runs on different data are refused by name.
     let out = prefscope(&["train", "--scenario", "linear", "--model", "bt", "--steps", "5", "--out", "toy"], &dir);
     assert!(out.status.success());
     let out = prefscope(&["compare", "head", "toy"], &dir);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("toy/model.safetensors was trained on the `linear` scenario"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("head was trained on hh-rlhf-harmless-base-a.jsonl.gz but toy on the `linear` scenario (seed 0)"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `prefscope compare`: two trained runs scored on the same held-out pairs of one pair file, with
 //! an exact McNemar test, so "A beats B" is a paired claim rather than two separate accuracies.
 //! A text run and a head on that file's embeddings qualify: both split by the file's line numbers.
+//! So do two runs on the same scenario and seed, whose data and split are rebuilt identically.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,10 +33,14 @@ pub struct CompareArgs {
     backend: BackendArgs,
 }
 
-/// One run's verdicts on its held-out pairs, keyed by the source file's line.
+/// One run's verdicts on its held-out pairs, keyed by the source file's line (the pair's index
+/// for a scenario).
 struct HeldOut {
-    /// The pair file the run was trained on (its file name: embedding files record only that).
+    /// What the run was trained on: a pair file's name (embedding files record only that), or a
+    /// scenario and seed.
     source: String,
+    /// Equal for runs whose keys name the same pairs: the file name, or the whole scenario config.
+    identity: String,
     correct: BTreeMap<usize, bool>,
 }
 
@@ -64,29 +69,35 @@ fn held_out<B: AutodiffBackend>(path: &Path, weights: Vec<u8>, device: &B::Devic
         let encoded = EncodedPairs::new(&tok, &pairs, cfg.model.max_len)?;
         let logits = score_pairs(&model, &cfg.model, tok.special.pad, &encoded, 32, device)?;
         let correct = pairs.iter().zip(logits).map(|(p, l)| (p.line, l > 0.0)).collect();
-        return Ok(HeldOut { source: file_name(&cfg.data.path), correct });
+        let source = file_name(&cfg.data.path);
+        return Ok(HeldOut { identity: source.clone(), source, correct });
     }
     let (head, model) = load_preference_model::<B>(weights, device).with_context(|| path.display().to_string())?;
-    let Some(embeddings) = head.config.embeddings.clone() else {
-        bail!("{} was trained on the `{}` scenario; compare needs runs on a pair file (`train --data` or `train --embeddings`)", path.display(), head.config.scenario.kind.name());
-    };
     let dataset = head.config.dataset()?;
+    check_fits(&head, &dataset)?;
+    let logits = pollster::block_on(prefscope_core::train::pair_logits(&model.valid(), &dataset, &dataset.eval, device))?;
+    let Some(embeddings) = head.config.embeddings.clone() else {
+        // A scenario is rebuilt from its config and seed, so the same config means the same pairs.
+        let cfg = &head.config;
+        let identity = format!("seed = {}\n{}", cfg.seed, toml::to_string(&cfg.scenario).expect("plain data serialises"));
+        let correct = dataset.eval.iter().zip(logits).map(|(&i, l)| (i, l > 0.0)).collect();
+        return Ok(HeldOut { source: format!("the `{}` scenario (seed {})", cfg.scenario.kind.name(), cfg.seed), identity, correct });
+    };
     if dataset.source_lines.is_empty() {
         bail!("{} has no line numbers; embed the pair file again with this version of `prefscope embed`", embeddings.display());
     }
-    check_fits(&head, &dataset)?;
     let bytes = std::fs::read(&embeddings).with_context(|| format!("cannot read {}", embeddings.display()))?;
     let source = read_metadata(&bytes)?.get(SOURCE_KEY).cloned().unwrap_or_default();
-    let logits = pollster::block_on(prefscope_core::train::pair_logits(&model.valid(), &dataset, &dataset.eval, device))?;
     let correct = dataset.eval.iter().zip(logits).map(|(&i, l)| (dataset.source_lines[i], l > 0.0)).collect();
-    Ok(HeldOut { source, correct })
+    Ok(HeldOut { identity: source.clone(), source, correct })
 }
 
 pub fn compare(args: CompareArgs) -> Result<()> {
     let runs = [read_checkpoint(&args.a)?, read_checkpoint(&args.b)?];
     let [a, b] = dispatch(args.backend.backend, CompareJob { runs })?;
-    if a.source != b.source {
-        bail!("{} was trained on {} but {} on {}: there are no shared pairs to compare on", args.a.display(), a.source, args.b.display(), b.source);
+    if a.identity != b.identity {
+        let other = if a.source == b.source { format!("{} with other scenario settings", b.source) } else { b.source.clone() };
+        bail!("{} was trained on {} but {} on {other}: there are no shared pairs to compare on", args.a.display(), a.source, args.b.display());
     }
     // Lines held out by both runs: neither model trained on any of them.
     let shared: Vec<(bool, bool)> = a.correct.iter().filter_map(|(line, &x)| b.correct.get(line).map(|&y| (x, y))).collect();
@@ -115,7 +126,7 @@ pub fn compare(args: CompareArgs) -> Result<()> {
             })
         );
     } else {
-        println!("{} held-out pairs of {} that both runs never trained on:", n, a.source);
+        println!("{} held-out pairs of {} that neither run trained on:", n, a.source);
         println!("  A {}: accuracy {acc_a:.4}", args.a.display());
         println!("  B {}: accuracy {acc_b:.4}", args.b.display());
         println!("  only A right on {only_a} pairs, only B on {only_b}; exact McNemar p = {p:.2e} (two-sided)");
