@@ -169,7 +169,8 @@ pub struct RunConfig {
     #[serde(default)]
     pub train: TrainConfig,
     /// Train on a pair-embedding file (`prefscope embed`) instead of the scenario's data; the
-    /// split uses `scenario.eval_fraction` and the seed.
+    /// split uses `scenario.eval_fraction` and the seed (by source line when the file has them,
+    /// as text runs split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<std::path::PathBuf>,
 }
