@@ -8,11 +8,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use prefscope_core::checkpoint::{check_fits, load_preference_model, read_pair_embeddings};
+use prefscope_core::checkpoint::{ENCODER_KEY, SOURCE_KEY, check_fits, load_preference_model, read_metadata, read_pair_embeddings};
 use prefscope_core::metrics::{EvalReport, PairScore, evaluate_scores};
+use prefscope_core::minilm;
+use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::data::is_held_out;
 use prefscope_core::textrm::same_file;
 use prefscope_core::train::{evaluate, pair_logits};
-use prefscope_core::{ModelKind, RunConfig, ScenarioKind, StepMetrics, Trainer};
+use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind, StepMetrics, Trainer};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -470,38 +473,93 @@ fn read_run_config(dir: &Path) -> Result<RunConfig> {
 
 struct EvalJob {
     weights: Vec<u8>,
-    /// Another embedding file to score (all its pairs), for a head trained on embeddings.
+    /// Another file to score in full, for a head trained on embeddings: an embedding file
+    /// (`.safetensors`), or a pair file that is embedded here the way the head's file was.
     data: Option<PathBuf>,
+    format: TextFormat,
+    on_error: OnError,
+}
+
+/// What an eval scores: the data, which of its pairs, and what the report says about them.
+struct Scored {
+    dataset: PairDataset,
+    pairs: Vec<usize>,
+    split: &'static str,
+    source: String,
+    /// RewardBench subsets, per entry of `pairs`, when the pairs came from text.
+    categories: Vec<Option<String>>,
+    skipped: usize,
+}
+
+impl EvalJob {
+    fn scored<B: AutodiffBackend>(&self, config: &RunConfig, device: &B::Device, backend: BackendKind) -> Result<Scored> {
+        let own = config.embeddings.as_ref();
+        let Some(path) = self.data.as_ref().filter(|p| own.is_none_or(|own| !same_file(p, own))) else {
+            // The run's own data: its held-out pairs only.
+            let dataset = config.dataset()?;
+            let source = own.map_or_else(|| format!("the `{}` scenario", config.scenario.kind.name()), |p| p.display().to_string());
+            return Ok(Scored { pairs: dataset.eval.clone(), dataset, split: "held-out", source, categories: vec![], skipped: 0 });
+        };
+        let Some(own) = own else {
+            bail!("--data needs a model trained on text or on an embedding file; this one was trained on the `{}` scenario", config.scenario.kind.name());
+        };
+        let source = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let bytes = fs::read(path).with_context(|| format!("cannot read {source}"))?;
+            let dataset = read_pair_embeddings(&bytes).with_context(|| format!("{source}: --data for a head trained on embeddings must be an embedding file (`prefscope embed`) or a pair file"))?;
+            return Ok(Scored { pairs: (0..dataset.pairs.len()).collect(), dataset, split: "all", source, categories: vec![], skipped: 0 });
+        }
+        // A pair file: embed it with the encoder and item text the head was trained on.
+        let own_bytes = fs::read(own).with_context(|| format!("cannot read the run's embedding file {}", own.display()))?;
+        let meta = read_metadata(&own_bytes)?;
+        let label = meta.get(ENCODER_KEY).cloned().unwrap_or_default();
+        let Some(items) = minilm::ItemText::from_encoder_label(&label) else {
+            bail!("{} holds `{label}` vectors; eval embeds text with {} only, so embed {source} the same way and pass that file", own.display(), minilm::ENCODER_NAME);
+        };
+        let mut reader = PairReader::open(path, self.format, self.on_error)?;
+        let mut text: Vec<TextPair> = reader.by_ref().collect::<prefscope_core::Result<_>>()?;
+        // The file the head's embeddings came from (embedding files record its name): score only
+        // the lines its training held out, as for a text run's own file.
+        let trained_on_it = path.file_name().is_some_and(|n| meta.get(SOURCE_KEY).is_some_and(|s| n.to_string_lossy() == *s));
+        if trained_on_it {
+            text.retain(|p| is_held_out(config.seed, p.line, config.scenario.eval_fraction));
+        }
+        if text.is_empty() {
+            bail!("{source} holds no pairs{}", if trained_on_it { " that the run held out" } else { "" });
+        }
+        let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+        let encoder = minilm::MiniLm::<B::InnerBackend>::load(&minilm::default_dir(), device)?.with_threads(threads);
+        let bar = crate::step_bar(0);
+        let mut dataset = encoder.embed_pairs(&text, items, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message("sequences embedded");
+        })?;
+        bar.finish_and_clear();
+        prefscope_core::text::carry_labels(&source, &text, &mut dataset)?;
+        let categories = text.iter().map(|p| p.category.clone()).collect();
+        let split = if trained_on_it { "held-out" } else { "all" };
+        Ok(Scored { pairs: (0..text.len()).collect(), dataset, split, source, categories, skipped: reader.skipped })
+    }
 }
 
 impl BackendJob for EvalJob {
     type Output = (EvalReport, serde_json::Value);
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let (head, model) = load_preference_model::<B>(self.weights, &device)?;
-        let own = head.config.embeddings.clone();
-        // The run's own data scores its held-out pairs only; another embedding file all of its.
-        let (dataset, pairs, split, source) = match (&self.data, &own) {
-            (Some(path), Some(own)) if !same_file(path, own) => {
-                let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                let ds = read_pair_embeddings(&bytes).with_context(|| format!("{}: --data for a head trained on embeddings must be an embedding file (`prefscope embed`)", path.display()))?;
-                let all = (0..ds.pairs.len()).collect();
-                (ds, all, "all", path.display().to_string())
-            }
-            (Some(_), None) => bail!("--data needs a model trained on text or on an embedding file; this one was trained on the `{}` scenario", head.config.scenario.kind.name()),
-            _ => {
-                let ds = head.config.dataset()?;
-                let eval = ds.eval.clone();
-                let source = own.map_or_else(|| format!("the `{}` scenario", head.config.scenario.kind.name()), |p| p.display().to_string());
-                (ds, eval, "held-out", source)
-            }
-        };
+    fn run<B: AutodiffBackend>(mut self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let (head, model) = load_preference_model::<B>(std::mem::take(&mut self.weights), &device)?;
+        let Scored { dataset, pairs, split, source, categories, skipped } = self.scored::<B>(&head.config, &device, backend)?;
         check_fits(&head, &dataset)?;
         let model = model.valid();
         let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
         let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
         let lengths = |i: usize| dataset.response_lengths.get(i).copied().unwrap_or((0, 0));
-        let scores: Vec<PairScore> = pairs.iter().zip(logits).map(|(&i, logit)| PairScore { logit, chosen_len: lengths(i).0, rejected_len: lengths(i).1, category: None }).collect();
+        let scores: Vec<PairScore> = pairs
+            .iter()
+            .zip(logits)
+            .enumerate()
+            .map(|(k, (&i, logit))| PairScore { logit, chosen_len: lengths(i).0, rejected_len: lengths(i).1, category: categories.get(k).cloned().flatten() })
+            .collect();
         let mut report = evaluate_scores(&scores);
         // Accuracy and loss as training computed them (f32 on the device), so they match its summary.
         (report.accuracy, report.loss) = (e.accuracy as f64, e.loss as f64);
@@ -517,6 +575,7 @@ impl BackendJob for EvalJob {
         out["probability"] = json!(e.probability);
         out["split"] = json!(split);
         out["data"] = json!(source);
+        out["skipped_lines"] = json!(skipped);
         out["backend"] = json!(backend.name());
         Ok((report, out))
     }
@@ -538,7 +597,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
-    let (report, out) = dispatch(args.backend.backend, EvalJob { weights, data: args.data.clone() })?;
+    let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };
+    let (report, out) = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{out}");
     } else {

@@ -80,7 +80,7 @@ fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     Ok(cfg)
 }
 
-fn parse_on_error(s: &str) -> Result<OnError> {
+pub(crate) fn parse_on_error(s: &str) -> Result<OnError> {
     match s {
         "stop" => Ok(OnError::Stop),
         "skip" => Ok(OnError::Skip),

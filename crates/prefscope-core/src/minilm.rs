@@ -59,6 +59,13 @@ impl ItemText {
             Self::Response => "response",
         }
     }
+
+    /// The item text of an embedding file from its encoder label (`all-MiniLM-L6-v2 (response)`,
+    /// as `prefscope embed` writes it); `None` for another encoder.
+    pub fn from_encoder_label(label: &str) -> Option<Self> {
+        let rest = label.strip_prefix(ENCODER_NAME)?.trim();
+        [Self::PromptResponse, Self::Response].into_iter().find(|t| rest == format!("({})", t.name())).or((rest.is_empty()).then_some(Self::PromptResponse))
+    }
 }
 
 /// Where the model folder is: `$PREFSCOPE_MINILM_DIR`, else `all-MiniLM-L6-v2` in
@@ -524,6 +531,16 @@ mod tests {
     use serde_json::Value;
 
     type B = NdArray<f32>;
+
+    #[test]
+    fn item_text_is_read_back_from_the_encoder_label() {
+        for t in [ItemText::PromptResponse, ItemText::Response] {
+            assert_eq!(ItemText::from_encoder_label(&format!("{ENCODER_NAME} ({})", t.name())), Some(t));
+        }
+        assert_eq!(ItemText::from_encoder_label(ENCODER_NAME), Some(ItemText::PromptResponse), "files from before --items");
+        assert_eq!(ItemText::from_encoder_label("scenario"), None);
+        assert_eq!(ItemText::from_encoder_label(&format!("{ENCODER_NAME} (title)")), None);
+    }
 
     /// The real model, or a failure that says how to get it: a parity test that skips proves nothing.
     fn real_model() -> MiniLm<B> {
