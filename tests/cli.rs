@@ -421,6 +421,14 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     for key in ["accuracy", "mean_margin", "loss"] {
         assert!((text[key].as_f64().unwrap() - stored[key].as_f64().unwrap()).abs() < 1e-5, "{key}: {text} vs {stored}");
     }
+    // An embedding file from before line numbers was split by a shuffle: its held-out lines are
+    // unknown, so its source file is refused rather than scored with training pairs in it.
+    let unlined = prefscope_core::PairDataset { source_lines: vec![], ..ds.clone() };
+    std::fs::write(dir.join("old.safetensors"), prefscope_core::checkpoint::write_pair_embeddings(&unlined, "all-MiniLM-L6-v2 (prompt+response)", "gpm_test_data.jsonl").unwrap()).unwrap();
+    last_json(&prefscope(&["train", "--embeddings", "old.safetensors", "--model", "bt", "--steps", "5", "--out", "old", "--json"], &dir));
+    let out = prefscope(&["eval", "--run", "old", "--data", data.to_str().unwrap()], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no line numbers"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Any other pair file in full, with RewardBench scoring when it names subsets.
     std::fs::write(
         dir.join("rb.jsonl"),

@@ -522,6 +522,11 @@ impl EvalJob {
         // the lines its training held out, as for a text run's own file.
         let trained_on_it = path.file_name().is_some_and(|n| meta.get(SOURCE_KEY).is_some_and(|s| n.to_string_lossy() == *s));
         if trained_on_it {
+            // Only files with line numbers were split by line; an older one's split is a shuffle
+            // that cannot be matched to lines, and scoring it all would include training pairs.
+            if read_pair_embeddings(&own_bytes)?.source_lines.is_empty() {
+                bail!("{} has no line numbers, so its held-out lines of {source} are unknown; score the embedding file itself (`eval --run` without --data)", own.display());
+            }
             text.retain(|p| is_held_out(config.seed, p.line, config.scenario.eval_fraction));
         }
         if text.is_empty() {
