@@ -2,7 +2,7 @@
 //! vectors (`prefscope_core::checkpoint::write_pair_embeddings`), on which preference heads train
 //! natively or in the page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -10,7 +10,8 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::checkpoint::write_pair_embeddings;
 use prefscope_core::minilm::{self, MiniLm};
-use prefscope_core::text::{OnError, PairReader, TextFormat};
+use prefscope_core::PairDataset;
+use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -101,23 +102,13 @@ impl BackendJob for EmbedJob {
             bail!("{} holds no pairs", args.data.display());
         }
 
-        // Inference only: the backend without autodiff.
         let dir = args.model.clone().unwrap_or_else(minilm::default_dir);
-        // On the CPU a worker per core; a GPU backend parallelises inside each batch.
-        let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
-        let encoder = MiniLm::<B::InnerBackend>::load(&dir, &device)?.with_threads(threads);
         let start = Instant::now();
-        let bar = crate::step_bar(0);
         let items = match args.items {
             ItemsArg::PromptResponse => minilm::ItemText::PromptResponse,
             ItemsArg::Response => minilm::ItemText::Response,
         };
-        let data = encoder.embed_pairs(&pairs, items, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message("sequences");
-        })?;
-        bar.finish_and_clear();
+        let data = embed_pairs::<B>(&dir, &pairs, items, &device, backend)?;
         let seconds = start.elapsed().as_secs_f64();
         let mut data = data;
         prefscope_core::text::carry_labels(&args.data.display().to_string(), &pairs, &mut data)?;
@@ -163,6 +154,22 @@ impl BackendJob for EmbedJob {
         }
         Ok(())
     }
+}
+
+/// Embed pairs with the MiniLM folder `dir`, with a progress bar (also `eval --data` of heads).
+pub(crate) fn embed_pairs<B: AutodiffBackend>(dir: &Path, pairs: &[TextPair], items: minilm::ItemText, device: &B::Device, backend: BackendKind) -> Result<PairDataset> {
+    // Inference only: the backend without autodiff. On the CPU a worker per core; a GPU backend
+    // parallelises inside each batch.
+    let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+    let encoder = MiniLm::<B::InnerBackend>::load(dir, device)?.with_threads(threads);
+    let bar = crate::step_bar(0);
+    let data = encoder.embed_pairs(pairs, items, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message("sequences");
+    })?;
+    bar.finish_and_clear();
+    Ok(data)
 }
 
 pub fn embed(args: EmbedArgs) -> Result<()> {

@@ -532,15 +532,7 @@ impl EvalJob {
         if text.is_empty() {
             bail!("{source} holds no pairs{}", if trained_on_it { " that the run held out" } else { "" });
         }
-        let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
-        let encoder = minilm::MiniLm::<B::InnerBackend>::load(&minilm::default_dir(), device)?.with_threads(threads);
-        let bar = crate::step_bar(0);
-        let mut dataset = encoder.embed_pairs(&text, items, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message("sequences embedded");
-        })?;
-        bar.finish_and_clear();
+        let mut dataset = crate::embed::embed_pairs::<B>(&minilm::default_dir(), &text, items, device, backend)?;
         prefscope_core::text::carry_labels(&source, &text, &mut dataset)?;
         let categories = text.iter().map(|p| p.category.clone()).collect();
         let split = if trained_on_it { "held-out" } else { "all" };
