@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::align::PolicyLoss;
 use prefscope_core::bandit::{BanditConfig, train_bandit};

@@ -5,8 +5,10 @@ use clap::ValueEnum;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// burn-ndarray on the CPU (always available).
+    /// burn-flex on the CPU, on all cores (rayon; `RAYON_NUM_THREADS` sets the thread count).
     Cpu,
+    /// burn-ndarray on the CPU, one core: the previous CPU backend, kept for comparison.
+    Ndarray,
     /// burn-wgpu: Vulkan, Metal or DX12 (cargo feature `wgpu`).
     Wgpu,
     /// burn-cuda on an NVIDIA GPU (cargo feature `cuda`; the driver is loaded at run time).
@@ -17,8 +19,27 @@ impl BackendKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Cpu => "cpu",
+            Self::Ndarray => "ndarray",
             Self::Wgpu => "wgpu",
             Self::Cuda => "cuda",
+        }
+    }
+
+    /// CPU worker threads the backend computes with (None for GPU backends).
+    pub fn threads(self) -> Option<usize> {
+        match self {
+            Self::Cpu => Some(rayon::current_num_threads()),
+            Self::Ndarray => Some(1),
+            Self::Wgpu | Self::Cuda => None,
+        }
+    }
+
+    /// What banners print: the backend, and for the CPU its crate and threads.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Cpu => format!("cpu (flex, {} threads)", rayon::current_num_threads()),
+            Self::Ndarray => "ndarray (1 thread)".to_string(),
+            other => other.name().to_string(),
         }
     }
 }
@@ -26,7 +47,7 @@ impl BackendKind {
 /// Code that can run on any autodiff backend; `dispatch` picks the backend at run time.
 pub trait BackendJob {
     type Output;
-    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output>;
+    fn run<B: prefscope_core::AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output>;
 }
 
 /// Run `f` with panics silenced and turned into an error: GPU runtimes panic when no driver or
@@ -51,9 +72,10 @@ fn probe<T>(what: &str, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Resul
 }
 
 pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex, NdArray};
     match kind {
-        BackendKind::Cpu => job.run::<Autodiff<NdArray<f32>>>(Default::default(), kind),
+        BackendKind::Cpu => job.run::<Autodiff<Flex>>(Default::default(), kind),
+        BackendKind::Ndarray => job.run::<Autodiff<NdArray<f32>>>(Default::default(), kind),
         BackendKind::Wgpu => {
             #[cfg(feature = "wgpu")]
             {
@@ -130,7 +152,7 @@ pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: Precision
         // Mixed precision runs on the f32 backend; the core casts inside each step (and says
         // clearly when the backend cannot hold the compute type).
         (_, Precision::F32 | Precision::Bf16Mixed | Precision::F16Mixed) => dispatch(kind, job),
-        (BackendKind::Cpu, p) => bail!("the CPU backend (ndarray) computes in f32 only; {} needs --backend wgpu or cuda", p.name()),
+        (BackendKind::Cpu | BackendKind::Ndarray, p) => bail!("the CPU backends compute in f32 only; {} needs --backend wgpu or cuda (or a -mixed precision)", p.name()),
         (BackendKind::Wgpu, Precision::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),
         (BackendKind::Wgpu, Precision::F16) => {
             #[cfg(feature = "wgpu")]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::data::PairDataset;
 use prefscope_core::rng::Rng;
@@ -84,6 +84,8 @@ impl BackendJob for BenchJob {
         Ok(json!({
             "workload": a.workload.name(),
             "backend": backend.name(),
+            "backend_detail": backend.describe(),
+            "threads": backend.threads(),
             "precision": a.precision.name(),
             "batch": batch,
             "timed_steps": a.steps,
@@ -198,7 +200,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         println!(
             "{} on {} ({}): {:.0} pairs/s, median step {:.1} ms, {:.3} TFLOP/s (batch {})",
             out["workload"].as_str().unwrap_or(""),
-            out["backend"].as_str().unwrap_or(""),
+            out["backend_detail"].as_str().unwrap_or(""),
             out["precision"].as_str().unwrap_or(""),
             out["pairs_per_second"].as_f64().unwrap_or(0.0),
             out["median_step_seconds"].as_f64().unwrap_or(0.0) * 1e3,

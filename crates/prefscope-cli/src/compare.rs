@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::{KIND_KEY, SOURCE_KEY, check_fits, load_preference_model, read_metadata};
 use prefscope_core::metrics::mcnemar_exact;
 use prefscope_core::textrm::{EncodedPairs, TEXT_REWARD_MODEL, held_out_pairs, load_text_model, score_pairs};

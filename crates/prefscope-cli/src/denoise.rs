@@ -5,7 +5,7 @@
 //! held-out accuracy for each and, where the flips are known, how well they were found.
 
 use anyhow::Result;
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use prefscope_core::noise::{CrmConfig, crm, ensemble_strength, flip_pairs, precision_recall, weakest};
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;

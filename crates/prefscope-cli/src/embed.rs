@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
 use prefscope_core::checkpoint::write_pair_embeddings;
 use prefscope_core::minilm::{self, MiniLm};
@@ -147,7 +147,7 @@ impl BackendJob for EmbedJob {
                 if data.n_objectives > 0 { format!(", {} rated attributes", data.n_objectives) } else { String::new() },
                 if data.strengths.is_empty() { "" } else { ", margins" },
                 minilm::ENCODER_NAME,
-                backend.name(),
+                backend.describe(),
                 args.out.display(),
                 if reader.skipped > 0 { format!(" ({} malformed lines skipped)", reader.skipped) } else { String::new() }
             );
@@ -160,7 +160,7 @@ impl BackendJob for EmbedJob {
 pub(crate) fn embed_pairs<B: AutodiffBackend>(dir: &Path, pairs: &[TextPair], items: minilm::ItemText, device: &B::Device, backend: BackendKind) -> Result<PairDataset> {
     // Inference only: the backend without autodiff. On the CPU a worker per core; a GPU backend
     // parallelises inside each batch.
-    let threads = if backend == BackendKind::Cpu { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+    let threads = if matches!(backend, BackendKind::Cpu | BackendKind::Ndarray) { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
     let encoder = MiniLm::<B::InnerBackend>::load(dir, device)?.with_threads(threads);
     let bar = crate::step_bar(0);
     let data = encoder.embed_pairs(pairs, items, |done, total| {

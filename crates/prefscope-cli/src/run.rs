@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::{ENCODER_KEY, SOURCE_KEY, check_fits, load_preference_model, read_metadata, read_pair_embeddings};
 use prefscope_core::metrics::{EvalReport, PairScore, evaluate_scores};
 use prefscope_core::minilm;
@@ -396,7 +396,7 @@ impl BackendJob for TrainJob {
             trainer.dataset.train.len(),
             trainer.dataset.eval.len(),
             trainer.dataset.n_items(),
-            backend.name(),
+            backend.describe(),
             precision_note(cfg.train.precision),
             if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
         );
@@ -413,6 +413,7 @@ impl BackendJob for TrainJob {
             "final_loss": last.loss,
             "steps": last.step,
             "backend": backend.name(),
+            "threads": backend.threads(),
             "precision": cfg.train.precision.name(),
             "devices": devices,
             "seconds": seconds,

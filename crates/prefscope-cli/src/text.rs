@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use prefscope_core::AutodiffBackend;
 use prefscope_core::StepMetrics;
 use prefscope_core::metrics::{EvalReport, evaluate_scores};
 use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
@@ -139,7 +139,7 @@ impl BackendJob for TextTrainJob {
             cfg.model.max_len,
             cfg.data.path.display(),
             trainer.eval.len(),
-            backend.name(),
+            backend.describe(),
             crate::run::precision_note(cfg.train.precision)
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
@@ -160,6 +160,7 @@ impl BackendJob for TextTrainJob {
             "steps": last.step,
             "skipped_lines": skipped,
             "backend": backend.name(),
+            "threads": backend.threads(),
             "precision": cfg.train.precision.name(),
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch) as f64 / seconds,

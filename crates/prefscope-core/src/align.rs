@@ -7,7 +7,8 @@
 //! smoothed `sigmoid`) or after the authors' code (SimPO, ORPO, KTO, TDPO, MODPO, SLiC, RSO).
 //! RSO's statistical rejection sampling ([`rso_rejection_sample`]) runs on the host.
 
-use burn::tensor::{Tensor, activation::log_sigmoid, backend::Backend};
+use burn::tensor::{Tensor, activation::log_sigmoid};
+use crate::kernels::Backend;
 
 use crate::loss::sigmoid;
 use serde::{Deserialize, Serialize};

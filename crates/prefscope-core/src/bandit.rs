@@ -16,7 +16,7 @@
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData, activation::log_softmax};
 use serde::{Deserialize, Serialize};
 

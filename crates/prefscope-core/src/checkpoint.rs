@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
-use burn::tensor::backend::Backend;
+use crate::kernels::Backend;
 
 use crate::data::PairDataset;
 use crate::model::PreferenceModel;
@@ -353,10 +353,10 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
 mod tests {
     use super::*;
     use crate::{ModelKind, ScenarioKind, Trainer};
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
 
-    type B = Autodiff<NdArray<f32>>;
+    type B = Autodiff<Flex>;
 
     fn trained(model: ModelKind, scenario: ScenarioKind) -> Trainer<B> {
         let mut cfg = RunConfig::new(scenario, model);

@@ -15,7 +15,8 @@
 //! one MLP (Bradley–Terry, GPM without a gate, multi-objective without a gate); the loss is the
 //! mean −log σ(ℓ) over the given pairs, the same value [`crate::train::evaluate`] reports.
 
-use burn::tensor::{Int, Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData, activation};
+use crate::kernels::Backend;
 
 use crate::data::PairDataset;
 use crate::model::{Mlp, PreferenceModel};
@@ -205,7 +206,7 @@ impl<B: Backend> Surface<B> {
             at += i * o + o;
             x = x.matmul(w) + b;
             if l < last {
-                x = activation::gelu(x);
+                x = crate::kernels::gelu(x);
             }
         }
         let out = x.dims()[2];
@@ -323,9 +324,9 @@ mod tests {
     use crate::model::{ModelConfig, ModelKind};
     use crate::train::evaluate;
     use crate::{RunConfig, ScenarioKind};
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     #[test]
     fn filter_normalisation_matches_the_hand_computed_example() {

@@ -26,6 +26,7 @@ pub mod align;
 pub mod bandit;
 pub mod checkpoint;
 pub mod data;
+pub mod kernels;
 pub mod landscape;
 pub mod lm;
 pub mod loss;
@@ -45,6 +46,7 @@ pub mod train;
 pub mod traj;
 
 pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
+pub use kernels::{AutodiffBackend, Backend};
 pub use model::{ModelConfig, ModelKind, PreferenceModel};
 pub use train::{LossConfig, RunConfig, StepMetrics, TrainConfig, Trainer};
 

@@ -3,7 +3,8 @@
 //! Conventions follow `shared/reference/algorithms.md` §1: a model produces a *logit*
 //! ℓ = log P(chosen ≻ rejected) − log P(rejected ≻ chosen), so P = σ(ℓ) and the loss is −log σ(ℓ).
 
-use burn::tensor::{Tensor, activation, backend::Backend};
+use burn::tensor::{Tensor, activation};
+use crate::kernels::Backend;
 
 /// Mean negative log-likelihood of the observed preferences: mean(−log σ(ℓ)).
 pub fn pairwise_logistic_loss<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::backend::Backend;
+use burn::tensor::activation::softmax;
+use crate::kernels::gelu;
+use crate::kernels::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
@@ -527,10 +528,10 @@ impl<B: Backend> MiniLm<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use serde_json::Value;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     #[test]
     fn item_text_is_read_back_from_the_encoder_label() {

@@ -7,7 +7,8 @@
 //!   it can represent cycles (rock–paper–scissors) with k ≥ 1 rotation blocks.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData, activation, backend::Backend};
+use burn::tensor::{Tensor, TensorData, activation};
+use crate::kernels::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::loss::{gpm_score, unit_normalize};
@@ -319,7 +320,7 @@ impl<B: Backend> Mlp<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
-                x = activation::gelu(x);
+                x = crate::kernels::gelu(x);
             }
         }
         x
@@ -692,9 +693,9 @@ impl<B: Backend> PreferenceModel<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     fn rows(v: &[f32], cols: usize) -> Tensor<B, 2> {
         Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &Default::default())

@@ -5,7 +5,7 @@
 //! initialisation and batch order and reads their reward margins; CRM steps two trainers on the
 //! pairs their peer finds clean.
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::kernels::AutodiffBackend;
 use serde::Serialize;
 
 use crate::data::PairDataset;
@@ -133,9 +133,9 @@ pub async fn crm<B: AutodiffBackend>(config: &RunConfig, dataset: &PairDataset, 
 mod tests {
     use super::*;
     use crate::{ModelKind, ScenarioKind};
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
 
-    type B = Autodiff<NdArray<f32>>;
+    type B = Autodiff<Flex>;
 
     fn plain(cfg: &RunConfig, ds: &PairDataset) -> f32 {
         let mut t = Trainer::<B>::with_dataset(cfg.clone(), ds.clone(), &Default::default()).unwrap();

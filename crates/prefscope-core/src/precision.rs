@@ -11,7 +11,7 @@
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{FloatDType, Tensor, get_device_settings};
 use serde::{Deserialize, Serialize};
 

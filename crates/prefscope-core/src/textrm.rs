@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamW, AdamWConfig, Optimizer, adaptor::OptimizerAdaptor};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -555,9 +555,9 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
 
-    type B = Autodiff<NdArray<f32>>;
+    type B = Autodiff<Flex>;
 
     /// A pair file where the chosen answer is polite and the rejected one rude, with varied
     /// filler so that only the polite/rude words carry the preference.
@@ -634,7 +634,7 @@ mod tests {
         }
 
         let bytes = t.checkpoint_bytes().unwrap();
-        let (config, tok, model) = load_text_model::<NdArray<f32>>(bytes.clone(), &Default::default()).unwrap();
+        let (config, tok, model) = load_text_model::<Flex>(bytes.clone(), &Default::default()).unwrap();
         assert_eq!(config.model.vocab, t.tokenizer.vocab_size());
         let logits = score_pairs(&model, &config.model, tok.special.pad, &t.eval, 7, &Default::default()).unwrap();
         assert_eq!(logits, t.eval_logits().unwrap());

@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::backend::Backend;
+use crate::kernels::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -212,11 +212,11 @@ impl TokenBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
     // Other tests in this process use NdArray<f64>; burn keys the default float type by device,
     // so reads convert explicitly.
-    type B = NdArray<f32>;
+    type B = Flex;
     const SP: SpecialTokens = SpecialTokens { pad: 0, bos: 1, sep: 2, eos: 3 };
 
     fn tiny(head: TfmHead) -> TfmRmConfig {

@@ -7,7 +7,7 @@
 use burn::module::{AutodiffModule, Module, Param};
 use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::optim::{AdamW, AdamWConfig, Optimizer, adaptor::OptimizerAdaptor};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -841,9 +841,9 @@ fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
 
-    type B = Autodiff<NdArray<f32>>;
+    type B = Autodiff<Flex>;
 
     fn run(config: RunConfig) -> Vec<StepMetrics> {
         let mut t = Trainer::<B>::new(config, &Default::default()).unwrap();
@@ -975,7 +975,7 @@ mod tests {
             }
             let PreferenceModel::Bt(m) = t.model().valid() else { unreachable!() };
             let ds = &t.dataset;
-            let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
             let mean: f32 = m.reward(x).mean().into_scalar();
             (mean, last.unwrap().eval.unwrap().accuracy)
         };
@@ -1003,7 +1003,7 @@ mod tests {
         assert!(acc >= 0.9, "pairs labelled along four users' directions: {acc}");
         let ds = &t.dataset;
         let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
         let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
         for k in 0..2 {
             let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[2 * i + k] as f64).collect();
@@ -1041,7 +1041,7 @@ mod tests {
         let ds = &t.dataset;
         assert_eq!((ds.n_objectives, ds.prompt_dim, ds.ratings.len()), (3, 3, 3 * ds.n_items()));
         let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
         let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
         let mut winners = vec![];
         for k in 0..3 {
@@ -1129,7 +1129,7 @@ mod tests {
         // Routing: each user's argmax head; heads are unlabelled, so match them to groups by majority.
         let PreferenceModel::Mixture(m) = t.model().valid() else { unreachable!() };
         let users = ScenarioKind::MIXTURE_USERS;
-        let eye = Tensor::<NdArray<f32>, 2>::eye(users, &Default::default());
+        let eye = Tensor::<Flex, 2>::eye(users, &Default::default());
         let w: Vec<f32> = m.log_weights(eye).into_data().convert::<f32>().to_vec().unwrap();
         let head = |u: usize| if w[2 * u] >= w[2 * u + 1] { 0 } else { 1 };
         let agree = (0..users).filter(|&u| head(u) == u % 2).count();
@@ -1150,7 +1150,7 @@ mod tests {
     fn item_rewards(t: &Trainer<B>) -> Vec<f64> {
         let PreferenceModel::Bt(m) = t.model().valid() else { panic!("a scalar reward model") };
         let ds = &t.dataset;
-        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
+        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &Default::default());
         m.reward(x).into_data().convert::<f64>().to_vec().unwrap()
     }
 
@@ -1273,7 +1273,7 @@ mod tests {
         let (t, _) = trained(cfg.clone());
         let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
         let gate = m.gate.as_ref().unwrap();
-        let users = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &Default::default());
+        let users = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &Default::default());
         let w: Vec<f32> = gate.weights(users).into_data().convert::<f32>().to_vec().unwrap();
         let share = |u: usize, k: usize| w[2 * u + k] / (w[2 * u] + w[2 * u + 1]);
         eprintln!("gate weights: helpfulness user {:?}, verbosity user {:?}", &w[..2], &w[2..]);
@@ -1284,8 +1284,8 @@ mod tests {
         let (t, _) = trained(cfg);
         let ds = &t.dataset;
         let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
-        let prompt = Tensor::<NdArray<f32>, 2>::from_data(TensorData::new([1.0f32, 0.0].repeat(ds.n_items()), [ds.n_items(), 2]), &Default::default());
+        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+        let prompt = Tensor::<Flex, 2>::from_data(TensorData::new([1.0f32, 0.0].repeat(ds.n_items()), [ds.n_items(), 2]), &Default::default());
         let rewards = m.rewards(x);
         let raw: Vec<f64> = rewards.clone().into_data().convert::<f64>().to_vec().unwrap();
         let score: Vec<f64> = m.gate.as_ref().unwrap().score(rewards, prompt).into_data().convert::<f64>().to_vec().unwrap();

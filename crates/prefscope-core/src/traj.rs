@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::softmax};
 
 use crate::loss::pairwise_logistic_loss;
@@ -591,7 +591,7 @@ pub fn fit<B: AutodiffBackend, M: SegmentModel<B> + AutodiffModule<B>>(mut model
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex, NdArray};
 
     type Ad = Autodiff<NdArray<f64>>;
 
@@ -611,7 +611,7 @@ mod tests {
         eprintln!("{} pairs; features {FEATURE_NAMES:?}; true w {TRUE_WEIGHTS:?}", data.pairs.len());
         eprintln!("true policy:\n{}", world.render_policy(&truth));
         // f64 for the record; f32 because that is what the trainer's backends run.
-        for (precision, (regret, pr)) in [("f64", fit_both::<Ad>(&world, &data)), ("f32", fit_both::<Autodiff<NdArray<f32>>>(&world, &data))] {
+        for (precision, (regret, pr)) in [("f64", fit_both::<Ad>(&world, &data)), ("f32", fit_both::<Autodiff<Flex>>(&world, &data))] {
             let (by_regret, by_pr) = (world.optimal_actions(&regret.weights), world.optimal_actions(&pr.weights));
             eprintln!("[{precision}] regret fit w = {:.3?} (loss {:.4}):\n{}", regret.weights, regret.final_loss, world.render_policy(&by_regret));
             eprintln!("[{precision}] partial-return fit w = {:.3?} (loss {:.4}):\n{}", pr.weights, pr.final_loss, world.render_policy(&by_pr));

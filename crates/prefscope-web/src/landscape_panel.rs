@@ -13,7 +13,7 @@ use prefscope_core::landscape::{Surface, grid, read_weights, trajectory_pca};
 use prefscope_core::rng::Rng;
 use prefscope_core::train::evaluate;
 use prefscope_core::PairDataset;
-use burn::tensor::backend::Backend;
+use prefscope_core::Backend;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, HtmlSelectElement, ImageData};
