@@ -32,7 +32,7 @@ add() { # add ROW_NAME FRAMEWORK JSON
   python3 -c 'import json,sys; d=json.loads(sys.argv[3]); d["row"]=sys.argv[1]; d["framework"]=sys.argv[2] if sys.argv[2]!="pytorch" else d["framework"]; print(json.dumps(d))' "$1" "$2" "$3" | tee -a "$OUT/results.jsonl"
 }
 for w in mlp-bt gpm-head tfm-rm; do
-  batch=1024; steps=10; [[ $w == tfm-rm ]] && { batch=2; steps=5; }
+  batch=1024; steps=20; [[ $w == tfm-rm ]] && { batch=2; steps=5; }
   for backend in cpu ndarray; do
     [[ $backend == ndarray && $w == tfm-rm ]] && continue # one core on tfm-rm takes minutes
     add "$w" "prefscope $backend" "$("$BIN" bench --workload "$w" --batch "$batch" --steps "$steps" --backend "$backend" --json | tail -1)"
@@ -41,7 +41,7 @@ for w in mlp-bt gpm-head tfm-rm; do
 done
 # The playground's default run, end to end (prefscope's includes its 13 evaluations and the run folder).
 for backend in cpu ndarray; do
-  add playground "prefscope $backend" "$("$BIN" train --scenario cyclic --model gpm --seed 0 --backend "$backend" --out "$OUT/playground-$backend" --overwrite --json | tail -1)"
+  add playground "prefscope $backend" "$("$BIN" train --scenario cyclic --model gpm --seed 0 --backend "$backend" --out "$OUT/playground-$backend" --overwrite --json 2>/dev/null | tail -1)"
 done
 add playground pytorch "$("$PY" bench/torch_cpu.py --workload playground --steps 300 | tail -1)"
 
