@@ -31,32 +31,40 @@ echo "machine: $CPU, $CORES cores; $("$PY" -c 'import torch; print("PyTorch", to
 add() { # add ROW_NAME FRAMEWORK JSON
   python3 -c 'import json,sys; d=json.loads(sys.argv[3]); d["row"]=sys.argv[1]; d["framework"]=sys.argv[2] if sys.argv[2]!="pytorch" else d["framework"]; print(json.dumps(d))' "$1" "$2" "$3" | tee -a "$OUT/results.jsonl"
 }
-for w in mlp-bt gpm-head tfm-rm; do
-  batch=1024; steps=20; [[ $w == tfm-rm ]] && { batch=2; steps=5; }
-  for backend in cpu ndarray; do
-    [[ $backend == ndarray && $w == tfm-rm ]] && continue # one core on tfm-rm takes minutes
-    add "$w" "prefscope $backend" "$("$BIN" bench --workload "$w" --batch "$batch" --steps "$steps" --backend "$backend" --json | tail -1)"
+# REPEAT rounds (default 3), each running every framework once in turn; the table takes medians,
+# since run-to-run noise on a shared VM is ±10 %.
+for round in $(seq "${REPEAT:-3}"); do
+  for w in mlp-bt gpm-head tfm-rm; do
+    batch=1024; steps=20; [[ $w == tfm-rm ]] && { batch=2; steps=5; }
+    for backend in cpu ndarray; do
+      [[ $backend == ndarray && ( $w == tfm-rm || $round -gt 1 ) ]] && continue # one core: slow, once is enough
+      add "$w" "prefscope $backend" "$("$BIN" bench --workload "$w" --batch "$batch" --steps "$steps" --backend "$backend" --json | tail -1)"
+    done
+    add "$w" pytorch "$("$PY" bench/torch_cpu.py --workload "$w" --batch "$batch" --steps "$steps" | tail -1)"
   done
-  add "$w" pytorch "$("$PY" bench/torch_cpu.py --workload "$w" --batch "$batch" --steps "$steps" | tail -1)"
+  # The playground's default run, end to end (prefscope's includes its 13 evaluations and the run folder).
+  for backend in cpu ndarray; do
+    [[ $backend == ndarray && $round -gt 1 ]] && continue
+    add playground "prefscope $backend" "$("$BIN" train --scenario cyclic --model gpm --seed 0 --backend "$backend" --out "$OUT/playground-$backend" --overwrite --json 2>/dev/null | tail -1)"
+  done
+  add playground pytorch "$("$PY" bench/torch_cpu.py --workload playground --steps 300 | tail -1)"
 done
-# The playground's default run, end to end (prefscope's includes its 13 evaluations and the run folder).
-for backend in cpu ndarray; do
-  add playground "prefscope $backend" "$("$BIN" train --scenario cyclic --model gpm --seed 0 --backend "$backend" --out "$OUT/playground-$backend" --overwrite --json 2>/dev/null | tail -1)"
-done
-add playground pytorch "$("$PY" bench/torch_cpu.py --workload playground --steps 300 | tail -1)"
 
 python3 - "$OUT/results.jsonl" "$CPU" "$CORES" > "$OUT/table.md" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-torch = {r["row"]: r for r in rows if r["framework"].startswith("pytorch")}
-print(f"Machine: {sys.argv[2]}, {sys.argv[3]} cores. PyTorch: {next(iter(torch.values()))['framework']} eager f32, {next(iter(torch.values()))['threads']} threads.\n")
-print("| workload | batch | prefscope backend | threads | prefscope pairs/s | PyTorch pairs/s | ratio |")
-print("|---|---|---|---|---|---|---|")
+runs = {}
 for r in rows:
-    if r["framework"].startswith("pytorch"):
+    runs.setdefault((r["row"], r["framework"]), []).append(r)
+torch = next(r for r in rows if r["framework"].startswith("pytorch"))
+print(f"Machine: {sys.argv[2]}, {sys.argv[3]} cores. PyTorch: {torch['framework']} eager f32, {torch['threads']} threads. Medians over rounds.\n")
+print("| workload | batch | prefscope backend | threads | prefscope pairs/s | PyTorch pairs/s | ratio | rounds |")
+print("|---|---|---|---|---|---|---|---|")
+med = lambda rs: statistics.median(r["pairs_per_second"] for r in rs)
+for (row, fw), rs in runs.items():
+    if fw.startswith("pytorch"):
         continue
-    t = torch[r["row"]]
-    batch = r.get("batch", 128)
-    print(f"| {r['row']} | {batch} | {r['framework'].split()[1]} | {r.get('threads')} | {r['pairs_per_second']:,.1f} | {t['pairs_per_second']:,.1f} | {r['pairs_per_second'] / t['pairs_per_second']:.2f}× |")
+    t = next(v for (r2, f2), v in runs.items() if r2 == row and f2.startswith("pytorch"))
+    print(f"| {row} | {rs[0].get('batch', 128)} | {fw.split()[1]} | {rs[0].get('threads')} | {med(rs):,.1f} | {med(t):,.1f} | {med(rs) / med(t):.2f}× | {len(rs)} / {len(t)} |")
 PY
 cat "$OUT/table.md"

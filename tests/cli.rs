@@ -175,7 +175,7 @@ fn wgpu_matches_the_cpu_curve() {
 /// Mixed precision on a real half type: Mesa's software Vulkan has f16 shaders, so wgpu trains
 /// with f16 compute over f32 master weights and dynamic loss scaling (the first steps overflow at
 /// the initial scale of 2^16 and are skipped, as with PyTorch's GradScaler) and still fits the
-/// cycles. bf16, which WebGPU shaders lack, and half types on the CPU are refused by name.
+/// cycles. bf16, which WebGPU shaders lack, and half types on ndarray are refused by name.
 #[cfg(feature = "wgpu")]
 #[test]
 fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
@@ -189,10 +189,26 @@ fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
     assert!(acc >= 0.95, "f16-mixed held-out accuracy {acc}");
     assert_ne!(half["final_loss"], full["final_loss"], "the f16 run should not compute in f32");
     assert_eq!(std::fs::read_to_string(dir.join("half/config.toml")).unwrap().matches("precision = \"f16-mixed\"").count(), 1);
-    for (p, backend) in [("bf16-mixed", "wgpu"), ("bf16-mixed", "cpu"), ("f16-mixed", "cpu")] {
+    for (p, backend) in [("bf16-mixed", "wgpu"), ("bf16-mixed", "ndarray"), ("f16-mixed", "ndarray")] {
         let out = prefscope(&args(p, "refused", backend), &dir);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("train.precision: this backend cannot compute in"), "{p} on {backend}: {err}");
+    }
+}
+
+/// burn-flex stores bf16 and f16, so the CPU backend trains with half-precision compute over f32
+/// master weights (f16 with loss scaling) and still fits the cycles, computing in the half type.
+#[test]
+fn mixed_precision_trains_on_the_cpu_backend() {
+    let dir = scratch("cpu-mixed");
+    let run = |p: &str, out: &str| last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "60", "--precision", p, "--out", out, "--json"], &dir));
+    let full = run("full", "full");
+    for p in ["bf16-mixed", "f16-mixed"] {
+        let half = run(p, p);
+        assert_eq!((half["precision"].as_str(), half["backend"].as_str()), (Some(p), Some("cpu")));
+        let acc = half["eval_accuracy"].as_f64().unwrap();
+        assert!(acc >= 0.95, "{p} on the CPU: held-out accuracy {acc}");
+        assert_ne!(half["final_loss"], full["final_loss"], "{p} should not compute in f32");
     }
 }
 

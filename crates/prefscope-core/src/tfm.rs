@@ -11,11 +11,12 @@
 //! logit s(c ≻ r)/τ with the skew-symmetric score of [`crate::loss::gpm_score`]).
 
 use burn::module::Module;
-use burn::nn::attention::generate_autoregressive_mask;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::activation::Activation;
+use burn::nn::attention::{MhaInput, generate_autoregressive_mask};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use crate::kernels::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::lm::HostInit;
@@ -130,7 +131,7 @@ impl<B: Backend> TfmRewardModel<B> {
         let device = tokens.device();
         let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
         let x = self.token.forward(tokens) + self.position.forward(positions);
-        let h = self.blocks.forward(TransformerEncoderInput::new(x).mask_attn(generate_autoregressive_mask(n, t, &device)));
+        let h = encoder_forward(&self.blocks, x, generate_autoregressive_mask(n, t, &device));
         let d = h.dims()[2];
         let index = last.reshape([n, 1, 1]).repeat_dim(2, d);
         let at_last: Tensor<B, 2> = h.gather(1, index).reshape([n, d]);
@@ -153,6 +154,36 @@ impl<B: Backend> TfmRewardModel<B> {
 }
 
 /// Special token ids every tokenizer used with the model provides.
+/// burn's `TransformerEncoder::forward` (pre- or post-norm, as configured) with the feed-forward
+/// GELU through the core's fused kernel ([`crate::kernels::gelu`]). The modules and parameters
+/// are burn's, so records and checkpoints are unchanged; burn's own forward would call the
+/// backend's generic GELU, the slowest op of a CPU step.
+pub fn encoder_forward<B: Backend>(blocks: &TransformerEncoder<B>, mut x: Tensor<B, 3>, mask_attn: Tensor<B, 3, Bool>) -> Tensor<B, 3> {
+    for layer in &blocks.layers {
+        let attn_in = if layer.norm_first { layer.norm_2.forward(x.clone()) } else { x.clone() };
+        let context = layer.mha.forward(MhaInput::self_attn(attn_in).mask_attn(mask_attn.clone())).context;
+        x = x + layer.dropout.forward(context);
+        let ff_in = if layer.norm_first {
+            layer.norm_1.forward(x.clone())
+        } else {
+            x = layer.norm_1.forward(x);
+            x.clone()
+        };
+        let ff = match &layer.pwff.activation {
+            Activation::Gelu(_) => {
+                let pwff = &layer.pwff;
+                pwff.linear_outer.forward(pwff.dropout.forward(crate::kernels::gelu(pwff.linear_inner.forward(ff_in))))
+            }
+            _ => layer.pwff.forward(ff_in),
+        };
+        x = x + layer.dropout.forward(ff);
+        if !layer.norm_first {
+            x = layer.norm_2.forward(x);
+        }
+    }
+    x
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpecialTokens {
     pub pad: u32,
@@ -221,6 +252,41 @@ mod tests {
 
     fn tiny(head: TfmHead) -> TfmRmConfig {
         TfmRmConfig { vocab: 32, d_model: 16, n_layers: 2, n_heads: 2, d_ff: 32, max_len: 12, head, k: 2, tau: 0.1 }
+    }
+
+    #[test]
+    fn encoder_forward_equals_burns_encoder_with_its_gradients() {
+        use burn::backend::Autodiff;
+        use burn::nn::transformer::TransformerEncoderInput;
+        use burn::tensor::Distribution;
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        /// Moves every parameter off its initial value (LayerNorms start as γ = 1, β = 0, where
+        /// mixing up norm_1 and norm_2 would go unnoticed).
+        struct Jitter;
+        impl<B: Backend> burn::module::ModuleMapper<B> for Jitter {
+            fn map_float<const D: usize>(&mut self, p: burn::module::Param<Tensor<B, D>>) -> burn::module::Param<Tensor<B, D>> {
+                let t = p.into_value();
+                let noise = Tensor::random(t.dims(), Distribution::Normal(0.0, 0.3), &t.device());
+                burn::module::Param::from_tensor((t + noise).detach())
+            }
+        }
+        for norm_first in [true, false] {
+            let blocks = TransformerEncoderConfig::new(16, 48, 4, 2).with_dropout(0.0).with_norm_first(norm_first).init::<Ad>(&device).map(&mut Jitter);
+            let x = Tensor::<Ad, 3>::random([3, 7, 16], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let mask = generate_autoregressive_mask::<Ad>(3, 7, &device);
+            let ours = encoder_forward(&blocks, x.clone(), mask.clone());
+            let theirs = blocks.forward(TransformerEncoderInput::new(x.clone()).mask_attn(mask));
+            let diff = |a: Tensor<Flex, 3>, b: Tensor<Flex, 3>| (a - b).abs().max().into_scalar();
+            assert!(diff(ours.clone().inner(), theirs.clone().inner()) < 1e-5, "norm_first {norm_first}: outputs differ");
+            // A weighted sum, so every output position sends back a different gradient.
+            let w = Tensor::<Ad, 3>::random([3, 7, 16], Distribution::Normal(0.0, 1.0), &device);
+            let (g_ours, g_theirs) = ((ours * w.clone()).sum().backward(), (theirs * w).sum().backward());
+            let dx = diff(x.grad(&g_ours).unwrap(), x.grad(&g_theirs).unwrap());
+            let inner = &blocks.layers[0].pwff.linear_inner.weight;
+            let dw = (inner.grad(&g_ours).unwrap() - inner.grad(&g_theirs).unwrap()).abs().max().into_scalar();
+            assert!(dx < 1e-4 && dw < 1e-4, "norm_first {norm_first}: gradients differ (x {dx:e}, ffn weight {dw:e})");
+        }
     }
 
     #[test]

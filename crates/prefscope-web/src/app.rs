@@ -879,7 +879,7 @@ impl App {
             BackendState::Ready(s) => (
                 if s.backend == Backend::WebGpu { "badge gpu" } else { "badge cpu" },
                 s.backend.label().to_string(),
-                s.adapter.clone().unwrap_or_else(|| "burn's ndarray backend, compiled to WebAssembly".into()),
+                s.adapter.clone().unwrap_or_else(|| format!("burn's {} backend, compiled to WebAssembly", crate::backend::CPU_CRATE)),
             ),
             BackendState::Failed(_) => ("badge failed", "no backend".to_string(), String::new()),
         };

@@ -2,7 +2,7 @@
 //!
 //! WebGPU is used when `navigator.gpu` exists and `requestAdapter()` returns an adapter; burn's
 //! WebGPU runtime is then initialised once, asynchronously (its sync `init_setup` panics on
-//! wasm). Otherwise the page trains on the CPU (ndarray) and says so.
+//! wasm). Otherwise the page trains on the CPU ([`CpuInner`], named by [`CPU_CRATE`]) and says so.
 
 use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_setup_async};
 use burn::backend::{Autodiff, NdArray, Wgpu};
@@ -16,7 +16,17 @@ use wasm_bindgen_futures::JsFuture;
 use crate::settings::BackendChoice;
 
 pub type GpuBackend = Autodiff<Wgpu>;
-pub type CpuBackend = Autodiff<NdArray>;
+/// The page's CPU backend, the one place it is chosen (with its name and device below).
+pub type CpuInner = NdArray;
+pub type CpuBackend = Autodiff<CpuInner>;
+/// The CPU backend's crate, as the badge and notices name it.
+pub const CPU_CRATE: &str = "ndarray";
+const CPU_LABEL: &str = "CPU (ndarray)";
+
+/// The CPU backend's device.
+pub fn cpu_device() -> <CpuInner as burn::tensor::backend::Backend>::Device {
+    Default::default()
+}
 
 /// The backend the page trains on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +48,7 @@ impl Backend {
     pub fn label(self) -> &'static str {
         match self {
             Self::WebGpu => "WebGPU",
-            Self::Cpu => "CPU (ndarray)",
+            Self::Cpu => CPU_LABEL,
         }
     }
 }
@@ -58,7 +68,7 @@ pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, Stri
         return Ok(Selected {
             backend: Backend::Cpu,
             adapter: None,
-            notice: Some("Training on the CPU (ndarray) because the URL says ?backend=cpu. Same results as WebGPU, usually slower.".into()),
+            notice: Some(format!("Training on the CPU ({CPU_CRATE}) because the URL says ?backend=cpu. Same results as WebGPU, usually slower.")),
         });
     }
     match request_adapter().await {
@@ -70,7 +80,7 @@ pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, Stri
         Err(why) => Ok(Selected {
             backend: Backend::Cpu,
             adapter: None,
-            notice: Some(format!("WebGPU is not available here ({why}), so training runs on the CPU (ndarray) instead: same results, usually slower.")),
+            notice: Some(format!("WebGPU is not available here ({why}), so training runs on the CPU ({CPU_CRATE}) instead: same results, usually slower.")),
         }),
     }
 }
@@ -120,7 +130,7 @@ impl AnyTrainer {
     pub fn new(backend: Backend, config: RunConfig) -> Result<Self> {
         Ok(match backend {
             Backend::WebGpu => Self::Gpu(Box::new(Trainer::new(config, &WgpuDevice::default())?)),
-            Backend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &Default::default())?)),
+            Backend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &cpu_device())?)),
         })
     }
 
@@ -128,7 +138,7 @@ impl AnyTrainer {
     pub fn with_dataset(backend: Backend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
         Ok(match backend {
             Backend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),
-            Backend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &Default::default())?)),
+            Backend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &cpu_device())?)),
         })
     }
 
@@ -193,7 +203,7 @@ impl AnyTrainer {
 #[allow(clippy::large_enum_variant)] // a handful alive at a time: boxing would only add indirection
 pub enum AnyModel {
     Gpu(PreferenceModel<Wgpu>),
-    Cpu(PreferenceModel<NdArray>),
+    Cpu(PreferenceModel<CpuInner>),
 }
 
 impl AnyModel {
@@ -205,7 +215,7 @@ impl AnyModel {
                 (head, Self::Gpu(m))
             }
             Backend::Cpu => {
-                let (head, m) = load_preference_model::<NdArray>(bytes, &Default::default())?;
+                let (head, m) = load_preference_model::<CpuInner>(bytes, &cpu_device())?;
                 (head, Self::Cpu(m))
             }
         })
@@ -222,7 +232,7 @@ macro_rules! on_model {
                 $body
             }
             $crate::backend::AnyModel::Cpu($m) => {
-                let $device = &burn::backend::ndarray::NdArrayDevice::default();
+                let $device = &$crate::backend::cpu_device();
                 $body
             }
         }

@@ -11,7 +11,7 @@
 
 use std::rc::Rc;
 
-use burn::backend::{Autodiff, NdArray};
+use crate::backend::{CpuBackend, cpu_device};
 use prefscope_core::align::PolicyLoss;
 use prefscope_core::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
@@ -55,7 +55,7 @@ fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
     let mut cfg = BanditConfig::new(loss_for(loss, beta));
     cfg.steps = STEPS;
     cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
-    let (summary, snapshots) = train_bandit_recorded::<Autodiff<NdArray<f32>>>(&cfg, &Default::default(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
+    let (summary, snapshots) = train_bandit_recorded::<CpuBackend>(&cfg, &cpu_device(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
     Ok(Run { summary, snapshots, beta, direction })
 }
 
