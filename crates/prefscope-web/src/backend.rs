@@ -5,7 +5,7 @@
 //! wasm). Otherwise the page trains on the CPU ([`CpuInner`], named by [`CPU_CRATE`]) and says so.
 
 use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_setup_async};
-use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::AutodiffModule;
 use js_sys::{Function, Promise, Reflect};
 use prefscope_core::checkpoint::{PreferenceCheckpoint, load_preference_model};
@@ -17,14 +17,14 @@ use crate::settings::BackendChoice;
 
 pub type GpuBackend = Autodiff<Wgpu>;
 /// The page's CPU backend, the one place it is chosen (with its name and device below).
-pub type CpuInner = NdArray;
+pub type CpuInner = Flex;
 pub type CpuBackend = Autodiff<CpuInner>;
 /// The CPU backend's crate, as the badge and notices name it.
-pub const CPU_CRATE: &str = "ndarray";
-const CPU_LABEL: &str = "CPU (ndarray)";
+pub const CPU_CRATE: &str = "flex";
+const CPU_LABEL: &str = "CPU (flex)";
 
 /// The CPU backend's device.
-pub fn cpu_device() -> <CpuInner as burn::tensor::backend::Backend>::Device {
+pub fn cpu_device() -> burn::backend::flex::FlexDevice {
     Default::default()
 }
 

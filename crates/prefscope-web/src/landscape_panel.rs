@@ -1,7 +1,7 @@
 //! The loss-landscape panel: computes a [`Slice`] on the page's backend and draws it.
 //!
 //! The grid is evaluated by the core's batched [`Surface::losses`] on the model's own backend
-//! (WebGPU or ndarray). The heatmap is rendered by `shaders/landscape.wgsl` on WebGPU when the
+//! (WebGPU or the CPU). The heatmap is rendered by `shaders/landscape.wgsl` on WebGPU when the
 //! page trains on WebGPU (offscreen, then shown on a 2-D canvas: see `heatmap.js`), otherwise by
 //! [`rasterise`] on the CPU; an SVG on top carries the trajectory, the current weights and the axes.
 

@@ -1,5 +1,5 @@
 //! The prefscope playground: a Yew page that trains preference models in the browser tab, on
-//! WebGPU where the browser offers it and on the CPU (burn's ndarray backend) otherwise.
+//! WebGPU where the browser offers it and on the CPU (burn-flex, with WebAssembly SIMD) otherwise.
 //!
 //! Built with Trunk (`trunk build` at the repository root; see `Trunk.toml` and `web/index.html`).
 //! On other targets this is an empty binary, so `cargo test --workspace` covers the

@@ -13,7 +13,7 @@ use prefscope_core::{ModelKind, RunConfig, ScenarioKind};
 pub enum BackendChoice {
     /// WebGPU when the browser offers an adapter, else the CPU with a visible notice.
     Auto,
-    /// `?backend=cpu`: always the CPU (ndarray).
+    /// `?backend=cpu`: always the CPU (burn-flex).
     Cpu,
     /// `?backend=webgpu`: WebGPU or an error, never a silent fallback.
     WebGpu,
