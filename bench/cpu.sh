@@ -61,10 +61,11 @@ print(f"Machine: {sys.argv[2]}, {sys.argv[3]} cores. PyTorch: {torch['framework'
 print("| workload | batch | prefscope backend | threads | prefscope pairs/s | PyTorch pairs/s | ratio | rounds |")
 print("|---|---|---|---|---|---|---|---|")
 med = lambda rs: statistics.median(r["pairs_per_second"] for r in rs)
+fmt = lambda v: f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
 for (row, fw), rs in runs.items():
     if fw.startswith("pytorch"):
         continue
     t = next(v for (r2, f2), v in runs.items() if r2 == row and f2.startswith("pytorch"))
-    print(f"| {row} | {rs[0].get('batch', 128)} | {fw.split()[1]} | {rs[0].get('threads')} | {med(rs):,.1f} | {med(t):,.1f} | {med(rs) / med(t):.2f}× | {len(rs)} / {len(t)} |")
+    print(f"| {row} | {rs[0].get('batch', 128)} | {fw.split()[1]} | {rs[0].get('threads')} | {fmt(med(rs))} | {fmt(med(t))} | {med(rs) / med(t):.2f}× | {len(rs)} / {len(t)} |")
 PY
 cat "$OUT/table.md"
