@@ -196,6 +196,31 @@ fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
     }
 }
 
+/// The CPU backend reports the threads it computes with, honours RAYON_NUM_THREADS, and gives
+/// the same curve on one thread as on two (gemm splits its output, never a dot product, and the
+/// kernels' chunks are fixed). The layers are wide enough (1024 rows × 512 × 512) for burn-flex
+/// to run its matmuls and the GELU kernel on several threads.
+#[test]
+fn cpu_threads_are_reported_and_do_not_change_the_curve() {
+    let dir = scratch("threads");
+    std::fs::write(dir.join("wide.toml"), "seed = 3\n[scenario]\nkind = \"cyclic\"\n[model]\nkind = \"gpm\"\nhidden = [512, 512]\n[train]\nsteps = 12\nbatch = 512\neval_every = 6\n").unwrap();
+    let train = |threads: &str, out: &str, json: bool| {
+        let mut args = vec!["train", "--config", "wide.toml", "--out", out];
+        if json {
+            args.push("--json");
+        }
+        Command::new(env!("CARGO_BIN_EXE_prefscope")).args(args).env("RAYON_NUM_THREADS", threads).current_dir(&dir).output().expect("spawn prefscope")
+    };
+    let run = |threads: &str, out: &str| (last_json(&train(threads, out, true)), std::fs::read_to_string(dir.join(out).join("metrics.jsonl")).unwrap());
+    let (one, one_metrics) = run("1", "one");
+    let (two, two_metrics) = run("2", "two");
+    let banner = String::from_utf8_lossy(&train("1", "banner", false).stdout).to_string();
+    assert!(banner.contains("on cpu (flex, 1 thread)"), "the banner names the threads: {banner}");
+    assert_eq!((one["threads"].as_u64(), two["threads"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(one["final_loss"], two["final_loss"]);
+    assert_eq!(one_metrics, two_metrics, "metrics differ between 1 and 2 threads");
+}
+
 /// burn-flex stores bf16 and f16, so the CPU backend trains with half-precision compute over f32
 /// master weights (f16 with loss scaling) and still fits the cycles, computing in the half type.
 #[test]

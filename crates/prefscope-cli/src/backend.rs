@@ -37,7 +37,10 @@ impl BackendKind {
     /// What banners print: the backend, and for the CPU its crate and threads.
     pub fn describe(self) -> String {
         match self {
-            Self::Cpu => format!("cpu (flex, {} threads)", rayon::current_num_threads()),
+            Self::Cpu => match rayon::current_num_threads() {
+                1 => "cpu (flex, 1 thread)".to_string(),
+                n => format!("cpu (flex, {n} threads)"),
+            },
             Self::Ndarray => "ndarray (1 thread)".to_string(),
             other => other.name().to_string(),
         }
