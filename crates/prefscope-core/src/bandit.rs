@@ -389,58 +389,71 @@ mod frontier_tests {
 
     #[test]
     fn the_frontier_trades_kl_for_reward_monotonically() {
-        let problem = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 }));
-        let f = dpo_frontier(&problem.rewards, &problem.ref_probs, &[4.0, 2.0, 1.0, 0.5, 0.1]);
-        // Smaller β: further from π_ref and more reward; as β → ∞ the point tends to (0, E_ref[r]).
-        assert!(f.windows(2).all(|w| w[1].1 > w[0].1 && w[1].2 > w[0].2), "{f:?}");
-        let best = problem.rewards.iter().cloned().fold(f64::MIN, f64::max);
-        assert!(f.last().unwrap().2 <= best + 1e-12);
+        for seed in crate::seeds::CLAIM_SEEDS {
+            let mut cfg = BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 });
+            cfg.seed = seed;
+            let problem = BanditProblem::new(&cfg);
+            let f = dpo_frontier(&problem.rewards, &problem.ref_probs, &[4.0, 2.0, 1.0, 0.5, 0.1]);
+            // Smaller β: further from π_ref and more reward; as β → ∞ the point tends to (0, E_ref[r]).
+            assert!(f.windows(2).all(|w| w[1].1 > w[0].1 && w[1].2 > w[0].2), "seed {seed}: {f:?}");
+            let best = problem.rewards.iter().cloned().fold(f64::MIN, f64::max);
+            assert!(f.last().unwrap().2 <= best + 1e-12, "seed {seed}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed};
     use burn::backend::{Autodiff, NdArray};
 
     type B = Autodiff<NdArray<f64>>;
 
-    fn run(loss: PolicyLoss, deterministic: bool, steps: usize) -> BanditSummary {
+    /// A bandit run; the seed draws the problem (rewards, π_ref, preferences) and the init.
+    fn run_seeded(loss: PolicyLoss, deterministic: bool, steps: usize, seed: u64) -> BanditSummary {
         let mut cfg = BanditConfig::new(loss);
         cfg.deterministic = deterministic;
         cfg.steps = steps;
+        cfg.seed = seed;
         train_bandit::<B>(&cfg, &Default::default(), |_, _| {}).unwrap()
+    }
+
+    fn problem(beta: f64, seed: u64) -> BanditProblem {
+        let mut cfg = BanditConfig::new(PolicyLoss::Sigmoid { beta });
+        cfg.seed = seed;
+        BanditProblem::new(&cfg)
     }
 
     #[test]
     fn dpo_reaches_its_analytic_optimum() {
         for beta in [0.1, 0.5, 2.0] {
-            let s = run(PolicyLoss::Sigmoid { beta }, false, 3000);
-            let kl = s.kl_to_optimum.unwrap();
-            assert!(kl < 1e-3, "β = {beta}: KL to π_ref·exp(r/β) is {kl}");
+            let kl = |seed| run_seeded(PolicyLoss::Sigmoid { beta }, false, 3000, seed).kl_to_optimum.unwrap();
+            assert_on_every_seed(&format!("DPO β = {beta}: KL to π_ref·exp(r/β) < 1e-3"), CLAIM_SEEDS, kl, |&kl| kl < 1e-3);
         }
     }
 
     #[test]
     fn ipo_reaches_its_own_optimum() {
         for beta in [0.1, 0.5, 2.0] {
-            let s = run(PolicyLoss::IpoSummed { beta }, false, 3000);
-            let kl = s.kl_to_optimum.unwrap();
-            assert!(kl < 1e-3, "β = {beta}: KL to IPO's optimum is {kl}");
+            let kl = |seed| run_seeded(PolicyLoss::IpoSummed { beta }, false, 3000, seed).kl_to_optimum.unwrap();
+            assert_on_every_seed(&format!("IPO β = {beta}: KL to its optimum < 1e-3"), CLAIM_SEEDS, kl, |&kl| kl < 1e-3);
         }
     }
 
     #[test]
     fn gpo_reaches_its_multiplicative_weights_step() {
         for beta in [0.1, 0.5, 2.0] {
-            let s = run(PolicyLoss::Gpo { beta }, false, 3000);
-            let kl = s.kl_to_optimum.unwrap();
-            assert!(kl < 1e-3, "β = {beta}: KL to π_ref·exp(s/β) is {kl}");
-            // log Z is folded into the scores, so the square loss vanishes at the optimum.
-            assert!(s.final_loss < 1e-6, "β = {beta}: final loss {}", s.final_loss);
-            // Bradley–Terry: s_i = r_i − E_μ[r], the same step as DPO's optimum.
-            let dpo = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta })).optimum(&PolicyLoss::Sigmoid { beta }).unwrap();
-            assert!(super::kl(s.optimum.as_ref().unwrap(), &dpo) < 1e-12);
+            // log Z is folded into the scores, so the square loss vanishes at the optimum; and with
+            // Bradley–Terry scores s_i = r_i − E_μ[r] it is the same step as DPO's optimum.
+            let one_seed = |seed| {
+                let s = run_seeded(PolicyLoss::Gpo { beta }, false, 3000, seed);
+                let dpo = problem(beta, seed).optimum(&PolicyLoss::Sigmoid { beta }).unwrap();
+                (s.kl_to_optimum.unwrap(), s.final_loss, super::kl(s.optimum.as_ref().unwrap(), &dpo))
+            };
+            assert_on_every_seed(&format!("GPO β = {beta}: (KL to π_ref·exp(s/β), final loss, KL between its optimum and DPO's)"), CLAIM_SEEDS, one_seed, |&(kl, loss, same)| {
+                kl < 1e-3 && loss < 1e-6 && same < 1e-12
+            });
         }
         let mut cfg = BanditConfig::new(PolicyLoss::Gpo { beta: 0.5 });
         cfg.deterministic = true;
@@ -450,43 +463,56 @@ mod tests {
     #[test]
     fn xpo_and_vpo_regularisers_act_on_the_bandit() {
         let beta = 0.5;
-        let dpo = run(PolicyLoss::Sigmoid { beta }, false, 1500);
-        let problem = BanditProblem::new(&BanditConfig::new(PolicyLoss::Sigmoid { beta }));
-        let n = problem.n();
-        // XPO's term is α·E_{ỹ∼π_ref} log π(ỹ): α = 0 is DPO; α > 0 lowers it (explores away from π_ref).
-        let ref_loglik = |s: &BanditSummary| -> f64 { (0..n).map(|i| problem.ref_probs[i] * s.policy[i].ln()).sum() };
-        let xpo0 = run(PolicyLoss::Xpo { beta, alpha: 0.0 }, false, 1500);
-        assert!(xpo0.policy.iter().zip(&dpo.policy).all(|(a, b)| (a - b).abs() < 1e-9));
-        let xpo = run(PolicyLoss::Xpo { beta, alpha: 0.01 }, false, 1500);
-        assert!(ref_loglik(&xpo) < ref_loglik(&dpo) - 1e-3, "{} vs {}", ref_loglik(&xpo), ref_loglik(&dpo));
-        // Pessimistic VPO raises the chosen responses' log-ratios (weighted as the chosen side of the pairs).
-        let chosen_rho = |s: &BanditSummary| -> f64 {
-            (0..n).map(|i| problem.ref_probs[i] * (0..n).filter(|&j| j != i).map(|j| problem.ref_probs[j] * problem.pref[i * n + j]).sum::<f64>() * (s.policy[i] / problem.ref_probs[i]).ln()).sum()
+        let one_seed = |seed| {
+            let dpo = run_seeded(PolicyLoss::Sigmoid { beta }, false, 1500, seed);
+            let problem = problem(beta, seed);
+            let n = problem.n();
+            // XPO's term is α·E_{ỹ∼π_ref} log π(ỹ): α = 0 is DPO; α > 0 lowers it (explores away from π_ref).
+            let ref_loglik = |s: &BanditSummary| -> f64 { (0..n).map(|i| problem.ref_probs[i] * s.policy[i].ln()).sum() };
+            let xpo0 = run_seeded(PolicyLoss::Xpo { beta, alpha: 0.0 }, false, 1500, seed);
+            let same = xpo0.policy.iter().zip(&dpo.policy).all(|(a, b)| (a - b).abs() < 1e-9);
+            let xpo = run_seeded(PolicyLoss::Xpo { beta, alpha: 0.01 }, false, 1500, seed);
+            // Pessimistic VPO raises the chosen responses' log-ratios (weighted as the chosen side of the pairs).
+            let chosen_rho = |s: &BanditSummary| -> f64 {
+                (0..n).map(|i| problem.ref_probs[i] * (0..n).filter(|&j| j != i).map(|j| problem.ref_probs[j] * problem.pref[i * n + j]).sum::<f64>() * (s.policy[i] / problem.ref_probs[i]).ln()).sum()
+            };
+            let vpo = run_seeded(PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: false }, false, 1500, seed);
+            (same, ref_loglik(&dpo) - ref_loglik(&xpo), chosen_rho(&vpo) - chosen_rho(&dpo))
         };
-        let vpo = run(PolicyLoss::Vpo { beta, alpha: 1.0, optimistic: false }, false, 1500);
-        assert!(chosen_rho(&vpo) > chosen_rho(&dpo) + 1e-3, "{} vs {}", chosen_rho(&vpo), chosen_rho(&dpo));
+        assert_on_every_seed(
+            "(XPO α = 0 is DPO, drop of E_ref log π under XPO α = 0.01, rise of the chosen log-ratio under pessimistic VPO), both > 1e-3",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(same, xpo_drop, vpo_rise)| same && xpo_drop > 1e-3 && vpo_rise > 1e-3,
+        );
     }
 
     #[test]
     fn deterministic_preferences_drive_dpo_to_the_extreme_but_not_ipo() {
-        let best = |s: &BanditSummary| {
-            let i = (0..s.rewards.len()).max_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b])).unwrap();
-            s.policy[i]
+        let one_seed = |seed| {
+            let best = |s: &BanditSummary| {
+                let i = (0..s.rewards.len()).max_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b])).unwrap();
+                s.policy[i]
+            };
+            let dpo_short = run_seeded(PolicyLoss::Sigmoid { beta: 0.5 }, true, 500, seed);
+            let dpo_long = run_seeded(PolicyLoss::Sigmoid { beta: 0.5 }, true, 3000, seed);
+            let ipo = run_seeded(PolicyLoss::IpoSummed { beta: 0.5 }, true, 3000, seed);
+            assert!(dpo_short.kl_to_optimum.is_none(), "DPO has no finite optimum here");
+            (best(&dpo_short), best(&dpo_long), ipo.kl_to_optimum.unwrap(), best(&ipo), ipo.kl_to_reference < dpo_long.kl_to_reference)
         };
-        let dpo_short = run(PolicyLoss::Sigmoid { beta: 0.5 }, true, 500);
-        let dpo_long = run(PolicyLoss::Sigmoid { beta: 0.5 }, true, 3000);
-        let ipo = run(PolicyLoss::IpoSummed { beta: 0.5 }, true, 3000);
-        assert!(dpo_short.kl_to_optimum.is_none(), "DPO has no finite optimum here");
-        assert!(best(&dpo_long) > best(&dpo_short), "DPO keeps drifting toward the best response");
-        assert!(best(&dpo_long) > 0.99, "DPO nearly deterministic: {}", best(&dpo_long));
-        assert!(ipo.kl_to_optimum.unwrap() < 1e-3, "IPO converges to a finite optimum");
-        assert!(best(&ipo) < 0.9, "IPO stays regularised: {}", best(&ipo));
-        assert!(ipo.kl_to_reference < dpo_long.kl_to_reference);
+        // DPO keeps drifting toward the best response and ends nearly deterministic; IPO converges
+        // to a finite optimum that stays regularised, closer to π_ref.
+        assert_on_every_seed(
+            "deterministic preferences: (DPO π(best) after 500 and 3000 steps, IPO KL to its optimum, IPO π(best), IPO closer to π_ref)",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(short, long, ipo_kl, ipo_best, closer)| long > short && long > 0.99 && ipo_kl < 1e-3 && ipo_best < 0.9 && closer,
+        );
     }
 
     #[test]
     fn larger_beta_stays_closer_to_the_reference() {
-        let kls: Vec<f64> = [0.1, 0.5, 2.0].iter().map(|&beta| run(PolicyLoss::Sigmoid { beta }, false, 1500).kl_to_reference).collect();
-        assert!(kls[0] > kls[1] && kls[1] > kls[2], "{kls:?}");
+        let kls = |seed| [0.1, 0.5, 2.0].map(|beta| run_seeded(PolicyLoss::Sigmoid { beta }, false, 1500, seed).kl_to_reference);
+        assert_on_every_seed("KL(π‖π_ref) at β = 0.1, 0.5, 2", CLAIM_SEEDS, kls, |k| k[0] > k[1] && k[1] > k[2]);
     }
 }

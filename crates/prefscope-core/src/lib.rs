@@ -21,6 +21,7 @@
 //! * `textrm` (feature `text`): training the transformer RM on a pair file, tokenizer included.
 //! * `minilm` (feature `text`): the pretrained all-MiniLM-L6-v2 sentence encoder, for heads on real text.
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
+//! * [`seeds`]: claims over many seeds: seed lists, spreads, the exact binomial bound.
 
 pub mod align;
 pub mod bandit;
@@ -38,6 +39,7 @@ pub mod noise;
 pub mod precision;
 pub mod rank;
 pub mod rng;
+pub mod seeds;
 pub mod text;
 #[cfg(feature = "text")]
 pub mod textrm;

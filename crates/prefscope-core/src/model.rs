@@ -101,8 +101,14 @@ pub struct ModelConfig {
     /// GPM: prompt-dependent softmax gate λ(x) over the k blocks (needs prompt features).
     #[serde(default)]
     pub gate: bool,
-    /// GPM: scale embeddings to unit length (the paper's choice; the training code has it off).
-    #[serde(default = "default_true")]
+    /// GPM: scale embeddings to unit length (the paper's choice). Off by default, as in the GPM
+    /// training code: through unit_normalize the loss gradient on the raw embedding e is
+    /// orthogonal to e, so a gradient step never shortens e and the raw curve cannot be pulled
+    /// through the origin. With k = 1 the embedding of the circle of `cyclic` then keeps the
+    /// winding number it had at initialisation (0 or −1 on about a third of seeds, where the cycle
+    /// needs +1), and those seeds stall near chance or at loss ln 2. Free-length embeddings pass
+    /// through the origin and fit the cycle on every seed; so does unit length with k ≥ 2.
+    #[serde(default)]
     pub normalize: bool,
     /// Multi-objective: number of attribute rewards m (must match the data's ratings).
     #[serde(default = "default_objectives")]
@@ -156,7 +162,7 @@ impl ModelConfig {
             k: default_k(),
             tau: default_tau(),
             gate: false,
-            normalize: true,
+            normalize: false,
             objectives: default_objectives(),
             heads: default_heads(),
             load_balance: default_load_balance(),

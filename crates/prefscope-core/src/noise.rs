@@ -132,6 +132,7 @@ pub async fn crm<B: AutodiffBackend>(config: &RunConfig, dataset: &PairDataset, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed, assert_on_fraction};
     use crate::{ModelKind, ScenarioKind};
     use burn::backend::{Autodiff, Flex};
 
@@ -145,28 +146,42 @@ mod tests {
 
     #[test]
     fn strength_flags_flipped_pairs_and_crm_trains_around_them() {
-        let cfg = RunConfig::new(ScenarioKind::Noisy, ModelKind::Bt);
-        let ds = cfg.scenario.build(cfg.seed).unwrap();
-        let flips = ds.train.iter().filter(|&&p| ds.flipped[p]).count() as f64 / ds.train.len() as f64;
-        assert!((flips - 0.3).abs() < 0.01, "the scenario flips 30 % of training labels: {flips}");
-        let bt = plain(&cfg, &ds);
+        let one_seed = |seed: u64| {
+            let mut cfg = RunConfig::new(ScenarioKind::Noisy, ModelKind::Bt);
+            cfg.seed = seed;
+            let ds = cfg.scenario.build(cfg.seed).unwrap();
+            let flips = ds.train.iter().filter(|&&p| ds.flipped[p]).count() as f64 / ds.train.len() as f64;
+            assert!((flips - 0.3).abs() < 0.02, "seed {seed}: the scenario flips 30 % of training labels: {flips}");
+            let bt = plain(&cfg, &ds);
 
-        // Secrets of RLHF II: strength from 4 models; flag the weakest 30 %, flip them, retrain.
-        let dev = Default::default();
-        let strengths = pollster::block_on(ensemble_strength::<B>(&cfg, &ds, 4, &ds.train, &dev)).unwrap();
-        let flagged: Vec<usize> = weakest(&strengths, 0.3).into_iter().map(|i| ds.train[i]).collect();
-        let (precision, recall) = precision_recall(&flagged, &ds.flipped);
-        let cleaned = plain(&cfg, &flip_pairs(&ds, &flagged));
+            // Secrets of RLHF II: strength from 4 models; flag the weakest 30 %, flip them, retrain.
+            let dev = Default::default();
+            let strengths = pollster::block_on(ensemble_strength::<B>(&cfg, &ds, 4, &ds.train, &dev)).unwrap();
+            let flagged: Vec<usize> = weakest(&strengths, 0.3).into_iter().map(|i| ds.train[i]).collect();
+            let (precision, recall) = precision_recall(&flagged, &ds.flipped);
+            let cleaned = plain(&cfg, &flip_pairs(&ds, &flagged));
 
-        let (a, _) = pollster::block_on(crm::<B>(&cfg, &ds, CrmConfig::default(), &dev)).unwrap();
-        let crm_acc = pollster::block_on(a.evaluate()).unwrap().accuracy;
-        eprintln!(
-            "noisy (30 % flipped): plain BT {bt:.3}; ensemble strength flags precision {precision:.3} recall {recall:.3}, \
-             retrained after flipping {cleaned:.3}; CRM {crm_acc:.3} (clean held-out accuracy)"
+            let (a, _) = pollster::block_on(crm::<B>(&cfg, &ds, CrmConfig::default(), &dev)).unwrap();
+            let crm_acc = pollster::block_on(a.evaluate()).unwrap().accuracy;
+            (bt, precision, recall, cleaned, crm_acc)
+        };
+        // Clean held-out accuracy with 30 % of training labels flipped: on every seed the ensemble
+        // flags most flips.
+        let figures = assert_on_every_seed(
+            "noisy: (plain BT, flag precision, flag recall, retrained after flipping, CRM); precision and recall ≥ 0.75",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(_, precision, recall, _, _)| precision >= 0.75 && recall >= 0.75,
         );
-        assert!(precision >= 0.8 && recall >= 0.8, "the ensemble flags most flips: precision {precision}, recall {recall}");
-        assert!(cleaned > bt, "strength-aware {cleaned} vs plain {bt}");
-        assert!(crm_acc > bt, "CRM {crm_acc} vs plain {bt}");
+        // Both remedies beat plain BT on most seeds, not all: plain BT is already robust to
+        // symmetric flips, and the wrongly flagged pairs (15–20 %) are near ties, where a flip does
+        // the most harm. (Retraining: 18 of 20 seeds when this was written; CRM: 19 of 20.)
+        let seed_of = |s: u64| figures[s as usize];
+        assert_on_fraction("noisy: retrained after flipping beats plain BT", CLAIM_SEEDS, 0.7, seed_of, |&(bt, _, _, cleaned, _)| cleaned > bt);
+        assert_on_fraction("noisy: CRM beats plain BT", CLAIM_SEEDS, 0.7, seed_of, |&(bt, _, _, _, crm)| crm > bt);
+        let mean_gain = |i: usize| figures.iter().map(|f| [f.3, f.4][i] - f.0).sum::<f32>() / figures.len() as f32;
+        eprintln!("mean gain over plain BT: retrained {:.3}, CRM {:.3}", mean_gain(0), mean_gain(1));
+        assert!(mean_gain(0) > 0.0 && mean_gain(1) > 0.02, "retrained {}, CRM {}", mean_gain(0), mean_gain(1));
     }
 
     #[test]

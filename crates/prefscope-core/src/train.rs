@@ -841,6 +841,7 @@ fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
     use burn::backend::{Autodiff, Flex};
 
     type B = Autodiff<Flex>;
@@ -858,31 +859,48 @@ mod tests {
         m.last().unwrap().eval.unwrap().accuracy
     }
 
+    fn seeded(mut cfg: RunConfig, seed: u64) -> RunConfig {
+        cfg.seed = seed;
+        cfg
+    }
+
     #[test]
     fn gpm_fits_cycles_where_bradley_terry_cannot() {
         // The GPM paper (§6.2, Table 1): BT 50–63 %, GPM 100 % on cyclic preferences.
-        let gpm = final_eval(&run(RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm)));
-        let bt = final_eval(&run(RunConfig::new(ScenarioKind::Cyclic, ModelKind::Bt)));
-        assert!(gpm >= 0.95, "GPM on cyclic: {gpm}");
-        assert!(bt <= 0.70, "BT on cyclic: {bt}");
+        let acc = |model, seed| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Cyclic, model), seed)));
+        let figures = assert_on_every_seed("cyclic: (GPM, BT) held-out accuracy, GPM ≥ 0.95 and BT ≤ 0.70", CLAIM_SEEDS, |s| (acc(ModelKind::Gpm, s), acc(ModelKind::Bt, s)), |&(g, b)| g >= 0.95 && b <= 0.70);
+        eprintln!("GPM {}; BT {}", Spread::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), Spread::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn unit_length_gpm_stalls_on_the_circle_with_one_block_and_fits_it_with_two() {
+        // Why the default is free-length embeddings (see ModelConfig::normalize): with unit length
+        // and k = 1 the circle's embedding keeps its initial winding number, and the seeds that
+        // start with the wrong one stall (8 of seeds 0–19 below 0.9 when this was written).
+        let mut unit = RunConfig::new(ScenarioKind::Cyclic, ModelKind::Gpm);
+        unit.model.normalize = true;
+        let stalled: Vec<u64> = CLAIM_SEEDS.filter(|&s| final_eval(&run(seeded(unit.clone(), s))) < 0.9).collect();
+        eprintln!("unit-length k = 1 below 0.9 on seeds {stalled:?}");
+        assert!(stalled.len() >= 4, "unit-length k = 1 GPM stalls on a sizeable share of seeds: {stalled:?}");
+        // Two blocks give it a second plane to wind in: every seed fits, on cyclic and A≻B≻C≻D≻A.
+        unit.model.k = 2;
+        assert_on_every_seed("cyclic: unit-length k = 2 GPM ≥ 0.95", CLAIM_SEEDS, |s| final_eval(&run(seeded(unit.clone(), s))), |&a| a >= 0.95);
+        unit.scenario.kind = ScenarioKind::CyclicAbcd;
+        assert_on_every_seed("A≻B≻C≻D≻A: unit-length k = 2 GPM gets 4/4", CLAIM_SEEDS, |s| final_eval(&run(seeded(unit.clone(), s))), |&a| a == 1.0);
     }
 
     #[test]
     fn gpm_fits_the_abcd_cycle_and_bradley_terry_gets_at_most_three_of_four() {
-        // Unnormalised embeddings can pass through the origin, so the collapsed s ≡ 0 state is a
+        // Free-length embeddings can pass through the origin, so the collapsed s ≡ 0 state is a
         // saddle they leave along the cyclic (winding-one) direction; see ScenarioKind::CyclicAbcd.
-        let mut cfg = RunConfig::new(ScenarioKind::CyclicAbcd, ModelKind::Gpm);
-        cfg.model.normalize = false;
-        let gpm = final_eval(&run(cfg));
-        let bt = final_eval(&run(RunConfig::new(ScenarioKind::CyclicAbcd, ModelKind::Bt)));
-        assert_eq!(gpm, 1.0);
-        assert!(bt <= 0.75, "BT on A≻B≻C≻D≻A: {bt}");
+        let acc = |model, seed| final_eval(&run(seeded(RunConfig::new(ScenarioKind::CyclicAbcd, model), seed)));
+        assert_on_every_seed("A≻B≻C≻D≻A: (GPM, BT) accuracy, GPM 4/4 and BT ≤ 3/4", CLAIM_SEEDS, |s| (acc(ModelKind::Gpm, s), acc(ModelKind::Bt, s)), |&(g, b)| g == 1.0 && b <= 0.75);
     }
 
     #[test]
     fn bradley_terry_fits_a_linear_utility() {
-        let bt = final_eval(&run(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt)));
-        assert!(bt >= 0.90, "BT on linear: {bt}");
+        let figures = assert_on_every_seed("linear: BT held-out accuracy ≥ 0.90", CLAIM_SEEDS, |s| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), s))), |&a| a >= 0.90);
+        eprintln!("BT on linear: {}", Spread::of(&figures.iter().map(|&a| a as f64).collect::<Vec<_>>()));
     }
 
     #[test]
@@ -982,79 +1000,104 @@ mod tests {
         // The BT likelihood is shift-invariant, so without centering the mean reward is wherever
         // initialisation and training leave it; with centering it is pulled to about zero.
         cfg.train.steps = 400;
-        let (free, acc_free) = mean_reward(cfg.clone());
-        cfg.train.loss.center_coef = 0.1;
-        let (centred, acc_centred) = mean_reward(cfg);
-        assert!(centred.abs() < 0.1 && centred.abs() < free.abs(), "centred {centred} vs free {free}");
-        assert!(acc_centred >= acc_free - 0.02, "{acc_centred} vs {acc_free}");
+        let figures = assert_on_every_seed(
+            "linear: (free mean reward, free acc, centred mean reward, centred acc) at TRL's recommended coefficient 0.01, |centred| < 0.2, accuracy within 0.02",
+            CLAIM_SEEDS,
+            |seed| {
+                let mut cfg = seeded(cfg.clone(), seed);
+                let (free, acc_free) = mean_reward(cfg.clone());
+                cfg.train.loss.center_coef = 0.01;
+                let (centred, acc_centred) = mean_reward(cfg);
+                (free, acc_free, centred, acc_centred)
+            },
+            |&(_, acc_free, centred, acc_centred)| centred.abs() < 0.2 && acc_centred >= acc_free - 0.02,
+        );
+        // Without centering the offset is left where it falls: on average five times further out.
+        let mean_abs = |i: usize| figures.iter().map(|f| [f.0, f.2][i].abs() as f64).sum::<f64>() / figures.len() as f64;
+        eprintln!("mean |mean reward| over seeds: free {:.3}, centred {:.3}", mean_abs(0), mean_abs(1));
+        assert!(mean_abs(1) < mean_abs(0) / 5.0, "free {} vs centred {}", mean_abs(0), mean_abs(1));
     }
 
     #[test]
     fn multi_objective_recovers_each_hidden_objective_and_serves_every_user() {
         use crate::loss::kendall_tau;
         use crate::model::argmax_by_direction;
-        let cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
-        let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
-        let mut last = None;
-        while !t.is_done() {
-            last = Some(pollster::block_on(t.step()).unwrap());
-        }
-        let acc = last.unwrap().eval.unwrap().accuracy;
-        assert!(acc >= 0.9, "pairs labelled along four users' directions: {acc}");
-        let ds = &t.dataset;
-        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
-        let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
-        for k in 0..2 {
-            let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[2 * i + k] as f64).collect();
-            let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + k] as f64).collect();
-            let tau = kendall_tau(&model_k, &rated_k);
-            assert!(tau >= 0.9, "objective {k}: Kendall τ {tau}");
-        }
-        // Turning the dial: the argmax over 12 candidates changes exactly where v·r ties.
-        let cand: Vec<[f64; 2]> = (0..12).map(|i| [r[2 * i] as f64, r[2 * i + 1] as f64]).collect();
-        let segments = argmax_by_direction(&cand);
-        assert!(segments.len() >= 2, "two conflicting objectives give several winners: {segments:?}");
-        let brute = |deg: f64| {
-            let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
-            (0..cand.len()).max_by(|&a, &b| (c * cand[a][0] + s * cand[a][1]).total_cmp(&(c * cand[b][0] + s * cand[b][1]))).unwrap()
+        let one_seed = |seed: u64| {
+            let (t, last) = trained(seeded(RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective), seed));
+            let acc = last.eval.unwrap().accuracy;
+            let ds = &t.dataset;
+            let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+            let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
+            let taus: Vec<f64> = (0..2)
+                .map(|k| {
+                    let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[2 * i + k] as f64).collect();
+                    let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + k] as f64).collect();
+                    kendall_tau(&model_k, &rated_k)
+                })
+                .collect();
+            // Turning the dial: the argmax over 12 candidates changes exactly where v·r ties.
+            let cand: Vec<[f64; 2]> = (0..12).map(|i| [r[2 * i] as f64, r[2 * i + 1] as f64]).collect();
+            let segments = argmax_by_direction(&cand);
+            let brute = |deg: f64| {
+                let (c, s) = (deg.to_radians().cos(), deg.to_radians().sin());
+                (0..cand.len()).max_by(|&a, &b| (c * cand[a][0] + s * cand[a][1]).total_cmp(&(c * cand[b][0] + s * cand[b][1]))).unwrap()
+            };
+            for step in 0..3600 {
+                let deg = step as f64 * 0.1 + 0.05;
+                let seg = segments.iter().rev().find(|s| s.0 <= deg).unwrap_or(segments.last().unwrap());
+                assert_eq!(seg.1, brute(deg), "seed {seed}: at {deg}°");
+            }
+            for w in segments.windows(2) {
+                assert_ne!(brute(w[1].0 - 1e-6), brute(w[1].0 + 1e-6), "seed {seed}: the argmax switches at {}°", w[1].0);
+            }
+            (acc, taus, segments.len())
         };
-        for step in 0..3600 {
-            let deg = step as f64 * 0.1 + 0.05;
-            let seg = segments.iter().rev().find(|s| s.0 <= deg).unwrap_or(segments.last().unwrap());
-            assert_eq!(seg.1, brute(deg), "at {deg}°");
-        }
-        for w in segments.windows(2) {
-            assert_ne!(brute(w[1].0 - 1e-6), brute(w[1].0 + 1e-6), "the argmax switches at {}°", w[1].0);
-        }
+        // Pairs labelled along four users' directions; two conflicting objectives give several winners.
+        assert_on_every_seed("multi-objective: (accuracy, Kendall τ per objective, dial winners), acc ≥ 0.9, τ ≥ 0.9, ≥ 2 winners", CLAIM_SEEDS, one_seed, |(acc, taus, n)| *acc >= 0.9 && taus.iter().all(|&t| t >= 0.9) && *n >= 2);
     }
 
     #[test]
     fn multi_objective_with_three_objectives_recovers_each_and_its_best_response() {
         use crate::loss::kendall_tau;
-        let mut cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
-        cfg.scenario.objectives = 3;
-        cfg.model.objectives = 3;
-        let (t, last) = trained(cfg);
-        let acc = last.eval.unwrap().accuracy;
-        assert!(acc >= 0.85, "pairs labelled by four users over three objectives: {acc}");
-        let ds = &t.dataset;
-        assert_eq!((ds.n_objectives, ds.prompt_dim, ds.ratings.len()), (3, 3, 3 * ds.n_items()));
-        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
-        let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
-        let mut winners = vec![];
-        for k in 0..3 {
-            let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[3 * i + k] as f64).collect();
-            let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[3 * i + k] as f64).collect();
-            let tau = kendall_tau(&model_k, &rated_k);
-            assert!(tau >= 0.9, "objective {k}: Kendall τ {tau}");
-            let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
-            winners.push(argmax(&model_k));
-        }
-        winners.sort();
-        winners.dedup();
-        assert_eq!(winners.len(), 3, "75° apart, each objective has its own best response: {winners:?}");
+        let one_seed = |seed: u64| {
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective), seed);
+            cfg.scenario.objectives = 3;
+            cfg.model.objectives = 3;
+            let (t, last) = trained(cfg);
+            let acc = last.eval.unwrap().accuracy;
+            let ds = &t.dataset;
+            assert_eq!((ds.n_objectives, ds.prompt_dim, ds.ratings.len()), (3, 3, 3 * ds.n_items()));
+            let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+            let r: Vec<f32> = m.rewards(x).into_data().convert::<f32>().to_vec().unwrap();
+            let mut winners = vec![];
+            let mut taus = vec![];
+            let mut ranks = vec![];
+            for k in 0..3 {
+                let model_k: Vec<f64> = (0..ds.n_items()).map(|i| r[3 * i + k] as f64).collect();
+                let rated_k: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[3 * i + k] as f64).collect();
+                taus.push(kendall_tau(&model_k, &rated_k));
+                let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+                let best = argmax(&model_k);
+                winners.push(best);
+                // Where the model's pick stands among all items by objective k's true rating (0 = best).
+                ranks.push(rated_k.iter().filter(|&&x| x > rated_k[best]).count());
+            }
+            winners.sort();
+            winners.dedup();
+            (acc, taus, ranks, winners.len())
+        };
+        // Four users over three objectives 75° apart: the model's best response for each objective
+        // is among that objective's true top 5 of 200 items, and the objectives do not share one
+        // winner. (The true best exactly would be too strong: on some seeds the top two items are
+        // within 0.03 of rating, 1 % of its range.)
+        assert_on_every_seed(
+            "three objectives: (accuracy, τ per objective, true rank of the model's best response per objective, distinct winners), acc ≥ 0.85, τ ≥ 0.9, rank < 5, ≥ 2 winners",
+            CLAIM_SEEDS,
+            one_seed,
+            |(acc, taus, ranks, n)| *acc >= 0.85 && taus.iter().all(|&t| t >= 0.9) && ranks.iter().all(|&r| r < 5) && *n >= 2,
+        );
     }
 
     #[test]
@@ -1104,38 +1147,34 @@ mod tests {
 
     #[test]
     fn mixture_serves_opposed_groups_and_routes_users_to_them() {
-        let train = |model: ModelKind| {
-            let mut cfg = RunConfig::new(ScenarioKind::Mixture, model);
+        let train = |model: ModelKind, seed: u64| {
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::Mixture, model), seed);
             cfg.train.steps = 600;
-            let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
-            let mut last = None;
-            while !t.is_done() {
-                last = Some(pollster::block_on(t.step()).unwrap());
-            }
-            let overall = last.unwrap().eval.unwrap().accuracy;
-            (per_group_accuracy(&t), overall, t)
+            let (t, last) = trained(cfg);
+            (per_group_accuracy(&t), last.eval.unwrap().accuracy, t)
         };
-        let (bt_groups, bt_overall, _) = train(ModelKind::Bt);
-        let (mix_groups, _, t) = train(ModelKind::Mixture);
+        let one_seed = |seed: u64| {
+            let (bt_groups, bt_overall, _) = train(ModelKind::Bt, seed);
+            let (mix_groups, _, t) = train(ModelKind::Mixture, seed);
+            let gain = (mix_groups[0] + mix_groups[1]) / 2.0 - (bt_groups[0] + bt_groups[1]) / 2.0;
+            // Routing: each user's argmax head; heads are unlabelled, so match them to groups by majority.
+            let PreferenceModel::Mixture(m) = t.model().valid() else { unreachable!() };
+            let users = ScenarioKind::MIXTURE_USERS;
+            let eye = Tensor::<Flex, 2>::eye(users, &Default::default());
+            let w: Vec<f32> = m.log_weights(eye).into_data().convert::<f32>().to_vec().unwrap();
+            let head = |u: usize| if w[2 * u] >= w[2 * u + 1] { 0 } else { 1 };
+            let agree = (0..users).filter(|&u| head(u) == u % 2).count();
+            let routed = agree.max(users - agree) as f32 / users as f32;
+            (bt_overall, mix_groups, gain, routed)
+        };
         // A single BT model cannot serve both: its irreducible error is about one group's share.
-        let bt_error = 1.0 - bt_overall;
-        assert!(bt_error > 0.3, "single BT on opposed groups: {bt_overall}");
-        for g in 0..2 {
-            assert!(mix_groups[g] >= 0.9, "mixture on group {g}: {mix_groups:?}");
-        }
-        let gain = (mix_groups[0] + mix_groups[1]) / 2.0 - (bt_groups[0] + bt_groups[1]) / 2.0;
-        assert!(gain >= bt_error - 0.05, "mean per-group gain {gain} vs BT's error {bt_error}");
-
-        // Routing: each user's argmax head; heads are unlabelled, so match them to groups by majority.
-        let PreferenceModel::Mixture(m) = t.model().valid() else { unreachable!() };
-        let users = ScenarioKind::MIXTURE_USERS;
-        let eye = Tensor::<Flex, 2>::eye(users, &Default::default());
-        let w: Vec<f32> = m.log_weights(eye).into_data().convert::<f32>().to_vec().unwrap();
-        let head = |u: usize| if w[2 * u] >= w[2 * u + 1] { 0 } else { 1 };
-        let agree = (0..users).filter(|&u| head(u) == u % 2).count();
-        let routed = agree.max(users - agree) as f64 / users as f64;
-        eprintln!("mixture: BT overall {bt_overall:.3}, BT per group {bt_groups:?}, mixture per group {mix_groups:?}, users routed {routed:.2}");
-        assert!(routed >= 0.9, "users routed to their group: {routed}");
+        // The mixture serves each group, wins back most of that error, and routes users to groups.
+        assert_on_every_seed(
+            "mixture: (BT overall, mixture per group, per-group gain, users routed); BT error > 0.3, groups ≥ 0.9, gain ≥ 0.8 × BT error, routed ≥ 0.9",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(bt, groups, gain, routed)| 1.0 - bt > 0.3 && groups.iter().all(|&g| g >= 0.9) && gain >= 0.8 * (1.0 - bt) && routed >= 0.9,
+        );
     }
 
     fn trained(cfg: RunConfig) -> (Trainer<B>, StepMetrics) {
@@ -1164,23 +1203,23 @@ mod tests {
         scaled.train.loss.scaled = true;
         let mut both = base.clone();
         both.train.loss.regression_coef = 1.0;
-        let mut figures = vec![];
         for (name, cfg) in [("regular", base), ("margin", margin), ("scaled", scaled), ("bt+regression", both)] {
-            let (t, last) = trained(cfg);
-            let acc = last.eval.unwrap().accuracy;
-            let r = item_rewards(&t);
-            let rating: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
-            let tau = kendall_tau(&r, &rating);
-            let mean_abs_err = r.iter().zip(&rating).map(|(a, b)| (a - b).abs()).sum::<f64>() / r.len() as f64;
-            figures.push(format!("{name}: acc {acc:.3} τ {tau:.3} |r − rating| {mean_abs_err:.3}"));
-            assert!(acc >= 0.9, "{name}: {acc}");
-            assert!(tau >= 0.9, "{name}: the reward orders items as their helpfulness ({tau})");
-            // Only the regression term pins the reward's scale and offset to the rating's.
-            if name == "bt+regression" {
-                assert!(mean_abs_err < 0.3, "{name}: rewards on the rating scale: {mean_abs_err}");
-            }
+            let one_seed = |seed: u64| {
+                let (t, last) = trained(seeded(cfg.clone(), seed));
+                let acc = last.eval.unwrap().accuracy;
+                let r = item_rewards(&t);
+                let rating: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
+                let tau = kendall_tau(&r, &rating);
+                let mean_abs_err = r.iter().zip(&rating).map(|(a, b)| (a - b).abs()).sum::<f64>() / r.len() as f64;
+                (acc, tau, mean_abs_err)
+            };
+            // Every variant orders items as their helpfulness; only the regression term pins the
+            // reward's scale and offset to the rating's.
+            let regression = name == "bt+regression";
+            assert_on_every_seed(&format!("HelpSteer2 {name}: (accuracy, τ with the rating, |r − rating|), acc ≥ 0.9, τ ≥ 0.9{}", if regression { ", |r − rating| < 0.3" } else { "" }), CLAIM_SEEDS, one_seed, |&(acc, tau, err)| {
+                acc >= 0.9 && tau >= 0.9 && (!regression || err < 0.3)
+            });
         }
-        eprintln!("{}", figures.join("\n"));
     }
 
     #[test]
@@ -1202,34 +1241,38 @@ mod tests {
     fn listwise_losses_learn_the_ranking() {
         use crate::loss::kendall_tau;
         for (kind, top_k) in [(Listwise::PlackettLuce, None), (Listwise::PlackettLuce, Some(2)), (Listwise::RankList, None)] {
-            let mut cfg = RunConfig::new(ScenarioKind::Rankings, ModelKind::Bt);
-            cfg.train.loss.listwise = Some(kind);
-            cfg.train.loss.top_k = top_k;
-            cfg.train.batch = 64;
-            let (t, last) = trained(cfg);
-            let acc = last.eval.unwrap().accuracy;
-            let r = item_rewards(&t);
-            let ds = &t.dataset;
-            let tau = ds.eval_lists.iter().map(|&l| {
-                let list = &ds.lists[l];
-                let observed: Vec<f64> = (0..list.len()).map(|p| -(p as f64)).collect();
-                let model: Vec<f64> = list.iter().map(|&i| r[i]).collect();
-                kendall_tau(&model, &observed)
-            }).sum::<f64>() / ds.eval_lists.len() as f64;
-            eprintln!("{kind:?} top-k {top_k:?}: held-out pairwise accuracy {acc:.3}, mean Kendall τ per list {tau:.3}");
-            assert!(acc >= 0.85 && tau >= 0.7, "{kind:?} {top_k:?}: acc {acc}, τ {tau}");
+            let one_seed = |seed: u64| {
+                let mut cfg = seeded(RunConfig::new(ScenarioKind::Rankings, ModelKind::Bt), seed);
+                cfg.train.loss.listwise = Some(kind);
+                cfg.train.loss.top_k = top_k;
+                cfg.train.batch = 64;
+                let (t, last) = trained(cfg);
+                let acc = last.eval.unwrap().accuracy;
+                let r = item_rewards(&t);
+                let ds = &t.dataset;
+                let tau = ds.eval_lists.iter().map(|&l| {
+                    let list = &ds.lists[l];
+                    let observed: Vec<f64> = (0..list.len()).map(|p| -(p as f64)).collect();
+                    let model: Vec<f64> = list.iter().map(|&i| r[i]).collect();
+                    kendall_tau(&model, &observed)
+                }).sum::<f64>() / ds.eval_lists.len() as f64;
+                (acc, tau)
+            };
+            assert_on_every_seed(&format!("{kind:?} top-k {top_k:?}: (held-out pairwise accuracy, mean Kendall τ per list), acc ≥ 0.85, τ ≥ 0.7"), CLAIM_SEEDS, one_seed, |&(acc, tau)| acc >= 0.85 && tau >= 0.7);
         }
     }
 
     #[test]
     fn vpl_adapts_to_new_users_from_eight_labelled_pairs() {
-        let (_, bt) = trained(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Bt));
-        let mut cfg = RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Vpl);
-        cfg.train.steps = 600;
-        let (_, vpl) = trained(cfg);
-        let (bt, vpl) = (bt.eval.unwrap().accuracy, vpl.eval.unwrap().accuracy);
-        eprintln!("new users' held-out pairs: unconditioned BT {bt:.3}, VPL with 8 context pairs {vpl:.3}");
-        assert!(vpl >= bt + 0.10, "VPL {vpl} vs BT {bt}");
+        let one_seed = |seed: u64| {
+            let (_, bt) = trained(seeded(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Bt), seed));
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Vpl), seed);
+            cfg.train.steps = 600;
+            let (_, vpl) = trained(cfg);
+            (bt.eval.unwrap().accuracy, vpl.eval.unwrap().accuracy)
+        };
+        let figures = assert_on_every_seed("new users' held-out pairs: (unconditioned BT, VPL with 8 context pairs), VPL ≥ BT + 0.10", CLAIM_SEEDS, one_seed, |&(bt, vpl)| vpl >= bt + 0.10);
+        eprintln!("BT {}; VPL {}", Spread::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), Spread::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
     }
 
     #[test]
@@ -1265,36 +1308,40 @@ mod tests {
     #[test]
     fn armo_gate_learns_each_users_weights_and_decorrelation_removes_verbosity() {
         use crate::loss::spearman;
-        // Without the verbosity transform the gate can serve users who value either objective.
-        let mut cfg = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
-        cfg.model.gate = true;
-        cfg.model.decorrelate_verbosity = false;
-        cfg.train.steps = 600;
-        let (t, _) = trained(cfg.clone());
-        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let gate = m.gate.as_ref().unwrap();
-        let users = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &Default::default());
-        let w: Vec<f32> = gate.weights(users).into_data().convert::<f32>().to_vec().unwrap();
-        let share = |u: usize, k: usize| w[2 * u + k] / (w[2 * u] + w[2 * u + 1]);
-        eprintln!("gate weights: helpfulness user {:?}, verbosity user {:?}", &w[..2], &w[2..]);
-        assert!(share(0, 0) > 0.7 && share(1, 1) > 0.7, "each user's weight goes to their objective: {w:?}");
+        let one_seed = |seed: u64| {
+            // Without the verbosity transform the gate can serve users who value either objective.
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective), seed);
+            cfg.model.gate = true;
+            cfg.model.decorrelate_verbosity = false;
+            cfg.train.steps = 600;
+            let (t, _) = trained(cfg.clone());
+            let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+            let gate = m.gate.as_ref().unwrap();
+            let users = Tensor::<Flex, 2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &Default::default());
+            let w: Vec<f32> = gate.weights(users).into_data().convert::<f32>().to_vec().unwrap();
+            let share = |u: usize, k: usize| w[2 * u + k] / (w[2 * u] + w[2 * u + 1]);
+            let shares = [share(0, 0), share(1, 1)];
 
-        // With it, the final score does not rank by verbosity any more.
-        cfg.model.decorrelate_verbosity = true;
-        let (t, _) = trained(cfg);
-        let ds = &t.dataset;
-        let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
-        let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
-        let prompt = Tensor::<Flex, 2>::from_data(TensorData::new([1.0f32, 0.0].repeat(ds.n_items()), [ds.n_items(), 2]), &Default::default());
-        let rewards = m.rewards(x);
-        let raw: Vec<f64> = rewards.clone().into_data().convert::<f64>().to_vec().unwrap();
-        let score: Vec<f64> = m.gate.as_ref().unwrap().score(rewards, prompt).into_data().convert::<f64>().to_vec().unwrap();
-        let verbosity: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + 1] as f64).collect();
-        let helpful: Vec<f64> = (0..ds.n_items()).map(|i| raw[2 * i]).collect();
-        let (before, after) = (spearman(&helpful, &verbosity), spearman(&score, &verbosity));
-        eprintln!("Spearman with the verbosity rating: helpfulness reward {before:.3}, ArmoRM score {after:.3}");
-        assert!(before > 0.3, "the scenario's helpfulness is verbose: {before}");
-        assert!(after.abs() < 0.08, "the de-correlated score: {after}");
+            // With it, the final score does not rank by verbosity any more.
+            cfg.model.decorrelate_verbosity = true;
+            let (t, _) = trained(cfg);
+            let ds = &t.dataset;
+            let PreferenceModel::MultiObjective(m) = t.model().valid() else { unreachable!() };
+            let x = Tensor::<Flex, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), 2]), &Default::default());
+            let prompt = Tensor::<Flex, 2>::from_data(TensorData::new([1.0f32, 0.0].repeat(ds.n_items()), [ds.n_items(), 2]), &Default::default());
+            let rewards = m.rewards(x);
+            let raw: Vec<f64> = rewards.clone().into_data().convert::<f64>().to_vec().unwrap();
+            let score: Vec<f64> = m.gate.as_ref().unwrap().score(rewards, prompt).into_data().convert::<f64>().to_vec().unwrap();
+            let verbosity: Vec<f64> = (0..ds.n_items()).map(|i| ds.ratings[2 * i + 1] as f64).collect();
+            let helpful: Vec<f64> = (0..ds.n_items()).map(|i| raw[2 * i]).collect();
+            (shares, spearman(&helpful, &verbosity), spearman(&score, &verbosity))
+        };
+        assert_on_every_seed(
+            "ArmoRM: (each user's gate share on their objective, Spearman of helpfulness reward and of the ArmoRM score with verbosity); shares > 0.7, before > 0.3, |after| < 0.08",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(shares, before, after)| shares.iter().all(|&s| s > 0.7) && before > 0.3 && after.abs() < 0.08,
+        );
     }
 
     #[test]
@@ -1302,9 +1349,8 @@ mod tests {
         use crate::traj::{GridWorld, LabelRule, TRUE_WEIGHTS};
         let world = GridWorld::standard();
         let truth = world.optimal_actions(&TRUE_WEIGHTS);
-        let fit = |model: ModelKind| {
-            let mut cfg = RunConfig::new(ScenarioKind::Gridworld, model);
-            cfg.seed = 3;
+        let fit = |model: ModelKind, seed: u64| {
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::Gridworld, model), seed);
             cfg.train.lr = 0.05;
             cfg.train.batch = 256;
             let (t, last) = trained(cfg);
@@ -1315,39 +1361,47 @@ mod tests {
             };
             (w, last.eval.unwrap().accuracy)
         };
-        let (w_regret, acc_regret) = fit(ModelKind::Regret);
-        let (w_pr, acc_pr) = fit(ModelKind::PartialReturn);
-        eprintln!("regret w {w_regret:.3?} (held-out acc {acc_regret:.3}); partial return w {w_pr:.3?} (acc {acc_pr:.3})");
-        eprintln!("regret policy:\n{}partial-return policy:\n{}", world.render_policy(&world.optimal_actions(&w_regret)), world.render_policy(&world.optimal_actions(&w_pr)));
-        assert_eq!(world.optimal_actions(&w_regret), truth, "regret recovers the optimal policy");
-        assert_ne!(world.optimal_actions(&w_pr), truth, "partial return cannot");
-        assert!(acc_regret > acc_pr, "regret labels are better explained by the regret model");
-
-        // HERON: a BT reward model on hierarchically labelled pairs orders held-out pairs as the
-        // hierarchy does.
-        let mut cfg = RunConfig::new(ScenarioKind::Gridworld, ModelKind::Bt);
-        cfg.scenario.trajectory_labels = LabelRule::Heron;
-        let (_, last) = trained(cfg);
-        let acc = last.eval.unwrap().accuracy;
-        assert!(acc >= 0.9, "HERON labels learnt: {acc}");
+        let one_seed = |seed: u64| {
+            let (w_regret, acc_regret) = fit(ModelKind::Regret, seed);
+            let (w_pr, acc_pr) = fit(ModelKind::PartialReturn, seed);
+            // HERON: a BT reward model on hierarchically labelled pairs orders held-out pairs as
+            // the hierarchy does.
+            let mut cfg = seeded(RunConfig::new(ScenarioKind::Gridworld, ModelKind::Bt), seed);
+            cfg.scenario.trajectory_labels = LabelRule::Heron;
+            let (_, last) = trained(cfg);
+            let regret_optimal = world.optimal_actions(&w_regret) == truth;
+            let pr_optimal = world.optimal_actions(&w_pr) == truth;
+            (regret_optimal, pr_optimal, acc_regret, acc_pr, last.eval.unwrap().accuracy)
+        };
+        assert_on_every_seed(
+            "gridworld: (regret policy optimal, partial-return policy optimal, regret acc, partial-return acc, HERON BT acc); regret recovers it, partial return does not, regret acc > partial-return acc, HERON ≥ 0.9",
+            CLAIM_SEEDS,
+            one_seed,
+            |&(regret_opt, pr_opt, acc_regret, acc_pr, heron)| regret_opt && !pr_opt && acc_regret > acc_pr && heron >= 0.9,
+        );
     }
 
     #[test]
     fn best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
         use crate::align::win_rate_against_random;
-        // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).
-        let (t, _) = trained(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt));
-        let scores = item_rewards(&t);
-        let gold: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
-        let mut rng = Rng::new(9);
-        let curve: Vec<(usize, f64)> = [1, 2, 4, 16].into_iter().map(|n| (n, win_rate_against_random(&scores, &gold, n, None, 4000, &mut rng))).collect();
-        let rso = win_rate_against_random(&scores, &gold, 16, Some(0.5), 4000, &mut rng);
-        eprintln!("best-of-n win rate against a random sample: {curve:.3?}; RSO (n = 16, β = 0.5): {rso:.3}");
-        assert!((curve[0].1 - 0.5).abs() < 0.03, "n = 1 is a coin flip: {curve:?}");
-        assert!(curve.windows(2).all(|w| w[1].1 > w[0].1), "more candidates, more wins: {curve:?}");
-        assert!(curve[3].1 > 0.85, "{curve:?}");
-        // RSO at β = 0.5 samples toward exp(r/β) rather than taking the maximum.
-        assert!(rso > curve[0].1 + 0.1 && rso < curve[3].1, "RSO {rso} between random and best-of-16 {curve:?}");
+        let one_seed = |seed: u64| {
+            // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).
+            let (t, _) = trained(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), seed));
+            let scores = item_rewards(&t);
+            let gold: Vec<f64> = t.dataset.ratings.iter().map(|&x| x as f64).collect();
+            let mut rng = Rng::stream(seed, "best-of-n");
+            let curve: Vec<f64> = [1, 2, 4, 16].into_iter().map(|n| win_rate_against_random(&scores, &gold, n, None, 4000, &mut rng)).collect();
+            // β on the reward's own scale: RSO then samples toward exp(r/β) instead of taking the
+            // maximum (at β far below the spread it is best-of-n, see the align tests).
+            let beta = crate::seeds::Spread::of(&scores).std;
+            let rso = win_rate_against_random(&scores, &gold, 16, Some(beta), 4000, &mut rng);
+            (curve, rso)
+        };
+        // n = 1 is a coin flip, more candidates win more, and RSO lands between random and
+        // best-of-16 (4,000 trials: a standard error under 0.01).
+        assert_on_every_seed("best-of-n win rate against a random sample at n = 1, 2, 4, 16, and RSO (n = 16, β = std of the rewards)", CLAIM_SEEDS, one_seed, |(curve, rso)| {
+            (curve[0] - 0.5).abs() < 0.03 && curve.windows(2).all(|w| w[1] > w[0]) && curve[3] > 0.85 && *rso > curve[0] + 0.1 && *rso < curve[3] - 0.05
+        });
     }
 
     #[test]
@@ -1366,3 +1420,4 @@ mod tests {
         assert!(matches!(err, Error::NonFinite { .. }), "{err}");
     }
 }
+
