@@ -97,20 +97,89 @@ fn a_killed_run_resumes_bit_identically() {
 #[test]
 fn bradley_terry_on_cyclic_stays_near_chance() {
     let dir = scratch("bt");
-    let summary = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "bt", "--out", "r", "--json"], &dir));
-    let acc = summary["eval_accuracy"].as_f64().unwrap();
-    assert!(acc <= 0.70, "BT on cyclic: {acc}");
+    // The claim over seeds 0–19, as a user checks it: `train --seeds`.
+    let bt = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "bt", "--seeds", "0..19", "--out", "bt-seeds", "--json"], &dir));
+    let gpm = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--seeds", "0..19", "--out", "gpm-seeds", "--json"], &dir));
+    eprintln!("cyclic over seeds 0–19: BT {}, GPM {}", bt["eval_accuracy"], gpm["eval_accuracy"]);
+    assert_eq!((bt["completed"].as_u64(), gpm["completed"].as_u64()), (Some(20), Some(20)));
+    assert!(bt["eval_accuracy"]["max"].as_f64().unwrap() <= 0.70, "BT on cyclic: {}", bt["eval_accuracy"]);
+    assert!(gpm["eval_accuracy"]["min"].as_f64().unwrap() >= 0.95, "GPM on cyclic: {}", gpm["eval_accuracy"]);
 
     // GPM on the same scenario and seed holds out the same pairs; compare makes it a paired test.
-    let gpm = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--out", "g", "--json"], &dir));
-    let c = last_json(&prefscope(&["compare", "g", "r", "--json"], &dir));
-    assert_eq!(c["n"], gpm["eval_pairs"]);
-    assert_eq!((c["accuracy_a"].as_f64().unwrap() as f32, c["accuracy_b"].as_f64().unwrap() as f32), (gpm["eval_accuracy"].as_f64().unwrap() as f32, acc as f32));
+    let (g, r) = ("gpm-seeds/seed-0", "bt-seeds/seed-0");
+    let gpm0: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(g).join("summary.json")).unwrap()).unwrap();
+    let bt0: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(r).join("summary.json")).unwrap()).unwrap();
+    let c = last_json(&prefscope(&["compare", g, r, "--json"], &dir));
+    assert_eq!(c["n"], gpm0["eval_pairs"]);
+    assert_eq!((c["accuracy_a"].as_f64().unwrap() as f32, c["accuracy_b"].as_f64().unwrap() as f32), (gpm0["eval_accuracy"].as_f64().unwrap() as f32, bt0["eval_accuracy"].as_f64().unwrap() as f32));
     assert!(c["only_a_right"].as_u64() > c["only_b_right"].as_u64() && c["p_value"].as_f64().unwrap() < 1e-10, "{c}");
     // Another seed builds other pairs: refused.
-    last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--seed", "1", "--steps", "5", "--out", "s1", "--json"], &dir));
-    let out = prefscope(&["compare", "g", "s1"], &dir);
+    let out = prefscope(&["compare", g, "gpm-seeds/seed-1"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("on the `cyclic` scenario (seed 1)"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The figures of a seeds run, per seed, without the timings.
+fn seed_figures(dir: &Path) -> Vec<(u64, f64, f64, f64)> {
+    std::fs::read_to_string(dir.join("seeds.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+            (v["seed"].as_u64().unwrap(), f("eval_accuracy"), f("eval_loss"), f("final_loss"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_seeds_run_prints_the_spread_and_resumes_after_a_kill() {
+    let dir = scratch("seeds");
+    let args = ["train", "--scenario", "linear", "--model", "bt", "--steps", "200", "--seeds", "0..7", "--checkpoint-every", "10"];
+    let out = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The per-seed table, then the spread over the 8 seeds.
+    assert!(text.contains("8 to run") && text.contains("eval acc: ") && text.contains("over 8 seeds"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.trim_start().split_whitespace().next().is_some_and(|w| w.parse::<u64>().is_ok())).count(), 8, "{text}");
+    let straight = seed_figures(&dir.join("straight"));
+    assert_eq!(straight.iter().map(|f| f.0).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("straight/summary.json")).unwrap()).unwrap();
+    let min = straight.iter().map(|f| f.1).fold(f64::INFINITY, f64::min);
+    assert_eq!(summary["eval_accuracy"]["min"].as_f64(), Some(min));
+
+    // Kill it while seed 4 trains; the same command then finishes the rest, with the same figures.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
+        .args([&args[..], &["--out", "killed"]].concat())
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.join("killed/seed-4/resume.state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() {
+        assert!(std::time::Instant::now() < deadline, "seed 4 never checkpointed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("killed/seeds.jsonl").exists(), "the child finished before it was killed; the test proves nothing");
+    let out = prefscope(&[&args[..], &["--out", "killed"]].concat(), &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("finished earlier") && text.contains("1 resumed"), "{text}");
+    assert_eq!(seed_figures(&dir.join("killed")), straight);
+    assert_eq!(std::fs::read(dir.join("killed/seed-4/model.safetensors")).unwrap(), std::fs::read(dir.join("straight/seed-4/model.safetensors")).unwrap());
+
+    // A finished seeds run is read back, not retrained; another config in its folder is refused.
+    let again = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 to run (8 finished earlier)"));
+    let other = prefscope(&[&args[..], &["--out", "straight", "--lr", "0.02"]].concat(), &dir);
+    assert!(String::from_utf8_lossy(&other.stderr).contains("seed-0 holds a run of another config"), "{}", String::from_utf8_lossy(&other.stderr));
+    // Bad lists are named.
+    let bad = prefscope(&["train", "--seeds", "5..2"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("seeds: `5..2` runs backwards"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let both = prefscope(&["train", "--seeds", "0..2", "--seed", "1"], &dir);
+    assert!(!both.status.success() && String::from_utf8_lossy(&both.stderr).contains("--seed"));
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod denoise;
 mod embed;
 mod rank;
 mod run;
+mod seeds;
 mod text;
 
 use std::path::PathBuf;

@@ -41,6 +41,11 @@ pub struct TrainArgs {
     pub(crate) lr: Option<f64>,
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// Train the same config on many seeds (`0..19` = seeds 0 to 19, `0..4,9`), one run folder
+    /// per seed under --out, with one progress bar; prints the per-seed table and the spread.
+    /// Run it again to resume: finished seeds are read back and interrupted ones continue.
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["seed", "resume"])]
+    pub(crate) seeds: Option<String>,
     /// full, or bf16-mixed / f16-mixed: half-precision compute over f32 master weights and
     /// AdamW moments (f16 with dynamic loss scaling); needs --backend cuda (or wgpu for f16).
     /// Sets `train.precision`.
@@ -123,7 +128,7 @@ pub struct EvalArgs {
 }
 
 /// The config a train command means: the file (or defaults), then the flags on top.
-fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
+pub(crate) fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
             let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
@@ -217,13 +222,14 @@ pub const MODEL_FILE: &str = "model.safetensors";
 /// the run completes.
 pub const RESUME_FILE: &str = "resume.state";
 
-struct TrainJob {
-    cfg: RunConfig,
-    dir: PathBuf,
-    json: bool,
-    resume: bool,
-    checkpoint_every: usize,
-    devices: usize,
+pub(crate) struct TrainJob {
+    pub(crate) cfg: RunConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) json: bool,
+    pub(crate) resume: bool,
+    pub(crate) checkpoint_every: usize,
+    pub(crate) devices: usize,
+    pub(crate) shared: Option<SharedBar>,
 }
 
 /// A trainer that steps data-parallel over several devices.
@@ -321,6 +327,15 @@ pub struct Drive<'a> {
     pub json: bool,
     pub resume: bool,
     pub checkpoint_every: usize,
+    /// A bar shared with other runs (`train --seeds`); the run then prints nothing of its own.
+    pub shared: Option<SharedBar>,
+}
+
+/// One progress bar over several runs: each run advances it from `offset`.
+#[derive(Clone)]
+pub struct SharedBar {
+    pub bar: indicatif::ProgressBar,
+    pub offset: u64,
 }
 
 /// The training loop of a run folder: restore or start, log every step to metrics.jsonl, save
@@ -332,7 +347,7 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
         let path = d.dir.join(RESUME_FILE);
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         trainer.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
-        if !d.json {
+        if !d.json && d.shared.is_none() {
             println!("resuming {} at step {}", d.dir.display(), trainer.steps_done());
         }
         metrics_up_to(&metrics_path, trainer.steps_done())?
@@ -342,9 +357,13 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
     };
     let mut metrics = std::io::BufWriter::new(metrics_file);
 
-    let bar = crate::step_bar(d.total_steps);
-    bar.set_position(trainer.steps_done() as u64);
-    if !d.json && !d.resume {
+    let quiet = d.shared.is_some();
+    let (bar, offset) = match &d.shared {
+        Some(s) => (s.bar.clone(), s.offset),
+        None => (crate::step_bar(d.total_steps), 0),
+    };
+    bar.set_position(offset + trainer.steps_done() as u64);
+    if !d.json && !d.resume && !quiet {
         banner();
     }
     let start = Instant::now();
@@ -353,9 +372,9 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
         let m = trainer.step()?;
         serde_json::to_writer(&mut metrics, &m)?;
         metrics.write_all(b"\n")?;
-        bar.set_position(m.step as u64);
+        bar.set_position(offset + m.step as u64);
         bar.set_message(format!("loss {:.4}", m.loss));
-        if let Some(e) = &m.eval {
+        if let Some(e) = m.eval.as_ref().filter(|_| !quiet) {
             let line = format!("step {:>5}  loss {:.4}  train acc {:.3}  eval acc {:.4}  eval loss {:.4}", m.step, m.loss, m.train_accuracy, e.accuracy, e.loss);
             // Keep stdout for the JSON summary; a hidden bar (no terminal) would swallow println.
             match (d.json, bar.is_hidden()) {
@@ -374,7 +393,9 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
         last = Some(m);
     }
     let seconds = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    if !quiet {
+        bar.finish_and_clear();
+    }
     metrics.flush()?;
     write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
     let _ = fs::remove_file(d.dir.join(RESUME_FILE));
@@ -386,7 +407,7 @@ impl BackendJob for TrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let TrainJob { cfg, dir, json, resume, checkpoint_every, devices } = self;
+        let TrainJob { cfg, dir, json, resume, checkpoint_every, devices, shared } = self;
         let trainer = Trainer::<B>::new(cfg.clone(), &device)?;
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
         let banner = format!(
@@ -400,7 +421,7 @@ impl BackendJob for TrainJob {
             precision_note(cfg.train.precision),
             if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
         );
-        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared };
         let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
         let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
         let trainer = run.trainer;
@@ -430,6 +451,9 @@ impl BackendJob for TrainJob {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    if let Some(spec) = args.seeds.clone() {
+        return crate::seeds::train_seeds(args, &spec);
+    }
     if crate::text::is_text_run(&args)? {
         return crate::text::train(args);
     }
@@ -450,7 +474,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.devices == 0 {
         bail!("--devices must be at least 1");
     }
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, devices: args.devices };
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None };
     let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");

@@ -33,7 +33,7 @@ pub fn is_text_run(args: &TrainArgs) -> Result<bool> {
     Ok(text.parse::<toml::Table>().map(|t| t.contains_key("data")).unwrap_or(false))
 }
 
-fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
+pub(crate) fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     let mut cfg = match &args.config {
         Some(path) => TextRunConfig::from_toml(&path.display().to_string(), &fs::read_to_string(path)?)?,
         None => TextRunConfig::new(args.data.clone().expect("a text run has --data or a config")),
@@ -109,20 +109,21 @@ impl<B: AutodiffBackend> RunLoop for TextTrainer<B> {
     }
 }
 
-struct TextTrainJob {
-    cfg: TextRunConfig,
-    dir: PathBuf,
-    json: bool,
-    resume: bool,
-    checkpoint_every: usize,
+pub(crate) struct TextTrainJob {
+    pub(crate) cfg: TextRunConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) json: bool,
+    pub(crate) resume: bool,
+    pub(crate) checkpoint_every: usize,
+    pub(crate) shared: Option<crate::run::SharedBar>,
 }
 
 impl BackendJob for TextTrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let TextTrainJob { cfg, dir, json, resume, checkpoint_every } = self;
-        if !json && !resume {
+        let TextTrainJob { cfg, dir, json, resume, checkpoint_every, shared } = self;
+        if !json && !resume && shared.is_none() {
             println!("reading {} and preparing the tokenizer…", cfg.data.path.display());
         }
         let mut trainer = TextTrainer::<B>::new(cfg, &device)?;
@@ -142,7 +143,7 @@ impl BackendJob for TextTrainJob {
             backend.describe(),
             crate::run::precision_note(cfg.train.precision)
         );
-        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every };
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared };
         let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
         let (skipped, messages) = trainer.skipped();
         if skipped > 0 {
@@ -189,7 +190,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             (cfg, crate::run::prepare_dir(&args, &stem)?)
         }
     };
-    let job = TextTrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every };
+    let job = TextTrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, shared: None };
     let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");
