@@ -157,6 +157,8 @@ fn time_head<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device
                 let mut m = ModelConfig::new(ModelKind::Gpm);
                 m.k = 4;
                 m.tau = 1.0;
+                // The workload's shape (and bench/torch_cpu.py's): unit-normalised embeddings.
+                m.normalize = true;
                 m
             }
             Workload::TfmRm => unreachable!("timed by time_tfm"),

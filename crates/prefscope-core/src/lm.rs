@@ -322,17 +322,32 @@ pub struct LmSummary {
 /// SFT on demonstrations, then preference optimisation against a frozen copy of the SFT model.
 /// `on_step(phase, step, loss)` sees both phases ("sft", "align").
 pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+    let sft = sft_lm::<B>(cfg, device, &mut on_step)?;
+    align_from_sft(cfg, sft, device, on_step)
+}
+
+/// The SFT model of a run, with the data stream where SFT left it, so that several preference
+/// losses can start from the same reference (`align_from_sft` on clones of it).
+#[derive(Clone, Debug)]
+pub struct SftModel<B: AutodiffBackend> {
+    lm: TinyLm<B>,
+    rng: Rng,
+    final_loss: f64,
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
+    let v: Vec<f64> = t.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+    let x = v[0];
+    if x.is_finite() { Ok(x) } else { Err(Error::NonFinite { step: 0, value: x as f32 }) }
+}
+
+/// The SFT phase of [`align_lm`].
+pub fn sft_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<SftModel<B>> {
     cfg.validate()?;
     let lm_cfg = TinyLmConfig::default();
     let mut lm = lm_cfg.init::<B>(cfg.seed, device);
     let task = ShoutTask { shout_rate: cfg.shout_rate };
     let mut rng = Rng::stream(cfg.seed, "lm-data");
-    let scalar = |t: Tensor<B, 1>| -> Result<f64> {
-        let v: Vec<f64> = t.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
-        let x = v[0];
-        if x.is_finite() { Ok(x) } else { Err(Error::NonFinite { step: 0, value: x as f32 }) }
-    };
-
     let mut optim = AdamConfig::new().init();
     let mut sft_final_loss = f64::NAN;
     for step in 1..=cfg.sft_steps {
@@ -345,7 +360,15 @@ pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut
         let grads = GradientsParams::from_grads(loss.backward(), &lm);
         lm = optim.step(cfg.sft_lr, lm, grads);
     }
+    Ok(SftModel { lm, rng, final_loss: sft_final_loss })
+}
 
+/// The preference phase of [`align_lm`], from an SFT model of the same config.
+pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+    cfg.validate()?;
+    let lm_cfg = TinyLmConfig::default();
+    let task = ShoutTask { shout_rate: cfg.shout_rate };
+    let SftModel { mut lm, mut rng, final_loss: sft_final_loss } = sft;
     let reference = lm.valid();
     let mut optim = AdamConfig::new().init();
     let (mut first_loss, mut final_loss) = (f64::NAN, f64::NAN);
@@ -475,16 +498,32 @@ mod tests {
 
     #[test]
     fn dpo_teaches_the_tiny_lm_the_preferred_property() {
-        // β inside DPO's usual 0.1–0.5. The tiny model is fragile: 80 steps instead of 60 already
-        // over-optimise on some seeds (the margin keeps growing while the words fall apart, as
-        // DPO's probability mass leaves the rejected token for any other, not only the chosen).
-        let cfg = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
-        let s = align_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_, _, _| {}).unwrap();
-        eprintln!("{s:?}");
-        // TRL's invariant: with policy = reference the first DPO loss is ln 2.
-        assert!((s.first_loss - std::f64::consts::LN_2).abs() < 1e-5, "first loss {}", s.first_loss);
-        assert!(s.reference_reward < 0.3, "the SFT model rarely shouts: {}", s.reference_reward);
-        assert!(s.policy_reward > 0.7, "the aligned model shouts real words: {}", s.policy_reward);
-        assert!(s.win_rate > 0.8, "win rate against the reference {}", s.win_rate);
+        use crate::seeds::{assert_on_every_seed, assert_on_fraction};
+        // β inside DPO's usual 0.1–0.5. Each seed's SFT model is the reference of both losses.
+        // A run takes seconds, so 8 seeds rather than 20.
+        let one_seed = |seed: u64| {
+            let mut dpo = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
+            dpo.seed = seed;
+            let mut irpo = dpo.clone();
+            irpo.loss = PolicyLoss::Irpo { beta: 0.3, alpha: PolicyLoss::IRPO_ALPHA };
+            let sft = sft_lm::<Autodiff<Flex>>(&dpo, &Default::default(), |_, _, _| {}).unwrap();
+            let d = align_from_sft(&dpo, sft.clone(), &Default::default(), |_, _, _| {}).unwrap();
+            let i = align_from_sft(&irpo, sft, &Default::default(), |_, _, _| {}).unwrap();
+            (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward)
+        };
+        // TRL's invariant: with policy = reference the first DPO loss is ln 2. The SFT model rarely
+        // shouts; IRPO (DPO + NLL on the chosen side) makes it shout real words on every seed.
+        let figures = assert_on_every_seed(
+            "tiny LM: (DPO first loss, reference reward, DPO win rate, DPO reward, IRPO win rate, IRPO reward); first loss ln 2, reference < 0.3, IRPO win > 0.8 and reward > 0.7",
+            0..8,
+            one_seed,
+            |&(first, reference, _, _, irpo_win, irpo_reward)| (first - std::f64::consts::LN_2).abs() < 1e-5 && reference < 0.3 && irpo_win > 0.8 && irpo_reward > 0.7,
+        );
+        // Plain DPO wins on most seeds; on the others it lowers the rejected completion by taking
+        // mass from the words themselves (likelihood displacement: samples such as " \no\ne"),
+        // which IRPO's NLL term prevents. (7 of seeds 0–7 above 0.6 when this was written; seed 5
+        // is the displaced one.)
+        assert_on_fraction("tiny LM: DPO beats the reference (win rate > 0.6)", 0..8, 0.5, |s| figures[s as usize], |f| f.2 > 0.6);
     }
+
 }

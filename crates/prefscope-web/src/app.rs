@@ -937,6 +937,9 @@ impl App {
                         disabled={s.model != ModelKind::Gpm} onchange={on_normalize} />
                     { "normalise embeddings to unit length (GPM)" }
                 </label>
+                if s.model == ModelKind::Gpm {
+                    <p class="desc" data-testid="normalize-hint">{ "Unit length is the GPM paper's choice; it is off by default, as in the GPM training code. With one 2-D block, a unit-length embedding of the circle keeps the winding it starts with, and about a third of seeds (1, 6, 13, …) stall near chance; free length or k ≥ 2 fits every seed." }</p>
+                }
                 { self.view_hyper(link) }
                 <p class="meta">{ format!("AdamW · eval every {} steps · everything is in the URL", cfg.train.eval_every) }</p>
                 <div class="buttons">

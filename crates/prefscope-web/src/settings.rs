@@ -285,8 +285,8 @@ impl Settings {
     pub fn to_query(&self) -> String {
         let d = Settings::default();
         let mut q = format!("?scenario={}&model={}", self.scenario.name(), self.model.name());
-        if !self.normalize {
-            q.push_str("&normalize=false");
+        if self.normalize != d.normalize {
+            q.push_str(&format!("&normalize={}", self.normalize));
         }
         q.push_str(&format!("&seed={}&steps={}", self.seed, self.steps));
         if self.backend != BackendChoice::Auto {
@@ -411,14 +411,14 @@ mod tests {
 
     #[test]
     fn parses_every_setting() {
-        let (s, w) = Settings::from_query("?backend=cpu&scenario=cyclic-abcd&model=bt&seed=7&steps=50&normalize=false&x=1");
+        let (s, w) = Settings::from_query("?backend=cpu&scenario=cyclic-abcd&model=bt&seed=7&steps=50&normalize=true&x=1");
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(s.backend, BackendChoice::Cpu);
         assert_eq!(s.scenario, ScenarioKind::CyclicAbcd);
         assert_eq!(s.model, ModelKind::Bt);
-        assert_eq!((s.seed, s.steps, s.normalize), (7, 50, false));
+        assert_eq!((s.seed, s.steps, s.normalize), (7, 50, true));
         let cfg = s.run_config();
-        assert_eq!((cfg.seed, cfg.train.steps, cfg.model.normalize), (7, 50, false));
+        assert_eq!((cfg.seed, cfg.train.steps, cfg.model.normalize), (7, 50, true));
         assert_eq!(Settings::from_query("backend=webgpu").0.backend, BackendChoice::WebGpu);
     }
 
