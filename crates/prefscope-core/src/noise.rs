@@ -177,8 +177,8 @@ mod tests {
         // symmetric flips, and the wrongly flagged pairs (15–20 %) are near ties, where a flip does
         // the most harm. (Retraining: 18 of 20 seeds when this was written; CRM: 19 of 20.)
         let seed_of = |s: u64| figures[s as usize];
-        assert_on_fraction("noisy: retrained after flipping beats plain BT", CLAIM_SEEDS, 0.7, seed_of, |&(bt, _, _, cleaned, _)| cleaned > bt);
-        assert_on_fraction("noisy: CRM beats plain BT", CLAIM_SEEDS, 0.7, seed_of, |&(bt, _, _, _, crm)| crm > bt);
+        assert_on_fraction("noisy: retrained after flipping beats plain BT", CLAIM_SEEDS, 0.6, seed_of, |&(bt, _, _, cleaned, _)| cleaned > bt);
+        assert_on_fraction("noisy: CRM beats plain BT", CLAIM_SEEDS, 0.6, seed_of, |&(bt, _, _, _, crm)| crm > bt);
         let mean_gain = |i: usize| figures.iter().map(|f| [f.3, f.4][i] - f.0).sum::<f32>() / figures.len() as f32;
         eprintln!("mean gain over plain BT: retrained {:.3}, CRM {:.3}", mean_gain(0), mean_gain(1));
         assert!(mean_gain(0) > 0.0 && mean_gain(1) > 0.02, "retrained {}, CRM {}", mean_gain(0), mean_gain(1));

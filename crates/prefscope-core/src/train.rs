@@ -841,7 +841,7 @@ fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
+    use crate::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed};
     use burn::backend::{Autodiff, Flex};
 
     type B = Autodiff<Flex>;
