@@ -290,6 +290,34 @@ mod tests {
     }
 
     #[test]
+    fn unit_normalisation_passes_only_the_turning_part_of_the_gradient() {
+        // Why unit-length GPM keeps its embedding's winding number (see ModelConfig::normalize):
+        // through e/‖e‖ the loss gradient on the raw embedding e is orthogonal to e, so a
+        // gradient step e − η g only lengthens e (‖e − η g‖² = ‖e‖² + η²‖g‖²).
+        use gradcheck::AD;
+        let dev = Default::default();
+        let mut rng = crate::rng::Rng::new(3);
+        let raw: Vec<f64> = (0..24).map(|_| rng.normal()).collect();
+        let e = Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [6, 4]), &dev).require_grad();
+        let other = Tensor::<AD, 2>::from_data(TensorData::new((0..24).map(|_| rng.normal()).collect::<Vec<f64>>(), [6, 4]), &dev);
+        let loss = pairwise_logistic_loss(gpm_score(unit_normalize(e.clone()), unit_normalize(other.clone()), None).div_scalar(0.1));
+        let g: Vec<f64> = e.grad(&loss.backward()).unwrap().into_data().convert::<f64>().to_vec().unwrap();
+        for row in 0..6 {
+            let (er, gr) = (&raw[4 * row..4 * row + 4], &g[4 * row..4 * row + 4]);
+            let dot: f64 = er.iter().zip(gr).map(|(a, b)| a * b).sum();
+            let norms = er.iter().map(|a| a * a).sum::<f64>().sqrt() * gr.iter().map(|b| b * b).sum::<f64>().sqrt();
+            assert!(norms > 1e-6, "row {row} gets a gradient");
+            assert!(dot.abs() < 1e-12 * norms.max(1.0), "row {row}: e·∇ = {dot} (|e||∇| = {norms})");
+        }
+        // Without normalisation the gradient has a radial part: the loss can shrink e.
+        let e = Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [6, 4]), &dev).require_grad();
+        let loss = pairwise_logistic_loss(gpm_score(e.clone(), other, None).div_scalar(0.1));
+        let g: Vec<f64> = e.grad(&loss.backward()).unwrap().into_data().convert::<f64>().to_vec().unwrap();
+        let radial: f64 = (0..6).map(|row| raw[4 * row..4 * row + 4].iter().zip(&g[4 * row..4 * row + 4]).map(|(a, b)| a * b).sum::<f64>().abs()).sum();
+        assert!(radial > 1e-3, "free-length gradients are not all tangential: {radial}");
+    }
+
+    #[test]
     fn gpm_three_cycle_matrix() {
         // §1.4: unit vectors at 0°, 120°, 240° give the cyclic score matrix ±0.866025.
         let v: Vec<f64> = (0..3).flat_map(|i| {
