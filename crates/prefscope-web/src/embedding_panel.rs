@@ -130,7 +130,7 @@ pub fn embedding_view(props: &Props) -> Html {
     });
     html! {
         <>
-            <p class="desc">{ "Each response's GPM preference embedding, one plot per 2-D block, coloured as in the data plot. Within a block a response beats those lying less than half a turn counter-clockwise of it, so a cycle (rock–paper–scissors) shows as responses going round the origin, once — no scalar reward can do that. A vector's length scales its scores (free length is the default; tick "normalise" for the paper's unit circle). Hover or focus a large point for its preference probabilities; the table is P(row ≻ column) = σ(s/τ) for eight responses, ordered by angle." }</p>
+            <p class="desc">{ "Each response's GPM preference embedding, one plot per 2-D block, coloured as in the data plot. Within a block a response beats those lying less than half a turn counter-clockwise of it, so a cycle (rock–paper–scissors) shows as responses going round the origin, once — no scalar reward can do that. A vector's length scales its scores (free length is the default; tick “normalise” for the paper's unit circle). Hover or focus a large point for its preference probabilities; the table is P(row ≻ column) = σ(s/τ) for eight responses, ordered by angle." }</p>
             <div class="embedding-body">
                 { for blocks }
                 <table class="matrix" data-testid="gpm-matrix">
