@@ -57,6 +57,24 @@ fn train_then_eval_a_cyclic_gpm_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a trained model"));
 }
 
+/// Start `prefscope args` and kill it (SIGKILL) as soon as `file` appears.
+fn kill_once_written(args: &[&str], cwd: &Path, file: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} did not appear within 2 minutes", file.display());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Kill a training child process after its first checkpoint, resume it, and compare with an
 /// uninterrupted run: the weights file and the metrics log must be byte-identical.
 #[test]
@@ -66,21 +84,7 @@ fn a_killed_run_resumes_bit_identically() {
     let straight = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
     last_json(&straight);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
-        .args([&args[..], &["--out", "killed"]].concat())
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = dir.join("killed/resume.state");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !state.exists() {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint within 2 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_written(&[&args[..], &["--out", "killed"]].concat(), &dir, &dir.join("killed/resume.state"));
     assert!(!dir.join("killed/summary.json").exists(), "the child finished before it was killed; the test proves nothing");
 
     let resumed = last_json(&prefscope(&["train", "--resume", "killed", "--json"], &dir));
@@ -148,21 +152,7 @@ fn a_seeds_run_prints_the_spread_and_resumes_after_a_kill() {
     assert_eq!(summary["eval_accuracy"]["min"].as_f64(), Some(min));
 
     // Kill it while seed 4 trains; the same command then finishes the rest, with the same figures.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
-        .args([&args[..], &["--out", "killed"]].concat())
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = dir.join("killed/seed-4/resume.state");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !state.exists() {
-        assert!(std::time::Instant::now() < deadline, "seed 4 never checkpointed");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_once_written(&[&args[..], &["--out", "killed"]].concat(), &dir, &dir.join("killed/seed-4/resume.state"));
     assert!(!dir.join("killed/seeds.jsonl").exists(), "the child finished before it was killed; the test proves nothing");
     let out = prefscope(&[&args[..], &["--out", "killed"]].concat(), &dir);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -175,6 +165,9 @@ fn a_seeds_run_prints_the_spread_and_resumes_after_a_kill() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 to run (8 finished earlier)"));
     let other = prefscope(&[&args[..], &["--out", "straight", "--lr", "0.02"]].concat(), &dir);
     assert!(String::from_utf8_lossy(&other.stderr).contains("seed-0 holds a run of another config"), "{}", String::from_utf8_lossy(&other.stderr));
+    // --overwrite retrains every seed, here with the other learning rate.
+    let out = prefscope(&["train", "--scenario", "linear", "--model", "bt", "--steps", "20", "--seeds", "0..1", "--out", "straight", "--overwrite"], &dir);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 to run"), "{}", String::from_utf8_lossy(&out.stdout));
     // Bad lists are named.
     let bad = prefscope(&["train", "--seeds", "5..2"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("seeds: `5..2` runs backwards"), "{}", String::from_utf8_lossy(&bad.stderr));

@@ -202,17 +202,18 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
 }
 
 /// A finished seed's summary, when its folder holds a completed run of exactly this config;
-/// None when it must (re)run. A folder with another config is refused unless --overwrite.
+/// None when it must (re)run. A folder with another config is refused; --overwrite retrains
+/// every seed.
 fn plan_seed(seed_dir: &Path, cfg: &Base, overwrite: bool) -> Result<Option<Value>> {
+    if overwrite {
+        // A fresh run replaces the folder's; a stale resume state must not be picked up.
+        let _ = fs::remove_file(seed_dir.join(RESUME_FILE));
+        let _ = fs::remove_file(seed_dir.join("summary.json"));
+        return Ok(None);
+    }
     let config_path = seed_dir.join("config.toml");
     let Ok(existing) = fs::read_to_string(&config_path) else { return Ok(None) };
     if existing != cfg.to_toml() {
-        if overwrite {
-            // A fresh run replaces it; a stale resume state must not be picked up.
-            let _ = fs::remove_file(seed_dir.join(RESUME_FILE));
-            let _ = fs::remove_file(seed_dir.join("summary.json"));
-            return Ok(None);
-        }
         bail!("{} holds a run of another config; choose another --out or pass --overwrite", seed_dir.display());
     }
     let summary_path: PathBuf = seed_dir.join("summary.json");
