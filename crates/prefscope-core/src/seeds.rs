@@ -76,15 +76,6 @@ impl fmt::Display for Spread {
     }
 }
 
-/// Run `f` on each of `seeds` and return the values with their spread; used by the claim tests
-/// so that each prints what it saw (`cargo test -- --nocapture`).
-pub fn over_seeds(label: &str, seeds: impl IntoIterator<Item = u64>, mut f: impl FnMut(u64) -> f64) -> (Vec<f64>, Spread) {
-    let values: Vec<f64> = seeds.into_iter().map(&mut f).collect();
-    let spread = Spread::of(&values);
-    eprintln!("{label}: {spread} [{}]", values.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(" "));
-    (values, spread)
-}
-
 /// Evaluate a claim on every seed: print each seed's figures, and panic naming every seed on
 /// which `holds` fails. Returns the figures for further claims about their spread.
 pub fn assert_on_every_seed<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator<Item = u64>, mut f: impl FnMut(u64) -> T, holds: impl Fn(&T) -> bool) -> Vec<T> {
