@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
-use prefscope_core::align::PolicyLoss;
-use prefscope_core::bandit::{BanditConfig, train_bandit};
-use prefscope_core::lm::{LmAlignConfig, align_lm};
+use prefscope_core::policy::dpo::PolicyLoss;
+use prefscope_core::policy::bandit::{BanditConfig, train_bandit};
+use prefscope_core::policy::lm::{LmAlignConfig, align_lm};
 use serde_json::json;
 
 use crate::BackendArgs;

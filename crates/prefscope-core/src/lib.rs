@@ -7,10 +7,10 @@
 //! * [`data`]: preference pairs over feature vectors, deterministic splits, synthetic scenarios.
 //! * [`model`]: Bradley–Terry and General Preference (GPM) models with their configs.
 //! * [`landscape`]: loss landscapes: filter-normalised directions, trajectory PCA, batched grids.
-//! * [`lm`]: a tiny causal transformer LM aligned by SFT then DPO-family losses.
 //! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the one training loop and its metrics.
 //! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
+//! * [`policy`]: the policy side: the DPO family, the bandit, the tiny LM, online RLHF.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`precision`]: mixed precision: half-precision compute over full-precision master weights.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
@@ -23,19 +23,17 @@
 //! * [`rng`]: a small seeded generator that gives the same numbers on every target.
 //! * [`seeds`]: claims over many seeds: seed lists, spreads, the exact binomial bound.
 
-pub mod align;
-pub mod bandit;
 pub mod checkpoint;
 pub mod data;
 pub mod kernels;
 pub mod landscape;
-pub mod lm;
 pub mod loss;
 pub mod metrics;
 #[cfg(feature = "text")]
 pub mod minilm;
 pub mod model;
 pub mod noise;
+pub mod policy;
 pub mod precision;
 pub mod rank;
 pub mod rng;

@@ -19,7 +19,7 @@ use crate::kernels::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::HostInit;
+use crate::policy::lm::HostInit;
 use crate::loss::{gpm_score, unit_normalize};
 use crate::rng::Rng;
 use crate::{Result, config_error};

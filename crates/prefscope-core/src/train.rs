@@ -1383,7 +1383,7 @@ mod tests {
 
     #[test]
     fn best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
-        use crate::align::win_rate_against_random;
+        use crate::policy::dpo::win_rate_against_random;
         let one_seed = |seed: u64| {
             // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).
             let (t, _) = trained(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), seed));

@@ -12,8 +12,8 @@
 use std::rc::Rc;
 
 use crate::backend::{CpuBackend, cpu_device};
-use prefscope_core::align::PolicyLoss;
-use prefscope_core::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
+use prefscope_core::policy::dpo::PolicyLoss;
+use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 

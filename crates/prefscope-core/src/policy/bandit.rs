@@ -1,5 +1,5 @@
 //! The bandit policy: one prompt, n candidate responses, π_θ = softmax(θ), trained with any loss of
-//! [`crate::align`] on *exact* (infinite-data) preferences, where the optimum is known.
+//! [`crate::policy::dpo`] on *exact* (infinite-data) preferences, where the optimum is known.
 //!
 //! Pairs (i, j) are drawn from the reference policy, μ = π_ref, and labelled by a Bradley–Terry
 //! reward r: P(i ≻ j) = σ(r_i − r_j) (or 1[r_i > r_j] for deterministic preferences). The training
@@ -20,7 +20,7 @@ use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData, activation::log_softmax};
 use serde::{Deserialize, Serialize};
 
-use crate::align::{PolicyBatch, PolicyLoss};
+use crate::policy::dpo::{PolicyBatch, PolicyLoss};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
 

@@ -15,7 +15,7 @@ use crate::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::align::{PolicyBatch, PolicyLoss};
+use crate::policy::dpo::{PolicyBatch, PolicyLoss};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
 
