@@ -153,10 +153,13 @@ pub enum ScenarioKind {
     /// Trajectory segments in a small gridworld with a known reward, labelled by regret, partial
     /// return or HERON's hierarchy (`trajectory_labels`).
     Gridworld,
+    /// Gao et al.'s reward over-optimisation: many candidate responses, a gold reward that
+    /// punishes extremes, and `n_pairs` gold-labelled comparisons for a proxy reward model.
+    Overopt,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 9] = [
+    pub const ALL: [ScenarioKind; 10] = [
         Self::Linear,
         Self::Cyclic,
         Self::CyclicAbcd,
@@ -166,7 +169,11 @@ impl ScenarioKind {
         Self::Rankings,
         Self::Noisy,
         Self::Gridworld,
+        Self::Overopt,
     ];
+
+    /// `overopt`: the gold reward's weight on ‖x‖² (see [`overopt_gold`]).
+    pub const OVEROPT_CURVATURE: f64 = 0.25;
 
     /// `few-shot-users`: labelled pairs of the same user given as context with every pair
     /// (VPL's context set; the "≤ 8 labelled pairs of a new user").
@@ -193,6 +200,7 @@ impl ScenarioKind {
             Self::Rankings => "rankings",
             Self::Noisy => "noisy",
             Self::Gridworld => "gridworld",
+            Self::Overopt => "overopt",
         }
     }
 
@@ -215,6 +223,7 @@ impl ScenarioKind {
             Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
             Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
             Self::Gridworld => "Three-step segments of behaviour in a 5×5 gridworld with a goal, a wall with two gaps and a mud cell on the short way; the true reward is −1 per step, +2 at the goal, −1.5 in mud. People compare segments by regret (how much worse than optimal they were; Knox et al.), not by the reward collected. The regret model learns a reward whose best route goes through the mud, as the true one does; the partial-return model cannot see the step cost (every segment has three steps) and learns to avoid the mud by a detour. `trajectory_labels` switches to partial-return or HERON's hierarchical labels.",
+            Self::Overopt => "Gao et al.'s reward over-optimisation. Candidate responses are points x in `dim` dimensions (4,096 in 8 by default); the hidden gold reward is x₀ + 0.5·x₁ − 0.25·‖x‖²: more of the first two qualities is better, but extreme responses are worse. A proxy reward model learns from `n_pairs` comparisons of reference samples labelled by the gold reward. Optimise a policy against the proxy (best-of-n, RL at decreasing β): the proxy reward keeps rising, while the gold reward rises, peaks and falls, later the more labels the proxy had.",
         }
     }
 }
@@ -286,12 +295,15 @@ pub struct ScenarioConfig {
 
 impl ScenarioConfig {
     pub fn new(kind: ScenarioKind) -> Self {
+        let overopt = kind == ScenarioKind::Overopt;
         Self {
             kind,
-            n_items: default_n_items(),
+            // The over-optimisation scenario needs many candidates (best-of-1024 must not exhaust
+            // them) and room to be extreme in; its labels are Bradley–Terry on the gold scale.
+            n_items: if overopt { 4096 } else { default_n_items() },
             n_pairs: default_n_pairs(),
-            dim: default_dim(),
-            noise: default_noise(),
+            dim: if overopt { 8 } else { default_dim() },
+            noise: if overopt { 1.0 } else { default_noise() },
             eval_fraction: default_eval_fraction(),
             min_separation_deg: default_min_separation(),
             flip: default_flip(),
@@ -342,6 +354,7 @@ impl ScenarioConfig {
             ScenarioKind::MultiObjective => multi_objective(self, &mut rng),
             ScenarioKind::Mixture => mixture(self, &mut rng),
             ScenarioKind::Gridworld => gridworld(self, &mut rng),
+            ScenarioKind::Overopt => overopt(self, &mut rng),
             // These split on their own: by pair before flipping, by list, by user.
             ScenarioKind::Noisy => return finish(noisy(self, &mut rng, seed)?),
             ScenarioKind::Rankings => return finish(rankings(self, &mut rng, seed)),
@@ -403,6 +416,37 @@ fn linear(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         pairs,
         strengths,
         ratings,
+        n_objectives: 1,
+        ..Default::default()
+    }
+}
+
+/// The gold reward of the `overopt` scenario: x₀ + 0.5·x₁ − c·‖x‖², c = [`ScenarioKind::OVEROPT_CURVATURE`].
+/// Along the direction it likes it peaks at a moderate distance, so a proxy that has only seen
+/// the bulk of the reference and extrapolates "more is better" is exploited by hard optimisation.
+pub fn overopt_gold(x: &[f32]) -> f64 {
+    let lin = x[0] as f64 + if x.len() > 1 { 0.5 * x[1] as f64 } else { 0.0 };
+    lin - ScenarioKind::OVEROPT_CURVATURE * x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>()
+}
+
+fn overopt(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
+    let d = cfg.dim;
+    let items: Vec<f32> = (0..cfg.n_items * d).map(|_| rng.normal() as f32).collect();
+    let gold: Vec<f64> = items.chunks(d).map(overopt_gold).collect();
+    // Pairs of reference samples (π_ref uniform over the candidates), labelled by a Bradley–Terry
+    // draw on the gold reward with temperature `noise`.
+    let pairs = (0..cfg.n_pairs)
+        .map(|_| {
+            let (a, b) = distinct_pair(rng, cfg.n_items);
+            if rng.uniform() < 1.0 / (1.0 + (-(gold[a] - gold[b]) / cfg.noise).exp()) { (a, b) } else { (b, a) }
+        })
+        .collect();
+    PairDataset {
+        dim: d,
+        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
+        items,
+        pairs,
+        ratings: gold.iter().map(|&g| g as f32).collect(),
         n_objectives: 1,
         ..Default::default()
     }

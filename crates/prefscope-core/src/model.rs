@@ -664,6 +664,18 @@ impl<B: Backend> PreferenceModel<B> {
         }
     }
 
+    /// One scalar reward per item (rows of `items`), for a policy that optimises against the model:
+    /// a Bradley–Terry model's r(x); a GPM's win score against a uniform pick among the same items,
+    /// mean_j s(y_i ≻ y_j)/τ (half of GPM's `candidate_scores` ranking, so that a BT-shaped table
+    /// S_ij = r_i − r_j gives back r_i − mean r). Other models have no single reward per response.
+    pub fn item_rewards(&self, items: Tensor<B, 2>) -> crate::Result<Tensor<B, 1>> {
+        match self {
+            Self::Bt(m) => Ok(m.reward(items)),
+            Self::Gpm(m) => Ok(candidate_scores(all_pairs_scores(items, |x| m.embed(x), None, m.tau)).mul_scalar(0.5)),
+            other => Err(crate::config_error("reward", format!("a {} model gives no single reward per response (use a bt or gpm run)", other.kind().name()))),
+        }
+    }
+
     /// ℓ = log-odds that each chosen row is preferred to its rejected row.
     pub fn logits(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, prompt: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
         match self {

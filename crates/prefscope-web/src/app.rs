@@ -1234,6 +1234,7 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Rankings => "rankings — lists of five",
         ScenarioKind::Noisy => "noisy — 30 % flipped labels",
         ScenarioKind::Gridworld => "gridworld — trajectory segments",
+        ScenarioKind::Overopt => "overopt — a proxy reward to over-optimise",
     }
 }
 
