@@ -113,12 +113,17 @@ impl TinyLmConfig {
 impl<B: Backend> TinyLm<B> {
     /// Next-token logits at every position, `[n, T, VOCAB]`; position t sees tokens ≤ t only.
     pub fn logits(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.head.forward(self.hidden(tokens))
+    }
+
+    /// The final normed hidden state at every position, `[n, T, d_model]` (PPO's value head reads it).
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [n, t] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
         let x = self.token.forward(tokens) + self.position.forward(positions);
         let h = crate::tfm::encoder_forward(&self.blocks, x, generate_autoregressive_mask(n, t, &device));
-        self.head.forward(self.norm.forward(h))
+        self.norm.forward(h)
     }
 }
 
@@ -158,13 +163,19 @@ pub struct Encoded {
 impl Encoded {
     /// Right-pad every prompt + completion to the longest row; errors if one exceeds `max_len`.
     pub fn new(examples: &[(String, String)], max_len: usize) -> Result<Self> {
+        let bytes: Vec<(Vec<u8>, Vec<u8>)> = examples.iter().map(|(p, c)| (p.as_bytes().to_vec(), c.as_bytes().to_vec())).collect();
+        Self::from_bytes(&bytes, max_len)
+    }
+
+    /// [`Encoded::new`] on raw bytes.
+    pub fn from_bytes(examples: &[(Vec<u8>, Vec<u8>)], max_len: usize) -> Result<Self> {
         let len = examples.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0).max(2);
         if len > max_len {
             return Err(config_error("lm.max_len", format!("a prompt + completion of {len} bytes exceeds max_len {max_len}")));
         }
         let (mut tokens, mut mask) = (vec![], vec![]);
         for (p, c) in examples {
-            tokens.extend(p.bytes().chain(c.bytes()).map(i64::from));
+            tokens.extend(p.iter().chain(c).map(|&b| i64::from(b)));
             mask.extend(std::iter::repeat_n(0.0, p.len()).chain(std::iter::repeat_n(1.0, c.len())));
             let pad = len - p.len() - c.len();
             tokens.extend(std::iter::repeat_n(PAD as i64, pad));
@@ -237,8 +248,15 @@ impl ShoutTask {
 }
 
 /// Sample `len` bytes after each prompt at the given temperature (host-side draws, so runs
-/// reproduce). RSO samples its SFT candidates at 0.7.
+/// reproduce), as text (bytes that are not UTF-8 shown as U+FFFD). RSO samples its SFT
+/// candidates at 0.7.
 pub fn sample<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, temperature: f64, rng: &mut Rng, device: &B::Device) -> Result<Vec<String>> {
+    Ok(sample_bytes(lm, prompts, len, temperature, rng, device)?.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())
+}
+
+/// [`sample`]'s raw bytes: what a policy gradient must score, since a lossy round trip through
+/// text would replace bytes ≥ 128 by three others the policy never drew.
+pub fn sample_bytes<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, temperature: f64, rng: &mut Rng, device: &B::Device) -> Result<Vec<Vec<u8>>> {
     let mut seqs: Vec<Vec<u8>> = prompts.iter().map(|p| p.as_bytes().to_vec()).collect();
     let mut out = vec![Vec::new(); prompts.len()];
     for _ in 0..len {
@@ -262,7 +280,7 @@ pub fn sample<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, temper
             out[i].push(byte);
         }
     }
-    Ok(out.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())
+    Ok(out)
 }
 
 /// Temperature of the judged samples (RSO's for SFT candidates).
@@ -330,9 +348,9 @@ pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut
 /// losses can start from the same reference (`align_from_sft` on clones of it).
 #[derive(Clone, Debug)]
 pub struct SftModel<B: AutodiffBackend> {
-    lm: TinyLm<B>,
-    rng: Rng,
-    final_loss: f64,
+    pub(crate) lm: TinyLm<B>,
+    pub(crate) rng: Rng,
+    pub(crate) final_loss: f64,
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
@@ -401,13 +419,48 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         lm = optim.step(cfg.lr, lm, grads);
     }
 
-    // Judge: policy samples against reference samples on the same fresh prompts.
-    let mut eval_rng = Rng::stream(cfg.seed, "lm-eval");
-    let prompts: Vec<String> = (0..cfg.eval_samples).map(|_| ShoutTask::prompt(ShoutTask::word(&mut eval_rng))).collect();
-    let width = WORDS.iter().map(|w| w.len()).max().unwrap_or(1) + 3;
     let policy = lm.valid();
-    let from_policy = sample(&policy, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
-    let from_reference = sample(&reference, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
+    let judged = judge(&policy, &reference, cfg, device)?;
+    Ok(LmSummary {
+        sft_final_loss,
+        first_loss,
+        final_loss,
+        win_rate: judged.win_rate,
+        reference_reward: judged.reference_reward,
+        policy_reward: judged.policy_reward,
+        policy_samples: judged.policy_samples,
+        reference_samples: judged.reference_samples,
+    })
+}
+
+/// The judge's verdict on a policy against the reference (see [`judge`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judged {
+    pub win_rate: f64,
+    pub reference_reward: f64,
+    pub policy_reward: f64,
+    pub policy_samples: Vec<String>,
+    pub reference_samples: Vec<String>,
+}
+
+/// Bytes the judge samples after a prompt: the longest word, its space, mark and newline.
+pub fn completion_width() -> usize {
+    WORDS.iter().map(|w| w.len()).max().unwrap_or(1) + 3
+}
+
+/// A fresh prompt of the task (its word drawn from `rng`).
+pub fn task_prompt(rng: &mut Rng) -> String {
+    ShoutTask::prompt(ShoutTask::word(rng))
+}
+
+/// Policy samples against reference samples on the same fresh prompts (`cfg.eval_samples`, at
+/// [`SAMPLE_TEMPERATURE`]), judged by [`ShoutTask::reward`]: P(policy wins) + ½ P(tie).
+pub fn judge<B: Backend>(policy: &TinyLm<B>, reference: &TinyLm<B>, cfg: &LmAlignConfig, device: &B::Device) -> Result<Judged> {
+    let mut eval_rng = Rng::stream(cfg.seed, "lm-eval");
+    let prompts: Vec<String> = (0..cfg.eval_samples).map(|_| task_prompt(&mut eval_rng)).collect();
+    let width = completion_width();
+    let from_policy = sample(policy, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
+    let from_reference = sample(reference, &prompts, width, SAMPLE_TEMPERATURE, &mut eval_rng, device)?;
     let (mut wins, mut pr, mut rr) = (0.0, 0.0, 0.0);
     for ((p, r), prompt) in from_policy.iter().zip(&from_reference).zip(&prompts) {
         let (a, b) = (ShoutTask::reward(prompt, p), ShoutTask::reward(prompt, r));
@@ -416,10 +469,7 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         rr += b;
     }
     let n = prompts.len() as f64;
-    Ok(LmSummary {
-        sft_final_loss,
-        first_loss,
-        final_loss,
+    Ok(Judged {
         win_rate: wins / n,
         reference_reward: rr / n,
         policy_reward: pr / n,

@@ -1,0 +1,404 @@
+//! RLHF on the tiny LM: a transformer reward model learns the shout task's preferences, then the
+//! SFT policy optimises it online with RLOO or PPO, KL-regularised toward the SFT model.
+//!
+//! Completions are sampled at temperature 1 (the policy's own distribution, which the gradient
+//! estimators assume) up to the task's width and end at their first newline, as TRL truncates at
+//! the EOS token; the bytes after it are neither scored nor trained on. The judge is the hidden
+//! [`ShoutTask::reward`], never seen by the learner; the reward model only saw shouted-versus-
+//! quiet pairs of the right word.
+//!
+//! * RLOO: k samples per prompt, r̃ = RM − β·(log π − log π_ref) summed over the completion, the
+//!   leave-one-out baseline, one REINFORCE step on Σ log π (TRL `RLOOTrainer`).
+//! * PPO (TRL `PPOTrainer` defaults: γ = 1, λ = 0.95, clip 0.2, value clip 0.2, vf_coef 0.1,
+//!   4 epochs, whitened advantages): per-token reward −β·(log π_old − log π_ref) plus the RM score
+//!   on the last completion token; a value head on a copy of the SFT transformer; GAE.
+
+use burn::module::{AutodiffModule, Module};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{AutodiffBackend, Backend};
+use crate::policy::lm::{Encoded, LmAlignConfig, ShoutTask, TinyLm, TinyLmConfig, completion_width, judge, sample_bytes, sequence_logps, sft_lm, task_prompt, token_logps};
+use crate::rng::Rng;
+use crate::tfm::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
+use crate::{Error, Result, config_error};
+
+/// Byte tokens 0–255 and the reward model's special tokens.
+const SP: SpecialTokens = SpecialTokens { pad: 256, bos: 257, sep: 258, eos: 259 };
+
+/// The online method for the tiny LM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LmRlMethod {
+    Rloo { k: usize },
+    Ppo { epochs: usize, cliprange: f64, cliprange_value: f64, vf_coef: f64, gamma: f64, lam: f64 },
+}
+
+impl LmRlMethod {
+    pub fn rloo() -> Self {
+        Self::Rloo { k: 4 }
+    }
+
+    /// TRL `PPOConfig`'s defaults.
+    pub fn ppo() -> Self {
+        Self::Ppo { epochs: 4, cliprange: 0.2, cliprange_value: 0.2, vf_coef: 0.1, gamma: 1.0, lam: 0.95 }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Rloo { .. } => "rloo",
+            Self::Ppo { .. } => "ppo",
+        }
+    }
+}
+
+/// Which reward the policy optimises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LmReward {
+    /// A transformer reward model trained here on the task's preference pairs.
+    #[default]
+    RewardModel,
+    /// The hidden judge itself.
+    Gold,
+}
+
+/// One RLHF run on the tiny LM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmRlConfig {
+    /// SFT and judging settings (its `loss` is unused); `lr` is the policy's learning rate.
+    pub base: LmAlignConfig,
+    #[serde(flatten)]
+    pub method: LmRlMethod,
+    pub reward: LmReward,
+    /// KL coefficient (TRL's RLOO and PPO default 0.05).
+    pub beta: f64,
+    pub iterations: usize,
+    /// Prompts per iteration.
+    pub prompts: usize,
+    /// Reward-model training: steps of `base.batch` pairs, and its learning rate.
+    pub rm_steps: usize,
+    pub rm_lr: f64,
+}
+
+impl LmRlConfig {
+    pub fn new(method: LmRlMethod) -> Self {
+        let mut base = LmAlignConfig::new(crate::policy::dpo::PolicyLoss::Sigmoid { beta: 0.1 });
+        base.lr = 1e-3;
+        Self { base, method, reward: LmReward::RewardModel, beta: 0.05, iterations: 40, prompts: 16, rm_steps: 200, rm_lr: 1e-3 }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.base.validate()?;
+        if !(self.beta > 0.0 && self.beta.is_finite()) {
+            return Err(config_error("beta", "must be a positive number"));
+        }
+        if self.iterations == 0 || self.prompts == 0 {
+            return Err(config_error("iterations", "iterations and prompts must be at least 1"));
+        }
+        match &self.method {
+            LmRlMethod::Rloo { k } if *k < 2 => Err(config_error("k", "needs at least 2 samples per prompt")),
+            LmRlMethod::Ppo { epochs, cliprange, .. } if *epochs == 0 || !(*cliprange > 0.0) => Err(config_error("epochs", "epochs must be ≥ 1 and cliprange positive")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one iteration reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmRlMetrics {
+    pub iteration: usize,
+    /// Mean reward being optimised, and the judge's, over the iteration's samples.
+    pub reward: f64,
+    pub gold: f64,
+    /// Mean Σ_t (log π − log π_ref) over the samples: an unbiased estimate of KL(π‖π_ref).
+    pub kl: f64,
+}
+
+/// What a run reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmRlSummary {
+    pub method: String,
+    pub rm_accuracy: f64,
+    pub win_rate: f64,
+    pub reference_reward: f64,
+    pub policy_reward: f64,
+    pub last: LmRlMetrics,
+    /// KL(π‖π_ref) estimated on `base.eval_samples` fresh samples of the final policy.
+    pub final_kl: f64,
+    pub policy_samples: Vec<String>,
+    pub reference_samples: Vec<String>,
+}
+
+fn rm_rows(examples: &[(Vec<u8>, Vec<u8>)]) -> Vec<Vec<u32>> {
+    examples.iter().map(|(p, c)| assemble(&p.iter().map(|&b| u32::from(b)).collect::<Vec<_>>(), &c.iter().map(|&b| u32::from(b)).collect::<Vec<_>>(), 32, SP)).collect()
+}
+
+fn rm_config() -> TfmRmConfig {
+    TfmRmConfig { vocab: 260, d_model: 32, n_layers: 1, n_heads: 2, d_ff: 64, max_len: 32, head: TfmHead::Bt, k: 1, tau: 1.0 }
+}
+
+/// Train the transformer reward model on the task's pairs; returns it and its accuracy on fresh
+/// pairs.
+pub fn train_reward_model<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device) -> Result<(TfmRewardModel<B::InnerBackend>, f64)> {
+    let rmc = rm_config();
+    let mut rm = rmc.init::<B>(cfg.base.seed, device);
+    let task = ShoutTask { shout_rate: cfg.base.shout_rate };
+    let mut rng = Rng::stream(cfg.base.seed, "lm-rm");
+    let mut optim = AdamConfig::new().init();
+    let batch_of = |pairs: &[(String, String, String)]| {
+        let chosen: Vec<(Vec<u8>, Vec<u8>)> = pairs.iter().map(|(p, c, _)| (p.clone().into_bytes(), c.clone().into_bytes())).collect();
+        let rejected: Vec<(Vec<u8>, Vec<u8>)> = pairs.iter().map(|(p, _, r)| (p.clone().into_bytes(), r.clone().into_bytes())).collect();
+        TokenBatch::pairs(&rm_rows(&chosen), &rm_rows(&rejected), SP.pad)
+    };
+    for step in 1..=cfg.rm_steps {
+        let batch = batch_of(&task.pairs(cfg.base.batch, &mut rng));
+        let loss = log_sigmoid(rm.pair_logits(&batch, &rmc, device)).mean().neg();
+        let v = loss.clone().into_scalar().elem::<f64>();
+        if !v.is_finite() {
+            return Err(Error::NonFinite { step, value: v as f32 });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &rm);
+        rm = optim.step(cfg.rm_lr, rm, grads);
+    }
+    let rm = rm.valid();
+    let held_out = batch_of(&task.pairs(200, &mut rng));
+    let logits = host(rm.pair_logits(&held_out, &rmc, device))?;
+    Ok((rm, logits.iter().filter(|&&l| l > 0.0).count() as f64 / logits.len() as f64))
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f64>> {
+    t.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+use burn::tensor::ElementConversion;
+
+/// The completion the policy is scored and trained on: through the first newline.
+fn through_newline(s: &[u8]) -> Vec<u8> {
+    match s.iter().position(|&b| b == b'\n') {
+        Some(i) => s[..=i].to_vec(),
+        None => s.to_vec(),
+    }
+}
+
+/// The hidden judge on a byte completion.
+fn gold_of((p, c): &(Vec<u8>, Vec<u8>)) -> f64 {
+    ShoutTask::reward(&String::from_utf8_lossy(p), &String::from_utf8_lossy(c))
+}
+
+/// PPO's critic: a copy of the SFT transformer with a scalar head on its hidden states.
+#[derive(Module, Debug)]
+pub struct Critic<B: Backend> {
+    pub body: TinyLm<B>,
+    pub value: Linear<B>,
+}
+
+impl<B: Backend> Critic<B> {
+    /// V at every position, `[n, T]`.
+    pub fn values(&self, tokens: Tensor<B, 2, burn::tensor::Int>) -> Tensor<B, 2> {
+        let [n, t] = tokens.dims();
+        self.value.forward(self.body.hidden(tokens)).reshape([n, t])
+    }
+}
+
+/// SFT, the reward model, then `iterations` of RLOO or PPO; `on_iteration` sees each one.
+pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+    cfg.validate()?;
+    let sft = sft_lm::<B>(&cfg.base, device, |_, _, _| {})?;
+    let (rm, rm_accuracy) = match cfg.reward {
+        LmReward::RewardModel => {
+            let (rm, acc) = train_reward_model::<B>(cfg, device)?;
+            (Some(rm), acc)
+        }
+        LmReward::Gold => (None, f64::NAN),
+    };
+    let max_len = TinyLmConfig::default().max_len;
+    let mut policy = sft.lm;
+    let reference = policy.valid();
+    let mut critic = match cfg.method {
+        LmRlMethod::Ppo { .. } => Some(Critic { body: policy.clone(), value: LinearConfig::new(TinyLmConfig::default().d_model, 1).init(device) }),
+        LmRlMethod::Rloo { .. } => None,
+    };
+    let mut optim = AdamConfig::new().init();
+    let mut critic_optim = AdamConfig::new().init();
+    let mut rng = Rng::stream(cfg.base.seed, "lm-rl");
+    let width = completion_width();
+    let mut last = LmRlMetrics { iteration: 0, reward: f64::NAN, gold: f64::NAN, kl: 0.0 };
+    let score = |examples: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<f64>> {
+        match &rm {
+            Some(rm) => {
+                let batch = TokenBatch::new(&rm_rows(examples), SP.pad);
+                let (t, l) = batch.tensors::<B::InnerBackend>(device);
+                host(rm.forward(t, l))
+            }
+            None => Ok(examples.iter().map(gold_of).collect()),
+        }
+    };
+
+    for iteration in 1..=cfg.iterations {
+        let per_prompt = match cfg.method {
+            LmRlMethod::Rloo { k } => k,
+            LmRlMethod::Ppo { .. } => 1,
+        };
+        let prompts: Vec<String> = (0..cfg.prompts).flat_map(|_| std::iter::repeat_n(task_prompt(&mut rng), per_prompt)).collect();
+        let sampled = sample_bytes(&policy.valid(), &prompts, width, 1.0, &mut rng, device)?;
+        let examples: Vec<(Vec<u8>, Vec<u8>)> = prompts.iter().map(|p| p.clone().into_bytes()).zip(sampled.iter().map(|s| through_newline(s))).collect();
+        let scores = score(&examples)?;
+        let gold: Vec<f64> = examples.iter().map(gold_of).collect();
+
+        let enc = Encoded::from_bytes(&examples, max_len)?;
+        let (tokens, mask) = enc.tensors::<B>(device);
+        let n = examples.len();
+        let t1 = enc.len - 1;
+        let m = mask.clone().narrow(1, 1, t1);
+        let ref_tok = host(token_logps(Tensor::<B, 3>::from_inner(reference.logits(tokens.clone().inner())), tokens.clone()))?;
+        let old_tok = host(token_logps(policy.valid().logits(tokens.clone().inner()), tokens.clone().inner()))?;
+        let mask_h: Vec<f64> = host(m.clone())?;
+        let seq_kl: Vec<f64> = (0..n).map(|i| (0..t1).map(|j| mask_h[i * t1 + j] * (old_tok[i * t1 + j] - ref_tok[i * t1 + j])).sum()).collect();
+
+        match &cfg.method {
+            LmRlMethod::Rloo { k } => {
+                // r̃ = r − β·KL(sequence); the leave-one-out baseline within each prompt's k samples.
+                let shaped: Vec<f64> = (0..n).map(|i| scores[i] - cfg.beta * seq_kl[i]).collect();
+                let adv: Vec<f32> = (0..n)
+                    .map(|i| {
+                        let g = i / k * k;
+                        let others: f64 = (g..g + k).filter(|&j| j != i).map(|j| shaped[j]).sum::<f64>() / (*k as f64 - 1.0);
+                        (shaped[i] - others) as f32
+                    })
+                    .collect();
+                let adv = Tensor::<B, 1>::from_data(TensorData::new(adv, [n]), device);
+                let logp = (token_logps(policy.logits(tokens.clone()), tokens.clone()) * m.clone()).sum_dim(1).reshape([n]);
+                let loss = (logp * adv).mean().neg();
+                let grads = GradientsParams::from_grads(loss.backward(), &policy);
+                policy = optim.step(cfg.base.lr, policy, grads);
+            }
+            LmRlMethod::Ppo { epochs, cliprange, cliprange_value, vf_coef, gamma, lam } => {
+                let c = critic.take().expect("PPO has a critic");
+                let values_old = host(c.valid().values(tokens.clone().inner()).narrow(1, 0, t1))?;
+                // Per-token rewards: −β(log π_old − log π_ref), plus the score at the last token.
+                let (mut adv, mut ret) = (vec![0f64; n * t1], vec![0f64; n * t1]);
+                for i in 0..n {
+                    let pos: Vec<usize> = (0..t1).filter(|&j| mask_h[i * t1 + j] > 0.0).collect();
+                    let mut next_adv = 0.0;
+                    let mut next_value = 0.0;
+                    for (q, &j) in pos.iter().enumerate().rev() {
+                        let mut r = -cfg.beta * (old_tok[i * t1 + j] - ref_tok[i * t1 + j]);
+                        if q + 1 == pos.len() {
+                            r += scores[i];
+                        }
+                        let v = values_old[i * t1 + j];
+                        let delta = r + gamma * next_value - v;
+                        next_adv = delta + gamma * lam * next_adv;
+                        adv[i * t1 + j] = next_adv;
+                        ret[i * t1 + j] = next_adv + v;
+                        next_value = v;
+                    }
+                }
+                // Whiten the advantages over the batch's completion tokens.
+                let count: f64 = mask_h.iter().sum();
+                let mean = adv.iter().zip(&mask_h).map(|(a, w)| a * w).sum::<f64>() / count;
+                let var = adv.iter().zip(&mask_h).map(|(a, w)| w * (a - mean).powi(2)).sum::<f64>() / (count - 1.0).max(1.0);
+                let white: Vec<f32> = adv.iter().zip(&mask_h).map(|(a, w)| (w * (a - mean) / (var.sqrt() + 1e-8)) as f32).collect();
+                let t2 = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [n, t1]), device);
+                let (adv_t, ret_t) = (t2(white), t2(ret.iter().map(|&x| x as f32).collect()));
+                let (old_t, v_old_t) = (t2(old_tok.iter().map(|&x| x as f32).collect()), t2(values_old.iter().map(|&x| x as f32).collect()));
+                let mut c = c;
+                for _ in 0..*epochs {
+                    let lp = token_logps(policy.logits(tokens.clone()), tokens.clone());
+                    let ratio = (lp - old_t.clone()).exp();
+                    let surrogate = (ratio.clone() * adv_t.clone()).min_pair(ratio.clamp(1.0 - cliprange, 1.0 + cliprange) * adv_t.clone());
+                    let pg_loss = (surrogate * m.clone()).sum().neg() / count;
+                    let grads = GradientsParams::from_grads(pg_loss.backward(), &policy);
+                    policy = optim.step(cfg.base.lr, policy, grads);
+                    let v = c.values(tokens.clone()).narrow(1, 0, t1);
+                    let v_clip = v_old_t.clone() + (v.clone() - v_old_t.clone()).clamp(-cliprange_value, *cliprange_value);
+                    let vf = (v - ret_t.clone()).powi_scalar(2).max_pair((v_clip - ret_t.clone()).powi_scalar(2));
+                    let vf_loss = (vf * m.clone()).sum().mul_scalar(0.5 * vf_coef) / count;
+                    let grads = GradientsParams::from_grads(vf_loss.backward(), &c);
+                    c = critic_optim.step(cfg.base.lr, c, grads);
+                }
+                critic = Some(c);
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        last = LmRlMetrics { iteration, reward: mean(&scores), gold: mean(&gold), kl: mean(&seq_kl) };
+        if !last.reward.is_finite() || !last.kl.is_finite() {
+            return Err(Error::NonFinite { step: iteration, value: last.kl as f32 });
+        }
+        on_iteration(&last);
+    }
+    let judged = judge(&policy.valid(), &reference, &cfg.base, device)?;
+    let final_kl = {
+        let mut kl_rng = Rng::stream(cfg.base.seed, "lm-rl-kl");
+        let prompts: Vec<String> = (0..cfg.base.eval_samples).map(|_| task_prompt(&mut kl_rng)).collect();
+        let sampled = sample_bytes(&policy.valid(), &prompts, width, 1.0, &mut kl_rng, device)?;
+        let examples: Vec<(Vec<u8>, Vec<u8>)> = prompts.iter().map(|p| p.clone().into_bytes()).zip(sampled.iter().map(|s| through_newline(s))).collect();
+        let (tokens, mask) = Encoded::from_bytes(&examples, max_len)?.tensors::<B::InnerBackend>(device);
+        let lp = sequence_logps(token_logps(policy.valid().logits(tokens.clone()), tokens.clone()), mask.clone());
+        let lr = sequence_logps(token_logps(reference.logits(tokens.clone()), tokens), mask);
+        host((lp - lr).mean())?[0]
+    };
+    Ok(LmRlSummary {
+        final_kl,
+        method: cfg.method.name().into(),
+        rm_accuracy,
+        win_rate: judged.win_rate,
+        reference_reward: judged.reference_reward,
+        policy_reward: judged.policy_reward,
+        last,
+        policy_samples: judged.policy_samples,
+        reference_samples: judged.reference_samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seeds::assert_on_every_seed;
+    use burn::backend::{Autodiff, Flex};
+
+    /// One seed at TRL's β = 0.05 and at β = 2 (on the scale of the RM's rewards, which span
+    /// several nats): (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at 2).
+    fn at_two_betas(method: LmRlMethod, seed: u64) -> (f64, f64, f64, f64, f64, f64) {
+        let run = |beta| {
+            let mut cfg = LmRlConfig::new(method.clone());
+            cfg.base.seed = seed;
+            cfg.beta = beta;
+            rlhf_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_| {}).unwrap()
+        };
+        let (low, high) = (run(0.05), run(2.0));
+        (low.rm_accuracy, low.win_rate, low.policy_reward, low.reference_reward, low.final_kl, high.final_kl)
+    }
+
+    // Seeds 0–7 as the DPO test (a run takes seconds). Against a transformer RM trained on the
+    // shout task's pairs the policy beats the SFT model, and β bounds how far it moves: the KL
+    // (on 200 fresh samples) is non-negative within noise, and no larger at β = 2 than at 0.05 beyond
+    // that noise (0.1): where both runs settle on the shouted word they share its KL.
+    fn figures(method: &LmRlMethod) -> Vec<(f64, f64, f64, f64, f64, f64)> {
+        assert_on_every_seed(
+            &format!("tiny LM, {} against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, KL ordered by β", method.name()),
+            0..8,
+            |seed| at_two_betas(method.clone(), seed),
+            |&(acc, _, _, _, kl_low, kl_high)| acc > 0.95 && kl_high >= -0.05 && kl_high < kl_low + 0.1,
+        )
+    }
+
+    #[test]
+    fn rloo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
+        let f = figures(&LmRlMethod::rloo());
+        assert!(f.iter().all(|x| x.1 > 0.6), "RLOO: win rate over SFT > 0.6 on every seed: {f:?}");
+    }
+
+    #[test]
+    fn ppo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
+        // PPO at β = 0.05 can over-optimise the RM: on some seeds it drifts far (KL ≈ 9) to
+        // completions the RM scores high and the judge does not (seed 0 when this was written).
+        let f = figures(&LmRlMethod::ppo());
+        crate::seeds::assert_on_fraction("tiny LM, PPO: win rate over SFT > 0.6", 0..8, 0.35, |s| f[s as usize], |x| x.1 > 0.6);
+    }
+}
