@@ -70,6 +70,8 @@ pub struct AlignArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    online: crate::online::OnlineArgs,
+    #[command(flatten)]
     backend: BackendArgs,
 }
 
@@ -190,6 +192,25 @@ impl BackendJob for AlignLmJob {
     }
 }
 
+/// `--online`: RLHF against the gold reward or a trained reward model.
+fn align_online(args: &AlignArgs, method: &str) -> Result<()> {
+    let reward = args.online.reward.clone().unwrap_or_else(|| if args.policy == PolicyKind::Lm { "rm".into() } else { "gold".into() });
+    let stem = format!("{}-{method}-{}", if args.policy == PolicyKind::Lm { "lm" } else { "bandit" }, if reward.contains('/') || reward.contains('.') { "rm" } else { reward.as_str() });
+    let out = run_folder(args, &stem)?;
+    if args.policy == PolicyKind::Lm {
+        return crate::online::lm_online(&args.online, method, args.seed, args.beta, args.lr, out, args.json, &args.backend);
+    }
+    let mut bandit = BanditConfig::new(PolicyLoss::Sigmoid { beta: 0.1 });
+    if let Some(v) = args.n {
+        bandit.n = v;
+    }
+    if let Some(v) = args.seed {
+        bandit.seed = v;
+    }
+    bandit.validate()?;
+    crate::online::bandit_online(&args.online, method, bandit, args.beta, args.alpha, args.lr, out, args.json, &args.backend)
+}
+
 /// `--out` or a fresh default folder; a finished run is only replaced with `--overwrite`.
 fn run_folder(args: &AlignArgs, stem: &str) -> Result<PathBuf> {
     let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir(stem));
@@ -235,6 +256,9 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
 }
 
 pub fn align(args: AlignArgs) -> Result<()> {
+    if let Some(method) = args.online.online.clone() {
+        return align_online(&args, &method);
+    }
     if args.policy == PolicyKind::Lm {
         return align_lm_command(&args);
     }

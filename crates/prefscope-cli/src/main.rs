@@ -9,6 +9,7 @@ mod bench;
 mod compare;
 mod denoise;
 mod embed;
+mod online;
 mod rank;
 mod run;
 mod seeds;
@@ -38,8 +39,10 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
     Bench(bench::BenchArgs),
-    /// Optimise a policy with a DPO-family loss (bandit policy with a known optimum).
+    /// Optimise a policy: offline with a DPO-family loss, or online (--online rloo|grpo|ppo|online-dpo|xpo|vpo|best-of-n) against the gold reward or a trained reward model.
     Align(align::AlignArgs),
+    /// Reward over-optimisation (Gao et al. 2022): proxy RMs on N gold labels, best-of-n and RL against them, Gao's fits per N.
+    Overopt(online::OveroptArgs),
     /// Rank items from comparisons (Bradley–Terry / Plackett–Luce MLE, bootstrap CIs, Elo scale).
     Rank(rank::RankArgs),
     /// Compare noisy-label remedies: ensemble preference strength and collaborative reward modelling.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Rank(args) => rank::rank(args),
         Command::Align(args) => align::align(args),
+        Command::Overopt(args) => online::overopt(args),
         Command::Denoise(args) => denoise::denoise(args),
         Command::Embed(args) => embed::embed(args),
     };

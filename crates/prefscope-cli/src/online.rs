@@ -1,0 +1,420 @@
+//! `prefscope align --online …`: online RLHF against the gold reward or a trained reward model,
+//! on the bandit or the tiny LM; and `prefscope overopt`: Gao et al.'s over-optimisation
+//! experiment with fitted coefficients per number of labels.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::AutodiffModule;
+use burn::tensor::{Tensor, TensorData};
+use prefscope_core::AutodiffBackend;
+use prefscope_core::checkpoint::load_preference_model;
+use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
+use prefscope_core::policy::dpo::PolicyLoss;
+use prefscope_core::policy::lm_rl::{LmReward, LmRlConfig, LmRlMethod, rlhf_lm};
+use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
+use prefscope_core::policy::overopt::{OveroptConfig, OveroptResult, run_overopt};
+use prefscope_core::seeds::{Spread, parse_seeds};
+use serde_json::json;
+
+use crate::BackendArgs;
+use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::run::{read_checkpoint, write_atomic};
+
+/// The online flags of `prefscope align`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OnlineArgs {
+    /// Optimise online: rloo, grpo, online-dpo, xpo, vpo, best-of-n (bandit); rloo, ppo (lm).
+    #[arg(long, value_name = "METHOD")]
+    pub online: Option<String>,
+    /// The reward optimised: `gold` (the hidden true reward) or a run folder of a bt/gpm model
+    /// trained on a scenario with one gold rating per item (linear, noisy, overopt), whose items
+    /// become the bandit's candidates; on the LM: `rm` (a transformer RM trained on the task's
+    /// preferences, the default) or `gold`.
+    #[arg(long)]
+    pub reward: Option<String>,
+    /// Online iterations (rounds).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Prompts (sample groups or pairs) per iteration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Samples per prompt: RLOO/GRPO's group, online DPO's max-min candidates.
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Online DPO's pairs: max-min (best versus worst of k, RLHF Workflow) or bt (two samples,
+    /// labelled by the reward's Bradley–Terry probability).
+    #[arg(long, default_value = "max-min")]
+    pub pairs: String,
+    /// Online DPO's reference: fixed (π_ref throughout) or previous (the last iterate).
+    #[arg(long, default_value = "fixed")]
+    pub reference: String,
+    /// Best-of-n's n.
+    #[arg(long, default_value_t = 16)]
+    pub best_of: usize,
+    /// Exact expected gradients instead of samples (rloo, grpo, online-dpo with --pairs bt).
+    #[arg(long)]
+    pub exact: bool,
+    /// GRPO: do not divide advantages by the group's standard deviation (Dr. GRPO).
+    #[arg(long)]
+    pub no_scale_rewards: bool,
+}
+
+/// The bandit's arms for `--reward`: the drawn bandit's own rewards, or a trained run's items.
+fn arms_for(reward: &str, bandit: &BanditConfig, backend: BackendKind) -> Result<(Arms, String)> {
+    if reward == "gold" {
+        let p = BanditProblem::new(bandit);
+        return Ok((Arms::gold(p.ref_probs, p.rewards), "gold".into()));
+    }
+    let path = PathBuf::from(reward);
+    let (weights_path, weights) = read_checkpoint(&path).with_context(|| format!("--reward: `{reward}` is neither `gold` nor a run folder"))?;
+    let arms = dispatch(backend, RunArms { weights })?.with_context(|| weights_path.display().to_string())?;
+    Ok((arms, format!("{}", path.display())))
+}
+
+/// Reads a run's checkpoint, rebuilds its data and scores every item.
+struct RunArms {
+    weights: Vec<u8>,
+}
+
+impl BackendJob for RunArms {
+    type Output = Result<Arms>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Self::Output> {
+        Ok((|| {
+            let (head, model) = load_preference_model::<B>(self.weights, &device)?;
+            let ds = head.config.dataset()?;
+            if ds.n_objectives != 1 || ds.ratings.len() != ds.n_items() {
+                bail!("the run's scenario `{}` has no single gold rating per item (use linear, noisy or overopt)", head.config.scenario.kind.name());
+            }
+            let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &device);
+            let reward: Vec<f64> = model.valid().item_rewards(x)?.into_data().convert::<f64>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let n = ds.n_items();
+            Ok(Arms { ref_probs: vec![1.0 / n as f64; n], reward, gold: ds.ratings.iter().map(|&g| g as f64).collect() })
+        })())
+    }
+}
+
+/// The online method from its name and the flags.
+pub fn method_from(name: &str, a: &OnlineArgs, alpha: Option<f64>) -> Result<OnlineMethod> {
+    let mut m = OnlineMethod::parse(name)?;
+    match &mut m {
+        OnlineMethod::Rloo { k } => *k = a.k.unwrap_or(*k),
+        OnlineMethod::Grpo { k, scale_rewards, .. } => {
+            *k = a.k.unwrap_or(*k);
+            *scale_rewards = !a.no_scale_rewards;
+        }
+        OnlineMethod::OnlineDpo { pairs, reference, .. } => {
+            *pairs = match a.pairs.as_str() {
+                "max-min" => PairRule::MaxMin { k: a.k.unwrap_or(8) },
+                "bt" => PairRule::Bt,
+                other => bail!("--pairs: `{other}` (expected max-min or bt)"),
+            };
+            *reference = match a.reference.as_str() {
+                "fixed" => Reference::Fixed,
+                "previous" => Reference::Previous,
+                other => bail!("--reference: `{other}` (expected fixed or previous)"),
+            };
+        }
+        OnlineMethod::Xpo { alpha: al } => *al = alpha.unwrap_or(PolicyLoss::XPO_ALPHA),
+        OnlineMethod::Vpo { alpha: al } => *al = alpha.unwrap_or(PolicyLoss::VPO_ALPHA),
+        OnlineMethod::BestOfN { n } => *n = a.best_of,
+    }
+    Ok(m)
+}
+
+struct BanditOnlineJob {
+    arms: Arms,
+    cfg: OnlineConfig,
+    source: String,
+    out: PathBuf,
+}
+
+impl BackendJob for BanditOnlineJob {
+    type Output = serde_json::Value;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let BanditOnlineJob { arms, cfg, source, out } = self;
+        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+        let config = format!("# reward = {source:?}\n{}", toml::to_string_pretty(&cfg)?);
+        write_atomic(&out.join("config.toml"), config.as_bytes())?;
+        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let bar = crate::step_bar(cfg.iterations);
+        let start = Instant::now();
+        let mut io_err = None;
+        let summary = train_online::<B>(&arms, &cfg, &device, |m| {
+            if let Err(e) = writeln!(metrics, "{}", serde_json::to_string(m).expect("metrics serialise")) {
+                io_err.get_or_insert(e);
+            }
+            bar.set_position(m.iteration as u64);
+            bar.set_message(format!("reward {:.3} gold {:.3} KL {:.3}", m.reward, m.gold, m.kl));
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        metrics.flush()?;
+        bar.finish_and_clear();
+        let mut value = serde_json::to_value(&summary)?;
+        let obj = value.as_object_mut().expect("an object");
+        obj.insert("reward_source".into(), json!(source));
+        obj.insert("arms".into(), json!(arms.n()));
+        obj.insert("backend".into(), json!(backend.name()));
+        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
+        obj.insert("run".into(), json!(out.display().to_string()));
+        if arms.n() > 64 {
+            // Thousands of candidates: the policy lives in the run folder, not in the summary.
+            obj.remove("policy");
+            obj.remove("optimum");
+        }
+        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        Ok(value)
+    }
+}
+
+/// `align --online` on the bandit.
+#[allow(clippy::too_many_arguments)]
+pub fn bandit_online(o: &OnlineArgs, method: &str, bandit: BanditConfig, beta: Option<f64>, alpha: Option<f64>, lr: Option<f64>, out: PathBuf, json_out: bool, backend: &BackendArgs) -> Result<()> {
+    let reward = o.reward.clone().unwrap_or_else(|| "gold".into());
+    let (arms, source) = arms_for(&reward, &bandit, backend.backend)?;
+    let mut cfg = OnlineConfig::new(method_from(method, o, alpha)?);
+    cfg.seed = bandit.seed;
+    cfg.exact = o.exact;
+    if let Some(b) = beta {
+        cfg.beta = b;
+    }
+    if let Some(v) = o.iterations {
+        cfg.iterations = v;
+    }
+    if let Some(v) = o.batch {
+        cfg.batch = v;
+    }
+    if let Some(v) = lr {
+        cfg.lr = v;
+    }
+    if matches!(cfg.method, OnlineMethod::OnlineDpo { .. } | OnlineMethod::Xpo { .. } | OnlineMethod::Vpo { .. }) && cfg.steps_per_iteration == 1 {
+        // RLHF Workflow trains each iteration's pairs for epochs; XPO's toy takes 20 steps a round.
+        cfg.steps_per_iteration = 10;
+    }
+    cfg.validate(arms.n())?;
+    let summary = dispatch(backend.backend, BanditOnlineJob { arms, cfg, source, out })?;
+    if json_out {
+        println!("{summary}");
+    } else {
+        let last = &summary["last"];
+        let f = |k: &str| last[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{} against {} ({} arms), done in {:.2}s: reward {:.4}, gold {:.4}, KL(π‖π_ref) {:.4} (√KL {:.3}), gold win rate against π_ref {:.3}, entropy {:.3}; KL to π_ref·exp(r/β)/Z {:.2e}; run folder {}",
+            summary["method"].as_str().unwrap_or(""),
+            summary["reward_source"].as_str().unwrap_or(""),
+            summary["arms"],
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            f("reward"),
+            f("gold"),
+            f("kl"),
+            f("sqrt_kl"),
+            f("win_rate"),
+            f("entropy"),
+            summary["kl_to_optimum"].as_f64().unwrap_or(f64::NAN),
+            summary["run"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+struct LmOnlineJob {
+    cfg: LmRlConfig,
+    out: PathBuf,
+}
+
+impl BackendJob for LmOnlineJob {
+    type Output = serde_json::Value;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let LmOnlineJob { cfg, out } = self;
+        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
+        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let bar = crate::step_bar(cfg.iterations);
+        bar.set_message("SFT, then the reward model");
+        let start = Instant::now();
+        let mut io_err = None;
+        let summary = rlhf_lm::<B>(&cfg, &device, |m| {
+            if let Err(e) = writeln!(metrics, "{}", serde_json::to_string(m).expect("metrics serialise")) {
+                io_err.get_or_insert(e);
+            }
+            bar.set_position(m.iteration as u64);
+            bar.set_message(format!("reward {:.3} judged {:.3} KL {:.3}", m.reward, m.gold, m.kl));
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        metrics.flush()?;
+        bar.finish_and_clear();
+        let mut value = serde_json::to_value(&summary)?;
+        let obj = value.as_object_mut().expect("an object");
+        obj.insert("backend".into(), json!(backend.name()));
+        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
+        obj.insert("run".into(), json!(out.display().to_string()));
+        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        Ok(value)
+    }
+}
+
+/// `align --policy lm --online rloo|ppo`.
+pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, beta: Option<f64>, lr: Option<f64>, out: PathBuf, json_out: bool, backend: &BackendArgs) -> Result<()> {
+    let method = match method {
+        "rloo" => LmRlMethod::Rloo { k: o.k.unwrap_or(4) },
+        "ppo" => LmRlMethod::ppo(),
+        other => bail!("--online: `{other}` is not an LM method (rloo, ppo; the bandit has rloo, grpo, online-dpo, xpo, vpo, best-of-n)"),
+    };
+    let mut cfg = LmRlConfig::new(method);
+    cfg.reward = match o.reward.as_deref().unwrap_or("rm") {
+        "rm" => LmReward::RewardModel,
+        "gold" => LmReward::Gold,
+        other => bail!("--reward: `{other}` (the LM takes rm, a transformer RM trained on the task's pairs, or gold)"),
+    };
+    if let Some(v) = seed {
+        cfg.base.seed = v;
+    }
+    if let Some(v) = beta {
+        cfg.beta = v;
+    }
+    if let Some(v) = lr {
+        cfg.base.lr = v;
+    }
+    if let Some(v) = o.iterations {
+        cfg.iterations = v;
+    }
+    if let Some(v) = o.batch {
+        cfg.prompts = v;
+    }
+    cfg.validate()?;
+    let summary = dispatch(backend.backend, LmOnlineJob { cfg, out })?;
+    if json_out {
+        println!("{summary}");
+    } else {
+        let samples: Vec<String> = summary["policy_samples"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).map(|s| format!("{:?}", s.split('\n').next().unwrap_or(""))).collect();
+        println!(
+            "{} done in {:.1}s: win rate against the SFT model {:.3} (judged reward {:.3} vs {:.3}), KL(π‖π_SFT) {:.3}, RM accuracy {:.3}; samples {}; run folder {}",
+            summary["method"].as_str().unwrap_or(""),
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            summary["win_rate"].as_f64().unwrap_or(f64::NAN),
+            summary["policy_reward"].as_f64().unwrap_or(f64::NAN),
+            summary["reference_reward"].as_f64().unwrap_or(f64::NAN),
+            summary["final_kl"].as_f64().unwrap_or(f64::NAN),
+            summary["rm_accuracy"].as_f64().unwrap_or(f64::NAN),
+            samples.join(" "),
+            summary["run"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct OveroptArgs {
+    /// Numbers of gold-labelled comparisons for the proxy reward model.
+    #[arg(long, num_args = 1.., default_values_t = [30usize, 300, 3000])]
+    labels: Vec<usize>,
+    /// Seeds (e.g. 0..19, 0..4,9): each draws the candidates, the labels and the proxy's start.
+    #[arg(long, default_value = "0..4")]
+    seeds: String,
+    /// Candidate responses and their feature dimension.
+    #[arg(long, default_value_t = 4096)]
+    items: usize,
+    #[arg(long, default_value_t = 8)]
+    dim: usize,
+    /// Output folder (default: runs/overopt, numbered if taken).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+struct OveroptJob {
+    cfgs: Vec<OveroptConfig>,
+}
+
+impl BackendJob for OveroptJob {
+    type Output = Vec<Vec<OveroptResult>>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Self::Output> {
+        let bar = crate::step_bar(self.cfgs.iter().map(|c| c.labels.len()).sum());
+        let mut all = vec![];
+        for cfg in &self.cfgs {
+            bar.set_message(format!("seed {}", cfg.seed));
+            all.push(pollster::block_on(run_overopt::<B>(cfg, &device, |_| bar.inc(1)))?);
+        }
+        bar.finish_and_clear();
+        Ok(all)
+    }
+}
+
+fn write_overopt(out: &Path, seeds: &[u64], all: &[Vec<OveroptResult>]) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut csv = String::from("seed,labels,curve,knob,kl,d,proxy,gold\n");
+    let mut lines = String::new();
+    for (seed, results) in seeds.iter().zip(all) {
+        for r in results {
+            for (curve, pts) in [("best-of-n", &r.best_of_n), ("rl", &r.rl)] {
+                for p in pts.iter() {
+                    csv.push_str(&format!("{seed},{},{curve},{},{},{},{},{}\n", r.labels, p.knob, p.kl, p.d, p.proxy, p.gold));
+                }
+            }
+            let mut v = serde_json::to_value(r)?;
+            let o = v.as_object_mut().expect("an object");
+            o.remove("best_of_n");
+            o.remove("rl");
+            o.insert("seed".into(), json!(seed));
+            lines.push_str(&format!("{v}\n"));
+        }
+    }
+    write_atomic(&out.join("curves.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("results.jsonl"), lines.as_bytes())
+}
+
+pub fn overopt(args: OveroptArgs) -> Result<()> {
+    let seeds = parse_seeds(&args.seeds).map_err(|e| anyhow::anyhow!("--seeds: {e}"))?;
+    let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.items, dim: args.dim, ..Default::default() }).collect();
+    for c in &cfgs {
+        c.validate()?;
+    }
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir("overopt"));
+    eprintln!("over-optimisation: {} candidates in {} dimensions, labels {:?}, seeds {:?}, backend {}", args.items, args.dim, args.labels, seeds, args.backend.backend.describe());
+    let all = dispatch(args.backend.backend, OveroptJob { cfgs })?;
+    write_overopt(&out, &seeds, &all)?;
+    if args.json {
+        let v: Vec<serde_json::Value> = seeds.iter().zip(&all).map(|(s, r)| json!({"seed": s, "results": r.iter().map(|x| { let mut v = serde_json::to_value(x).expect("serialises"); v.as_object_mut().expect("object").remove("best_of_n"); v.as_object_mut().expect("object").remove("rl"); v }).collect::<Vec<_>>()})).collect();
+        println!("{}", json!({"out": out.display().to_string(), "seeds": v}));
+        return Ok(());
+    }
+    println!("Gold reward against d = √KL (relative to π_ref) over {} seeds; Gao's fits R_bon = d(α − β·d), R_RL = d(α − β·log d):", seeds.len());
+    println!("{:>7}  {:>12}  {:>17}  {:>17}  {:>9}  {:>15}  {:>17}  {:>17}", "labels", "proxy acc", "bon α", "bon β", "bon R²", "bon peak d*", "RL α", "RL β");
+    let range = |v: Vec<f64>| {
+        let s = Spread::of(&v);
+        format!("{:.2} ({:.2}–{:.2})", s.mean, s.min, s.max)
+    };
+    for (i, labels) in args.labels.iter().enumerate() {
+        let col = |f: &dyn Fn(&OveroptResult) -> f64| all.iter().map(|r| f(&r[i])).collect::<Vec<f64>>();
+        let peaks: Vec<f64> = all.iter().filter_map(|r| r[i].fitted_peak_d).collect();
+        let falls = all.iter().filter(|r| r[i].final_gold < r[i].peak_gold - 1e-9).count();
+        println!(
+            "{:>7}  {:>12}  {:>17}  {:>17}  {:>9}  {:>15}  {:>17}  {:>17}   gold fell after its peak on {falls}/{} seeds",
+            labels,
+            format!("{:.3}", Spread::of(&col(&|r| r.proxy_accuracy)).mean),
+            range(col(&|r| r.bon_fit.alpha)),
+            range(col(&|r| r.bon_fit.beta)),
+            format!("{:.3}", Spread::of(&col(&|r| r.bon_fit.r2)).mean),
+            if peaks.is_empty() { "none".into() } else { format!("{:.2} ({}/{})", Spread::of(&peaks).mean, peaks.len(), all.len()) },
+            range(col(&|r| r.rl_fit.alpha)),
+            range(col(&|r| r.rl_fit.beta)),
+            all.len()
+        );
+    }
+    println!("curves in {}/curves.csv, figures per seed in {}/results.jsonl", out.display(), out.display());
+    Ok(())
+}
