@@ -640,3 +640,55 @@ fn rated_embedding_files_train_a_multi_objective_head() {
     let eval = last_json(&prefscope(&["eval", "--run", "mo", "--json"], &dir));
     assert_eq!(eval["accuracy"], run["eval_accuracy"]);
 }
+
+#[test]
+fn align_online_optimises_against_gold_and_against_a_trained_run() {
+    let dir = scratch("align-online");
+    // Exact RLOO on the drawn bandit lands on π_ref·exp(r/β)/Z; the metrics stream has one line
+    // per iteration plus the reference's (iteration 0).
+    let out = last_json(&prefscope(&["align", "--online", "rloo", "--exact", "--iterations", "3000", "--beta", "0.5", "--out", "rloo", "--json"], &dir));
+    assert!(out["kl_to_optimum"].as_f64().unwrap() < 1e-3, "{out}");
+    let lines = std::fs::read_to_string(dir.join("rloo/metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3001);
+    for key in ["reward", "gold", "kl", "sqrt_kl", "win_rate", "entropy"] {
+        assert!(out["last"][key].as_f64().is_some(), "{key}: {out}");
+    }
+    // Train a proxy RM on the over-optimisation scenario, then optimise against that run: its
+    // 4,096 items become the arms and their gold ratings the judge.
+    let trained = prefscope(&["train", "--scenario", "overopt", "--model", "bt", "--steps", "100", "--out", "rm"], &dir);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let bon = last_json(&prefscope(&["align", "--online", "best-of-n", "--best-of", "64", "--reward", "rm", "--out", "bon", "--json"], &dir));
+    assert_eq!(bon["arms"], 4096);
+    // Best-of-n's KL is at most log n − (n−1)/n (= 3.1745 for n = 64).
+    let kl = bon["last"]["kl"].as_f64().unwrap();
+    assert!(kl <= 3.1746 && kl > 3.0, "{bon}");
+    assert!(bon["last"]["reward"].as_f64().unwrap() > 0.5, "the proxy's own reward rises: {bon}");
+    let dpo = last_json(&prefscope(&["align", "--online", "online-dpo", "--reward", "rm", "--iterations", "20", "--out", "odpo", "--json"], &dir));
+    assert!(dpo["last"]["kl"].as_f64().unwrap() > 0.0, "{dpo}");
+    // A run without one gold rating per item, and a method the LM does not have, are refused.
+    let cyc = prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "5", "--out", "cyc"], &dir);
+    assert!(cyc.status.success());
+    let bad = prefscope(&["align", "--online", "rloo", "--reward", "cyc", "--out", "x"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no single gold rating per item"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let bad = prefscope(&["align", "--policy", "lm", "--online", "grpo", "--out", "y"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an LM method"));
+}
+
+#[test]
+fn align_online_lm_and_overopt_write_their_figures() {
+    let dir = scratch("online-lm");
+    let out = last_json(&prefscope(&["align", "--policy", "lm", "--online", "rloo", "--iterations", "5", "--out", "lm", "--json"], &dir));
+    assert_eq!(out["rm_accuracy"].as_f64(), Some(1.0), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap().lines().count(), 5);
+    // The experiment's plumbing at a small size; its claims are the core's (overopt::tests).
+    let ok = prefscope(&["overopt", "--labels", "30", "300", "--seeds", "0..1", "--items", "1024", "--out", "oo"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let table = String::from_utf8_lossy(&ok.stdout);
+    assert!(table.contains("bon peak d*") && table.lines().any(|l| l.trim_start().starts_with("300")), "{table}");
+    let results = std::fs::read_to_string(dir.join("oo/results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 4);
+    let csv = std::fs::read_to_string(dir.join("oo/curves.csv")).unwrap();
+    assert!(csv.starts_with("seed,labels,curve,knob,kl,d,proxy,gold\n") && csv.contains(",best-of-n,") && csv.contains(",rl,"));
+    let bad = prefscope(&["overopt", "--labels", "1"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("labels"));
+}
