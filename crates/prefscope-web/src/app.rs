@@ -28,6 +28,7 @@ use crate::embedding_panel::{EmbeddingView, Embeddings};
 use crate::landscape::Slice;
 use crate::landscape_panel::{LandscapePanel, PanelState};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
+use crate::online_panel::OnlinePanel;
 use crate::policy::PolicyPanel;
 use crate::settings::{Panel, Plane, Settings, Tab};
 use crate::surface::Surface;
@@ -112,6 +113,8 @@ pub enum Msg {
     SetDirection(u32),
     SetWeights(Vec<u32>),
     SetBeta(i32),
+    SetOnlineLabels(usize),
+    SetOnlineMethod(String),
     CandidatesReady(u64, Result<Candidates, String>),
     EmbeddingsReady(u64, Result<Embeddings, String>),
     SurfaceReady(u64, Result<Surface, String>),
@@ -327,6 +330,18 @@ impl Component for App {
                     self.write_url();
                 }
             }
+            Msg::SetOnlineLabels(n) => {
+                if n != self.settings.online_labels && crate::settings::LABELS.contains(&n) {
+                    self.settings.online_labels = n;
+                    self.write_url();
+                }
+            }
+            Msg::SetOnlineMethod(m) => {
+                if m != self.settings.online_method {
+                    self.settings.online_method = m;
+                    self.write_url();
+                }
+            }
             Msg::SetBeta(x) => {
                 if x != self.settings.beta_x && crate::settings::BETA_X.contains(&x) {
                     self.settings.beta_x = x;
@@ -432,7 +447,11 @@ impl Component for App {
                         onclick={link.callback(|_| Msg::SetTab(Tab::Policy))}>{ "Policy" }</button>
                 </nav>
                 if self.settings.tab == Tab::Policy {
-                    <main class="single"><PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} /></main>
+                    <main class="single">
+                        <PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} />
+                        <OnlinePanel labels={self.settings.online_labels} method={self.settings.online_method.clone()} seed={self.settings.seed}
+                            on_labels={link.callback(Msg::SetOnlineLabels)} on_method={link.callback(Msg::SetOnlineMethod)} />
+                    </main>
                 } else {
                     <main class="grid">
                         { self.view_setup(link) }

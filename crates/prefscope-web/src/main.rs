@@ -30,6 +30,8 @@ mod embedding_panel;
 #[cfg(target_arch = "wasm32")]
 mod landscape_panel;
 #[cfg(target_arch = "wasm32")]
+mod online_panel;
+#[cfg(target_arch = "wasm32")]
 mod policy;
 #[cfg(target_arch = "wasm32")]
 mod surface_panel;

@@ -128,11 +128,18 @@ pub struct Settings {
     pub closed: Vec<Panel>,
     /// The policy tab's β as its log-slider position x, β = 10^(x/10) (`?beta=` holds β).
     pub beta_x: i32,
+    /// The online mode's proxy labels N (`labels`) and optimiser (`online`: best-of-n or rl).
+    pub online_labels: usize,
+    pub online_method: String,
 }
 
 pub const MAX_STEPS: usize = 100_000;
 pub const LR: RangeInclusive<f64> = 1e-5..=1.0;
 pub const BATCH: RangeInclusive<usize> = 1..=4096;
+/// The online mode's optimisers, by URL name.
+pub const ONLINE_METHODS: [(&str, &str); 2] = [("best-of-n", "best-of-n, n = 1 … 1024"), ("rl", "RL at decreasing β (RLOO's optimum)")];
+/// The online mode's proxy labels N.
+pub const LABELS: RangeInclusive<usize> = 2..=10_000;
 pub const NOISE: RangeInclusive<f64> = 0.01..=10.0;
 pub const PAIRS: RangeInclusive<usize> = 10..=20_000;
 pub const K: RangeInclusive<usize> = 1..=8;
@@ -174,6 +181,8 @@ impl Default for Settings {
             log_scale: false,
             closed: vec![],
             beta_x: -3,
+            online_labels: 300,
+            online_method: "best-of-n".into(),
         }
     }
 }
@@ -264,6 +273,15 @@ impl Settings {
                     _ => warnings.push(format!("beta: expected a number in {}..={}, got `{value}`", beta_of(*BETA_X.start()), beta_of(*BETA_X.end()))),
                 },
                 "log" => s.log_scale = flag(&key, &value, &mut warnings).unwrap_or(s.log_scale),
+                "labels" => {
+                    if let Some(n) = number(&key, &value, LABELS, &mut warnings) {
+                        s.online_labels = n;
+                    }
+                }
+                "online" => match ONLINE_METHODS.iter().find(|(k, _)| *k == value) {
+                    Some((k, _)) => s.online_method = k.to_string(),
+                    None => warnings.push(format!("online: expected best-of-n or rl, got `{value}`")),
+                },
                 "closed" => {
                     s.closed.clear();
                     for name in value.split(',').filter(|n| !n.is_empty()) {
@@ -313,6 +331,8 @@ impl Settings {
         extra("grid", self.grid.to_string(), d.grid.to_string());
         extra("log", self.log_scale.to_string(), d.log_scale.to_string());
         extra("beta", beta_of(self.beta_x).to_string(), beta_of(d.beta_x).to_string());
+        extra("labels", self.online_labels.to_string(), d.online_labels.to_string());
+        extra("online", self.online_method.clone(), d.online_method.clone());
         let closed: Vec<&str> = Panel::ALL.into_iter().filter(|p| self.closed.contains(p)).map(Panel::name).collect();
         extra("closed", closed.join(","), String::new());
         q
@@ -497,6 +517,12 @@ mod tests {
             assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]), "x = {x}");
         }
         assert_eq!(Settings::from_query("beta=0.1").0.beta_x, -10);
+        let (s, w) = Settings::from_query("tab=policy&labels=30&online=rl");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((s.online_labels, s.online_method.as_str()), (30, "rl"));
+        assert_eq!(Settings::from_query(&s.to_query()), (s, vec![]));
+        let (_, w) = Settings::from_query("labels=1&online=ppo");
+        assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!(Settings::from_query("beta=100").1.len(), 1);
     }
 
