@@ -320,6 +320,31 @@ try {
     }
   });
 
+  await check('policy tab, online: a proxy RM trains in the tab, gold peaks and falls against √KL while the proxy rises', async () => {
+    const page = await openPage(context, base, '?backend=cpu&tab=policy&labels=30&online=best-of-n&seed=0');
+    try {
+      assert((await page.getByTestId('online-labels').inputValue()) === '30', 'N comes from the URL');
+      await page.getByTestId('online-run').click();
+      // The chart grows while the policy optimises: seen part-way, then complete.
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid=online-chart]')?.dataset.points ?? 0) >= 3, null, { timeout: 120_000 });
+      await page.waitForSelector('[data-testid=online-status][data-done=true]', { timeout: 120_000 });
+      const pts = await page.getByTestId('online-chart').locator('circle[data-d]').evaluateAll((cs) => cs.map((c) => ({ d: Number(c.dataset.d), gold: Number(c.dataset.gold), proxy: Number(c.dataset.proxy) })));
+      const peakD = Number(await page.getByTestId('online-peak').getAttribute('data-d'));
+      const peak = pts.reduce((a, b) => (b.gold > a.gold ? b : a));
+      console.log(`# online: ${pts.length} best-of-n points, gold peak ${peak.gold.toFixed(3)} at d = ${peakD.toFixed(2)}, gold at the largest d ${pts[pts.length - 1].gold.toFixed(3)}`);
+      assert(pts.length === 36, `${pts.length} points (n = 1 … 1024 in quarter-octaves)`);
+      assert(pts.every((p, i) => i === 0 || p.proxy >= pts[i - 1].proxy - 1e-9), 'the proxy rises monotonically');
+      assert(Math.abs(peak.d - peakD) < 1e-9, 'the marked peak is the highest gold point');
+      assert(pts[pts.length - 1].gold < peak.gold, 'with 30 labels gold falls after its peak (seed 0)');
+      assert(await page.getByTestId('online-parting').count(), 'the parting point is marked');
+      await page.getByTestId('online-method').selectOption('rl');
+      await page.waitForFunction(() => location.search.includes('online=rl') && location.search.includes('labels=30'), null, { timeout: 5000 });
+      await page.getByTestId('online-panel').screenshot({ path: path.join(outDir, 'policy-online.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('policy tab, two objectives: at 0° and 90° the trained policy favours each objective\'s best response', async () => {
     const page = await openPage(context, base, '?backend=cpu&tab=policy&dir=0&beta=0.1');
     try {

@@ -172,13 +172,14 @@ fn chart(points: &[CurvePoint]) -> Html {
     let yp = |v: f64| scale(v, (p_lo, p_hi.max(p_lo + 1e-9)), (h - pad, pad));
     let peak = peak(points);
     let part = parting(points);
-    let mark = |i: Option<usize>, class: &'static str, label: &'static str, testid: &'static str| {
+    // The two labels sit at different heights so that they never overlap.
+    let mark = |i: Option<usize>, class: &'static str, label: &'static str, testid: &'static str, dy: f64| {
         i.map(|i| {
             let p = &points[i];
             html! {
                 <g class={class} data-testid={testid} data-d={p.d.to_string()}>
                     <line x1={x(p.d).to_string()} x2={x(p.d).to_string()} y1={pad.to_string()} y2={(h - pad).to_string()} />
-                    <text x={(x(p.d) + 4.0).to_string()} y={(pad + 12.0).to_string()}>{ format!("{label} d = {:.2}", p.d) }</text>
+                    <text x={(x(p.d) + 4.0).to_string()} y={(pad + dy).to_string()}>{ format!("{label} d = {:.2}", p.d) }</text>
                 </g>
             }
         })
@@ -188,8 +189,8 @@ fn chart(points: &[CurvePoint]) -> Html {
             <polyline class="proxy" points={polyline(points.iter().map(|p| (x(p.d), yp(p.proxy))))} />
             <polyline class="gold" points={polyline(points.iter().map(|p| (x(p.d), yg(p.gold))))} />
             { for points.iter().map(|p| html! { <circle class="gold" cx={x(p.d).to_string()} cy={yg(p.gold).to_string()} r="2.5" data-d={p.d.to_string()} data-gold={p.gold.to_string()} data-proxy={p.proxy.to_string()} /> }) }
-            { for mark(part, "parting", "curves part", "online-parting") }
-            { for mark(peak, "peak", "gold peak", "online-peak") }
+            { for mark(part, "parting", "curves part", "online-parting", 150.0) }
+            { for mark(peak, "peak", "gold peak", "online-peak", 12.0) }
             <text x={pad.to_string()} y="16">{ "gold (orange, left scale) and proxy (blue, right scale) reward, relative to π_ref" }</text>
             <text x={pad.to_string()} y={(h - 8.0).to_string()}>{ format!("gold {g_lo:.2} … {g_hi:.2} · proxy {p_lo:.2} … {p_hi:.2}") }</text>
             <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("d = √KL up to {d_max:.2}") }</text>
