@@ -2,9 +2,7 @@
 //! preferences) reports its distance to the loss's analytic optimum where one is known.
 
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
@@ -16,7 +14,7 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::write_atomic;
+use crate::run::PolicyRunFolder;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PolicyKind {
@@ -111,32 +109,17 @@ impl BackendJob for AlignJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let AlignJob { cfg, out, json } = self;
-        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
-        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let mut folder = PolicyRunFolder::create(&out, &toml::to_string_pretty(&cfg)?)?;
         let bar = crate::step_bar(cfg.steps);
-        let start = Instant::now();
-        let mut io_err = None;
         let summary = train_bandit::<B>(&cfg, &device, |step, loss| {
-            if let Err(e) = writeln!(metrics, "{}", json!({"step": step, "loss": loss})) {
-                io_err.get_or_insert(e);
-            }
+            folder.record(&json!({"step": step, "loss": loss}));
             bar.set_position(step as u64);
             bar.set_message(format!("loss {loss:.5}"));
         })?;
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
-        metrics.flush()?;
         bar.finish_and_clear();
-        let seconds = start.elapsed().as_secs_f64();
-        let mut value = serde_json::to_value(&summary)?;
-        let obj = value.as_object_mut().expect("summary is an object");
-        obj.insert("steps".into(), json!(cfg.steps));
-        obj.insert("backend".into(), json!(backend.name()));
-        obj.insert("seconds".into(), json!(seconds));
-        obj.insert("run".into(), json!(out.display().to_string()));
-        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        let mut extended = serde_json::to_value(&summary)?;
+        extended["steps"] = json!(cfg.steps);
+        let value = folder.finish(extended, backend)?;
         if !json {
             println!("{:>4}  {:>8}  {:>9}  {:>9}  {:>9}", "y", "reward", "π_ref", "π_θ", "optimum");
             for i in 0..summary.rewards.len() {
@@ -162,32 +145,17 @@ impl BackendJob for AlignLmJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let AlignLmJob { cfg, out } = self;
-        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
-        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let mut folder = PolicyRunFolder::create(&out, &toml::to_string_pretty(&cfg)?)?;
         let bar = crate::step_bar(cfg.sft_steps + cfg.steps);
-        let start = Instant::now();
-        let mut io_err = None;
         let mut done = 0;
         let summary = align_lm::<B>(&cfg, &device, |phase, step, loss| {
-            if let Err(e) = writeln!(metrics, "{}", json!({"phase": phase, "step": step, "loss": loss})) {
-                io_err.get_or_insert(e);
-            }
+            folder.record(&json!({"phase": phase, "step": step, "loss": loss}));
             done += 1;
             bar.set_position(done);
             bar.set_message(format!("{phase} loss {loss:.4}"));
         })?;
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
-        metrics.flush()?;
         bar.finish_and_clear();
-        let mut value = serde_json::to_value(&summary)?;
-        let obj = value.as_object_mut().expect("summary is an object");
-        obj.insert("backend".into(), json!(backend.name()));
-        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
-        obj.insert("run".into(), json!(out.display().to_string()));
-        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        let value = folder.finish(&summary, backend)?;
         Ok(value)
     }
 }

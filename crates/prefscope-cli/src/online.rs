@@ -3,9 +3,7 @@
 //! experiment with fitted coefficients per number of labels.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
@@ -22,7 +20,7 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{read_checkpoint, write_atomic};
+use crate::run::{PolicyRunFolder, read_checkpoint, write_atomic};
 
 /// The online flags of `prefscope align`.
 #[derive(clap::Args, Debug, Clone)]
@@ -138,39 +136,24 @@ impl BackendJob for BanditOnlineJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let BanditOnlineJob { arms, cfg, source, out } = self;
-        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-        let config = format!("# reward = {source:?}\n{}", toml::to_string_pretty(&cfg)?);
-        write_atomic(&out.join("config.toml"), config.as_bytes())?;
-        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let mut folder = PolicyRunFolder::create(&out, &format!("# reward = {source:?}\n{}", toml::to_string_pretty(&cfg)?))?;
         let bar = crate::step_bar(cfg.iterations);
-        let start = Instant::now();
-        let mut io_err = None;
         let summary = train_online::<B>(&arms, &cfg, &device, |m| {
-            if let Err(e) = writeln!(metrics, "{}", serde_json::to_string(m).expect("metrics serialise")) {
-                io_err.get_or_insert(e);
-            }
+            folder.record(m);
             bar.set_position(m.iteration as u64);
             bar.set_message(format!("reward {:.3} gold {:.3} KL {:.3}", m.reward, m.gold, m.kl));
         })?;
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
-        metrics.flush()?;
         bar.finish_and_clear();
         let mut value = serde_json::to_value(&summary)?;
         let obj = value.as_object_mut().expect("an object");
         obj.insert("reward_source".into(), json!(source));
         obj.insert("arms".into(), json!(arms.n()));
-        obj.insert("backend".into(), json!(backend.name()));
-        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
-        obj.insert("run".into(), json!(out.display().to_string()));
         if arms.n() > 64 {
             // Thousands of candidates: the policy lives in the run folder, not in the summary.
             obj.remove("policy");
             obj.remove("optimum");
         }
-        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
-        Ok(value)
+        folder.finish(value, backend)
     }
 }
 
@@ -234,31 +217,16 @@ impl BackendJob for LmOnlineJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let LmOnlineJob { cfg, out } = self;
-        fs::create_dir_all(&out).with_context(|| format!("cannot create run folder {}", out.display()))?;
-        write_atomic(&out.join("config.toml"), toml::to_string_pretty(&cfg)?.as_bytes())?;
-        let mut metrics = std::io::BufWriter::new(fs::File::create(out.join("metrics.jsonl"))?);
+        let mut folder = PolicyRunFolder::create(&out, &toml::to_string_pretty(&cfg)?)?;
         let bar = crate::step_bar(cfg.iterations);
         bar.set_message("SFT, then the reward model");
-        let start = Instant::now();
-        let mut io_err = None;
         let summary = rlhf_lm::<B>(&cfg, &device, |m| {
-            if let Err(e) = writeln!(metrics, "{}", serde_json::to_string(m).expect("metrics serialise")) {
-                io_err.get_or_insert(e);
-            }
+            folder.record(m);
             bar.set_position(m.iteration as u64);
             bar.set_message(format!("reward {:.3} judged {:.3} KL {:.3}", m.reward, m.gold, m.kl));
         })?;
-        if let Some(e) = io_err {
-            return Err(e.into());
-        }
-        metrics.flush()?;
         bar.finish_and_clear();
-        let mut value = serde_json::to_value(&summary)?;
-        let obj = value.as_object_mut().expect("an object");
-        obj.insert("backend".into(), json!(backend.name()));
-        obj.insert("seconds".into(), json!(start.elapsed().as_secs_f64()));
-        obj.insert("run".into(), json!(out.display().to_string()));
-        write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        let value = folder.finish(&summary, backend)?;
         Ok(value)
     }
 }

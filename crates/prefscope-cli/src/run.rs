@@ -195,6 +195,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The run folder of a policy run (`align`): its config first, one JSON line of metrics per step
+/// or iteration as they come, and the summary last, with the backend, the time and the folder.
+pub struct PolicyRunFolder {
+    out: PathBuf,
+    metrics: std::io::BufWriter<fs::File>,
+    /// The first failed metrics write, reported at the end (the callbacks cannot return it).
+    error: Option<std::io::Error>,
+    start: std::time::Instant,
+}
+
+impl PolicyRunFolder {
+    pub fn create(out: &Path, config_toml: &str) -> Result<Self> {
+        fs::create_dir_all(out).with_context(|| format!("cannot create run folder {}", out.display()))?;
+        write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+        let file = fs::File::create(out.join("metrics.jsonl")).with_context(|| format!("cannot write {}", out.join("metrics.jsonl").display()))?;
+        Ok(Self { out: out.to_path_buf(), metrics: std::io::BufWriter::new(file), error: None, start: std::time::Instant::now() })
+    }
+
+    pub fn record(&mut self, line: &impl serde::Serialize) {
+        let text = serde_json::to_string(line).expect("metrics serialise");
+        if let Err(e) = writeln!(self.metrics, "{text}") {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    /// Flush the metrics and write `summary.json`: `summary` plus backend, seconds and run.
+    pub fn finish(mut self, summary: impl serde::Serialize, backend: crate::backend::BackendKind) -> Result<serde_json::Value> {
+        if let Some(e) = self.error.take() {
+            return Err(anyhow::Error::from(e).context(format!("cannot write {}", self.out.join("metrics.jsonl").display())));
+        }
+        self.metrics.flush()?;
+        let mut value = serde_json::to_value(summary)?;
+        let obj = value.as_object_mut().context("a summary is a JSON object")?;
+        obj.insert("backend".into(), json!(backend.name()));
+        obj.insert("seconds".into(), json!(self.start.elapsed().as_secs_f64()));
+        obj.insert("run".into(), json!(self.out.display().to_string()));
+        write_atomic(&self.out.join("summary.json"), serde_json::to_string_pretty(&value)?.as_bytes())?;
+        Ok(value)
+    }
+}
+
 fn prepare_run_dir(args: &TrainArgs, cfg: &RunConfig) -> Result<PathBuf> {
     let data = match &cfg.embeddings {
         Some(p) => p.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('.').next()).unwrap_or("embeddings").to_string(),
