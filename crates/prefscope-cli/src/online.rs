@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
-use burn::tensor::{Tensor, TensorData};
 use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::load_preference_model;
 use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
@@ -85,13 +84,7 @@ impl BackendJob for RunArms {
         Ok((|| {
             let (head, model) = load_preference_model::<B>(self.weights, &device)?;
             let ds = head.config.dataset()?;
-            if ds.n_objectives != 1 || ds.ratings.len() != ds.n_items() {
-                bail!("the run's scenario `{}` has no single gold rating per item (use linear, noisy or overopt)", head.config.scenario.kind.name());
-            }
-            let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &device);
-            let reward: Vec<f64> = model.valid().item_rewards(x)?.into_data().convert::<f64>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let n = ds.n_items();
-            Ok(Arms { ref_probs: vec![1.0 / n as f64; n], reward, gold: ds.ratings.iter().map(|&g| g as f64).collect() })
+            Ok(Arms::from_model(&model.valid(), &ds, &device).with_context(|| format!("scenario `{}`", head.config.scenario.kind.name()))?)
         })())
     }
 }

@@ -9,11 +9,8 @@
 
 use std::rc::Rc;
 
-use burn::module::AutodiffModule;
-use burn::tensor::{Tensor, TensorData};
 use prefscope_core::Trainer;
-use prefscope_core::data::overopt_gold;
-use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves};
+use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves, proxy_arms};
 use yew::prelude::*;
 
 use crate::backend::{CpuBackend, cpu_device};
@@ -63,20 +60,15 @@ async fn run(labels: usize, method: String, seed: u64, phase: UseStateHandle<Pha
             Err(e) => return error.set(Some(e.to_string())),
         }
     }
-    let ds = &trainer.dataset;
-    let x = Tensor::<_, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), &device);
-    let proxy: Vec<f64> = match trainer.model().valid().item_rewards(x).map(|t| t.into_data().convert::<f64>().to_vec::<f64>()) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return error.set(Some(format!("{e:?}"))),
+    let arms = match proxy_arms(&trainer) {
+        Ok(a) => a,
         Err(e) => return error.set(Some(e.to_string())),
     };
-    let gold: Vec<f64> = ds.items.chunks(ds.dim).map(overopt_gold).collect();
-    let ref_probs = vec![1.0 / proxy.len() as f64; proxy.len()];
     phase.set(Phase::Optimising);
     let mut grown = vec![];
     let knobs: Vec<f64> = if method == "rl" { cfg.betas.clone() } else { cfg.best_of.iter().map(|&n| n as f64).collect() };
     for knob in knobs {
-        let (bon, rl) = if method == "rl" { curves(&ref_probs, &proxy, &gold, &[], &[knob]) } else { curves(&ref_probs, &proxy, &gold, &[knob as usize], &[]) };
+        let (bon, rl) = if method == "rl" { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[], &[knob]) } else { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[knob as usize], &[]) };
         grown.extend(bon.into_iter().chain(rl));
         points.set(Rc::new(grown.clone()));
         // A frame per point: the curve grows where the user can watch it.

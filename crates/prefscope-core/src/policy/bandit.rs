@@ -179,7 +179,7 @@ impl BanditProblem {
     }
 }
 
-fn softmax(x: &[f64]) -> Vec<f64> {
+pub(crate) fn softmax(x: &[f64]) -> Vec<f64> {
     let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
     let z: f64 = e.iter().sum();

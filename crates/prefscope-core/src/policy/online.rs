@@ -32,7 +32,7 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{AutodiffBackend, Backend};
-use crate::policy::bandit::{BanditPolicy, kl};
+use crate::policy::bandit::{BanditPolicy, kl, softmax};
 use crate::policy::dpo::{PolicyBatch, PolicyLoss};
 use crate::rng::Rng;
 use crate::{Error, Result, config_error};
@@ -54,6 +54,18 @@ impl Arms {
 
     pub fn n(&self) -> usize {
         self.ref_probs.len()
+    }
+
+    /// A trained reward model's arms: every item of `ds` under a uniform π_ref, the model's reward
+    /// for each ([`crate::PreferenceModel::item_rewards`]), and the items' gold ratings.
+    pub fn from_model<B: Backend>(model: &crate::PreferenceModel<B>, ds: &crate::PairDataset, device: &B::Device) -> Result<Self> {
+        let n = ds.n_items();
+        if ds.n_objectives != 1 || ds.ratings.len() != n {
+            return Err(config_error("reward", "the run's data has no single gold rating per item (use linear, noisy or overopt)"));
+        }
+        let x = Tensor::<B, 2>::from_data(TensorData::new(ds.items.clone(), [n, ds.dim]), device);
+        let reward = host(model.item_rewards(x)?)?;
+        Ok(Self { ref_probs: vec![1.0 / n as f64; n], reward, gold: ds.ratings.iter().map(|&g| g as f64).collect() })
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -359,13 +371,6 @@ pub fn grpo_fixed_point(ref_probs: &[f64], reward: &[f64], beta: f64, k: usize, 
         p = solve(beta_eff * s);
     }
     p
-}
-
-fn softmax(x: &[f64]) -> Vec<f64> {
-    let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
-    let z: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / z).collect()
 }
 
 /// Inverse-CDF draws from a categorical distribution.
@@ -738,8 +743,7 @@ mod tests {
     fn proxy_arms(seed: u64) -> Arms {
         use crate::policy::overopt::{OveroptConfig, train_proxy};
         let cfg = OveroptConfig { seed, n_items: 64, ..Default::default() };
-        let (proxy, gold, _) = pollster::block_on(train_proxy::<burn::backend::Autodiff<burn::backend::Flex>>(&cfg, 300, &Default::default())).unwrap();
-        Arms { ref_probs: vec![1.0 / 64.0; 64], reward: proxy, gold }
+        pollster::block_on(train_proxy::<burn::backend::Autodiff<burn::backend::Flex>>(&cfg, 300, &Default::default())).unwrap().0
     }
 
     #[test]

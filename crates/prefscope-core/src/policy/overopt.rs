@@ -12,16 +12,15 @@
 //! * RL: R_RL(d) = d(α − β_r·log d).
 
 use burn::module::AutodiffModule;
-use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ScenarioConfig, ScenarioKind};
 use crate::kernels::AutodiffBackend;
 use crate::model::{ModelConfig, ModelKind};
-use crate::policy::online::{best_of_n_kl, best_of_n_policy, kl_regularised_optimum};
+use crate::policy::online::{Arms, best_of_n_kl, best_of_n_policy, kl_regularised_optimum};
 use crate::policy::bandit::kl;
 use crate::train::{RunConfig, Trainer};
-use crate::{Error, Result, config_error};
+use crate::{Result, config_error};
 
 /// The experiment's settings (defaults: 4,096 candidates in 8 dimensions, an MLP proxy).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,9 +177,17 @@ pub fn fit_rl(points: &[CurvePoint]) -> GaoFit {
     fit(points, |d| d, |d| d * d.ln())
 }
 
-/// Train the proxy on `labels` gold-labelled pairs; its reward for every candidate, the gold
-/// reward, and its held-out accuracy.
-pub async fn train_proxy<B: AutodiffBackend>(cfg: &OveroptConfig, labels: usize, device: &B::Device) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+/// The arms of a trained proxy: its candidates under a uniform π_ref, its rewards, and the gold
+/// reward computed exactly ([`crate::data::overopt_gold`]; the data's ratings hold it in f32).
+pub fn proxy_arms<B: AutodiffBackend>(trainer: &Trainer<B>) -> Result<Arms> {
+    let ds = &trainer.dataset;
+    let mut arms = Arms::from_model(&trainer.model().valid(), ds, trainer.device())?;
+    arms.gold = ds.items.chunks(ds.dim).map(crate::data::overopt_gold).collect();
+    Ok(arms)
+}
+
+/// Train the proxy on `labels` gold-labelled pairs; its arms and its held-out accuracy.
+pub async fn train_proxy<B: AutodiffBackend>(cfg: &OveroptConfig, labels: usize, device: &B::Device) -> Result<(Arms, f64)> {
     let mut trainer = Trainer::<B>::new(cfg.proxy_run(labels), device)?;
     let mut accuracy = f64::NAN;
     while !trainer.is_done() {
@@ -189,11 +196,7 @@ pub async fn train_proxy<B: AutodiffBackend>(cfg: &OveroptConfig, labels: usize,
             accuracy = e.accuracy as f64;
         }
     }
-    let ds = &trainer.dataset;
-    let x = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(ds.items.clone(), [ds.n_items(), ds.dim]), device);
-    let proxy: Vec<f64> = trainer.model().valid().item_rewards(x)?.into_data().convert::<f64>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
-    let gold = ds.items.chunks(ds.dim).map(crate::data::overopt_gold).collect();
-    Ok((proxy, gold, accuracy))
+    Ok((proxy_arms(&trainer)?, accuracy))
 }
 
 /// The whole experiment for one seed: one proxy per number of labels, its curves and fits.
@@ -201,9 +204,8 @@ pub async fn run_overopt<B: AutodiffBackend>(cfg: &OveroptConfig, device: &B::De
     cfg.validate()?;
     let mut out = vec![];
     for &labels in &cfg.labels {
-        let (proxy, gold, proxy_accuracy) = train_proxy::<B>(cfg, labels, device).await?;
-        let ref_probs = vec![1.0 / proxy.len() as f64; proxy.len()];
-        let (bon, rl) = curves(&ref_probs, &proxy, &gold, &cfg.best_of, &cfg.betas);
+        let (arms, proxy_accuracy) = train_proxy::<B>(cfg, labels, device).await?;
+        let (bon, rl) = curves(&arms.ref_probs, &arms.reward, &arms.gold, &cfg.best_of, &cfg.betas);
         let peak = bon.iter().max_by(|a, b| a.gold.total_cmp(&b.gold)).expect("best_of is not empty");
         let bon_fit = fit_best_of_n(&bon);
         out.push(OveroptResult {
