@@ -691,4 +691,95 @@ fn align_online_lm_and_overopt_write_their_figures() {
     assert!(csv.starts_with("seed,labels,curve,knob,kl,d,proxy,gold\n") && csv.contains(",best-of-n,") && csv.contains(",rl,"));
     let bad = prefscope(&["overopt", "--labels", "1"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("labels"));
+    // On the tiny LM: best-of-n from n = 1 to 256 and one RL point (its claims: lm_rl::tests).
+    let lm = last_json(&prefscope(&["overopt", "--policy", "lm", "--seeds", "0", "--betas", "1", "--out", "lm-oo", "--json"], &dir));
+    let seed0 = &lm["seeds"][0];
+    assert_eq!(seed0["best_of_n"].as_array().map(Vec::len), Some(9), "{lm}");
+    assert_eq!(seed0["rl"].as_array().map(Vec::len), Some(1), "{lm}");
+    assert!(seed0["rl"][0]["d"].as_f64().unwrap() > 0.5, "RL moved the policy: {lm}");
+    let csv = std::fs::read_to_string(dir.join("lm-oo/curves.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 9 + 1, "{csv}");
+    let bad = prefscope(&["overopt", "--policy", "lm", "--labels", "30"], &dir);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--labels applies to the bandit"));
+}
+
+/// Rows of a sweep's results.jsonl by point name.
+fn sweep_rows(dir: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    std::fs::read_to_string(dir.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).map(|v| (v["point"].as_str().unwrap().to_string(), v)).collect()
+}
+
+#[test]
+fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_kill() {
+    let dir = scratch("sweep");
+    let args = ["sweep", "--scenario", "linear", "--model", "bt", "--steps", "120", "--checkpoint-every", "10", "--grid", "model.hidden=[8],[16, 16]", "--seeds", "0..1", "--jobs", "2"];
+    let out = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("model.hidden (2) × seed (2) = 4 points") && text.contains("4 to run, 2 at a time"), "{text}");
+    let rows = sweep_rows(&dir.join("straight"));
+    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), ["hidden-16_16__seed-0", "hidden-16_16__seed-1", "hidden-8__seed-0", "hidden-8__seed-1"]);
+    // Each point is an ordinary run folder whose config holds its settings, and its row holds
+    // the run's own summary figures.
+    for (name, row) in &rows {
+        let config = std::fs::read_to_string(dir.join("straight").join(name).join("config.toml")).unwrap();
+        let hidden = if name.starts_with("hidden-8") { "hidden = [8]" } else { "hidden = [\n    16,\n    16,\n]" };
+        assert!(config.contains(hidden) && config.contains(&format!("seed = {}", row["axes"]["seed"])), "{name}: {config}");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("straight").join(name).join("summary.json")).unwrap()).unwrap();
+        assert_eq!(row["eval_accuracy"], summary["eval_accuracy"], "{name}");
+        assert_eq!(std::fs::read_to_string(dir.join("straight").join(name).join("metrics.jsonl")).unwrap().lines().count(), 120);
+    }
+    let csv = std::fs::read_to_string(dir.join("straight/results.csv")).unwrap();
+    assert!(csv.starts_with("point,model.hidden,seed,eval_accuracy,eval_loss,final_loss,train_accuracy,seconds,error\n") && csv.contains("hidden-16_16__seed-1,\"[16,16]\",1,"), "{csv}");
+
+    // Killed while its first points train, the same command finishes them with the same figures
+    // and weights (the same jobs, so each point had the same threads).
+    let killed = [&args[..], &["--out", "killed"]].concat();
+    kill_once_written(&killed, &dir, &dir.join("killed/hidden-8__seed-0/resume.state"));
+    assert!(!dir.join("killed/results.jsonl").exists(), "the child finished before it was killed; the test proves nothing");
+    let out = prefscope(&killed, &dir);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("resumed"), "{}", String::from_utf8_lossy(&out.stdout));
+    let (a, b) = (sweep_rows(&dir.join("straight")), sweep_rows(&dir.join("killed")));
+    for (name, row) in &a {
+        assert_eq!(row["eval_accuracy"], b[name]["eval_accuracy"], "{name}");
+        assert_eq!(std::fs::read(dir.join("straight").join(name).join("model.safetensors")).unwrap(), std::fs::read(dir.join("killed").join(name).join("model.safetensors")).unwrap(), "{name}");
+    }
+    let again = prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 to run, 2 at a time, 1 thread each (4 finished earlier)"), "{}", String::from_utf8_lossy(&again.stdout));
+
+    // A failing point is recorded and the others go on; the command then fails, naming it.
+    let out = prefscope(&["sweep", "--scenario", "linear", "--model", "bt", "--steps", "20", "--grid", "train.lr=0.01,1e30", "--out", "failing"], &dir);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("1 of 2 points failed: lr-1e30"), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = sweep_rows(&dir.join("failing"));
+    assert!(rows["lr-0.01"]["eval_accuracy"].as_f64().is_some() && rows["lr-1e30"]["error"].as_str().is_some(), "{rows:?}");
+    // A [sweep] table in the config file gives the same grid; an unknown key is refused by name.
+    std::fs::write(dir.join("grid.toml"), format!("{}\n[sweep]\nseeds = \"0..1\"\njobs = 2\n\n[sweep.grid]\n\"model.hidden\" = [[8], [16, 16]]\n", std::fs::read_to_string(dir.join("straight/hidden-8__seed-0/config.toml")).unwrap())).unwrap();
+    let out = prefscope(&["sweep", "--config", "grid.toml", "--out", "from-file", "--json"], &dir);
+    assert_eq!(last_json(&out)["completed"], 4);
+    assert_eq!(sweep_rows(&dir.join("from-file")).keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+    for (name, row) in &a {
+        assert_eq!(row["eval_accuracy"], sweep_rows(&dir.join("from-file"))[name]["eval_accuracy"], "{name}: the file's grid is the flags' grid");
+    }
+    let bad = prefscope(&["sweep", "--scenario", "linear", "--grid", "model.hiden=[8]"], &dir);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("hiden"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // `fit` reads the sweep's results: one law per model width, each point's loss on the curve
+    // it reports (its numbers are the core's, `scaling::tests`).
+    let fit = prefscope(&["fit", "straight", "--x", "seed", "--by", "model.hidden"], &dir);
+    assert!(!fit.status.success() && String::from_utf8_lossy(&fit.stderr).contains("at least 3"), "two points per group: {}", String::from_utf8_lossy(&fit.stderr));
+    let out = prefscope(&["sweep", "--scenario", "linear", "--model", "bt", "--steps", "60", "--grid", "scenario.n_pairs=100,200,400,800", "--out", "scaling", "--json"], &dir);
+    assert_eq!(last_json(&out)["completed"], 4);
+    let fit = last_json(&prefscope(&["fit", "scaling", "--x", "scenario.n_pairs", "--resamples", "200", "--json"], &dir));
+    let all = &fit["fits"]["all"];
+    assert_eq!(all["points"], 4, "{fit}");
+    let (a, lo, hi) = (all["fit"]["alpha"].as_f64().unwrap(), all["alpha_ci"][0].as_f64().unwrap(), all["alpha_ci"][1].as_f64().unwrap());
+    assert!(lo <= a && a <= hi, "{fit}");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("scaling/fit.json")).unwrap()).unwrap();
+    assert_eq!(written, fit);
+    let rows = sweep_rows(&dir.join("scaling"));
+    let law = &all["fit"];
+    for row in rows.values() {
+        let (x, y) = (row["axes"]["scenario.n_pairs"].as_f64().unwrap(), row["eval_loss"].as_f64().unwrap());
+        let pred = law["floor"].as_f64().unwrap() + (law["scale"].as_f64().unwrap() / x).powf(a);
+        assert!(pred > 0.0 && (pred.ln() - y.ln()).abs() < 1.0, "x = {x}: loss {y}, law {pred}");
+    }
 }

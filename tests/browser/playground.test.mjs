@@ -343,6 +343,23 @@ try {
     } finally {
       await page.close();
     }
+    // RLOO live: one point per iteration. Seed 1's trajectory overshoots the gold peak; the native
+    // core gives peak 1.049 and end -1.093 for the same seed and N (overopt::tests, f32 on both).
+    const live = await openPage(context, base, '?backend=cpu&tab=policy&labels=30&online=rloo&seed=1');
+    try {
+      await live.getByTestId('online-run').click();
+      await live.waitForSelector('[data-testid=online-status][data-done=true]', { timeout: 120_000 });
+      const pts = await live.getByTestId('online-chart').locator('circle[data-d]').evaluateAll((cs) => cs.map((c) => ({ d: Number(c.dataset.d), gold: Number(c.dataset.gold), proxy: Number(c.dataset.proxy) })));
+      const peak = pts.reduce((a, b) => (b.gold > a.gold ? b : a));
+      const last = pts[pts.length - 1];
+      console.log(`# online RLOO live: ${pts.length} points, gold peak ${peak.gold.toFixed(3)} at d = ${peak.d.toFixed(2)}, end ${last.gold.toFixed(3)} at d = ${last.d.toFixed(2)}, proxy gain ${last.proxy.toFixed(2)}`);
+      assert(pts.length === 301, `${pts.length} points (iterations 0 … 300)`);
+      assert(last.proxy > 1 && last.d > 1, 'the policy moved and the proxy rose');
+      assert(Math.abs(peak.gold - 1.049) < 0.01 && Math.abs(last.gold + 1.093) < 0.02, 'the page retraces the native trajectory');
+      await live.getByTestId('online-panel').screenshot({ path: path.join(outDir, 'policy-online-rloo.png') });
+    } finally {
+      await live.close();
+    }
   });
 
   await check('policy tab, two objectives: at 0° and 90° the trained policy favours each objective\'s best response', async () => {

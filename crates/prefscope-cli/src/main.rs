@@ -13,6 +13,7 @@ mod online;
 mod rank;
 mod run;
 mod seeds;
+mod sweep;
 mod text;
 
 use std::path::PathBuf;
@@ -33,6 +34,10 @@ struct Cli {
 enum Command {
     /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.safetensors, summary.json).
     Train(run::TrainArgs),
+    /// Train one config at every point of a grid of settings (--grid model.hidden=[16],[64] --seeds 0..4), in parallel; results.jsonl / results.csv.
+    Sweep(sweep::SweepArgs),
+    /// Fit a scaling law L = L∞ + (x_c/x)^α to a sweep's held-out loss (per group), with bootstrap intervals.
+    Fit(sweep::FitArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
@@ -97,6 +102,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run::train(args),
+        Command::Sweep(args) => sweep::sweep(args),
+        Command::Fit(args) => sweep::fit(args),
         Command::Eval(args) => run::eval(args),
         Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),

@@ -11,7 +11,7 @@ use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::load_preference_model;
 use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
 use prefscope_core::policy::dpo::PolicyLoss;
-use prefscope_core::policy::lm_rl::{LmReward, LmRlConfig, LmRlMethod, rlhf_lm};
+use prefscope_core::policy::lm_rl::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
 use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
 use prefscope_core::policy::overopt::{OveroptConfig, OveroptResult, run_overopt};
 use prefscope_core::seeds::{Spread, parse_seeds};
@@ -276,8 +276,12 @@ pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, beta: Option<f
 
 #[derive(clap::Args, Debug)]
 pub struct OveroptArgs {
-    /// Numbers of gold-labelled comparisons for the proxy reward model.
-    #[arg(long, num_args = 1.., default_values_t = [30usize, 300, 3000])]
+    /// `bandit`: the `overopt` scenario's candidates and an MLP proxy per number of labels;
+    /// `lm`: the tiny LM, its transformer RM as the proxy and the judge as gold.
+    #[arg(long, value_enum, default_value_t = crate::align::PolicyKind::Bandit)]
+    policy: crate::align::PolicyKind,
+    /// Numbers of gold-labelled comparisons for the bandit's proxy (default 30 300 3000).
+    #[arg(long, num_args = 1..)]
     labels: Vec<usize>,
     /// Seeds (e.g. 0..19, 0..4,9): each draws the candidates, the labels and the proxy's start.
     #[arg(long, default_value = "0..4")]
@@ -287,6 +291,10 @@ pub struct OveroptArgs {
     items: usize,
     #[arg(long, default_value_t = 8)]
     dim: usize,
+    /// The RL curve's β, largest first (default: 10 → 0.01 in 25 steps on the bandit,
+    /// 1 0.3 0.1 0.03 0.01 on the LM).
+    #[arg(long, num_args = 1..)]
+    betas: Vec<f64>,
     /// Output folder (default: runs/overopt, numbered if taken).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -338,9 +346,95 @@ fn write_overopt(out: &Path, seeds: &[u64], all: &[Vec<OveroptResult>]) -> Resul
     write_atomic(&out.join("results.jsonl"), lines.as_bytes())
 }
 
-pub fn overopt(args: OveroptArgs) -> Result<()> {
+struct LmOveroptJob {
+    cfgs: Vec<LmOveroptConfig>,
+}
+
+impl BackendJob for LmOveroptJob {
+    type Output = Vec<LmOveroptResult>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Self::Output> {
+        let bar = crate::step_bar(self.cfgs.iter().map(|c| c.best_of.len() + c.betas.len()).sum());
+        let mut all = vec![];
+        for cfg in &self.cfgs {
+            bar.set_message(format!("seed {}", cfg.rl.base.seed));
+            all.push(overopt_lm::<B>(cfg, &device, |_| bar.inc(1))?);
+        }
+        bar.finish_and_clear();
+        Ok(all)
+    }
+}
+
+/// `overopt --policy lm`: per seed, the curves in curves.csv and the fits in results.jsonl.
+fn overopt_on_lm(args: &OveroptArgs, seeds: &[u64]) -> Result<()> {
+    if !args.labels.is_empty() {
+        bail!("--labels applies to the bandit: the tiny LM's proxy is the transformer RM trained on the shout task's pairs");
+    }
+    let cfgs: Vec<LmOveroptConfig> = seeds
+        .iter()
+        .map(|&seed| {
+            let mut c = LmOveroptConfig::default();
+            c.rl.base.seed = seed;
+            if !args.betas.is_empty() {
+                c.betas = args.betas.clone();
+            }
+            c
+        })
+        .collect();
+    for c in &cfgs {
+        c.validate()?;
+    }
+    let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir("overopt-lm"));
+    eprintln!("over-optimisation on the tiny LM: best-of-n to n = {}, RLOO at β = {:?}, seeds {seeds:?}, backend {}", cfgs[0].best_of.last().copied().unwrap_or(1), cfgs[0].betas, args.backend.backend.describe());
+    let all = dispatch(args.backend.backend, LmOveroptJob { cfgs })?;
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut csv = String::from("seed,curve,knob,kl,d,proxy,gold\n");
+    let mut lines = String::new();
+    for r in &all {
+        for (curve, pts) in [("best-of-n", &r.best_of_n), ("rl", &r.rl)] {
+            for p in pts.iter() {
+                csv.push_str(&format!("{},{curve},{},{},{},{},{}\n", r.seed, p.knob, p.kl, p.d, p.proxy, p.gold));
+            }
+        }
+        lines.push_str(&format!("{}\n", serde_json::to_string(r)?));
+    }
+    write_atomic(&out.join("curves.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("results.jsonl"), lines.as_bytes())?;
+    if args.json {
+        println!("{}", json!({"out": out.display().to_string(), "seeds": all}));
+        return Ok(());
+    }
+    println!("Tiny LM: judge's reward against d = √KL (relative to SFT); proxy = the transformer RM. Gao's fits R_bon = d(α − β·d), R_RL = d(α − β·log d):");
+    println!("{:>5}  {:>7}  {:>22}  {:>22}  {:>24}  {:>7}  {:>7}", "seed", "RM acc", "best-of-n gold peak", "gold at n = max", "RL gold: largest β → least", "bon α", "bon β");
+    for r in &all {
+        let peak = r.best_of_n.iter().max_by(|a, b| a.gold.total_cmp(&b.gold)).expect("points");
+        let last = r.best_of_n.last().expect("points");
+        let (first, least) = (r.rl.first(), r.rl.last());
+        println!(
+            "{:>5}  {:>7.3}  {:>22}  {:>22}  {:>24}  {:>7.3}  {:>7.3}",
+            r.seed,
+            r.rm_accuracy,
+            format!("{:+.3} at n = {}", peak.gold, peak.knob),
+            format!("{:+.3} (d = {:.2})", last.gold, last.d),
+            match (first, least) { (Some(a), Some(b)) => format!("{:+.3} → {:+.3} (d {:.2} → {:.2})", a.gold, b.gold, a.d, b.d), _ => "–".into() },
+            r.bon_fit.alpha,
+            r.bon_fit.beta
+        );
+    }
+    println!("curves in {}/curves.csv, figures per seed in {}/results.jsonl", out.display(), out.display());
+    Ok(())
+}
+
+pub fn overopt(mut args: OveroptArgs) -> Result<()> {
     let seeds = parse_seeds(&args.seeds).map_err(|e| anyhow::anyhow!("--seeds: {e}"))?;
-    let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.items, dim: args.dim, ..Default::default() }).collect();
+    if args.policy == crate::align::PolicyKind::Lm {
+        return overopt_on_lm(&args, &seeds);
+    }
+    if args.labels.is_empty() {
+        args.labels = OveroptConfig::default().labels;
+    }
+    let betas = if args.betas.is_empty() { OveroptConfig::default().betas } else { args.betas.clone() };
+    let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.items, dim: args.dim, betas: betas.clone(), ..Default::default() }).collect();
     for c in &cfgs {
         c.validate()?;
     }

@@ -127,13 +127,33 @@ pub struct EvalArgs {
     pub(crate) backend: BackendArgs,
 }
 
+/// Where a config file's trailing `[sweep]` table starts (the grid `prefscope sweep` reads).
+pub(crate) fn sweep_table_start(text: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with("[sweep]") || t.starts_with("[sweep.") {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
+}
+
+/// A config file's text for the run itself: a trailing `[sweep]` table is cut off, so every
+/// other line keeps its number in error messages.
+pub(crate) fn read_config_text(path: &Path) -> Result<String> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    Ok(match sweep_table_start(&text) {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    })
+}
+
 /// The config a train command means: the file (or defaults), then the flags on top.
 pub(crate) fn resolve_config(args: &TrainArgs) -> Result<RunConfig> {
     let mut cfg = match &args.config {
-        Some(path) => {
-            let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-            RunConfig::from_toml(&path.display().to_string(), &text)?
-        }
+        Some(path) => RunConfig::from_toml(&path.display().to_string(), &read_config_text(path)?)?,
         None => {
             let scenario = ScenarioKind::parse(args.scenario.as_deref().unwrap_or("cyclic"))?;
             let model = ModelKind::parse(args.model.as_deref().unwrap_or("gpm"))?;
@@ -372,11 +392,11 @@ pub struct Drive<'a> {
     pub shared: Option<SharedBar>,
 }
 
-/// One progress bar over several runs: each run advances it from `offset`.
+/// One progress bar over several runs (`train --seeds`, `sweep`): each run advances it by its
+/// own steps, so runs in parallel add up.
 #[derive(Clone)]
 pub struct SharedBar {
     pub bar: indicatif::ProgressBar,
-    pub offset: u64,
 }
 
 /// The training loop of a run folder: restore or start, log every step to metrics.jsonl, save
@@ -399,11 +419,11 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
     let mut metrics = std::io::BufWriter::new(metrics_file);
 
     let quiet = d.shared.is_some();
-    let (bar, offset) = match &d.shared {
-        Some(s) => (s.bar.clone(), s.offset),
-        None => (crate::step_bar(d.total_steps), 0),
+    let bar = match &d.shared {
+        Some(s) => s.bar.clone(),
+        None => crate::step_bar(d.total_steps),
     };
-    bar.set_position(offset + trainer.steps_done() as u64);
+    bar.inc(trainer.steps_done() as u64);
     if !d.json && !d.resume && !quiet {
         banner();
     }
@@ -413,7 +433,7 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
         let m = trainer.step()?;
         serde_json::to_writer(&mut metrics, &m)?;
         metrics.write_all(b"\n")?;
-        bar.set_position(offset + m.step as u64);
+        bar.inc(1);
         bar.set_message(format!("loss {:.4}", m.loss));
         if let Some(e) = m.eval.as_ref().filter(|_| !quiet) {
             let line = format!("step {:>5}  loss {:.4}  train acc {:.3}  eval acc {:.4}  eval loss {:.4}", m.step, m.loss, m.train_accuracy, e.accuracy, e.loss);

@@ -20,34 +20,61 @@ use crate::text::TextTrainJob;
 /// The figures of each seed's summary that the table and the spread report.
 const FIGURES: [(&str, &str); 3] = [("eval_accuracy", "eval acc"), ("eval_loss", "eval loss"), ("final_loss", "final loss")];
 
-/// The config of one seed, on a scenario (or embedding file) or on a pair file.
+/// The config of one run, on a scenario (or embedding file) or on a pair file.
 #[derive(Clone)]
-enum Base {
+pub(crate) enum Base {
     Scenario(RunConfig),
     Text(Box<TextRunConfig>),
 }
 
 impl Base {
+    /// The config a train command means (flags over its config file).
+    pub(crate) fn resolve(args: &TrainArgs) -> Result<Self> {
+        Ok(if crate::text::is_text_run(args)? { Base::Text(Box::new(crate::text::resolve(args)?)) } else { Base::Scenario(crate::run::resolve_config(args)?) })
+    }
+
+    /// This config with dotted keys set (`model.hidden` = [64]): through its TOML, so an unknown
+    /// key or a wrong type is refused by name, exactly as in a config file.
+    pub(crate) fn with_settings(&self, settings: &[(String, toml::Value)], source: &str) -> Result<Self> {
+        let mut table: toml::Table = self.to_toml().parse().expect("a config's own TOML parses");
+        for (key, value) in settings {
+            let mut at = &mut table;
+            let parts: Vec<&str> = key.split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                at = match at.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default())) {
+                    toml::Value::Table(t) => t,
+                    _ => bail!("{source}: `{key}`: `{part}` is a setting, not a table"),
+                };
+            }
+            at.insert(parts[parts.len() - 1].to_string(), value.clone());
+        }
+        let text = toml::to_string_pretty(&table)?;
+        Ok(match self {
+            Base::Scenario(_) => Base::Scenario(RunConfig::from_toml(source, &text)?),
+            Base::Text(_) => Base::Text(Box::new(TextRunConfig::from_toml(source, &text)?)),
+        })
+    }
+
     fn with_seed(&self, seed: u64) -> Self {
         match self {
             Base::Scenario(c) => Base::Scenario(RunConfig { seed, ..c.clone() }),
             Base::Text(c) => Base::Text(Box::new(TextRunConfig { seed, ..(**c).clone() })),
         }
     }
-    fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         match self {
             Base::Scenario(c) => c.to_toml(),
             Base::Text(c) => c.to_toml(),
         }
     }
-    fn steps(&self) -> usize {
+    pub(crate) fn steps(&self) -> usize {
         match self {
             Base::Scenario(c) => c.train.steps,
             Base::Text(c) => c.train.steps,
         }
     }
     /// The default folder name: what trains on what.
-    fn stem(&self) -> String {
+    pub(crate) fn stem(&self) -> String {
         let file_stem = |p: &Path| p.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('.').next()).unwrap_or("data").to_string();
         match self {
             Base::Scenario(c) => {
@@ -65,9 +92,20 @@ enum Plan {
     Run(SeedJob),
 }
 
-enum SeedJob {
+pub(crate) enum SeedJob {
     Scenario(TrainJob),
     Text(TextTrainJob),
+}
+
+impl SeedJob {
+    /// A run into `dir` on a shared bar, quiet (its summary is the job's output).
+    pub(crate) fn new(cfg: Base, dir: PathBuf, resume: bool, args: &TrainArgs, bar: &indicatif::ProgressBar) -> Self {
+        let (json, checkpoint_every, shared) = (true, args.checkpoint_every, Some(SharedBar { bar: bar.clone() }));
+        match cfg {
+            Base::Scenario(cfg) => SeedJob::Scenario(TrainJob { cfg, dir, json, resume, checkpoint_every, devices: args.devices, shared }),
+            Base::Text(cfg) => SeedJob::Text(TextTrainJob { cfg: *cfg, dir, json, resume, checkpoint_every, shared }),
+        }
+    }
 }
 
 impl BackendJob for SeedJob {
@@ -105,7 +143,7 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
     if args.devices == 0 {
         bail!("--devices must be at least 1");
     }
-    let base = if crate::text::is_text_run(&args)? { Base::Text(Box::new(crate::text::resolve(&args)?)) } else { Base::Scenario(crate::run::resolve_config(&args)?) };
+    let base = Base::resolve(&args)?;
     let (first, last) = (seeds[0], *seeds.last().expect("parse_seeds gives at least one seed"));
     let dir = match &args.out {
         Some(d) => d.clone(),
@@ -130,14 +168,8 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
                 let resume = seed_dir.join(RESUME_FILE).exists();
                 resumed += resume as usize;
                 fs::create_dir_all(&seed_dir).with_context(|| format!("cannot create {}", seed_dir.display()))?;
-                let shared = Some(SharedBar { bar: bar.clone(), offset });
                 offset += cfg.steps() as u64;
-                let (json, checkpoint_every) = (true, args.checkpoint_every);
-                let job = match cfg {
-                    Base::Scenario(cfg) => SeedJob::Scenario(TrainJob { cfg, dir: seed_dir, json, resume, checkpoint_every, devices: args.devices, shared }),
-                    Base::Text(cfg) => SeedJob::Text(TextTrainJob { cfg: *cfg, dir: seed_dir, json, resume, checkpoint_every, shared }),
-                };
-                Plan::Run(job)
+                Plan::Run(SeedJob::new(cfg, seed_dir, resume, &args, &bar))
             }
         };
         plans.push((seed, plan));
@@ -204,7 +236,7 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
 /// A finished seed's summary, when its folder holds a completed run of exactly this config;
 /// None when it must (re)run. A folder with another config is refused; --overwrite retrains
 /// every seed.
-fn plan_seed(seed_dir: &Path, cfg: &Base, overwrite: bool) -> Result<Option<Value>> {
+pub(crate) fn plan_seed(seed_dir: &Path, cfg: &Base, overwrite: bool) -> Result<Option<Value>> {
     if overwrite {
         // A fresh run replaces the folder's; a stale resume state must not be picked up.
         let _ = fs::remove_file(seed_dir.join(RESUME_FILE));

@@ -35,7 +35,7 @@ pub fn is_text_run(args: &TrainArgs) -> Result<bool> {
 
 pub(crate) fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     let mut cfg = match &args.config {
-        Some(path) => TextRunConfig::from_toml(&path.display().to_string(), &fs::read_to_string(path)?)?,
+        Some(path) => TextRunConfig::from_toml(&path.display().to_string(), &crate::run::read_config_text(path)?)?,
         None => TextRunConfig::new(args.data.clone().expect("a text run has --data or a config")),
     };
     if let Some(d) = &args.data {

@@ -37,6 +37,7 @@ pub mod policy;
 pub mod precision;
 pub mod rank;
 pub mod rng;
+pub mod scaling;
 pub mod seeds;
 pub mod text;
 #[cfg(feature = "text")]

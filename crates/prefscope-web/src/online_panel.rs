@@ -3,14 +3,16 @@
 //! A proxy reward model (the core's Bradley–Terry MLP) trains in the tab on N comparisons of the
 //! `overopt` scenario that the hidden gold reward labelled. Then a policy optimises the proxy,
 //! point by point: best-of-n for n = 1 … 1024, or RL at decreasing β (the KL-regularised optimum
-//! π_ref·exp(r̂/β)/Z, which RLOO reaches). The chart grows as it goes: gold and proxy reward
+//! π_ref·exp(r̂/β)/Z, which RLOO reaches), or RLOO itself at β = 0.01, live, one point per
+//! iteration (its expected gradient, as [`live_rloo`] says). The chart grows as it goes: gold and proxy reward
 //! (relative to π_ref) against d = √KL(π‖π_ref), with the gold peak marked and the point where the
 //! two curves part. The method and N live in the URL (`online=`, `labels=`).
 
 use std::rc::Rc;
 
 use prefscope_core::Trainer;
-use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves, proxy_arms};
+use prefscope_core::policy::online::train_online_async;
+use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves, live_rloo, proxy_arms, trajectory_point};
 use yew::prelude::*;
 
 use crate::backend::{CpuBackend, cpu_device};
@@ -66,6 +68,22 @@ async fn run(labels: usize, method: String, seed: u64, phase: UseStateHandle<Pha
     };
     phase.set(Phase::Optimising);
     let mut grown = vec![];
+    if method == "rloo" {
+        // One point per iteration of RLOO's expected gradient, the chart redrawn every third.
+        let (mut start, live) = (None, live_rloo());
+        let run = train_online_async::<CpuBackend, _>(&arms, &live, &device, |m| {
+            grown.push(trajectory_point(m, start.get_or_insert_with(|| m.clone())));
+            if m.iteration % 3 == 0 {
+                points.set(Rc::new(grown.clone()));
+            }
+            gloo_timers::future::TimeoutFuture::new(0)
+        });
+        if let Err(e) = run.await {
+            return error.set(Some(e.to_string()));
+        }
+        points.set(Rc::new(grown));
+        return phase.set(Phase::Done { accuracy });
+    }
     let knobs: Vec<f64> = if method == "rl" { cfg.betas.clone() } else { cfg.best_of.iter().map(|&n| n as f64).collect() };
     for knob in knobs {
         let (bon, rl) = if method == "rl" { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[], &[knob]) } else { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[knob as usize], &[]) };

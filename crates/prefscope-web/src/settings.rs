@@ -137,7 +137,7 @@ pub const MAX_STEPS: usize = 100_000;
 pub const LR: RangeInclusive<f64> = 1e-5..=1.0;
 pub const BATCH: RangeInclusive<usize> = 1..=4096;
 /// The online mode's optimisers, by URL name.
-pub const ONLINE_METHODS: [(&str, &str); 2] = [("best-of-n", "best-of-n, n = 1 … 1024"), ("rl", "RL at decreasing β (RLOO's optimum)")];
+pub const ONLINE_METHODS: [(&str, &str); 3] = [("best-of-n", "best-of-n, n = 1 … 1024"), ("rl", "RL at decreasing β (RLOO's optimum)"), ("rloo", "RLOO live at β = 0.01, iteration by iteration")];
 /// The online mode's proxy labels N.
 pub const LABELS: RangeInclusive<usize> = 2..=10_000;
 pub const NOISE: RangeInclusive<f64> = 0.01..=10.0;
@@ -280,7 +280,7 @@ impl Settings {
                 }
                 "online" => match ONLINE_METHODS.iter().find(|(k, _)| *k == value) {
                     Some((k, _)) => s.online_method = k.to_string(),
-                    None => warnings.push(format!("online: expected best-of-n or rl, got `{value}`")),
+                    None => warnings.push(format!("online: expected best-of-n, rl or rloo, got `{value}`")),
                 },
                 "closed" => {
                     s.closed.clear();

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernels::{AutodiffBackend, Backend};
 use crate::policy::lm::{Encoded, LmAlignConfig, ShoutTask, TinyLm, TinyLmConfig, completion_width, judge, sample_bytes, sequence_logps, sft_lm, task_prompt, token_logps};
+use crate::policy::online::best_of_n_kl;
+use crate::policy::overopt::{CurvePoint, GaoFit, best_of_n_expectation, fit_best_of_n, fit_rl};
 use crate::rng::Rng;
 use crate::tfm::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
 use crate::{Error, Result, config_error};
@@ -128,8 +130,11 @@ pub struct LmRlSummary {
     pub reference_reward: f64,
     pub policy_reward: f64,
     pub last: LmRlMetrics,
-    /// KL(π‖π_ref) estimated on `base.eval_samples` fresh samples of the final policy.
+    /// KL(π‖π_ref) estimated on `base.eval_samples` fresh samples of the final policy (at
+    /// temperature 1), and the mean optimised reward and judge's reward on the same samples.
     pub final_kl: f64,
+    pub final_reward: f64,
+    pub final_gold: f64,
     pub policy_samples: Vec<String>,
     pub reference_samples: Vec<String>,
 }
@@ -206,7 +211,7 @@ impl<B: Backend> Critic<B> {
 }
 
 /// SFT, the reward model, then `iterations` of RLOO or PPO; `on_iteration` sees each one.
-pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
     cfg.validate()?;
     let sft = sft_lm::<B>(&cfg.base, device, |_, _, _| {})?;
     let (rm, rm_accuracy) = match cfg.reward {
@@ -216,8 +221,33 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_
         }
         LmReward::Gold => (None, f64::NAN),
     };
+    rlhf_from(cfg, sft.lm, rm.as_ref(), rm_accuracy, device, on_iteration)
+}
+
+/// Scores of (prompt, completion) byte pairs: the reward model's, or the judge's without one.
+fn score<B: Backend>(rm: Option<&TfmRewardModel<B>>, examples: &[(Vec<u8>, Vec<u8>)], device: &B::Device) -> Result<Vec<f64>> {
+    match rm {
+        Some(rm) => {
+            let batch = TokenBatch::new(&rm_rows(examples), SP.pad);
+            let (t, l) = batch.tensors::<B>(device);
+            host(rm.forward(t, l))
+        }
+        None => Ok(examples.iter().map(gold_of).collect()),
+    }
+}
+
+/// Fresh prompts and the policy's completions at temperature 1, cut at their first newline.
+fn rollouts<B: Backend>(policy: &TinyLm<B>, prompts: Vec<String>, rng: &mut Rng, device: &B::Device) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let sampled = sample_bytes(policy, &prompts, completion_width(), 1.0, rng, device)?;
+    Ok(prompts.into_iter().map(String::into_bytes).zip(sampled.iter().map(|s| through_newline(s))).collect())
+}
+
+/// The RL phase of [`rlhf_lm`] from a given SFT policy and reward (None: the judge), so that
+/// several runs can share them.
+pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Option<&TfmRewardModel<B::InnerBackend>>, rm_accuracy: f64, device: &B::Device, mut on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+    cfg.validate()?;
     let max_len = TinyLmConfig::default().max_len;
-    let mut policy = sft.lm;
+    let mut policy = sft;
     let reference = policy.valid();
     let mut critic = match cfg.method {
         LmRlMethod::Ppo { .. } => Some(Critic { body: policy.clone(), value: LinearConfig::new(TinyLmConfig::default().d_model, 1).init(device) }),
@@ -226,18 +256,7 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_
     let mut optim = AdamConfig::new().init();
     let mut critic_optim = AdamConfig::new().init();
     let mut rng = Rng::stream(cfg.base.seed, "lm-rl");
-    let width = completion_width();
     let mut last = LmRlMetrics { iteration: 0, reward: f64::NAN, gold: f64::NAN, kl: 0.0 };
-    let score = |examples: &[(Vec<u8>, Vec<u8>)]| -> Result<Vec<f64>> {
-        match &rm {
-            Some(rm) => {
-                let batch = TokenBatch::new(&rm_rows(examples), SP.pad);
-                let (t, l) = batch.tensors::<B::InnerBackend>(device);
-                host(rm.forward(t, l))
-            }
-            None => Ok(examples.iter().map(gold_of).collect()),
-        }
-    };
 
     for iteration in 1..=cfg.iterations {
         let per_prompt = match cfg.method {
@@ -245,9 +264,8 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_
             LmRlMethod::Ppo { .. } => 1,
         };
         let prompts: Vec<String> = (0..cfg.prompts).flat_map(|_| std::iter::repeat_n(task_prompt(&mut rng), per_prompt)).collect();
-        let sampled = sample_bytes(&policy.valid(), &prompts, width, 1.0, &mut rng, device)?;
-        let examples: Vec<(Vec<u8>, Vec<u8>)> = prompts.iter().map(|p| p.clone().into_bytes()).zip(sampled.iter().map(|s| through_newline(s))).collect();
-        let scores = score(&examples)?;
+        let examples = rollouts(&policy.valid(), prompts, &mut rng, device)?;
+        let scores = score(rm, &examples, device)?;
         let gold: Vec<f64> = examples.iter().map(gold_of).collect();
 
         let enc = Encoded::from_bytes(&examples, max_len)?;
@@ -333,18 +351,21 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_
         on_iteration(&last);
     }
     let judged = judge(&policy.valid(), &reference, &cfg.base, device)?;
-    let final_kl = {
+    // KL, reward and judge on the same fresh samples of the final policy.
+    let (final_kl, final_reward, final_gold) = {
         let mut kl_rng = Rng::stream(cfg.base.seed, "lm-rl-kl");
         let prompts: Vec<String> = (0..cfg.base.eval_samples).map(|_| task_prompt(&mut kl_rng)).collect();
-        let sampled = sample_bytes(&policy.valid(), &prompts, width, 1.0, &mut kl_rng, device)?;
-        let examples: Vec<(Vec<u8>, Vec<u8>)> = prompts.iter().map(|p| p.clone().into_bytes()).zip(sampled.iter().map(|s| through_newline(s))).collect();
+        let examples = rollouts(&policy.valid(), prompts, &mut kl_rng, device)?;
         let (tokens, mask) = Encoded::from_bytes(&examples, max_len)?.tensors::<B::InnerBackend>(device);
         let lp = sequence_logps(token_logps(policy.valid().logits(tokens.clone()), tokens.clone()), mask.clone());
         let lr = sequence_logps(token_logps(reference.logits(tokens.clone()), tokens), mask);
-        host((lp - lr).mean())?[0]
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        (host((lp - lr).mean())?[0], mean(score(rm, &examples, device)?), mean(examples.iter().map(gold_of).collect()))
     };
     Ok(LmRlSummary {
         final_kl,
+        final_reward,
+        final_gold,
         method: cfg.method.name().into(),
         rm_accuracy,
         win_rate: judged.win_rate,
@@ -354,6 +375,100 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, mut on_
         policy_samples: judged.policy_samples,
         reference_samples: judged.reference_samples,
     })
+}
+
+/// Gao et al.'s over-optimisation experiment on the tiny LM (the bandit's is
+/// [`crate::policy::overopt`]). The proxy is the transformer RM trained on the task's pairs; the
+/// gold reward is the hidden judge. Best-of-n picks, among n SFT samples of a prompt, the one the
+/// proxy scores highest, with the analytic KL log n − (n−1)/n; RL is RLOO against the proxy at
+/// each β. Rewards are relative to the SFT policy's (at temperature 1, the π_ref of both curves).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmOveroptConfig {
+    /// The RL runs' settings (their `beta` is each of `betas` in turn, their reward the RM).
+    pub rl: LmRlConfig,
+    /// Prompts of the best-of-n estimate, and SFT samples drawn per prompt.
+    pub prompts: usize,
+    pub pool: usize,
+    pub best_of: Vec<usize>,
+    /// The RL curve's β, largest first.
+    pub betas: Vec<f64>,
+}
+
+impl Default for LmOveroptConfig {
+    fn default() -> Self {
+        Self { rl: LmRlConfig::new(LmRlMethod::rloo()), prompts: 32, pool: 256, best_of: (0..=8).map(|i| 1 << i).collect(), betas: vec![1.0, 0.3, 0.1, 0.03, 0.01] }
+    }
+}
+
+impl LmOveroptConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.rl.validate()?;
+        if self.prompts == 0 || self.best_of.is_empty() || self.best_of.iter().any(|&n| n == 0 || n > self.pool) {
+            return Err(config_error("best_of", format!("each n must be in 1..={} (the pool of samples per prompt), with at least one prompt", self.pool)));
+        }
+        if self.betas.iter().any(|b| !(*b > 0.0 && b.is_finite())) {
+            return Err(config_error("betas", "must be positive numbers"));
+        }
+        Ok(())
+    }
+}
+
+/// What the LM experiment gives for one seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmOveroptResult {
+    pub seed: u64,
+    pub rm_accuracy: f64,
+    /// The SFT policy's mean proxy and gold reward (the curves' zero).
+    pub reference_proxy: f64,
+    pub reference_gold: f64,
+    pub best_of_n: Vec<CurvePoint>,
+    pub rl: Vec<CurvePoint>,
+    pub bon_fit: GaoFit,
+    pub rl_fit: GaoFit,
+}
+
+/// SFT, the proxy RM, the best-of-n curve over a pool of SFT samples, then one RLOO run per β;
+/// `on_point` sees each point as it is made.
+pub fn overopt_lm<B: AutodiffBackend>(cfg: &LmOveroptConfig, device: &B::Device, mut on_point: impl FnMut(&CurvePoint)) -> Result<LmOveroptResult> {
+    cfg.validate()?;
+    let sft = sft_lm::<B>(&cfg.rl.base, device, |_, _, _| {})?;
+    let (rm, rm_accuracy) = train_reward_model::<B>(&cfg.rl, device)?;
+    let reference = sft.lm.valid();
+    let mut rng = Rng::stream(cfg.rl.base.seed, "lm-overopt");
+    let (mut proxies, mut golds) = (vec![], vec![]);
+    for _ in 0..cfg.prompts {
+        let prompt = task_prompt(&mut rng);
+        let examples = rollouts(&reference, vec![prompt; cfg.pool], &mut rng, device)?;
+        proxies.push(score(Some(&rm), &examples, device)?);
+        golds.push(examples.iter().map(gold_of).collect::<Vec<f64>>());
+    }
+    let mean_over = |f: &dyn Fn(usize) -> f64| (0..cfg.prompts).map(f).sum::<f64>() / cfg.prompts as f64;
+    let flat_mean = |v: &[Vec<f64>]| v.iter().flatten().sum::<f64>() / (cfg.prompts * cfg.pool) as f64;
+    let (reference_proxy, reference_gold) = (flat_mean(&proxies), flat_mean(&golds));
+    let mut bon = vec![];
+    for &n in &cfg.best_of {
+        let kl = best_of_n_kl(n);
+        let p = CurvePoint {
+            knob: n as f64,
+            kl,
+            d: kl.sqrt(),
+            proxy: mean_over(&|i| best_of_n_expectation(&proxies[i], &proxies[i], n)) - reference_proxy,
+            gold: mean_over(&|i| best_of_n_expectation(&proxies[i], &golds[i], n)) - reference_gold,
+        };
+        on_point(&p);
+        bon.push(p);
+    }
+    let mut rl = vec![];
+    for &beta in &cfg.betas {
+        let run = LmRlConfig { beta, reward: LmReward::RewardModel, ..cfg.rl.clone() };
+        let s = rlhf_from(&run, sft.lm.clone(), Some(&rm), rm_accuracy, device, |_| {})?;
+        let kl = s.final_kl.max(0.0);
+        let p = CurvePoint { knob: beta, kl, d: kl.sqrt(), proxy: s.final_reward - reference_proxy, gold: s.final_gold - reference_gold };
+        on_point(&p);
+        rl.push(p);
+    }
+    Ok(LmOveroptResult { seed: cfg.rl.base.seed, rm_accuracy, reference_proxy, reference_gold, bon_fit: fit_best_of_n(&bon), rl_fit: fit_rl(&rl), best_of_n: bon, rl })
 }
 
 #[cfg(test)]
@@ -405,5 +520,38 @@ mod tests {
             |seed| at_two_betas(LmRlMethod::ppo(), seed),
             holds,
         );
+    }
+
+    #[test]
+    fn against_its_rm_the_tiny_lm_gains_proxy_reward_while_the_judges_falls() {
+        use crate::seeds::assert_on_every_seed;
+        // Two β of the README's five keep the test to seconds per seed. Per seed: (best-of-n gold
+        // at n = 16, its proxy rising in n, RL gold at β = 1 and at β = 0.01, RL proxy at both,
+        // d at both, best-of-n gold at n = 256 minus its peak).
+        let one_seed = |seed: u64| {
+            let mut cfg = LmOveroptConfig { betas: vec![1.0, 0.01], ..Default::default() };
+            cfg.rl.base.seed = seed;
+            let r = overopt_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_| {}).unwrap();
+            let at = |n: f64| r.best_of_n.iter().find(|p| p.knob == n).expect("n in best_of").gold;
+            let rises = r.best_of_n.windows(2).all(|w| w[1].proxy >= w[0].proxy - 1e-9);
+            let peak = r.best_of_n.iter().map(|p| p.gold).fold(f64::NEG_INFINITY, f64::max);
+            let (hi, lo) = (&r.rl[0], &r.rl[1]);
+            (at(16.0), rises, hi.gold, lo.gold, hi.proxy, lo.proxy, hi.d, lo.d, at(256.0) - peak)
+        };
+        // On every seed best-of-n against the RM first helps the judge, its proxy rises in n, and
+        // RL at β = 0.01 keeps the RM's reward (within 0.5 of its ~6-nat gain over SFT).
+        let figures = assert_on_every_seed(
+            "tiny LM over-optimisation: (bon gold at n = 16, bon proxy rises, RL gold β = 1, β = 0.01, RL proxy β = 1, β = 0.01, d β = 1, β = 0.01, bon gold n = 256 − peak); bon gold > 0.3, proxy kept",
+            0..8,
+            one_seed,
+            |&(bon16, rises, _, _, p_hi, p_lo, _, _, _)| bon16 > 0.3 && rises && p_lo > p_hi - 0.5,
+        );
+        // On most seeds (7 of 8 when written; the binomial bound at 0.35, as the PPO claim) RL at
+        // β = 0.01 moves further from SFT and the judge's reward falls by at least 0.1: the RM
+        // rates shouted non-words (" nee!") as it rates the word. Seed 5 stayed near β = 1's
+        // policy. Best-of-n's judged reward at n = 256 is below its peak on as many.
+        let fig = |s: u64| figures[s as usize];
+        crate::seeds::assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", 0..8, 0.35, fig, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
+        crate::seeds::assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", 0..8, 0.35, fig, |f| f.8 < -1e-9);
     }
 }

@@ -415,16 +415,31 @@ fn host<B: Backend>(t: Tensor<B, 1>) -> Result<Vec<f64>> {
 /// Run an online method from π = π_ref; `on_iteration` sees each iteration's metrics (iteration 0
 /// is the reference itself).
 pub fn train_online<B: AutodiffBackend>(arms: &Arms, cfg: &OnlineConfig, device: &B::Device, mut on_iteration: impl FnMut(&OnlineMetrics)) -> Result<OnlineSummary> {
+    use std::task::{Context, Poll, Waker};
+    // Every future in there is a ready one, so one poll runs it to the end.
+    let mut run = std::pin::pin!(train_online_async::<B, _>(arms, cfg, device, |m| {
+        on_iteration(m);
+        std::future::ready(())
+    }));
+    match run.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => unreachable!("train_online awaits only ready futures"),
+    }
+}
+
+/// [`train_online`] for a caller that must yield between iterations (the page awaits a timer in
+/// the future `on_iteration` returns, so the browser can draw each point).
+pub async fn train_online_async<B: AutodiffBackend, F: std::future::Future<Output = ()>>(arms: &Arms, cfg: &OnlineConfig, device: &B::Device, mut on_iteration: impl FnMut(&OnlineMetrics) -> F) -> Result<OnlineSummary> {
     arms.validate()?;
     cfg.validate(arms.n())?;
     let n = arms.n();
     let optimum = kl_regularised_optimum(&arms.ref_probs, &arms.reward, cfg.beta);
     let summary = |last: OnlineMetrics, policy: Vec<f64>| OnlineSummary { method: cfg.method.name().into(), kl_to_optimum: kl(&policy, &optimum), last, policy, optimum: optimum.clone() };
-    on_iteration(&OnlineMetrics::of(0, f64::NAN, &arms.ref_probs, arms));
+    on_iteration(&OnlineMetrics::of(0, f64::NAN, &arms.ref_probs, arms)).await;
     if let OnlineMethod::BestOfN { n: best_of } = cfg.method {
         let policy = best_of_n_policy(&arms.ref_probs, &arms.reward, best_of);
         let last = OnlineMetrics::of(1, f64::NAN, &policy, arms);
-        on_iteration(&last);
+        on_iteration(&last).await;
         return Ok(summary(last, policy));
     }
 
@@ -596,7 +611,7 @@ pub fn train_online<B: AutodiffBackend>(arms: &Arms, cfg: &OnlineConfig, device:
         }
         probs = host(policy.log_probs())?.into_iter().map(f64::exp).collect();
         last = OnlineMetrics::of(iteration, loss_value, &probs, arms);
-        on_iteration(&last);
+        on_iteration(&last).await;
     }
     Ok(summary(last, probs))
 }
