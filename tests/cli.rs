@@ -782,4 +782,40 @@ fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_k
         let pred = law["floor"].as_f64().unwrap() + (law["scale"].as_f64().unwrap() / x).powf(a);
         assert!(pred > 0.0 && (pred.ln() - y.ln()).abs() < 1.0, "x = {x}: loss {y}, law {pred}");
     }
+
+    // Figures: a run's loss curve holds every step of metrics.jsonl, where a linear axis puts
+    // it (within the pixel rounding); a PNG is a PNG of the asked size; the sweep's fit figure
+    // holds its points and names its exponent.
+    let ok = prefscope(&["plot", "straight/hidden-8__seed-0"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let svg = std::fs::read_to_string(dir.join("straight/hidden-8__seed-0/plot.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let loss_line = svg
+        .split("<polyline")
+        .skip(1)
+        .map(|p| p.split("points=\"").nth(1).unwrap().split('"').next().unwrap())
+        .map(|pts| pts.split_whitespace().map(|xy| xy.split_once(',').map(|(x, y)| (x.parse::<f64>().unwrap(), y.parse::<f64>().unwrap())).unwrap()).collect::<Vec<_>>())
+        .find(|pts| pts.len() > 100)
+        .expect("a polyline with the loss of every step");
+    let losses: Vec<f64> = std::fs::read_to_string(dir.join("straight/hidden-8__seed-0/metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    assert_eq!(loss_line.len(), losses.len());
+    let (i, j) = (0..losses.len()).fold((0, 0), |(lo, hi), k| (if losses[k] < losses[lo] { k } else { lo }, if losses[k] > losses[hi] { k } else { hi }));
+    let per_unit = (loss_line[j].1 - loss_line[i].1) / (losses[j] - losses[i]);
+    assert!(per_unit < 0.0, "higher loss is drawn higher up");
+    for (k, (&(px, py), &l)) in loss_line.iter().zip(&losses).enumerate() {
+        assert!((py - (loss_line[i].1 + per_unit * (l - losses[i]))).abs() <= 2.0, "step {}: loss {l} drawn at y = {py}", k + 1);
+        assert!(k == 0 || px >= loss_line[k - 1].0, "steps run left to right");
+    }
+    let ok = prefscope(&["plot", "straight/hidden-8__seed-0", "--out", "run.png"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let png = std::fs::read(dir.join("run.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!((u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap())), (960, 380));
+    let ok = prefscope(&["plot", "scaling"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let svg = std::fs::read_to_string(dir.join("scaling/fit.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 4, "one mark per sweep point");
+    assert!(svg.contains(&format!("α = {:.3}", a)), "the legend names the fitted exponent");
+    let bad = prefscope(&["plot", "straight/hidden-8__seed-0", "--out", "fig.pdf"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must end in .svg or .png"));
 }

@@ -10,6 +10,7 @@ mod compare;
 mod denoise;
 mod embed;
 mod online;
+mod plot;
 mod rank;
 mod run;
 mod seeds;
@@ -38,6 +39,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Fit a scaling law L = L∞ + (x_c/x)^α to a sweep's held-out loss (per group), with bootstrap intervals.
     Fit(sweep::FitArgs),
+    /// Draw a run's curves, or a sweep's scaling fits with their bands (SVG or PNG).
+    Plot(plot::PlotArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run::train(args),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Fit(args) => sweep::fit(args),
+        Command::Plot(args) => plot::plot(args),
         Command::Eval(args) => run::eval(args),
         Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),

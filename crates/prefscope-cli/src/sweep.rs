@@ -379,12 +379,14 @@ fn as_size(v: &Value) -> Option<f64> {
     }
 }
 
-/// `prefscope fit`: L = L∞ + (D_c/D)^α per group, with bootstrap intervals; writes fit.json.
-pub fn fit(args: FitArgs) -> Result<()> {
-    use prefscope_core::scaling::fit_with_intervals;
-    let path = args.sweep.join("results.jsonl");
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (is {} a sweep folder?)", path.display(), args.sweep.display()))?;
-    let mut groups: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
+/// Points (x, y) of a sweep's finished runs, grouped by the `by` axis ("all" without one), and
+/// how many failed points were left out.
+pub(crate) type Groups = std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)>;
+
+pub(crate) fn read_points(sweep: &Path, x: &str, y: &str, by: Option<&str>) -> Result<(Groups, usize)> {
+    let path = sweep.join("results.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {} (is {} a sweep folder?)", path.display(), sweep.display()))?;
+    let mut groups = Groups::new();
     let mut skipped = 0;
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
@@ -393,26 +395,33 @@ pub fn fit(args: FitArgs) -> Result<()> {
             continue;
         }
         let axes = &row["axes"];
-        let Some(xv) = axes.get(&args.x) else { bail!("{}:{}: axes: no `{}` (axes here: {})", path.display(), n + 1, args.x, axes.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()) };
-        let x = as_size(xv).with_context(|| format!("{}:{}: axes.{}: {xv} is not a number or a list of numbers", path.display(), n + 1, args.x))?;
-        let y = row.get(&args.y).and_then(Value::as_f64).with_context(|| format!("{}:{}: `{}` is missing or not a number", path.display(), n + 1, args.y))?;
-        let group = match &args.by {
+        let Some(xv) = axes.get(x) else { bail!("{}:{}: axes: no `{x}` (axes here: {})", path.display(), n + 1, axes.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()) };
+        let xf = as_size(xv).with_context(|| format!("{}:{}: axes.{x}: {xv} is not a number or a list of numbers", path.display(), n + 1))?;
+        let yf = row.get(y).and_then(Value::as_f64).with_context(|| format!("{}:{}: `{y}` is missing or not a number", path.display(), n + 1))?;
+        let group = match by {
             Some(k) => format!("{k}={}", axes.get(k).with_context(|| format!("{}:{}: axes: no `{k}`", path.display(), n + 1))?),
             None => "all".into(),
         };
         let g = groups.entry(group).or_default();
-        g.0.push(x);
-        g.1.push(y);
+        g.0.push(xf);
+        g.1.push(yf);
     }
     if groups.is_empty() {
         bail!("{}: no finished points to fit", path.display());
     }
+    Ok((groups, skipped))
+}
+
+/// `prefscope fit`: L = L∞ + (D_c/D)^α per group, with bootstrap intervals; writes fit.json.
+pub fn fit(args: FitArgs) -> Result<()> {
+    use prefscope_core::scaling::fit_with_intervals;
+    let (groups, skipped) = read_points(&args.sweep, &args.x, &args.y, args.by.as_deref())?;
     let mut fits = serde_json::Map::new();
     for (group, (xs, ys)) in &groups {
         let f = fit_with_intervals(xs, ys, args.resamples, 0).with_context(|| format!("{group}: {} points", xs.len()))?;
         fits.insert(group.clone(), serde_json::to_value(&f)?);
     }
-    let out = json!({ "sweep": args.sweep.display().to_string(), "x": args.x, "y": args.y, "law": "y = floor + (scale / x)^alpha", "skipped_failed_points": skipped, "fits": fits });
+    let out = json!({ "sweep": args.sweep.display().to_string(), "x": args.x, "y": args.y, "by": args.by, "resamples": args.resamples, "law": "y = floor + (scale / x)^alpha", "skipped_failed_points": skipped, "fits": fits });
     write_atomic(&args.sweep.join("fit.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
     if args.json {
         println!("{out}");

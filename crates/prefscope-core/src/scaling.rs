@@ -121,6 +121,32 @@ pub fn fit_with_intervals(xs: &[f64], ys: &[f64], resamples: usize, seed: u64) -
     Ok(PowerLawFit { fit, points: n, resamples: alphas.len(), alpha_ci: ci(alphas), floor_ci: ci(floors) })
 }
 
+/// A pointwise 95 % percentile-bootstrap band of the fitted law at each of `at` (the same
+/// resamples as [`fit_with_intervals`] for the same seed).
+pub fn prediction_band(xs: &[f64], ys: &[f64], at: &[f64], resamples: usize, seed: u64) -> Vec<(f64, f64)> {
+    let mut rng = Rng::stream(seed, "scaling-bootstrap");
+    let n = xs.len();
+    let mut preds: Vec<Vec<f64>> = vec![vec![]; at.len()];
+    for _ in 0..resamples {
+        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+        let (bx, by): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (xs[i], ys[i])).unzip();
+        if let Ok(f) = fit_power_law(&bx, &by) {
+            at.iter().zip(&mut preds).for_each(|(&x, p)| p.push(f.predict(x)));
+        }
+    }
+    preds
+        .into_iter()
+        .map(|mut v| {
+            if v.is_empty() {
+                return (f64::NAN, f64::NAN);
+            }
+            v.sort_by(f64::total_cmp);
+            let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+            (q(0.025), q(0.975))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

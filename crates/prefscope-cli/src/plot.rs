@@ -1,0 +1,221 @@
+//! `prefscope plot`: figures from run and sweep folders, with plotters (SVG or PNG by the
+//! extension of `--out`).
+//!
+//! * a run folder: its loss, and train and held-out accuracy, against the step (metrics.jsonl);
+//! * a sweep folder with a `fit.json` (`prefscope fit`): each group's points on log-log axes,
+//!   the fitted law L∞ + (x_c/x)^α and its 95 % bootstrap band.
+//!
+//! Text is laid out with the Hack font compiled into the binary, so a fresh machine needs no
+//! system fonts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{Context, Result, bail};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde_json::Value;
+
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// A run folder (metrics.jsonl) or a sweep folder with fit.json.
+    path: PathBuf,
+    /// The figure: .svg or .png (default: PATH/plot.svg).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+const FAMILY: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is a valid TrueType file compiled in; registering it cannot fail at run time.
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, epaint_default_fonts::HACK_REGULAR);
+    });
+}
+
+/// Render into an SVG or PNG back end by the file's extension.
+fn render(out: &Path, size: (u32, u32), draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
+    register_font();
+    match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("svg") => {
+            let mut text = String::new();
+            {
+                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+                draw(&root)?;
+                root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            crate::run::write_atomic(out, text.as_bytes())
+        }
+        Some("png") => {
+            // Drawn into a temporary file beside it, then renamed: a killed plot leaves no half figure.
+            let name = out.file_name().and_then(|f| f.to_str()).unwrap_or("figure");
+            let tmp = out.with_file_name(format!(".{name}.partial.png"));
+            {
+                let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+                root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+                draw_png(&root)?;
+                root.present().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+            }
+            fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))
+        }
+        _ => bail!("--out {}: the figure must end in .svg or .png", out.display()),
+    }
+}
+
+pub fn plot(args: PlotArgs) -> Result<()> {
+    let p = &args.path;
+    if p.join("results.jsonl").is_file() {
+        let out = args.out.clone().unwrap_or_else(|| p.join("fit.svg"));
+        plot_sweep(p, &out)?;
+        println!("wrote {}", out.display());
+    } else if p.join("metrics.jsonl").is_file() {
+        let out = args.out.clone().unwrap_or_else(|| p.join("plot.svg"));
+        plot_run(p, &out)?;
+        println!("wrote {}", out.display());
+    } else {
+        bail!("{}: neither a run folder (metrics.jsonl) nor a sweep folder (results.jsonl)", p.display());
+    }
+    Ok(())
+}
+
+/// A run's curves: per step loss and train accuracy, and the held-out accuracy where evaluated.
+struct RunCurves {
+    loss: Vec<(f64, f64)>,
+    train_acc: Vec<(f64, f64)>,
+    eval_acc: Vec<(f64, f64)>,
+}
+
+fn read_run(dir: &Path) -> Result<RunCurves> {
+    let path = dir.join("metrics.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut c = RunCurves { loss: vec![], train_acc: vec![], eval_acc: vec![] };
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+        let step = v["step"].as_f64().with_context(|| format!("{}:{}: step: missing", path.display(), n + 1))?;
+        let loss = v["loss"].as_f64().with_context(|| format!("{}:{}: loss: missing or not finite", path.display(), n + 1))?;
+        c.loss.push((step, loss));
+        if let Some(a) = v["train_accuracy"].as_f64() {
+            c.train_acc.push((step, a));
+        }
+        if let Some(a) = v["eval"]["accuracy"].as_f64() {
+            c.eval_acc.push((step, a));
+        }
+    }
+    if c.loss.is_empty() {
+        bail!("{}: no steps to plot", path.display());
+    }
+    Ok(c)
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing: {e}")
+}
+
+fn draw_run<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &RunCurves, title: &str) -> Result<()> {
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    let steps = c.loss.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
+    let (lo, hi) = c.loss.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&left)
+        .caption(format!("{title}: loss"), (FAMILY, 16))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    chart.draw_series(LineSeries::new(c.loss.iter().copied(), BLUE.stroke_width(1))).map_err(err)?.label("training loss").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+    chart.configure_series_labels().label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+
+    let mut acc = ChartBuilder::on(&right)
+        .caption(format!("{title}: accuracy"), (FAMILY, 16))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, 0f64..1f64)
+        .map_err(err)?;
+    acc.configure_mesh().x_desc("step").y_desc("accuracy").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let orange = RGBColor(230, 120, 20);
+    acc.draw_series(LineSeries::new(c.train_acc.iter().copied(), BLUE.mix(0.6).stroke_width(1))).map_err(err)?.label("train (minibatch)").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+    acc.draw_series(LineSeries::new(c.eval_acc.iter().copied(), orange.stroke_width(2))).map_err(err)?.label("held out").legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], orange));
+    acc.draw_series(c.eval_acc.iter().map(|&p| Circle::new(p, 3, orange.filled()))).map_err(err)?;
+    acc.configure_series_labels().position(SeriesLabelPosition::LowerRight).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+fn plot_run(dir: &Path, out: &Path) -> Result<()> {
+    let c = read_run(dir)?;
+    let title = dir.file_name().and_then(|f| f.to_str()).unwrap_or("run").to_string();
+    render(out, (960, 380), |root| draw_run(root, &c, &title), |root| draw_run(root, &c, &title))
+}
+
+/// One group of a sweep's fit: points, the fitted curve and its band on a grid of x.
+struct FitFigure {
+    group: String,
+    points: Vec<(f64, f64)>,
+    curve: Vec<(f64, f64, f64, f64)>,
+    alpha: f64,
+}
+
+fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigure], x: &str, y: &str) -> Result<()> {
+    let xs = figs.iter().flat_map(|f| f.points.iter().map(|p| p.0));
+    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    // The y range is the points' (and the fitted curves'), widened a little; a band that reaches
+    // beyond it (or to zero, which a log axis cannot show) is drawn clipped to it.
+    let ys = figs.iter().flat_map(|f| f.points.iter().map(|p| p.1).chain(f.curve.iter().map(|c| c.1)));
+    let (y_lo, y_hi) = ys.filter(|v| v.is_finite() && *v > 0.0).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (y_lo, y_hi) = (y_lo / 1.3, y_hi * 1.3);
+    let clip = |v: f64| if v.is_finite() { v.clamp(y_lo, y_hi) } else { y_lo };
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("{y} against {x}: L = L∞ + (x_c / x)^α, 95 % bootstrap band"), (FAMILY, 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d((x_lo / 1.2..x_hi * 1.2).log_scale(), (y_lo..y_hi).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x)
+        .y_desc(y)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .max_light_lines(1)
+        .label_style((FAMILY, 12))
+        .draw()
+        .map_err(err)?;
+    for (i, f) in figs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let band: Vec<(f64, f64)> = f.curve.iter().map(|c| (c.0, clip(c.2))).chain(f.curve.iter().rev().map(|c| (c.0, clip(c.3)))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15)))).map_err(err)?;
+        chart.draw_series(LineSeries::new(f.curve.iter().map(|c| (c.0, clip(c.1))), color.stroke_width(2))).map_err(err)?.label(format!("{} (α = {:.3})", f.group, f.alpha)).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        chart.draw_series(f.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+    }
+    chart.configure_series_labels().label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
+    use prefscope_core::scaling::{PowerLawFit, prediction_band};
+    let fit_path = dir.join("fit.json");
+    let text = fs::read_to_string(&fit_path).with_context(|| format!("cannot read {}: run `prefscope fit {} --x AXIS` first", fit_path.display(), dir.display()))?;
+    let fit: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", fit_path.display()))?;
+    let field = |k: &str| fit[k].as_str().map(str::to_string).with_context(|| format!("{}: `{k}` missing", fit_path.display()));
+    let (x, y) = (field("x")?, field("y")?);
+    let by = fit["by"].as_str();
+    let resamples = fit["resamples"].as_u64().unwrap_or(1000) as usize;
+    let (groups, _) = crate::sweep::read_points(dir, &x, &y, by)?;
+    let mut figs = vec![];
+    for (group, (xs, ys)) in &groups {
+        let f: PowerLawFit = serde_json::from_value(fit["fits"][group].clone()).with_context(|| format!("{}: no fit for `{group}`; run `prefscope fit` again", fit_path.display()))?;
+        let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let grid: Vec<f64> = (0..=60).map(|i| lo * (hi / lo).powf(i as f64 / 60.0)).collect();
+        let band = prediction_band(xs, ys, &grid, resamples, 0);
+        let curve = grid.iter().zip(band).map(|(&g, (a, b))| (g, f.fit.predict(g), a, b)).collect();
+        figs.push(FitFigure { group: group.clone(), points: xs.iter().copied().zip(ys.iter().copied()).collect(), curve, alpha: f.fit.alpha });
+    }
+    render(out, (820, 520), |root| draw_sweep(root, &figs, &x, &y), |root| draw_sweep(root, &figs, &x, &y))
+}
