@@ -177,14 +177,7 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
     bar.set_length(offset);
     if !args.json {
         let to_run = seeds.len() - finished;
-        let mut notes = vec![];
-        if finished > 0 {
-            notes.push(format!("{finished} finished earlier"));
-        }
-        if resumed > 0 {
-            notes.push(format!("{resumed} resumed"));
-        }
-        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+        let notes = progress_notes(finished, resumed);
         bar.suspend(|| println!("training {} on {} seeds ({first}–{last}) on {}: {to_run} to run{notes}; run folders in {}", base.stem(), seeds.len(), args.backend.backend.describe(), dir.display()));
     }
     let results = dispatch(args.backend.backend, SeedsJob { plans })?;
@@ -231,6 +224,12 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
         bail!("{} of {} seeds failed (see the table above, or {})", failed.len(), seeds.len(), dir.join("seeds.jsonl").display());
     }
     Ok(())
+}
+
+/// " (3 finished earlier, 1 resumed)" for the banner of a multi-run command; empty when neither.
+pub(crate) fn progress_notes(finished: usize, resumed: usize) -> String {
+    let notes: Vec<String> = [(finished, "finished earlier"), (resumed, "resumed")].iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+    if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) }
 }
 
 /// A finished seed's summary, when its folder holds a completed run of exactly this config;

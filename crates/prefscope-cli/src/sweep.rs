@@ -250,14 +250,7 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
     }
     bar.set_length(total);
     if !args.train.json {
-        let mut notes = vec![];
-        if finished > 0 {
-            notes.push(format!("{finished} finished earlier"));
-        }
-        if resumed > 0 {
-            notes.push(format!("{resumed} resumed"));
-        }
-        let notes = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
+        let notes = crate::seeds::progress_notes(finished, resumed);
         let per_run = threads.map(|t| format!(", {t} thread{} each", if t == 1 { "" } else { "s" })).unwrap_or_default();
         bar.suspend(|| {
             println!("sweeping {} over {axes_line} = {} points on {}: {} to run, {jobs} at a time{per_run}{notes}; run folders in {}", base.stem(), planned.len(), args.train.backend.backend.describe(), tasks.len(), dir.display())
