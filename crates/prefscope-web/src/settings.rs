@@ -128,7 +128,7 @@ pub struct Settings {
     pub closed: Vec<Panel>,
     /// The policy tab's β as its log-slider position x, β = 10^(x/10) (`?beta=` holds β).
     pub beta_x: i32,
-    /// The online mode's proxy labels N (`labels`) and optimiser (`online`: best-of-n or rl).
+    /// The online mode's proxy labels N (`labels`) and optimiser (`online`: best-of-n, rl or rloo).
     pub online_labels: usize,
     pub online_method: String,
 }
