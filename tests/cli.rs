@@ -819,3 +819,47 @@ fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_k
     let bad = prefscope(&["plot", "straight/hidden-8__seed-0", "--out", "fig.pdf"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must end in .svg or .png"));
 }
+
+/// The values of a 2-D f32 .npy file written by `prefscope landscape`, with its shape.
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape: Vec<usize> = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap().split(',').filter_map(|d| d.trim().parse().ok()).collect();
+    let values: Vec<f32> = bytes[10 + len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    (shape, values)
+}
+
+#[test]
+fn landscape_of_a_run_is_centred_on_its_own_loss_and_reproducible() {
+    let dir = scratch("landscape");
+    let ok = prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "100", "--out", "g", "--json"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let meta = last_json(&prefscope(&["landscape", "g", "--grid", "21", "--json"], &dir));
+    let (shape, values) = read_npy(&dir.join("g/landscape/landscape.npy"));
+    assert_eq!(shape, [21, 21]);
+    assert!(values.iter().all(|v| v.is_finite() && *v > 0.0));
+    // The grid's centre is the weights themselves: the batched landscape loss there equals the
+    // model's own loss on the training pairs, computed by the training code's forward pass.
+    let centre = values[10 * 21 + 10] as f64;
+    assert_eq!(meta["centre_loss"].as_f64().map(|v| v as f32), Some(centre as f32));
+    let own = meta["model_loss"].as_f64().unwrap();
+    assert!((centre - own).abs() < 1e-5, "centre {centre} vs the model's {own}");
+    assert!(values.iter().any(|&v| (v as f64) > own + 1e-3), "the plane leaves the minimum somewhere");
+    assert_eq!(meta["seed"], 0, "the run's seed by default, as the page");
+    assert!(std::fs::read_to_string(dir.join("g/landscape/landscape.svg")).unwrap().starts_with("<svg"));
+    // Same run and seed, same grid; another seed, another plane through the same centre.
+    let again = prefscope(&["landscape", "g", "--grid", "21", "--out", "again", "--format", "png"], &dir);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(read_npy(&dir.join("again/landscape.npy")).1, values);
+    assert_eq!(&std::fs::read(dir.join("again/landscape.png")).unwrap()[..4], b"\x89PNG");
+    let other = last_json(&prefscope(&["landscape", "g", "--grid", "21", "--seed", "7", "--out", "seed7", "--json"], &dir));
+    let (_, v7) = read_npy(&dir.join("seed7/landscape.npy"));
+    assert_ne!(v7, values);
+    assert_eq!(other["centre_loss"], meta["centre_loss"]);
+    let pca = prefscope(&["landscape", "g", "--plane", "pca"], &dir);
+    assert!(!pca.status.success() && String::from_utf8_lossy(&pca.stderr).contains("trajectory"), "{}", String::from_utf8_lossy(&pca.stderr));
+}

@@ -14,6 +14,7 @@
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -685,6 +686,19 @@ try {
       assert(fs.statSync(modelPath).size > 1000 && model.suggestedFilename().endsWith('.safetensors'), `model file ${model.suggestedFilename()}`);
       await page.getByTestId('landscape-compute').click();
       const before = await landscapeReady(page, 'random');
+      // The native binary's landscape of the exported checkpoint (same core code, plane and seed)
+      // equals the page's, grid point by grid point.
+      const bin = process.env.PREFSCOPE_BIN || path.resolve('target/release/prefscope');
+      assert(fs.existsSync(bin), `${bin} not found: build the CLI first (cargo build --release -p prefscope-cli)`);
+      const cliOut = path.join(outDir, 'cli-landscape');
+      const meta = JSON.parse(execFileSync(bin, ['landscape', modelPath, '--grid', String(before.n), '--out', cliOut, '--json'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+      const npy = fs.readFileSync(path.join(cliOut, 'landscape.npy'));
+      const headerLen = npy.readUInt16LE(8);
+      const cli = new Float32Array(npy.buffer.slice(npy.byteOffset + 10 + headerLen, npy.byteOffset + npy.length));
+      assert(cli.length === before.values.length && meta.grid === before.n, `${cli.length} native values vs ${before.values.length} in the page`);
+      const worst = before.values.reduce((m, v, i) => Math.max(m, Math.abs(v - cli[i])), 0);
+      console.log(`# landscape: page vs \`prefscope landscape\` on the exported checkpoint, ${before.n}×${before.n}: max |difference| ${worst.toExponential(2)}`);
+      assert(worst <= 1e-6, `the page and the CLI differ by ${worst} on the same checkpoint and seed`);
       const [png] = await Promise.all([page.waitForEvent('download'), page.getByTestId('landscape-panel-png').click()]);
       const pngPath = path.join(outDir, 'exported-landscape-panel.png');
       await png.saveAs(pngPath);

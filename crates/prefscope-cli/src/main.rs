@@ -9,6 +9,7 @@ mod bench;
 mod compare;
 mod denoise;
 mod embed;
+mod landscape;
 mod online;
 mod plot;
 mod rank;
@@ -41,6 +42,8 @@ enum Command {
     Fit(sweep::FitArgs),
     /// Draw a run's curves, or a sweep's scaling fits with their bands (SVG or PNG).
     Plot(plot::PlotArgs),
+    /// The loss landscape of a run on its training pairs (the page's random plane and grid): .npy, JSON and a heatmap.
+    Landscape(landscape::LandscapeArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep::sweep(args),
         Command::Fit(args) => sweep::fit(args),
         Command::Plot(args) => plot::plot(args),
+        Command::Landscape(args) => landscape::landscape(args),
         Command::Eval(args) => run::eval(args),
         Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),

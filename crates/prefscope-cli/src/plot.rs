@@ -26,7 +26,7 @@ pub struct PlotArgs {
     out: Option<PathBuf>,
 }
 
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 fn register_font() {
     static ONCE: Once = Once::new();
@@ -37,7 +37,7 @@ fn register_font() {
 }
 
 /// Render into an SVG or PNG back end by the file's extension.
-fn render(out: &Path, size: (u32, u32), draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
+pub(crate) fn render(out: &Path, size: (u32, u32), draw: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()> + Copy, draw_png: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
     register_font();
     match out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("svg") => {

@@ -80,6 +80,15 @@ impl Layout {
     }
 }
 
+/// The random plane of a landscape: two filter-normalised directions drawn from the `landscape`
+/// stream of `seed`, so the page and the CLI draw the same plane for the same run and seed.
+pub fn random_plane(layout: &Layout, theta: &[f32], seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::stream(seed, "landscape");
+    let d1 = layout.random_direction(theta, &mut rng);
+    let d2 = layout.random_direction(theta, &mut rng);
+    (d1, d2)
+}
+
 /// How a model turns its MLP's outputs into pair logits.
 #[derive(Clone, Copy, Debug)]
 enum Head {

@@ -9,8 +9,7 @@ use std::rc::Rc;
 
 use js_sys::{Float32Array, Reflect};
 use prefscope_core::PreferenceModel;
-use prefscope_core::landscape::{Surface, grid, read_weights, trajectory_pca};
-use prefscope_core::rng::Rng;
+use prefscope_core::landscape::{Surface, grid, random_plane, read_weights, trajectory_pca};
 use prefscope_core::train::evaluate;
 use prefscope_core::PairDataset;
 use prefscope_core::Backend;
@@ -63,10 +62,9 @@ async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, 
     let current_loss = evaluate(model, ds, &ds.train, device).await.map_err(text)?.loss;
     let (d1, d2, a, b, trajectory, explained) = match req.plane {
         Plane::Random => {
-            // Seeded by the run's seed: the same link gives the same picture.
-            let mut rng = Rng::stream(req.seed, "landscape");
-            let d1 = surface.layout.random_direction(&theta, &mut rng);
-            let d2 = surface.layout.random_direction(&theta, &mut rng);
+            // Seeded by the run's seed: the same link gives the same picture (and `prefscope
+            // landscape` the same grid).
+            let (d1, d2) = random_plane(&surface.layout, &theta, req.seed);
             (d1, d2, (-1.0, 1.0), (-1.0, 1.0), vec![], None)
         }
         Plane::Pca => {
