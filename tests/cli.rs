@@ -725,11 +725,13 @@ fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_k
         let hidden = if name.starts_with("hidden-8") { "hidden = [8]" } else { "hidden = [\n    16,\n    16,\n]" };
         assert!(config.contains(hidden) && config.contains(&format!("seed = {}", row["axes"]["seed"])), "{name}: {config}");
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("straight").join(name).join("summary.json")).unwrap()).unwrap();
-        assert_eq!(row["eval_accuracy"], summary["eval_accuracy"], "{name}");
+        for figure in ["eval_accuracy", "eval_loss", "eval_probability", "final_loss", "seconds"] {
+            assert!(row[figure].is_number() && row[figure] == summary[figure], "{name}: {figure}");
+        }
         assert_eq!(std::fs::read_to_string(dir.join("straight").join(name).join("metrics.jsonl")).unwrap().lines().count(), 120);
     }
     let csv = std::fs::read_to_string(dir.join("straight/results.csv")).unwrap();
-    assert!(csv.starts_with("point,model.hidden,seed,eval_accuracy,eval_loss,final_loss,train_accuracy,seconds,error\n") && csv.contains("hidden-16_16__seed-1,\"[16,16]\",1,"), "{csv}");
+    assert!(csv.starts_with("point,model.hidden,seed,eval_accuracy,eval_loss,eval_probability,final_loss,seconds,error\n") && csv.contains("hidden-16_16__seed-1,\"[16,16]\",1,"), "{csv}");
 
     // Killed while its first points train, the same command finishes them with the same figures
     // and weights (the same jobs, so each point had the same threads).

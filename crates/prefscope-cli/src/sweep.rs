@@ -291,7 +291,7 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
     let results: Vec<Result<Value, String>> = results.into_inner().expect("results").into_iter().map(|r| r.unwrap_or_else(|| Err("not run".into()))).collect();
 
     // results.jsonl / results.csv: the axes, then the summary figures or the error.
-    const FIGURES: [&str; 5] = ["eval_accuracy", "eval_loss", "final_loss", "train_accuracy", "seconds"];
+    const FIGURES: [&str; 5] = ["eval_accuracy", "eval_loss", "eval_probability", "final_loss", "seconds"];
     let (mut lines, mut csv) = (String::new(), String::new());
     csv.push_str(&["point".to_string()].into_iter().chain(axes.iter().map(|a| a.key.clone())).chain(FIGURES.iter().map(|f| f.to_string())).chain(["error".to_string()]).collect::<Vec<_>>().join(","));
     csv.push('\n');
