@@ -862,6 +862,17 @@ fn landscape_of_a_run_is_centred_on_its_own_loss_and_reproducible() {
     let (_, v7) = read_npy(&dir.join("seed7/landscape.npy"));
     assert_ne!(v7, values);
     assert_eq!(other["centre_loss"], meta["centre_loss"]);
+    // eval keeps its report in the run folder; plot then adds its reliability diagram, one
+    // mark per non-empty confidence bin, titled with the report's ECE.
+    let report = last_json(&prefscope(&["eval", "--run", "g", "--json"], &dir));
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("g/eval.json")).unwrap()).unwrap();
+    assert_eq!(kept, report);
+    let ok = prefscope(&["plot", "g"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let diagram = std::fs::read_to_string(dir.join("g/plot-reliability.svg")).unwrap();
+    let bins = report["reliability"].as_array().unwrap().iter().filter(|b| b["count"].as_u64() > Some(0)).count();
+    assert!(bins > 0 && diagram.matches("<circle").count() == bins, "{bins} bins");
+    assert!(diagram.contains(&format!("ECE {:.4}", report["ece"].as_f64().unwrap())));
     let pca = prefscope(&["landscape", "g", "--plane", "pca"], &dir);
     assert!(!pca.status.success() && String::from_utf8_lossy(&pca.stderr).contains("trajectory"), "{}", String::from_utf8_lossy(&pca.stderr));
 }

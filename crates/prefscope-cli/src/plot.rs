@@ -76,6 +76,14 @@ pub fn plot(args: PlotArgs) -> Result<()> {
         let out = args.out.clone().unwrap_or_else(|| p.join("plot.svg"));
         plot_run(p, &out)?;
         println!("wrote {}", out.display());
+        // After `prefscope eval`: its reliability diagram, beside the curves.
+        if p.join("eval.json").is_file() {
+            let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
+            let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("svg");
+            let diagram = out.with_file_name(format!("{stem}-reliability.{ext}"));
+            plot_reliability(&p.join("eval.json"), &diagram)?;
+            println!("wrote {}", diagram.display());
+        }
     } else {
         bail!("{}: neither a run folder (metrics.jsonl) nor a sweep folder (results.jsonl)", p.display());
     }
@@ -218,4 +226,42 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
         figs.push(FitFigure { group: group.clone(), points: xs.iter().copied().zip(ys.iter().copied()).collect(), curve, alpha: f.fit.alpha });
     }
     render(out, (820, 520), |root| draw_sweep(root, &figs, &x, &y), |root| draw_sweep(root, &figs, &x, &y))
+}
+
+/// One bin of eval's reliability table.
+struct Bin {
+    lo: f64,
+    hi: f64,
+    count: u64,
+    accuracy: f64,
+    confidence: f64,
+}
+
+fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[Bin], title: &str) -> Result<()> {
+    let mut chart = ChartBuilder::on(root).caption(title, (FAMILY, 15)).margin(12).x_label_area_size(36).y_label_area_size(48).build_cartesian_2d(0.5f64..1f64, 0f64..1f64).map_err(err)?;
+    chart.configure_mesh().x_desc("confidence P(chosen ≻ rejected)").y_desc("accuracy").max_light_lines(1).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let blue = RGBColor(60, 110, 200);
+    chart.draw_series(bins.iter().filter(|b| b.count > 0).map(|b| Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], blue.mix(0.45).filled()))).map_err(err)?.label("accuracy per bin").legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], blue.mix(0.45).filled()));
+    chart.draw_series(LineSeries::new([(0.5, 0.5), (1.0, 1.0)], BLACK.mix(0.6).stroke_width(1))).map_err(err)?.label("perfect calibration").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+    chart.draw_series(bins.iter().filter(|b| b.count > 0).map(|b| Circle::new((b.confidence, b.accuracy), 3, BLACK.filled()))).map_err(err)?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Eval's reliability diagram: per confidence bin its accuracy (bars), its mean confidence (dots)
+/// and the diagonal of perfect calibration.
+fn plot_reliability(eval: &Path, out: &Path) -> Result<()> {
+    let text = fs::read_to_string(eval).with_context(|| format!("cannot read {}", eval.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", eval.display()))?;
+    let rows = v["reliability"].as_array().with_context(|| format!("{}: reliability: missing", eval.display()))?;
+    let bins = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let f = |k: &str| r[k].as_f64().with_context(|| format!("{}: reliability[{i}].{k}: missing", eval.display()));
+            Ok(Bin { lo: f("lo")?, hi: f("hi")?, count: r["count"].as_u64().unwrap_or(0), accuracy: f("accuracy")?, confidence: f("mean_confidence")? })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let title = format!("reliability on {} ({} pairs): ECE {:.4}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["ece"].as_f64().unwrap_or(f64::NAN));
+    render(out, (620, 480), |root| draw_reliability(root, &bins, &title), |root| draw_reliability(root, &bins, &title))
 }

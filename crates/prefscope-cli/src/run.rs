@@ -682,10 +682,19 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };
     let (report, out) = dispatch(args.backend.backend, job)?;
+    save_eval_report(&args.run, &out)?;
     if args.json {
         println!("{out}");
     } else {
         crate::text::print_report(&args.run, &report, &out);
+    }
+    Ok(())
+}
+
+/// Keep an eval's report in its run folder (`eval.json`, the `--json` object), for `plot`.
+pub(crate) fn save_eval_report(run: &Path, out: &serde_json::Value) -> Result<()> {
+    if run.is_dir() {
+        write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(out)?.as_bytes())?;
     }
     Ok(())
 }

@@ -256,6 +256,7 @@ impl BackendJob for TextEvalJob {
 pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
     let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)? };
     let (r, out) = dispatch(args.backend.backend, job)?;
+    crate::run::save_eval_report(&args.run, &out)?;
     if args.json {
         println!("{out}");
         return Ok(());
