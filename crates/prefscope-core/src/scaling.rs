@@ -110,15 +110,17 @@ pub fn fit_with_intervals(xs: &[f64], ys: &[f64], resamples: usize, seed: u64) -
             floors.push(f.floor);
         }
     }
-    let ci = |mut v: Vec<f64>| -> (f64, f64) {
-        if v.is_empty() {
-            return (f64::NAN, f64::NAN);
-        }
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
-        (q(0.025), q(0.975))
-    };
-    Ok(PowerLawFit { fit, points: n, resamples: alphas.len(), alpha_ci: ci(alphas), floor_ci: ci(floors) })
+    Ok(PowerLawFit { fit, points: n, resamples: alphas.len(), alpha_ci: percentile_95(alphas), floor_ci: percentile_95(floors) })
+}
+
+/// The 2.5th and 97.5th percentiles (nearest rank) of bootstrap values; NaN when there are none.
+fn percentile_95(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    (q(0.025), q(0.975))
 }
 
 /// A pointwise 95 % percentile-bootstrap band of the fitted law at each of `at` (the same
@@ -134,17 +136,7 @@ pub fn prediction_band(xs: &[f64], ys: &[f64], at: &[f64], resamples: usize, see
             at.iter().zip(&mut preds).for_each(|(&x, p)| p.push(f.predict(x)));
         }
     }
-    preds
-        .into_iter()
-        .map(|mut v| {
-            if v.is_empty() {
-                return (f64::NAN, f64::NAN);
-            }
-            v.sort_by(f64::total_cmp);
-            let q = |p: f64| v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
-            (q(0.025), q(0.975))
-        })
-        .collect()
+    preds.into_iter().map(percentile_95).collect()
 }
 
 #[cfg(test)]
