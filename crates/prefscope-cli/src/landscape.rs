@@ -56,7 +56,8 @@ struct LandscapeJob {
 struct Computed {
     values: Vec<f32>,
     seed: u64,
-    centre_loss: f64,
+    /// The model's own loss on the training pairs, by the training code's forward pass.
+    model_loss: f64,
     train_pairs: usize,
     parameters: usize,
     step: usize,
@@ -75,11 +76,11 @@ impl BackendJob for LandscapeJob {
         let (d1, d2) = random_plane(&surface.layout, &theta, seed);
         let values = pollster::block_on(surface.losses(&theta, &d1, &d2, &grid(self.n, (-1.0, 1.0), (-1.0, 1.0))))?;
         // The model's own loss on the same pairs, by the training code's path (not the batched one).
-        let centre_loss = pollster::block_on(prefscope_core::train::evaluate(&model, &ds, &ds.train, &device))?.loss as f64;
+        let model_loss = pollster::block_on(prefscope_core::train::evaluate(&model, &ds, &ds.train, &device))?.loss as f64;
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
             bail!("the loss is not finite at grid point {bad} ({}): the plane leaves the region where the model's outputs are finite", values[bad]);
         }
-        Ok(Computed { values, seed, centre_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step })
+        Ok(Computed { values, seed, model_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step })
     }
 }
 
@@ -99,11 +100,11 @@ fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
 }
 
 fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, values: &[f32], n: usize, title: &str) -> Result<()> {
-    let err = |e: plotters::drawing::DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing: {e}");
+    use crate::plot::err;
     let logs: Vec<f64> = values.iter().map(|&v| (v as f64).max(1e-12).ln()).collect();
     let (lo, hi) = logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 15)).margin(12).x_label_area_size(32).y_label_area_size(40).build_cartesian_2d(-1f64..1f64, -1f64..1f64).map_err(err)?;
-    chart.configure_mesh().disable_mesh().x_desc("a (direction 1)").y_desc("b (direction 2)").label_style(("sans-serif", 12)).draw().map_err(err)?;
+    let mut chart = ChartBuilder::on(root).caption(title, (crate::plot::FAMILY, 15)).margin(12).x_label_area_size(32).y_label_area_size(40).build_cartesian_2d(-1f64..1f64, -1f64..1f64).map_err(err)?;
+    chart.configure_mesh().disable_mesh().x_desc("a (direction 1)").y_desc("b (direction 2)").label_style((crate::plot::FAMILY, 12)).draw().map_err(err)?;
     let half = 1.0 / (n.max(2) - 1) as f64;
     let at = |k: usize| if n < 2 { 0.0 } else { -1.0 + 2.0 * k as f64 / (n - 1) as f64 };
     chart
@@ -156,7 +157,7 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         "train_pairs": c.train_pairs,
         "parameters": c.parameters,
         "centre_loss": centre,
-        "model_loss": c.centre_loss,
+        "model_loss": c.model_loss,
         "min": lo,
         "max": hi,
     });
@@ -169,7 +170,7 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         v["out"] = json!(out.display().to_string());
         println!("{v}");
     } else {
-        println!("{n} × {n} landscape of {} ({} parameters, {} training pairs): loss {lo:.4} … {hi:.4}, {centre:.4} at the centre (the model's own {:.4})", weights_path.display(), c.parameters, c.train_pairs, c.centre_loss);
+        println!("{n} × {n} landscape of {} ({} parameters, {} training pairs): loss {lo:.4} … {hi:.4}, {centre:.4} at the centre (the model's own {:.4})", weights_path.display(), c.parameters, c.train_pairs, c.model_loss);
         println!("wrote {}, landscape.json and {}", out.join("landscape.npy").display(), figure.display());
     }
     Ok(())

@@ -119,7 +119,7 @@ fn read_run(dir: &Path) -> Result<RunCurves> {
     Ok(c)
 }
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e}")
 }
 

@@ -95,22 +95,31 @@ pub fn fit_power_law(xs: &[f64], ys: &[f64]) -> Result<PowerLaw> {
     Ok(law)
 }
 
+/// The fits of `resamples` bootstrap resamples of the points (resamples the fit refuses, such as
+/// those with fewer than two distinct x, are skipped); the same seed gives the same resamples.
+fn bootstrap_fits(xs: &[f64], ys: &[f64], resamples: usize, seed: u64) -> Vec<PowerLaw> {
+    let mut rng = Rng::stream(seed, "scaling-bootstrap");
+    let n = xs.len();
+    (0..resamples)
+        .filter_map(|_| {
+            let (bx, by): (Vec<f64>, Vec<f64>) = (0..n).map(|_| rng.below(n)).map(|i| (xs[i], ys[i])).unzip();
+            fit_power_law(&bx, &by).ok()
+        })
+        .collect()
+}
+
 /// [`fit_power_law`] with percentile-bootstrap 95 % intervals from `resamples` resamples of the
-/// points (resamples with fewer than two distinct x are skipped).
+/// points.
 pub fn fit_with_intervals(xs: &[f64], ys: &[f64], resamples: usize, seed: u64) -> Result<PowerLawFit> {
     let fit = fit_power_law(xs, ys)?;
-    let mut rng = Rng::stream(seed, "scaling-bootstrap");
-    let (mut alphas, mut floors) = (vec![], vec![]);
-    let n = xs.len();
-    for _ in 0..resamples {
-        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-        let (bx, by): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (xs[i], ys[i])).unzip();
-        if let Ok(f) = fit_power_law(&bx, &by) {
-            alphas.push(f.alpha);
-            floors.push(f.floor);
-        }
-    }
-    Ok(PowerLawFit { fit, points: n, resamples: alphas.len(), alpha_ci: percentile_95(alphas), floor_ci: percentile_95(floors) })
+    let fits = bootstrap_fits(xs, ys, resamples, seed);
+    Ok(PowerLawFit {
+        fit,
+        points: xs.len(),
+        resamples: fits.len(),
+        alpha_ci: percentile_95(fits.iter().map(|f| f.alpha).collect()),
+        floor_ci: percentile_95(fits.iter().map(|f| f.floor).collect()),
+    })
 }
 
 /// The 2.5th and 97.5th percentiles (nearest rank) of bootstrap values; NaN when there are none.
@@ -126,17 +135,8 @@ fn percentile_95(mut v: Vec<f64>) -> (f64, f64) {
 /// A pointwise 95 % percentile-bootstrap band of the fitted law at each of `at` (the same
 /// resamples as [`fit_with_intervals`] for the same seed).
 pub fn prediction_band(xs: &[f64], ys: &[f64], at: &[f64], resamples: usize, seed: u64) -> Vec<(f64, f64)> {
-    let mut rng = Rng::stream(seed, "scaling-bootstrap");
-    let n = xs.len();
-    let mut preds: Vec<Vec<f64>> = vec![vec![]; at.len()];
-    for _ in 0..resamples {
-        let idx: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
-        let (bx, by): (Vec<f64>, Vec<f64>) = idx.iter().map(|&i| (xs[i], ys[i])).unzip();
-        if let Ok(f) = fit_power_law(&bx, &by) {
-            at.iter().zip(&mut preds).for_each(|(&x, p)| p.push(f.predict(x)));
-        }
-    }
-    preds.into_iter().map(percentile_95).collect()
+    let fits = bootstrap_fits(xs, ys, resamples, seed);
+    at.iter().map(|&x| percentile_95(fits.iter().map(|f| f.predict(x)).collect())).collect()
 }
 
 #[cfg(test)]

@@ -407,10 +407,7 @@ impl LmOveroptConfig {
         if self.prompts == 0 || self.best_of.is_empty() || self.best_of.iter().any(|&n| n == 0 || n > self.pool) {
             return Err(config_error("best_of", format!("each n must be in 1..={} (the pool of samples per prompt), with at least one prompt", self.pool)));
         }
-        if self.betas.iter().any(|b| !(*b > 0.0 && b.is_finite())) {
-            return Err(config_error("betas", "must be positive numbers"));
-        }
-        Ok(())
+        crate::policy::overopt::validate_betas(&self.betas)
     }
 }
 

@@ -68,10 +68,7 @@ impl OveroptConfig {
         if self.best_of.is_empty() || self.best_of.contains(&0) || self.best_of.iter().any(|&n| n > self.n_items) {
             return Err(config_error("best_of", format!("each n must be in 1..={} (the number of candidates)", self.n_items)));
         }
-        if self.betas.iter().any(|b| !(*b > 0.0 && b.is_finite())) {
-            return Err(config_error("betas", "must be positive numbers"));
-        }
-        Ok(())
+        validate_betas(&self.betas)
     }
 
     /// The proxy's run: the `overopt` scenario with about `labels` training pairs (a fifth more are
@@ -93,6 +90,14 @@ impl OveroptConfig {
         run.train.eval_every = self.steps;
         run
     }
+}
+
+/// The RL curve's β (here and on the tiny LM): positive and finite.
+pub fn validate_betas(betas: &[f64]) -> Result<()> {
+    if betas.iter().any(|b| !(*b > 0.0 && b.is_finite())) {
+        return Err(config_error("betas", "must be positive numbers"));
+    }
+    Ok(())
 }
 
 /// One point of a curve: the knob (n or β), KL(π‖π_ref), d = √KL, and the rewards relative to
