@@ -207,7 +207,7 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigu
 }
 
 fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
-    use prefscope_core::scaling::{PowerLawFit, prediction_band};
+    use prefscope_core::scaling::{FitPoints, PowerLawFit, prediction_band};
     let fit_path = dir.join("fit.json");
     let text = fs::read_to_string(&fit_path).with_context(|| format!("cannot read {}: run `prefscope fit {} --x AXIS` first", fit_path.display(), dir.display()))?;
     let fit: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", fit_path.display()))?;
@@ -215,13 +215,14 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
     let (x, y) = (field("x")?, field("y")?);
     let by = fit["by"].as_str();
     let resamples = fit["resamples"].as_u64().unwrap_or(1000) as usize;
+    let mode: FitPoints = serde_json::from_value(fit["points"].clone()).unwrap_or(FitPoints::Runs);
     let (groups, _) = crate::sweep::read_points(dir, &x, &y, by)?;
     let mut figs = vec![];
     for (group, (xs, ys)) in &groups {
         let f: PowerLawFit = serde_json::from_value(fit["fits"][group].clone()).with_context(|| format!("{}: no fit for `{group}`; run `prefscope fit` again", fit_path.display()))?;
         let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
         let grid: Vec<f64> = (0..=60).map(|i| lo * (hi / lo).powf(i as f64 / 60.0)).collect();
-        let band = prediction_band(xs, ys, &grid, resamples, 0);
+        let band = prediction_band(xs, ys, mode, &grid, resamples, 0);
         let curve = grid.iter().zip(band).map(|(&g, (a, b))| (g, f.fit.predict(g), a, b)).collect();
         figs.push(FitFigure { group: group.clone(), points: xs.iter().copied().zip(ys.iter().copied()).collect(), curve, alpha: f.fit.alpha });
     }

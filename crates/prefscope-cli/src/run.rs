@@ -482,17 +482,19 @@ impl BackendJob for TrainJob {
             precision_note(cfg.train.precision),
             if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
         );
-        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared };
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: trainer.config.train.steps, json, resume, checkpoint_every, shared };
         let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
         let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
         let trainer = run.trainer;
         let eval = last.eval.expect("the last step evaluates");
+        let test_sets: serde_json::Map<String, serde_json::Value> = pollster::block_on(trainer.evaluate_test_sets())?.into_iter().map(|(name, m)| (name, serde_json::to_value(m).expect("metrics serialise"))).collect();
         let summary = json!({
             "eval_accuracy": eval.accuracy,
             "eval_loss": eval.loss,
             "eval_probability": eval.probability,
             "eval_pairs": eval.n,
             "final_loss": last.loss,
+            "test_sets": test_sets,
             "steps": last.step,
             "backend": backend.name(),
             "threads": backend.threads(),

@@ -69,6 +69,8 @@ impl Base {
     }
     pub(crate) fn steps(&self) -> usize {
         match self {
+            // With `train.epochs` the length depends on the data; scenarios are cheap to build.
+            Base::Scenario(c) if c.train.epochs.is_some() => c.dataset().map(|d| c.train.steps_for(c.training_units(&d))).unwrap_or(c.train.steps),
             Base::Scenario(c) => c.train.steps,
             Base::Text(c) => c.train.steps,
         }

@@ -290,10 +290,27 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
     bar.finish_and_clear();
     let results: Vec<Result<Value, String>> = results.into_inner().expect("results").into_iter().map(|r| r.unwrap_or_else(|| Err("not run".into()))).collect();
 
-    // results.jsonl / results.csv: the axes, then the summary figures or the error.
-    const FIGURES: [&str; 5] = ["eval_accuracy", "eval_loss", "eval_probability", "final_loss", "seconds"];
+    // results.jsonl / results.csv: the axes, then the summary figures or the error. Data with named
+    // test sets (worldpm) adds each set's loss and accuracy, e.g. `adversarial_loss`.
+    const BASE: [&str; 5] = ["eval_accuracy", "eval_loss", "eval_probability", "final_loss", "seconds"];
+    let mut set_names: Vec<String> = Vec::new();
+    for s in results.iter().flatten() {
+        for name in s.get("test_sets").and_then(Value::as_object).into_iter().flat_map(|o| o.keys()) {
+            if !set_names.contains(name) {
+                set_names.push(name.clone());
+            }
+        }
+    }
+    let figures: Vec<String> = BASE.iter().map(|f| f.to_string()).chain(set_names.iter().flat_map(|n| [format!("{n}_loss"), format!("{n}_accuracy")])).collect();
+    let figure = |s: &Value, f: &str| -> Value {
+        if let Some(v) = s.get(f) {
+            return v.clone();
+        }
+        let (set, stat) = f.rsplit_once('_').unwrap_or((f, ""));
+        s.get("test_sets").and_then(|t| t.get(set)).and_then(|m| m.get(stat)).cloned().unwrap_or(Value::Null)
+    };
     let (mut lines, mut csv) = (String::new(), String::new());
-    csv.push_str(&["point".to_string()].into_iter().chain(axes.iter().map(|a| a.key.clone())).chain(FIGURES.iter().map(|f| f.to_string())).chain(["error".to_string()]).collect::<Vec<_>>().join(","));
+    csv.push_str(&["point".to_string()].into_iter().chain(axes.iter().map(|a| a.key.clone())).chain(figures.iter().cloned()).chain(["error".to_string()]).collect::<Vec<_>>().join(","));
     csv.push('\n');
     let cell = |v: &Value| match v {
         Value::Null => String::new(),
@@ -305,14 +322,14 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
         let axes_json: serde_json::Map<String, Value> = settings.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null))).collect();
         let mut row = json!({ "point": name, "run": dir.join(name).display().to_string(), "axes": axes_json });
         match r {
-            Ok(s) => FIGURES.iter().for_each(|f| row[*f] = s.get(*f).cloned().unwrap_or(Value::Null)),
+            Ok(s) => figures.iter().for_each(|f| row[f.as_str()] = figure(s, f)),
             Err(e) => row["error"] = json!(e),
         }
         lines.push_str(&serde_json::to_string(&row)?);
         lines.push('\n');
         let mut cells = vec![name.clone()];
         cells.extend(settings.iter().map(|(_, v)| cell(&serde_json::to_value(v).unwrap_or(Value::Null))));
-        cells.extend(FIGURES.iter().map(|f| cell(&row[*f])));
+        cells.extend(figures.iter().map(|f| cell(&row[f.as_str()])));
         cells.push(cell(&row["error"]));
         csv.push_str(&cells.into_iter().map(quote).collect::<Vec<_>>().join(","));
         csv.push('\n');
@@ -358,6 +375,10 @@ pub struct FitArgs {
     /// Bootstrap resamples for the 95 % intervals.
     #[arg(long, default_value_t = 1000)]
     resamples: usize,
+    /// Fit the mean over the runs at each x (its seeds) rather than every run; the bootstrap
+    /// then redraws runs within each x, and R² measures the mean curve.
+    #[arg(long)]
+    means: bool,
     #[arg(long)]
     json: bool,
 }
@@ -407,20 +428,22 @@ pub(crate) fn read_points(sweep: &Path, x: &str, y: &str, by: Option<&str>) -> R
 
 /// `prefscope fit`: L = L∞ + (D_c/D)^α per group, with bootstrap intervals; writes fit.json.
 pub fn fit(args: FitArgs) -> Result<()> {
-    use prefscope_core::scaling::fit_with_intervals;
+    use prefscope_core::scaling::{FitPoints, fit_points};
     let (groups, skipped) = read_points(&args.sweep, &args.x, &args.y, args.by.as_deref())?;
+    let points = if args.means { FitPoints::Means } else { FitPoints::Runs };
     let mut fits = serde_json::Map::new();
     for (group, (xs, ys)) in &groups {
-        let f = fit_with_intervals(xs, ys, args.resamples, 0).with_context(|| format!("{group}: {} points", xs.len()))?;
+        let f = fit_points(xs, ys, points, args.resamples, 0).with_context(|| format!("{group}: {} points", xs.len()))?;
         fits.insert(group.clone(), serde_json::to_value(&f)?);
     }
-    let out = json!({ "sweep": args.sweep.display().to_string(), "x": args.x, "y": args.y, "by": args.by, "resamples": args.resamples, "law": "y = floor + (scale / x)^alpha", "skipped_failed_points": skipped, "fits": fits });
+    let out = json!({ "sweep": args.sweep.display().to_string(), "x": args.x, "y": args.y, "by": args.by, "resamples": args.resamples, "points": points, "law": "y = floor + (scale / x)^alpha", "skipped_failed_points": skipped, "fits": fits });
     write_atomic(&args.sweep.join("fit.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
     if args.json {
         println!("{out}");
         return Ok(());
     }
-    println!("{} = L∞ + (x_c / {})^α, least squares in log space, 95 % percentile-bootstrap intervals ({} resamples):", args.y, args.x, args.resamples);
+    let of = if args.means { "the mean over runs at each x" } else { "every run" };
+    println!("{} = L∞ + (x_c / {})^α on {of}, least squares in log space, 95 % percentile-bootstrap intervals ({} resamples):", args.y, args.x, args.resamples);
     println!("{:<28}  {:>6}  {:>24}  {:>24}  {:>10}  {:>6}", "group", "points", "α (95 % interval)", "L∞ (95 % interval)", "x_c", "R²");
     for (group, f) in &fits {
         let f: prefscope_core::scaling::PowerLawFit = serde_json::from_value(f.clone())?;

@@ -50,6 +50,9 @@ pub struct PairDataset {
     /// Characters of each pair's chosen and rejected response (embedding files), for the length
     /// buckets of the eval report; empty otherwise.
     pub response_lengths: Vec<(usize, usize)>,
+    /// Named test sets beside `eval`, scored on their own (WorldPM's adversarial, objective and
+    /// subjective sets): pair indices in neither `train` nor `eval`.
+    pub test_sets: Vec<(String, Vec<usize>)>,
 }
 
 impl PairDataset {
@@ -111,6 +114,9 @@ impl PairDataset {
         if !self.response_lengths.is_empty() && self.response_lengths.len() != self.pairs.len() {
             return Err(config_error("dataset.response_lengths", "one pair of lengths per pair is required"));
         }
+        if let Some((name, _)) = self.test_sets.iter().find(|(_, s)| s.iter().any(|&p| p >= self.pairs.len())) {
+            return Err(config_error("dataset.test_sets", format!("test set `{name}` refers past {} pairs", self.pairs.len())));
+        }
         if let Some(l) = self.lists.iter().find(|l| l.len() < 2 || l.iter().any(|&i| i >= n)) {
             return Err(config_error("dataset.lists", format!("list {l:?} needs at least 2 items below {n}")));
         }
@@ -156,10 +162,13 @@ pub enum ScenarioKind {
     /// Gao et al.'s reward over-optimisation: many candidate responses, a gold reward that
     /// punishes extremes, and `n_pairs` gold-labelled comparisons for a proxy reward model.
     Overopt,
+    /// WorldPM at toy scale: style-neutral noisy "forum" labels for training, and three held-out
+    /// test sets (adversarial, objective, subjective) scored separately, for scaling sweeps.
+    Worldpm,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 10] = [
+    pub const ALL: [ScenarioKind; 11] = [
         Self::Linear,
         Self::Cyclic,
         Self::CyclicAbcd,
@@ -170,7 +179,13 @@ impl ScenarioKind {
         Self::Noisy,
         Self::Gridworld,
         Self::Overopt,
+        Self::Worldpm,
     ];
+
+    /// `worldpm`: the names of its test sets, in order (see [`ScenarioKind::Worldpm`]).
+    pub const WORLDPM_TEST_SETS: [&'static str; 3] = ["adversarial", "objective", "subjective"];
+    /// `worldpm`: pairs in each test set.
+    pub const WORLDPM_TEST_PAIRS: usize = 2000;
 
     /// `overopt`: the gold reward's weight on ‖x‖² (see [`overopt_gold`]).
     pub const OVEROPT_CURVATURE: f64 = 0.25;
@@ -201,6 +216,7 @@ impl ScenarioKind {
             Self::Noisy => "noisy",
             Self::Gridworld => "gridworld",
             Self::Overopt => "overopt",
+            Self::Worldpm => "worldpm",
         }
     }
 
@@ -224,92 +240,94 @@ impl ScenarioKind {
             Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
             Self::Gridworld => "Three-step segments of behaviour in a 5×5 gridworld with a goal, a wall with two gaps and a mud cell on the short way; the true reward is −1 per step, +2 at the goal, −1.5 in mud. People compare segments by regret (how much worse than optimal they were; Knox et al.), not by the reward collected. The regret model learns a reward whose best route goes through the mud, as the true one does; the partial-return model cannot see the step cost (every segment has three steps) and learns to avoid the mud by a detour. `trajectory_labels` switches to partial-return or HERON's hierarchical labels.",
             Self::Overopt => "Gao et al.'s reward over-optimisation. Candidate responses are points x in `dim` dimensions (4,096 in 8 by default); the hidden gold reward is x₀ + 0.5·x₁ − 0.25·‖x‖²: more of the first two qualities is better, but extreme responses are worse. A proxy reward model learns from `n_pairs` comparisons of reference samples labelled by the gold reward. Optimise a policy against the proxy (best-of-n, RL at decreasing β): the proxy reward keeps rising, while the gold reward rises, peaks and falls, later the more labels the proxy had.",
+            Self::Worldpm => "WorldPM's scaling study at toy scale. A response is a point in `dim` dimensions: content features, one feature that needs computation to read (its quality term is sin 3x, which a narrow network cannot represent), and a style feature (length). Training pairs are fresh responses labelled like forum votes, P(a ≻ b) = σ(1.5·(q(a) − q(b))): style-neutral and noisy. Three test sets are scored on their own: adversarial (a response against a copy of itself with an error injected into its content; the original wins), objective (two responses that differ only in the feature that needs computation; the better one wins) and subjective (labels from a judge who likes length: σ(1.5·Δq + 3·Δlength)). Sweep the data (`scenario.n_pairs`) and the model size (`model.hidden`), then fit: the adversarial loss falls as a power law in data at every size, the objective loss only falls for the wider models, and the subjective loss does not fall.",
         }
     }
 }
 
-fn default_n_items() -> usize {
-    200
-}
-fn default_n_pairs() -> usize {
-    2000
-}
-fn default_dim() -> usize {
-    2
-}
-fn default_noise() -> f64 {
-    0.1
-}
-fn default_eval_fraction() -> f64 {
-    0.2
-}
-fn default_min_separation() -> f64 {
-    90.0
-}
-fn default_flip() -> f64 {
-    0.3
-}
-fn default_list_len() -> usize {
-    5
-}
-fn default_objectives() -> usize {
-    2
-}
-
 /// Everything that defines a synthetic scenario. Together with the run seed it fixes the data.
+/// Fields a config leaves out take the kind's defaults ([`ScenarioConfig::new`]): `overopt` and
+/// `worldpm` live in 8 dimensions, `overopt` has 4,096 candidates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ScenarioFields")]
 pub struct ScenarioConfig {
     pub kind: ScenarioKind,
     /// Number of distinct items (responses).
-    #[serde(default = "default_n_items")]
     pub n_items: usize,
     /// Number of labelled comparisons.
-    #[serde(default = "default_n_pairs")]
     pub n_pairs: usize,
     /// Feature dimension of `linear` items.
-    #[serde(default = "default_dim")]
     pub dim: usize,
     /// Bradley–Terry temperature of `linear` labels (smaller = cleaner).
-    #[serde(default = "default_noise")]
     pub noise: f64,
     /// Fraction of pairs held out for evaluation.
-    #[serde(default = "default_eval_fraction")]
     pub eval_fraction: f64,
     /// `cyclic`: smallest angular distance (degrees) between compared items, in [0, 180).
-    #[serde(default = "default_min_separation")]
     pub min_separation_deg: f64,
     /// `noisy`: fraction of training labels flipped, in [0, 0.5).
-    #[serde(default = "default_flip")]
     pub flip: f64,
     /// `rankings`: items per list.
-    #[serde(default = "default_list_len")]
     pub list_len: usize,
     /// `gridworld`: how segment pairs are labelled (regret, partial-return, heron).
-    #[serde(default)]
     pub trajectory_labels: crate::traj::LabelRule,
     /// `multi-objective`: number of hidden objectives (rated attributes), 2..=8.
-    #[serde(default = "default_objectives")]
     pub objectives: usize,
+}
+
+/// A scenario table as written, every field but `kind` optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFields {
+    kind: ScenarioKind,
+    n_items: Option<usize>,
+    n_pairs: Option<usize>,
+    dim: Option<usize>,
+    noise: Option<f64>,
+    eval_fraction: Option<f64>,
+    min_separation_deg: Option<f64>,
+    flip: Option<f64>,
+    list_len: Option<usize>,
+    trajectory_labels: Option<crate::traj::LabelRule>,
+    objectives: Option<usize>,
+}
+
+impl From<ScenarioFields> for ScenarioConfig {
+    fn from(f: ScenarioFields) -> Self {
+        let d = ScenarioConfig::new(f.kind);
+        Self {
+            kind: f.kind,
+            n_items: f.n_items.unwrap_or(d.n_items),
+            n_pairs: f.n_pairs.unwrap_or(d.n_pairs),
+            dim: f.dim.unwrap_or(d.dim),
+            noise: f.noise.unwrap_or(d.noise),
+            eval_fraction: f.eval_fraction.unwrap_or(d.eval_fraction),
+            min_separation_deg: f.min_separation_deg.unwrap_or(d.min_separation_deg),
+            flip: f.flip.unwrap_or(d.flip),
+            list_len: f.list_len.unwrap_or(d.list_len),
+            trajectory_labels: f.trajectory_labels.unwrap_or(d.trajectory_labels),
+            objectives: f.objectives.unwrap_or(d.objectives),
+        }
+    }
 }
 
 impl ScenarioConfig {
     pub fn new(kind: ScenarioKind) -> Self {
         let overopt = kind == ScenarioKind::Overopt;
+        let worldpm = kind == ScenarioKind::Worldpm;
         Self {
             kind,
             // The over-optimisation scenario needs many candidates (best-of-1024 must not exhaust
             // them) and room to be extreme in; its labels are Bradley–Terry on the gold scale.
-            n_items: if overopt { 4096 } else { default_n_items() },
-            n_pairs: default_n_pairs(),
-            dim: if overopt { 8 } else { default_dim() },
-            noise: if overopt { 1.0 } else { default_noise() },
-            eval_fraction: default_eval_fraction(),
-            min_separation_deg: default_min_separation(),
-            flip: default_flip(),
-            list_len: default_list_len(),
+            n_items: if overopt { 4096 } else { 200 },
+            n_pairs: 2000,
+            dim: if overopt || worldpm { 8 } else { 2 },
+            noise: if overopt { 1.0 } else { 0.1 },
+            eval_fraction: 0.2,
+            min_separation_deg: 90.0,
+            flip: 0.3,
+            list_len: 5,
             trajectory_labels: Default::default(),
-            objectives: default_objectives(),
+            objectives: 2,
         }
     }
 
@@ -341,6 +359,9 @@ impl ScenarioConfig {
         if !(2..=8).contains(&self.objectives) {
             return Err(config_error("scenario.objectives", "must be in 2..=8"));
         }
+        if self.kind == ScenarioKind::Worldpm && self.dim < 3 {
+            return Err(config_error("scenario.dim", "worldpm needs at least 3 dimensions (content, the computed feature, style)"));
+        }
         Ok(())
     }
 
@@ -359,6 +380,7 @@ impl ScenarioConfig {
             ScenarioKind::Noisy => return finish(noisy(self, &mut rng, seed)?),
             ScenarioKind::Rankings => return finish(rankings(self, &mut rng, seed)),
             ScenarioKind::FewShotUsers => return finish(few_shot_users(self, &mut rng)),
+            ScenarioKind::Worldpm => return finish(worldpm(self, &mut rng, seed)?),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;
@@ -450,6 +472,127 @@ fn overopt(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         n_objectives: 1,
         ..Default::default()
     }
+}
+
+/// `worldpm`'s world: quality q(x) = w·x_content + sin(3·x_computed), with w a unit vector drawn
+/// from the seed alone, so that every point of a data sweep shares the world and the test sets.
+struct WorldPm {
+    w: Vec<f64>,
+}
+
+impl WorldPm {
+    /// Forum and test labels: P(a ≻ b) = σ(K·Δq); K = 1.5 puts the Bayes loss of the forum's
+    /// labels near WorldPM's noisy-vote regime (about 0.45 nats).
+    const K: f64 = 1.5;
+    /// The subjective judge's weight on Δlength, large beside K·Δq (the style bias).
+    const STYLE: f64 = 3.0;
+    /// Frequency of the computed feature's quality term.
+    const OMEGA: f64 = 3.0;
+    /// Correlation of length with the content's quality (longer answers tend to be better, as in
+    /// real votes), though quality itself ignores length.
+    const LENGTH_CORRELATION: f64 = 0.7;
+    /// Adversarial copies: quality lost along w, and surface change orthogonal to w.
+    const ERROR: f64 = 1.0;
+    const SURFACE: f64 = 3.0;
+
+    /// A fresh response: standard normal content, length correlated with the content's quality.
+    fn response(&self, rng: &mut Rng, items: &mut Vec<f32>, d: usize) -> usize {
+        let start = items.len();
+        items.extend((0..d).map(|_| rng.normal() as f32));
+        let lin = self.linear(&items[start..]);
+        let r = Self::LENGTH_CORRELATION;
+        items[start + d - 1] = (r * lin + (1.0 - r * r).sqrt() * items[start + d - 1] as f64) as f32;
+        items.len() / d - 1
+    }
+
+    /// The content's linear quality w·x_content.
+    fn linear(&self, x: &[f32]) -> f64 {
+        self.w.iter().zip(x).map(|(w, &v)| w * v as f64).sum()
+    }
+
+    fn quality(&self, x: &[f32]) -> f64 {
+        self.linear(x) + (Self::OMEGA * x[self.w.len()] as f64).sin()
+    }
+}
+
+/// WorldPM's setup: fresh responses per forum pair (so more data is also more responses), split
+/// by `seed`; then the three test sets, appended after the forum pairs and drawn from a stream of
+/// their own so they do not change with `n_pairs`.
+fn worldpm(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> Result<PairDataset> {
+    let d = cfg.dim;
+    let content = d - 2;
+    let mut world_rng = Rng::stream(seed, "worldpm-world");
+    let mut w: Vec<f64> = (0..content).map(|_| world_rng.normal()).collect();
+    let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    w.iter_mut().for_each(|x| *x /= norm);
+    let world = WorldPm { w };
+    let sigma = |z: f64| 1.0 / (1.0 + (-z).exp());
+    let fresh = |rng: &mut Rng, items: &mut Vec<f32>| world.response(rng, items, d);
+    let mut items = Vec::with_capacity((2 * cfg.n_pairs + 6 * ScenarioKind::WORLDPM_TEST_PAIRS) * d);
+    let mut pairs = Vec::with_capacity(cfg.n_pairs + 3 * ScenarioKind::WORLDPM_TEST_PAIRS);
+    for _ in 0..cfg.n_pairs {
+        let (a, b) = (fresh(rng, &mut items), fresh(rng, &mut items));
+        let p_a = sigma(WorldPm::K * (world.quality(&items[a * d..(a + 1) * d]) - world.quality(&items[b * d..(b + 1) * d])));
+        pairs.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
+    }
+    let mut ds = PairDataset { dim: d, items, pairs, ..Default::default() };
+    ds.split(cfg.eval_fraction, seed)?;
+
+    let mut t = Rng::stream(seed, "worldpm-tests");
+    let (items, pairs) = (&mut ds.items, &mut ds.pairs);
+    let mut sets: Vec<(String, Vec<usize>)> = Vec::new();
+    // Adversarial: the response against a corrupted copy of itself: a little worse in quality
+    // (ERROR against w) and much changed on the surface (SURFACE along a random direction
+    // orthogonal to w), so only a model that has the direction of quality right ranks it; the
+    // original always wins.
+    let mut set = Vec::new();
+    for _ in 0..ScenarioKind::WORLDPM_TEST_PAIRS {
+        let a = fresh(&mut t, items);
+        let mut u: Vec<f64> = (0..content).map(|_| t.normal()).collect();
+        let along: f64 = u.iter().zip(&world.w).map(|(u, w)| u * w).sum();
+        u.iter_mut().zip(&world.w).for_each(|(u, w)| *u -= along * w);
+        let norm = u.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+        let mut y: Vec<f32> = items[a * d..(a + 1) * d].to_vec();
+        for j in 0..content {
+            y[j] += (-WorldPm::ERROR * world.w[j] + WorldPm::SURFACE * u[j] / norm) as f32;
+        }
+        items.extend(y);
+        set.push(pairs.len());
+        pairs.push((a, items.len() / d - 1));
+    }
+    sets.push(("adversarial".into(), set));
+    // Objective: the same response with its computed feature moved half a period, which flips the
+    // sign of its quality term; kept when the gap is at least 1, the better one wins.
+    let mut set = Vec::new();
+    while set.len() < ScenarioKind::WORLDPM_TEST_PAIRS {
+        let a = fresh(&mut t, items);
+        let mut y: Vec<f32> = items[a * d..(a + 1) * d].to_vec();
+        y[content] += (std::f64::consts::PI / WorldPm::OMEGA) as f32;
+        let gap = world.quality(&items[a * d..(a + 1) * d]) - world.quality(&y);
+        if gap.abs() < 1.0 {
+            items.truncate(a * d);
+            continue;
+        }
+        items.extend(y);
+        let b = items.len() / d - 1;
+        set.push(pairs.len());
+        pairs.push(if gap > 0.0 { (a, b) } else { (b, a) });
+    }
+    sets.push(("objective".into(), set));
+    // Subjective: two fresh responses labelled by a judge who likes length (the last feature) and
+    // cannot do the computation (it sees only the content's linear quality).
+    let mut set = Vec::new();
+    for _ in 0..ScenarioKind::WORLDPM_TEST_PAIRS {
+        let (a, b) = (fresh(&mut t, items), fresh(&mut t, items));
+        let (xa, xb) = (&items[a * d..(a + 1) * d], &items[b * d..(b + 1) * d]);
+        let z = WorldPm::K * (world.linear(xa) - world.linear(xb)) + WorldPm::STYLE * (xa[d - 1] - xb[d - 1]) as f64;
+        set.push(pairs.len());
+        pairs.push(if t.uniform() < sigma(z) { (a, b) } else { (b, a) });
+    }
+    sets.push(("subjective".into(), set));
+    ds.test_sets = sets;
+    ds.item_labels = (0..ds.n_items()).map(|i| format!("y{i}")).collect();
+    Ok(ds)
 }
 
 /// `n_items` random segments of the standard gridworld and `n_pairs` labelled comparisons
@@ -881,5 +1024,52 @@ mod tests {
         cfg.min_separation_deg = 180.0;
         assert!(cfg.build(0).unwrap_err().to_string().contains("scenario.min_separation_deg"));
         assert!(ScenarioKind::parse("circle").unwrap_err().to_string().contains("scenario.kind"));
+    }
+
+    #[test]
+    fn worldpm_keeps_its_test_sets_apart_and_the_same_across_data_sizes() {
+        let mut cfg = ScenarioConfig::new(ScenarioKind::Worldpm);
+        cfg.n_pairs = 500;
+        let small = cfg.build(3).unwrap();
+        cfg.n_pairs = 1500;
+        let big = cfg.build(3).unwrap();
+        let names: Vec<&str> = big.test_sets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ScenarioKind::WORLDPM_TEST_SETS);
+        let d = big.dim;
+        for ds in [&small, &big] {
+            let mut seen: Vec<usize> = ds.train.iter().chain(&ds.eval).copied().collect();
+            let forum = ds.pairs.len() - 3 * ScenarioKind::WORLDPM_TEST_PAIRS;
+            assert!(seen.len() == forum && seen.iter().all(|&p| p < forum), "train and eval are the forum pairs");
+            for (_, set) in &ds.test_sets {
+                assert_eq!(set.len(), ScenarioKind::WORLDPM_TEST_PAIRS);
+                seen.extend(set);
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), ds.pairs.len(), "train, eval and the test sets partition the pairs");
+        }
+        // The world and its test sets depend on the seed alone: the same items at any n_pairs.
+        for ((_, a), (_, b)) in small.test_sets.iter().zip(&big.test_sets) {
+            for (&p, &q) in a.iter().zip(b) {
+                let (sc, sr) = small.pairs[p];
+                let (bc, br) = big.pairs[q];
+                assert_eq!((small.item(sc), small.item(sr)), (big.item(bc), big.item(br)));
+            }
+        }
+        // Adversarial: the original (the earlier item) beats its copy, which differs from it in
+        // content only; objective pairs differ in the computed feature only.
+        for &p in &big.test_sets[0].1 {
+            let (c, r) = big.pairs[p];
+            assert!(c < r && big.item(c)[d - 2..] == big.item(r)[d - 2..]);
+        }
+        for &p in &big.test_sets[1].1 {
+            let (c, r) = big.pairs[p];
+            let differ: Vec<usize> = (0..d).filter(|&j| big.item(c)[j] != big.item(r)[j]).collect();
+            assert_eq!(differ, vec![d - 2]);
+        }
+        // A TOML table that leaves dim out gets worldpm's 8, not the 2 of the planar scenarios.
+        let parsed: ScenarioConfig = toml::from_str("kind = \"worldpm\"").unwrap();
+        assert_eq!(parsed, ScenarioConfig::new(ScenarioKind::Worldpm));
+        assert!(toml::from_str::<ScenarioConfig>("kind = \"worldpm\"\ndim = 2").unwrap().build(0).unwrap_err().to_string().contains("scenario.dim"));
     }
 }

@@ -137,6 +137,9 @@ impl TextRunConfig {
         if self.train.loss.listwise.is_some() || self.train.loss.regression_coef > 0.0 || self.train.loss.scaled {
             return Err(config_error("train.loss", "the text reward model supports margin, label_smoothing, center_coef and margin_from_data"));
         }
+        if self.train.epochs.is_some() {
+            return Err(config_error("train.epochs", "text runs stream their file and take `steps`; set train.steps instead"));
+        }
         self.model.validate()?;
         self.train.validate()
     }

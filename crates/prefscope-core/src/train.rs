@@ -103,6 +103,11 @@ impl LossConfig {
 pub struct TrainConfig {
     #[serde(default = "default_steps")]
     pub steps: usize,
+    /// Passes over the training pairs (lists, for a listwise loss). When set, the run takes
+    /// ⌈epochs × training pairs / batch⌉ steps instead of `steps`, so compute grows with the data
+    /// (WorldPM's data sweeps train a fixed number of passes, not a fixed number of steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
     /// Pairs per minibatch (drawn without replacement within an epoch).
     #[serde(default = "default_batch")]
     pub batch: usize,
@@ -125,6 +130,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             steps: default_steps(),
+            epochs: None,
             batch: default_batch(),
             lr: default_lr(),
             weight_decay: 0.0,
@@ -152,7 +158,20 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(config_error("train.eval_every", "must be at least 1"));
         }
+        if let Some(e) = self.epochs
+            && !(e > 0.0 && e <= 1e6)
+        {
+            return Err(config_error("train.epochs", "must be in (0, 1e6]"));
+        }
         self.loss.validate()
+    }
+
+    /// The steps a run over `units` training pairs (or lists) takes: `steps`, or `epochs` passes.
+    pub fn steps_for(&self, units: usize) -> usize {
+        match self.epochs {
+            Some(e) => ((e * units as f64) / self.batch.min(units.max(1)) as f64).ceil().max(1.0) as usize,
+            None => self.steps,
+        }
     }
 }
 
@@ -181,6 +200,11 @@ impl RunConfig {
     }
 
     /// The run's data: the embedding file split by seed, or the scenario built from the seed.
+    /// What an epoch passes over: training lists for a listwise loss, training pairs otherwise.
+    pub fn training_units(&self, ds: &PairDataset) -> usize {
+        if self.train.loss.listwise.is_some() { ds.train_lists.len() } else { ds.train.len() }
+    }
+
     pub fn dataset(&self) -> Result<PairDataset> {
         let Some(path) = &self.embeddings else { return self.scenario.build(self.seed) };
         let bytes = std::fs::read(path).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
@@ -402,11 +426,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         Self::with_dataset(config, dataset, device)
     }
 
-    pub fn with_dataset(config: RunConfig, dataset: PairDataset, device: &B::Device) -> Result<Self> {
+    pub fn with_dataset(mut config: RunConfig, dataset: PairDataset, device: &B::Device) -> Result<Self> {
         config.train.validate()?;
         if dataset.train.is_empty() {
             return Err(config_error("scenario", "the training split is empty"));
         }
+        // From here on `steps` is the run's length, whichever way it was given.
+        config.train.steps = config.train.steps_for(config.training_units(&dataset));
         if config.model.kind == ModelKind::MultiObjective && dataset.n_objectives != config.model.objectives {
             return Err(config_error(
                 "model.kind",
@@ -692,6 +718,16 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Held-out metrics of the current model.
     pub async fn evaluate(&self) -> Result<EvalMetrics> {
         evaluate_resident(&self.model().valid(), &self.data.inner(), &self.dataset, &self.dataset.eval, &self.device).await
+    }
+
+    /// The current model's metrics on each of the dataset's named test sets (none for most data).
+    pub async fn evaluate_test_sets(&self) -> Result<Vec<(String, EvalMetrics)>> {
+        let (model, data) = (self.model().valid(), self.data.inner());
+        let mut out = Vec::with_capacity(self.dataset.test_sets.len());
+        for (name, pairs) in &self.dataset.test_sets {
+            out.push((name.clone(), evaluate_resident(&model, &data, &self.dataset, pairs, &self.device).await?));
+        }
+        Ok(out)
     }
 
     /// Everything needed to continue this run bit-identically: step, batch order and generator,

@@ -1254,6 +1254,7 @@ fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Noisy => "noisy — 30 % flipped labels",
         ScenarioKind::Gridworld => "gridworld — trajectory segments",
         ScenarioKind::Overopt => "overopt — a proxy reward to over-optimise",
+        ScenarioKind::Worldpm => "worldpm — three test sets for scaling",
     }
 }
 
