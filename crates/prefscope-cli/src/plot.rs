@@ -183,14 +183,14 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigu
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d((x_lo / 1.2..x_hi * 1.2).log_scale(), (y_lo..y_hi).log_scale())
+        .build_cartesian_2d((x_lo / 1.2..x_hi * 1.2).log_scale().with_key_points(log_ticks(x_lo / 1.2, x_hi * 1.2)), (y_lo..y_hi).log_scale().with_key_points(log_ticks(y_lo, y_hi)))
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc(x)
         .y_desc(y)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .max_light_lines(1)
         .label_style((FAMILY, 12))
         .draw()
@@ -204,6 +204,27 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigu
     }
     chart.configure_series_labels().label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
     Ok(())
+}
+
+/// Labels for a log axis: 1, 2, 3 and 5 times the powers of ten inside [lo, hi] (plotters' own
+/// key points of a log axis are the powers of ten, and a range inside one decade gets none).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = vec![];
+    for e in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        for m in [1.0, 2.0, 3.0, 5.0] {
+            let v = m * 10f64.powi(e);
+            if (lo..=hi).contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// A tick label without float noise: 2000, 0.3, 0.05.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
