@@ -873,6 +873,43 @@ fn landscape_of_a_run_is_centred_on_its_own_loss_and_reproducible() {
     let bins = report["reliability"].as_array().unwrap().iter().filter(|b| b["count"].as_u64() > Some(0)).count();
     assert!(bins > 0 && diagram.matches("<circle").count() == bins, "{bins} bins");
     assert!(diagram.contains(&format!("ECE {:.4}", report["ece"].as_f64().unwrap())));
+    // The margin histogram covers every pair; its mass below 0 is the wrong pairs (a bar that
+    // straddles 0 may hold either), and plot draws it beside the diagram.
+    let hist = report["margin_histogram"].as_array().unwrap();
+    let n = report["n"].as_u64().unwrap();
+    assert_eq!(hist.iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>(), n);
+    let wrong = ((1.0 - report["accuracy"].as_f64().unwrap()) * n as f64).round() as u64;
+    let below: u64 = hist.iter().filter(|b| b["hi"].as_f64().unwrap() <= 0.0).map(|b| b["count"].as_u64().unwrap()).sum();
+    let straddle: u64 = hist.iter().filter(|b| b["lo"].as_f64().unwrap() < 0.0 && b["hi"].as_f64().unwrap() > 0.0).map(|b| b["count"].as_u64().unwrap()).sum();
+    assert!(below <= wrong && wrong <= below + straddle, "{below} + {straddle} vs {wrong} wrong");
+    let margins = std::fs::read_to_string(dir.join("g/plot-margins.svg")).unwrap();
+    assert!(margins.starts_with("<svg") && margins.contains(&format!("mean {:.3}", report["mean_margin"].as_f64().unwrap())));
     let pca = prefscope(&["landscape", "g", "--plane", "pca"], &dir);
     assert!(!pca.status.success() && String::from_utf8_lossy(&pca.stderr).contains("trajectory"), "{}", String::from_utf8_lossy(&pca.stderr));
+}
+
+#[test]
+fn worldpm_runs_score_each_test_set_and_a_sweep_fits_their_means() {
+    let dir = scratch("worldpm");
+    let run = last_json(&prefscope(&["train", "--scenario", "worldpm", "--model", "bt", "--steps", "20", "--out", "w", "--json"], &dir));
+    let sets = run["test_sets"].as_object().unwrap();
+    assert_eq!(sets.keys().map(String::as_str).collect::<Vec<_>>(), ["adversarial", "objective", "subjective"]);
+    assert!(sets.values().all(|m| m["n"] == 2000 && m["loss"].as_f64().unwrap() > 0.0));
+    // train.epochs sets the run's length from the data: 2 passes over 400 training pairs in
+    // batches of 100 are 8 steps.
+    std::fs::write(dir.join("w.toml"), "[scenario]\nkind = \"worldpm\"\nn_pairs = 500\n[model]\nkind = \"bt\"\nhidden = [4]\n[train]\nepochs = 2\nbatch = 100\n").unwrap();
+    let short = last_json(&prefscope(&["train", "--config", "w.toml", "--out", "e", "--json"], &dir));
+    assert_eq!(short["steps"], 8);
+    let sweep = prefscope(&["sweep", "--config", "w.toml", "--grid", "scenario.n_pairs=300,600,1200", "--seeds", "0..1", "--out", "s", "--json"], &dir);
+    assert!(sweep.status.success(), "{}", String::from_utf8_lossy(&sweep.stderr));
+    let csv = std::fs::read_to_string(dir.join("s/results.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("adversarial_loss,adversarial_accuracy,objective_loss"), "{csv}");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("s/results.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for r in &rows {
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(r["run"].as_str().unwrap()).join("summary.json")).unwrap()).unwrap();
+        assert_eq!(r["subjective_loss"], summary["test_sets"]["subjective"]["loss"]);
+    }
+    let fit = last_json(&prefscope(&["fit", "s", "--x", "scenario.n_pairs", "--y", "adversarial_loss", "--means", "--json"], &dir));
+    assert_eq!(fit["points"], "means");
+    assert_eq!(fit["fits"]["all"]["points"], 3, "three distinct D, two seeds each");
 }

@@ -83,6 +83,9 @@ pub fn plot(args: PlotArgs) -> Result<()> {
             let diagram = out.with_file_name(format!("{stem}-reliability.{ext}"));
             plot_reliability(&p.join("eval.json"), &diagram)?;
             println!("wrote {}", diagram.display());
+            let margins = out.with_file_name(format!("{stem}-margins.{ext}"));
+            plot_margins(&p.join("eval.json"), &margins)?;
+            println!("wrote {}", margins.display());
         }
     } else {
         bail!("{}: neither a run folder (metrics.jsonl) nor a sweep folder (results.jsonl)", p.display());
@@ -286,4 +289,35 @@ fn plot_reliability(eval: &Path, out: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let title = format!("reliability on {} ({} pairs): ECE {:.4}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["ece"].as_f64().unwrap_or(f64::NAN));
     render(out, (620, 480), |root| draw_reliability(root, &bins, &title), |root| draw_reliability(root, &bins, &title))
+}
+
+fn draw_margins<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[(f64, f64, u64)], title: &str) -> Result<()> {
+    let (lo, hi) = (bins.first().map_or(-1.0, |b| b.0), bins.last().map_or(1.0, |b| b.1));
+    let top = bins.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let mut chart = ChartBuilder::on(root).caption(title, (FAMILY, 15)).margin(12).x_label_area_size(36).y_label_area_size(56).build_cartesian_2d(lo..hi, 0f64..top).map_err(err)?;
+    chart.configure_mesh().x_desc("margin r(chosen) − r(rejected)").y_desc("pairs").max_light_lines(1).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let (right, wrong) = (RGBColor(60, 110, 200), RGBColor(200, 70, 60));
+    // A bar straddling 0 is split at 0, so the wrong side's colour is exactly the mass below 0.
+    let bar = |b: &(f64, f64, u64), from: f64, to: f64, c: RGBColor| Rectangle::new([(from, 0.0), (to, b.2 as f64)], c.mix(0.6).filled());
+    chart.draw_series(bins.iter().filter(|b| b.2 > 0 && b.1 > 0.0).map(|b| bar(b, b.0.max(0.0), b.1, right))).map_err(err)?.label("chosen ranked higher").legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], right.mix(0.6).filled()));
+    chart.draw_series(bins.iter().filter(|b| b.2 > 0 && b.0 < 0.0).map(|b| bar(b, b.0, b.1.min(0.0), wrong))).map_err(err)?.label("rejected ranked higher").legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], wrong.mix(0.6).filled()));
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Eval's margin histogram: how far apart the model puts chosen and rejected responses.
+fn plot_margins(eval: &Path, out: &Path) -> Result<()> {
+    let text = fs::read_to_string(eval).with_context(|| format!("cannot read {}", eval.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", eval.display()))?;
+    let rows = v["margin_histogram"].as_array().with_context(|| format!("{}: margin_histogram: missing (evaluate again with this version)", eval.display()))?;
+    let bins = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let f = |k: &str| r[k].as_f64().with_context(|| format!("{}: margin_histogram[{i}].{k}: missing", eval.display()));
+            Ok((f("lo")?, f("hi")?, r["count"].as_u64().unwrap_or(0)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let title = format!("margins on {} ({} pairs): mean {:.3}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["mean_margin"].as_f64().unwrap_or(f64::NAN));
+    render(out, (620, 480), |root| draw_margins(root, &bins, &title), |root| draw_margins(root, &bins, &title))
 }

@@ -30,6 +30,37 @@ pub struct ReliabilityBin {
     pub accuracy: f64,
 }
 
+/// One bar of the margin histogram: pairs whose logit (r_c − r_r for Bradley–Terry) lies in
+/// [lo, hi) (the last bar includes its hi).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MarginBin {
+    pub lo: f64,
+    pub hi: f64,
+    pub count: usize,
+}
+
+/// Bars of the margin histogram.
+pub const MARGIN_BINS: usize = 24;
+
+/// A histogram of the logits over [min, max] in [`MARGIN_BINS`] equal bars (a unit-wide range
+/// around a constant logit, none for no pairs).
+pub fn margin_histogram(logits: &[f32]) -> Vec<MarginBin> {
+    let finite: Vec<f64> = logits.iter().map(|&l| l as f64).filter(|l| l.is_finite()).collect();
+    if finite.is_empty() {
+        return vec![];
+    }
+    let (mut lo, mut hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if hi - lo < 1e-9 {
+        (lo, hi) = (lo - 0.5, hi + 0.5);
+    }
+    let width = (hi - lo) / MARGIN_BINS as f64;
+    let mut counts = vec![0usize; MARGIN_BINS];
+    for v in finite {
+        counts[(((v - lo) / width) as usize).min(MARGIN_BINS - 1)] += 1;
+    }
+    counts.into_iter().enumerate().map(|(i, count)| MarginBin { lo: lo + i as f64 * width, hi: if i + 1 == MARGIN_BINS { hi } else { lo + (i + 1) as f64 * width }, count }).collect()
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LengthBucket {
     pub name: &'static str,
@@ -67,6 +98,8 @@ pub struct EvalReport {
     pub p_value_vs_chance: f64,
     /// Mean logit (the reward margin r_c − r_r for Bradley–Terry).
     pub mean_margin: f64,
+    /// The distribution of the logits ([`margin_histogram`]): mass below 0 is the wrong pairs.
+    pub margin_histogram: Vec<MarginBin>,
     /// Mean −log σ(logit).
     pub loss: f64,
     /// Expected calibration error over 10 confidence bins in [0.5, 1].
@@ -205,6 +238,7 @@ pub fn evaluate_scores(scores: &[PairScore]) -> EvalReport {
         accuracy_ci95: wilson_interval(correct, n),
         p_value_vs_chance: binomial_tail_half(correct, n),
         mean_margin,
+        margin_histogram: margin_histogram(&scores.iter().map(|s| s.logit).collect::<Vec<_>>()),
         loss,
         ece,
         reliability,
@@ -267,6 +301,21 @@ pub fn rewardbench_scores(subsets: BTreeMap<String, SubsetScore>) -> RewardBench
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_margin_histogram_counts_every_finite_logit_in_equal_bars() {
+        // Logits 0, 1, …, 23 and one at 24: 24 bars of width 1, the last holding 23 and 24.
+        let logits: Vec<f32> = (0..=24).map(|i| i as f32).chain([f32::NAN]).collect();
+        let h = margin_histogram(&logits);
+        assert_eq!(h.len(), MARGIN_BINS);
+        assert_eq!((h[0].lo, h[23].hi), (0.0, 24.0));
+        assert!(h.iter().all(|b| (b.hi - b.lo - 1.0).abs() < 1e-12));
+        assert_eq!(h.iter().map(|b| b.count).collect::<Vec<_>>(), [vec![1; 23], vec![2]].concat());
+        // A constant logit gets a unit-wide range around it; no logits, no bars.
+        let c = margin_histogram(&[2.0, 2.0]);
+        assert_eq!((c[0].lo, c[23].hi, c.iter().map(|b| b.count).sum::<usize>()), (1.5, 2.5, 2));
+        assert!(margin_histogram(&[]).is_empty());
+    }
 
     /// Worked values: 10 against 2 disagreements gives 2·(C(12,10)+C(12,11)+C(12,12))/2¹² =
     /// 158/4096; a tie or no disagreement gives 1; the test is symmetric.
