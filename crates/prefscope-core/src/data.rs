@@ -272,6 +272,10 @@ pub struct ScenarioConfig {
     pub trajectory_labels: crate::traj::LabelRule,
     /// `multi-objective`: number of hidden objectives (rated attributes), 2..=8.
     pub objectives: usize,
+    /// `multi-objective`: 0 shows the 2-D features themselves; n ≥ 4 shows them only through a
+    /// fixed random nonlinear encoding in n dimensions, sin(A z + b) with A ~ N(0, 2²) (a frozen
+    /// encoder's features), so that no objective is linear in what the model sees.
+    pub observed_dim: usize,
 }
 
 /// A scenario table as written, every field but `kind` optional.
@@ -289,6 +293,7 @@ struct ScenarioFields {
     list_len: Option<usize>,
     trajectory_labels: Option<crate::traj::LabelRule>,
     objectives: Option<usize>,
+    observed_dim: Option<usize>,
 }
 
 impl From<ScenarioFields> for ScenarioConfig {
@@ -306,6 +311,7 @@ impl From<ScenarioFields> for ScenarioConfig {
             list_len: f.list_len.unwrap_or(d.list_len),
             trajectory_labels: f.trajectory_labels.unwrap_or(d.trajectory_labels),
             objectives: f.objectives.unwrap_or(d.objectives),
+            observed_dim: f.observed_dim.unwrap_or(d.observed_dim),
         }
     }
 }
@@ -328,6 +334,7 @@ impl ScenarioConfig {
             list_len: 5,
             trajectory_labels: Default::default(),
             objectives: 2,
+            observed_dim: 0,
         }
     }
 
@@ -358,6 +365,9 @@ impl ScenarioConfig {
         }
         if !(2..=8).contains(&self.objectives) {
             return Err(config_error("scenario.objectives", "must be in 2..=8"));
+        }
+        if self.observed_dim != 0 && (self.kind != ScenarioKind::MultiObjective || !(4..=4096).contains(&self.observed_dim)) {
+            return Err(config_error("scenario.observed_dim", "applies to multi-objective only, and must be 0 or in 4..=4096"));
         }
         if self.kind == ScenarioKind::Worldpm && self.dim < 3 {
             return Err(config_error("scenario.dim", "worldpm needs at least 3 dimensions (content, the computed feature, style)"));
@@ -788,6 +798,10 @@ fn direction(deg: f64) -> [f64; 2] {
     [t.cos(), t.sin()]
 }
 
+/// `multi-objective` with `observed_dim`: the frequency of every encoding feature. All share it,
+/// so none varies slowly enough along z to be a linear read-out of the objectives.
+const ENCODING_FREQUENCY: f64 = 8.0;
+
 fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
     // Hidden linear objectives over 2-D features, two 60° apart, more spread evenly over 150°:
     // neighbours conflict (different best responses) yet correlate (cos 60° = 0.5, cos 75° =
@@ -818,8 +832,18 @@ fn multi_objective(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         pairs.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
         prompts.extend(v.iter().map(|&x| x as f32));
     }
+    // Drawn last, so the pairs and ratings are those of the plain scenario with the same seed.
+    let (dim, items) = match cfg.observed_dim {
+        0 => (2, items),
+        n => {
+            let a: Vec<f64> = (0..n).flat_map(|_| direction(rng.uniform() * 360.0).map(|c| ENCODING_FREQUENCY * c)).collect();
+            let b: Vec<f64> = (0..n).map(|_| rng.uniform() * std::f64::consts::TAU).collect();
+            let enc = items.chunks(2).flat_map(|z| (0..n).map(|o| (a[2 * o] * z[0] as f64 + a[2 * o + 1] * z[1] as f64 + b[o]).sin() as f32).collect::<Vec<_>>()).collect();
+            (n, enc)
+        }
+    };
     PairDataset {
-        dim: 2,
+        dim,
         item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
         items,
         pairs,

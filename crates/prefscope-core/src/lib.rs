@@ -35,6 +35,7 @@ pub mod model;
 pub mod noise;
 pub mod policy;
 pub mod precision;
+pub mod probe;
 pub mod rank;
 pub mod rng;
 pub mod scaling;

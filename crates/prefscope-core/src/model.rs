@@ -321,6 +321,15 @@ impl<B: Backend> Mlp<B> {
         Self { layers }
     }
 
+    /// The last hidden layer's activations (the input itself without hidden layers): what a
+    /// linear probe reads (MRMBench).
+    pub fn hidden(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
+        for layer in &self.layers[..self.layers.len() - 1] {
+            x = crate::kernels::gelu(layer.forward(x));
+        }
+        x
+    }
+
     pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -673,6 +682,18 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Bt(m) => Ok(m.reward(items)),
             Self::Gpm(m) => Ok(candidate_scores(all_pairs_scores(items, |x| m.embed(x), None, m.tau)).mul_scalar(0.5)),
             other => Err(crate::config_error("reward", format!("a {} model gives no single reward per response (use a bt or gpm run)", other.kind().name()))),
+        }
+    }
+
+    /// The representation of each item that a linear probe reads: the last hidden layer of the
+    /// item network (Bradley–Terry, GPM, multi-objective and mixture models).
+    pub fn representation(&self, items: Tensor<B, 2>) -> crate::Result<Tensor<B, 2>> {
+        match self {
+            Self::Bt(m) => Ok(m.mlp.hidden(items)),
+            Self::Gpm(m) => Ok(m.mlp.hidden(items)),
+            Self::MultiObjective(m) => Ok(m.mlp.hidden(items)),
+            Self::Mixture(m) => Ok(m.mlp.hidden(items)),
+            other => Err(crate::config_error("model.kind", format!("a {} model has no per-item representation to probe (use a bt, gpm, multi-objective or mixture run)", other.kind().name()))),
         }
     }
 
