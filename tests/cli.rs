@@ -913,3 +913,31 @@ fn worldpm_runs_score_each_test_set_and_a_sweep_fits_their_means() {
     assert_eq!(fit["points"], "means");
     assert_eq!(fit["fits"]["all"]["points"], 3, "three distinct D, two seeds each");
 }
+
+#[test]
+fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
+    let dir = scratch("probe");
+    std::fs::write(dir.join("mo.toml"), "[scenario]\nkind = \"multi-objective\"\nobserved_dim = 32\nn_items = 1000\nn_pairs = 4000\n[model]\nkind = \"bt\"\n[train]\nsteps = 600\n").unwrap();
+    let ok = prefscope(&["train", "--config", "mo.toml", "--out", "m", "--json"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let out = last_json(&prefscope(&["probe", "--run", "m", "--json"], &dir));
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m/probe.json")).unwrap()).unwrap();
+    assert_eq!(kept, out);
+    let acc = |rep: &str, k: usize| out["representations"][rep]["probes"][k]["accuracy"].as_f64().unwrap();
+    assert_eq!(out["attributes"][0]["name"], "helpfulness");
+    assert_eq!(out["representations"]["trained"]["width"], 64);
+    assert_eq!(out["representations"]["input"]["width"], 32);
+    // The core claim test covers 20 seeds; here seed 0: the trained layer reads helpfulness above
+    // the random control, and the input (the frequency-8 encoding) stays near chance.
+    assert!(acc("trained", 0) > acc("random", 0) + 0.1 && (acc("input", 0) - 0.5).abs() < 0.1, "{out}");
+    assert_eq!(out["representations"]["trained"]["probes"][0]["test"], 300);
+    let ok = prefscope(&["plot", "m"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let svg = std::fs::read_to_string(dir.join("m/plot-probes.svg")).unwrap();
+    assert!(svg.contains("helpfulness") && svg.contains("verbosity") && svg.contains("random"));
+    // A model with no item network, and a run with no attributes, are refused by name.
+    let cyc = prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "5", "--out", "c"], &dir);
+    assert!(cyc.status.success());
+    let none = prefscope(&["probe", "--run", "c"], &dir);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no per-item attributes"), "{}", String::from_utf8_lossy(&none.stderr));
+}

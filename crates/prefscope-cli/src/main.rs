@@ -10,6 +10,7 @@ mod compare;
 mod denoise;
 mod embed;
 mod landscape;
+mod probe;
 mod online;
 mod plot;
 mod rank;
@@ -44,6 +45,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// The loss landscape of a run on its training pairs (the page's random plane and grid): .npy, JSON and a heatmap.
     Landscape(landscape::LandscapeArgs),
+    /// Linear probes on a frozen model's last hidden layer, per item attribute, against a random model of the same shape (MRMBench).
+    Probe(probe::ProbeArgs),
     /// Evaluate a trained run on its held-out pairs.
     Eval(run::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => sweep::fit(args),
         Command::Plot(args) => plot::plot(args),
         Command::Landscape(args) => landscape::landscape(args),
+        Command::Probe(args) => probe::probe_run(args),
         Command::Eval(args) => run::eval(args),
         Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),

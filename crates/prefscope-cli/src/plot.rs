@@ -87,6 +87,14 @@ pub fn plot(args: PlotArgs) -> Result<()> {
             plot_margins(&p.join("eval.json"), &margins)?;
             println!("wrote {}", margins.display());
         }
+        // After `prefscope probe`: its accuracies per attribute and representation.
+        if p.join("probe.json").is_file() {
+            let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
+            let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("svg");
+            let bars = out.with_file_name(format!("{stem}-probes.{ext}"));
+            plot_probes(&p.join("probe.json"), &bars)?;
+            println!("wrote {}", bars.display());
+        }
     } else {
         bail!("{}: neither a run folder (metrics.jsonl) nor a sweep folder (results.jsonl)", p.display());
     }
@@ -320,4 +328,61 @@ fn plot_margins(eval: &Path, out: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let title = format!("margins on {} ({} pairs): mean {:.3}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["mean_margin"].as_f64().unwrap_or(f64::NAN));
     render(out, (620, 480), |root| draw_margins(root, &bins, &title), |root| draw_margins(root, &bins, &title))
+}
+
+/// One probe's bar: attribute index, representation index, accuracy and its interval.
+struct ProbeBar {
+    attribute: usize,
+    representation: usize,
+    accuracy: f64,
+    ci: (f64, f64),
+}
+
+const PROBE_REPRESENTATIONS: [&str; 3] = ["trained", "random", "input"];
+
+fn draw_probes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, names: &[String], bars: &[ProbeBar], title: &str) -> Result<()> {
+    let n = names.len() as f64;
+    let mut chart = ChartBuilder::on(root).caption(title, (FAMILY, 15)).margin(12).x_label_area_size(36).y_label_area_size(48).build_cartesian_2d(-0.5f64..n - 0.5, 0f64..1.15f64).map_err(err)?;
+    let labels = names.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len() * 2 + 1)
+        .x_label_formatter(&move |v| {
+            let k = v.round();
+            if (v - k).abs() < 1e-6 && k >= 0.0 { labels.get(k as usize).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .y_desc("held-out probe accuracy")
+        .max_light_lines(1)
+        .label_style((FAMILY, 12))
+        .draw()
+        .map_err(err)?;
+    let colours = [RGBColor(60, 110, 200), RGBColor(160, 160, 160), RGBColor(230, 150, 40)];
+    for (r, name) in PROBE_REPRESENTATIONS.iter().enumerate() {
+        let c = colours[r];
+        let x0 = |b: &ProbeBar| b.attribute as f64 - 0.36 + 0.24 * b.representation as f64;
+        let mine: Vec<&ProbeBar> = bars.iter().filter(|b| b.representation == r).collect();
+        chart.draw_series(mine.iter().map(|b| Rectangle::new([(x0(b), 0.0), (x0(b) + 0.22, b.accuracy)], c.mix(0.7).filled()))).map_err(err)?.label(*name).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.mix(0.7).filled()));
+        chart.draw_series(mine.iter().map(|b| PathElement::new([(x0(b) + 0.11, b.ci.0), (x0(b) + 0.11, b.ci.1)], BLACK.stroke_width(1)))).map_err(err)?;
+    }
+    chart.draw_series(LineSeries::new([(-0.5, 0.5), (n - 0.5, 0.5)], BLACK.mix(0.5))).map_err(err)?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Probe's accuracies: a bar per attribute and representation, with its 95 % interval.
+fn plot_probes(probe: &Path, out: &Path) -> Result<()> {
+    let text = fs::read_to_string(probe).with_context(|| format!("cannot read {}", probe.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", probe.display()))?;
+    let names: Vec<String> = v["attributes"].as_array().with_context(|| format!("{}: attributes: missing", probe.display()))?.iter().map(|a| a["name"].as_str().unwrap_or("?").to_string()).collect();
+    let mut bars = vec![];
+    for (r, rep) in PROBE_REPRESENTATIONS.iter().enumerate() {
+        let rows = v["representations"][rep]["probes"].as_array().with_context(|| format!("{}: representations.{rep}.probes: missing", probe.display()))?;
+        for (k, row) in rows.iter().enumerate() {
+            let f = |x: &Value| x.as_f64().with_context(|| format!("{}: representations.{rep}.probes[{k}]: not a number", probe.display()));
+            bars.push(ProbeBar { attribute: k, representation: r, accuracy: f(&row["accuracy"])?, ci: (f(&row["accuracy_ci95"][0])?, f(&row["accuracy_ci95"][1])?) });
+        }
+    }
+    let title = format!("linear probes on {} ({} items)", v["data"].as_str().unwrap_or("the run's data"), v["items"].as_u64().unwrap_or(0));
+    render(out, (720, 480), |root| draw_probes(root, &names, &bars, &title), |root| draw_probes(root, &names, &bars, &title))
 }

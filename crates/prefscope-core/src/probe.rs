@@ -90,6 +90,9 @@ pub struct ProbeResult {
     pub accuracy_ci95: [f64; 2],
     /// The held-out accuracy of always answering the training split's most common class.
     pub majority: f64,
+    /// Mean over classes of the held-out recall: 1/classes by chance or by always answering one
+    /// class, so a rare attribute (refusals) cannot look read by being rare.
+    pub balanced_accuracy: f64,
 }
 
 /// L2 weight of the probe (on features scaled to unit RMS), enough to keep separable data finite.
@@ -179,12 +182,20 @@ pub fn probe(repr: &[f32], d: usize, attributes: &[Attribute], seed: u64) -> Res
         .map(|a| {
             let ytr: Vec<usize> = train.iter().map(|&i| a.labels[i]).collect();
             let w = fit_probe(&xtr, d, &ytr, a.classes);
-            let right = test.iter().enumerate().filter(|&(k, &i)| predict(&w, &xte[k * d..(k + 1) * d], a.classes) == a.labels[i]).count();
+            let predicted: Vec<usize> = (0..test.len()).map(|k| predict(&w, &xte[k * d..(k + 1) * d], a.classes)).collect();
+            let right = test.iter().zip(&predicted).filter(|&(&i, &p)| p == a.labels[i]).count();
+            let recalls: Vec<f64> = (0..a.classes)
+                .filter_map(|c| {
+                    let of_c: Vec<usize> = (0..test.len()).filter(|&k| a.labels[test[k]] == c).collect();
+                    (!of_c.is_empty()).then(|| of_c.iter().filter(|&&k| predicted[k] == c).count() as f64 / of_c.len() as f64)
+                })
+                .collect();
+            let balanced_accuracy = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
             let mut counts = vec![0usize; a.classes];
             ytr.iter().for_each(|&l| counts[l] += 1);
             let common = (0..a.classes).max_by_key(|&k| counts[k]).unwrap_or(0);
             let majority = test.iter().filter(|&&i| a.labels[i] == common).count() as f64 / test.len() as f64;
-            ProbeResult { attribute: a.name.clone(), classes: a.classes, train: train.len(), test: test.len(), accuracy: right as f64 / test.len() as f64, accuracy_ci95: wilson_interval(right, test.len()), majority }
+            ProbeResult { attribute: a.name.clone(), classes: a.classes, train: train.len(), test: test.len(), accuracy: right as f64 / test.len() as f64, accuracy_ci95: wilson_interval(right, test.len()), majority, balanced_accuracy }
         })
         .collect())
 }
@@ -232,6 +243,12 @@ mod tests {
         assert!(r[0].accuracy > 0.95, "{:?}", r[0]);
         assert!((r[1].accuracy - 0.5).abs() < 0.12 && r[1].accuracy_ci95[0] < 0.5, "{:?}", r[1]);
         assert!(r[2].accuracy > 0.6, "{:?}", r[2]);
+        assert!(r[0].balanced_accuracy > 0.95 && (r[1].balanced_accuracy - 0.5).abs() < 0.12 && r[2].balanced_accuracy > 0.6);
+        // A rare attribute (5 % of items) that the features do not carry: accuracy near the
+        // majority's 0.95, balanced accuracy near chance.
+        let rare = Attribute { name: "rare".into(), classes: 2, labels: (0..n).map(|i| usize::from(i % 20 == 0)).collect() };
+        let q = &probe(&x, d, &[rare], 0).unwrap()[0];
+        assert!(q.accuracy > 0.85 && q.balanced_accuracy < 0.6, "{q:?}");
         assert!(r[0].accuracy_ci95[0] < r[0].accuracy && r[0].accuracy < r[0].accuracy_ci95[1]);
         // The median split gives balanced classes.
         let m = Attribute::above_median("m", &lin);

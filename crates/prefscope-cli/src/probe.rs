@@ -1,0 +1,141 @@
+//! `prefscope probe --run RUN [--data FILE]`: linear probes on a frozen reward model (MRMBench;
+//! `prefscope_core::probe`). Each per-item attribute the data knows is probed on three
+//! representations: the trained model's last hidden layer, the same layer of a randomly
+//! initialised model of the same shape (the control), and the model's input (for a head on
+//! embeddings, the MiniLM vectors). Writes `RUN/probe.json`; `prefscope plot RUN` draws it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::AutodiffModule;
+use prefscope_core::AutodiffBackend;
+use prefscope_core::checkpoint::load_preference_model;
+use prefscope_core::probe::{Attribute, ProbeResult, dataset_attributes, item_representations, probe};
+use prefscope_core::text::{OnError, PairReader, TextFormat};
+use serde_json::json;
+
+use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::run::{read_checkpoint, write_atomic};
+
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// A run folder (or its model.safetensors) of a bt, gpm, multi-objective or mixture model.
+    #[arg(long)]
+    run: PathBuf,
+    /// The pair file a head's embedding file was made from (`prefscope embed`): adds the
+    /// `refusal` attribute, read from each response's text.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Seed of the probes' 70/30 split of the items and of the random control model.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: crate::BackendArgs,
+}
+
+/// Phrases that mark a response as a refusal (lower-case; matched anywhere in the response).
+pub const REFUSAL_PHRASES: [&str; 10] = ["i'm sorry", "i am sorry", "i can't", "i cannot", "i won't", "i will not", "i'm not able", "i am not able", "as an ai", "i apologize"];
+
+pub fn is_refusal(text: &str) -> bool {
+    let t = text.to_lowercase().replace('\u{2019}', "'");
+    REFUSAL_PHRASES.iter().any(|p| t.contains(p))
+}
+
+struct ProbeJob {
+    weights: Vec<u8>,
+    data: Option<PathBuf>,
+    seed: u64,
+}
+
+struct Probed {
+    attributes: Vec<(String, usize)>,
+    representations: Vec<(&'static str, usize, Vec<ProbeResult>)>,
+    items: usize,
+    source: String,
+}
+
+impl BackendJob for ProbeJob {
+    type Output = Probed;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Probed> {
+        let (head, model) = load_preference_model::<B>(self.weights, &device)?;
+        let cfg = &head.config;
+        let ds = cfg.dataset()?;
+        let source = cfg.embeddings.as_ref().map_or_else(|| format!("the `{}` scenario", cfg.scenario.kind.name()), |p| p.display().to_string());
+        let mut attrs = dataset_attributes(&ds);
+        if let Some(path) = &self.data {
+            if ds.source_lines.is_empty() {
+                bail!("--data adds attributes from the text of a head's embedding file; this run ({source}) has no source lines to match");
+            }
+            let mut text: HashMap<usize, (String, String)> = HashMap::new();
+            for p in PairReader::open(path, TextFormat::Auto, OnError::Stop)? {
+                let p = p?;
+                text.insert(p.line, (p.chosen, p.rejected));
+            }
+            let mut refusal: Vec<Option<bool>> = vec![None; ds.n_items()];
+            for (i, &(c, r)) in ds.pairs.iter().enumerate() {
+                let line = ds.source_lines[i];
+                let (chosen, rejected) = text.get(&line).with_context(|| format!("{}: no pair at line {line}, which the embedding file {source} came from; pass the file it was embedded from", path.display()))?;
+                (refusal[c], refusal[r]) = (Some(is_refusal(chosen)), Some(is_refusal(rejected)));
+            }
+            let labels: Vec<usize> = refusal.iter().map(|v| usize::from(v.unwrap_or(false))).collect();
+            attrs.push(Attribute { name: "refusal".into(), classes: 2, labels });
+        }
+        if attrs.is_empty() {
+            bail!("{source} has no per-item attributes to probe (the multi-objective, linear and overopt scenarios have ratings; heads on embedding files have lengths)");
+        }
+        let model = model.valid();
+        let (trained, width) = pollster::block_on(item_representations(&model, &ds, &device))?;
+        // The control: the same architecture, freshly initialised from another seed.
+        let random = cfg.model.init::<B::InnerBackend>(ds.dim, ds.prompt_dim, self.seed.wrapping_add(1_000_003), &device)?;
+        let (control, _) = pollster::block_on(item_representations(&random, &ds, &device))?;
+        let representations = vec![
+            ("trained", width, probe(&trained, width, &attrs, self.seed)?),
+            ("random", width, probe(&control, width, &attrs, self.seed)?),
+            ("input", ds.dim, probe(&ds.items, ds.dim, &attrs, self.seed)?),
+        ];
+        let attributes = attrs.iter().map(|a| (a.name.clone(), a.labels.iter().filter(|&&l| l == 1).count())).collect();
+        Ok(Probed { attributes, representations, items: ds.n_items(), source })
+    }
+}
+
+pub fn probe_run(args: ProbeArgs) -> Result<()> {
+    let (weights_path, weights) = read_checkpoint(&args.run)?;
+    let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
+        bail!("{}: a transformer reward model; probes read the item network of bt, gpm, multi-objective and mixture runs so far (train a head on MiniLM embeddings to probe text)", weights_path.display());
+    }
+    let p = dispatch(args.backend.backend, ProbeJob { weights, data: args.data.clone(), seed: args.seed })?;
+    let reps: serde_json::Map<String, serde_json::Value> = p.representations.iter().map(|(name, width, r)| (name.to_string(), json!({ "width": width, "probes": r }))).collect();
+    let out = json!({
+        "run": args.run.display().to_string(),
+        "data": p.source,
+        "items": p.items,
+        "seed": args.seed,
+        "split": "70 % of the items to fit, 30 % to score",
+        "probe": "bias-free softmax regression (logistic for two classes), L2 1e-3 on RMS-scaled features",
+        "attributes": p.attributes.iter().map(|(n, pos)| json!({ "name": n, "positive": pos })).collect::<Vec<_>>(),
+        "representations": reps,
+    });
+    if args.run.is_dir() {
+        write_atomic(&args.run.join("probe.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
+    }
+    if args.json {
+        println!("{out}");
+        return Ok(());
+    }
+    println!("linear probes on {} ({} items; held-out accuracy with its 95 % Wilson interval, then balanced accuracy):", p.source, p.items);
+    println!("{:<14} {:>31} {:>31} {:>31} {:>9}", "attribute", "trained", "random (control)", "input", "majority");
+    for (k, (name, _)) in p.attributes.iter().enumerate() {
+        let cell = |r: &ProbeResult| format!("{:.3} ({:.3} – {:.3}) / {:.3}", r.accuracy, r.accuracy_ci95[0], r.accuracy_ci95[1], r.balanced_accuracy);
+        let [t, c, x] = [0, 1, 2].map(|i| &p.representations[i].2[k]);
+        println!("{name:<14} {:>31} {:>31} {:>31} {:>9.3}", cell(t), cell(c), cell(x), t.majority);
+    }
+    if args.run.is_dir() {
+        println!("probes in {}", args.run.join("probe.json").display());
+    }
+    Ok(())
+}
