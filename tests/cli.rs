@@ -94,6 +94,26 @@ fn a_killed_run_resumes_bit_identically() {
         assert!(a == b, "{f} differs after resume");
     }
     assert!(!dir.join("killed/resume.state").exists(), "a finished run keeps no resume state");
+    // A corrupted run folder is refused by name and left as it was, never restarted from step 0:
+    // a truncated resume.state, and a config.toml edited after the state was saved.
+    kill_once_written(&[&args[..], &["--out", "broken"]].concat(), &dir, &dir.join("broken/resume.state"));
+    let metrics = std::fs::read(dir.join("broken/metrics.jsonl")).unwrap();
+    let state = std::fs::read(dir.join("broken/resume.state")).unwrap();
+    std::fs::write(dir.join("broken/resume.state"), &state[..state.len() / 2]).unwrap();
+    let cut = prefscope(&["train", "--resume", "broken"], &dir);
+    assert!(!cut.status.success() && String::from_utf8_lossy(&cut.stderr).contains("resume.state"), "{}", String::from_utf8_lossy(&cut.stderr));
+    std::fs::write(dir.join("broken/resume.state"), &state).unwrap();
+    let config = std::fs::read_to_string(dir.join("broken/config.toml")).unwrap();
+    assert!(config.contains("lr = 0.01"), "{config}");
+    std::fs::write(dir.join("broken/config.toml"), config.replace("lr = 0.01", "lr = 0.02")).unwrap();
+    let edited = prefscope(&["train", "--resume", "broken"], &dir);
+    let err = String::from_utf8_lossy(&edited.stderr);
+    assert!(!edited.status.success() && err.contains("`train.lr`") && err.contains("config.toml"), "{err}");
+    assert_eq!(std::fs::read(dir.join("broken/metrics.jsonl")).unwrap(), metrics, "a refused resume writes nothing");
+    std::fs::write(dir.join("broken/config.toml"), &config).unwrap();
+    let fixed = last_json(&prefscope(&["train", "--resume", "broken", "--json"], &dir));
+    assert_eq!(fixed["steps"], 400);
+    assert_eq!(std::fs::read(dir.join("broken/model.safetensors")).unwrap(), std::fs::read(dir.join("straight/model.safetensors")).unwrap());
     let out = prefscope(&["train", "--resume", "killed"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("has finished"), "{}", String::from_utf8_lossy(&out.stderr));
 }

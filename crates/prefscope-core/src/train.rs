@@ -738,7 +738,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
-        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state(), loss_scaler: self.scaler.clone() };
+        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state(), loss_scaler: self.scaler.clone(), config: Some(self.config.to_toml()) };
         Ok(pack_resume(&serde_json::to_vec(&state).expect("plain data serialises"), &model, &optim))
     }
 
@@ -746,6 +746,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let [state, model, optim] = unpack_resume(bytes)?;
         let state: ResumeState = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
+        if let Some(saved) = &state.config {
+            let parse = |t: &str| toml::from_str::<toml::Value>(t).map_err(|e| Error::Checkpoint(format!("run state: its config: {e}")));
+            if let Some(key) = first_difference(&parse(saved)?, &parse(&self.config.to_toml())?, "") {
+                return Err(Error::Checkpoint(format!("the config differs at `{key}` from the one this run state was saved with (was config.toml edited?); put it back, or start a new run")));
+            }
+        }
         let units = if self.config.train.loss.listwise.is_some() { self.dataset.train_lists.len() } else { self.dataset.train.len() };
         if state.step > self.config.train.steps || state.cursor > state.order.len() || (!state.order.is_empty() && state.order.len() != units) {
             return Err(Error::Checkpoint("the run state does not belong to this config and data".into()));
@@ -817,6 +823,30 @@ struct ResumeState {
     /// The loss scale reached (f16 mixed precision).
     #[serde(default)]
     loss_scaler: Option<LossScaler>,
+    /// The config the state was saved under, as TOML (absent in states from older versions), so
+    /// that an edited config.toml is refused by the key that changed, not silently trained on.
+    #[serde(default)]
+    config: Option<String>,
+}
+
+/// The first dotted key at which two TOML documents differ.
+fn first_difference(a: &toml::Value, b: &toml::Value, prefix: &str) -> Option<String> {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => first_difference(u, v, &key),
+                    _ => Some(key),
+                }
+            })
+        }
+        _ if a == b => None,
+        _ => Some(if prefix.is_empty() { "config".into() } else { prefix.into() }),
+    }
 }
 
 const RESUME_MAGIC: &[u8; 16] = b"prefscope-resume";
