@@ -904,8 +904,19 @@ fn landscape_of_a_run_is_centred_on_its_own_loss_and_reproducible() {
     assert!(below <= wrong && wrong <= below + straddle, "{below} + {straddle} vs {wrong} wrong");
     let margins = std::fs::read_to_string(dir.join("g/plot-margins.svg")).unwrap();
     assert!(margins.starts_with("<svg") && margins.contains(&format!("mean {:.3}", report["mean_margin"].as_f64().unwrap())));
-    let pca = prefscope(&["landscape", "g", "--plane", "pca"], &dir);
-    assert!(!pca.status.success() && String::from_utf8_lossy(&pca.stderr).contains("trajectory"), "{}", String::from_utf8_lossy(&pca.stderr));
+    // The PCA plane: the run is replayed from its config (and must end at the checkpoint's
+    // weights), snapshots as the page keeps them: θ₀, every step of 100, and the weights again.
+    let pca = last_json(&prefscope(&["landscape", "g", "--plane", "pca", "--grid", "11", "--out", "pca", "--json"], &dir));
+    let path = pca["trajectory"].as_array().unwrap();
+    assert_eq!(path.len(), 102);
+    assert_eq!(path[101], serde_json::json!([0.0, 0.0]), "the path ends at the centre");
+    let (a, b) = (pca["a"][1].as_f64().unwrap(), pca["b"][1].as_f64().unwrap());
+    let start = (path[0][0].as_f64().unwrap(), path[0][1].as_f64().unwrap());
+    assert!(start.0.abs() <= a / 1.25 + 1e-6 && start.1.abs() <= b / 1.25 + 1e-6 && start.0.abs() > 0.0, "the extent holds the path with a margin: {start:?} in ±{a}, ±{b}");
+    let e = pca["explained_variance"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    assert!(e[0] >= e[1] && e[0] + e[1] <= 1.0 + 1e-9 && e[1] > 0.0, "{e:?}");
+    let (_, pv) = read_npy(&dir.join("pca/landscape.npy"));
+    assert!((pv[5 * 11 + 5] as f64 - own).abs() < 1e-5, "the PCA grid is centred on the weights too");
 }
 
 #[test]

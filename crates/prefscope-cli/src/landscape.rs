@@ -1,8 +1,9 @@
 //! `prefscope landscape RUN`: the loss landscape of a trained run on its training pairs, with the
 //! core code the page uses (`prefscope_core::landscape`): the same filter-normalised random plane
-//! for the same seed, the same grid over [−1, 1]², the same batched loss.
+//! for the same seed, the same grid over [−1, 1]², the same batched loss; or the PCA plane of the
+//! training trajectory, replayed from the run's config, over the trajectory's reach.
 //!
-//! Writes `landscape.npy` (f32, shape [n, n], row 0 the bottom edge b = −1, column 0 a = −1),
+//! Writes `landscape.npy` (f32, shape [n, n], row 0 the bottom edge, column 0 the left edge),
 //! `landscape.json` (the plane, the grid's extent, the seed, the loss at the centre and the
 //! checkpoint) and `landscape.svg` or `.png`, a heatmap of log loss.
 
@@ -15,7 +16,8 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::load_preference_model;
-use prefscope_core::landscape::{Surface, grid, random_plane, read_weights};
+use prefscope_core::landscape::{Surface, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
+use prefscope_core::{RunConfig, Trainer};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
@@ -25,8 +27,9 @@ use crate::run::{read_checkpoint, write_atomic};
 pub struct LandscapeArgs {
     /// A run folder (or its model.safetensors) of a bt, gpm or multi-objective model without a gate.
     run: PathBuf,
-    /// random: two filter-normalised Gaussian directions (Li et al. 2018). pca needs the training
-    /// trajectory, which only the page keeps so far.
+    /// random: two filter-normalised Gaussian directions (Li et al. 2018). pca: the top two
+    /// principal directions of the training trajectory, which is replayed from the run's config
+    /// (training is deterministic) and checked to end at the checkpoint's weights.
     #[arg(long, default_value = "random")]
     plane: String,
     /// Points per side.
@@ -47,10 +50,40 @@ pub struct LandscapeArgs {
     backend: crate::BackendArgs,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Plane {
+    Random,
+    Pca,
+}
+
 struct LandscapeJob {
     weights: Vec<u8>,
     n: usize,
     seed: Option<u64>,
+    plane: Plane,
+}
+
+/// The run's weights along its training, as the page keeps them ([`snapshot_every`]): replayed
+/// from its config, and refused unless the replay ends exactly at `theta` after `step` steps.
+fn replay<B: AutodiffBackend>(config: &RunConfig, step: usize, theta: &[f32], device: &B::Device) -> Result<Vec<Vec<f32>>> {
+    let mut t = Trainer::<B>::new(config.clone(), device)?;
+    let every = snapshot_every(t.config.train.steps);
+    let read = |t: &Trainer<B>| pollster::block_on(read_weights(&t.model().valid()));
+    let mut snapshots = vec![read(&t)?];
+    let bar = crate::step_bar(step);
+    bar.set_message("replaying the run for its trajectory");
+    while t.steps_done() < step && !t.is_done() {
+        pollster::block_on(t.step())?;
+        bar.inc(1);
+        if t.steps_done().is_multiple_of(every) || t.is_done() {
+            snapshots.push(read(&t)?);
+        }
+    }
+    bar.finish_and_clear();
+    if t.steps_done() != step || read(&t)? != theta {
+        bail!("replaying the run's config for {step} steps does not reproduce the checkpoint's weights (the run continued from another checkpoint, or its data changed), so its trajectory is unknown; use --plane random");
+    }
+    Ok(snapshots)
 }
 
 struct Computed {
@@ -61,6 +94,12 @@ struct Computed {
     train_pairs: usize,
     parameters: usize,
     step: usize,
+    /// The grid's extent along each direction.
+    a: (f32, f32),
+    b: (f32, f32),
+    /// PCA: the trajectory in the plane, and the variance each direction explains.
+    path: Vec<[f64; 2]>,
+    explained: Option<[f64; 2]>,
 }
 
 impl BackendJob for LandscapeJob {
@@ -73,14 +112,28 @@ impl BackendJob for LandscapeJob {
         let surface = Surface::new(&model, &ds, &ds.train, &device)?;
         let theta = pollster::block_on(read_weights(&model))?;
         let seed = self.seed.unwrap_or(head.config.seed);
-        let (d1, d2) = random_plane(&surface.layout, &theta, seed);
-        let values = pollster::block_on(surface.losses(&theta, &d1, &d2, &grid(self.n, (-1.0, 1.0), (-1.0, 1.0))))?;
+        let (d1, d2, a, b, path, explained) = match self.plane {
+            Plane::Random => {
+                let (d1, d2) = random_plane(&surface.layout, &theta, seed);
+                (d1, d2, (-1.0, 1.0), (-1.0, 1.0), vec![], None)
+            }
+            // As the page: the snapshots and the current weights, projected around the latter.
+            Plane::Pca => {
+                let mut snapshots = replay::<B>(&head.config, head.step, &theta, &device)?;
+                snapshots.push(theta.clone());
+                let pca = trajectory_pca(&snapshots, &theta).context("the trajectory does not span two directions (too few steps?)")?;
+                let (ra, rb) = pca_extent(&pca.coords, 1e-3);
+                let [d1, d2] = pca.directions;
+                (d1, d2, (-ra, ra), (-rb, rb), pca.coords, Some(pca.explained))
+            }
+        };
+        let values = pollster::block_on(surface.losses(&theta, &d1, &d2, &grid(self.n, a, b)))?;
         // The model's own loss on the same pairs, by the training code's path (not the batched one).
         let model_loss = pollster::block_on(prefscope_core::train::evaluate(&model, &ds, &ds.train, &device))?.loss as f64;
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
             bail!("the loss is not finite at grid point {bad} ({}): the plane leaves the region where the model's outputs are finite", values[bad]);
         }
-        Ok(Computed { values, seed, model_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step })
+        Ok(Computed { values, seed, model_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step, a, b, path, explained })
     }
 }
 
@@ -99,30 +152,37 @@ fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
     out
 }
 
-fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, values: &[f32], n: usize, title: &str) -> Result<()> {
+fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, c: &Computed, n: usize, title: &str) -> Result<()> {
+    let values = &c.values;
+    let ((a0, a1), (b0, b1)) = ((c.a.0 as f64, c.a.1 as f64), (c.b.0 as f64, c.b.1 as f64));
     use crate::plot::err;
     let logs: Vec<f64> = values.iter().map(|&v| (v as f64).max(1e-12).ln()).collect();
     let (lo, hi) = logs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let mut chart = ChartBuilder::on(root).caption(title, (crate::plot::FAMILY, 15)).margin(12).x_label_area_size(32).y_label_area_size(40).build_cartesian_2d(-1f64..1f64, -1f64..1f64).map_err(err)?;
+    let mut chart = ChartBuilder::on(root).caption(title, (crate::plot::FAMILY, 15)).margin(12).x_label_area_size(32).y_label_area_size(40).build_cartesian_2d(a0..a1, b0..b1).map_err(err)?;
     chart.configure_mesh().disable_mesh().x_desc("a (direction 1)").y_desc("b (direction 2)").label_style((crate::plot::FAMILY, 12)).draw().map_err(err)?;
-    let half = 1.0 / (n.max(2) - 1) as f64;
-    let at = |k: usize| if n < 2 { 0.0 } else { -1.0 + 2.0 * k as f64 / (n - 1) as f64 };
+    let (ha, hb) = ((a1 - a0) / 2.0 / (n.max(2) - 1) as f64, (b1 - b0) / 2.0 / (n.max(2) - 1) as f64);
+    let at = |k: usize, lo: f64, hi: f64| if n < 2 { (lo + hi) / 2.0 } else { lo + (hi - lo) * k as f64 / (n - 1) as f64 };
     chart
         .draw_series((0..n).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| {
-            let c = ViridisRGB.get_color_normalized(logs[j * n + i], lo, hi.max(lo + 1e-12));
-            Rectangle::new([(at(i) - half, at(j) - half), (at(i) + half, at(j) + half)], c.filled())
+            let colour = ViridisRGB.get_color_normalized(logs[j * n + i], lo, hi.max(lo + 1e-12));
+            let (x, y) = (at(i, a0, a1), at(j, b0, b1));
+            Rectangle::new([(x - ha, y - hb), (x + ha, y + hb)], colour.filled())
         }))
         .map_err(err)?;
+    if !c.path.is_empty() {
+        chart.draw_series(std::iter::once(PathElement::new(c.path.iter().map(|p| (p[0], p[1])).collect::<Vec<_>>(), WHITE.stroke_width(2)))).map_err(err)?;
+        chart.draw_series(c.path.first().map(|p| Circle::new((p[0], p[1]), 4, WHITE.filled()))).map_err(err)?;
+    }
     chart.draw_series(std::iter::once(Cross::new((0.0, 0.0), 6, WHITE.stroke_width(2)))).map_err(err)?;
     Ok(())
 }
 
 pub fn landscape(args: LandscapeArgs) -> Result<()> {
-    match args.plane.as_str() {
-        "random" => {}
-        "pca" => bail!("--plane pca needs the weights along the training trajectory, which run folders do not keep yet; the page's landscape panel has it (use --plane random here)"),
+    let plane = match args.plane.as_str() {
+        "random" => Plane::Random,
+        "pca" => Plane::Pca,
         other => bail!("--plane {other}: expected random or pca"),
-    }
+    };
     if !(2..=201).contains(&args.grid) {
         bail!("--grid {}: between 2 and 201 points per side", args.grid);
     }
@@ -135,7 +195,7 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
     if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
         bail!("{}: a transformer reward model; the landscape covers models whose weights are one MLP (bt, gpm, multi-objective without a gate)", weights_path.display());
     }
-    let c = dispatch(args.backend.backend, LandscapeJob { weights, n: args.grid, seed: args.seed })?;
+    let c = dispatch(args.backend.backend, LandscapeJob { weights, n: args.grid, seed: args.seed, plane })?;
     let run_dir: &Path = if args.run.is_file() { args.run.parent().unwrap_or(Path::new(".")) } else { &args.run };
     let out = args.out.clone().unwrap_or_else(|| run_dir.join("landscape"));
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -147,12 +207,14 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
     let meta = json!({
         "checkpoint": weights_path.display().to_string(),
         "step": c.step,
-        "plane": "random",
+        "plane": args.plane,
         "seed": c.seed,
         "grid": n,
-        "a": [-1.0, 1.0],
-        "b": [-1.0, 1.0],
-        "layout": "row-major [b][a], row 0 at b = -1, column 0 at a = -1",
+        "a": [c.a.0, c.a.1],
+        "b": [c.b.0, c.b.1],
+        "trajectory": c.path,
+        "explained_variance": c.explained,
+        "layout": "row-major [b][a], row 0 at the lowest b, column 0 at the lowest a",
         "pairs": "training",
         "train_pairs": c.train_pairs,
         "parameters": c.parameters,
@@ -162,9 +224,12 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         "max": hi,
     });
     write_atomic(&out.join("landscape.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    let title = format!("log loss on the training pairs, random plane (seed {}), step {}", c.seed, c.step);
+    let title = match c.explained {
+        Some([e1, e2]) => format!("log loss on the training pairs, PCA plane ({:.0} % + {:.0} %), step {}", 100.0 * e1, 100.0 * e2, c.step),
+        None => format!("log loss on the training pairs, random plane (seed {}), step {}", c.seed, c.step),
+    };
     let figure = out.join(format!("landscape.{format}"));
-    crate::plot::render(&figure, (620, 580), |root| heatmap(root, &c.values, n, &title), |root| heatmap(root, &c.values, n, &title))?;
+    crate::plot::render(&figure, (620, 580), |root| heatmap(root, &c, n, &title), |root| heatmap(root, &c, n, &title))?;
     if args.json {
         let mut v = meta;
         v["out"] = json!(out.display().to_string());

@@ -254,6 +254,20 @@ pub fn grid(n: usize, a: (f32, f32), b: (f32, f32)) -> Vec<[f32; 2]> {
     (0..n).flat_map(|j| (0..n).map(move |i| [at(a, i), at(b, j)])).collect()
 }
 
+/// The PCA plane's extent: the trajectory's reach along each axis with a margin, so that the whole
+/// path is on the picture; never smaller than `floor`.
+pub fn pca_extent(coords: &[[f64; 2]], floor: f64) -> (f32, f32) {
+    let reach = |k: usize| coords.iter().map(|c| c[k].abs()).fold(floor, f64::max) * 1.25;
+    (reach(0) as f32, reach(1) as f32)
+}
+
+/// How often a run's weights are kept for the PCA plane: about 100 snapshots over `steps`, the
+/// initial weights first and the last step's too (the page's rule, which `prefscope landscape
+/// --plane pca` replays).
+pub fn snapshot_every(steps: usize) -> usize {
+    (steps / 100).max(1)
+}
+
 /// The top two principal directions of a training trajectory and the trajectory in them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrajectoryPca {

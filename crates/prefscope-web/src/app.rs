@@ -575,7 +575,7 @@ impl App {
                     *self.shared.latest.borrow_mut() = Some((t.snapshot(), t.steps_done()));
                     // About 100 snapshots over the run, enough for a smooth path; none (and no
                     // read-backs slowing the steps) while the landscape panel is closed.
-                    let every = if self.settings.is_open(Panel::Landscape) { (self.settings.steps / 100).max(1) } else { 0 };
+                    let every = if self.settings.is_open(Panel::Landscape) { prefscope_core::landscape::snapshot_every(self.settings.steps) } else { 0 };
                     self.shared.snapshot_every.set(every);
                     *self.shared.slot.borrow_mut() = Some(t);
                 }

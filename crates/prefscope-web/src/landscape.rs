@@ -159,12 +159,6 @@ pub fn log_ticks(lo: f64, hi: f64) -> Option<Vec<f64>> {
     (ticks.len() >= 2).then_some(ticks)
 }
 
-/// The PCA plane's extent: the trajectory's reach along each axis with a margin, so that the whole
-/// path is on the picture; never smaller than `floor`.
-pub fn pca_extent(coords: &[[f64; 2]], floor: f64) -> (f32, f32) {
-    let reach = |k: usize| coords.iter().map(|c| c[k].abs()).fold(floor, f64::max) * 1.25;
-    (reach(0) as f32, reach(1) as f32)
-}
 
 #[cfg(test)]
 mod tests {
@@ -244,7 +238,7 @@ mod tests {
         };
         assert_eq!(s.centre(), 0.5);
         assert_eq!(s.range(), (0.5, 9.0));
-        assert_eq!(pca_extent(&[[0.0, 0.0], [-2.0, 0.4]], 0.1), (2.5, 0.5));
+        assert_eq!(prefscope_core::landscape::pca_extent(&[[0.0, 0.0], [-2.0, 0.4]], 0.1), (2.5, 0.5));
     }
 }
 

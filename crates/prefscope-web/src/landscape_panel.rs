@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use js_sys::{Float32Array, Reflect};
 use prefscope_core::PreferenceModel;
-use prefscope_core::landscape::{Surface, grid, random_plane, read_weights, trajectory_pca};
+use prefscope_core::landscape::{Surface, grid, pca_extent, random_plane, read_weights, trajectory_pca};
 use prefscope_core::train::evaluate;
 use prefscope_core::PairDataset;
 use prefscope_core::Backend;
@@ -20,7 +20,7 @@ use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
 use crate::by_ptr::ByPtr;
-use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, pca_extent, rasterise};
+use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, rasterise};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 use crate::settings::{GRID, Plane};
 
