@@ -240,7 +240,7 @@ impl ScenarioKind {
             Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
             Self::Gridworld => "Three-step segments of behaviour in a 5×5 gridworld with a goal, a wall with two gaps and a mud cell on the short way; the true reward is −1 per step, +2 at the goal, −1.5 in mud. People compare segments by regret (how much worse than optimal they were; Knox et al.), not by the reward collected. The regret model learns a reward whose best route goes through the mud, as the true one does; the partial-return model cannot see the step cost (every segment has three steps) and learns to avoid the mud by a detour. `trajectory_labels` switches to partial-return or HERON's hierarchical labels.",
             Self::Overopt => "Gao et al.'s reward over-optimisation. Candidate responses are points x in `dim` dimensions (4,096 in 8 by default); the hidden gold reward is x₀ + 0.5·x₁ − 0.25·‖x‖²: more of the first two qualities is better, but extreme responses are worse. A proxy reward model learns from `n_pairs` comparisons of reference samples labelled by the gold reward. Optimise a policy against the proxy (best-of-n, RL at decreasing β): the proxy reward keeps rising, while the gold reward rises, peaks and falls, later the more labels the proxy had.",
-            Self::Worldpm => "WorldPM's scaling study at toy scale. A response is a point in `dim` dimensions: content features, one feature that needs computation to read (its quality term is sin 3x, which a narrow network cannot represent), and a style feature (length). Training pairs are fresh responses labelled like forum votes, P(a ≻ b) = σ(1.5·(q(a) − q(b))): style-neutral and noisy. Three test sets are scored on their own: adversarial (a response against a copy of itself with an error injected into its content; the original wins), objective (two responses that differ only in the feature that needs computation; the better one wins) and subjective (labels from a judge who likes length: σ(1.5·Δq + 3·Δlength)). Sweep the data (`scenario.n_pairs`) and the model size (`model.hidden`), then fit: the adversarial loss falls as a power law in data at every size, the objective loss only falls for the wider models, and the subjective loss does not fall.",
+            Self::Worldpm => "WorldPM's scaling study at toy scale. A response is a point in `dim` dimensions: content features, one feature that needs computation to read (its quality term is sin 3x, which a narrow network represents poorly), and a style feature (length, correlated with quality though quality ignores it). Training pairs are fresh responses labelled like forum votes, P(a ≻ b) = σ(1.5·(q(a) − q(b))): style-neutral and noisy. Three test sets are scored on their own: adversarial (a response against a copy of itself with an error injected into its content; the original wins), objective (two responses that differ only in the feature that needs computation; the better one wins) and subjective (labels from a judge who likes length and cannot do the computation: σ(1.5·Δ(w·x) + 3·Δlength)). Sweep the data (`scenario.n_pairs`, with `train.epochs`) and the model size (`model.hidden`), then fit: the adversarial loss falls as a power law in data, the objective loss falls far only for the wider models, and the subjective loss turns back up for them.",
         }
     }
 }
@@ -273,8 +273,9 @@ pub struct ScenarioConfig {
     /// `multi-objective`: number of hidden objectives (rated attributes), 2..=8.
     pub objectives: usize,
     /// `multi-objective`: 0 shows the 2-D features themselves; n ≥ 4 shows them only through a
-    /// fixed random nonlinear encoding in n dimensions, sin(A z + b) with A ~ N(0, 2²) (a frozen
-    /// encoder's features), so that no objective is linear in what the model sees.
+    /// fixed random nonlinear encoding in n dimensions, sin(A z + b) with each row of A a random
+    /// direction of length 8 (a frozen encoder's features), so that no objective is linear in
+    /// what the model sees.
     pub observed_dim: usize,
 }
 
@@ -492,7 +493,7 @@ struct WorldPm {
 
 impl WorldPm {
     /// Forum and test labels: P(a ≻ b) = σ(K·Δq); K = 1.5 puts the Bayes loss of the forum's
-    /// labels near WorldPM's noisy-vote regime (about 0.45 nats).
+    /// labels near WorldPM's noisy-vote regime (0.39 nats, by Monte Carlo).
     const K: f64 = 1.5;
     /// The subjective judge's weight on Δlength, large beside K·Δq (the style bias).
     const STYLE: f64 = 3.0;
