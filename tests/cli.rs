@@ -118,6 +118,221 @@ fn a_killed_run_resumes_bit_identically() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("has finished"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Kill -9 a run at `kills` moments drawn from `seed`, each time doing what a user would:
+/// `--resume` when the folder is a run folder, else the original command; then let it finish.
+/// A moment is, for uniform draws: three times in ten, u·`startup` after the start (start-up,
+/// reading data, restoring); otherwise once the metrics log has grown by u·`span` lines, plus
+/// v·5 ms, which moves the kill within a step (checkpoint writes included). Returns how many
+/// kills hit a running process, and how many of those came before it had saved anything.
+fn kill_repeatedly(start: &[&str], dir: &Path, run: &str, kills: usize, span: usize, startup: std::time::Duration, seed: u64) -> (usize, usize) {
+    let mut state = seed;
+    let mut uniform = || {
+        // SplitMix64: the same kill moments for a given seed.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    };
+    let folder = dir.join(run);
+    let command = || -> Vec<String> {
+        if folder.join("config.toml").exists() {
+            vec!["train".into(), "--resume".into(), run.into(), "--json".into(), "--checkpoint-every".into(), "5".into()]
+        } else {
+            [start, &["--out", run]].concat().iter().map(|s| s.to_string()).collect()
+        }
+    };
+    let lines = || std::fs::read_to_string(folder.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+    let (mut landed, mut early) = (0, 0);
+    for _ in 0..kills {
+        let before = lines();
+        let in_startup = uniform() < 0.3;
+        let target = if in_startup { before } else { before + (uniform() * span as f64) as usize };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
+            .args(command())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while lines() < target && child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the run made no progress in 2 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(if in_startup { startup.mul_f64(uniform()) } else { std::time::Duration::from_secs_f64(uniform() * 0.005) });
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        landed += running as usize;
+        early += (running && lines() == before) as usize;
+        // Where it landed, for the README's fault table (`--nocapture`).
+        eprintln!("kill: running {running}, {} metrics lines, state {}, model {}", lines(), folder.join("resume.state").exists(), folder.join("model.safetensors").exists());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_prefscope")).args(command()).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (landed, early)
+}
+
+/// Every file of a finished run folder that a kill could have torn: byte-identical to the
+/// uninterrupted run's, with no partial copy left behind.
+fn assert_same_run(straight: &Path, killed: &Path) {
+    for f in ["model.safetensors", "metrics.jsonl", "config.toml"] {
+        let (a, b) = (std::fs::read(straight.join(f)).unwrap(), std::fs::read(killed.join(f)).unwrap());
+        assert!(a == b, "{f} differs after the kills");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(killed.join("summary.json")).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(straight.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["final_loss"], expected["final_loss"]);
+    let left: Vec<String> = std::fs::read_dir(killed).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp") || n == "resume.state").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The fault campaign: a scenario run killed at 20 random moments (start-up, restore,
+/// steps, checkpoint writes) and resumed each time ends byte-identical to an uninterrupted run.
+#[test]
+fn a_scenario_run_killed_at_twenty_random_moments_ends_bit_identical() {
+    let dir = scratch("kill20");
+    let args = ["train", "--scenario", "linear", "--model", "bt", "--steps", "4000", "--checkpoint-every", "5", "--json"];
+    last_json(&prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir));
+    // Each kill lets at most a 25th of the steps pass, so 20 cannot finish the run early.
+    let (landed, early) = kill_repeatedly(&args, &dir, "killed", 20, 4000 / 25, std::time::Duration::from_millis(60), 1);
+    assert!(landed == 20 && early >= 1, "{landed} of 20 kills hit a running process, {early} of them in start-up");
+    assert_same_run(&dir.join("straight"), &dir.join("killed"));
+}
+
+/// The same campaign on a text run (a transformer RM on the shared hh-rlhf half): its state
+/// also holds the tokenizer and the streamed file's position.
+#[test]
+fn a_text_run_killed_at_twenty_random_moments_ends_bit_identical() {
+    let dir = scratch("kill20-text");
+    let config = hh_transformer_config(0.3).replace("steps = 200", "steps = 300").replace("d_model = 32", "d_model = 16").replace("d_ff = 64", "d_ff = 32");
+    std::fs::write(dir.join("hh.toml"), config).unwrap();
+    let args = ["train", "--config", "hh.toml", "--checkpoint-every", "5", "--json"];
+    last_json(&prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir));
+    let (landed, early) = kill_repeatedly(&args, &dir, "killed", 20, 300 / 25, std::time::Duration::from_millis(1500), 2);
+    assert!(landed == 20 && early >= 1, "{landed} of 20 kills hit a running process, {early} of them in start-up");
+    assert_same_run(&dir.join("straight"), &dir.join("killed"));
+}
+
+/// Run `args` `moments.len()` times, killing each (SIGKILL) after its moment; calls `check`
+/// after every kill. Returns how many kills hit a running process.
+fn kill_at(args: &[&str], dir: &Path, moments: impl Iterator<Item = std::time::Duration>, mut check: impl FnMut()) -> usize {
+    let mut landed = 0;
+    for moment in moments {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope")).args(args).current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(moment);
+        landed += child.try_wait().unwrap().is_none() as usize;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check();
+    }
+    landed
+}
+
+/// Evenly spread fractions of `whole`, shuffled by a fixed stride (deterministic "random"
+/// moments that still cover the whole run: start-up, reading, embedding, writing).
+fn spread(whole: std::time::Duration, n: usize) -> impl Iterator<Item = std::time::Duration> {
+    (0..n).map(move |i| whole.mul_f64(((i * 7 + 3) % n) as f64 / n as f64 + 0.5 / n as f64))
+}
+
+/// `embed` killed at moments across its whole run never leaves a torn file: the output is
+/// absent or byte-identical to an uninterrupted run's, and the same command then completes.
+#[test]
+fn a_killed_embed_leaves_its_file_whole_or_absent() {
+    let dir = scratch("kill-embed");
+    let data = shared_data("gpm_test_data.jsonl");
+    let args = ["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors"];
+    let start = std::time::Instant::now();
+    assert!(prefscope(&args, &dir).status.success());
+    let whole = start.elapsed();
+    let straight = std::fs::read(dir.join("pairs.safetensors")).unwrap();
+    std::fs::remove_file(dir.join("pairs.safetensors")).unwrap();
+    let landed = kill_at(&args, &dir, spread(whole, 8), || {
+        if let Ok(bytes) = std::fs::read(dir.join("pairs.safetensors")) {
+            assert!(bytes == straight, "a killed embed left a torn file");
+        }
+    });
+    assert!(landed >= 6, "{landed} of 8 kills hit a running embed");
+    assert!(prefscope(&args, &dir).status.success());
+    assert_eq!(std::fs::read(dir.join("pairs.safetensors")).unwrap(), straight);
+    assert!(!dir.join("pairs.safetensors.tmp").exists());
+}
+
+/// A sweep killed at moments across its run, and run again each time, finishes with the same
+/// rows and weights as one that was never interrupted.
+#[test]
+fn a_sweep_killed_at_many_moments_finishes_with_the_same_figures() {
+    let dir = scratch("kill-sweep");
+    let args = ["sweep", "--scenario", "linear", "--model", "bt", "--steps", "600", "--checkpoint-every", "10", "--grid", "model.hidden=[8],[16, 16]", "--seeds", "0..1", "--jobs", "2"];
+    let start = std::time::Instant::now();
+    assert!(prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir).status.success());
+    let whole = start.elapsed();
+    let killed = [&args[..], &["--out", "killed"]].concat();
+    // Each moment a quarter of the whole, so the kills land in every phase of a resumed sweep.
+    let landed = kill_at(&killed, &dir, spread(whole / 4, 8), || {});
+    assert!(landed >= 6, "{landed} of 8 kills hit a running sweep");
+    let out = prefscope(&killed, &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (sweep_rows(&dir.join("straight")), sweep_rows(&dir.join("killed")));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, row) in &a {
+        assert_eq!(row["final_loss"], b[name]["final_loss"], "{name}");
+        for f in ["model.safetensors", "metrics.jsonl"] {
+            assert!(std::fs::read(dir.join("straight").join(name).join(f)).unwrap() == std::fs::read(dir.join("killed").join(name).join(f)).unwrap(), "{name}/{f}");
+        }
+    }
+}
+
+/// A full disk, as a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored, so a write past it
+/// fails with EFBIG as it would with ENOSPC): the run stops naming the file it could not write,
+/// what was saved before stays whole (eval opens the model; the state resumes), and once there
+/// is room again `--resume` ends byte-identical to a run that never hit the limit.
+#[test]
+fn a_full_disk_stops_the_run_with_a_message_and_loses_nothing() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch("disk-full");
+    std::fs::write(dir.join("small.toml"), "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\nhidden = [4]\n[train]\nsteps = 600\n").unwrap();
+    let args = ["train", "--config", "small.toml", "--checkpoint-every", "10", "--json"];
+    last_json(&prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir));
+    kill_once_written(&[&args[..], &["--out", "probe"]].concat(), &dir, &dir.join("probe/resume.state"));
+    let state_size = std::fs::metadata(dir.join("probe/resume.state")).unwrap().len();
+    let metrics_size = std::fs::metadata(dir.join("straight/metrics.jsonl")).unwrap().len();
+    assert!(state_size * 2 < metrics_size, "the limits below need a state ({state_size} B) well under the metrics ({metrics_size} B)");
+    // A limit under the state's size fails the first checkpoint; one at half the metrics fails a
+    // metrics write after several checkpoints.
+    // (With a checkpoint every step, the state is written before the metrics outgrow the limit.)
+    for (run, limit, file, every) in [("first", state_size / 2, "resume.state", "1"), ("later", metrics_size / 2, "metrics.jsonl", "10")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefscope"));
+        cmd.args(["train", "--config", "small.toml", "--checkpoint-every", every, "--json", "--out", run]).current_dir(&dir);
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{run}: the run finished under a {limit}-byte limit");
+        assert!(err.contains(file) && err.contains("File too large"), "{run}: {err}");
+        let folder = dir.join(run);
+        let names: Vec<String> = std::fs::read_dir(&folder).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{run}: a partial file was left: {names:?}");
+        if folder.join("model.safetensors").exists() {
+            // The last good checkpoint opens.
+            let eval = last_json(&prefscope(&["eval", "--run", run, "--json"], &dir));
+            assert!(eval["accuracy"].as_f64().unwrap() > 0.5, "{run}: {eval}");
+        }
+        let resumed = last_json(&prefscope(&["train", "--resume", run, "--checkpoint-every", "10", "--json"], &dir));
+        assert_eq!(resumed["steps"], 600);
+        assert_same_run(&dir.join("straight"), &folder);
+    }
+}
+
 #[test]
 fn bradley_terry_on_cyclic_stays_near_chance() {
     let dir = scratch("bt");

@@ -7,6 +7,7 @@
 //! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first),
 //!   and the MiniLM model folder the text tests and `prefscope embed` read.
 //! * `cargo xtask setup-minilm`: only the MiniLM model folder.
+//! * `cargo xtask fuzz [--seconds S]`: each fuzz target for S seconds (20 by default, as in `test`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -49,8 +50,15 @@ fn main() -> Result<()> {
             serve(&root().join("dist"), port)
         }
         Some("test") => test(),
+        Some("fuzz") => {
+            let seconds = match flag_value("--seconds") {
+                Some(s) => s.parse().with_context(|| format!("--seconds: `{s}` is not a number of seconds"))?,
+                None => FUZZ_SMOKE_SECONDS,
+            };
+            fuzz(seconds)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <serve [--port N] | test | setup [--browser] | setup-minilm | build-web>");
+            eprintln!("usage: cargo xtask <serve [--port N] | test | fuzz [--seconds S] | setup [--browser] | setup-minilm | build-web>");
             std::process::exit(2)
         }
     }
@@ -246,9 +254,48 @@ fn test() -> Result<()> {
             .args(filter)
             .env(MINILM_DIR_ENV, &minilm))?;
     }
+    fuzz(FUZZ_SMOKE_SECONDS)?;
     build_web()?;
     run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
     eprintln!("all tests passed in {:.0}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// cargo-fuzz, pinned; it drives libFuzzer, which needs a nightly toolchain.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// How long `cargo xtask test` fuzzes each target (the long campaign is `scripts/fuzz.sh`).
+const FUZZ_SMOKE_SECONDS: u64 = 20;
+/// The fuzz targets (`fuzz/Cargo.toml`), each with a seed corpus in `fuzz/corpus/<target>`.
+const FUZZ_TARGETS: [&str; 7] = ["pairs_jsonl", "gpm_jsonl", "config_toml", "checkpoint", "embeddings", "comparisons", "tokenizer"];
+
+/// Fuzz every reader for `seconds` each, from its committed corpus, under AddressSanitizer, with
+/// the limits the readers promise: no input over 1 s, no single allocation over 256 MB. New
+/// inputs and crash files go under tests/out/fuzz, never into the committed corpus. The corpus
+/// and every past crash are also replayed on stable by the workspace's tests (`fuzz/tests`).
+fn fuzz(seconds: u64) -> Result<()> {
+    if output_of("rustup", &["run", "nightly", "rustc", "--version"]).is_none() {
+        eprintln!("NOTE: no nightly toolchain, so libFuzzer cannot run here; the committed corpus was replayed on stable instead");
+        return Ok(());
+    }
+    if !output_of("cargo", &["fuzz", "--version"]).is_some_and(|v| v.ends_with(CARGO_FUZZ_VERSION)) {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))?;
+    }
+    run(Command::new("cargo").args(["+nightly", "fuzz", "build", "--features", "libfuzzer"]))?;
+    for target in FUZZ_TARGETS {
+        let work = root().join("tests/out/fuzz").join(target);
+        std::fs::create_dir_all(&work)?;
+        let seeds = format!("fuzz/corpus/{target}");
+        let regressions = format!("fuzz/regressions/{target}");
+        let mut corpora = vec![work.display().to_string(), seeds];
+        if root().join(&regressions).is_dir() {
+            corpora.push(regressions);
+        }
+        run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "--features", "libfuzzer", target])
+            .args(&corpora)
+            .args(["--", &format!("-max_total_time={seconds}"), "-timeout=1", "-malloc_limit_mb=256", "-rss_limit_mb=2048", "-max_len=16384"])
+            .arg(format!("-artifact_prefix={}/", work.display())))?;
+    }
     Ok(())
 }
 

@@ -203,16 +203,54 @@ fn parse_precision(s: &str) -> Result<prefscope_core::precision::Precision, Stri
     })
 }
 
-/// Write a file so that a reader sees the old or the new content, never a torn one.
+/// Write a file so that a reader sees the old or the new content, never a torn one. On failure
+/// (a full disk, say) the old file is untouched and the partial copy is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        let kept = if path.exists() { "keeps its previous content" } else { "was not created" };
+        return Err(e).with_context(|| format!("cannot write {} ({} bytes); {} {kept}", tmp.display(), bytes.len(), path.display()));
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
     Ok(())
+}
+
+/// Publish a finished run: its summary first, then drop the resume state. A kill between the
+/// final weights and the summary then still resumes (replaying the last steps to the same bytes)
+/// rather than leaving a folder with weights and no summary.
+pub fn finish_run(dir: &Path, summary: &serde_json::Value) -> Result<()> {
+    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(summary)?.as_bytes())?;
+    let _ = fs::remove_file(dir.join(RESUME_FILE));
+    // Partial copies left by writes that a kill interrupted (their targets were never replaced).
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `--resume DIR` restores a saved state (true) or starts the run again (false): a run
+/// killed before its first checkpoint saved nothing, so it starts over, and says so. A folder with
+/// weights but no state has finished; one without a config is not a run folder.
+pub fn resume_from_state(dir: &Path) -> Result<bool> {
+    if dir.join(RESUME_FILE).exists() {
+        return Ok(true);
+    }
+    if dir.join(MODEL_FILE).exists() {
+        bail!("{} has no {RESUME_FILE} to resume from (the run has finished)", dir.display());
+    }
+    if !dir.join("config.toml").exists() {
+        bail!("{} is not a run folder (no config.toml)", dir.display());
+    }
+    eprintln!("{} has no saved state yet (the run stopped before its first checkpoint): starting it again from step 0", dir.display());
+    Ok(false)
 }
 
 /// The run folder of a policy run (`align`): its config first, one JSON line of metrics per step
@@ -429,10 +467,11 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
     }
     let start = Instant::now();
     let mut last = None;
+    let metrics_error = |e: std::io::Error| anyhow::Error::from(e).context(format!("cannot write {}; the last checkpoint is intact, resume with --resume {} once there is room", metrics_path.display(), d.dir.display()));
     while !trainer.is_done() {
         let m = trainer.step()?;
-        serde_json::to_writer(&mut metrics, &m)?;
-        metrics.write_all(b"\n")?;
+        serde_json::to_writer(&mut metrics, &m).map_err(std::io::Error::from).map_err(metrics_error)?;
+        metrics.write_all(b"\n").map_err(metrics_error)?;
         bar.inc(1);
         bar.set_message(format!("loss {:.4}", m.loss));
         if let Some(e) = m.eval.as_ref().filter(|_| !quiet) {
@@ -445,11 +484,13 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
             }
         }
         if d.checkpoint_every > 0 && m.step % d.checkpoint_every == 0 && !trainer.is_done() {
-            // Metrics first: a state never runs ahead of the metrics it implies.
-            metrics.flush()?;
-            metrics.get_ref().sync_data()?;
-            write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+            // Metrics first: a state never runs ahead of the metrics it implies. The state before
+            // the weights: a kill between the two leaves a state to resume from, never weights
+            // without one (which would read as a finished run).
+            metrics.flush().map_err(metrics_error)?;
+            metrics.get_ref().sync_data().map_err(metrics_error)?;
             write_atomic(&d.dir.join(RESUME_FILE), &trainer.resume_bytes()?)?;
+            write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
         }
         last = Some(m);
     }
@@ -457,9 +498,10 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
     if !quiet {
         bar.finish_and_clear();
     }
-    metrics.flush()?;
+    metrics.flush().map_err(metrics_error)?;
+    metrics.get_ref().sync_data().map_err(metrics_error)?;
+    // The resume state stays until the caller has written the summary (`finish_run`).
     write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
-    let _ = fs::remove_file(d.dir.join(RESUME_FILE));
     let Some(last) = last else { bail!("{} has already finished all {} steps", d.dir.display(), d.total_steps) };
     Ok((last, seconds))
 }
@@ -508,7 +550,7 @@ impl BackendJob for TrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
-        write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        finish_run(&dir, &summary)?;
         Ok(summary)
     }
 }
@@ -520,24 +562,21 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if crate::text::is_text_run(&args)? {
         return crate::text::train(args);
     }
-    let (cfg, dir) = match &args.resume {
+    let (cfg, dir, resume) = match &args.resume {
         Some(dir) => {
-            if !dir.join(RESUME_FILE).exists() {
-                let finished = if dir.join(MODEL_FILE).exists() { " (the run has finished)" } else { "" };
-                bail!("{} has no {RESUME_FILE} to resume from{finished}", dir.display());
-            }
-            (read_run_config(dir)?, dir.clone())
+            let resume = resume_from_state(dir)?;
+            (read_run_config(dir)?, dir.clone(), resume)
         }
         None => {
             let cfg = resolve_config(&args)?;
             let dir = prepare_run_dir(&args, &cfg)?;
-            (cfg, dir)
+            (cfg, dir, false)
         }
     };
     if args.devices == 0 {
         bail!("--devices must be at least 1");
     }
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None };
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None };
     let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");

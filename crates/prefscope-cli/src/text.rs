@@ -16,7 +16,7 @@ use prefscope_core::tfm::{TfmHead, TfmRmConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{Drive, EvalArgs, RESUME_FILE, RunLoop, TrainArgs, drive, write_atomic};
+use crate::run::{Drive, EvalArgs, RunLoop, TrainArgs, drive};
 
 /// Whether a train command is a text run: `--data`, a config with a `[data]` table, or a
 /// resumed folder whose config has one.
@@ -170,27 +170,25 @@ impl BackendJob for TextTrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
-        write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+        crate::run::finish_run(&dir, &summary)?;
         Ok(summary)
     }
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
-    let (cfg, dir) = match &args.resume {
+    let (cfg, dir, resume) = match &args.resume {
         Some(dir) => {
-            if !dir.join(RESUME_FILE).exists() {
-                bail!("{} has no {RESUME_FILE} to resume from", dir.display());
-            }
+            let resume = crate::run::resume_from_state(dir)?;
             let path = dir.join("config.toml");
-            (TextRunConfig::from_toml(&path.display().to_string(), &fs::read_to_string(&path)?)?, dir.clone())
+            (TextRunConfig::from_toml(&path.display().to_string(), &fs::read_to_string(&path)?)?, dir.clone(), resume)
         }
         None => {
             let cfg = resolve(&args)?;
             let stem = format!("{}-tfm-rm-seed{}", cfg.data.path.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('.').next()).unwrap_or("data"), cfg.seed);
-            (cfg, crate::run::prepare_dir(&args, &stem)?)
+            (cfg, crate::run::prepare_dir(&args, &stem)?, false)
         }
     };
-    let job = TextTrainJob { cfg, dir: dir.clone(), json: args.json, resume: args.resume.is_some(), checkpoint_every: args.checkpoint_every, shared: None };
+    let job = TextTrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, shared: None };
     let summary = dispatch(args.backend.backend, job)?;
     if args.json {
         println!("{summary}");

@@ -157,9 +157,30 @@ pub fn inspect_preference_model(bytes: &[u8]) -> Result<PreferenceCheckpoint> {
     Ok(PreferenceCheckpoint { config, input_dim, prompt_dim, step })
 }
 
+/// The number of values the file's tensors hold, by their headers (bounded by the file's size,
+/// since every tensor's byte range was checked to lie inside it).
+pub fn stored_values(bytes: &[u8]) -> Result<u128> {
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    Ok(file.tensors().iter().map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>()).sum())
+}
+
+/// Refuse, before the model is built, a header whose config needs more weights than the file
+/// holds: such a file cannot load, and building its skeleton could exhaust memory first.
+pub fn check_size(bytes: &[u8], needed: u128) -> Result<()> {
+    let stored = stored_values(bytes)?;
+    if needed > stored {
+        return Err(bad(format!("its config describes a model of {needed} weights but the file holds {stored} values")));
+    }
+    Ok(())
+}
+
 /// Rebuild a preference model from checkpoint bytes alone.
 pub fn load_preference_model<B: Backend>(bytes: Vec<u8>, device: &B::Device) -> Result<(PreferenceCheckpoint, PreferenceModel<B>)> {
     let head = inspect_preference_model(&bytes)?;
+    head.config.model.validate()?;
+    if let Some(needed) = head.config.model.num_params(head.input_dim, head.prompt_dim) {
+        check_size(&bytes, needed)?;
+    }
     let skeleton = head.config.model.init::<B>(head.input_dim, head.prompt_dim, head.config.seed, device)?;
     let model = load_into(skeleton, bytes)?;
     Ok((head, model))

@@ -921,6 +921,9 @@ struct GpmCustomLine {
     reject: String,
 }
 
+/// The most distinct responses [`parse_gpm_custom`] takes (n² floats: 64 MiB at the cap).
+pub const MAX_ONE_HOT_ITEMS: usize = 4096;
+
 /// Parse the GPM custom format (`instruction`, `chosen`, `reject`, `label`) into one-hot items,
 /// one per distinct response in order of first appearance.
 pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
@@ -933,6 +936,10 @@ pub fn parse_gpm_custom(source_name: &str, text: &str) -> Result<PairDataset> {
         let parsed: GpmCustomLine = parse_json_line(source_name, i + 1, line)?;
         let c = responses.index(&parsed.chosen);
         let r = responses.index(&parsed.reject);
+        if responses.names.len() > MAX_ONE_HOT_ITEMS {
+            let message = format!("more than {MAX_ONE_HOT_ITEMS} distinct responses: each becomes a one-hot item as wide as their number, which would not fit in memory");
+            return Err(Error::Data { source_name: source_name.to_string(), line: i + 1, field: "chosen".into(), message });
+        }
         if c == r {
             return Err(Error::Data {
                 source_name: source_name.to_string(),

@@ -226,6 +226,31 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// How many weights [`ModelConfig::init`] would allocate, computed without allocating; `None`
+    /// for the gridworld models, whose size is fixed. A checkpoint's header is checked against it
+    /// before anything is built, so a hostile config cannot ask for terabytes.
+    pub fn num_params(&self, input_dim: usize, prompt_dim: usize) -> Option<u128> {
+        fn mlp(d_in: usize, hidden: &[usize], d_out: usize) -> u128 {
+            let widths: Vec<u128> = std::iter::once(d_in).chain(hidden.iter().copied()).chain([d_out]).map(|w| w as u128).collect();
+            widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        }
+        let (i, p, h) = (input_dim, prompt_dim as u128, &self.hidden[..]);
+        Some(match self.kind {
+            ModelKind::Bt => mlp(i, h, 1),
+            ModelKind::Gpm => mlp(i, h, 2 * self.k) + if self.gate { p * self.k as u128 } else { 0 },
+            ModelKind::MultiObjective => {
+                let m = self.objectives;
+                mlp(i, h, m) + if self.gate { mlp(prompt_dim, h, m) + 1 + (m * m) as u128 } else { 0 }
+            }
+            ModelKind::Mixture => mlp(i, h, self.heads) + (p + 1) * self.heads as u128,
+            ModelKind::Vpl => {
+                let l = self.latent as u128;
+                mlp(2 * i, h, self.latent) + 5 * (l * l + l) + mlp(i + self.latent, h, 1)
+            }
+            ModelKind::Regret | ModelKind::PartialReturn => return None,
+        })
+    }
+
     /// Build a model for items of length `input_dim`, with weights drawn from `seed` on the host
     /// so that every backend starts from the same point.
     pub fn init<B: Backend>(&self, input_dim: usize, prompt_dim: usize, seed: u64, device: &B::Device) -> Result<PreferenceModel<B>> {
@@ -738,6 +763,20 @@ mod tests {
 
     fn rows(v: &[f32], cols: usize) -> Tensor<B, 2> {
         Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &Default::default())
+    }
+
+    #[test]
+    fn num_params_counts_what_init_allocates() {
+        // Every kind, with and without gates, two hidden layers, prompts where a kind needs them.
+        for kind in [ModelKind::Bt, ModelKind::Gpm, ModelKind::MultiObjective, ModelKind::Mixture, ModelKind::Vpl] {
+            for gate in [false, true] {
+                let cfg = ModelConfig { hidden: vec![5, 3], k: 3, objectives: 4, heads: 3, latent: 6, gate, verbosity_dim: 1, ..ModelConfig::new(kind) };
+                let (input, prompt) = if kind == ModelKind::Vpl { (2, 8) } else { (7, 4) };
+                let model = cfg.init::<B>(input, prompt, 0, &Default::default()).unwrap();
+                assert_eq!(cfg.num_params(input, prompt), Some(model.num_params() as u128), "{kind:?} gate={gate}");
+            }
+        }
+        assert_eq!(ModelConfig::new(ModelKind::Regret).num_params(1, 0), None);
     }
 
     #[test]

@@ -185,6 +185,12 @@ struct Battle {
     winner: String,
 }
 
+/// The most items a choix file may declare.
+pub const MAX_ITEMS: usize = 1 << 20;
+
+/// The most choice-set entries the rankings of a choix file may expand to (128 MiB of indices).
+pub const MAX_RANKING_INDICES: u128 = 1 << 24;
+
 /// Read comparisons from a choix-style JSON file (`{"n_items", "data"}`, data being `[w, l]`
 /// pairs, full rankings `[a, b, c, …]`, or top-1 choices `[w, [losers…]]`) or from JSONL battles
 /// (`{"model_a", "model_b", "winner"}` with winner `model_a`, `model_b` or `tie…`; a tie counts as
@@ -194,6 +200,10 @@ pub fn read_comparisons(source_name: &str, text: &str) -> Result<Comparisons> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') && serde_json::from_str::<ChoixFile>(text).is_ok() {
         let f: ChoixFile = serde_json::from_str(text).map_err(|e| data_err(e.line(), "data", e.to_string()))?;
+        // Every item gets a name and a strength, so the count is bounded before anything is sized by it.
+        if f.n_items > MAX_ITEMS {
+            return Err(data_err(1, "n_items", format!("{} items; at most {MAX_ITEMS} are supported", f.n_items)));
+        }
         let as_index = |v: &serde_json::Value| v.as_u64().map(|x| x as usize);
         let first = f.data.first().ok_or_else(|| data_err(1, "data", "no comparisons".into()))?;
         let arr = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
@@ -217,6 +227,11 @@ pub fn read_comparisons(source_name: &str, text: &str) -> Result<Comparisons> {
                     Some(r) if r.len() >= 2 => rankings.push(r),
                     _ => return Err(data_err(1, &format!("data[{i}]"), "expected a list of at least two item indices".into())),
                 }
+            }
+            // A ranking of L items is L − 1 choices over its suffixes: L²/2 indices in memory.
+            let indices: u128 = rankings.iter().map(|r| (r.len() as u128).pow(2) / 2).sum();
+            if indices > MAX_RANKING_INDICES {
+                return Err(data_err(1, "data", format!("the rankings expand to {indices} choice-set entries; at most {MAX_RANKING_INDICES} are supported")));
             }
             if rankings.iter().all(|r| r.len() == 2) {
                 let pairs: Vec<(usize, usize)> = rankings.iter().map(|r| (r[0], r[1])).collect();

@@ -78,9 +78,19 @@ pub struct TextPair {
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|e| data_error(&name, 0, "file", format!("cannot open: {e}")))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
-    Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
+    Ok(decoded(file, path.extension().is_some_and(|e| e == "gz")))
 }
+
+/// A buffered reader over `reader`, gunzipped (every member) when `gzip` is set.
+pub fn decoded<'a>(reader: impl Read + 'a, gzip: bool) -> Box<dyn BufRead + 'a> {
+    let reader: Box<dyn Read + 'a> = if gzip { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+    Box::new(BufReader::with_capacity(1 << 16, reader))
+}
+
+/// The longest line a pair file may have. A line is held whole while it is parsed, so without a
+/// cap one newline-free stream (a small .gz can inflate a thousandfold) would be read into memory
+/// until the machine runs out.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// Streams [`TextPair`]s from JSONL; with [`OnError::Skip`] malformed lines are counted in
 /// [`PairReader::skipped`] and the first ones kept in [`PairReader::skip_messages`].
@@ -114,8 +124,13 @@ impl<R: BufRead> Iterator for PairReader<R> {
         loop {
             self.buf.clear();
             self.line_no += 1;
-            match self.reader.read_line(&mut self.buf) {
+            // One byte past the cap tells a line of exactly MAX_LINE_BYTES from a longer one.
+            match (&mut self.reader).take(MAX_LINE_BYTES as u64 + 1).read_line(&mut self.buf) {
                 Ok(0) => return None,
+                Ok(n) if n > MAX_LINE_BYTES => {
+                    let message = format!("the line is longer than {} MiB: not a JSONL pair file?", MAX_LINE_BYTES >> 20);
+                    return Some(Err(data_error(&self.source_name, self.line_no, "line", message)));
+                }
                 Ok(_) => {}
                 // An I/O or decompression error (e.g. a truncated .gz) is never skippable.
                 Err(e) => return Some(Err(data_error(&self.source_name, self.line_no, "file", format!("cannot read: {e}")))),

@@ -543,6 +543,7 @@ pub fn load_text_model<B: Backend>(bytes: Vec<u8>, device: &B::Device) -> Result
     if tok.vocab_size() != config.model.vocab {
         return Err(Error::Checkpoint(format!("the tokenizer has {} tokens but the model {}", tok.vocab_size(), config.model.vocab)));
     }
+    crate::checkpoint::check_size(&bytes, config.model.num_params())?;
     let model = load_into(config.model.init::<B>(config.seed, device), bytes)?;
     Ok((config, tok, model))
 }

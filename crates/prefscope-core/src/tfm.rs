@@ -93,6 +93,14 @@ impl TfmRmConfig {
         }
     }
 
+    /// How many weights [`TfmRmConfig::init`] allocates, computed without allocating (checked
+    /// against burn's own count in a test).
+    pub fn num_params(&self) -> u128 {
+        let (d, f) = (self.d_model as u128, self.d_ff as u128);
+        let layer = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * (2 * d);
+        (self.vocab as u128 + self.max_len as u128) * d + self.n_layers as u128 * layer + 2 * d + d * self.out_dim() as u128 + self.out_dim() as u128
+    }
+
     /// A model whose weights depend only on `seed` (drawn on the host, see [`HostInit`]).
     pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> TfmRewardModel<B> {
         TfmRewardModel {
@@ -252,6 +260,14 @@ mod tests {
 
     fn tiny(head: TfmHead) -> TfmRmConfig {
         TfmRmConfig { vocab: 32, d_model: 16, n_layers: 2, n_heads: 2, d_ff: 32, max_len: 12, head, k: 2, tau: 0.1 }
+    }
+
+    #[test]
+    fn num_params_counts_what_init_allocates() {
+        for head in [TfmHead::Bt, TfmHead::Gpm] {
+            let cfg = TfmRmConfig { d_ff: 24, n_layers: 3, ..tiny(head) };
+            assert_eq!(cfg.num_params(), cfg.init::<B>(0, &Default::default()).num_params() as u128, "{head:?}");
+        }
     }
 
     #[test]
