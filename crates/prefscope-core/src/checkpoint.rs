@@ -87,6 +87,14 @@ pub fn read_metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
 /// parameter must be in the file with its exact shape and no tensor may be left over.
 pub fn load_into<B: Backend, M: Module<B>>(mut skeleton: M, bytes: Vec<u8>) -> Result<M> {
     read_metadata(&bytes)?;
+    // Every parameter is a float tensor; burn's loader panics on any other dtype.
+    {
+        use safetensors::Dtype::{BF16, F16, F32, F64};
+        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        if let Some((name, t)) = file.tensors().into_iter().find(|(_, t)| !matches!(t.dtype(), F16 | BF16 | F32 | F64)) {
+            return Err(bad(format!("tensor `{name}` is {:?}; model weights are floats", t.dtype())));
+        }
+    }
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = skeleton.load_from(&mut store).map_err(|e| bad(format!("the weights do not fit the model: {e}")))?;
     if !result.errors.is_empty() {

@@ -360,7 +360,8 @@ impl<B: Backend> MiniLm<B> {
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| model_error(format!("cannot read {}: {e}", dir.join(name).display())));
         let config_bytes = read("config.json")?;
         let config = MiniLmConfig::from_json(&dir.join("config.json").display().to_string(), &String::from_utf8_lossy(&config_bytes))?;
-        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
+        let tokenizer_json = String::from_utf8(read("tokenizer.json")?).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
+        let mut tokenizer: Tokenizer = crate::textrm::parse_tokenizer(&tokenizer_json).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
         // Padding and truncation are done here per batch (tokenizer.json pads everything to 128).
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
@@ -368,6 +369,10 @@ impl<B: Backend> MiniLm<B> {
         let (cls, sep, pad) = (id("[CLS]")?, id("[SEP]")?, id("[PAD]")?);
         if let Some(&bad) = [cls, sep, pad].iter().find(|&&t| t as usize >= config.vocab_size) {
             return Err(model_error(format!("token id {bad} of tokenizer.json is outside the {}-token vocabulary", config.vocab_size)));
+        }
+        // Every id the tokenizer can emit must be an embedding row.
+        if let Some(&bad) = tokenizer.get_vocab(true).values().max().filter(|&&t| t as usize >= config.vocab_size) {
+            return Err(model_error(format!("tokenizer.json has token id {bad}, outside the model's {}-token vocabulary", config.vocab_size)));
         }
         if config.max_position_embeddings < MAX_SEQ_LEN {
             return Err(model_error(format!("max_position_embeddings {} is below the {MAX_SEQ_LEN}-token inputs", config.max_position_embeddings)));

@@ -147,6 +147,13 @@ impl TextRunConfig {
 
 pub use crate::data::is_held_out;
 
+/// Parse a `tokenizer.json`. The text is checked to be JSON first: tokenizers 0.22 panics
+/// (`expect("Helper")` in its decoder) on some malformed input instead of returning an error.
+pub(crate) fn parse_tokenizer(json: &str) -> std::result::Result<Tokenizer, String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(|e| e.to_string())?;
+    json.parse::<Tokenizer>().map_err(|e| e.to_string())
+}
+
 const SPECIALS: [&str; 4] = ["<pad>", "<s>", "<sep>", "</s>"];
 
 /// A Hugging Face tokenizer plus the special tokens the model's sequences use.
@@ -181,12 +188,19 @@ impl PairTokenizer {
 
     /// Load a `tokenizer.json` (its text); the special tokens are added if it lacks them.
     pub fn from_json(source_name: &str, json: &str) -> Result<Self> {
-        let tokenizer: Tokenizer = json.parse().map_err(|e| config_error("tokenizer.path", format!("{source_name}: not a tokenizer.json: {e}")))?;
+        let tokenizer = parse_tokenizer(json).map_err(|e| config_error("tokenizer.path", format!("{source_name}: not a tokenizer.json: {e}")))?;
         Self::with_specials(tokenizer)
     }
 
     fn with_specials(mut tokenizer: Tokenizer) -> Result<Self> {
         tokenizer.add_special_tokens(&SPECIALS.map(|s| AddedToken::from(s.to_string(), true)));
+        // Ids index the model's embedding rows, one token each: a gap or a shared id would make
+        // the saved tokenizer (which keeps one token per id) disagree with the model.
+        let n = tokenizer.get_vocab_size(true);
+        let ids: std::collections::BTreeSet<u32> = tokenizer.get_vocab(true).into_values().collect();
+        if ids.len() != n || ids.last().is_some_and(|&id| id as usize >= n) {
+            return Err(config_error("tokenizer", format!("its token ids are not 0..{n}, one token each")));
+        }
         let id = |s: &str| tokenizer.token_to_id(s).ok_or_else(|| config_error("tokenizer", format!("the tokenizer has no `{s}` token")));
         let special = SpecialTokens { pad: id("<pad>")?, bos: id("<s>")?, sep: id("<sep>")?, eos: id("</s>")? };
         Ok(Self { tokenizer, special })
