@@ -213,6 +213,19 @@ fn a_text_run_killed_at_twenty_random_moments_ends_bit_identical() {
     let (landed, early) = kill_repeatedly(&args, &dir, "killed", 20, 300 / 25, std::time::Duration::from_millis(1500), 2);
     assert!(landed == 20 && early >= 1, "{landed} of 20 kills hit a running process, {early} of them in start-up");
     assert_same_run(&dir.join("straight"), &dir.join("killed"));
+    // A text run's config.toml edited after a checkpoint is refused by the key that changed, and
+    // nothing is written; put back, the run resumes to the same bytes.
+    kill_once_written(&[&args[..], &["--out", "edited"]].concat(), &dir, &dir.join("edited/resume.state"));
+    let (config, metrics) = (std::fs::read_to_string(dir.join("edited/config.toml")).unwrap(), std::fs::read(dir.join("edited/metrics.jsonl")).unwrap());
+    assert!(config.contains("lr = 0.0005"), "{config}");
+    std::fs::write(dir.join("edited/config.toml"), config.replace("lr = 0.0005", "lr = 0.001")).unwrap();
+    let out = prefscope(&["train", "--resume", "edited"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("`train.lr`"), "{err}");
+    assert_eq!(std::fs::read(dir.join("edited/metrics.jsonl")).unwrap(), metrics, "a refused resume writes nothing");
+    std::fs::write(dir.join("edited/config.toml"), &config).unwrap();
+    last_json(&prefscope(&["train", "--resume", "edited", "--json"], &dir));
+    assert_same_run(&dir.join("straight"), &dir.join("edited"));
 }
 
 /// Run `args` `moments.len()` times, killing each (SIGKILL) after its moment; calls `check`

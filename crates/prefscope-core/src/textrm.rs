@@ -489,7 +489,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
-        let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json(), "loss_scaler": self.scaler });
+        let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json(), "loss_scaler": self.scaler, "config": self.config.to_toml() });
         Ok(crate::train::pack_resume(state.to_string().as_bytes(), &model, &optim))
     }
 
@@ -502,6 +502,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let (Some(step), Some(drawn), Some(tok)) = (state["step"].as_u64(), state["drawn"].as_u64(), state["tokenizer"].as_str()) else {
             return Err(Error::Checkpoint("the run state lacks step, drawn or tokenizer".into()));
         };
+        crate::train::check_saved_config(state["config"].as_str(), &self.config.to_toml())?;
         if step as usize > self.config.train.steps {
             return Err(Error::Checkpoint("the run state does not belong to this config".into()));
         }

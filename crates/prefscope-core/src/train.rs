@@ -746,12 +746,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let [state, model, optim] = unpack_resume(bytes)?;
         let state: ResumeState = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
-        if let Some(saved) = &state.config {
-            let parse = |t: &str| toml::from_str::<toml::Value>(t).map_err(|e| Error::Checkpoint(format!("run state: its config: {e}")));
-            if let Some(key) = first_difference(&parse(saved)?, &parse(&self.config.to_toml())?, "") {
-                return Err(Error::Checkpoint(format!("the config differs at `{key}` from the one this run state was saved with (was config.toml edited?); put it back, or start a new run")));
-            }
-        }
+        check_saved_config(state.config.as_deref(), &self.config.to_toml())?;
         let units = if self.config.train.loss.listwise.is_some() { self.dataset.train_lists.len() } else { self.dataset.train.len() };
         if state.step > self.config.train.steps || state.cursor > state.order.len() || (!state.order.is_empty() && state.order.len() != units) {
             return Err(Error::Checkpoint("the run state does not belong to this config and data".into()));
@@ -827,6 +822,17 @@ struct ResumeState {
     /// that an edited config.toml is refused by the key that changed, not silently trained on.
     #[serde(default)]
     config: Option<String>,
+}
+
+/// Refuse a run state saved under another config than the run's (an edited config.toml), by the
+/// first key that changed. States from versions that did not keep their config pass.
+pub(crate) fn check_saved_config(saved: Option<&str>, current: &str) -> Result<()> {
+    let Some(saved) = saved else { return Ok(()) };
+    let parse = |t: &str| toml::from_str::<toml::Value>(t).map_err(|e| Error::Checkpoint(format!("run state: its config: {e}")));
+    if let Some(key) = first_difference(&parse(saved)?, &parse(current)?, "") {
+        return Err(Error::Checkpoint(format!("the config differs at `{key}` from the one this run state was saved with (was config.toml edited?); put it back, or start a new run")));
+    }
+    Ok(())
 }
 
 /// The first dotted key at which two TOML documents differ.
