@@ -9,7 +9,8 @@
 // PREFSCOPE_ONLY=<regex> runs only the cases whose names match.
 //
 // The page's test hooks: data-testid attributes, and `window.__prefscope`
-// ({ backend, adapter, status, steps, losses, evals, accuracy }), see crates/prefscope-web/src/app.rs.
+// ({ backend, adapter, status, steps, losses, evals, accuracy }), see crates/prefscope-web/src/app.rs;
+// in the compute worker, `self.__gpuDevices` (crates/prefscope-web/src/worker.rs).
 
 import { chromium } from 'playwright-core';
 import http from 'node:http';
@@ -292,6 +293,70 @@ try {
     }
   });
 
+  // The compute worker keeps the page's thread free: Long Tasks (> 50 ms) on the main thread are
+  // recorded from the Train click through a dial drag while training, Pause, and the 61 × 61
+  // landscape computed after it; the dial's frames are counted with requestAnimationFrame.
+  for (const backend of ['webgpu', 'cpu']) {
+    await check(`main thread never blocks (${backend}): no task over 50 ms while training, dragging the dial and computing a 61×61 landscape; the dial keeps ≥ 50 fps while training`, async () => {
+      const observe = () => {
+        window.__longTasks = [];
+        new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, duration: e.duration });
+        }).observe({ type: 'longtask', buffered: true });
+      };
+      const page = await openPage(context, base, `?backend=${backend}&scenario=multi-objective&model=multi-objective&seed=0&steps=20000&grid=61`, observe);
+      try {
+        const since = await page.evaluate(() => performance.now());
+        await page.getByTestId('train-button').click({ timeout: 60_000 });
+        // Past the second evaluation: the views are refreshed as training goes, and every kernel
+        // has been compiled (on SwiftShader, compiling one holds up the GPU process, and so the
+        // page's frames, for seconds).
+        await page.waitForFunction(() => (window.__prefscope?.evals || []).length >= 2 && window.__prefscope.dial?.step >= 50, null, { timeout: 180_000 });
+        const before = await stepsDone(page);
+        await page.evaluate(() => {
+          window.__frames = [];
+          window.__counting = true;
+          const tick = (t) => { window.__frames.push(t); if (window.__counting) requestAnimationFrame(tick); };
+          requestAnimationFrame(tick);
+        });
+        // Twice round the dial (the box after the Train click scrolled the page).
+        await page.getByTestId('direction-dial').scrollIntoViewIfNeeded();
+        const box = await page.getByTestId('direction-dial').boundingBox();
+        const [cx, cy, r] = [box.x + box.width / 2, box.y + box.height / 2, box.width * 0.38];
+        await page.mouse.move(cx + r, cy);
+        await page.mouse.down();
+        const directions = new Set();
+        for (let i = 1; i <= 120; i++) {
+          const a = (i / 60) * Math.PI;
+          await page.mouse.move(cx + r * Math.cos(a), cy - r * Math.sin(a));
+          if (i % 10 === 0) directions.add(await page.evaluate(() => window.__prefscope.direction));
+          await sleep(10);
+        }
+        await page.mouse.up();
+        const frames = await page.evaluate(() => { window.__counting = false; return window.__frames; });
+        const after = await stepsDone(page);
+        assert((await statusText(page)) === 'training', `status "${await statusText(page)}": training ended during the drag`);
+        assert(after > before, `no steps during the drag (${before} → ${after})`);
+        assert(directions.size >= 6, `the drag moved the dial through ${directions.size} directions`);
+        const seconds = (frames[frames.length - 1] - frames[0]) / 1000;
+        const fps = (frames.length - 1) / seconds;
+        const gaps = frames.slice(1).map((t, i) => t - frames[i]);
+        // Pause: the landscape (61 × 61) of the paused weights is computed in the worker.
+        await page.getByTestId('pause-button').click();
+        const L = await landscapeReady(page, 'random');
+        assert(L.n === 61 && L.values.length === 61 * 61, `${L.values.length} values`);
+        await sleep(300);
+        const tasks = await page.evaluate((t0) => window.__longTasks.filter((e) => e.start >= t0), since);
+        console.log(`# ${backend}: ${after - before} steps during a ${seconds.toFixed(1)} s drag at ${fps.toFixed(1)} fps (longest frame ${Math.max(...gaps).toFixed(0)} ms); ` +
+          `${tasks.length} long tasks on the main thread${tasks.length ? ` (longest ${Math.max(...tasks.map((t) => t.duration)).toFixed(0)} ms)` : ''}`);
+        assert(tasks.length === 0, `long tasks: ${tasks.map((t) => `${t.duration.toFixed(0)} ms at ${(t.start - since).toFixed(0)} ms`).join(', ')}`);
+        assert(fps >= 50, `the dial drew ${fps.toFixed(1)} fps while training`);
+      } finally {
+        await page.close();
+      }
+    });
+  }
+
   await check('policy tab: DPO reaches its optimum, the URL keeps the tab, the slider replays training', async () => {
     const page = await openPage(context, base, '?backend=cpu&tab=policy');
     try {
@@ -371,8 +436,9 @@ try {
         await page.getByTestId('policy-direction').fill(String(deg));
         await page.waitForFunction((d) => new URLSearchParams(location.search).get('dir') === String(d) || (d === 0 && !location.search.includes('dir=')), deg, { timeout: 5000 });
         await page.getByTestId('policy-train').click();
-        await page.getByTestId('policy-bars').waitFor({ timeout: 60_000 });
-        assert(!(await page.getByTestId('policy-stale').count()), `the run at ${deg}° is marked stale`);
+        // The worker trains (the button is disabled meanwhile); the run it sends is for this direction.
+        await page.waitForFunction(() => !document.querySelector('[data-testid=policy-train]').disabled && document.querySelector('[data-testid=policy-bars]')
+          && !document.querySelector('[data-testid=policy-stale]'), null, { timeout: 60_000 });
         const bars = page.getByTestId('policy-bars');
         const best = Number(await bars.getAttribute('data-best'));
         const cands = await bars.locator('g[data-candidate]').evaluateAll((gs) => gs.map((g) => ({ i: Number(g.dataset.candidate), p: Number(g.dataset.p), r: [Number(g.dataset.r1), Number(g.dataset.r2)] })));
@@ -557,21 +623,14 @@ try {
   });
 
   await check('a lost GPU device mid-run: the page says so and offers the CPU, never a blank page', async () => {
-    // Keep every GPUDevice the page creates, to destroy them as a driver reset would.
-    const keepDevices = () => {
-      window.__gpuDevices = [];
-      const request = GPUAdapter.prototype.requestDevice;
-      GPUAdapter.prototype.requestDevice = async function (...args) {
-        const device = await request.apply(this, args);
-        window.__gpuDevices.push(device);
-        return device;
-      };
-    };
-    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=5000', keepDevices);
+    const page = await openPage(context, base, '?backend=webgpu&scenario=cyclic&model=gpm&seed=0&steps=5000');
     try {
       await page.getByTestId('train-button').click({ timeout: 60_000 });
       await page.waitForFunction(() => (window.__prefscope?.losses || []).length >= 20, null, { timeout: 60_000 });
-      const destroyed = await page.evaluate(() => { window.__gpuDevices.forEach((d) => d.destroy()); return window.__gpuDevices.length; });
+      // Training runs in the compute worker, which keeps its devices in `self.__gpuDevices`.
+      const workers = page.workers();
+      assert(workers.length === 1, `${workers.length} workers`);
+      const destroyed = await workers[0].evaluate(() => { self.__gpuDevices.forEach((d) => d.destroy()); return self.__gpuDevices.length; });
       assert(destroyed >= 1, 'the page made a GPU device');
       await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent.startsWith('error'), null, { timeout: 60_000 });
       const status = await statusText(page);

@@ -1,30 +1,31 @@
 //! The playground: pick a scenario and a model, train in the tab, watch the loss fall.
 //!
-//! Training runs as a `spawn_local` loop that awaits one [`AnyTrainer::step`] at a time and
-//! yields to the event loop between steps, so the page stays responsive. The trainer lives in
-//! [`Shared::slot`] between steps; Pause asks the loop to stop after the current step, Reset
-//! bumps [`Shared::generation`] so that a loop still awaiting a step drops its result.
+//! Training, evaluation and the landscape grid run in the compute worker ([`crate::worker`]);
+//! this thread renders and handles input only. Each reset starts a new run (`App::run`, sent to
+//! the worker with the run's config); replies for an older run are dropped. Pause asks the
+//! worker to stop after the step in flight.
 //!
 //! Test hooks: `data-testid` on the controls and read-outs, and `window.__prefscope`, an object
 //! `{ backend: "webgpu"|"cpu"|null, adapter, status, steps, losses: [f32 per step],
 //!    stepTimes: [Date.now() per step], evals: [{step, accuracy, loss}], accuracy: number|null }`
 //! kept current after every step.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect};
-use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind, StepMetrics};
+use gloo_worker::WorkerBridge;
+use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind};
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 use web_sys::{DragEvent, File, HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
+use crate::backend::{Backend, Selected};
 use crate::charts_panel::{Series, charts};
 use crate::by_ptr::ByPtr;
 use crate::dial_panel::{Candidates, DirectionDial};
 use crate::embedding_panel::{EmbeddingView, Embeddings};
+use crate::worker::{ComputeWorker, Input, Output, RunSpec, Views};
 use crate::landscape::Slice;
 use crate::landscape_panel::{LandscapePanel, PanelState};
 use crate::plot::{DataPicture, LossAxes, polyline, scale, tick_label};
@@ -62,40 +63,9 @@ enum BackendState {
     Failed(String),
 }
 
-/// State shared with the training loop.
-#[derive(Default)]
-struct Shared {
-    /// The trainer between steps (taken out while a step is in flight).
-    slot: RefCell<Option<AnyTrainer>>,
-    /// Bumped by Reset and by settings changes; a loop of an older generation stops silently.
-    generation: Cell<u64>,
-    /// Set by Pause; the loop stops after the step in flight.
-    pause: Cell<bool>,
-    /// A loop of the current generation is running.
-    running: Cell<bool>,
-    /// The weights after the latest step (without autodiff), for the views to evaluate while the
-    /// trainer itself is busy; with the number of steps done.
-    latest: RefCell<Option<(AnyModel, usize)>>,
-    /// Flattened weights every `snapshot_every` steps, the initial ones first: the trajectory
-    /// of the landscape's PCA plane and the start of its interpolation.
-    snapshots: RefCell<Vec<Rc<Vec<f32>>>>,
-    snapshot_every: Cell<usize>,
-    /// Set by Step: pause after the next step.
-    step_once: Cell<bool>,
-    /// The latest landscape request; a computation of an older one stops at its next batch.
-    landscape_request: Cell<u64>,
-}
-
-/// What the training loop reports, tagged with its generation.
-pub enum LoopEvent {
-    Step(u64, StepMetrics),
-    Paused(u64),
-    Done(u64),
-    Failed(u64, String),
-}
-
 pub enum Msg {
-    BackendSelected(Result<Selected, String>),
+    /// A reply from the compute worker.
+    Worker(Output),
     SetScenario(String),
     SetModel(String),
     SetNormalize(bool),
@@ -103,21 +73,16 @@ pub enum Msg {
     Train,
     Pause,
     Reset,
-    Loop(LoopEvent),
     SetPlane(Plane),
     SetGrid(usize),
     SetLog(bool),
     ComputeLandscape,
-    LandscapeReady(u64, Result<Slice, String>),
     TogglePanel(Panel),
     SetDirection(u32),
     SetWeights(Vec<u32>),
     SetBeta(i32),
     SetOnlineLabels(usize),
     SetOnlineMethod(String),
-    CandidatesReady(u64, Result<Candidates, String>),
-    EmbeddingsReady(u64, Result<Embeddings, String>),
-    SurfaceReady(u64, Result<Surface, String>),
     /// Change settings that define the run (hyper-parameters, seed, steps): a new run.
     Edit(Rc<dyn Fn(&mut Settings)>),
     Step,
@@ -128,12 +93,13 @@ pub enum Msg {
     ClearUpload,
     OpenCheckpoint(File),
     CheckpointRead(String, Result<Vec<u8>, String>),
-    MarginsReady(u64, usize, Result<Vec<f32>, String>),
 }
 
 /// A file dropped on the page.
 pub struct Upload {
     name: String,
+    /// The file as dropped, for the worker to read the same way.
+    bytes: Rc<Vec<u8>>,
     data: Rc<PairDataset>,
     /// An embedding file (`prefscope embed`): unsplit, because its held-out pairs follow the run's
     /// seed as `prefscope train --embeddings` splits them. A JSONL file comes split already.
@@ -148,7 +114,12 @@ pub struct App {
     picture: Option<Rc<DataPicture>>,
     status: Status,
     pausing: bool,
-    shared: Rc<Shared>,
+    /// The compute worker, or why it could not start.
+    worker: Result<WorkerBridge<ComputeWorker>, String>,
+    /// The current run's id: bumped by every reset, sent with the run's spec.
+    run: u64,
+    /// The latest landscape request (bumped to cancel one in flight).
+    landscape_request: u64,
     losses: Vec<f32>,
     evals: Vec<(usize, f32, f32)>,
     final_accuracy: Option<f32>,
@@ -165,8 +136,6 @@ pub struct App {
     /// The dial's candidates and the GPM embeddings of the latest model; an error says why not.
     candidates: Option<Result<Rc<Candidates>, String>>,
     embeddings: Option<Result<Rc<Embeddings>, String>>,
-    /// Bumped by Reset: results of an older model are dropped.
-    views_generation: u64,
     /// Minibatch accuracy per step.
     train_accuracy: Vec<f32>,
     surface: Option<Result<Rc<Surface>, String>>,
@@ -189,7 +158,11 @@ impl Component for App {
         let query = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
         let (settings, url_warnings) = Settings::from_query(&query);
         let choice = settings.backend;
-        ctx.link().send_future(async move { Msg::BackendSelected(crate::backend::select(choice).await) });
+        let on_output = ctx.link().callback(Msg::Worker);
+        let worker = crate::worker::spawn(move |o| on_output.emit(o));
+        if let Ok(w) = &worker {
+            w.send(Input::Select(choice));
+        }
         let hook = Object::new();
         if let Some(w) = web_sys::window() {
             let _ = Reflect::set(&w, &"__prefscope".into(), &hook);
@@ -197,12 +170,17 @@ impl Component for App {
         let mut app = Self {
             settings,
             url_warnings,
-            backend: BackendState::Detecting,
+            backend: match &worker {
+                Ok(_) => BackendState::Detecting,
+                Err(e) => BackendState::Failed(format!("the compute worker did not start: {e}")),
+            },
             dataset: Err(String::new()),
             picture: None,
             status: Status::Idle,
             pausing: false,
-            shared: Rc::default(),
+            worker,
+            run: 0,
+            landscape_request: 0,
             losses: vec![],
             evals: vec![],
             final_accuracy: None,
@@ -215,7 +193,6 @@ impl Component for App {
             landscape_state: PanelState::Idle,
             candidates: None,
             embeddings: None,
-            views_generation: 0,
             train_accuracy: vec![],
             surface: None,
             margins: None,
@@ -225,21 +202,14 @@ impl Component for App {
             opened: None,
         };
         app.rebuild_dataset();
+        app.send_run();
         app.publish();
         app
     }
 
     fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
         match msg {
-            Msg::BackendSelected(result) => {
-                self.backend = match result {
-                    Ok(selected) => BackendState::Ready(selected),
-                    Err(e) => {
-                        self.status = Status::Error(e.clone());
-                        BackendState::Failed(e)
-                    }
-                }
-            }
+            Msg::Worker(output) => self.on_output(output),
             Msg::SetScenario(name) => {
                 if let Ok(kind) = ScenarioKind::parse(&name)
                     && kind != self.settings.scenario
@@ -271,53 +241,41 @@ impl Component for App {
             Msg::Train => match self.status {
                 Status::Training => {
                     // Train while a pause is pending cancels the pause.
-                    self.shared.pause.set(false);
                     self.pausing = false;
+                    self.post(Input::Train { snapshot_every: self.snapshot_every() });
                 }
-                Status::Idle | Status::Paused => self.start(ctx),
+                Status::Idle | Status::Paused => self.start(false),
                 Status::Done | Status::Error(_) => {
                     self.reset();
-                    self.start(ctx);
+                    self.start(false);
                 }
             },
             Msg::Pause => {
                 if self.status == Status::Training {
-                    self.shared.pause.set(true);
+                    self.post(Input::Pause);
                     self.pausing = true;
                 }
             }
             Msg::Reset => self.reset(),
-            Msg::Loop(event) => self.on_loop_event(ctx, event),
             Msg::SetPlane(plane) => {
                 if plane != self.settings.plane {
                     self.settings.plane = plane;
                     self.write_url();
-                    self.compute_landscape(ctx);
+                    self.compute_landscape();
                 }
             }
             Msg::SetGrid(n) => {
                 if n != self.settings.grid && crate::settings::GRID.contains(&n) && n % 2 == 1 {
                     self.settings.grid = n;
                     self.write_url();
-                    self.compute_landscape(ctx);
+                    self.compute_landscape();
                 }
             }
             Msg::SetLog(on) => {
                 self.settings.log_scale = on;
                 self.write_url();
             }
-            Msg::ComputeLandscape => self.compute_landscape(ctx),
-            Msg::LandscapeReady(request, result) => {
-                if request == self.shared.landscape_request.get() {
-                    match result {
-                        Ok(slice) => {
-                            self.landscape = Some(Rc::new(slice));
-                            self.landscape_state = PanelState::Idle;
-                        }
-                        Err(e) => self.landscape_state = PanelState::Failed(e),
-                    }
-                }
-            }
+            Msg::ComputeLandscape => self.compute_landscape(),
             Msg::SetDirection(deg) => {
                 if deg != self.settings.direction {
                     self.settings.direction = deg;
@@ -348,16 +306,6 @@ impl Component for App {
                     self.write_url();
                 }
             }
-            Msg::CandidatesReady(g, result) => {
-                if g == self.views_generation {
-                    self.candidates = Some(result.map(Rc::new));
-                }
-            }
-            Msg::EmbeddingsReady(g, result) => {
-                if g == self.views_generation {
-                    self.embeddings = Some(result.map(Rc::new));
-                }
-            }
             Msg::Edit(edit) => {
                 let mut next = self.settings.clone();
                 edit(&mut next);
@@ -368,11 +316,10 @@ impl Component for App {
             }
             Msg::Step => {
                 if matches!(self.status, Status::Idle | Status::Paused) {
-                    self.shared.step_once.set(true);
-                    self.start(ctx);
+                    self.start(true);
                 }
             }
-            Msg::ExportModel => self.export_model(),
+            Msg::ExportModel => self.post(Input::Export),
             Msg::ExportPng(testid) => export_png(&testid, &format!("prefscope-{testid}-{}.png", self.settings.scenario.name())),
             Msg::Upload(file) => {
                 let cfg = self.settings.run_config();
@@ -394,7 +341,7 @@ impl Component for App {
                 });
             }
             Msg::CheckpointRead(name, bytes) => {
-                if let Err(e) = bytes.and_then(|b| self.open_checkpoint(ctx, &name, b)) {
+                if let Err(e) = bytes.and_then(|b| self.open_checkpoint(&name, b)) {
                     self.checkpoint_note = Some(format!("error: {name}: {e}"));
                 }
             }
@@ -402,19 +349,6 @@ impl Component for App {
                 self.uploaded = None;
                 self.upload_error = None;
                 self.settings_changed();
-            }
-            Msg::SurfaceReady(g, result) => {
-                if g == self.views_generation {
-                    self.surface = Some(result.map(Rc::new));
-                }
-            }
-            Msg::MarginsReady(g, step, result) => {
-                if g == self.views_generation {
-                    match result {
-                        Ok(m) => self.margins = Some((Rc::new(m), step)),
-                        Err(e) => web_sys::console::warn_1(&format!("held-out margins: {e}").into()),
-                    }
-                }
             }
             Msg::TogglePanel(panel) => {
                 let open = !self.settings.is_open(panel);
@@ -503,7 +437,7 @@ impl App {
     fn rebuild_dataset(&mut self) {
         let cfg = self.settings.run_config();
         self.dataset = match &self.uploaded {
-            Some(u) if u.embeddings => split_by_seed(&u.data, &cfg).map(Rc::new),
+            Some(u) if u.embeddings => crate::upload::split_by_seed(&u.data, &cfg).map(Rc::new),
             Some(u) => Ok(u.data.clone()),
             None => cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string()),
         };
@@ -522,12 +456,14 @@ impl App {
         }
     }
 
-    /// Drop the trainer and the curve; a loop still in flight stops when its step returns.
+    /// Drop the curve and the views and start a new run in the worker (which drops its trainer;
+    /// a step in flight is discarded).
     fn reset(&mut self) {
-        self.shared.generation.set(self.shared.generation.get() + 1);
-        self.shared.slot.borrow_mut().take();
-        self.shared.pause.set(false);
-        self.shared.running.set(false);
+        self.clear_run();
+        self.send_run();
+    }
+
+    fn clear_run(&mut self) {
         self.pausing = false;
         self.losses.clear();
         self.evals.clear();
@@ -536,17 +472,14 @@ impl App {
         self.ms_per_step = None;
         self.hook_losses = Array::new();
         self.hook_times = Array::new();
-        self.shared.latest.borrow_mut().take();
-        self.shared.snapshots.borrow_mut().clear();
         self.landscape = None;
         self.landscape_state = PanelState::Idle;
-        self.cancel_landscape();
+        self.landscape_request += 1;
         self.candidates = None;
         self.embeddings = None;
         self.surface = None;
         self.margins = None;
         self.train_accuracy.clear();
-        self.views_generation += 1;
         self.checkpoint_note = None;
         self.opened = None;
         if !matches!(self.backend, BackendState::Failed(_)) {
@@ -554,83 +487,59 @@ impl App {
         }
     }
 
-    /// Build the trainer if there is none yet (and no step in flight); false on an error.
-    fn ensure_trainer(&mut self) -> bool {
-        let Some(backend) = self.ready_backend() else { return false };
-        if self.shared.slot.borrow().is_none() && !self.shared.running.get() {
-            let built = match (&self.uploaded, &self.dataset) {
-                (None, _) => AnyTrainer::new(backend, self.run_config()),
-                (Some(_), Ok(ds)) => AnyTrainer::with_dataset(backend, self.run_config(), ds.as_ref().clone()),
-                (Some(_), Err(e)) => {
-                    self.status = Status::Error(e.clone());
-                    return false;
-                }
-            };
-            let built = match (built, self.opened.take()) {
-                (Ok(mut t), Some((name, bytes))) => t.start_from(bytes).map(|()| t).map_err(|e| prefscope_core::Error::Checkpoint(format!("cannot continue from {name}: {e}"))),
-                (built, _) => built,
-            };
-            match built {
-                Ok(t) => {
-                    *self.shared.latest.borrow_mut() = Some((t.snapshot(), t.steps_done()));
-                    // About 100 snapshots over the run, enough for a smooth path; none (and no
-                    // read-backs slowing the steps) while the landscape panel is closed.
-                    let every = if self.settings.is_open(Panel::Landscape) { prefscope_core::landscape::snapshot_every(self.settings.steps) } else { 0 };
-                    self.shared.snapshot_every.set(every);
-                    *self.shared.slot.borrow_mut() = Some(t);
-                }
-                Err(e) => {
-                    self.status = Status::Error(e.to_string());
-                    return false;
-                }
-            }
-        }
-        true
+    /// Send the worker a new run: the run config, the dropped file and the opened checkpoint.
+    fn send_run(&mut self) {
+        self.run += 1;
+        let spec = RunSpec {
+            run: self.run,
+            config: self.run_config().to_toml(),
+            upload: self.uploaded.as_ref().map(|u| (u.name.clone(), u.bytes.as_ref().clone())),
+            checkpoint: self.opened.clone(),
+        };
+        self.post(Input::Run(spec));
     }
 
-    /// Start or resume training.
-    fn start(&mut self, ctx: &Context<Self>) {
-        if !self.ensure_trainer() {
+    fn post(&self, input: Input) {
+        if let Ok(w) = &self.worker {
+            w.send(input);
+        }
+    }
+
+    /// About 100 weight snapshots over the run, enough for a smooth PCA path; none (and no
+    /// read-backs slowing the steps) while the landscape panel is closed.
+    fn snapshot_every(&self) -> usize {
+        if self.settings.is_open(Panel::Landscape) { prefscope_core::landscape::snapshot_every(self.settings.steps) } else { 0 }
+    }
+
+    /// Start or resume training (`one`: a single step, then pause).
+    fn start(&mut self, one: bool) {
+        if self.ready_backend().is_none() {
             return;
         }
         // The weights are about to move: a landscape of the paused ones is not worth waiting for.
         self.cancel_landscape();
-        self.shared.pause.set(false);
         self.pausing = false;
         self.status = Status::Training;
         self.stretch_start = Some((js_sys::Date::now(), self.losses.len()));
-        if !self.shared.running.get() {
-            self.shared.running.set(true);
-            let shared = self.shared.clone();
-            let generation = shared.generation.get();
-            let events = ctx.link().callback(Msg::Loop);
-            wasm_bindgen_futures::spawn_local(train_loop(shared, generation, events));
-        }
+        let snapshot_every = self.snapshot_every();
+        self.post(if one { Input::Step { snapshot_every } } else { Input::Train { snapshot_every } });
     }
 
-    /// Download the current weights as a checkpoint the native binary can open (`prefscope eval`).
-    fn export_model(&self) {
-        let bytes = match self.shared.slot.borrow().as_ref() {
-            Some(t) => t.checkpoint_bytes(),
-            None => return,
-        };
-        match bytes {
-            Ok(b) => {
-                let name = format!("prefscope-{}-{}-seed{}-step{}.safetensors", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed, self.losses.len());
-                download_bytes(&js_sys::Uint8Array::from(b.as_slice()), &name, "application/octet-stream");
-            }
-            Err(e) => web_sys::console::error_1(&format!("export: {e}").into()),
-        }
+    /// Download checkpoint bytes from the worker as the native binary writes them (`prefscope eval` opens it).
+    fn download_model(&self, step: usize, bytes: &[u8]) {
+        let name = format!("prefscope-{}-{}-seed{}-step{step}.safetensors", self.settings.scenario.name(), self.settings.model.name(), self.settings.seed);
+        download_bytes(&js_sys::Uint8Array::from(bytes), &name, "application/octet-stream");
     }
 
     /// Show a checkpoint's model in every view: its config sets the page (scenario, model,
     /// hyper-parameters) and its data is the file on the page when the model fits it (a model
     /// exported after an upload), else the scenario rebuilt from its config and seed. Train then
     /// continues from its weights (to the run's last step, or for as many steps again when it
-    /// had finished).
-    fn open_checkpoint(&mut self, ctx: &Context<Self>, name: &str, bytes: Vec<u8>) -> Result<(), String> {
-        let backend = self.ready_backend().ok_or("no backend yet")?;
-        let (head, model) = AnyModel::from_checkpoint(backend, bytes.clone()).map_err(|e| e.to_string())?;
+    /// had finished). The header is checked here; the worker loads the weights.
+    fn open_checkpoint(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), String> {
+        self.ready_backend().ok_or("no backend yet")?;
+        let head = prefscope_core::checkpoint::inspect_preference_model(&bytes).map_err(|e| e.to_string())?;
+        head.config.model.validate().map_err(|e| e.to_string())?;
         let cfg = &head.config;
         let upload_fits = matches!((&self.uploaded, &self.dataset), (Some(_), Ok(ds)) if prefscope_core::checkpoint::check_fits(&head, ds).is_ok());
         let scenario_data = if upload_fits {
@@ -650,124 +559,154 @@ impl App {
             s.steps = (2 * head.step).clamp(head.step + 1, crate::settings::MAX_STEPS.max(head.step + 1));
         }
         let steps = s.steps;
-        match scenario_data {
-            Some(ds) => {
-                self.uploaded = None;
-                self.settings_changed();
-                self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
-                self.dataset = Ok(Rc::new(ds));
-            }
-            None => self.settings_changed(),
+        if scenario_data.is_some() {
+            self.uploaded = None;
+        }
+        self.rebuild_dataset();
+        self.write_url();
+        if let Some(ds) = scenario_data {
+            self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
+            self.dataset = Ok(Rc::new(ds));
         }
         // The page's settings cannot express every config field (hidden widths, losses…): say so.
         let mut mine = self.run_config();
         mine.train.steps = cfg.train.steps;
         mine.embeddings.clone_from(&cfg.embeddings);
         let differs = mine != *cfg;
-        *self.shared.latest.borrow_mut() = Some((model, head.step));
-        self.opened = Some((name.to_string(), bytes));
-        self.checkpoint_note = Some(format!(
+        let note = format!(
             "Opened {name}: {} on {}, seed {}, step {}{}. The views show it; Train continues it to step {steps} (the optimiser's moments start afresh), Reset starts a new run.",
             cfg.model.kind.name(),
             if upload_fits { self.uploaded.as_ref().map_or("the file", |u| u.name.as_str()) } else { cfg.scenario.kind.name() },
             cfg.seed,
             head.step,
             if differs { " (its config has settings the page cannot set, so a new run here differs)" } else { "" }
-        ));
-        self.compute_landscape(ctx);
-        self.refresh_views(ctx);
+        );
+        // A new run that starts from the checkpoint; the worker answers `Opened` once it loaded.
+        self.clear_run();
+        self.opened = Some((name.to_string(), bytes));
+        self.checkpoint_note = Some(note);
+        self.send_run();
         Ok(())
     }
 
     /// Evaluate the landscape of the latest weights (the initial ones before training).
-    fn compute_landscape(&mut self, ctx: &Context<Self>) {
-        if !self.settings.is_open(Panel::Landscape) || (self.shared.latest.borrow().is_none() && !self.ensure_trainer()) {
+    fn compute_landscape(&mut self) {
+        if !self.settings.is_open(Panel::Landscape) || self.ready_backend().is_none() {
             return;
         }
-        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
-        self.cancel_landscape();
+        self.landscape_request += 1;
         self.landscape_state = PanelState::Computing;
-        let request = self.shared.landscape_request.get();
-        let req = crate::landscape_panel::Request {
-            plane: self.settings.plane,
-            n: self.settings.grid,
-            seed: self.settings.seed,
-            trajectory: self.shared.snapshots.borrow().clone(),
-            step,
-        };
-        let current = self.shared.clone();
-        let superseded = move || current.landscape_request.get() != request;
-        ctx.link().send_future(async move { Msg::LandscapeReady(request, crate::landscape_panel::compute(model, ds, req, superseded).await) });
+        let (request, plane, n, snapshot_every) = (self.landscape_request, self.settings.plane, self.settings.grid, self.snapshot_every());
+        self.post(Input::Landscape { request, plane, n, snapshot_every });
     }
 
     /// Stop a landscape computation in flight (at its next batch) and drop its result: on a
     /// software GPU a large grid takes minutes and would hold up resumed training.
     fn cancel_landscape(&mut self) {
-        self.shared.landscape_request.set(self.shared.landscape_request.get() + 1);
+        self.landscape_request += 1;
+        self.post(Input::CancelLandscape { request: self.landscape_request });
         if self.landscape_state == PanelState::Computing {
             self.landscape_state = PanelState::Idle;
         }
     }
 
-    /// Recompute the dial's candidates and the GPM embeddings from the latest weights, for the
-    /// model that has them and panels that are open.
-    fn refresh_views(&mut self, ctx: &Context<Self>) {
-        let (Some((model, step)), Ok(ds)) = (self.shared.latest.borrow().clone(), self.dataset.clone()) else { return };
-        let g = self.views_generation;
-        if self.settings.model == ModelKind::MultiObjective && self.settings.is_open(Panel::Dial) {
-            let (model, ds) = (model.clone(), ds.clone());
-            ctx.link().send_future(async move { Msg::CandidatesReady(g, crate::dial_panel::candidates(model, ds, step).await) });
-        }
-        if self.settings.model == ModelKind::Gpm && self.settings.is_open(Panel::Embedding) {
-            let (model, ds) = (model.clone(), ds.clone());
-            ctx.link().send_future(async move { Msg::EmbeddingsReady(g, crate::embedding_panel::embeddings(model, ds, step).await) });
-        }
-        if let Some(extent) = self.picture.as_ref().map(|p| p.extent)
-            && self.settings.is_open(Panel::Surface)
-        {
-            let model = model.clone();
-            ctx.link().send_future(async move { Msg::SurfaceReady(g, crate::surface_panel::compute(model, extent, step).await) });
-        }
-        if self.settings.is_open(Panel::Charts) {
-            ctx.link().send_future(async move { Msg::MarginsReady(g, step, crate::charts_panel::held_out_logits(model, ds).await) });
-        }
+    /// Ask the worker for the dial's candidates, the GPM embeddings, the decision surface and
+    /// the held-out margins of the latest weights, for the panels that are open.
+    fn refresh_views(&self) {
+        let open = |p| self.settings.is_open(p);
+        self.post(Input::Views(Views {
+            candidates: self.settings.model == ModelKind::MultiObjective && open(Panel::Dial),
+            embeddings: self.settings.model == ModelKind::Gpm && open(Panel::Embedding),
+            surface: self.picture.as_ref().map(|p| p.extent).filter(|_| open(Panel::Surface)),
+            margins: open(Panel::Charts),
+        }));
     }
 
-    fn on_loop_event(&mut self, ctx: &Context<Self>, event: LoopEvent) {
-        let current = self.shared.generation.get();
-        match event {
-            LoopEvent::Step(g, m) if g == current => {
-                self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
-                self.hook_times.push(&JsValue::from_f64(js_sys::Date::now()));
-                self.losses.push(m.loss);
-                self.train_accuracy.push(m.train_accuracy);
-                if let Some(e) = m.eval {
-                    self.evals.push((m.step, e.accuracy, e.loss));
-                    self.refresh_views(ctx);
+    fn on_output(&mut self, output: Output) {
+        let current = self.run;
+        match output {
+            Output::Backend(result) => {
+                self.backend = match result {
+                    Ok(selected) => BackendState::Ready(selected),
+                    Err(e) => {
+                        self.status = Status::Error(e.clone());
+                        BackendState::Failed(e)
+                    }
+                }
+            }
+            Output::Steps(run, metrics) if run == current => {
+                let now = js_sys::Date::now();
+                let mut evaluated = false;
+                for m in metrics {
+                    self.hook_losses.push(&JsValue::from_f64(m.loss as f64));
+                    self.hook_times.push(&JsValue::from_f64(now));
+                    self.losses.push(m.loss);
+                    self.train_accuracy.push(m.train_accuracy);
+                    if let Some(e) = m.eval {
+                        self.evals.push((m.step, e.accuracy, e.loss));
+                        evaluated = true;
+                    }
+                }
+                if evaluated {
+                    self.refresh_views();
                 }
                 if let Some((t0, s0)) = self.stretch_start {
                     let n = self.losses.len().saturating_sub(s0);
                     if n > 0 {
-                        self.ms_per_step = Some((js_sys::Date::now() - t0) / n as f64);
+                        self.ms_per_step = Some((now - t0) / n as f64);
                     }
                 }
             }
-            LoopEvent::Paused(g) if g == current => {
+            Output::Paused(run) if run == current => {
                 self.pausing = false;
                 self.status = Status::Paused;
-                self.compute_landscape(ctx);
-                self.refresh_views(ctx);
+                self.compute_landscape();
+                self.refresh_views();
             }
-            LoopEvent::Done(g) if g == current => {
+            Output::Done(run) if run == current => {
                 self.pausing = false;
                 self.final_accuracy = self.evals.last().map(|e| e.1);
                 self.status = Status::Done;
-                self.compute_landscape(ctx);
-                self.refresh_views(ctx);
+                self.compute_landscape();
+                self.refresh_views();
             }
-            LoopEvent::Failed(g, e) if g == current => {
+            Output::Failed(run, e) if run == current => {
                 self.pausing = false;
                 self.status = Status::Error(e);
+            }
+            Output::Opened(run, result) if run == current => match result {
+                Ok(_) => {
+                    self.compute_landscape();
+                    self.refresh_views();
+                }
+                Err(e) => {
+                    let name = self.opened.as_ref().map(|o| o.0.clone()).unwrap_or_default();
+                    self.reset();
+                    self.checkpoint_note = Some(format!("error: {name}: {e}"));
+                }
+            },
+            Output::Landscape(request, result) if request == self.landscape_request => match result {
+                Ok(slice) => {
+                    self.landscape = Some(Rc::new(slice));
+                    self.landscape_state = PanelState::Idle;
+                }
+                Err(e) => self.landscape_state = PanelState::Failed(e),
+            },
+            Output::Candidates(run, result) if run == current => self.candidates = Some(result.map(Rc::new)),
+            Output::Embeddings(run, result) if run == current => self.embeddings = Some(result.map(Rc::new)),
+            Output::Surface(run, result) if run == current => self.surface = Some(result.map(Rc::new)),
+            Output::Margins(run, step, result) if run == current => match result {
+                Ok(m) => self.margins = Some((Rc::new(m), step)),
+                Err(e) => web_sys::console::warn_1(&format!("held-out margins: {e}").into()),
+            },
+            Output::Checkpoint(run, result) if run == current => match result {
+                Ok((step, bytes)) => self.download_model(step, &bytes),
+                Err(e) => web_sys::console::error_1(&format!("export: {e}").into()),
+            },
+            Output::Fatal(text) => {
+                self.pausing = false;
+                self.status = Status::Error(text.clone());
+                crate::show_fatal(&text);
             }
             _ => {}
         }
@@ -1270,65 +1209,11 @@ fn model_title(k: ModelKind) -> &'static str {
     }
 }
 
-/// One step at a time until done, paused or superseded; yields to the browser between steps.
-async fn train_loop(shared: Rc<Shared>, generation: u64, events: Callback<LoopEvent>) {
-    loop {
-        if shared.generation.get() != generation {
-            return;
-        }
-        if shared.pause.get() {
-            shared.running.set(false);
-            events.emit(LoopEvent::Paused(generation));
-            return;
-        }
-        let Some(mut trainer) = shared.slot.borrow_mut().take() else {
-            shared.running.set(false);
-            return;
-        };
-        let every = shared.snapshot_every.get();
-        if every > 0 && trainer.steps_done() == 0 && shared.snapshots.borrow().is_empty() {
-            snapshot(&shared, &trainer).await;
-        }
-        let result = trainer.step().await;
-        if shared.generation.get() != generation {
-            return; // Reset while the step was in flight: drop this trainer.
-        }
-        let done = trainer.is_done();
-        *shared.latest.borrow_mut() = Some((trainer.snapshot(), trainer.steps_done()));
-        if every > 0 && result.is_ok() && (trainer.steps_done().is_multiple_of(every) || done) {
-            snapshot(&shared, &trainer).await;
-        }
-        if shared.generation.get() != generation {
-            return;
-        }
-        *shared.slot.borrow_mut() = Some(trainer);
-        if shared.step_once.replace(false) {
-            shared.pause.set(true);
-        }
-        match result {
-            Ok(m) => events.emit(LoopEvent::Step(generation, m)),
-            Err(e) => {
-                shared.running.set(false);
-                events.emit(LoopEvent::Failed(generation, e.to_string()));
-                return;
-            }
-        }
-        if done {
-            shared.running.set(false);
-            events.emit(LoopEvent::Done(generation));
-            return;
-        }
-        gloo_timers::future::TimeoutFuture::new(0).await;
-    }
-}
-
 /// Applies a control's value to the settings.
 type SetBy<T> = Rc<dyn Fn(&mut Settings, T)>;
 
 const BATCHES: [usize; 8] = [8, 16, 32, 64, 128, 256, 512, 1024];
 const PAIR_COUNTS: [usize; 7] = [100, 200, 500, 1000, 2000, 5000, 10_000];
-/// Uploads larger than this many lines are refused: every distinct response becomes a one-hot item.
-const MAX_UPLOAD_LINES: usize = 2000;
 
 /// Two significant digits, so slider values read well in the URL.
 fn round_sig(v: f64) -> f64 {
@@ -1357,57 +1242,13 @@ fn export_png(testid: &str, filename: &str) {
     }
 }
 
-/// Read an uploaded file: a `.safetensors` (or anything that starts like one, an 8-byte header
-/// length and then `{`) as pair embeddings, the rest as JSONL pairs. Errors name the file.
+/// Read a dropped file ([`crate::upload::read`]). Errors name the file.
 async fn read_upload(file: &File, cfg: &RunConfig) -> Result<Upload, String> {
     let name = file.name();
     let bytes = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await.map(|b| js_sys::Uint8Array::new(&b).to_vec()).map_err(|_| format!("{name}: could not read the file"))?;
-    let embeddings = name.ends_with(".safetensors") || (bytes.len() > 8 && bytes[0] != b'{' && bytes[8] == b'{');
-    let data = if embeddings { read_embeddings(&name, &bytes, cfg)? } else { read_pairs(&name, &bytes)? };
-    Ok(Upload { name, data: Rc::new(data), embeddings })
-}
-
-/// Parse a pair-embedding file, unsplit; refuses one too small to hold out a pair.
-fn read_embeddings(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset, String> {
-    let mut ds = prefscope_core::checkpoint::read_pair_embeddings(bytes).map_err(|e| format!("{name}: {e}"))?;
-    // The file has no text; the pair list and the views label responses by index.
-    ds.item_labels = (0..ds.n_items()).map(|i| format!("#{i}")).collect();
-    split_by_seed(&ds, cfg).map_err(|e| format!("{name}: {e}"))?;
-    Ok(ds)
-}
-
-/// An embedding file's split for this run, as `RunConfig::dataset` makes it for the CLI.
-fn split_by_seed(ds: &PairDataset, cfg: &RunConfig) -> Result<PairDataset, String> {
-    let mut ds = ds.clone();
-    ds.split(cfg.scenario.eval_fraction, cfg.seed).map_err(|e| e.to_string())?;
-    if ds.eval.is_empty() {
-        return Err(format!("{} pairs are too few to hold any out", ds.pairs.len()));
-    }
-    Ok(ds)
-}
-
-/// Parse an uploaded pair file; errors name the file and line, and never panic.
-fn read_pairs(name: &str, bytes: &[u8]) -> Result<PairDataset, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| format!("{name}: not a text file"))?;
-    let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
-    if lines > MAX_UPLOAD_LINES {
-        return Err(format!("{name}: {lines} pairs; the page takes at most {MAX_UPLOAD_LINES} (each distinct response becomes a feature)"));
-    }
-    let mut ds = prefscope_core::data::parse_gpm_custom(name, text).map_err(|e| e.to_string())?;
-    if ds.pairs.len() < 2 {
-        return Err(format!("{name}: needs at least two pairs, found {}", ds.pairs.len()));
-    }
-    ds.split(0.2, 0).map_err(|e| e.to_string())?;
-    Ok(ds)
-}
-
-/// Record the trainer's flattened weights; models the landscape does not cover record nothing.
-async fn snapshot(shared: &Shared, trainer: &AnyTrainer) {
-    let model = trainer.snapshot();
-    let weights = crate::backend::on_model!(&model, |m, _device| prefscope_core::landscape::read_weights(m).await);
-    if let Ok(w) = weights {
-        shared.snapshots.borrow_mut().push(Rc::new(w));
-    }
+    let embeddings = crate::upload::is_embeddings(&name, &bytes);
+    let data = crate::upload::read(&name, &bytes, cfg)?;
+    Ok(Upload { name, bytes: Rc::new(bytes), data: Rc::new(data), embeddings })
 }
 
 // ---------------------------------------------------------------------------------------------

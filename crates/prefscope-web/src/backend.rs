@@ -1,4 +1,4 @@
-//! Picking the backend in the browser and driving a trainer on it.
+//! Picking the backend in the browser and driving a trainer on it (in the compute worker).
 //!
 //! WebGPU is used when `navigator.gpu` exists and `requestAdapter()` returns an adapter; burn's
 //! WebGPU runtime is then initialised once, asynchronously (its sync `init_setup` panics on
@@ -29,7 +29,7 @@ pub fn cpu_device() -> burn::backend::flex::FlexDevice {
 }
 
 /// The backend the page trains on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
     WebGpu,
     Cpu,
@@ -54,6 +54,7 @@ impl Backend {
 }
 
 /// The outcome of backend selection.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Selected {
     pub backend: Backend,
     /// The adapter's description, when WebGPU is used.
@@ -87,8 +88,9 @@ pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, Stri
 
 /// Ask the browser for a WebGPU adapter; `Ok` holds a short description of it.
 async fn request_adapter() -> std::result::Result<String, String> {
-    let window = web_sys::window().ok_or("there is no window")?;
-    let gpu = Reflect::get(&window.navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    // `self.navigator`: the worker's (WorkerNavigator), or the window's.
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
         return Err("navigator.gpu is missing".into());
     }

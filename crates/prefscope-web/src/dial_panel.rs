@@ -22,7 +22,7 @@ use crate::plot::{nice_ticks, polyline, scale, tick_label};
 pub const CANDIDATES: usize = 12;
 
 /// Each candidate's attribute rewards under the model, with its label and true ratings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidates {
     pub labels: Vec<String>,
     /// One row of k ≥ 2 rewards per candidate.

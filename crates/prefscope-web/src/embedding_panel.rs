@@ -22,7 +22,7 @@ pub const MATRIX: usize = 8;
 const DRAWN: usize = 200;
 
 /// Embeddings of the first responses and the preference probabilities among them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Embeddings {
     pub labels: Vec<String>,
     /// `[n][2k]` embeddings as the model scores them (unit length when it normalises).

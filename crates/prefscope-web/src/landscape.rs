@@ -2,6 +2,8 @@
 //! polynomial viridis and contour rule as `shaders/landscape.wgsl`), and the canvas fallback's
 //! rasteriser. No browser types, so it is unit-tested on the host.
 
+use serde::{Deserialize, Serialize};
+
 use crate::settings::Plane;
 
 /// Contour lines per colour scale (at every 1/CONTOURS of the normalised value).
@@ -9,7 +11,7 @@ pub const CONTOURS: f32 = 12.0;
 
 /// A computed landscape: the loss on an `n × n` grid around the current weights, and the loss
 /// along the straight line from the initial to the current weights.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Slice {
     pub plane: Plane,
     pub n: usize,

@@ -1,5 +1,7 @@
-//! The prefscope playground: a Yew page that trains preference models in the browser tab, on
+//! The prefscope playground: a Yew page that trains preference models in the browser, on
 //! WebGPU where the browser offers it and on the CPU (burn-flex, with WebAssembly SIMD) otherwise.
+//! The page's thread renders; training and evaluation run in a Web Worker ([`worker`]) that runs
+//! this same binary.
 //!
 //! Built with Trunk (`trunk build` at the repository root; see `Trunk.toml` and `web/index.html`).
 //! On other targets this is an empty binary, so `cargo test --workspace` covers the
@@ -14,6 +16,7 @@ mod landscape;
 mod plot;
 mod settings;
 mod surface;
+mod upload;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
@@ -35,18 +38,29 @@ mod online_panel;
 mod policy;
 #[cfg(target_arch = "wasm32")]
 mod surface_panel;
+#[cfg(target_arch = "wasm32")]
+mod worker;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    yew::set_custom_panic_hook(Box::new(report_panic));
+    // In the compute worker there is no window: serve the page's requests.
+    if web_sys::window().is_none() {
+        worker::register();
+        return;
+    }
+    yew::set_custom_panic_hook(Box::new(|info| {
+        let text = format!("panic: {info}");
+        web_sys::console::error_1(&text.clone().into());
+        show_fatal(&text);
+    }));
     yew::Renderer::<app::App>::new().render();
 }
 
-/// Log the panic and show it as the page's status, so a test fails fast instead of timing out.
+/// Show a panic (the page's own, or the worker's: `text` starts with "panic: ") as the page's
+/// status, so a test fails fast instead of timing out, and say what happened with a way out.
 #[cfg(target_arch = "wasm32")]
-fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
-    let text = format!("error: panic: {info}");
-    web_sys::console::error_1(&text.clone().into());
+fn show_fatal(text: &str) {
+    let text = format!("error: {text}");
     let Some(window) = web_sys::window() else { return };
     if let Ok(hook) = js_sys::Reflect::get(&window, &"__prefscope".into())
         && hook.is_object()
@@ -57,7 +71,7 @@ fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
     if let Some(el) = document.query_selector("[data-testid=status]").ok().flatten() {
         el.set_text_content(Some(&text));
     }
-    // The wasm instance cannot go on after a panic: say what happened and offer a way out. A
+    // A wasm instance cannot go on after a panic: say what happened and offer a way out. A
     // lost GPU device (driver reset, GPU removed, the tab's device destroyed) shows up as a
     // failed buffer mapping or a device error inside the wgpu runtime.
     let gpu = ["BufferAsyncError", "Device", "device", "lost", "wgpu", "cubecl"].iter().any(|k| text.contains(k));

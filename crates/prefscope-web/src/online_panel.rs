@@ -1,7 +1,8 @@
 //! The Policy tab's online mode: reward over-optimisation (Gao et al. 2022), live.
 //!
-//! A proxy reward model (the core's Bradley–Terry MLP) trains in the tab on N comparisons of the
-//! `overopt` scenario that the hidden gold reward labelled. Then a policy optimises the proxy,
+//! A proxy reward model (the core's Bradley–Terry MLP) trains in a compute worker of the panel's
+//! own on N comparisons of the `overopt` scenario that the hidden gold reward labelled. Then a
+//! policy optimises the proxy,
 //! point by point: best-of-n for n = 1 … 1024, or RL at decreasing β (the KL-regularised optimum
 //! π_ref·exp(r̂/β)/Z, which RLOO reaches), or RLOO itself at β = 0.01, live, one point per
 //! iteration (its expected gradient, as [`live_rloo`] says). The chart grows as it goes: gold and proxy reward
@@ -10,20 +11,23 @@
 
 use std::rc::Rc;
 
+use gloo_worker::WorkerBridge;
 use prefscope_core::Trainer;
+use serde::{Deserialize, Serialize};
 use prefscope_core::policy::online::train_online_async;
 use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves, live_rloo, proxy_arms, trajectory_point};
 use yew::prelude::*;
 
 use crate::backend::{CpuBackend, cpu_device};
+use crate::worker::{ComputeWorker, Input, Output};
 use crate::plot::{polyline, scale};
 use crate::settings::ONLINE_METHODS as METHODS;
 
 /// The numbers of labels offered (any in `settings::LABELS` is accepted from the URL).
 const LABEL_CHOICES: [usize; 4] = [30, 100, 300, 3000];
 
-#[derive(Clone, Debug, PartialEq)]
-enum Phase {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Phase {
     Idle,
     Proxy { step: usize, of: usize },
     Optimising,
@@ -39,13 +43,23 @@ pub struct Props {
     pub on_method: Callback<String>,
 }
 
-/// Train the proxy (yielding to the browser every few steps), then grow the curve point by point.
-async fn run(labels: usize, method: String, seed: u64, phase: UseStateHandle<Phase>, points: UseStateHandle<Rc<Vec<CurvePoint>>>, error: UseStateHandle<Option<String>>) {
+/// What the online run reports as it goes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Update {
+    Phase(Phase),
+    /// The curve so far.
+    Points(Vec<CurvePoint>),
+    Error(String),
+}
+
+/// Train the proxy, then grow the curve point by point (in the compute worker); `emit` sends
+/// each update to the page.
+pub async fn run(labels: usize, method: String, seed: u64, emit: impl Fn(Update)) {
     let cfg = OveroptConfig { seed, labels: vec![labels], ..Default::default() };
     let device = cpu_device();
     let mut trainer = match Trainer::<CpuBackend>::new(cfg.proxy_run(labels), &device) {
         Ok(t) => t,
-        Err(e) => return error.set(Some(e.to_string())),
+        Err(e) => return emit(Update::Error(e.to_string())),
     };
     let mut accuracy = f64::NAN;
     while !trainer.is_done() {
@@ -55,18 +69,17 @@ async fn run(labels: usize, method: String, seed: u64, phase: UseStateHandle<Pha
                     accuracy = e.accuracy as f64;
                 }
                 if m.step % 20 == 0 {
-                    phase.set(Phase::Proxy { step: m.step, of: cfg.steps });
-                    gloo_timers::future::TimeoutFuture::new(0).await;
+                    emit(Update::Phase(Phase::Proxy { step: m.step, of: cfg.steps }));
                 }
             }
-            Err(e) => return error.set(Some(e.to_string())),
+            Err(e) => return emit(Update::Error(e.to_string())),
         }
     }
     let arms = match proxy_arms(&trainer) {
         Ok(a) => a,
-        Err(e) => return error.set(Some(e.to_string())),
+        Err(e) => return emit(Update::Error(e.to_string())),
     };
-    phase.set(Phase::Optimising);
+    emit(Update::Phase(Phase::Optimising));
     let mut grown = vec![];
     if method == "rloo" {
         // One point per iteration of RLOO's expected gradient, the chart redrawn every third.
@@ -74,25 +87,25 @@ async fn run(labels: usize, method: String, seed: u64, phase: UseStateHandle<Pha
         let run = train_online_async::<CpuBackend, _>(&arms, &live, &device, |m| {
             grown.push(trajectory_point(m, start.get_or_insert_with(|| m.clone())));
             if m.iteration % 3 == 0 {
-                points.set(Rc::new(grown.clone()));
+                emit(Update::Points(grown.clone()));
             }
             gloo_timers::future::TimeoutFuture::new(0)
         });
         if let Err(e) = run.await {
-            return error.set(Some(e.to_string()));
+            return emit(Update::Error(e.to_string()));
         }
-        points.set(Rc::new(grown));
-        return phase.set(Phase::Done { accuracy });
+        emit(Update::Points(grown));
+        return emit(Update::Phase(Phase::Done { accuracy }));
     }
     let knobs: Vec<f64> = if method == "rl" { cfg.betas.clone() } else { cfg.best_of.iter().map(|&n| n as f64).collect() };
     for knob in knobs {
         let (bon, rl) = if method == "rl" { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[], &[knob]) } else { curves(&arms.ref_probs, &arms.reward, &arms.gold, &[knob as usize], &[]) };
         grown.extend(bon.into_iter().chain(rl));
-        points.set(Rc::new(grown.clone()));
+        emit(Update::Points(grown.clone()));
         // A frame per point: the curve grows where the user can watch it.
         gloo_timers::future::TimeoutFuture::new(40).await;
     }
-    phase.set(Phase::Done { accuracy });
+    emit(Update::Phase(Phase::Done { accuracy }));
 }
 
 /// The gold curve's highest point.
@@ -117,6 +130,7 @@ pub fn online_panel(props: &Props) -> Html {
     let points = use_state(|| Rc::new(Vec::<CurvePoint>::new()));
     let error = use_state(|| None::<String>);
     let busy = matches!(*phase, Phase::Proxy { .. } | Phase::Optimising);
+    let worker = use_mut_ref(|| None::<WorkerBridge<ComputeWorker>>);
     let on_run = {
         let (phase, points, error) = (phase.clone(), points.clone(), error.clone());
         let (labels, method, seed) = (props.labels, props.method.clone(), props.seed);
@@ -124,7 +138,18 @@ pub fn online_panel(props: &Props) -> Html {
             points.set(Rc::new(vec![]));
             error.set(None);
             phase.set(Phase::Proxy { step: 0, of: OveroptConfig::default().steps });
-            wasm_bindgen_futures::spawn_local(run(labels, method.clone(), seed, phase.clone(), points.clone(), error.clone()));
+            let on_output = {
+                let (phase, points, error) = (phase.clone(), points.clone(), error.clone());
+                move |output: Output| match output {
+                    Output::Online(Update::Phase(p)) => phase.set(p),
+                    Output::Online(Update::Points(p)) => points.set(Rc::new(p)),
+                    Output::Online(Update::Error(e)) => error.set(Some(e)),
+                    _ => {}
+                }
+            };
+            if let Err(e) = crate::policy::send_to_worker(&worker, on_output, Input::Online { labels, method: method.clone(), seed }) {
+                error.set(Some(e));
+            }
         })
     };
     let on_labels = props.on_labels.reform(|e: Event| e.target_unchecked_into::<web_sys::HtmlSelectElement>().value().parse().unwrap_or(300));

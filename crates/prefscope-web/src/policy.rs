@@ -3,15 +3,21 @@
 //! the KL–reward frontier that DPO's optimum traces as β moves.
 //!
 //! Training is the core's `train_bandit_recorded` on the CPU backend (the problem is tiny), run
-//! in the click handler; snapshots every few steps let the slider replay the distribution moving.
+//! in a compute worker of the panel's own; snapshots every few steps let the slider replay the
+//! distribution moving.
 //!
 //! In the two-objective mode each candidate has two rewards (r1, r2) and the policy is trained on
 //! v·(r1, r2), v the dial's direction (`?dir=`, shared with the reward tab's dial): turning it
 //! and training again moves the policy to another response, as DPA steers a policy by direction.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use gloo_worker::WorkerBridge;
+use serde::{Deserialize, Serialize};
+
 use crate::backend::{CpuBackend, cpu_device};
+use crate::worker::{ComputeWorker, Input, Output};
 use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
@@ -42,8 +48,9 @@ fn loss_for(name: &str, beta: f64) -> PolicyLoss {
     }
 }
 
-#[derive(PartialEq)]
-struct Run {
+/// A finished bandit run.
+#[derive(PartialEq, Serialize, Deserialize)]
+pub struct Run {
     summary: BanditSummary,
     snapshots: Vec<(usize, Vec<f64>)>,
     beta: f64,
@@ -51,7 +58,8 @@ struct Run {
     direction: Option<u32>,
 }
 
-fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
+/// Train the bandit (in the worker).
+pub fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
     let mut cfg = BanditConfig::new(loss_for(loss, beta));
     cfg.steps = STEPS;
     cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
@@ -98,15 +106,30 @@ pub fn policy_panel(props: &Props) -> Html {
         Callback::from(move |e: Event| objectives.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
     };
     let on_direction = props.on_direction.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(deg));
+    let worker = use_mut_ref(|| None::<WorkerBridge<ComputeWorker>>);
+    let busy = use_state(|| false);
     let on_train = {
-        let (loss, run, frame, error) = (loss.clone(), run.clone(), frame.clone(), error.clone());
-        Callback::from(move |_| match train(&loss, beta, direction) {
-            Ok(r) => {
-                frame.set(r.snapshots.len() - 1);
-                run.set(Some(Rc::new(r)));
-                error.set(None);
+        let (loss, run, frame, error, busy) = (loss.clone(), run.clone(), frame.clone(), error.clone(), busy.clone());
+        Callback::from(move |_| {
+            let on_output = {
+                let (run, frame, error, busy) = (run.clone(), frame.clone(), error.clone(), busy.clone());
+                move |output: Output| {
+                    let Output::Bandit(result) = output else { return };
+                    busy.set(false);
+                    match result {
+                        Ok(r) => {
+                            frame.set(r.snapshots.len() - 1);
+                            run.set(Some(Rc::new(r)));
+                            error.set(None);
+                        }
+                        Err(e) => error.set(Some(e)),
+                    }
+                }
+            };
+            match send_to_worker(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction }) {
+                Ok(()) => busy.set(true),
+                Err(e) => error.set(Some(e)),
             }
-            Err(e) => error.set(Some(e)),
         })
     };
     let on_frame = {
@@ -164,7 +187,7 @@ pub fn policy_panel(props: &Props) -> Html {
                     <span>{ format!("β = {beta:.3}") }</span>
                     <input type="range" min="-13" max="10" value={beta_x.to_string()} data-testid="policy-beta" oninput={on_beta} aria-label="beta, log scale" />
                 </label>
-                <button class="primary" data-testid="policy-train" onclick={on_train}>{ "Train policy" }</button>
+                <button class="primary" data-testid="policy-train" onclick={on_train} disabled={*busy}>{ if *busy { "Training…" } else { "Train policy" } }</button>
             </div>
             <div class="row">
                 <label class="check">
@@ -238,4 +261,16 @@ fn frontier(s: &BanditSummary, beta: f64) -> Html {
             <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("KL up to {kl_max:.2}") }</text>
         </svg>
     }
+}
+
+/// Send a panel's compute worker a request, starting the worker (with `on_output` for its
+/// replies) on first use. The bridge is never cloned: a dropped clone tells the worker its page
+/// went away.
+pub fn send_to_worker(slot: &Rc<RefCell<Option<WorkerBridge<ComputeWorker>>>>, on_output: impl Fn(Output) + 'static, input: Input) -> Result<(), String> {
+    let mut slot = slot.borrow_mut();
+    if slot.is_none() {
+        *slot = Some(crate::worker::spawn(on_output)?);
+    }
+    slot.as_ref().expect("just set").send(input);
+    Ok(())
 }

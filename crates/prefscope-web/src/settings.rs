@@ -7,9 +7,10 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind};
+use serde::{Deserialize, Serialize};
 
 /// Which backend the URL asks for (`?backend=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BackendChoice {
     /// WebGPU when the browser offers an adapter, else the CPU with a visible notice.
     Auto,
@@ -40,7 +41,7 @@ pub enum Tab {
 }
 
 /// The plane of the loss landscape (`?plane=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Plane {
     /// Two filter-normalised random directions.
     #[default]

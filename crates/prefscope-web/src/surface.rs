@@ -1,8 +1,10 @@
 //! The decision surface of a model over a 2-D feature space, as TensorFlow Playground draws it:
 //! every point of a grid coloured by what the model computes there. Pure parts (host tests).
 
+use serde::{Deserialize, Serialize};
+
 /// What the model computes at each grid point.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Field {
     /// A scalar reward r(x) (Bradley–Terry).
     Reward(Vec<f32>),
@@ -15,7 +17,7 @@ pub enum Field {
 
 /// A model's field on an `n × n` grid over `[-extent, extent]²`, row-major, top row first
 /// (the order of canvas pixels).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Surface {
     pub n: usize,
     pub extent: f32,
