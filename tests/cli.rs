@@ -953,6 +953,52 @@ fn sweep_rows(dir: &Path) -> std::collections::BTreeMap<String, serde_json::Valu
     std::fs::read_to_string(dir.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).map(|v| (v["point"].as_str().unwrap().to_string(), v)).collect()
 }
 
+/// Each row of a finished sweep carries its run's own summary figures, and each point's
+/// config.toml has the swept `lr`.
+fn check_sweep_points(sweep: &Path, lrs: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let rows = sweep_rows(sweep);
+    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), lrs.iter().map(|lr| format!("lr-{lr}")).collect::<Vec<_>>());
+    for (name, row) in &rows {
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(sweep.join(name).join("summary.json")).unwrap()).unwrap();
+        for figure in ["eval_accuracy", "eval_loss", "final_loss"] {
+            assert!(row[figure].is_number() && row[figure] == summary[figure], "{name}: {figure}: {row}");
+        }
+        let config = std::fs::read_to_string(sweep.join(name).join("config.toml")).unwrap();
+        assert!(config.contains(&format!("lr = {}", &name[3..])), "{name}: {config}");
+    }
+    rows
+}
+
+/// `sweep` takes what `train` takes: heads on cached embeddings (`--embeddings`) and text runs
+/// (`--data`) sweep as scenario runs do, each point an ordinary run folder.
+#[test]
+fn a_sweep_runs_heads_on_embeddings_and_text_runs() {
+    let dir = scratch("sweep-kinds");
+    // 80 pairs whose first feature separates chosen (+1) from rejected (−1); three noise features.
+    let mut state = 7u64;
+    let mut noise = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let items: Vec<f32> = (0..160).flat_map(|row| [if row % 2 == 0 { 1.0 } else { -1.0 }, noise(), noise(), noise()]).collect();
+    let ds = prefscope_core::PairDataset { dim: 4, items, pairs: (0..80).map(|i| (2 * i, 2 * i + 1)).collect(), ..Default::default() };
+    std::fs::write(dir.join("pairs.safetensors"), prefscope_core::checkpoint::write_pair_embeddings(&ds, "test encoder", "synthetic").unwrap()).unwrap();
+    let out = last_json(&prefscope(&["sweep", "--embeddings", "pairs.safetensors", "--model", "bt", "--steps", "40", "--grid", "train.lr=0.003,0.03", "--out", "emb", "--json"], &dir));
+    assert_eq!(out["completed"], 2, "{out}");
+    let rows = check_sweep_points(&dir.join("emb"), &["0.003", "0.03"]);
+    assert!(std::fs::read_to_string(dir.join("emb/lr-0.03/config.toml")).unwrap().contains("pairs.safetensors"));
+    let best = rows["lr-0.03"]["eval_accuracy"].as_f64().unwrap();
+    assert!(best >= 0.9, "a linearly separable file: held-out accuracy {best}");
+
+    // Text runs: the tiny transformer on a pair file.
+    let lines: Vec<String> = (0..40).map(|i| format!("{{\"prompt\": \"question {i}\", \"chosen\": \"a helpful answer {i}\", \"rejected\": \"no\"}}")).collect();
+    std::fs::write(dir.join("pairs.jsonl"), lines.join("\n")).unwrap();
+    let out = last_json(&prefscope(&["sweep", "--data", "pairs.jsonl", "--steps", "2", "--batch", "4", "--max-len", "16", "--grid", "train.lr=0.001,0.01", "--out", "text", "--json"], &dir));
+    assert_eq!(out["completed"], 2, "{out}");
+    check_sweep_points(&dir.join("text"), &["0.001", "0.01"]);
+    assert!(std::fs::read_to_string(dir.join("text/lr-0.01/config.toml")).unwrap().contains("pairs.jsonl"));
+}
+
 #[test]
 fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_kill() {
     let dir = scratch("sweep");

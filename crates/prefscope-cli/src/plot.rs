@@ -270,6 +270,23 @@ struct Bin {
     confidence: f64,
 }
 
+/// A JSON report (`eval --json`, `probe --json`).
+fn read_report(path: &Path) -> Result<Value> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+/// The rows of a report's array `key`, each read by `read(number, row)`, where `number(field)`
+/// is the row's numeric field or an error naming the file, the row and the field. `hint` follows
+/// the error when the array itself is missing.
+fn report_rows<T>(v: &Value, path: &Path, key: &str, hint: &str, read: impl Fn(&dyn Fn(&str) -> Result<f64>, &Value) -> Result<T>) -> Result<Vec<T>> {
+    let rows = v[key].as_array().with_context(|| format!("{}: {key}: missing{hint}", path.display()))?;
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| read(&|k: &str| r[k].as_f64().with_context(|| format!("{}: {key}[{i}].{k}: missing", path.display())), r))
+        .collect()
+}
+
 fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[Bin], title: &str) -> Result<()> {
     let mut chart = ChartBuilder::on(root).caption(title, (FAMILY, 15)).margin(12).x_label_area_size(36).y_label_area_size(48).build_cartesian_2d(0.5f64..1f64, 0f64..1f64).map_err(err)?;
     chart.configure_mesh().x_desc("confidence P(chosen ≻ rejected)").y_desc("accuracy").max_light_lines(1).label_style((FAMILY, 12)).draw().map_err(err)?;
@@ -284,17 +301,10 @@ fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[B
 /// Eval's reliability diagram: per confidence bin its accuracy (bars), its mean confidence (dots)
 /// and the diagonal of perfect calibration.
 fn plot_reliability(eval: &Path, out: &Path) -> Result<()> {
-    let text = fs::read_to_string(eval).with_context(|| format!("cannot read {}", eval.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", eval.display()))?;
-    let rows = v["reliability"].as_array().with_context(|| format!("{}: reliability: missing", eval.display()))?;
-    let bins = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let f = |k: &str| r[k].as_f64().with_context(|| format!("{}: reliability[{i}].{k}: missing", eval.display()));
-            Ok(Bin { lo: f("lo")?, hi: f("hi")?, count: r["count"].as_u64().unwrap_or(0), accuracy: f("accuracy")?, confidence: f("mean_confidence")? })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let v = read_report(eval)?;
+    let bins = report_rows(&v, eval, "reliability", "", |f, r| {
+        Ok(Bin { lo: f("lo")?, hi: f("hi")?, count: r["count"].as_u64().unwrap_or(0), accuracy: f("accuracy")?, confidence: f("mean_confidence")? })
+    })?;
     let title = format!("reliability on {} ({} pairs): ECE {:.4}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["ece"].as_f64().unwrap_or(f64::NAN));
     render(out, (620, 480), |root| draw_reliability(root, &bins, &title), |root| draw_reliability(root, &bins, &title))
 }
@@ -315,17 +325,8 @@ fn draw_margins<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[(f64,
 
 /// Eval's margin histogram: how far apart the model puts chosen and rejected responses.
 fn plot_margins(eval: &Path, out: &Path) -> Result<()> {
-    let text = fs::read_to_string(eval).with_context(|| format!("cannot read {}", eval.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", eval.display()))?;
-    let rows = v["margin_histogram"].as_array().with_context(|| format!("{}: margin_histogram: missing (evaluate again with this version)", eval.display()))?;
-    let bins = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let f = |k: &str| r[k].as_f64().with_context(|| format!("{}: margin_histogram[{i}].{k}: missing", eval.display()));
-            Ok((f("lo")?, f("hi")?, r["count"].as_u64().unwrap_or(0)))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let v = read_report(eval)?;
+    let bins = report_rows(&v, eval, "margin_histogram", " (evaluate again with this version)", |f, r| Ok((f("lo")?, f("hi")?, r["count"].as_u64().unwrap_or(0))))?;
     let title = format!("margins on {} ({} pairs): mean {:.3}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["mean_margin"].as_f64().unwrap_or(f64::NAN));
     render(out, (620, 480), |root| draw_margins(root, &bins, &title), |root| draw_margins(root, &bins, &title))
 }
@@ -372,8 +373,7 @@ fn draw_probes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, names: &[Strin
 
 /// Probe's accuracies: a bar per attribute and representation, with its 95 % interval.
 fn plot_probes(probe: &Path, out: &Path) -> Result<()> {
-    let text = fs::read_to_string(probe).with_context(|| format!("cannot read {}", probe.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", probe.display()))?;
+    let v = read_report(probe)?;
     let names: Vec<String> = v["attributes"].as_array().with_context(|| format!("{}: attributes: missing", probe.display()))?.iter().map(|a| a["name"].as_str().unwrap_or("?").to_string()).collect();
     let mut bars = vec![];
     for (r, rep) in PROBE_REPRESENTATIONS.iter().enumerate() {

@@ -74,23 +74,27 @@ fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Parse a safetensors file: a well-formed header, and every tensor's byte range inside the file.
+fn parse(bytes: &[u8]) -> Result<safetensors::SafeTensors<'_>> {
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))
+}
+
 /// The header metadata of a safetensors file, after checking that the header is well formed and
 /// every tensor lies inside the file.
 pub fn read_metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
+    // `read_metadata` gives the metadata; only `parse` checks each tensor's byte range.
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    // read_metadata checks the header; deserialize also checks each tensor's byte range.
-    safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    parse(bytes)?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
 /// Load `bytes` into `skeleton` (a freshly built module of the expected architecture). Every
 /// parameter must be in the file with its exact shape and no tensor may be left over.
 pub fn load_into<B: Backend, M: Module<B>>(mut skeleton: M, bytes: Vec<u8>) -> Result<M> {
-    read_metadata(&bytes)?;
     // Every parameter is a float tensor; burn's loader panics on any other dtype.
     {
         use safetensors::Dtype::{BF16, F16, F32, F64};
-        let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let file = parse(&bytes)?;
         if let Some((name, t)) = file.tensors().into_iter().find(|(_, t)| !matches!(t.dtype(), F16 | BF16 | F32 | F64)) {
             return Err(bad(format!("tensor `{name}` is {:?}; model weights are floats", t.dtype())));
         }
@@ -168,8 +172,7 @@ pub fn inspect_preference_model(bytes: &[u8]) -> Result<PreferenceCheckpoint> {
 /// The number of values the file's tensors hold, by their headers (bounded by the file's size,
 /// since every tensor's byte range was checked to lie inside it).
 pub fn stored_values(bytes: &[u8]) -> Result<u128> {
-    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    Ok(file.tensors().iter().map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>()).sum())
+    Ok(parse(bytes)?.tensors().iter().map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>()).sum())
 }
 
 /// Refuse, before the model is built, a header whose config needs more weights than the file
@@ -273,7 +276,7 @@ pub fn read_pair_embeddings(bytes: &[u8]) -> Result<PairDataset> {
     if kind != PAIR_EMBEDDINGS {
         return Err(bad(format!("this file holds a `{kind}`, not `{PAIR_EMBEDDINGS}`")));
     }
-    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let file = parse(bytes)?;
     if let Some(name) = file.names().into_iter().find(|n| !matches!(*n, "chosen" | "rejected" | "prompt" | "chosen_ratings" | "rejected_ratings" | "margin" | "line" | "length")) {
         return Err(bad(format!("unexpected tensor `{name}` in an embedding file (chosen, rejected, prompt, chosen_ratings, rejected_ratings, margin, line, length)")));
     }
@@ -440,6 +443,21 @@ mod tests {
         let foreign = to_safetensors(t.model(), &[]).unwrap();
         let e = load_preference_model::<B>(foreign, &Default::default()).unwrap_err().to_string();
         assert!(e.contains("not a prefscope checkpoint"), "{e}");
+    }
+
+    #[test]
+    fn a_header_asking_for_more_weights_than_the_file_holds_is_refused_before_building() {
+        // 2^20 inputs into 65,536 hidden units: 68.7 G weights (275 GB) that building the
+        // skeleton would allocate; the file holds a few thousand values.
+        let t = trained(ModelKind::Bt, ScenarioKind::Linear);
+        let mut cfg = t.config.clone();
+        cfg.model.hidden = vec![1 << 16];
+        let meta = [(KIND_KEY, PREFERENCE_MODEL.to_string()), (CONFIG_KEY, cfg.to_toml()), (DIMS_KEY, format!("{},0", 1 << 20)), (STEP_KEY, "20".into())];
+        let bytes = to_safetensors(t.model(), &meta).unwrap();
+        let needed = cfg.model.num_params(1 << 20, 0).unwrap();
+        assert!(needed > 68_000_000_000, "{needed}");
+        let e = load_preference_model::<B>(bytes, &Default::default()).unwrap_err().to_string();
+        assert!(e.contains(&format!("describes a model of {needed} weights but the file holds")), "{e}");
     }
 
     fn embedded() -> PairDataset {

@@ -1104,4 +1104,12 @@ mod tests {
         assert_eq!(parsed, ScenarioConfig::new(ScenarioKind::Worldpm));
         assert!(toml::from_str::<ScenarioConfig>("kind = \"worldpm\"\ndim = 2").unwrap().build(0).unwrap_err().to_string().contains("scenario.dim"));
     }
+
+    #[test]
+    fn a_gpm_file_with_too_many_distinct_responses_is_refused_before_allocating() {
+        let n = MAX_ONE_HOT_ITEMS;
+        let lines: String = (0..n / 2 + 1).map(|i| format!("{{\"chosen\": \"a{i}\", \"reject\": \"b{i}\"}}\n")).collect();
+        let e = parse_gpm_custom("many.jsonl", &lines).err().expect("refused").to_string();
+        assert!(e.contains(&format!("more than {n} distinct responses")) && e.contains(&format!("many.jsonl:{}", n / 2 + 1)), "{e}");
+    }
 }

@@ -398,4 +398,23 @@ mod tests {
     fn an_item_without_wins_is_an_error() {
         assert!(bradley_terry_mle(2, &[(0, 1)], 1e-9, 100).unwrap_err().to_string().contains("never wins"));
     }
+
+    // Inputs built to exhaust memory, beyond the fuzzer's 16 KiB reach: refused by name before
+    // anything is sized by them.
+    #[test]
+    fn a_choix_file_declaring_too_many_items_is_refused() {
+        let text = format!("{{\"n_items\": {}, \"data\": [[0, 1]]}}", MAX_ITEMS + 1);
+        let e = read_comparisons("big.json", &text).err().expect("refused").to_string();
+        assert!(e.contains("n_items") && e.contains("at most"), "{e}");
+        assert!(read_comparisons("ok.json", "{\"n_items\": 3, \"data\": [[0, 1]]}").is_ok());
+    }
+
+    #[test]
+    fn rankings_that_expand_past_the_cap_are_refused() {
+        // One ranking of L items expands to L²/2 entries: 6,000 items give 18 M > 2^24.
+        let ranking: Vec<String> = (0..6000).map(|i| i.to_string()).collect();
+        let text = format!("{{\"n_items\": 6000, \"data\": [[{}]]}}", ranking.join(","));
+        let e = read_comparisons("long.json", &text).err().expect("refused").to_string();
+        assert!(e.contains("choice-set entries"), "{e}");
+    }
 }

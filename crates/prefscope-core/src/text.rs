@@ -512,4 +512,17 @@ mod tests {
         let e = carry_labels("f.jsonl", &bad, &mut ds.clone()).unwrap_err().to_string();
         assert!(e.contains("f.jsonl:2: chosen_ratings: 1 and 1 ratings where the first rated pair has 2"), "{e}");
     }
+
+    #[test]
+    fn a_gzipped_line_longer_than_the_cap_is_refused_by_line() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"chosen\": \"a\", \"rejected\": \"b\"}\n").unwrap();
+        gz.write_all(&vec![b'x'; MAX_LINE_BYTES + 1]).unwrap();
+        let bytes = gz.finish().unwrap();
+        let mut reader = PairReader::new("bomb.jsonl.gz", decoded(&bytes[..], true), TextFormat::Auto, OnError::Skip);
+        assert!(reader.next().unwrap().is_ok());
+        let e = reader.next().unwrap().err().expect("refused").to_string();
+        assert!(e.starts_with("bomb.jsonl.gz:2: line:") && e.contains("longer than 64 MiB"), "{e}");
+    }
 }

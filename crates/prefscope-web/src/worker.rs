@@ -179,7 +179,9 @@ impl State {
         self.slot.borrow_mut().take();
         self.latest.borrow_mut().take();
         self.snapshots.borrow_mut().clear();
-        (self.running.set(false), self.pause.set(false), self.step_once.set(false));
+        self.running.set(false);
+        self.pause.set(false);
+        self.step_once.set(false);
         // The page never uses this request id: landscape work in flight stops.
         self.landscape_request.set(u64::MAX);
         let config = RunConfig::from_toml("the page's settings", &spec.config).map_err(|e| e.to_string());
