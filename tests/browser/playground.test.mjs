@@ -297,7 +297,7 @@ try {
   // recorded from the Train click through a dial drag while training, Pause, and the 61 × 61
   // landscape computed after it; the dial's frames are counted with requestAnimationFrame.
   for (const backend of ['webgpu', 'cpu']) {
-    await check(`main thread never blocks (${backend}): no task over 50 ms while training, dragging the dial and computing a 61×61 landscape; the dial keeps ≥ 50 fps while training`, async () => {
+    await check(`main thread never blocks (${backend}): no task over 50 ms while training, dragging the dial and computing a 61×61 landscape; the dial keeps ≥ 50 fps while training; Pause, Step and Reset show by the next frame`, async () => {
       const observe = () => {
         window.__longTasks = [];
         new PerformanceObserver((list) => {
@@ -341,10 +341,29 @@ try {
         const seconds = (frames[frames.length - 1] - frames[0]) / 1000;
         const fps = (frames.length - 1) / seconds;
         const gaps = frames.slice(1).map((t, i) => t - frames[i]);
-        // Pause: the landscape (61 × 61) of the paused weights is computed in the worker.
-        await page.getByTestId('pause-button').click();
+        // A control answers by the next frame: what the page shows after a click, read in the
+        // first animation frame that follows it.
+        const answer = (testid, read) => page.evaluate(([id, r]) => new Promise((resolve) => {
+          const t0 = performance.now();
+          document.querySelector(`[data-testid=${id}]`).click();
+          requestAnimationFrame(() => resolve({ ms: performance.now() - t0, shown: new Function(`return ${r}`)() }));
+        }), [testid, read]);
+        const status = "document.querySelector('[data-testid=status]').textContent";
+        // Pause: the button says so at once (or the worker has stopped already); then the
+        // 61 × 61 landscape of the paused weights is computed there.
+        const paused = await answer('pause-button', `document.querySelector('[data-testid=pause-button]').textContent + ' ' + ${status}`);
+        assert(['Pausing… training', 'Pause paused'].includes(paused.shown), `after Pause the next frame shows "${paused.shown}"`);
         const L = await landscapeReady(page, 'random');
         assert(L.n === 61 && L.values.length === 61 * 61, `${L.values.length} values`);
+        // Step: training at once (or, on a fast CPU, already paused again one step later).
+        const n = await stepsDone(page);
+        const stepped = await answer('step-button', `${status} + ' ' + window.__prefscope.losses.length`);
+        assert([`training ${n}`, `paused ${n + 1}`].includes(stepped.shown), `after Step at step ${n} the next frame shows "${stepped.shown}"`);
+        await page.waitForFunction(() => document.querySelector('[data-testid=status]')?.textContent === 'paused', null, { timeout: 60_000 });
+        // Reset: an idle page with no curve.
+        const reset = await answer('reset-button', `${status} + ' ' + window.__prefscope.losses.length`);
+        assert(reset.shown === 'idle 0', `after Reset the next frame shows "${reset.shown}"`);
+        console.log(`# ${backend}: Pause, Step and Reset shown ${paused.ms.toFixed(0)}, ${stepped.ms.toFixed(0)} and ${reset.ms.toFixed(0)} ms after the click`);
         await sleep(300);
         const tasks = await page.evaluate((t0) => window.__longTasks.filter((e) => e.start >= t0), since);
         console.log(`# ${backend}: ${after - before} steps during a ${seconds.toFixed(1)} s drag at ${fps.toFixed(1)} fps (longest frame ${Math.max(...gaps).toFixed(0)} ms); ` +

@@ -22,7 +22,7 @@ use yew::prelude::*;
 
 use crate::backend::{Backend, Selected};
 use crate::charts_panel::{Series, charts};
-use crate::by_ptr::ByPtr;
+use crate::by_ptr::{ByPtr, Memo, version};
 use crate::dial_panel::{Candidates, DirectionDial};
 use crate::embedding_panel::{EmbeddingView, Embeddings};
 use crate::worker::{ComputeWorker, Input, Output, RunSpec, Views};
@@ -1046,13 +1046,12 @@ impl App {
     }
 
     fn view_charts(&self) -> Html {
-        charts(&Series {
-            total_steps: self.settings.steps,
-            losses: &self.losses,
-            train_accuracy: &self.train_accuracy,
-            evals: &self.evals,
-            margins: self.margins.as_ref().map(|(m, step)| (m.as_slice(), *step)),
-        })
+        let (total_steps, losses, train_accuracy, evals, margins) = (self.settings.steps, self.losses.clone(), self.train_accuracy.clone(), self.evals.clone(), self.margins.clone());
+        let version = version((self.run, total_steps, losses.len(), evals.len(), margins.as_ref().map(|(m, step)| (Rc::as_ptr(m), *step))));
+        let view: Rc<dyn Fn() -> Html> = Rc::new(move || {
+            charts(&Series { total_steps, losses: &losses, train_accuracy: &train_accuracy, evals: &evals, margins: margins.as_ref().map(|(m, step)| (m.as_slice(), *step)) })
+        });
+        html! { <Memo {version} {view} /> }
     }
 
     fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
@@ -1109,7 +1108,12 @@ impl App {
                     <span class="key acc"></span>{ "held-out accuracy (every 25 steps)" }
                     <span class="key chance"></span>{ "chance level" }
                 </div>
-                { loss_chart(total, &self.losses, &self.evals) }
+                {{
+                    let (losses, evals) = (self.losses.clone(), self.evals.clone());
+                    let version = version((self.run, total, losses.len(), evals.len()));
+                    let view: Rc<dyn Fn() -> Html> = Rc::new(move || loss_chart(total, &losses, &evals));
+                    html! { <Memo {version} {view} /> }
+                }}
                 <p class="caption" data-testid="latest-eval">{ latest }</p>
             </section>
         }

@@ -28,14 +28,48 @@ pub fn scale(v: f64, (d0, d1): (f64, f64), (r0, r1): (f64, f64)) -> f64 {
     if d1 == d0 { (r0 + r1) / 2.0 } else { r0 + (v - d0) / (d1 - d0) * (r1 - r0) }
 }
 
-/// SVG `points` text for a polyline.
+/// SVG `points` text for a polyline in screen coordinates. A run of consecutive points inside one
+/// pixel column keeps only its first, lowest, highest and last point, in their order: what the
+/// screen can show. So a 20,000-step loss curve costs the page about what a 600-step one does.
 pub fn polyline(points: impl IntoIterator<Item = (f64, f64)>) -> String {
-    let mut out = String::new();
-    for (x, y) in points {
+    fn push(out: &mut String, (x, y): (f64, f64)) {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(&format!("{x:.1},{y:.1}"));
+    }
+    // The open column's first, lowest, highest and last point, each with its index.
+    fn flush(out: &mut String, mut kept: [(usize, (f64, f64)); 4]) {
+        kept.sort_by_key(|k| k.0);
+        for (i, k) in kept.iter().enumerate() {
+            if i == 0 || k.0 != kept[i - 1].0 {
+                push(out, k.1);
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut column: Option<(f64, [(usize, (f64, f64)); 4])> = None;
+    for (i, p) in points.into_iter().enumerate() {
+        match &mut column {
+            Some((x, kept)) if *x == p.0.floor() => {
+                if p.1 < kept[1].1.1 {
+                    kept[1] = (i, p);
+                }
+                if p.1 > kept[2].1.1 {
+                    kept[2] = (i, p);
+                }
+                kept[3] = (i, p);
+            }
+            _ => {
+                if let Some((_, kept)) = column.take() {
+                    flush(&mut out, kept);
+                }
+                column = Some((p.0.floor(), [(i, p); 4]));
+            }
+        }
+    }
+    if let Some((_, kept)) = column {
+        flush(&mut out, kept);
     }
     out
 }
@@ -179,6 +213,25 @@ mod tests {
         assert_eq!(scale(5.0, (0.0, 10.0), (100.0, 200.0)), 150.0);
         assert_eq!(scale(1.0, (0.0, 1.0), (300.0, 0.0)), 0.0);
         assert_eq!(polyline([(1.0, 2.0), (3.25, 4.0)]), "1.0,2.0 3.2,4.0");
+    }
+
+    #[test]
+    fn a_long_polyline_keeps_each_pixel_columns_extremes() {
+        // 20,000 points over 600 pixels, a spike at point 7,001 (x = 210.03).
+        let pts: Vec<(f64, f64)> = (0..20_000).map(|i| (i as f64 * 0.03, if i == 7001 { 500.0 } else { (i % 7) as f64 })).collect();
+        let kept: Vec<(f64, f64)> = polyline(pts.iter().copied()).split(' ').map(|p| {
+            let (x, y) = p.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        }).collect();
+        assert!(kept.len() <= 4 * 600 && kept.len() >= 2 * 600, "{} points", kept.len());
+        assert_eq!((kept[0], *kept.last().unwrap()), ((0.0, 0.0), (600.0, 0.0)), "the ends stay");
+        assert!(kept.contains(&(210.0, 500.0)), "the spike stays");
+        for column in 0..600 {
+            let ys: Vec<f64> = kept.iter().filter(|p| p.0.floor() == column as f64 || (p.0 - column as f64 - 0.95).abs() < 0.06).map(|p| p.1).collect();
+            assert!(ys.contains(&0.0) && ys.contains(&6.0) || column == 210, "column {column}: {ys:?}");
+        }
+        // Up to four points in a column are all kept, in order.
+        assert_eq!(polyline([(0.0, 1.0), (1.5, 0.0), (3.0, 2.0), (3.5, 9.0), (3.7, -1.0), (3.9, 4.0)]), "0.0,1.0 1.5,0.0 3.0,2.0 3.5,9.0 3.7,-1.0 3.9,4.0");
     }
 
     #[test]
