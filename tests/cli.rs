@@ -1216,6 +1216,46 @@ fn worldpm_runs_score_each_test_set_and_a_sweep_fits_their_means() {
     assert_eq!(fit["fits"]["all"]["points"], 3, "three distinct D, two seeds each");
 }
 
+/// A transformer reward model is probed on its last-token state, with `length` and `refusal`
+/// read from each response's text.
+#[test]
+fn probe_reads_a_transformer_runs_last_token_state() {
+    let dir = scratch("probe-text");
+    // Chosen: a varied answer, long or short; rejected: a refusal (two wordings).
+    let topics = ["rivers", "bread", "orbits", "violins", "glaciers", "chess", "tides", "copper"];
+    let lines: Vec<String> = (0..400)
+        .map(|i| {
+            let t = topics[i % topics.len()];
+            let answer = if i % 3 == 0 { format!("{t} work by simple steps, number {i}") } else { format!("here is how {t} work: first the {t} gather, then they move and settle, as case {i} shows in detail") };
+            let refusal = if i % 2 == 0 { "I'm sorry, I can't help with that." } else { "I cannot answer this." };
+            format!("{{\"prompt\": \"tell me about {t} ({i})\", \"chosen\": \"{answer}\", \"rejected\": \"{refusal}\"}}")
+        })
+        .collect();
+    std::fs::write(dir.join("pairs.jsonl"), lines.join("\n")).unwrap();
+    let trained = prefscope(&["train", "--data", "pairs.jsonl", "--steps", "60", "--batch", "16", "--max-len", "32", "--out", "t", "--json"], &dir);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let out = last_json(&prefscope(&["probe", "--run", "t", "--json"], &dir));
+    assert_eq!(out["data"].as_str().map(|d| d.starts_with("the held-out pairs of")), Some(true), "{out}");
+    assert_eq!(out["attributes"][0]["name"], "length");
+    assert_eq!(out["attributes"][1]["name"], "refusal");
+    // Held-out pairs give two responses each: half of them refusals.
+    let items = out["items"].as_u64().unwrap();
+    assert!(items >= 100 && out["attributes"][1]["positive"].as_u64().unwrap() * 2 == items, "{out}");
+    let acc = |rep: &str, k: usize| out["representations"][rep]["probes"][k]["accuracy"].as_f64().unwrap();
+    for rep in ["trained", "random", "input"] {
+        assert!(out["representations"][rep]["width"].as_u64().unwrap() > 0, "{rep}");
+        for k in 0..2 {
+            let ci = &out["representations"][rep]["probes"][k]["accuracy_ci95"];
+            assert!(ci[0].as_f64().unwrap() <= acc(rep, k) && acc(rep, k) <= ci[1].as_f64().unwrap(), "{rep} {k}: {out}");
+        }
+    }
+    // The model was trained to tell answers from refusals: its last state reads them.
+    assert!(acc("trained", 1) >= 0.9, "{out}");
+    let ok = prefscope(&["plot", "t"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(std::fs::read_to_string(dir.join("t/plot-probes.svg")).unwrap().contains("refusal"));
+}
+
 #[test]
 fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
     let dir = scratch("probe");

@@ -3,6 +3,12 @@
 //! representations: the trained model's last hidden layer, the same layer of a randomly
 //! initialised model of the same shape (the control), and the model's input (for a head on
 //! embeddings, the MiniLM vectors). Writes `RUN/probe.json`; `prefscope plot RUN` draws it.
+//!
+//! A transformer reward model (a text run) is probed on its last-token state (after the closing
+//! LayerNorm: what its head reads), for each response of a pair file (the run's held-out pairs
+//! unless `--data` names another), with two attributes read from the text: `length` (above the
+//! median number of characters) and `refusal`. Its "input" is the response's mean token
+//! embedding in the control model: the bag of its tokens, randomly projected.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +18,9 @@ use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::load_preference_model;
 use prefscope_core::probe::{Attribute, ProbeResult, dataset_attributes, item_representations, probe};
-use prefscope_core::text::{OnError, PairReader, TextFormat};
+use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::textrm::{held_out_pairs, load_text_model};
+use prefscope_core::tfm::{TokenBatch, assemble};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
@@ -24,7 +32,8 @@ pub struct ProbeArgs {
     #[arg(long)]
     run: PathBuf,
     /// The pair file a head's embedding file was made from (`prefscope embed`): adds the
-    /// `refusal` attribute, read from each response's text.
+    /// `refusal` attribute, read from each response's text. For a transformer run: the pairs
+    /// whose responses are probed (default: the run's held-out pairs).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Seed of the probes' 70/30 split of the items and of the random control model.
@@ -102,13 +111,71 @@ impl BackendJob for ProbeJob {
     }
 }
 
+/// The most pairs a transformer run's probe reads (two responses each).
+const TEXT_PROBE_PAIRS: usize = 1000;
+/// Responses per forward pass.
+const TEXT_PROBE_BATCH: usize = 64;
+
+struct TextProbeJob {
+    weights: Vec<u8>,
+    data: Option<PathBuf>,
+    seed: u64,
+}
+
+impl BackendJob for TextProbeJob {
+    type Output = Probed;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Probed> {
+        let (cfg, tok, model) = load_text_model::<B::InnerBackend>(self.weights, &device)?;
+        let (pairs, source): (Vec<TextPair>, String) = match &self.data {
+            Some(path) => (PairReader::open(path, TextFormat::Auto, OnError::Stop)?.take(TEXT_PROBE_PAIRS).collect::<prefscope_core::Result<_>>()?, path.display().to_string()),
+            None => (held_out_pairs(&cfg.data, cfg.seed, TEXT_PROBE_PAIRS)?, format!("the held-out pairs of {}", cfg.data.path.display())),
+        };
+        // Every distinct (prompt, response) once, as the model reads it.
+        let mut seen = std::collections::HashSet::new();
+        let (mut rows, mut lengths, mut refusal) = (vec![], vec![], vec![]);
+        for p in &pairs {
+            let prompt = tok.encode(&p.prompt)?;
+            for response in [&p.chosen, &p.rejected] {
+                if seen.insert((p.prompt.as_str(), response.as_str())) {
+                    rows.push(assemble(&prompt, &tok.encode(response)?, cfg.model.max_len, tok.special));
+                    lengths.push(response.chars().count() as f64);
+                    refusal.push(usize::from(is_refusal(response)));
+                }
+            }
+        }
+        let attrs = vec![Attribute::above_median("length", &lengths), Attribute { name: "refusal".into(), classes: 2, labels: refusal }];
+        // The control: the same architecture, freshly initialised from another seed.
+        let control = cfg.model.init::<B::InnerBackend>(self.seed.wrapping_add(1_000_003), &device);
+        let read = |t: burn::tensor::Tensor<B::InnerBackend, 2>| t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a representation: {e:?}"));
+        let (mut trained, mut random, mut input) = (vec![], vec![], vec![]);
+        for chunk in rows.chunks(TEXT_PROBE_BATCH) {
+            let batch = TokenBatch::new(chunk, tok.special.pad);
+            let (tokens, last) = batch.tensors::<B::InnerBackend>(&device);
+            trained.extend(read(model.last_token_states(tokens.clone(), last.clone()))?);
+            random.extend(read(control.last_token_states(tokens.clone(), last))?);
+            input.extend(read(control.mean_token_embedding(tokens, &batch.last))?);
+        }
+        let d = cfg.model.d_model;
+        let representations = vec![
+            ("trained", d, probe(&trained, d, &attrs, self.seed)?),
+            ("random", d, probe(&random, d, &attrs, self.seed)?),
+            ("input", d, probe(&input, d, &attrs, self.seed)?),
+        ];
+        let attributes = attrs.iter().map(|a| (a.name.clone(), a.labels.iter().filter(|&&l| l == 1).count())).collect();
+        Ok(Probed { attributes, representations, items: rows.len(), source })
+    }
+}
+
 pub fn probe_run(args: ProbeArgs) -> Result<()> {
     let (weights_path, weights) = read_checkpoint(&args.run)?;
     let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
-    if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
-        bail!("{}: a transformer reward model; probes read the item network of bt, gpm, multi-objective and mixture runs so far (train a head on MiniLM embeddings to probe text)", weights_path.display());
-    }
-    let p = dispatch(args.backend.backend, ProbeJob { weights, data: args.data.clone(), seed: args.seed })?;
+    let text = meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL);
+    let p = if text {
+        dispatch(args.backend.backend, TextProbeJob { weights, data: args.data.clone(), seed: args.seed })?
+    } else {
+        dispatch(args.backend.backend, ProbeJob { weights, data: args.data.clone(), seed: args.seed })?
+    };
     let reps: serde_json::Map<String, serde_json::Value> = p.representations.iter().map(|(name, width, r)| (name.to_string(), json!({ "width": width, "probes": r }))).collect();
     let out = json!({
         "run": args.run.display().to_string(),
@@ -118,6 +185,7 @@ pub fn probe_run(args: ProbeArgs) -> Result<()> {
         "split": "70 % of the items to fit, 30 % to score",
         "probe": "bias-free softmax regression (logistic for two classes), L2 1e-3 on RMS-scaled features",
         "attributes": p.attributes.iter().map(|(n, pos)| json!({ "name": n, "positive": pos })).collect::<Vec<_>>(),
+        "input": if text { "each response's mean token embedding in the control model (its bag of tokens, randomly projected)" } else { "the model's input features" },
         "representations": reps,
     });
     if args.run.is_dir() {

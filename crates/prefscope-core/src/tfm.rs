@@ -135,6 +135,12 @@ pub struct TfmRewardModel<B: Backend> {
 impl<B: Backend> TfmRewardModel<B> {
     /// Head outputs at each row's last real token, `[n, out]`.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, last: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        self.head.forward(self.last_token_states(tokens, last))
+    }
+
+    /// The last hidden representation: the final layer's state at each row's last real token,
+    /// after the closing LayerNorm (what the head reads), `[n, d_model]`.
+    pub fn last_token_states(&self, tokens: Tensor<B, 2, Int>, last: Tensor<B, 1, Int>) -> Tensor<B, 2> {
         let [n, t] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
@@ -143,7 +149,18 @@ impl<B: Backend> TfmRewardModel<B> {
         let d = h.dims()[2];
         let index = last.reshape([n, 1, 1]).repeat_dim(2, d);
         let at_last: Tensor<B, 2> = h.gather(1, index).reshape([n, d]);
-        self.head.forward(self.norm.forward(at_last))
+        self.norm.forward(at_last)
+    }
+
+    /// The mean of the token embeddings over each row's real tokens (`last` + 1 of them),
+    /// `[n, d_model]`: a bag of the row's tokens, linearly projected.
+    pub fn mean_token_embedding(&self, tokens: Tensor<B, 2, Int>, last: &[i64]) -> Tensor<B, 2> {
+        let [n, t] = tokens.dims();
+        let device = tokens.device();
+        let mask: Vec<f32> = last.iter().flat_map(|&l| (0..t as i64).map(move |j| if j <= l { 1.0 / (l + 1) as f32 } else { 0.0 })).collect();
+        let weights = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, t]), &device).reshape([n, t, 1]);
+        let d = self.token.weight.dims()[1];
+        (self.token.forward(tokens) * weights).sum_dim(1).reshape([n, d])
     }
 
     /// Logits of P(chosen ≻ rejected) for a batch whose first half are the chosen sequences and
