@@ -99,15 +99,27 @@ impl BackendJob for ProbeJob {
         let model = model.valid();
         let (trained, width) = pollster::block_on(item_representations(&model, &ds, &device))?;
         // The control: the same architecture, freshly initialised from another seed.
-        let random = cfg.model.init::<B::InnerBackend>(ds.dim, ds.prompt_dim, self.seed.wrapping_add(1_000_003), &device)?;
+        let random = cfg.model.init::<B::InnerBackend>(ds.dim, ds.prompt_dim, control_seed(self.seed), &device)?;
         let (control, _) = pollster::block_on(item_representations(&random, &ds, &device))?;
+        Probed::new(&attrs, [(width, &trained), (width, &control), (ds.dim, &ds.items)], self.seed, source)
+    }
+}
+
+/// The random control model's seed.
+fn control_seed(seed: u64) -> u64 {
+    seed.wrapping_add(1_000_003)
+}
+
+impl Probed {
+    /// Probe every attribute on the trained, random and input representations (width, rows).
+    fn new(attrs: &[Attribute], [trained, random, input]: [(usize, &[f32]); 3], seed: u64, source: String) -> Result<Self> {
         let representations = vec![
-            ("trained", width, probe(&trained, width, &attrs, self.seed)?),
-            ("random", width, probe(&control, width, &attrs, self.seed)?),
-            ("input", ds.dim, probe(&ds.items, ds.dim, &attrs, self.seed)?),
+            ("trained", trained.0, probe(trained.1, trained.0, attrs, seed)?),
+            ("random", random.0, probe(random.1, random.0, attrs, seed)?),
+            ("input", input.0, probe(input.1, input.0, attrs, seed)?),
         ];
         let attributes = attrs.iter().map(|a| (a.name.clone(), a.labels.iter().filter(|&&l| l == 1).count())).collect();
-        Ok(Probed { attributes, representations, items: ds.n_items(), source })
+        Ok(Probed { attributes, representations, items: attrs.first().map_or(0, |a| a.labels.len()), source })
     }
 }
 
@@ -146,7 +158,7 @@ impl BackendJob for TextProbeJob {
         }
         let attrs = vec![Attribute::above_median("length", &lengths), Attribute { name: "refusal".into(), classes: 2, labels: refusal }];
         // The control: the same architecture, freshly initialised from another seed.
-        let control = cfg.model.init::<B::InnerBackend>(self.seed.wrapping_add(1_000_003), &device);
+        let control = cfg.model.init::<B::InnerBackend>(control_seed(self.seed), &device);
         let read = |t: burn::tensor::Tensor<B::InnerBackend, 2>| t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a representation: {e:?}"));
         let (mut trained, mut random, mut input) = (vec![], vec![], vec![]);
         for chunk in rows.chunks(TEXT_PROBE_BATCH) {
@@ -157,13 +169,7 @@ impl BackendJob for TextProbeJob {
             input.extend(read(control.mean_token_embedding(tokens, &batch.last))?);
         }
         let d = cfg.model.d_model;
-        let representations = vec![
-            ("trained", d, probe(&trained, d, &attrs, self.seed)?),
-            ("random", d, probe(&random, d, &attrs, self.seed)?),
-            ("input", d, probe(&input, d, &attrs, self.seed)?),
-        ];
-        let attributes = attrs.iter().map(|a| (a.name.clone(), a.labels.iter().filter(|&&l| l == 1).count())).collect();
-        Ok(Probed { attributes, representations, items: rows.len(), source })
+        Probed::new(&attrs, [(d, &trained), (d, &random), (d, &input)], self.seed, source)
     }
 }
 

@@ -675,7 +675,7 @@ impl App {
                 self.status = Status::Error(e);
             }
             Output::Opened(run, result) if run == current => match result {
-                Ok(_) => {
+                Ok(()) => {
                     self.compute_landscape();
                     self.refresh_views();
                 }

@@ -147,7 +147,7 @@ pub fn online_panel(props: &Props) -> Html {
                     _ => {}
                 }
             };
-            if let Err(e) = crate::policy::send_to_worker(&worker, on_output, Input::Online { labels, method: method.clone(), seed }) {
+            if let Err(e) = crate::worker::send_lazily(&worker, on_output, Input::Online { labels, method: method.clone(), seed }) {
                 error.set(Some(e));
             }
         })

@@ -10,7 +10,6 @@
 //! v·(r1, r2), v the dial's direction (`?dir=`, shared with the reward tab's dial): turning it
 //! and training again moves the policy to another response, as DPA steers a policy by direction.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use gloo_worker::WorkerBridge;
@@ -126,7 +125,7 @@ pub fn policy_panel(props: &Props) -> Html {
                     }
                 }
             };
-            match send_to_worker(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction }) {
+            match crate::worker::send_lazily(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction }) {
                 Ok(()) => busy.set(true),
                 Err(e) => error.set(Some(e)),
             }
@@ -261,16 +260,4 @@ fn frontier(s: &BanditSummary, beta: f64) -> Html {
             <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ format!("KL up to {kl_max:.2}") }</text>
         </svg>
     }
-}
-
-/// Send a panel's compute worker a request, starting the worker (with `on_output` for its
-/// replies) on first use. The bridge is never cloned: a dropped clone tells the worker its page
-/// went away.
-pub fn send_to_worker(slot: &Rc<RefCell<Option<WorkerBridge<ComputeWorker>>>>, on_output: impl Fn(Output) + 'static, input: Input) -> Result<(), String> {
-    let mut slot = slot.borrow_mut();
-    if slot.is_none() {
-        *slot = Some(crate::worker::spawn(on_output)?);
-    }
-    slot.as_ref().expect("just set").send(input);
-    Ok(())
 }

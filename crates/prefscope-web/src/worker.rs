@@ -107,8 +107,8 @@ pub enum Output {
     Paused(u64),
     Done(u64),
     Failed(u64, String),
-    /// The run's checkpoint was loaded (its step), or why not.
-    Opened(u64, Result<usize, String>),
+    /// The run's checkpoint was loaded, or why not.
+    Opened(u64, Result<(), String>),
     Landscape(u64, Result<Slice, String>),
     Candidates(u64, Result<Candidates, String>),
     Embeddings(u64, Result<Embeddings, String>),
@@ -174,7 +174,7 @@ impl State {
         self.dataset.borrow().clone().unwrap_or_else(|| Err("no run yet".into()))
     }
 
-    fn new_run(&self, spec: RunSpec) -> Result<Option<usize>, String> {
+    fn new_run(&self, spec: RunSpec) -> Result<(), String> {
         self.run.set(spec.run);
         self.slot.borrow_mut().take();
         self.latest.borrow_mut().take();
@@ -194,11 +194,11 @@ impl State {
         *self.config.borrow_mut() = config.clone().ok();
         *self.checkpoint.borrow_mut() = spec.checkpoint.clone();
         config?;
-        let Some((_, bytes)) = spec.checkpoint else { return Ok(None) };
+        let Some((_, bytes)) = spec.checkpoint else { return Ok(()) };
         let backend = self.backend.get().ok_or("no backend yet")?;
         let (head, model) = AnyModel::from_checkpoint(backend, bytes).map_err(|e| e.to_string())?;
         *self.latest.borrow_mut() = Some((model, head.step));
-        Ok(Some(head.step))
+        Ok(())
     }
 
     /// Build the trainer if there is none (and no step in flight).
@@ -266,7 +266,7 @@ impl Worker for ComputeWorker {
                 let (run, opening) = (spec.run, spec.checkpoint.is_some());
                 let result = state.new_run(spec);
                 if opening {
-                    reply.send(Output::Opened(run, result.map(|s| s.unwrap_or(0))));
+                    reply.send(Output::Opened(run, result));
                 } else if let Err(e) = result {
                     reply.send(Output::Failed(run, e));
                 }
@@ -476,4 +476,16 @@ pub fn spawn(on_output: impl Fn(Output) + 'static) -> Result<WorkerBridge<Comput
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options).map_err(|e| format!("{e:?}"))?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
     Ok(ComputeWorker::spawner().callback(on_output).spawn_with_loader(&url))
+}
+
+/// Send a panel's compute worker a request, starting the worker (with `on_output` for its
+/// replies) on first use. The bridge is never cloned: a dropped clone tells the worker its page
+/// went away.
+pub fn send_lazily(slot: &Rc<RefCell<Option<WorkerBridge<ComputeWorker>>>>, on_output: impl Fn(Output) + 'static, input: Input) -> Result<(), String> {
+    let mut slot = slot.borrow_mut();
+    if slot.is_none() {
+        *slot = Some(spawn(on_output)?);
+    }
+    slot.as_ref().expect("just set").send(input);
+    Ok(())
 }
