@@ -530,7 +530,7 @@ impl BackendJob for TrainJob {
         let trainer = run.trainer;
         let eval = last.eval.expect("the last step evaluates");
         let test_sets: serde_json::Map<String, serde_json::Value> = pollster::block_on(trainer.evaluate_test_sets())?.into_iter().map(|(name, m)| (name, serde_json::to_value(m).expect("metrics serialise"))).collect();
-        let summary = json!({
+        let mut summary = json!({
             "eval_accuracy": eval.accuracy,
             "eval_loss": eval.loss,
             "eval_probability": eval.probability,
@@ -550,6 +550,10 @@ impl BackendJob for TrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
+        if let Some(step) = trainer.best_step() {
+            // `train.keep_best`: the weights (and every figure above but final_loss) are this step's.
+            summary["best_step"] = json!(step);
+        }
         finish_run(&dir, &summary)?;
         Ok(summary)
     }
@@ -582,10 +586,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         println!("{summary}");
     } else {
         println!(
-            "done in {:.2}s: eval accuracy {:.4}, final loss {:.4}; run folder {}",
+            "done in {:.2}s: eval accuracy {:.4}, final loss {:.4}{}; run folder {}",
             summary["seconds"].as_f64().unwrap_or(0.0),
             summary["eval_accuracy"].as_f64().unwrap_or(f64::NAN),
             summary["final_loss"].as_f64().unwrap_or(f64::NAN),
+            summary["best_step"].as_u64().map(|s| format!("; kept the weights of step {s} (lowest eval loss)")).unwrap_or_default(),
             dir.display()
         );
     }

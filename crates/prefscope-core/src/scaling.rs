@@ -238,24 +238,23 @@ mod tests {
     }
 
     /// WorldPM at toy scale (`worldpm`): Bradley–Terry MLPs of width 4, 16 and 64, trained 40
-    /// passes over D = 512 … 32,768 forum pairs, 4 seeds per point, fitted on the mean over seeds.
-    /// Measured (README): adversarial α = 0.68 (R² 0.99), 0.63 (0.99), 0.09 (0.83); objective α =
-    /// 0.04, 0.19, 0.30; subjective α = 1.7, −0.13, −0.68.
+    /// passes over D = 512 … 32,768 forum pairs with the best held-out checkpoint kept, 20 seeds
+    /// per point, fitted on the mean over seeds. Measured (README): adversarial α = 0.78 (R² 0.99),
+    /// 0.51 (0.98), 0.11 (0.99); objective α = 0.02, 0.15, 0.31; subjective α = 0.28, −0.13, −0.95.
     #[test]
     fn worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
         use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         const WIDTHS: [usize; 3] = [4, 16, 64];
         const DATA: [usize; 7] = [512, 1024, 2048, 4096, 8192, 16384, 32768];
-        const SEEDS: u64 = 4;
         // loss[width][set] = (D, loss) of every run.
         let mut loss = vec![vec![(vec![], vec![]); 3]; WIDTHS.len()];
         for (wi, &w) in WIDTHS.iter().enumerate() {
             for &d in &DATA {
-                for seed in 0..SEEDS {
+                for seed in crate::seeds::CLAIM_SEEDS {
                     let mut cfg = RunConfig::new(ScenarioKind::Worldpm, ModelKind::Bt);
                     (cfg.seed, cfg.model.hidden, cfg.scenario.n_pairs) = (seed, vec![w], d);
-                    (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every) = (Some(40.0), 256, 0.003, 1 << 30);
+                    (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every, cfg.train.keep_best) = (Some(40.0), 256, 0.003, 8, true);
                     let mut t = Trainer::<Autodiff<Flex>>::new(cfg, &Default::default()).unwrap();
                     while !t.is_done() {
                         pollster::block_on(t.step()).unwrap();
@@ -280,12 +279,8 @@ mod tests {
             println!("width {}: adversarial {:?}, objective {:?}, subjective {:?}", WIDTHS[wi], a, fit(wi, obj).fit, fit(wi, subj).fit);
             // Adversarial: a power law in D whose α interval excludes 0 at every width.
             assert!(a.alpha_ci.0 > 0.0, "width {}: adversarial α interval {:?} reaches 0", WIDTHS[wi], a.alpha_ci);
+            assert!(a.fit.r2 >= 0.95, "width {}: adversarial R² {}", WIDTHS[wi], a.fit.r2);
             assert!(mean_at(wi, adv, 32768) < mean_at(wi, adv, 512), "width {}", WIDTHS[wi]);
-        }
-        // The narrow models follow the law closely; the widest sits near its floor from the start
-        // and its curve is flatter and noisier (its R² is reported, not asserted at 0.95).
-        for wi in 0..2 {
-            assert!(fit(wi, adv).fit.r2 >= 0.95, "width {}: adversarial R² {}", WIDTHS[wi], fit(wi, adv).fit.r2);
         }
         // At every D, a wider model's adversarial loss is lower.
         for &d in &DATA {

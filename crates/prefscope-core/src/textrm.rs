@@ -140,6 +140,9 @@ impl TextRunConfig {
         if self.train.epochs.is_some() {
             return Err(config_error("train.epochs", "text runs stream their file and take `steps`; set train.steps instead"));
         }
+        if self.train.keep_best {
+            return Err(config_error("train.keep_best", "text runs keep their last weights; pick a step from their evaluations instead"));
+        }
         self.model.validate()?;
         self.train.validate()
     }
@@ -490,7 +493,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
         let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json(), "loss_scaler": self.scaler, "config": self.config.to_toml() });
-        Ok(crate::train::pack_resume(state.to_string().as_bytes(), &model, &optim))
+        Ok(crate::train::pack_resume(&[state.to_string().as_bytes(), &model, &optim]))
     }
 
     /// Continue from [`TextTrainer::resume_bytes`] (taken from a trainer with the same config).

@@ -118,6 +118,11 @@ pub struct TrainConfig {
     /// Evaluate on the held-out pairs every this many steps (and after the last step).
     #[serde(default = "default_eval_every")]
     pub eval_every: usize,
+    /// Early stopping by restoring: keep the weights of the evaluation with the lowest held-out
+    /// loss and end the run with them, so an over-long run reports its best point rather than
+    /// its overfitted end (how data-limited scaling runs are measured, Kaplan et al. 2020 §3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_best: bool,
     #[serde(default)]
     pub loss: LossConfig,
     /// The number type of the forward and backward passes (`full`, or `bf16-mixed` /
@@ -135,6 +140,7 @@ impl Default for TrainConfig {
             lr: default_lr(),
             weight_decay: 0.0,
             eval_every: default_eval_every(),
+            keep_best: false,
             loss: LossConfig::default(),
             precision: Precision::Full,
         }
@@ -416,6 +422,14 @@ pub struct Trainer<B: AutodiffBackend> {
     autocast: Autocast,
     /// Dynamic loss scaling (f16 compute only).
     scaler: Option<LossScaler>,
+    /// With `train.keep_best`: the best evaluation so far (its step and held-out loss) and its weights.
+    best: Option<Best<B>>,
+}
+
+struct Best<B: AutodiffBackend> {
+    step: usize,
+    loss: f32,
+    model: PreferenceModel<B>,
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
@@ -450,6 +464,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(Self {
             autocast,
             scaler: config.train.precision.loss_scaling().then(LossScaler::default),
+            best: None,
             batch_rng: Rng::stream(config.seed, "batches"),
             order: vec![],
             cursor: 0,
@@ -551,7 +566,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !v[0].is_finite() {
             return Err(Error::NonFinite { step: self.step, value: v[0] });
         }
-        let eval = if self.step.is_multiple_of(self.config.train.eval_every) || self.is_done() { Some(self.evaluate().await?) } else { None };
+        let eval = self.scheduled_eval().await?;
         Ok(StepMetrics { step: self.step, loss: v[0], train_accuracy: v[1], eval })
     }
 
@@ -603,8 +618,35 @@ impl<B: AutodiffBackend> Trainer<B> {
         if !loss_sum.is_finite() {
             return Err(Error::NonFinite { step: self.step, value: loss_sum });
         }
-        let eval = if self.step.is_multiple_of(self.config.train.eval_every) || self.is_done() { Some(self.evaluate().await?) } else { None };
+        let eval = self.scheduled_eval().await?;
         Ok(StepMetrics { step: self.step, loss: loss_sum, train_accuracy: acc_sum, eval })
+    }
+
+    /// The held-out evaluation due after a step (every `eval_every` steps and after the last).
+    /// With `keep_best`, the run's last step swaps in the best weights seen, and its evaluation
+    /// is theirs.
+    async fn scheduled_eval(&mut self) -> Result<Option<EvalMetrics>> {
+        if !(self.step.is_multiple_of(self.config.train.eval_every) || self.is_done()) {
+            return Ok(None);
+        }
+        let mut eval = self.evaluate().await?;
+        if self.config.train.keep_best {
+            // NaN never counts as better, so a diverged evaluation cannot become the best.
+            if self.best.as_ref().is_none_or(|b| eval.loss < b.loss) {
+                self.best = Some(Best { step: self.step, loss: eval.loss, model: self.model().clone() });
+            } else if self.is_done() {
+                let best = self.best.as_ref().expect("checked above");
+                self.model = Some(best.model.clone());
+                eval = self.evaluate().await?;
+            }
+        }
+        Ok(Some(eval))
+    }
+
+    /// With `train.keep_best`: the step whose weights the run holds at its end (or, mid-run,
+    /// the best so far).
+    pub fn best_step(&self) -> Option<usize> {
+        self.best.as_ref().map(|b| b.step)
     }
 
     /// The objective on a minibatch of pairs: (logits, loss).
@@ -738,13 +780,26 @@ impl<B: AutodiffBackend> Trainer<B> {
         let fail = |e: burn::record::RecorderError| Error::Backend(format!("could not serialise the run state: {e}"));
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
-        let state = ResumeState { step: self.step, cursor: self.cursor, order: self.order.clone(), batch_rng: self.batch_rng.state(), loss_scaler: self.scaler.clone(), config: Some(self.config.to_toml()) };
-        Ok(pack_resume(&serde_json::to_vec(&state).expect("plain data serialises"), &model, &optim))
+        let best = self.best.as_ref().map(|b| recorder.record(b.model.clone().into_record(), ())).transpose().map_err(fail)?;
+        let state = ResumeState {
+            step: self.step,
+            cursor: self.cursor,
+            order: self.order.clone(),
+            batch_rng: self.batch_rng.state(),
+            loss_scaler: self.scaler.clone(),
+            config: Some(self.config.to_toml()),
+            best: self.best.as_ref().map(|b| (b.step, b.loss)),
+        };
+        let state = serde_json::to_vec(&state).expect("plain data serialises");
+        Ok(match &best {
+            Some(best) => pack_resume(&[&state, &model, &optim, best]),
+            None => pack_resume(&[&state, &model, &optim]),
+        })
     }
 
     /// Continue from [`Trainer::resume_bytes`] (taken from a trainer built with the same config).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let [state, model, optim] = unpack_resume(bytes)?;
+        let [state, model, optim, best] = unpack_resume(bytes)?;
         let state: ResumeState = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
         check_saved_config(state.config.as_deref(), &self.config.to_toml())?;
         let units = if self.config.train.loss.listwise.is_some() { self.dataset.train_lists.len() } else { self.dataset.train.len() };
@@ -756,13 +811,35 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model_record = recorder.load(model.to_vec(), &self.device).map_err(fail)?;
         let optim_record = recorder.load(optim.to_vec(), &self.device).map_err(fail)?;
         let skeleton = self.model.take().expect("model is only taken inside step");
-        let expected = skeleton.shapes();
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.load_record(model_record)))
-            .map_err(|_| Error::Checkpoint("the saved weights do not match the configured architecture".into()))?;
-        if loaded.shapes() != expected {
-            return Err(Error::Checkpoint("the saved weights do not match the configured architecture".into()));
-        }
+        let load = |record| {
+            let expected = skeleton.shapes();
+            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| skeleton.clone().load_record(record)))
+                .map_err(|_| Error::Checkpoint("the saved weights do not match the configured architecture".into()))?;
+            if loaded.shapes() != expected {
+                return Err(Error::Checkpoint("the saved weights do not match the configured architecture".into()));
+            }
+            Ok(loaded)
+        };
+        let loaded = load(model_record);
+        let best = match (state.best, loaded.is_ok()) {
+            (Some((step, loss)), true) => match recorder.load(best.to_vec(), &self.device).map_err(fail).and_then(|r| load(r)) {
+                Ok(model) => Some(Best { step, loss, model }),
+                Err(e) => {
+                    self.model = Some(skeleton);
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        let loaded = match loaded {
+            Ok(m) => m,
+            Err(e) => {
+                self.model = Some(skeleton);
+                return Err(e);
+            }
+        };
         self.model = Some(loaded);
+        self.best = best;
         let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
         self.optim = optim.load_record(optim_record);
         self.step = state.step;
@@ -822,6 +899,9 @@ struct ResumeState {
     /// that an edited config.toml is refused by the key that changed, not silently trained on.
     #[serde(default)]
     config: Option<String>,
+    /// With `keep_best`: the best evaluation's step and held-out loss (its weights are the fourth part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    best: Option<(usize, f32)>,
 }
 
 /// Refuse a run state saved under another config than the run's (an edited config.toml), by the
@@ -857,22 +937,28 @@ fn first_difference(a: &toml::Value, b: &toml::Value, prefix: &str) -> Option<St
 
 const RESUME_MAGIC: &[u8; 16] = b"prefscope-resume";
 
-/// Three length-prefixed blobs behind a magic string; written as one file, so one atomic rename
-/// publishes a consistent state.
-pub(crate) fn pack_resume(state: &[u8], model: &[u8], optim: &[u8]) -> Vec<u8> {
+/// Length-prefixed blobs behind a magic string (the state, the weights, the optimiser's moments,
+/// and with `keep_best` the best weights); written as one file, so one atomic rename publishes a
+/// consistent state.
+pub(crate) fn pack_resume(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = RESUME_MAGIC.to_vec();
-    for part in [state, model, optim] {
+    for part in parts {
         out.extend((part.len() as u64).to_le_bytes());
-        out.extend(part);
+        out.extend(*part);
     }
     out
 }
 
-pub(crate) fn unpack_resume(bytes: &[u8]) -> Result<[&[u8]; 3]> {
+/// The blobs of [`pack_resume`]: the first three always, then `N - 3` optional ones (empty when
+/// the file has fewer).
+pub(crate) fn unpack_resume<const N: usize>(bytes: &[u8]) -> Result<[&[u8]; N]> {
     let truncated = || Error::Checkpoint("the run state file is truncated or not a prefscope run state".into());
     let mut rest = bytes.strip_prefix(RESUME_MAGIC.as_slice()).ok_or_else(truncated)?;
-    let mut parts = [&[][..]; 3];
-    for part in &mut parts {
+    let mut parts = [&[][..]; N];
+    for (i, part) in parts.iter_mut().enumerate() {
+        if i >= 3 && rest.is_empty() {
+            break;
+        }
         let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(truncated)?;
         let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| truncated())?;
         if len > tail.len() {
@@ -1011,6 +1097,67 @@ mod tests {
             // A torn file is refused, not half-applied.
             let e = second.restore(&saved[..saved.len() - 1]).unwrap_err().to_string();
             assert!(e.contains("truncated"), "{e}");
+        }
+    }
+
+    /// `keep_best`: every evaluation but the last is the plain run's; the last is the lowest
+    /// held-out loss of the run, with that step's weights (checked against the plain run), and a
+    /// run restored after the best point ends the same way.
+    #[test]
+    fn keep_best_ends_with_the_lowest_eval_loss_and_survives_a_restore() {
+        let mut cfg = RunConfig::new(ScenarioKind::Worldpm, ModelKind::Bt);
+        (cfg.model.hidden, cfg.scenario.n_pairs) = (vec![64], 512);
+        (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every) = (Some(40.0), 128, 0.01, 10);
+        let plain = run(cfg.clone());
+        let evals: Vec<(usize, f32)> = plain.iter().filter_map(|m| m.eval.as_ref().map(|e| (m.step, e.loss))).collect();
+        let (best_step, best_loss) = evals.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert!(best_step < plain.len(), "this setting must overfit (its best point is not its last) for the test to mean anything");
+        cfg.train.keep_best = true;
+        assert_eq!(RunConfig::from_toml("x.toml", &cfg.to_toml()).unwrap(), cfg);
+        let mut t = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        let mut kept = vec![];
+        while !t.is_done() {
+            kept.push(pollster::block_on(t.step()).unwrap());
+            if t.steps_done() == best_step + 5 {
+                // Restore a copy of the run past its best point; it must end identically.
+                let saved = t.resume_bytes().unwrap();
+                let mut other = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+                other.restore(&saved).unwrap();
+                assert_eq!(other.best_step(), Some(best_step));
+                let mut rest = vec![];
+                while !other.is_done() {
+                    rest.push(pollster::block_on(other.step()).unwrap());
+                }
+                let mut mine = vec![];
+                while !t.is_done() {
+                    mine.push(pollster::block_on(t.step()).unwrap());
+                }
+                assert_eq!(rest, mine);
+                assert_eq!(other.checkpoint_bytes().unwrap(), t.checkpoint_bytes().unwrap());
+                kept.extend(mine);
+            }
+        }
+        assert_eq!(kept.len(), plain.len());
+        assert_eq!(kept[..kept.len() - 1], plain[..plain.len() - 1], "only the last evaluation changes");
+        let last = kept.last().unwrap().eval.as_ref().unwrap();
+        assert_eq!(last.loss, best_loss);
+        assert_eq!(t.best_step(), Some(best_step));
+        // The held weights are that step's: a plain run stopped there has the same checkpoint
+        // apart from the step count in its header.
+        cfg.train.keep_best = false;
+        let mut stopped = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+        while stopped.steps_done() < best_step {
+            pollster::block_on(stopped.step()).unwrap();
+        }
+        let a = pollster::block_on(stopped.pair_logits(&stopped.dataset.eval.clone())).unwrap();
+        let b = pollster::block_on(t.pair_logits(&t.dataset.eval.clone())).unwrap();
+        assert_eq!(a, b);
+        // Text runs refuse it by name.
+        #[cfg(feature = "text")]
+        {
+            let mut text = crate::textrm::TextRunConfig::new("pairs.jsonl");
+            text.train.keep_best = true;
+            assert!(text.validate().unwrap_err().to_string().contains("train.keep_best"));
         }
     }
 
