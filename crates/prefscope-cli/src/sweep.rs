@@ -301,7 +301,10 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
             }
         }
     }
-    let figures: Vec<String> = BASE.iter().map(|f| f.to_string()).chain(set_names.iter().flat_map(|n| [format!("{n}_loss"), format!("{n}_accuracy")])).collect();
+    // Figures only some data has (worldpm's style control).
+    const OPTIONAL: [&str; 1] = ["subjective_length_weight"];
+    let optional = OPTIONAL.iter().filter(|f| results.iter().flatten().any(|s| s.get(**f).is_some())).map(|f| f.to_string());
+    let figures: Vec<String> = BASE.iter().map(|f| f.to_string()).chain(set_names.iter().flat_map(|n| [format!("{n}_loss"), format!("{n}_accuracy")])).chain(optional).collect();
     let figure = |s: &Value, f: &str| -> Value {
         if let Some(v) = s.get(f) {
             return v.clone();

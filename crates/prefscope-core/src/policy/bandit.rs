@@ -188,7 +188,7 @@ pub(crate) fn softmax(x: &[f64]) -> Vec<f64> {
 
 /// Gaussian elimination with partial pivoting (n is small).
 #[allow(clippy::needless_range_loop)] // row updates read one row while writing another
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+pub(crate) fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
     for col in 0..n {
         let piv = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
