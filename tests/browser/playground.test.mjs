@@ -522,7 +522,7 @@ try {
     }
   });
 
-  await check('landscape (cpu, canvas fallback): Bradley–Terry on linear, computed on demand before and after training', async () => {
+  await check('landscape (cpu, canvas fallback): Bradley–Terry on linear, computed on demand before and after training; the CLI\'s PCA plane of the exported checkpoint equals the page\'s', async () => {
     const page = await openPage(context, base, '?backend=cpu&scenario=linear&model=bt&seed=1&steps=40&grid=11');
     try {
       // Before training: the landscape of the initial weights, on demand.
@@ -537,6 +537,24 @@ try {
       assert(L.currentLoss < before.currentLoss - 0.05, `training lowered the loss (${before.currentLoss} → ${L.currentLoss})`);
       assert((await renderer(page)) === 'canvas2d', `drawn by "${await renderer(page)}"`);
       await page.getByTestId('landscape-panel').screenshot({ path: path.join(outDir, 'landscape-cpu.png') });
+      // The PCA plane: the exported checkpoint carries the page's trajectory, and the native
+      // binary's PCA landscape of it equals the page's, grid point by grid point.
+      await page.getByTestId('landscape-plane').selectOption('pca');
+      const P = await landscapeReady(page, 'pca');
+      const [model] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-model').click()]);
+      const modelPath = path.join(outDir, 'exported-pca-model.safetensors');
+      await model.saveAs(modelPath);
+      const bin = process.env.PREFSCOPE_BIN || path.resolve('target/release/prefscope');
+      assert(fs.existsSync(bin), `${bin} not found: build the CLI first (cargo build --release -p prefscope-cli)`);
+      const cliOut = path.join(outDir, 'cli-landscape-pca');
+      const meta = JSON.parse(execFileSync(bin, ['landscape', modelPath, '--plane', 'pca', '--grid', String(P.n), '--out', cliOut, '--json'], { encoding: 'utf8' }).trim().split('\n').at(-1));
+      assert(meta.trajectory_source === 'checkpoint', `the CLI ${meta.trajectory_source} the trajectory`);
+      const npy = fs.readFileSync(path.join(cliOut, 'landscape.npy'));
+      const cli = new Float32Array(npy.buffer.slice(npy.byteOffset + 10 + npy.readUInt16LE(8), npy.byteOffset + npy.length));
+      assert(cli.length === P.values.length && meta.trajectory.length === P.trajectory.length, `${cli.length} values and ${meta.trajectory.length} path points natively, ${P.values.length} and ${P.trajectory.length} in the page`);
+      const worst = P.values.reduce((m, v, i) => Math.max(m, Math.abs(v - cli[i])), 0);
+      console.log(`# landscape pca: page vs \`prefscope landscape --plane pca\` on the exported checkpoint (${P.trajectory.length} snapshots), ${P.n}×${P.n}: max |difference| ${worst.toExponential(2)}`);
+      assert(worst <= 1e-6, `the page and the CLI differ by ${worst} on the PCA plane`);
     } finally {
       await page.close();
     }

@@ -1,7 +1,8 @@
 //! `prefscope landscape RUN`: the loss landscape of a trained run on its training pairs, with the
 //! core code the page uses (`prefscope_core::landscape`): the same filter-normalised random plane
 //! for the same seed, the same grid over [−1, 1]², the same batched loss; or the PCA plane of the
-//! training trajectory, replayed from the run's config, over the trajectory's reach.
+//! training trajectory (stored in a page-exported checkpoint, else replayed from the run's config),
+//! over the trajectory's reach.
 //!
 //! Writes `landscape.npy` (f32, shape [n, n], row 0 the bottom edge, column 0 the left edge),
 //! `landscape.json` (the plane, the grid's extent, the seed, the loss at the centre and the
@@ -15,7 +16,7 @@ use burn::module::AutodiffModule;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::load_preference_model;
+use prefscope_core::checkpoint::{load_preference_model, read_trajectory};
 use prefscope_core::landscape::{Surface, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
 use prefscope_core::{RunConfig, Trainer};
 use serde_json::json;
@@ -28,8 +29,9 @@ pub struct LandscapeArgs {
     /// A run folder (or its model.safetensors) of a bt, gpm or multi-objective model without a gate.
     run: PathBuf,
     /// random: two filter-normalised Gaussian directions (Li et al. 2018). pca: the top two
-    /// principal directions of the training trajectory, which is replayed from the run's config
-    /// (training is deterministic) and checked to end at the checkpoint's weights.
+    /// principal directions of the training trajectory: the one a page-exported checkpoint
+    /// carries, or else replayed from the run's config (training is deterministic) and checked to
+    /// end at the checkpoint's weights.
     #[arg(long, default_value = "random")]
     plane: String,
     /// Points per side.
@@ -100,18 +102,22 @@ struct Computed {
     /// PCA: the trajectory in the plane, and the variance each direction explains.
     path: Vec<[f64; 2]>,
     explained: Option<[f64; 2]>,
+    /// PCA: where the trajectory came from, "checkpoint" (stored by the page) or "replayed".
+    source: Option<&'static str>,
 }
 
 impl BackendJob for LandscapeJob {
     type Output = Computed;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, _backend: BackendKind) -> Result<Computed> {
+        let stored = read_trajectory(&self.weights)?;
         let (head, model) = load_preference_model::<B>(self.weights, &device)?;
         let model = model.valid();
         let ds = head.config.dataset()?;
         let surface = Surface::new(&model, &ds, &ds.train, &device)?;
         let theta = pollster::block_on(read_weights(&model))?;
         let seed = self.seed.unwrap_or(head.config.seed);
+        let source = (self.plane == Plane::Pca).then_some(if stored.is_some() { "checkpoint" } else { "replayed" });
         let (d1, d2, a, b, path, explained) = match self.plane {
             Plane::Random => {
                 let (d1, d2) = random_plane(&surface.layout, &theta, seed);
@@ -119,7 +125,12 @@ impl BackendJob for LandscapeJob {
             }
             // As the page: the snapshots and the current weights, projected around the latter.
             Plane::Pca => {
-                let mut snapshots = replay::<B>(&head.config, head.step, &theta, &device)?;
+                // A checkpoint exported by the page carries the trajectory it drew; others are replayed.
+                let mut snapshots = match stored {
+                    Some(t) if t.iter().all(|s| s.len() == theta.len()) => t,
+                    Some(t) => bail!("the checkpoint's trajectory has snapshots of {} weights, its model {}", t[0].len(), theta.len()),
+                    None => replay::<B>(&head.config, head.step, &theta, &device)?,
+                };
                 snapshots.push(theta.clone());
                 let pca = trajectory_pca(&snapshots, &theta).context("the trajectory does not span two directions (too few steps?)")?;
                 let (ra, rb) = pca_extent(&pca.coords, 1e-3);
@@ -133,7 +144,7 @@ impl BackendJob for LandscapeJob {
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
             bail!("the loss is not finite at grid point {bad} ({}): the plane leaves the region where the model's outputs are finite", values[bad]);
         }
-        Ok(Computed { values, seed, model_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step, a, b, path, explained })
+        Ok(Computed { values, seed, model_loss, train_pairs: ds.train.len(), parameters: surface.layout.len(), step: head.step, a, b, path, explained, source })
     }
 }
 
@@ -213,6 +224,7 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         "a": [c.a.0, c.a.1],
         "b": [c.b.0, c.b.1],
         "trajectory": c.path,
+        "trajectory_source": c.source,
         "explained_variance": c.explained,
         "layout": "row-major [b][a], row 0 at the lowest b, column 0 at the lowest a",
         "pairs": "training",

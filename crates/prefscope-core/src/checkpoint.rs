@@ -30,6 +30,10 @@ pub const DIMS_KEY: &str = "prefscope.dims";
 /// Metadata key: the training step the weights are from.
 pub const STEP_KEY: &str = "prefscope.step";
 
+/// Tensor name of a preference model's training trajectory ([`attach_trajectory`]): not a
+/// parameter, so loading skips it.
+pub const TRAJECTORY_TENSOR: &str = "__trajectory__";
+
 /// `KIND_KEY` of a feature-vector preference model ([`PreferenceModel`]).
 pub const PREFERENCE_MODEL: &str = "preference-model";
 
@@ -108,8 +112,9 @@ pub fn load_into<B: Backend, M: Module<B>>(mut skeleton: M, bytes: Vec<u8>) -> R
     if !result.missing.is_empty() {
         return Err(bad(format!("the file lacks parameters the model needs: {}", short_list(result.missing.iter().map(|m| format!("{m:?}"))))));
     }
-    if !result.unused.is_empty() {
-        return Err(bad(format!("the file holds tensors the model does not have: {}", short_list(result.unused.iter().cloned()))));
+    let unused: Vec<&String> = result.unused.iter().filter(|u| u.as_str() != TRAJECTORY_TENSOR).collect();
+    if !unused.is_empty() {
+        return Err(bad(format!("the file holds tensors the model does not have: {}", short_list(unused.into_iter().cloned()))));
     }
     Ok(skeleton)
 }
@@ -138,6 +143,39 @@ pub fn save_preference_model<B: Backend>(model: &PreferenceModel<B>, config: &Ru
             (STEP_KEY, step.to_string()),
         ],
     )
+}
+
+/// Add a training trajectory to a checkpoint: the flattened weights
+/// ([`crate::landscape::read_weights`]) at the snapshots the page keeps for its PCA plane, oldest
+/// first, as one f32 tensor [snapshots, weights]. `prefscope landscape --plane pca` then uses them
+/// instead of replaying the run, which a checkpoint trained in the page could not (the page's wasm
+/// arithmetic and the native one part after a step, so a native replay ends elsewhere).
+pub fn attach_trajectory(bytes: &[u8], snapshots: &[Vec<f32>]) -> Result<Vec<u8>> {
+    let width = snapshots.first().map_or(0, Vec::len);
+    if width == 0 || snapshots.iter().any(|s| s.len() != width) {
+        return Err(bad("a trajectory needs snapshots of one non-zero length"));
+    }
+    let file = parse(bytes)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let data: Vec<u8> = snapshots.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = file.tensors().into_iter().filter(|(name, _)| name != TRAJECTORY_TENSOR).collect();
+    views.push((TRAJECTORY_TENSOR.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![snapshots.len(), width], &data).map_err(|e| bad(format!("cannot serialise the trajectory: {e}")))?));
+    let out = safetensors::serialize(views, meta.metadata().clone()).map_err(|e| bad(format!("cannot serialise the trajectory: {e}")))?;
+    canonical_header(out)
+}
+
+/// The trajectory [`attach_trajectory`] stored, if any, one snapshot per row.
+pub fn read_trajectory(bytes: &[u8]) -> Result<Option<Vec<Vec<f32>>>> {
+    let file = parse(bytes)?;
+    let Ok(t) = file.tensor(TRAJECTORY_TENSOR) else { return Ok(None) };
+    let [rows, width] = t.shape()[..] else {
+        return Err(bad(format!("`{TRAJECTORY_TENSOR}` has shape {:?}; expected [snapshots, weights]", t.shape())));
+    };
+    if t.dtype() != safetensors::Dtype::F32 || rows == 0 || width == 0 {
+        return Err(bad(format!("`{TRAJECTORY_TENSOR}` must be a non-empty f32 [snapshots, weights] tensor")));
+    }
+    let values: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok(Some(values.chunks(width).map(<[f32]>::to_vec).collect()))
 }
 
 /// What a preference-model checkpoint says about itself.
@@ -172,7 +210,7 @@ pub fn inspect_preference_model(bytes: &[u8]) -> Result<PreferenceCheckpoint> {
 /// The number of values the file's tensors hold, by their headers (bounded by the file's size,
 /// since every tensor's byte range was checked to lie inside it).
 pub fn stored_values(bytes: &[u8]) -> Result<u128> {
-    Ok(parse(bytes)?.tensors().iter().map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>()).sum())
+    Ok(parse(bytes)?.tensors().iter().filter(|(name, _)| name != TRAJECTORY_TENSOR).map(|(_, t)| t.shape().iter().map(|&d| d as u128).product::<u128>()).sum())
 }
 
 /// Refuse, before the model is built, a header whose config needs more weights than the file
@@ -418,6 +456,40 @@ mod tests {
             let got = pollster::block_on(crate::train::evaluate(&loaded.valid(), &t.dataset, &t.dataset.eval, &Default::default())).unwrap();
             assert_eq!(want, got, "{model:?}");
         }
+    }
+
+    /// A trajectory rides along: read back exactly, skipped by loading (same logits, same
+    /// header), replaced rather than duplicated, and malformed ones refused.
+    #[test]
+    fn a_trajectory_rides_along_without_changing_the_model() {
+        let t = trained(ModelKind::Gpm, ScenarioKind::Cyclic);
+        let bytes = t.checkpoint_bytes().unwrap();
+        let theta = pollster::block_on(crate::landscape::read_weights(&t.model().valid())).unwrap();
+        let snapshots = vec![theta.iter().map(|x| x * 0.5).collect::<Vec<f32>>(), theta.clone()];
+        let with = attach_trajectory(&bytes, &snapshots).unwrap();
+        assert_eq!(read_trajectory(&with).unwrap().unwrap(), snapshots);
+        assert_eq!(read_trajectory(&bytes).unwrap(), None);
+        assert_eq!(inspect_preference_model(&with).unwrap(), inspect_preference_model(&bytes).unwrap());
+        assert_eq!(stored_values(&with).unwrap(), stored_values(&bytes).unwrap());
+        let (_, loaded) = load_preference_model::<B>(with.clone(), &Default::default()).unwrap();
+        let want = pollster::block_on(t.evaluate()).unwrap();
+        let got = pollster::block_on(crate::train::evaluate(&loaded.valid(), &t.dataset, &t.dataset.eval, &Default::default())).unwrap();
+        assert_eq!(want, got);
+        // Attaching again replaces it; the file stays canonical.
+        let again = attach_trajectory(&with, &snapshots[1..]).unwrap();
+        assert_eq!(read_trajectory(&again).unwrap().unwrap(), snapshots[1..]);
+        assert_eq!(attach_trajectory(&bytes, &snapshots[1..]).unwrap(), again);
+        assert!(attach_trajectory(&bytes, &[vec![1.0], vec![1.0, 2.0]]).is_err());
+        assert!(attach_trajectory(&bytes, &[]).is_err());
+        // Any other extra tensor is still refused by name.
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let one = 1f32.to_le_bytes();
+        let mut views: Vec<_> = file.tensors();
+        views.push(("stray".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &one).unwrap()));
+        let stray = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+        let e = load_preference_model::<B>(stray, &Default::default()).unwrap_err().to_string();
+        assert!(e.contains("stray"), "{e}");
     }
 
     #[test]

@@ -313,6 +313,13 @@ impl Worker for ComputeWorker {
                     Some(t) => t.checkpoint_bytes().map(|b| (t.steps_done(), b)).map_err(|e| e.to_string()),
                     None => Err("there is no trained model to export yet".into()),
                 };
+                // With the landscape open the run kept its trajectory: it travels in the file, so
+                // `prefscope landscape --plane pca` draws the plane the page drew.
+                let snapshots: Vec<Vec<f32>> = state.snapshots.borrow().iter().map(|s| s.as_ref().clone()).collect();
+                let bytes = match bytes {
+                    Ok((step, b)) if !snapshots.is_empty() => prefscope_core::checkpoint::attach_trajectory(&b, &snapshots).map(|b| (step, b)).map_err(|e| e.to_string()),
+                    other => other,
+                };
                 reply.send(Output::Checkpoint(run, bytes));
             }
             Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::policy::train(&loss, beta, direction))),
