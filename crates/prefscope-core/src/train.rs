@@ -820,26 +820,20 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             Ok(loaded)
         };
-        let loaded = load(model_record);
-        let best = match (state.best, loaded.is_ok()) {
-            (Some((step, loss)), true) => match recorder.load(best.to_vec(), &self.device).map_err(fail).and_then(|r| load(r)) {
-                Ok(model) => Some(Best { step, loss, model }),
-                Err(e) => {
-                    self.model = Some(skeleton);
-                    return Err(e);
-                }
-            },
-            _ => None,
-        };
-        let loaded = match loaded {
-            Ok(m) => m,
+        let loaded = load(model_record).and_then(|model| {
+            let best = match state.best {
+                Some((step, loss)) => Some(Best { step, loss, model: recorder.load(best.to_vec(), &self.device).map_err(fail).and_then(&load)? }),
+                None => None,
+            };
+            Ok((model, best))
+        });
+        match loaded {
+            Ok((model, best)) => (self.model, self.best) = (Some(model), best),
             Err(e) => {
                 self.model = Some(skeleton);
                 return Err(e);
             }
-        };
-        self.model = Some(loaded);
-        self.best = best;
+        }
         let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
         self.optim = optim.load_record(optim_record);
         self.step = state.step;
