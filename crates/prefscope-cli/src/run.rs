@@ -550,12 +550,9 @@ impl BackendJob for TrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
-        if cfg.scenario.kind == prefscope_core::data::ScenarioKind::Worldpm
-            && let Some((_, pairs)) = trainer.dataset.test_sets.iter().find(|(name, _)| name == "subjective")
-        {
-            // Style control: how much the model's own preference leans on length (0 = neutral).
-            let logits = pollster::block_on(trainer.pair_logits(pairs))?;
-            summary["subjective_length_weight"] = json!(prefscope_core::scaling::length_weight(&trainer.dataset, pairs, &logits));
+        if let Some(weight) = pollster::block_on(prefscope_core::scaling::subjective_length_weight(&trainer))? {
+            // Style control (worldpm): how much the model's own preference leans on length (0 = neutral).
+            summary["subjective_length_weight"] = json!(weight);
         }
         if let Some(step) = trainer.best_step() {
             // `train.keep_best`: the weights (and every figure above but final_loss) are this step's.

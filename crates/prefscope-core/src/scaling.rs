@@ -227,6 +227,14 @@ pub fn length_weight(ds: &crate::data::PairDataset, pairs: &[usize], logits: &[f
     (content > 0.0 && beta.iter().all(|b| b.is_finite())).then(|| beta[k - 1] / content)
 }
 
+/// [`length_weight`] of a trained model on its data's `subjective` test set (worldpm's); `None`
+/// for data without that set, or when the fit is singular.
+pub async fn subjective_length_weight<B: crate::kernels::AutodiffBackend>(t: &crate::Trainer<B>) -> Result<Option<f64>> {
+    let Some((_, pairs)) = t.dataset.test_sets.iter().find(|(name, _)| name == "subjective") else { return Ok(None) };
+    let logits = t.pair_logits(pairs).await?;
+    Ok(length_weight(&t.dataset, pairs, &logits))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,9 +301,7 @@ mod tests {
                     while !t.is_done() {
                         pollster::block_on(t.step()).unwrap();
                     }
-                    let subjective = &t.dataset.test_sets[2].1;
-                    let logits = pollster::block_on(t.pair_logits(subjective)).unwrap();
-                    style[wi].push((d, length_weight(&t.dataset, subjective, &logits).unwrap()));
+                    style[wi].push((d, pollster::block_on(subjective_length_weight(&t)).unwrap().unwrap()));
                     for (si, (name, m)) in pollster::block_on(t.evaluate_test_sets()).unwrap().into_iter().enumerate() {
                         assert_eq!(name, ScenarioKind::WORLDPM_TEST_SETS[si]);
                         loss[wi][si].0.push(d as f64);
