@@ -70,6 +70,9 @@ pub enum Error {
     /// The backend failed to execute or read back a tensor.
     #[error("backend error: {0}")]
     Backend(String),
+    /// A multi-process step failed to exchange gradients with the other processes.
+    #[error("multi-process training: {0}")]
+    Collective(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

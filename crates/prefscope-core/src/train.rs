@@ -622,6 +622,113 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(StepMetrics { step: self.step, loss: loss_sum, train_accuracy: acc_sum, eval })
     }
 
+    /// One data-parallel step as process `rank` of `ranks` (multi-process training: every rank
+    /// holds the same trainer, built from the same config and seed). Each rank takes its slice
+    /// of the minibatch that all ranks draw alike, computes the gradients of its loss weighted by
+    /// its share of the batch, and hands them to `all_reduce` as one flat tensor, which must
+    /// return the element-wise sum over the ranks. Every rank then applies the same AdamW step,
+    /// so the run equals one process on the whole batch up to summation order. Pair losses only.
+    ///
+    /// The flat tensor is every parameter's gradient in the model's visit order (zeros where a
+    /// parameter got none), then one presence flag per parameter, then the loss, the training
+    /// accuracy and the loss scaler's overflow check: one all-reduce per step carries it all.
+    pub async fn step_rank(&mut self, rank: usize, ranks: usize, all_reduce: impl FnOnce(Tensor<B::InnerBackend, 1>) -> Result<Tensor<B::InnerBackend, 1>>) -> Result<StepMetrics> {
+        use burn::module::ModuleVisitor;
+        use burn::optim::GradientsParams;
+        if rank >= ranks {
+            return Err(config_error("node_rank", format!("rank {rank} is not below the number of processes ({ranks})")));
+        }
+        if self.config.train.loss.listwise.is_some() {
+            return Err(config_error("train.loss.listwise", "multi-process steps support pair losses only"));
+        }
+        if self.step == self.armo_stage_two() {
+            self.fix_verbosity_transform().await?;
+        }
+        let idx = self.next_batch();
+        if idx.len() < ranks {
+            return Err(config_error("train.batch", format!("a batch of {} pairs cannot be split over {ranks} processes", idx.len())));
+        }
+        // Balanced slices: sizes differ by at most one and none is empty.
+        let shard = &idx[rank * idx.len() / ranks..(rank + 1) * idx.len() / ranks];
+        let share = shard.len() as f64 / idx.len() as f64;
+        let model = self.model.take().expect("model present between steps");
+        let compute = self.autocast.module(&model);
+        let (logits, loss) = self.pair_objective(&compute, shard);
+        let loss = loss.mul_scalar(share);
+        let accuracy = pairwise_accuracy(logits.detach()).mul_scalar(share);
+        let (grads, overflow_check) = precision::backward(self.scaler.as_ref(), loss.clone(), &model);
+
+        struct Flatten<'a, B: AutodiffBackend> {
+            grads: &'a mut GradientsParams,
+            parts: Vec<Tensor<B::InnerBackend, 1>>,
+            present: Vec<f32>,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let n = param.val().shape().num_elements();
+                match self.grads.remove::<B::InnerBackend, D>(param.id) {
+                    Some(g) => {
+                        self.parts.push(g.reshape([n]));
+                        self.present.push(1.0);
+                    }
+                    None => {
+                        let device = param.val().device();
+                        self.parts.push(Tensor::zeros([n], &device));
+                        self.present.push(0.0);
+                    }
+                }
+            }
+        }
+        let mut grads = grads;
+        let mut flat = Flatten::<B> { grads: &mut grads, parts: vec![], present: vec![] };
+        model.visit(&mut flat);
+        let Flatten { mut parts, present, .. } = flat;
+        let device = loss.device();
+        let n_params = present.len();
+        let grad_len: usize = parts.iter().map(|p| p.dims()[0]).sum();
+        parts.push(Tensor::from_floats(present.as_slice(), &device));
+        parts.push(loss.detach().inner());
+        parts.push(accuracy.inner());
+        parts.push(overflow_check.unwrap_or_else(|| Tensor::zeros([1], &device)));
+        let summed = all_reduce(Tensor::cat(parts, 0))?;
+        if summed.dims()[0] != grad_len + n_params + 3 {
+            return Err(Error::Collective(format!("the all-reduce returned {} values for {} sent", summed.dims()[0], grad_len + n_params + 3)));
+        }
+        let tail = read(summed.clone().slice(grad_len..grad_len + n_params + 3)).await?;
+        let (flags, [loss_sum, acc_sum, overflow]) = (&tail[..n_params], [tail[n_params], tail[n_params + 1], tail[n_params + 2]]);
+
+        struct Unflatten<'a, B: AutodiffBackend> {
+            summed: Tensor<B::InnerBackend, 1>,
+            flags: &'a [f32],
+            offset: usize,
+            index: usize,
+            grads: GradientsParams,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let dims = param.val().dims();
+                let n: usize = dims.iter().product();
+                // A parameter no rank has a gradient for (a frozen one) gets none: AdamW would
+                // otherwise decay it.
+                if self.flags[self.index] > 0.0 {
+                    self.grads.register::<B::InnerBackend, D>(param.id, self.summed.clone().slice(self.offset..self.offset + n).reshape(dims));
+                }
+                self.offset += n;
+                self.index += 1;
+            }
+        }
+        let mut unflat = Unflatten::<B> { summed, flags, offset: 0, index: 0, grads: GradientsParams::new() };
+        model.visit(&mut unflat);
+        let apply = self.scaler.as_mut().is_none_or(|s| s.update(overflow.is_finite()));
+        self.model = Some(if apply { self.optim.step(self.config.train.lr, model, unflat.grads) } else { model });
+        self.step += 1;
+        if !loss_sum.is_finite() {
+            return Err(Error::NonFinite { step: self.step, value: loss_sum });
+        }
+        let eval = self.scheduled_eval().await?;
+        Ok(StepMetrics { step: self.step, loss: loss_sum, train_accuracy: acc_sum, eval })
+    }
+
     /// The held-out evaluation due after a step (every `eval_every` steps and after the last).
     /// With `keep_best`, the run's last step swaps in the best weights seen, and its evaluation
     /// is theirs.
@@ -1179,6 +1286,83 @@ mod tests {
                 assert!((ea.loss - eb.loss).abs() < 1e-4, "{model:?}: {ea:?} vs {eb:?}");
             }
         }
+    }
+
+    /// An all-reduce between threads, standing in for the processes of a multi-process run:
+    /// each rank leaves its tensor in its slot, and after a barrier every rank sums the slots.
+    struct ThreadAllReduce {
+        slots: std::sync::Mutex<Vec<Vec<f32>>>,
+        barrier: std::sync::Barrier,
+    }
+
+    impl ThreadAllReduce {
+        fn new(ranks: usize) -> Self {
+            Self { slots: std::sync::Mutex::new(vec![vec![]; ranks]), barrier: std::sync::Barrier::new(ranks) }
+        }
+        fn sum(&self, rank: usize, t: Tensor<Flex, 1>) -> Result<Tensor<Flex, 1>> {
+            let device = t.device();
+            self.slots.lock().unwrap()[rank] = t.into_data().to_vec::<f32>().unwrap();
+            self.barrier.wait();
+            let slots = self.slots.lock().unwrap().clone();
+            // Nobody may leave a new tensor before every rank has read this one.
+            self.barrier.wait();
+            let sum: Vec<f32> = (0..slots[0].len()).map(|i| slots.iter().map(|s| s[i]).sum()).collect();
+            Ok(Tensor::from_floats(sum.as_slice(), &device))
+        }
+    }
+
+    /// Multi-process steps (`step_rank`): one rank with no exchange is the plain step bit for
+    /// bit, and two or three ranks summing their gradients follow the one-process trajectory
+    /// (up to summation order) and agree with each other exactly.
+    #[test]
+    fn ranked_steps_match_the_one_process_step() {
+        for (scenario, model) in [(ScenarioKind::Linear, ModelKind::Bt), (ScenarioKind::Cyclic, ModelKind::Gpm), (ScenarioKind::Mixture, ModelKind::Mixture), (ScenarioKind::MultiObjective, ModelKind::MultiObjective)] {
+            let mut cfg = RunConfig::new(scenario, model);
+            cfg.train.steps = 12;
+            cfg.train.batch = 100;
+            cfg.train.eval_every = 4;
+            let single = run(cfg.clone());
+            let mut alone = Trainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+            let mut one_rank = vec![];
+            while !alone.is_done() {
+                one_rank.push(pollster::block_on(alone.step_rank(0, 1, Ok)).unwrap());
+            }
+            assert_eq!(single, one_rank, "{model:?}: one rank differs from the plain step");
+            for ranks in [2, 3] {
+                let reduce = ThreadAllReduce::new(ranks);
+                let curves: Vec<Vec<StepMetrics>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..ranks)
+                        .map(|rank| {
+                            let (cfg, reduce) = (cfg.clone(), &reduce);
+                            s.spawn(move || {
+                                let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
+                                let mut out = vec![];
+                                while !t.is_done() {
+                                    out.push(pollster::block_on(t.step_rank(rank, ranks, |g| reduce.sum(rank, g))).unwrap());
+                                }
+                                out
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                for other in &curves[1..] {
+                    assert_eq!(&curves[0], other, "{model:?}: ranks disagree");
+                }
+                for (a, b) in single.iter().zip(&curves[0]) {
+                    assert!((a.loss - b.loss).abs() < 1e-4 * a.loss.abs().max(1.0), "{model:?} on {ranks} ranks: {a:?} vs {b:?}");
+                    assert!((a.train_accuracy - b.train_accuracy).abs() < 1e-5, "{model:?} on {ranks} ranks: {a:?} vs {b:?}");
+                }
+                let (ea, eb) = (single.last().unwrap().eval.unwrap(), curves[0].last().unwrap().eval.unwrap());
+                assert!((ea.loss - eb.loss).abs() < 1e-4, "{model:?} on {ranks} ranks: {ea:?} vs {eb:?}");
+            }
+        }
+        // A batch too small to give every rank a pair is refused by name.
+        let mut cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
+        cfg.train.batch = 2;
+        let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
+        let err = pollster::block_on(t.step_rank(0, 3, Ok)).unwrap_err().to_string();
+        assert!(err.contains("train.batch"), "{err}");
     }
 
     #[test]
