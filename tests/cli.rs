@@ -1283,3 +1283,125 @@ fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
     let none = prefscope(&["probe", "--run", "c"], &dir);
     assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no per-item attributes"), "{}", String::from_utf8_lossy(&none.stderr));
 }
+
+/// A block of `n` consecutive free TCP ports (a multi-process run's coordinator and data ports),
+/// a different block for each call so that tests running at once never share one.
+fn free_ports(n: u16) -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    loop {
+        let base = 20_000 + (std::process::id() % 20_000) as u16 + NEXT.fetch_add(n, std::sync::atomic::Ordering::SeqCst) % 20_000;
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+/// Start rank `rank` of a 2-process run with stdout and stderr captured.
+fn spawn_rank(args: &[&str], rank: usize, port: u16, cwd: &Path) -> std::process::Child {
+    let coordinator = format!("127.0.0.1:{port}");
+    let rank = rank.to_string();
+    Command::new(env!("CARGO_BIN_EXE_prefscope"))
+        .args(args)
+        .args(["--nodes", "2", "--node-rank", &rank, "--coordinator", &coordinator, "--peer-timeout", "5"])
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a child at most `limit`; a child still running then is a hang.
+fn wait_within(mut child: std::process::Child, limit: std::time::Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}: {}", String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `train --nodes 2` (burn-collective between two local processes): it follows the one-process
+/// curve up to summation order, only rank 0 writes, a killed rank stops the other within the
+/// peer timeout with a message naming it (either way round), and resuming both ranks ends
+/// byte-identical to an uninterrupted two-process run.
+#[test]
+fn two_processes_train_like_one_and_a_killed_rank_stops_the_other() {
+    let dir = scratch("nodes");
+    let other = scratch("nodes-rank1");
+    let limit = std::time::Duration::from_secs(90);
+    let args = ["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "120", "--batch", "32", "--checkpoint-every", "10", "--json"];
+    last_json(&prefscope(&[&args[..], &["--out", "one"]].concat(), &dir));
+
+    let port = free_ports(8);
+    let r1 = spawn_rank(&args, 1, port, &other);
+    let r0 = spawn_rank(&[&args[..], &["--out", "two"]].concat(), 0, port, &dir);
+    let (s0, s1) = (last_json(&wait_within(r0, limit)), last_json(&wait_within(r1, limit)));
+    assert_eq!((s0["nodes"].as_u64(), s1["rank"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(s0["final_loss"], s1["final_loss"], "the ranks hold different models");
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0, "rank 1 wrote files");
+    let losses = |run: &str| -> Vec<f64> {
+        std::fs::read_to_string(dir.join(run).join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    };
+    let (one, two) = (losses("one"), losses("two"));
+    assert_eq!(one.len(), 120);
+    for (step, (a, b)) in one.iter().zip(&two).enumerate() {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "step {}: one process {a}, two {b}", step + 1);
+    }
+
+    // Kill rank 1 after rank 0's first checkpoint: rank 0 stops, naming it.
+    let port = free_ports(8);
+    let victim = spawn_rank(&args, 1, port, &other);
+    let survivor = spawn_rank(&[&args[..], &["--out", "killed"]].concat(), 0, port, &dir);
+    let state = dir.join("killed/resume.state");
+    let deadline = std::time::Instant::now() + limit;
+    while !state.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut victim = victim;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+    let out = wait_within(survivor, limit);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("rank 0 of 2: lost rank 1 at step"), "{err}");
+    assert!(killed_at.elapsed() < std::time::Duration::from_secs(30), "took {:?} to notice", killed_at.elapsed());
+    assert!(!err.contains("stack backtrace"), "{err}");
+
+    // Resume both; this time kill rank 0 a few steps on: rank 1 stops, naming it.
+    let resume = ["train", "--resume", "killed", "--json"];
+    let steps_logged = || std::fs::read_to_string(dir.join("killed/metrics.jsonl")).unwrap_or_default().lines().count();
+    let before = steps_logged();
+    let port = free_ports(8);
+    let survivor = spawn_rank(&resume, 1, port, &dir);
+    let mut victim = spawn_rank(&resume, 0, port, &dir);
+    while steps_logged() < before + 15 {
+        assert!(victim.try_wait().unwrap().is_none(), "rank 0 ended early: {}", String::from_utf8_lossy(&victim.wait_with_output().unwrap().stderr));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let out = wait_within(survivor, limit);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("rank 1 of 2: lost rank 0 at step"), "{err}");
+    assert!(!dir.join("killed/summary.json").exists(), "the run finished before the kill; the test proves nothing");
+
+    // Resume both again and let them finish: the same bytes as the uninterrupted run.
+    let port = free_ports(8);
+    let r1 = spawn_rank(&resume, 1, port, &dir);
+    let r0 = spawn_rank(&resume, 0, port, &dir);
+    assert_eq!(last_json(&wait_within(r0, limit))["steps"], 120);
+    last_json(&wait_within(r1, limit));
+    for f in ["model.safetensors", "metrics.jsonl"] {
+        assert!(std::fs::read(dir.join("two").join(f)).unwrap() == std::fs::read(dir.join("killed").join(f)).unwrap(), "{f} differs after the kills");
+    }
+
+    // Flags that cannot work are refused by name before anything starts.
+    let out = prefscope(&["train", "--nodes", "2", "--steps", "2"], &dir);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--coordinator"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = prefscope(&["train", "--nodes", "2", "--node-rank", "2", "--coordinator", "127.0.0.1:1"], &dir);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--node-rank 2"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -10,6 +10,7 @@ mod compare;
 mod denoise;
 mod embed;
 mod landscape;
+mod nodes;
 mod probe;
 mod online;
 mod plot;

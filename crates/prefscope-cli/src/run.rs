@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::nodes::Collective;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -101,6 +102,8 @@ pub struct TrainArgs {
     /// Print one JSON summary object as the last stdout line.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) nodes: crate::nodes::NodeArgs,
     #[command(flatten)]
     pub(crate) backend: BackendArgs,
 }
@@ -329,6 +332,8 @@ pub(crate) struct TrainJob {
     pub(crate) checkpoint_every: usize,
     pub(crate) devices: usize,
     pub(crate) shared: Option<SharedBar>,
+    /// This process's rank in a multi-process run (`--nodes`).
+    pub(crate) collective: Option<Collective>,
 }
 
 /// A trainer that steps data-parallel over several devices.
@@ -356,6 +361,64 @@ impl<B: AutodiffBackend> RunLoop for Parallel<B> {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         Ok(self.trainer.restore(bytes)?)
     }
+}
+
+/// A trainer that steps as one rank of a multi-process run.
+struct Ranked<B: AutodiffBackend> {
+    trainer: Trainer<B>,
+    collective: Collective,
+}
+
+impl<B: AutodiffBackend> RunLoop for Ranked<B> {
+    fn step(&mut self) -> Result<StepMetrics> {
+        let Ranked { trainer, collective } = self;
+        collective.step = trainer.steps_done() + 1;
+        let (rank, ranks) = (collective.rank, collective.ranks);
+        let m = pollster::block_on(trainer.step_rank(rank, ranks, |g| collective.all_reduce(g).map_err(|e| prefscope_core::Error::Collective(format!("{e:#}")))));
+        // The exchange's own message already names the ranks.
+        m.map_err(|e| match e {
+            prefscope_core::Error::Collective(msg) => anyhow::anyhow!(msg),
+            e => e.into(),
+        })
+    }
+    fn is_done(&self) -> bool {
+        self.trainer.is_done()
+    }
+    fn steps_done(&self) -> usize {
+        self.trainer.steps_done()
+    }
+    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.trainer.checkpoint_bytes()?)
+    }
+    fn resume_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.trainer.resume_bytes()?)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(self.trainer.restore(bytes)?)
+    }
+}
+
+/// A rank other than 0: the same steps as rank 0, without a run folder of its own (it reads
+/// rank 0's saved state to resume, so the folder must be visible to every rank).
+fn follow<B: AutodiffBackend>(run: &mut Ranked<B>, dir: &Path, resume: bool) -> Result<(StepMetrics, f64)> {
+    if resume {
+        let path = dir.join(RESUME_FILE);
+        let bytes = fs::read(&path).with_context(|| format!("rank {}: cannot read {} (every rank reads rank 0's run folder to resume)", run.collective.rank, path.display()))?;
+        run.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
+    }
+    let bar = crate::step_bar(run.trainer.config.train.steps);
+    bar.inc(run.steps_done() as u64);
+    let start = Instant::now();
+    let mut last = None;
+    while !run.is_done() {
+        let m = run.step()?;
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4}", m.loss));
+        last = Some(m);
+    }
+    bar.finish_and_clear();
+    let Some(last) = last else { bail!("{} has already finished all its steps", dir.display()) };
+    Ok((last, start.elapsed().as_secs_f64()))
 }
 
 /// Devices 0..n of the backend of `first` (same device type, consecutive indices).
@@ -510,11 +573,22 @@ impl BackendJob for TrainJob {
     type Output = serde_json::Value;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
-        let TrainJob { cfg, dir, json, resume, checkpoint_every, devices, shared } = self;
+        let TrainJob { cfg, dir, json, resume, checkpoint_every, devices, shared, collective } = self;
         let trainer = Trainer::<B>::new(cfg.clone(), &device)?;
+        let mut collective = collective;
+        if let Some(c) = collective.as_mut() {
+            c.check_peers::<B::InnerBackend>(&cfg.to_toml(), &device)?;
+        }
+        let nodes = collective.as_ref().map_or(1, |c| c.ranks);
+        if let Some(c) = collective.take_if(|c| c.rank != 0) {
+            let (rank, ranks) = (c.rank, c.ranks);
+            let mut run = Ranked { trainer, collective: c };
+            let (last, seconds) = follow(&mut run, &dir, resume)?;
+            return Ok(json!({ "rank": rank, "nodes": ranks, "steps": last.step, "final_loss": last.loss, "seconds": seconds }));
+        }
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
         let banner = format!(
-            "training {} on {} ({} train / {} eval pairs, {} items) on {}{}{}",
+            "training {} on {} ({} train / {} eval pairs, {} items) on {}{}{}{}",
             cfg.model.kind.name(),
             data,
             trainer.dataset.train.len(),
@@ -522,12 +596,22 @@ impl BackendJob for TrainJob {
             trainer.dataset.n_items(),
             backend.describe(),
             precision_note(cfg.train.precision),
-            if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() }
+            if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() },
+            if nodes > 1 { format!(" × {nodes} processes (rank 0 of {nodes}, data-parallel over burn-collective)") } else { String::new() }
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: trainer.config.train.steps, json, resume, checkpoint_every, shared };
-        let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
-        let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
-        let trainer = run.trainer;
+        let (last, seconds, trainer) = match collective {
+            Some(collective) => {
+                let mut run = Ranked { trainer, collective };
+                let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
+                (last, seconds, run.trainer)
+            }
+            None => {
+                let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
+                let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
+                (last, seconds, run.trainer)
+            }
+        };
         let eval = last.eval.expect("the last step evaluates");
         let test_sets: serde_json::Map<String, serde_json::Value> = pollster::block_on(trainer.evaluate_test_sets())?.into_iter().map(|(name, m)| (name, serde_json::to_value(m).expect("metrics serialise"))).collect();
         let mut summary = json!({
@@ -542,6 +626,7 @@ impl BackendJob for TrainJob {
             "threads": backend.threads(),
             "precision": cfg.train.precision.name(),
             "devices": devices,
+            "nodes": nodes,
             "seconds": seconds,
             "pairs_per_second": (last.step * cfg.train.batch.min(trainer.dataset.train.len())) as f64 / seconds,
             "scenario": cfg.scenario.kind.name(),
@@ -564,6 +649,10 @@ impl BackendJob for TrainJob {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    if args.nodes.nodes > 1 {
+        return train_nodes(args);
+    }
+    args.nodes.collective()?;
     if let Some(spec) = args.seeds.clone() {
         return crate::seeds::train_seeds(args, &spec);
     }
@@ -584,8 +673,57 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.devices == 0 {
         bail!("--devices must be at least 1");
     }
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None };
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None, collective: None };
     let summary = dispatch(args.backend.backend, job)?;
+    report(&args, &summary, &dir);
+    Ok(())
+}
+
+/// `train --nodes N`: this process is one rank of a multi-process run.
+fn train_nodes(args: TrainArgs) -> Result<()> {
+    if args.seeds.is_some() {
+        bail!("--seeds with --nodes: train one seed at a time on all the processes");
+    }
+    if args.devices != 1 {
+        bail!("--devices with --nodes: each process trains on one device");
+    }
+    if crate::text::is_text_run(&args)? {
+        bail!("--nodes: multi-process training runs scenario and embedding runs (a text run trains in one process)");
+    }
+    let collective = args.nodes.collective()?.expect("more than one node");
+    let rank = collective.rank;
+    let (cfg, dir, resume) = match &args.resume {
+        Some(dir) => {
+            let resume = resume_from_state(dir)?;
+            (read_run_config(dir)?, dir.clone(), resume)
+        }
+        // Only rank 0 has a run folder.
+        None => {
+            let cfg = resolve_config(&args)?;
+            let dir = if rank == 0 { prepare_run_dir(&args, &cfg)? } else { PathBuf::new() };
+            (cfg, dir, false)
+        }
+    };
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: 1, shared: None, collective: Some(collective) };
+    let summary = dispatch(args.backend.backend, job)?;
+    if rank == 0 {
+        report(&args, &summary, &dir);
+    } else if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "rank {rank} of {}: done, {} steps in {:.2}s, final loss {:.4} (rank 0 writes the run folder)",
+            summary["nodes"],
+            summary["steps"],
+            summary["seconds"].as_f64().unwrap_or(0.0),
+            summary["final_loss"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+/// The last lines of a finished run: its JSON summary, or one line for people.
+fn report(args: &TrainArgs, summary: &serde_json::Value, dir: &Path) {
     if args.json {
         println!("{summary}");
     } else {
@@ -598,7 +736,6 @@ pub fn train(args: TrainArgs) -> Result<()> {
             dir.display()
         );
     }
-    Ok(())
 }
 
 fn read_run_config(dir: &Path) -> Result<RunConfig> {

@@ -104,7 +104,7 @@ impl SeedJob {
     pub(crate) fn new(cfg: Base, dir: PathBuf, resume: bool, args: &TrainArgs, bar: &indicatif::ProgressBar) -> Self {
         let (json, checkpoint_every, shared) = (true, args.checkpoint_every, Some(SharedBar { bar: bar.clone() }));
         match cfg {
-            Base::Scenario(cfg) => SeedJob::Scenario(TrainJob { cfg, dir, json, resume, checkpoint_every, devices: args.devices, shared }),
+            Base::Scenario(cfg) => SeedJob::Scenario(TrainJob { cfg, dir, json, resume, checkpoint_every, devices: args.devices, shared, collective: None }),
             Base::Text(cfg) => SeedJob::Text(TextTrainJob { cfg: *cfg, dir, json, resume, checkpoint_every, shared }),
         }
     }
