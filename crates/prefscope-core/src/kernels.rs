@@ -34,6 +34,83 @@ pub trait Backend: burn::tensor::backend::Backend {
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         gelu_backward_composed::<Self>(x, grad)
     }
+
+    /// Causal multi-head attention, softmax(Q·Kᵀ/√d_k + causal mask)·V, with the heads taken from
+    /// the model axis: q, k, v `[n, t, heads·d_k]` → `[n, t, heads·d_k]`. The default is burn's
+    /// `MultiHeadAttention` arithmetic op for op.
+    fn fused_causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+        causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor()
+    }
+
+    /// The attention as one kernel, when the backend has one for these tensors: the output and the
+    /// attention probabilities `[n, heads, t, t]`, which its backward reads. `None`: compose.
+    fn causal_attention_kernel(
+        _q: &FloatTensor<Self>,
+        _k: &FloatTensor<Self>,
+        _v: &FloatTensor<Self>,
+        _heads: usize,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+
+    /// Gradients of the attention with respect to q, k and v, given the probabilities of the
+    /// forward pass and the output's gradient. The default composes burn's ops.
+    fn causal_attention_kernel_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> [FloatTensor<Self>; 3] {
+        let t3 = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+        let p = Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(probs));
+        causal_attention_backward_composed(t3(q), t3(k), t3(v), p, t3(grad), heads).map(|g| g.into_primitive().tensor())
+    }
+}
+
+/// `[n, t, h·d]` → `[n, h, t, d]`, as burn's attention splits heads.
+fn split_heads<B: burn::tensor::backend::Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [n, t, d] = x.dims();
+    x.reshape([n, t, heads, d / heads]).swap_dims(1, 2)
+}
+
+fn merge_heads<B: burn::tensor::backend::Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [n, h, t, d] = x.dims();
+    x.swap_dims(1, 2).reshape([n, t, h * d])
+}
+
+/// Causal attention from burn's ops, exactly as `MultiHeadAttention::forward` computes it (scores
+/// scaled by 1/√d_k, the future filled with its `min_float` −1e4, softmax): the output and the
+/// probabilities.
+pub fn causal_attention_composed<B: burn::tensor::backend::Backend>(q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, heads: usize) -> (Tensor<B, 3>, Tensor<B, 4>) {
+    let [n, t, d] = q.dims();
+    let scores = split_heads(q, heads).matmul(split_heads(k, heads).transpose()).div_scalar(((d / heads) as f32).sqrt());
+    let mask = burn::nn::attention::generate_autoregressive_mask::<B>(n, t, &scores.device()).reshape([n, 1, t, t]);
+    let probs = burn::tensor::activation::softmax(scores.mask_fill(mask, -1.0e4), 3);
+    (merge_heads(probs.clone().matmul(split_heads(v, heads))), probs)
+}
+
+/// The attention's backward from burn's ops: dV = Pᵀ·dO, dS = P ⊙ (dP − Σ_j dP ⊙ P)/√d_k with
+/// dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q (masked entries have P = 0, so they pass no gradient).
+pub fn causal_attention_backward_composed<B: burn::tensor::backend::Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    probs: Tensor<B, 4>,
+    grad: Tensor<B, 3>,
+    heads: usize,
+) -> [Tensor<B, 3>; 3] {
+    let d_k = q.dims()[2] / heads;
+    let (q, k, v, g) = (split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), split_heads(grad, heads));
+    let dv = probs.clone().transpose().matmul(g.clone());
+    let dp = g.matmul(v.transpose());
+    let row = (dp.clone() * probs.clone()).sum_dim(3);
+    let ds = (probs * (dp - row)).div_scalar((d_k as f32).sqrt());
+    let dq = ds.clone().matmul(k);
+    let dk = ds.transpose().matmul(q);
+    [merge_heads(dq), merge_heads(dk), merge_heads(dv)]
 }
 
 /// `grad`·(Φ(x) + x·φ(x)) from burn's element-wise ops, for backends without a kernel.
@@ -53,6 +130,13 @@ impl<B> AutodiffBackend for B where B: Backend + burn::tensor::backend::Autodiff
 /// GELU through the backend's kernel.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::fused_gelu(x.into_primitive().tensor())))
+}
+
+/// Causal multi-head attention through the backend's kernel: q, k, v `[n, t, heads·d_k]` (the
+/// projections, before heads are split) → the heads' outputs merged, `[n, t, heads·d_k]`.
+pub fn causal_attention<B: Backend>(q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>, heads: usize) -> Tensor<B, 3> {
+    let p = |x: Tensor<B, 3>| x.into_primitive().tensor();
+    Tensor::from_primitive(TensorPrimitive::Float(B::fused_causal_attention(p(q), p(k), p(v), heads)))
 }
 
 impl<B: Backend, C: CheckpointStrategy> Backend for Autodiff<B, C> {
@@ -76,6 +160,38 @@ impl<B: Backend, C: CheckpointStrategy> Backend for Autodiff<B, C> {
                 prep.finish(x.primitive, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::fused_gelu(x.primitive)),
+        }
+    }
+
+    fn fused_causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct AttentionBackward;
+
+        impl<B: Backend> Backward<B, 3> for AttentionBackward {
+            // q, k, v, the probabilities and the head count.
+            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, usize);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let [node_q, node_k, node_v] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (q, k, v, probs, heads) = ops.state;
+                let [dq, dk, dv] = B::causal_attention_kernel_backward(q, k, v, probs, grad, heads);
+                for (node, g) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        // Without a kernel for these tensors, burn's ops record their own graph.
+        let Some((out, probs)) = B::causal_attention_kernel(&q.primitive, &k.primitive, &v.primitive, heads) else {
+            let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+            return causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor();
+        };
+        match AttentionBackward.prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((q.primitive, k.primitive, v.primitive, probs, heads), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 }
@@ -107,6 +223,40 @@ impl Backend for burn_flex::Flex {
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::map(&x, Some(&grad), cpu::gelu_backward).unwrap_or_else(|| <Self as ActivationOps<Self>>::gelu_backward(x, grad))
     }
+
+    fn fused_causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        match Self::causal_attention_kernel(&q, &k, &v, heads) {
+            Some((out, _)) => out,
+            None => {
+                let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+                causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor()
+            }
+        }
+    }
+
+    fn causal_attention_kernel(
+        q: &FloatTensor<Self>,
+        k: &FloatTensor<Self>,
+        v: &FloatTensor<Self>,
+        heads: usize,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        flex::attention(q, k, v, heads)
+    }
+
+    fn causal_attention_kernel_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> [FloatTensor<Self>; 3] {
+        flex::attention_backward(&q, &k, &v, &probs, &grad, heads).unwrap_or_else(|| {
+            let t3 = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
+            let p = Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(probs));
+            causal_attention_backward_composed(t3(q), t3(k), t3(v), p, t3(grad), heads).map(|g| g.into_primitive().tensor())
+        })
+    }
 }
 
 /// Element-wise kernels over burn-flex tensors.
@@ -130,6 +280,124 @@ mod flex {
         // Contiguous and whole-buffer after `to_contiguous`: storage is exactly the values.
         let out = chunked(x_c.storage::<f32>(), g_c.as_ref().map(|g| g.storage::<f32>()), f);
         Some(FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone())))
+    }
+
+    /// The values of an f32 tensor of `dims` dimensions, contiguous (copied only if it is not).
+    fn f32_values(t: &FlexTensor, dims: usize) -> Option<FlexTensor> {
+        (t.dtype() == DType::F32 && t.layout().shape().num_dims() == dims).then(|| t.to_contiguous())
+    }
+
+    /// A pointer that units of work on other threads write through, each to its own region.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: every unit writes a region no other unit touches (its batch row's block of its head's
+    // columns, or its own t × t block), and the buffer outlives the parallel loop.
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+
+    impl Out {
+        /// The pointer `offset` elements in (a method, so closures capture the whole `Out`).
+        unsafe fn at(self, offset: usize) -> *mut f32 {
+            // SAFETY: the caller stays within the buffer.
+            unsafe { self.0.add(offset) }
+        }
+    }
+
+    /// Runs `f(unit)` for every unit, on rayon's threads when the crate has them. Units are
+    /// independent and each is computed by one thread, so the result does not depend on the
+    /// thread count.
+    fn for_each_unit(units: usize, f: impl Fn(usize) + Send + Sync) {
+        #[cfg(feature = "threads")]
+        {
+            use rayon::prelude::*;
+            (0..units).into_par_iter().for_each(f);
+        }
+        #[cfg(not(feature = "threads"))]
+        (0..units).for_each(f);
+    }
+
+    /// dst = beta·lhs·rhs (m × k times k × n), each matrix given by its pointer and its row and
+    /// column strides, in elements.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lhs: *const f32, lhs_rs: usize, lhs_cs: usize, rhs: *const f32, rhs_rs: usize, rhs_cs: usize, beta: f32) {
+        // SAFETY: the caller passes pointers valid for the strided m × k, k × n and m × n blocks.
+        unsafe {
+            gemm::gemm(
+                m, n, k, dst, 1, dst_rs as isize, false, lhs, lhs_cs as isize, lhs_rs as isize, rhs, rhs_cs as isize, rhs_rs as isize, 0.0, beta, false, false,
+                false, gemm::Parallelism::None,
+            )
+        }
+    }
+
+    /// Causal attention of f32 tensors `[n, t, h·d]`: the output and the probabilities
+    /// `[n, h, t, t]` (zero above the diagonal). One unit of work per (row, head): two GEMMs on
+    /// the head's strided columns, with the causal softmax between them, so heads are never
+    /// split into copies.
+    pub fn attention(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, heads: usize) -> Option<(FlexTensor, FlexTensor)> {
+        let shape = q.layout().shape().clone();
+        if k.layout().shape() != &shape || v.layout().shape() != &shape || heads == 0 || shape[2] % heads != 0 {
+            return None;
+        }
+        let (q, k, v) = (f32_values(q, 3)?, f32_values(k, 3)?, f32_values(v, 3)?);
+        let (n, t, d) = (shape[0], shape[1], shape[2]);
+        let d_k = d / heads;
+        let scale = 1.0 / (d_k as f32).sqrt();
+        let (qs, ks, vs) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>());
+        let mut out = vec![0.0f32; n * t * d];
+        let mut probs = vec![0.0f32; n * heads * t * t];
+        let (o, p) = (Out(out.as_mut_ptr()), Out(probs.as_mut_ptr()));
+        for_each_unit(n * heads, |unit| {
+            let (b, h) = (unit / heads, unit % heads);
+            let col = b * t * d + h * d_k;
+            // SAFETY: unit (b, h) writes rows b·t.. of columns h·d_k.. of `out` and its own t × t
+            // block of `probs`; the inputs are read only.
+            unsafe {
+                let pu = std::slice::from_raw_parts_mut(p.at(unit * t * t), t * t);
+                matmul(t, t, d_k, pu.as_mut_ptr(), t, qs.as_ptr().add(col), d, 1, ks.as_ptr().add(col), 1, d, scale);
+                super::cpu::causal_softmax(pu, t);
+                matmul(t, d_k, t, o.at(col), d, pu.as_ptr(), t, 1, vs.as_ptr().add(col), d, 1, 1.0);
+            }
+        });
+        Some((FlexTensor::from_data(TensorData::new(out, shape)), FlexTensor::from_data(TensorData::new(probs, [n, heads, t, t]))))
+    }
+
+    /// dq, dk, dv of [`attention`] from its probabilities and the output's gradient.
+    pub fn attention_backward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, probs: &FlexTensor, grad: &FlexTensor, heads: usize) -> Option<[FlexTensor; 3]> {
+        let shape = q.layout().shape().clone();
+        if grad.layout().shape() != &shape {
+            return None;
+        }
+        let (q, k, v, probs, g) = (f32_values(q, 3)?, f32_values(k, 3)?, f32_values(v, 3)?, f32_values(probs, 4)?, f32_values(grad, 3)?);
+        let (n, t, d) = (shape[0], shape[1], shape[2]);
+        let d_k = d / heads;
+        let scale = 1.0 / (d_k as f32).sqrt();
+        let (qs, ks, vs, ps, gs) = (q.storage::<f32>(), k.storage::<f32>(), v.storage::<f32>(), probs.storage::<f32>(), g.storage::<f32>());
+        let mut dq = vec![0.0f32; n * t * d];
+        let mut dk = vec![0.0f32; n * t * d];
+        let mut dv = vec![0.0f32; n * t * d];
+        // dP and then dS, one t × t block per unit.
+        let mut scratch = vec![0.0f32; n * heads * t * t];
+        let (oq, ok, ov, s) = (Out(dq.as_mut_ptr()), Out(dk.as_mut_ptr()), Out(dv.as_mut_ptr()), Out(scratch.as_mut_ptr()));
+        for_each_unit(n * heads, |unit| {
+            let (b, h) = (unit / heads, unit % heads);
+            let col = b * t * d + h * d_k;
+            // SAFETY: as in `attention`: each unit writes only its own rows and columns of dq, dk,
+            // dv and its own block of the scratch buffer.
+            unsafe {
+                let pu = ps.as_ptr().add(unit * t * t);
+                let su = std::slice::from_raw_parts_mut(s.at(unit * t * t), t * t);
+                // dV = Pᵀ·dO
+                matmul(t, d_k, t, ov.at(col), d, pu, 1, t, gs.as_ptr().add(col), d, 1, 1.0);
+                // dP = dO·Vᵀ, then dS in place
+                matmul(t, t, d_k, su.as_mut_ptr(), t, gs.as_ptr().add(col), d, 1, vs.as_ptr().add(col), 1, d, 1.0);
+                super::cpu::causal_softmax_backward(su, std::slice::from_raw_parts(pu, t * t), t, scale);
+                // dQ = dS·K, dK = dSᵀ·Q
+                matmul(t, d_k, t, oq.at(col), d, su.as_ptr(), t, 1, ks.as_ptr().add(col), d, 1, 1.0);
+                matmul(t, d_k, t, ok.at(col), d, su.as_ptr(), 1, t, qs.as_ptr().add(col), d, 1, 1.0);
+            }
+        });
+        let tensor = |x: Vec<f32>| FlexTensor::from_data(TensorData::new(x, shape.clone()));
+        Some([tensor(dq), tensor(dk), tensor(dv)])
     }
 
     /// `f` chunk by chunk, on rayon's threads when the crate has them. The chunks are fixed, so
@@ -240,6 +508,67 @@ pub mod cpu {
 
     dispatched!(gelu, gelu_body);
     dispatched!(gelu_backward, gelu_backward_body);
+
+    /// Row i of the t × t scores becomes softmax over columns 0..=i, and 0 after (the causal mask).
+    #[inline(always)]
+    fn causal_softmax_body(s: &mut [f32], t: usize) {
+        for (i, row) in s.chunks_exact_mut(t).enumerate() {
+            let (live, future) = row.split_at_mut(i + 1);
+            let max = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0f32;
+            for x in live.iter_mut() {
+                *x = exp(*x - max);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            live.iter_mut().for_each(|x| *x *= inv);
+            future.fill(0.0);
+        }
+    }
+
+    /// dP (in `ds`) becomes dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale, row by row; 0 above the diagonal.
+    #[inline(always)]
+    fn causal_softmax_backward_body(ds: &mut [f32], p: &[f32], t: usize, scale: f32) {
+        for (i, (row, prow)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+            let (live, future) = row.split_at_mut(i + 1);
+            let dot: f32 = live.iter().zip(&prow[..=i]).map(|(a, b)| a * b).sum();
+            for (x, &pv) in live.iter_mut().zip(&prow[..=i]) {
+                *x = pv * (*x - dot) * scale;
+            }
+            future.fill(0.0);
+        }
+    }
+
+    /// As `dispatched!`, for the softmax kernels' signatures.
+    macro_rules! dispatched_rows {
+        ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+            pub fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    fn avx512($($arg: $ty),*) {
+                        $body($($arg),*)
+                    }
+                    #[target_feature(enable = "avx2")]
+                    fn avx2($($arg: $ty),*) {
+                        $body($($arg),*)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has the instructions the function was compiled for.
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: as above.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                }
+                $body($($arg),*)
+            }
+        };
+    }
+
+    dispatched_rows!(causal_softmax, causal_softmax_body, (s: &mut [f32], t: usize));
+    dispatched_rows!(causal_softmax_backward, causal_softmax_backward_body, (ds: &mut [f32], p: &[f32], t: usize, scale: f32));
 }
 
 #[cfg(test)]
@@ -346,5 +675,126 @@ mod tests {
         let mut serial = vec![0.0; big.len()];
         cpu::gelu(&big, None, &mut serial);
         assert_eq!(threaded, serial);
+    }
+
+    /// Causal attention in double precision, element by element: the reference.
+    fn attention_ref(q: &[f64], k: &[f64], v: &[f64], [n, t, d]: [usize; 3], heads: usize) -> Vec<f64> {
+        let d_k = d / heads;
+        let mut out = vec![0.0; n * t * d];
+        for b in 0..n {
+            for h in 0..heads {
+                let at = |x: &[f64], i: usize, c: usize| x[b * t * d + i * d + h * d_k + c];
+                for i in 0..t {
+                    let s: Vec<f64> = (0..=i).map(|j| (0..d_k).map(|c| at(q, i, c) * at(k, j, c)).sum::<f64>() / (d_k as f64).sqrt()).collect();
+                    let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..d_k {
+                        out[b * t * d + i * d + h * d_k + c] = (0..=i).map(|j| e[j] / z * at(v, j, c)).sum();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn random_values(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        (0..len).map(|_| rng.normal() as f32).collect()
+    }
+
+    #[test]
+    fn fused_attention_forward_and_backward_equal_burns_ops() {
+        let device = Default::default();
+        let shape = [3, 11, 12];
+        let heads = 3;
+        let len = 3 * 11 * 12;
+        let leaf = |seed| Tensor::<Ad, 3>::from_data(TensorData::new(random_values(len, seed), shape), &device).mul_scalar(1.5).require_grad();
+        let (q, k, v) = (leaf(1), leaf(2), leaf(3));
+        let w = Tensor::<Ad, 3>::from_data(TensorData::new(random_values(len, 4), shape), &device);
+        // Fused: one node, the kernel's backward.
+        let fused = causal_attention(q.clone(), k.clone(), v.clone(), heads);
+        let g_fused = (fused.clone() * w.clone()).sum().backward();
+        // Unfused: burn's ops, as its MultiHeadAttention computes, and autodiff through them.
+        let (plain, probs) = causal_attention_composed(q.clone(), k.clone(), v.clone(), heads);
+        let g_plain = (plain.clone() * w.clone()).sum().backward();
+        let close = |a: Tensor<Flex, 3>, b: Tensor<Flex, 3>, what: &str| {
+            let worst = (a.clone() - b.clone()).abs().max().into_scalar() / (1.0 + b.abs().max().into_scalar());
+            assert!(worst < 2e-6, "{what} differs by {worst:e}");
+        };
+        close(fused.inner(), plain.inner(), "output");
+        for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+            close(x.grad(&g_fused).unwrap(), x.grad(&g_plain).unwrap(), &format!("d{name}"));
+        }
+        // The composed backward (what a backend with only a forward kernel gets) equals autodiff too.
+        let composed = causal_attention_backward_composed(q.clone().inner(), k.clone().inner(), v.clone().inner(), probs.inner(), w.inner(), heads);
+        for ((name, x), g) in [("q", &q), ("k", &k), ("v", &v)].into_iter().zip(composed) {
+            close(g, x.grad(&g_plain).unwrap(), &format!("composed d{name}"));
+        }
+        // The kernel's probabilities: rows sum to 1, nothing above the diagonal.
+        let prim = |x: &Tensor<Ad, 3>| x.clone().inner().into_primitive().tensor();
+        let (_, p) = <Flex as Backend>::causal_attention_kernel(&prim(&q), &prim(&k), &prim(&v), heads).unwrap();
+        let p: Vec<f32> = Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(p)).into_data().to_vec().unwrap();
+        for (r, row) in p.chunks(11).enumerate() {
+            let i = r % 11;
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6 && row[i + 1..].iter().all(|&x| x == 0.0), "row {r}: {row:?}");
+        }
+    }
+
+    #[test]
+    fn fused_attention_matches_double_precision_and_central_differences() {
+        let shape = [2, 6, 8];
+        let heads = 2;
+        let len = 2 * 6 * 8;
+        let (qv, kv, vv) = (random_values(len, 11), random_values(len, 12), random_values(len, 13));
+        let wv = random_values(len, 14);
+        let device = Default::default();
+        let leaf = |x: &Vec<f32>| Tensor::<Ad, 3>::from_data(TensorData::new(x.clone(), shape), &device).require_grad();
+        let (q, k, v) = (leaf(&qv), leaf(&kv), leaf(&vv));
+        let out = causal_attention(q.clone(), k.clone(), v.clone(), heads);
+        let w = Tensor::<Ad, 3>::from_data(TensorData::new(wv.clone(), shape), &device);
+        let grads = (out.clone() * w).sum().backward();
+        let f64s = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        let (q64, k64, v64, w64) = (f64s(&qv), f64s(&kv), f64s(&vv), f64s(&wv));
+        let want = attention_ref(&q64, &k64, &v64, shape, heads);
+        let got: Vec<f32> = out.inner().into_data().to_vec().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 2e-6, "output {g} vs {w}");
+        }
+        // L = Σ w ⊙ attention(q, k, v); its gradient by central differences in f64.
+        let loss = |q: &[f64], k: &[f64], v: &[f64]| attention_ref(q, k, v, shape, heads).iter().zip(&w64).map(|(a, b)| a * b).sum::<f64>();
+        let h = 1e-6;
+        for (which, x) in [q.clone(), k.clone(), v.clone()].iter().enumerate() {
+            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            for i in 0..len {
+                let mut args = [q64.clone(), k64.clone(), v64.clone()];
+                args[which][i] += h;
+                let up = loss(&args[0], &args[1], &args[2]);
+                args[which][i] -= 2.0 * h;
+                let down = loss(&args[0], &args[1], &args[2]);
+                let numeric = (up - down) / (2.0 * h);
+                assert!((g[i] as f64 - numeric).abs() < 1e-5 * (1.0 + numeric.abs()), "d{}[{i}]: {} vs {numeric}", ["q", "k", "v"][which], g[i]);
+            }
+        }
+    }
+
+    #[cfg(feature = "threads")]
+    #[test]
+    fn fused_attention_is_the_same_on_any_thread_count() {
+        let shape = [4, 33, 64];
+        let len = 4 * 33 * 64;
+        let t = |seed| Tensor::<Flex, 3>::from_data(TensorData::new(random_values(len, seed), shape), &Default::default()).into_primitive().tensor();
+        let run = || {
+            let (q, k, v, g) = (t(21), t(22), t(23), t(24));
+            let (out, p) = flex::attention(&q, &k, &v, 4).unwrap();
+            let grads = flex::attention_backward(&q, &k, &v, &p, &g, 4).unwrap();
+            let values = |x: burn_flex::FlexTensor| x.storage::<f32>().to_vec();
+            let mut all = values(out);
+            grads.into_iter().for_each(|x| all.extend(values(x)));
+            all
+        };
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(run);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(run);
+        assert!(one == three, "the thread count changed the attention's bits");
     }
 }

@@ -6,7 +6,6 @@
 //! (prompt and padding are 0), as TRL's `DPOTrainer` masks with `completion_mask`.
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
-use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -122,7 +121,7 @@ impl<B: Backend> TinyLm<B> {
         let device = tokens.device();
         let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
         let x = self.token.forward(tokens) + self.position.forward(positions);
-        let h = crate::tfm::encoder_forward(&self.blocks, x, generate_autoregressive_mask(n, t, &device));
+        let h = crate::tfm::encoder_forward(&self.blocks, x);
         self.norm.forward(h)
     }
 }
