@@ -336,50 +336,34 @@ pub(crate) struct TrainJob {
     pub(crate) collective: Option<Collective>,
 }
 
-/// A trainer that steps data-parallel over several devices.
-struct Parallel<B: AutodiffBackend> {
+/// A feature-vector trainer and where its steps run: on this process's devices (one or more), or
+/// as one rank of a multi-process run.
+struct Spread<B: AutodiffBackend> {
     trainer: Trainer<B>,
-    devices: Vec<B::Device>,
+    over: Over<B>,
 }
 
-impl<B: AutodiffBackend> RunLoop for Parallel<B> {
+enum Over<B: AutodiffBackend> {
+    Devices(Vec<B::Device>),
+    Ranks(Collective),
+}
+
+impl<B: AutodiffBackend> RunLoop for Spread<B> {
     fn step(&mut self) -> Result<StepMetrics> {
-        Ok(pollster::block_on(self.trainer.step_parallel(&self.devices))?)
-    }
-    fn is_done(&self) -> bool {
-        self.trainer.is_done()
-    }
-    fn steps_done(&self) -> usize {
-        self.trainer.steps_done()
-    }
-    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.trainer.checkpoint_bytes()?)
-    }
-    fn resume_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.trainer.resume_bytes()?)
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        Ok(self.trainer.restore(bytes)?)
-    }
-}
-
-/// A trainer that steps as one rank of a multi-process run.
-struct Ranked<B: AutodiffBackend> {
-    trainer: Trainer<B>,
-    collective: Collective,
-}
-
-impl<B: AutodiffBackend> RunLoop for Ranked<B> {
-    fn step(&mut self) -> Result<StepMetrics> {
-        let Ranked { trainer, collective } = self;
-        collective.step = trainer.steps_done() + 1;
-        let (rank, ranks) = (collective.rank, collective.ranks);
-        let m = pollster::block_on(trainer.step_rank(rank, ranks, |g| collective.all_reduce(g).map_err(|e| prefscope_core::Error::Collective(format!("{e:#}")))));
-        // The exchange's own message already names the ranks.
-        m.map_err(|e| match e {
-            prefscope_core::Error::Collective(msg) => anyhow::anyhow!(msg),
-            e => e.into(),
-        })
+        let Spread { trainer, over } = self;
+        match over {
+            Over::Devices(devices) => Ok(pollster::block_on(trainer.step_parallel(devices))?),
+            Over::Ranks(collective) => {
+                collective.step = trainer.steps_done() + 1;
+                let (rank, ranks) = (collective.rank, collective.ranks);
+                let m = pollster::block_on(trainer.step_rank(rank, ranks, |g| collective.all_reduce(g).map_err(|e| prefscope_core::Error::Collective(format!("{e:#}")))));
+                // The exchange's own message already names the ranks.
+                m.map_err(|e| match e {
+                    prefscope_core::Error::Collective(msg) => anyhow::anyhow!(msg),
+                    e => e.into(),
+                })
+            }
+        }
     }
     fn is_done(&self) -> bool {
         self.trainer.is_done()
@@ -400,10 +384,10 @@ impl<B: AutodiffBackend> RunLoop for Ranked<B> {
 
 /// A rank other than 0: the same steps as rank 0, without a run folder of its own (it reads
 /// rank 0's saved state to resume, so the folder must be visible to every rank).
-fn follow<B: AutodiffBackend>(run: &mut Ranked<B>, dir: &Path, resume: bool) -> Result<(StepMetrics, f64)> {
+fn follow<B: AutodiffBackend>(run: &mut Spread<B>, rank: usize, dir: &Path, resume: bool) -> Result<(StepMetrics, f64)> {
     if resume {
         let path = dir.join(RESUME_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("rank {}: cannot read {} (every rank reads rank 0's run folder to resume)", run.collective.rank, path.display()))?;
+        let bytes = fs::read(&path).with_context(|| format!("rank {}: cannot read {} (every rank reads rank 0's run folder to resume)", rank, path.display()))?;
         run.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
     }
     let bar = crate::step_bar(run.trainer.config.train.steps);
@@ -449,8 +433,8 @@ fn metrics_up_to(path: &Path, step: usize) -> Result<fs::File> {
     Ok(fs::OpenOptions::new().append(true).open(path)?)
 }
 
-/// What the run-folder loop needs from a trainer; both the feature-vector [`Trainer`] and the
-/// text reward model's trainer provide it.
+/// What the run-folder loop needs from a trainer; the feature-vector trainer (as a [`Spread`])
+/// and the text reward model's trainer provide it.
 pub trait RunLoop {
     fn step(&mut self) -> Result<StepMetrics>;
     fn is_done(&self) -> bool;
@@ -458,27 +442,6 @@ pub trait RunLoop {
     fn checkpoint_bytes(&self) -> Result<Vec<u8>>;
     fn resume_bytes(&self) -> Result<Vec<u8>>;
     fn restore(&mut self, bytes: &[u8]) -> Result<()>;
-}
-
-impl<B: AutodiffBackend> RunLoop for Trainer<B> {
-    fn step(&mut self) -> Result<StepMetrics> {
-        Ok(pollster::block_on(Trainer::step(self))?)
-    }
-    fn is_done(&self) -> bool {
-        Trainer::is_done(self)
-    }
-    fn steps_done(&self) -> usize {
-        Trainer::steps_done(self)
-    }
-    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        Ok(Trainer::checkpoint_bytes(self)?)
-    }
-    fn resume_bytes(&self) -> Result<Vec<u8>> {
-        Ok(Trainer::resume_bytes(self)?)
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        Ok(Trainer::restore(self, bytes)?)
-    }
 }
 
 /// How one run folder is driven.
@@ -582,8 +545,8 @@ impl BackendJob for TrainJob {
         let nodes = collective.as_ref().map_or(1, |c| c.ranks);
         if let Some(c) = collective.take_if(|c| c.rank != 0) {
             let (rank, ranks) = (c.rank, c.ranks);
-            let mut run = Ranked { trainer, collective: c };
-            let (last, seconds) = follow(&mut run, &dir, resume)?;
+            let mut run = Spread { trainer, over: Over::Ranks(c) };
+            let (last, seconds) = follow(&mut run, rank, &dir, resume)?;
             return Ok(json!({ "rank": rank, "nodes": ranks, "steps": last.step, "final_loss": last.loss, "seconds": seconds }));
         }
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
@@ -600,18 +563,13 @@ impl BackendJob for TrainJob {
             if nodes > 1 { format!(" × {nodes} processes (rank 0 of {nodes}, data-parallel over burn-collective)") } else { String::new() }
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: trainer.config.train.steps, json, resume, checkpoint_every, shared };
-        let (last, seconds, trainer) = match collective {
-            Some(collective) => {
-                let mut run = Ranked { trainer, collective };
-                let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
-                (last, seconds, run.trainer)
-            }
-            None => {
-                let mut run = Parallel { devices: device_range::<B>(&device, devices), trainer };
-                let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
-                (last, seconds, run.trainer)
-            }
+        let over = match collective {
+            Some(collective) => Over::Ranks(collective),
+            None => Over::Devices(device_range::<B>(&device, devices)),
         };
+        let mut run = Spread { trainer, over };
+        let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
+        let trainer = run.trainer;
         let eval = last.eval.expect("the last step evaluates");
         let test_sets: serde_json::Map<String, serde_json::Value> = pollster::block_on(trainer.evaluate_test_sets())?.into_iter().map(|(name, m)| (name, serde_json::to_value(m).expect("metrics serialise"))).collect();
         let mut summary = json!({
@@ -649,49 +607,27 @@ impl BackendJob for TrainJob {
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
-    if args.nodes.nodes > 1 {
-        return train_nodes(args);
-    }
-    args.nodes.collective()?;
-    if let Some(spec) = args.seeds.clone() {
-        return crate::seeds::train_seeds(args, &spec);
-    }
-    if crate::text::is_text_run(&args)? {
-        return crate::text::train(args);
-    }
-    let (cfg, dir, resume) = match &args.resume {
-        Some(dir) => {
-            let resume = resume_from_state(dir)?;
-            (read_run_config(dir)?, dir.clone(), resume)
+    // `--nodes N`: this process is one rank of a multi-process run.
+    let collective = args.nodes.collective()?;
+    if collective.is_some() {
+        if args.seeds.is_some() {
+            bail!("--seeds with --nodes: train one seed at a time on all the processes");
         }
-        None => {
-            let cfg = resolve_config(&args)?;
-            let dir = prepare_run_dir(&args, &cfg)?;
-            (cfg, dir, false)
+        if args.devices != 1 {
+            bail!("--devices with --nodes: each process trains on one device");
         }
-    };
-    if args.devices == 0 {
-        bail!("--devices must be at least 1");
+        if crate::text::is_text_run(&args)? {
+            bail!("--nodes: multi-process training runs scenario and embedding runs (a text run trains in one process)");
+        }
+    } else {
+        if let Some(spec) = args.seeds.clone() {
+            return crate::seeds::train_seeds(args, &spec);
+        }
+        if crate::text::is_text_run(&args)? {
+            return crate::text::train(args);
+        }
     }
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None, collective: None };
-    let summary = dispatch(args.backend.backend, job)?;
-    report(&args, &summary, &dir);
-    Ok(())
-}
-
-/// `train --nodes N`: this process is one rank of a multi-process run.
-fn train_nodes(args: TrainArgs) -> Result<()> {
-    if args.seeds.is_some() {
-        bail!("--seeds with --nodes: train one seed at a time on all the processes");
-    }
-    if args.devices != 1 {
-        bail!("--devices with --nodes: each process trains on one device");
-    }
-    if crate::text::is_text_run(&args)? {
-        bail!("--nodes: multi-process training runs scenario and embedding runs (a text run trains in one process)");
-    }
-    let collective = args.nodes.collective()?.expect("more than one node");
-    let rank = collective.rank;
+    let rank = collective.as_ref().map_or(0, |c| c.rank);
     let (cfg, dir, resume) = match &args.resume {
         Some(dir) => {
             let resume = resume_from_state(dir)?;
@@ -704,7 +640,10 @@ fn train_nodes(args: TrainArgs) -> Result<()> {
             (cfg, dir, false)
         }
     };
-    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: 1, shared: None, collective: Some(collective) };
+    if args.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let job = TrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, devices: args.devices, shared: None, collective };
     let summary = dispatch(args.backend.backend, job)?;
     if rank == 0 {
         report(&args, &summary, &dir);

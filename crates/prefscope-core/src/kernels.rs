@@ -36,11 +36,13 @@ pub trait Backend: burn::tensor::backend::Backend {
     }
 
     /// Causal multi-head attention, softmax(Q·Kᵀ/√d_k + causal mask)·V, with the heads taken from
-    /// the model axis: q, k, v `[n, t, heads·d_k]` → `[n, t, heads·d_k]`. The default is burn's
-    /// `MultiHeadAttention` arithmetic op for op.
+    /// the model axis: q, k, v `[n, t, heads·d_k]` → `[n, t, heads·d_k]`. The backend's kernel
+    /// where it has one, else burn's `MultiHeadAttention` arithmetic op for op.
     fn fused_causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
-        let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
-        causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor()
+        match Self::causal_attention_kernel(&q, &k, &v, heads) {
+            Some((out, _)) => out,
+            None => composed_attention_primitive::<Self>(q, k, v, heads),
+        }
     }
 
     /// The attention as one kernel, when the backend has one for these tensors: the output and the
@@ -64,10 +66,28 @@ pub trait Backend: burn::tensor::backend::Backend {
         grad: FloatTensor<Self>,
         heads: usize,
     ) -> [FloatTensor<Self>; 3] {
-        let t3 = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
-        let p = Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(probs));
-        causal_attention_backward_composed(t3(q), t3(k), t3(v), p, t3(grad), heads).map(|g| g.into_primitive().tensor())
+        composed_attention_backward_primitive::<Self>(q, k, v, probs, grad, heads)
     }
+}
+
+/// [`causal_attention_composed`]'s output, on primitives.
+fn composed_attention_primitive<B: burn::tensor::backend::Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>, heads: usize) -> FloatTensor<B> {
+    let t = |x| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(x));
+    causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor()
+}
+
+/// [`causal_attention_backward_composed`] on primitives.
+fn composed_attention_backward_primitive<B: burn::tensor::backend::Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    probs: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    heads: usize,
+) -> [FloatTensor<B>; 3] {
+    let t = |x| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(x));
+    let p = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(probs));
+    causal_attention_backward_composed(t(q), t(k), t(v), p, t(grad), heads).map(|g| g.into_primitive().tensor())
 }
 
 /// `[n, t, h·d]` → `[n, h, t, d]`, as burn's attention splits heads.
@@ -186,8 +206,7 @@ impl<B: Backend, C: CheckpointStrategy> Backend for Autodiff<B, C> {
 
         // Without a kernel for these tensors, burn's ops record their own graph.
         let Some((out, probs)) = B::causal_attention_kernel(&q.primitive, &k.primitive, &v.primitive, heads) else {
-            let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
-            return causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor();
+            return composed_attention_primitive::<Self>(q, k, v, heads);
         };
         match AttentionBackward.prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((q.primitive, k.primitive, v.primitive, probs, heads), out),
@@ -224,16 +243,6 @@ impl Backend for burn_flex::Flex {
         flex::map(&x, Some(&grad), cpu::gelu_backward).unwrap_or_else(|| <Self as ActivationOps<Self>>::gelu_backward(x, grad))
     }
 
-    fn fused_causal_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
-        match Self::causal_attention_kernel(&q, &k, &v, heads) {
-            Some((out, _)) => out,
-            None => {
-                let t = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
-                causal_attention_composed(t(q), t(k), t(v), heads).0.into_primitive().tensor()
-            }
-        }
-    }
-
     fn causal_attention_kernel(
         q: &FloatTensor<Self>,
         k: &FloatTensor<Self>,
@@ -251,11 +260,7 @@ impl Backend for burn_flex::Flex {
         grad: FloatTensor<Self>,
         heads: usize,
     ) -> [FloatTensor<Self>; 3] {
-        flex::attention_backward(&q, &k, &v, &probs, &grad, heads).unwrap_or_else(|| {
-            let t3 = |x| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(x));
-            let p = Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(probs));
-            causal_attention_backward_composed(t3(q), t3(k), t3(v), p, t3(grad), heads).map(|g| g.into_primitive().tensor())
-        })
+        flex::attention_backward(&q, &k, &v, &probs, &grad, heads).unwrap_or_else(|| composed_attention_backward_primitive::<Self>(q, k, v, probs, grad, heads))
     }
 }
 
