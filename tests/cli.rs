@@ -1285,11 +1285,12 @@ fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
 }
 
 /// A block of `n` consecutive free TCP ports (a multi-process run's coordinator and data ports),
-/// a different block for each call so that tests running at once never share one.
+/// a different block for each call so that tests running at once never share one. Below 32768,
+/// where Linux picks the local ports of outgoing connections, which could take one meanwhile.
 fn free_ports(n: u16) -> u16 {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     loop {
-        let base = 20_000 + (std::process::id() % 20_000) as u16 + NEXT.fetch_add(n, std::sync::atomic::Ordering::SeqCst) % 20_000;
+        let base = 20_000 + (std::process::id() % 10_000) as u16 + NEXT.fetch_add(n, std::sync::atomic::Ordering::SeqCst) % 2_000;
         if (base..base + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
             return base;
         }

@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
@@ -107,6 +107,17 @@ impl NodeArgs {
 
 impl Collective {
     fn start(&self) -> Result<()> {
+        // burn-collective runs its servers and exchanges on one tokio runtime, built on first
+        // use with TOKIO_WORKER_THREADS workers (default: one per core). With several, two
+        // races of burn-collective 0.21 fail or hang about one exchange in a few thousand on
+        // a busy machine: a peer connects, once and without retrying, to this rank's data
+        // server before a worker has bound it; and a peer's barrier message lands between
+        // `SyncService::sync`'s check and its wait, which then never wakes. With one worker,
+        // the server binds before the registration that lets peers connect goes out, and the
+        // check-then-wait has no yield in between.
+        // SAFETY: no other thread reads the environment here: the exchanges, and with them
+        // burn's runtime, start after this returns, and the coordinator thread below after it.
+        unsafe { std::env::set_var("TOKIO_WORKER_THREADS", "1") };
         silence_library_logs();
         keep_library_panics();
         let own = [self.data_port(0), self.data_port(1)];
@@ -158,35 +169,43 @@ impl Collective {
     pub fn all_reduce<B: Backend>(&mut self, t: Tensor<B, 1>) -> Result<Tensor<B, 1>> {
         let parity = (self.round % 2) as u16;
         self.round += 1;
+        let port = self.data_port(parity);
         let address = |host: &str, port: u16| -> Address { format!("ws://{host}:{port}").parse().expect("any string is an address") };
         let config = CollectiveConfig::default()
             .with_num_devices(1)
             .with_num_nodes(self.ranks as u32)
             .with_global_address(address(&self.coordinator_host, self.port + parity))
-            .with_node_address(address(&self.node_host, self.data_port(parity)))
-            .with_data_service_port(self.data_port(parity))
+            .with_node_address(address(&self.node_host, port))
+            .with_data_service_port(port)
             // Two ranks sum a + b on one of them, the same bits whichever it is.
             .with_global_all_reduce_strategy(AllReduceStrategy::Centralized);
         let device = t.device();
         let values = t.into_primitive().tensor();
-        let (tx, rx) = mpsc::channel();
-        let mute = MuteStdout::new();
-        std::thread::spawn(move || {
-            let id = PeerId::from(0usize);
-            let result = register::<B>(id, device, config)
-                .and_then(|()| all_reduce::<B>(id, values, ReduceOperation::Sum))
-                .and_then(|sum| finish_collective::<B>(id).map(|()| sum))
-                .map_err(|e| format!("{e:?}"));
-            let _ = tx.send(result);
-        });
-        let result = rx.recv_timeout(self.timeout);
-        drop(mute);
-        let what = if self.round == 1 { "the start of the run".to_string() } else { format!("step {}", self.step) };
-        let cause = match result {
-            Ok(Ok(sum)) => return Ok(Tensor::from_primitive(TensorPrimitive::Float(sum))),
-            Ok(Err(e)) => format!("the exchange failed ({e})"),
-            Err(_) => format!("no answer for {:.0} s: it died or hung, or its --coordinator/--node-host does not reach this one", self.timeout.as_secs_f64()),
+        let result = if !port_frees(port, Duration::from_secs(2)) {
+            // burn would fail to serve it without a word, and the peers' connections would fail.
+            Err(format!("this rank's data port {port} is taken by another program"))
+        } else {
+            let (tx, rx) = mpsc::channel();
+            let mute = MuteStdout::new();
+            std::thread::spawn(move || {
+                let id = PeerId::from(0usize);
+                let result = register::<B>(id, device, config)
+                    .and_then(|()| all_reduce::<B>(id, values, ReduceOperation::Sum))
+                    .and_then(|sum| finish_collective::<B>(id).map(|()| sum))
+                    .map_err(|e| format!("the exchange failed ({e:?})"));
+                let _ = tx.send(result);
+            });
+            let result = rx.recv_timeout(self.timeout).unwrap_or_else(|_| {
+                Err(format!("no answer for {:.0} s: it died or hung, or its --coordinator/--node-host does not reach this one", self.timeout.as_secs_f64()))
+            });
+            drop(mute);
+            result
         };
+        let cause = match result {
+            Ok(sum) => return Ok(Tensor::from_primitive(TensorPrimitive::Float(sum))),
+            Err(cause) => cause,
+        };
+        let what = if self.round == 1 { "the start of the run".to_string() } else { format!("step {}", self.step) };
         let library = LIBRARY_PANIC.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|m| format!(" (burn-collective: {m})")).unwrap_or_default();
         bail!(
             "rank {} of {}: lost {} at {what}: {cause}{library}; stopping. Restart every rank with --resume RUN_DIR to continue from the last checkpoint",
@@ -216,6 +235,18 @@ impl Collective {
         }
         Ok(())
     }
+}
+
+/// No server listens on `port` (binding it succeeds), or stops within `within`.
+fn port_frees(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while TcpListener::bind(("0.0.0.0", port)).is_err() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
 /// The first panic of burn-collective's runtime threads (a lost peer makes them panic, e.g.
