@@ -115,8 +115,9 @@ impl Collective {
         // `SyncService::sync`'s check and its wait, which then never wakes. With one worker,
         // the server binds before the registration that lets peers connect goes out, and the
         // check-then-wait has no yield in between.
-        // SAFETY: no other thread reads the environment here: the exchanges, and with them
-        // burn's runtime, start after this returns, and the coordinator thread below after it.
+        // SAFETY: `train` calls this first, before any other thread of this process exists
+        // (burn's runtime, the coordinator below, the backend's pool), so none reads the
+        // environment meanwhile.
         unsafe { std::env::set_var("TOKIO_WORKER_THREADS", "1") };
         silence_library_logs();
         keep_library_panics();
@@ -181,31 +182,28 @@ impl Collective {
             .with_global_all_reduce_strategy(AllReduceStrategy::Centralized);
         let device = t.device();
         let values = t.into_primitive().tensor();
-        let result = if !port_frees(port, Duration::from_secs(2)) {
+        if !port_frees(port, Duration::from_secs(2)) {
             // burn would fail to serve it without a word, and the peers' connections would fail.
-            Err(format!("this rank's data port {port} is taken by another program"))
-        } else {
-            let (tx, rx) = mpsc::channel();
-            let mute = MuteStdout::new();
-            std::thread::spawn(move || {
-                let id = PeerId::from(0usize);
-                let result = register::<B>(id, device, config)
-                    .and_then(|()| all_reduce::<B>(id, values, ReduceOperation::Sum))
-                    .and_then(|sum| finish_collective::<B>(id).map(|()| sum))
-                    .map_err(|e| format!("the exchange failed ({e:?})"));
-                let _ = tx.send(result);
-            });
-            let result = rx.recv_timeout(self.timeout).unwrap_or_else(|_| {
-                Err(format!("no answer for {:.0} s: it died or hung, or its --coordinator/--node-host does not reach this one", self.timeout.as_secs_f64()))
-            });
-            drop(mute);
-            result
-        };
-        let cause = match result {
-            Ok(sum) => return Ok(Tensor::from_primitive(TensorPrimitive::Float(sum))),
-            Err(cause) => cause,
-        };
+            bail!("rank {}: port {port} was taken by another program during the run (at step {}); restart every rank with --resume RUN_DIR and a --coordinator port below 32768", self.rank, self.step);
+        }
+        let (tx, rx) = mpsc::channel();
+        let mute = MuteStdout::new();
+        std::thread::spawn(move || {
+            let id = PeerId::from(0usize);
+            let result = register::<B>(id, device, config)
+                .and_then(|()| all_reduce::<B>(id, values, ReduceOperation::Sum))
+                .and_then(|sum| finish_collective::<B>(id).map(|()| sum))
+                .map_err(|e| format!("{e:?}"));
+            let _ = tx.send(result);
+        });
+        let result = rx.recv_timeout(self.timeout);
+        drop(mute);
         let what = if self.round == 1 { "the start of the run".to_string() } else { format!("step {}", self.step) };
+        let cause = match result {
+            Ok(Ok(sum)) => return Ok(Tensor::from_primitive(TensorPrimitive::Float(sum))),
+            Ok(Err(e)) => format!("the exchange failed ({e})"),
+            Err(_) => format!("no answer for {:.0} s: it died or hung, or its --coordinator/--node-host does not reach this one", self.timeout.as_secs_f64()),
+        };
         let library = LIBRARY_PANIC.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|m| format!(" (burn-collective: {m})")).unwrap_or_default();
         bail!(
             "rank {} of {}: lost {} at {what}: {cause}{library}; stopping. Restart every rank with --resume RUN_DIR to continue from the last checkpoint",
