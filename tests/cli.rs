@@ -344,7 +344,7 @@ fn a_full_disk_stops_the_run_with_a_message_and_loses_nothing() {
 }
 
 #[test]
-fn bradley_terry_on_cyclic_stays_near_chance() {
+fn claim_bradley_terry_on_cyclic_stays_near_chance() {
     let dir = scratch("bt");
     // The claim over seeds 0–19, as a user checks it: `train --seeds`.
     let bt = last_json(&prefscope(&["train", "--scenario", "cyclic", "--model", "bt", "--seeds", "0..19", "--out", "bt-seeds", "--json"], &dir));
@@ -659,7 +659,7 @@ fn hh_transformer_config(eval_fraction: f64) -> String {
 /// beats chance on its held-out split (one-sided binomial p < 0.05); `eval` reproduces the figure
 /// from the checkpoint alone and reports calibration, length buckets and an interval.
 #[test]
-fn transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
+fn claim_transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
     let dir = scratch("hh");
     let hh = shared_data("hh-rlhf-harmless-base-a.jsonl.gz");
     std::fs::write(dir.join("hh.toml"), hh_transformer_config(0.3)).unwrap();
@@ -811,7 +811,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
 /// `compare` tests the difference on those pairs.
 /// Needs the MiniLM folder from `cargo xtask setup`, like the other embedding tests.
 #[test]
-fn minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
+fn claim_minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
     let dir = scratch("minilm-vs-scratch");
     let hh = shared_data("hh-rlhf-harmless-base-a.jsonl.gz");
     let embedded = last_json(&prefscope(&["embed", "--data", hh.to_str().unwrap(), "--items", "response", "--out", "hh.safetensors", "--json"], &dir));

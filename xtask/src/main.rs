@@ -17,6 +17,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod stages;
+
 const TRUNK_VERSION: &str = "0.21.14";
 
 fn root() -> PathBuf {
@@ -49,7 +51,7 @@ fn main() -> Result<()> {
             build_web()?;
             serve(&root().join("dist"), port)
         }
-        Some("test") => test(),
+        Some("test") => test(args.iter().any(|a| a == "--quick")),
         Some("fuzz") => {
             let seconds = match flag_value("--seconds") {
                 Some(s) => s.parse().with_context(|| format!("--seconds: `{s}` is not a number of seconds"))?,
@@ -234,31 +236,128 @@ fn build_web() -> Result<()> {
     Ok(())
 }
 
-fn test() -> Result<()> {
-    let start = Instant::now();
-    setup_web()?;
-    setup_test_machine()?;
-    let minilm = setup_minilm()?;
-    // One release build serves the unit tests and the CLI end-to-end tests, with both GPU
-    // backends compiled in (the CUDA test checks the no-driver message on machines without one).
-    // burn keys a device's default float type by device, not by backend, so NdArray<f32> and
-    // NdArray<f64> tests in one process can mix F32 and F64 tensors. The tests that need pure f32
-    // (MiniLM parity against f32 weights from a file, bit-identical resume) and those that need
-    // f64 master weights (mixed precision) each run in a process of their own (same build).
-    const F32_ONLY: [&str; 2] = ["minilm::", "restoring_mid_run_continues_bit_identically"];
-    const F64_ONLY: &str = "precision::";
-    let rest = ["--skip", F32_ONLY[0], "--skip", F32_ONLY[1], "--skip", F64_ONLY];
-    for filter in [&rest[..], &F32_ONLY[..], &[F64_ONLY][..]] {
-        run(Command::new("cargo")
-            .args(["test", "--workspace", "--release", "--features", "prefscope-cli/wgpu,prefscope-cli/cuda", "--"])
-            .args(filter)
-            .env(MINILM_DIR_ENV, &minilm))?;
-    }
-    fuzz(FUZZ_SMOKE_SECONDS)?;
-    build_web()?;
-    run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
-    eprintln!("all tests passed in {:.0}s", start.elapsed().as_secs_f64());
+/// The native test suites: every workspace test in its own process (cargo-nextest), from one
+/// release build with both GPU backends compiled in (the CUDA test checks the no-driver message
+/// on machines without one). A process per test also keeps burn's per-device default float type
+/// from mixing the f32-only tests (MiniLM parity, bit-identical resume) with the f64 ones
+/// (mixed precision), which once took three `cargo test` processes.
+const TEST_FEATURES: &str = "prefscope-cli/wgpu,prefscope-cli/cuda";
+/// The nextest profile (`.config/nextest.toml`): slowest tests first, a JUnit report for the timings.
+const NEXTEST_PROFILE: &str = "xtask";
+/// The oldest nextest with per-test priorities; installed when missing or older.
+const NEXTEST_VERSION: &str = "0.9.143";
+/// Claim tests carry this prefix in their function name; `--quick` skips them.
+pub const CLAIM_PREFIX: &str = "claim_";
+
+fn test(quick: bool) -> Result<()> {
+    let mut stages = stages::Stages::new();
+    let result = test_stages(&mut stages, quick);
+    stages.print(result.is_ok());
+    result?;
+    eprintln!("all tests passed in {:.0}s{}", stages.total(), if quick { " (--quick: no claim tests, wasm build, browser suite)" } else { "" });
     Ok(())
+}
+
+fn test_stages(stages: &mut stages::Stages, quick: bool) -> Result<()> {
+    let minilm = stages.time("installs", || {
+        if !quick {
+            setup_web()?;
+            setup_test_machine()?;
+        }
+        setup_nextest()?;
+        setup_minilm()
+    })?;
+    let nextest = |extra: &[&str]| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["nextest", "run", "--workspace", "--release", "--features", TEST_FEATURES, "--profile", NEXTEST_PROFILE]).args(extra).env(MINILM_DIR_ENV, &minilm);
+        cmd
+    };
+    stages.time("native test build (release, wgpu + cuda)", || run(&mut nextest(&["--no-run"])))?;
+    let filter = format!("not test(/(^|::){CLAIM_PREFIX}/)");
+    let mut args = vec!["--no-fail-fast"];
+    if quick {
+        args.extend(["-E", filter.as_str()]);
+    }
+    let junit = root().join("target/nextest").join(NEXTEST_PROFILE).join("junit.xml");
+    let _ = std::fs::remove_file(&junit);
+    // The page's build runs beside the native tests: its LTO link and wasm-opt are mostly one
+    // thread, and the tests leave slack while a claim's last seeds finish.
+    let web = if quick { None } else { Some(WebBuild::start()?) };
+    let ran = stages.time("native tests (cargo-nextest)", || run(&mut nextest(&args)));
+    // The per-binary and slowest-test tables, also when a test failed.
+    match std::fs::read_to_string(&junit) {
+        Ok(xml) => stages.add_report(stages::TestReport::from_junit(&xml)),
+        Err(e) => eprintln!("no JUnit report at {} ({e})", junit.display()),
+    }
+    ran?;
+    let Some(web) = web else { return Ok(()) };
+    let web_secs = stages.time("wasm build: the rest after the native tests", || web.wait())?;
+    stages.note(&format!("wasm build (Trunk, release, wasm-opt), beside the native tests: {web_secs:.0} s in all"));
+    stages.time("browser suite (headless Chromium)", || run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"])))?;
+    Ok(())
+}
+
+/// The page's release build (Trunk) in the background, its output in tests/out/wasm-build.log.
+/// Killed if dropped before it finished (a failed test stage ends the run).
+struct WebBuild {
+    child: Option<std::process::Child>,
+    start: Instant,
+    log: PathBuf,
+}
+
+impl WebBuild {
+    fn start() -> Result<Self> {
+        // Trunk runs `cargo metadata`, which is not offline: have every crate in the cache first.
+        run(Command::new("cargo").args(["fetch"]))?;
+        let log = root().join("tests/out/wasm-build.log");
+        std::fs::create_dir_all(log.parent().expect("tests/out"))?;
+        let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        eprintln!("$ trunk build --release   (in the background; output in {})", log.display());
+        let child = Command::new("trunk")
+            .args(["build", "--release"])
+            .env("PATH", path_with_node_bin())
+            .current_dir(root())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .context("cannot start trunk")?;
+        Ok(Self { child: Some(child), start: Instant::now(), log })
+    }
+
+    /// Wait for the build; its wall time from its start, or its log's tail on failure.
+    fn wait(mut self) -> Result<f64> {
+        let status = self.child.take().expect("waited once").wait().context("waiting for trunk")?;
+        let secs = self.start.elapsed().as_secs_f64();
+        if !status.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!("trunk build --release failed with {status} (whole log: {})", self.log.display());
+        }
+        eprintln!("page built in {secs:.0}s into dist/");
+        Ok(secs)
+    }
+}
+
+impl Drop for WebBuild {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// cargo-nextest runs the native tests; the machine image has it, a fresh rustup machine builds it.
+fn setup_nextest() -> Result<()> {
+    let have = output_of("cargo", &["nextest", "--version"]).unwrap_or_default();
+    // "cargo-nextest 0.9.143 (…)": any version at or above the pinned one will do.
+    let version = |v: &str| v.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let found = have.split_whitespace().nth(1).map(version);
+    if found.is_some_and(|f| f >= version(NEXTEST_VERSION)) {
+        return Ok(());
+    }
+    run(Command::new("cargo").args(["install", "cargo-nextest", "--version", NEXTEST_VERSION, "--locked"]))
 }
 
 /// cargo-fuzz, pinned; it drives libFuzzer, which needs a nightly toolchain.

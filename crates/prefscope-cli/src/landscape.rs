@@ -17,7 +17,7 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use prefscope_core::AutodiffBackend;
 use prefscope_core::checkpoint::{load_preference_model, read_trajectory};
-use prefscope_core::landscape::{Surface, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
+use prefscope_core::landscape::{Surface, npy, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
 use prefscope_core::{RunConfig, Trainer};
 use serde_json::json;
 
@@ -148,21 +148,6 @@ impl BackendJob for LandscapeJob {
     }
 }
 
-/// A NumPy .npy file (format 1.0) of little-endian f32 in C order.
-fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
-    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}{}), }}", if shape.len() == 1 { "," } else { "" });
-    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64, ending in \n.
-    let total = (10 + header.len() + 1).div_ceil(64) * 64;
-    header.push_str(&" ".repeat(total - 10 - header.len() - 1));
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    out
-}
-
 fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, c: &Computed, n: usize, title: &str) -> Result<()> {
     let values = &c.values;
     let ((a0, a1), (b0, b1)) = ((c.a.0 as f64, c.a.1 as f64), (c.b.0 as f64, c.b.1 as f64));
@@ -251,19 +236,4 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         println!("wrote {}, landscape.json and {}", out.join("landscape.npy").display(), figure.display());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn npy_header_is_aligned_and_describes_the_array() {
-        let bytes = super::npy(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
-        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        assert_eq!((10 + len) % 64, 0);
-        let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
-        assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }") && header.ends_with('\n'), "{header:?}");
-        assert_eq!(&bytes[10 + len..10 + len + 4], &1f32.to_le_bytes());
-        assert_eq!(bytes.len(), 10 + len + 24);
-    }
 }

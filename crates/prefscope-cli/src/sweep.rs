@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::backend::{BackendKind, dispatch};
 use crate::run::{RESUME_FILE, TrainArgs, write_atomic};
 use crate::seeds::{Base, SeedJob, plan_seed};
+use prefscope_core::grid::{Axis, parse_axis, point_name, points};
 
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
@@ -38,54 +39,6 @@ pub struct SweepArgs {
     jobs: Option<usize>,
     #[command(flatten)]
     train: TrainArgs,
-}
-
-/// One axis: its dotted key and values.
-#[derive(Clone, Debug, PartialEq)]
-struct Axis {
-    key: String,
-    values: Vec<toml::Value>,
-}
-
-/// Split at the commas outside brackets, braces and quotes.
-fn split_top_level(s: &str) -> Vec<String> {
-    let (mut parts, mut cur, mut depth, mut quote) = (vec![], String::new(), 0i32, None::<char>);
-    for c in s.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '{') => depth += 1,
-            (None, ']' | '}') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                parts.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    parts.push(cur);
-    parts.into_iter().map(|p| p.trim().to_string()).collect()
-}
-
-/// `KEY=V1,V2,…`: each value a TOML value; a bare word (`bt`) is taken as a string.
-fn parse_axis(spec: &str) -> Result<Axis> {
-    let Some((key, values)) = spec.split_once('=') else { bail!("--grid {spec}: expected KEY=V1,V2,… (e.g. model.hidden=[16],[64])") };
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-        bail!("--grid {spec}: `{key}` is not a dotted config key such as model.hidden");
-    }
-    let values = split_top_level(values)
-        .into_iter()
-        .map(|v| {
-            if v.is_empty() {
-                bail!("--grid {spec}: an empty value");
-            }
-            Ok(toml::from_str::<toml::Table>(&format!("v = {v}")).ok().and_then(|mut t| t.remove("v")).unwrap_or(toml::Value::String(v)))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Axis { key: key.to_string(), values })
 }
 
 /// The `[sweep]` table of a config file (its last table): axes, seeds and jobs.
@@ -123,30 +76,6 @@ fn sweep_table(path: &Path) -> Result<(Vec<Axis>, Option<String>, Option<usize>)
     Ok((axes, seeds, jobs))
 }
 
-/// A value as it goes into a folder name: letters, digits, `.` and `-`; the rest become `_`.
-fn slug(v: &toml::Value) -> String {
-    let text = match v {
-        toml::Value::String(s) => s.clone(),
-        // 1e30 and 1e-5 rather than thirty digits.
-        toml::Value::Float(x) if *x != 0.0 && (x.abs() >= 1e5 || x.abs() < 1e-3) => format!("{x:e}"),
-        toml::Value::Float(x) => format!("{x}"),
-        other => other.to_string(),
-    };
-    let s: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    let s = s.split('_').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("_");
-    if s.is_empty() { "_".into() } else { s }
-}
-
-/// Every combination of the axes' values, the first axis slowest.
-fn points(axes: &[Axis]) -> Vec<Vec<(String, toml::Value)>> {
-    axes.iter().fold(vec![vec![]], |acc, axis| acc.into_iter().flat_map(|p| axis.values.iter().map(move |v| [p.clone(), vec![(axis.key.clone(), v.clone())]].concat())).collect())
-}
-
-/// A point's folder name: `hidden-16__n_pairs-500__seed-0` (each key's last part).
-fn point_name(settings: &[(String, toml::Value)]) -> String {
-    settings.iter().map(|(k, v)| format!("{}-{}", k.rsplit('.').next().unwrap_or(k), slug(v))).collect::<Vec<_>>().join("__")
-}
-
 /// Threads per run on the CPU backend, and points at once.
 fn parallelism(backend: BackendKind, jobs: Option<usize>) -> (Option<usize>, usize) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -177,7 +106,7 @@ pub fn sweep(mut args: SweepArgs) -> Result<()> {
         jobs = jobs.or(file_jobs);
     }
     for spec in &args.grid {
-        let axis = parse_axis(spec)?;
+        let axis = parse_axis(spec).map_err(anyhow::Error::msg)?;
         axes.retain(|a| a.key != axis.key);
         axes.push(axis);
     }
@@ -461,31 +390,4 @@ pub fn fit(args: FitArgs) -> Result<()> {
     }
     println!("fits in {}", args.sweep.join("fit.json").display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grid_values_split_at_top_level_commas_and_parse_as_toml() {
-        let a = parse_axis("model.hidden=[16],[64, 64],[]").unwrap();
-        assert_eq!(a.key, "model.hidden");
-        assert_eq!(a.values, vec![toml::Value::Array(vec![16.into()]), toml::Value::Array(vec![64.into(), 64.into()]), toml::Value::Array(vec![])]);
-        let b = parse_axis("model.kind=bt, gpm,\"a,b\"").unwrap();
-        assert_eq!(b.values, vec![toml::Value::String("bt".into()), "gpm".into(), "a,b".into()]);
-        assert_eq!(parse_axis("train.lr=1e-3,0.01").unwrap().values, vec![toml::Value::Float(1e-3), toml::Value::Float(0.01)]);
-        assert!(parse_axis("hidden").is_err() && parse_axis("=1,2").is_err() && parse_axis("a..b=1").is_err() && parse_axis("a=1,,2").is_err());
-    }
-
-    #[test]
-    fn points_are_every_combination_with_readable_names() {
-        let axes = vec![parse_axis("model.hidden=[16],[64, 64]").unwrap(), parse_axis("seed=0,1,2").unwrap()];
-        let p = points(&axes);
-        assert_eq!(p.len(), 6);
-        assert_eq!(point_name(&p[0]), "hidden-16__seed-0");
-        assert_eq!(point_name(&p[5]), "hidden-64_64__seed-2");
-        assert_eq!(point_name(&[("train.lr".into(), 1e30.into()), ("train.beta".into(), 0.01.into()), ("x".into(), 2.5e-4.into())]), "lr-1e30__beta-0.01__x-2.5e-4");
-        assert_eq!(points(&[]).len(), 1, "no axes: the base config alone");
-    }
 }

@@ -341,6 +341,21 @@ pub fn trajectory_pca(snapshots: &[Vec<f32>], centre: &[f32]) -> Option<Trajecto
     Some(TrajectoryPca { directions: [d1, d2], explained, coords })
 }
 
+/// A NumPy .npy file (format 1.0) of little-endian f32 in C order.
+pub fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    let dims = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}{}), }}", if shape.len() == 1 { "," } else { "" });
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to a multiple of 64, ending in \n.
+    let total = (10 + header.len() + 1).div_ceil(64) * 64;
+    header.push_str(&" ".repeat(total - 10 - header.len() - 1));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,5 +491,17 @@ mod tests {
         let expected = (9.0 + (3f64).sin().powi(2)).sqrt();
         assert!(((a * a + b * b).sqrt() - expected).abs() < 1e-4);
         assert!(trajectory_pca(&snaps[..2], &centre).is_none());
+    }
+
+    #[test]
+    fn npy_header_is_aligned_and_describes_the_array() {
+        let bytes = npy(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+        assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }") && header.ends_with('\n'), "{header:?}");
+        assert_eq!(&bytes[10 + len..10 + len + 4], &1f32.to_le_bytes());
+        assert_eq!(bytes.len(), 10 + len + 24);
     }
 }

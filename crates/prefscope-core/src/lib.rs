@@ -13,6 +13,7 @@
 //! * [`policy`]: the policy side: the DPO family, the bandit, the tiny LM, online RLHF.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`precision`]: mixed precision: half-precision compute over full-precision master weights.
+//! * [`grid`]: sweep grids over config keys: axes, every combination, each point's folder name.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
 //! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
@@ -25,6 +26,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod grid;
 pub mod kernels;
 pub mod landscape;
 pub mod loss;

@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn strength_flags_flipped_pairs_and_crm_trains_around_them() {
+    fn claim_strength_flags_flipped_pairs_and_crm_trains_around_them() {
         let one_seed = |seed: u64| {
             let mut cfg = RunConfig::new(ScenarioKind::Noisy, ModelKind::Bt);
             cfg.seed = seed;

@@ -265,7 +265,7 @@ mod tests {
     /// 0.92 trained against 0.62–0.82 random and 0.44–0.59 from the input; verbosity 0.75–0.86
     /// against 0.62–0.77 and 0.48–0.58.
     #[test]
-    fn a_bradley_terry_model_encodes_each_hidden_objective_linearly_above_a_random_one() {
+    fn claim_a_bradley_terry_model_encodes_each_hidden_objective_linearly_above_a_random_one() {
         use crate::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
         use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
         use burn::backend::{Autodiff, Flex};

@@ -638,7 +638,7 @@ mod tests {
     }
 
     #[test]
-    fn learns_a_textual_preference_and_the_checkpoint_reproduces_it() {
+    fn claim_learns_a_textual_preference_and_the_checkpoint_reproduces_it() {
         let file = polite_file("learn", 200);
         let train = |seed: u64| {
             let mut cfg = small(file.clone());

@@ -1124,7 +1124,7 @@ mod tests {
     }
 
     #[test]
-    fn gpm_fits_cycles_where_bradley_terry_cannot() {
+    fn claim_gpm_fits_cycles_where_bradley_terry_cannot() {
         // The GPM paper (§6.2, Table 1): BT 50–63 %, GPM 100 % on cyclic preferences.
         let acc = |model, seed| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Cyclic, model), seed)));
         let figures = assert_on_every_seed("cyclic: (GPM, BT) held-out accuracy, GPM ≥ 0.95 and BT ≤ 0.70", CLAIM_SEEDS, |s| (acc(ModelKind::Gpm, s), acc(ModelKind::Bt, s)), |&(g, b)| g >= 0.95 && b <= 0.70);
@@ -1132,7 +1132,7 @@ mod tests {
     }
 
     #[test]
-    fn unit_length_gpm_stalls_on_the_circle_with_one_block_and_fits_it_with_two() {
+    fn claim_unit_length_gpm_stalls_on_the_circle_with_one_block_and_fits_it_with_two() {
         // Why the default is free-length embeddings (see ModelConfig::normalize): with unit length
         // and k = 1 the circle's embedding keeps its initial winding number, and the seeds that
         // start with the wrong one stall (8 of seeds 0–19 below 0.9 when this was written).
@@ -1149,7 +1149,7 @@ mod tests {
     }
 
     #[test]
-    fn gpm_fits_the_abcd_cycle_and_bradley_terry_gets_at_most_three_of_four() {
+    fn claim_gpm_fits_the_abcd_cycle_and_bradley_terry_gets_at_most_three_of_four() {
         // Free-length embeddings can pass through the origin, so the collapsed s ≡ 0 state is a
         // saddle they leave along the cyclic (winding-one) direction; see ScenarioKind::CyclicAbcd.
         let acc = |model, seed| final_eval(&run(seeded(RunConfig::new(ScenarioKind::CyclicAbcd, model), seed)));
@@ -1157,7 +1157,7 @@ mod tests {
     }
 
     #[test]
-    fn bradley_terry_fits_a_linear_utility() {
+    fn claim_bradley_terry_fits_a_linear_utility() {
         let figures = assert_on_every_seed("linear: BT held-out accuracy ≥ 0.90", CLAIM_SEEDS, |s| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), s))), |&a| a >= 0.90);
         eprintln!("BT on linear: {}", Spread::of(&figures.iter().map(|&a| a as f64).collect::<Vec<_>>()));
     }
@@ -1380,7 +1380,7 @@ mod tests {
     }
 
     #[test]
-    fn centering_pulls_mean_reward_to_zero_without_hurting_accuracy() {
+    fn claim_centering_pulls_mean_reward_to_zero_without_hurting_accuracy() {
         let mut cfg = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
         let mean_reward = |cfg: RunConfig| {
             let mut t = Trainer::<B>::new(cfg, &Default::default()).unwrap();
@@ -1416,7 +1416,7 @@ mod tests {
     }
 
     #[test]
-    fn multi_objective_recovers_each_hidden_objective_and_serves_every_user() {
+    fn claim_multi_objective_recovers_each_hidden_objective_and_serves_every_user() {
         use crate::loss::kendall_tau;
         use crate::model::argmax_by_direction;
         let one_seed = |seed: u64| {
@@ -1455,7 +1455,7 @@ mod tests {
     }
 
     #[test]
-    fn multi_objective_with_three_objectives_recovers_each_and_its_best_response() {
+    fn claim_multi_objective_with_three_objectives_recovers_each_and_its_best_response() {
         use crate::loss::kendall_tau;
         let one_seed = |seed: u64| {
             let mut cfg = seeded(RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective), seed);
@@ -1543,7 +1543,7 @@ mod tests {
     }
 
     #[test]
-    fn mixture_serves_opposed_groups_and_routes_users_to_them() {
+    fn claim_mixture_serves_opposed_groups_and_routes_users_to_them() {
         let train = |model: ModelKind, seed: u64| {
             let mut cfg = seeded(RunConfig::new(ScenarioKind::Mixture, model), seed);
             cfg.train.steps = 600;
@@ -1591,7 +1591,7 @@ mod tests {
     }
 
     #[test]
-    fn helpsteer2_variants_train_and_regression_recovers_the_ratings() {
+    fn claim_helpsteer2_variants_train_and_regression_recovers_the_ratings() {
         use crate::loss::kendall_tau;
         let base = RunConfig::new(ScenarioKind::Linear, ModelKind::Bt);
         let mut margin = base.clone();
@@ -1635,7 +1635,7 @@ mod tests {
     }
 
     #[test]
-    fn listwise_losses_learn_the_ranking() {
+    fn claim_listwise_losses_learn_the_ranking() {
         use crate::loss::kendall_tau;
         for (kind, top_k) in [(Listwise::PlackettLuce, None), (Listwise::PlackettLuce, Some(2)), (Listwise::RankList, None)] {
             let one_seed = |seed: u64| {
@@ -1660,7 +1660,7 @@ mod tests {
     }
 
     #[test]
-    fn vpl_adapts_to_new_users_from_eight_labelled_pairs() {
+    fn claim_vpl_adapts_to_new_users_from_eight_labelled_pairs() {
         let one_seed = |seed: u64| {
             let (_, bt) = trained(seeded(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Bt), seed));
             let mut cfg = seeded(RunConfig::new(ScenarioKind::FewShotUsers, ModelKind::Vpl), seed);
@@ -1703,7 +1703,7 @@ mod tests {
     }
 
     #[test]
-    fn armo_gate_learns_each_users_weights_and_decorrelation_removes_verbosity() {
+    fn claim_armo_gate_learns_each_users_weights_and_decorrelation_removes_verbosity() {
         use crate::loss::spearman;
         let one_seed = |seed: u64| {
             // Without the verbosity transform the gate can serve users who value either objective.
@@ -1742,7 +1742,7 @@ mod tests {
     }
 
     #[test]
-    fn gridworld_through_the_trainer_regret_recovers_the_optimal_policy_and_partial_return_does_not() {
+    fn claim_gridworld_through_the_trainer_regret_recovers_the_optimal_policy_and_partial_return_does_not() {
         use crate::traj::{GridWorld, LabelRule, TRUE_WEIGHTS};
         let world = GridWorld::standard();
         let truth = world.optimal_actions(&TRUE_WEIGHTS);
@@ -1779,7 +1779,7 @@ mod tests {
     }
 
     #[test]
-    fn best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
+    fn claim_best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
         use crate::policy::dpo::win_rate_against_random;
         let one_seed = |seed: u64| {
             // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).

@@ -426,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn dpo_reaches_its_analytic_optimum() {
+    fn claim_dpo_reaches_its_analytic_optimum() {
         for beta in [0.1, 0.5, 2.0] {
             let kl = |seed| run_seeded(PolicyLoss::Sigmoid { beta }, false, 3000, seed).kl_to_optimum.unwrap();
             assert_on_every_seed(&format!("DPO β = {beta}: KL to π_ref·exp(r/β) < 1e-3"), CLAIM_SEEDS, kl, |&kl| kl < 1e-3);
@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn ipo_reaches_its_own_optimum() {
+    fn claim_ipo_reaches_its_own_optimum() {
         for beta in [0.1, 0.5, 2.0] {
             let kl = |seed| run_seeded(PolicyLoss::IpoSummed { beta }, false, 3000, seed).kl_to_optimum.unwrap();
             assert_on_every_seed(&format!("IPO β = {beta}: KL to its optimum < 1e-3"), CLAIM_SEEDS, kl, |&kl| kl < 1e-3);
@@ -442,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn gpo_reaches_its_multiplicative_weights_step() {
+    fn claim_gpo_reaches_its_multiplicative_weights_step() {
         for beta in [0.1, 0.5, 2.0] {
             // log Z is folded into the scores, so the square loss vanishes at the optimum; and with
             // Bradley–Terry scores s_i = r_i − E_μ[r] it is the same step as DPO's optimum.
@@ -461,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn xpo_and_vpo_regularisers_act_on_the_bandit() {
+    fn claim_xpo_and_vpo_regularisers_act_on_the_bandit() {
         let beta = 0.5;
         let one_seed = |seed| {
             let dpo = run_seeded(PolicyLoss::Sigmoid { beta }, false, 1500, seed);
@@ -488,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_preferences_drive_dpo_to_the_extreme_but_not_ipo() {
+    fn claim_deterministic_preferences_drive_dpo_to_the_extreme_but_not_ipo() {
         let one_seed = |seed| {
             let best = |s: &BanditSummary| {
                 let i = (0..s.rewards.len()).max_by(|&a, &b| s.rewards[a].total_cmp(&s.rewards[b])).unwrap();
@@ -511,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn larger_beta_stays_closer_to_the_reference() {
+    fn claim_larger_beta_stays_closer_to_the_reference() {
         let kls = |seed| [0.1, 0.5, 2.0].map(|beta| run_seeded(PolicyLoss::Sigmoid { beta }, false, 1500, seed).kl_to_reference);
         assert_on_every_seed("KL(π‖π_ref) at β = 0.1, 0.5, 2", CLAIM_SEEDS, kls, |k| k[0] > k[1] && k[1] > k[2]);
     }

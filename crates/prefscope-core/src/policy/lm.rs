@@ -546,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn dpo_teaches_the_tiny_lm_the_preferred_property() {
+    fn claim_dpo_teaches_the_tiny_lm_the_preferred_property() {
         use crate::seeds::{assert_on_every_seed, assert_on_fraction};
         // β inside DPO's usual 0.1–0.5. Each seed's SFT model is the reference of both losses.
         // A run takes seconds, so 8 seeds rather than 20.

@@ -481,12 +481,17 @@ mod tests {
 
     /// One seed at TRL's β = 0.05 and at β = 2 (on the scale of the RM's rewards, which span
     /// several nats): (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at 2).
+    /// The SFT model and the RM depend on the seed, not on β, so both runs start from one copy
+    /// of each: the same figures as two `rlhf_lm` calls, for half the SFT and RM training.
     fn at_two_betas(method: LmRlMethod, seed: u64) -> (f64, f64, f64, f64, f64, f64) {
+        let device = Default::default();
+        let mut cfg = LmRlConfig::new(method);
+        cfg.base.seed = seed;
+        let sft = sft_lm::<Autodiff<Flex>>(&cfg.base, &device, |_, _, _| {}).unwrap();
+        let (rm, rm_accuracy) = train_reward_model::<Autodiff<Flex>>(&cfg, &device).unwrap();
         let run = |beta| {
-            let mut cfg = LmRlConfig::new(method.clone());
-            cfg.base.seed = seed;
-            cfg.beta = beta;
-            rlhf_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_| {}).unwrap()
+            let cfg = LmRlConfig { beta, ..cfg.clone() };
+            rlhf_from(&cfg, sft.lm.clone(), Some(&rm), rm_accuracy, &device, |_| {}).unwrap()
         };
         let (low, high) = (run(0.05), run(2.0));
         (low.rm_accuracy, low.win_rate, low.policy_reward, low.reference_reward, low.final_kl, high.final_kl)
@@ -501,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn rloo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
+    fn claim_rloo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
         assert_on_every_seed(
             "tiny LM, RLOO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
             0..8,
@@ -526,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn ppo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
+    fn claim_ppo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
         // PPO at β = 0.05 can over-optimise the RM: on some seeds it drifts far (KL ≈ 6) to
         // completions the RM scores high and the judge does not, and its KL at β = 2 need not be
         // below that. So the claim is on most seeds (the binomial bound), not every one.
@@ -540,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn against_its_rm_the_tiny_lm_gains_proxy_reward_while_the_judges_falls() {
+    fn claim_against_its_rm_the_tiny_lm_gains_proxy_reward_while_the_judges_falls() {
         use crate::seeds::assert_on_every_seed;
         // Two β of the README's five keep the test to seconds per seed. Per seed: (best-of-n gold
         // at n = 16, its proxy rising in n, RL gold at β = 1 and at β = 0.01, RL proxy at both,

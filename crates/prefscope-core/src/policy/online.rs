@@ -702,7 +702,7 @@ mod tests {
     }
 
     #[test]
-    fn rloo_with_exact_gradients_reaches_the_kl_regularised_optimum() {
+    fn claim_rloo_with_exact_gradients_reaches_the_kl_regularised_optimum() {
         for beta in [0.5, 1.0] {
             // Arms that π_ref makes rare move slowly (the softmax gradient scales with π), hence
             // the long run.
@@ -712,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn sampled_rloo_and_unclipped_grpo_reach_their_fixed_points() {
+    fn claim_sampled_rloo_and_unclipped_grpo_reach_their_fixed_points() {
         let beta = 0.5;
         let one_seed = |seed| {
             let a = arms(seed);
@@ -734,7 +734,7 @@ mod tests {
     }
 
     #[test]
-    fn exact_grpo_reaches_the_reverse_kl_fixed_point() {
+    fn claim_exact_grpo_reaches_the_reverse_kl_fixed_point() {
         let beta = 0.5;
         let one_seed = |seed| {
             let a = arms(seed);
@@ -762,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn online_dpo_with_reward_model_labels_reaches_the_reward_models_optimum() {
+    fn claim_online_dpo_with_reward_model_labels_reaches_the_reward_models_optimum() {
         // The proxy's rewards span several nats; at β = 2 the optimum is not a point mass.
         let beta = 2.0;
         let one_seed = |seed| {
@@ -818,7 +818,7 @@ mod tests {
     }
 
     #[test]
-    fn xpo_against_online_dpo_when_the_best_response_is_rare() {
+    fn claim_xpo_against_online_dpo_when_the_best_response_is_rare() {
         use crate::seeds::binomial_upper_tail;
         let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -828,9 +828,9 @@ mod tests {
         // (seeds where it is lower, one-sided sign-test p, median regret ratio XPO / DPO).
         let mut found = vec![];
         for coverage in [1e-3, 0.2] {
-            let base: Vec<(f64, f64)> = CLAIM_SEEDS.map(|s| exploration(s, coverage, 0.0)).collect();
+            let base: Vec<(f64, f64)> = crate::seeds::map_seeds(CLAIM_SEEDS, |s| exploration(s, coverage, 0.0));
             for alpha in [1e-3, 1e-2, 1e-1] {
-                let xpo: Vec<(f64, f64)> = CLAIM_SEEDS.map(|s| exploration(s, coverage, alpha)).collect();
+                let xpo: Vec<(f64, f64)> = crate::seeds::map_seeds(CLAIM_SEEDS, |s| exploration(s, coverage, alpha));
                 let better = xpo.iter().zip(&base).filter(|(x, b)| x.1 < b.1).count();
                 let ratio = median(xpo.iter().zip(&base).map(|(x, b)| x.1 / b.1).collect());
                 let p = binomial_upper_tail(better, 20, 0.5);

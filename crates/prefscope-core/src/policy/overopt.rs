@@ -308,8 +308,8 @@ mod tests {
     }
 
     #[test]
-    fn gold_peaks_and_falls_while_the_proxy_rises_and_more_labels_move_the_peak_out() {
-        let runs: Vec<Vec<OveroptResult>> = CLAIM_SEEDS.map(experiment).collect();
+    fn claim_gold_peaks_and_falls_while_the_proxy_rises_and_more_labels_move_the_peak_out() {
+        let runs: Vec<Vec<OveroptResult>> = crate::seeds::map_seeds(CLAIM_SEEDS, experiment);
         let falls_after_peak = |c: &[CurvePoint]| {
             let peak = c.iter().map(|p| p.gold).fold(f64::NEG_INFINITY, f64::max);
             c.last().expect("not empty").gold < peak - 1e-9
@@ -345,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn live_rloo_against_a_few_label_proxy_overshoots_the_gold_peak() {
+    fn claim_live_rloo_against_a_few_label_proxy_overshoots_the_gold_peak() {
         // The page's live run: RLOO's expected gradient at β = 0.01 against the N = 30 proxy.
         // The trajectory's proxy reward rises on every seed. Gold's end point sits 0.05 or more
         // below its peak on 14 of 20 seeds when this was written; on the others the few-label
