@@ -282,7 +282,7 @@ mod tests {
     /// per point, fitted on the mean over seeds. Measured (README): adversarial α = 0.78 (R² 0.99),
     /// 0.51 (0.98), 0.11 (0.99); objective α = 0.02, 0.15, 0.31; subjective α = 0.28, −0.13, −0.95.
     #[test]
-    fn claim_worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
+    fn worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
         use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         const WIDTHS: [usize; 3] = [4, 16, 64];
@@ -291,29 +291,23 @@ mod tests {
         let mut loss = vec![vec![(vec![], vec![]); 3]; WIDTHS.len()];
         // Style control: each run's length weight on the subjective set, (D, weight) per width.
         let mut style: Vec<Vec<(usize, f64)>> = vec![vec![]; WIDTHS.len()];
-        // The 420 runs are independent: spread them over the cores as seeds are (`map_seeds` maps
-        // over a flat index), then gather them in the same order as three nested loops would.
-        let seeds = crate::seeds::CLAIM_SEEDS.count();
-        let point = |i: u64| {
-            let i = i as usize;
-            let (wi, di, seed) = (i / (DATA.len() * seeds), i / seeds % DATA.len(), (i % seeds) as u64);
-            let mut cfg = RunConfig::new(ScenarioKind::Worldpm, ModelKind::Bt);
-            (cfg.seed, cfg.model.hidden, cfg.scenario.n_pairs) = (seed, vec![WIDTHS[wi]], DATA[di]);
-            (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every, cfg.train.keep_best) = (Some(40.0), 256, 0.003, 8, true);
-            let mut t = Trainer::<Autodiff<Flex>>::new(cfg, &Default::default()).unwrap();
-            while !t.is_done() {
-                pollster::block_on(t.step()).unwrap();
-            }
-            let weight = pollster::block_on(subjective_length_weight(&t)).unwrap().unwrap();
-            let sets = pollster::block_on(t.evaluate_test_sets()).unwrap();
-            (wi, DATA[di], weight, sets.into_iter().map(|(name, m)| (name, m.loss as f64)).collect::<Vec<_>>())
-        };
-        for (wi, d, weight, sets) in crate::seeds::map_seeds(0..(WIDTHS.len() * DATA.len() * seeds) as u64, point) {
-            style[wi].push((d, weight));
-            for (si, (name, l)) in sets.into_iter().enumerate() {
-                assert_eq!(name, ScenarioKind::WORLDPM_TEST_SETS[si]);
-                loss[wi][si].0.push(d as f64);
-                loss[wi][si].1.push(l);
+        for (wi, &w) in WIDTHS.iter().enumerate() {
+            for &d in &DATA {
+                for seed in crate::seeds::CLAIM_SEEDS {
+                    let mut cfg = RunConfig::new(ScenarioKind::Worldpm, ModelKind::Bt);
+                    (cfg.seed, cfg.model.hidden, cfg.scenario.n_pairs) = (seed, vec![w], d);
+                    (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every, cfg.train.keep_best) = (Some(40.0), 256, 0.003, 8, true);
+                    let mut t = Trainer::<Autodiff<Flex>>::new(cfg, &Default::default()).unwrap();
+                    while !t.is_done() {
+                        pollster::block_on(t.step()).unwrap();
+                    }
+                    style[wi].push((d, pollster::block_on(subjective_length_weight(&t)).unwrap().unwrap()));
+                    for (si, (name, m)) in pollster::block_on(t.evaluate_test_sets()).unwrap().into_iter().enumerate() {
+                        assert_eq!(name, ScenarioKind::WORLDPM_TEST_SETS[si]);
+                        loss[wi][si].0.push(d as f64);
+                        loss[wi][si].1.push(m.loss as f64);
+                    }
+                }
             }
         }
         let fit = |wi: usize, si: usize| fit_points(&loss[wi][si].0, &loss[wi][si].1, FitPoints::Means, 400, 0).unwrap();

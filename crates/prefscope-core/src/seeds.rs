@@ -76,69 +76,21 @@ impl fmt::Display for Spread {
     }
 }
 
-/// Run `f` on every seed, on all cores, and return the results in the order of `seeds`.
+/// Run `f` on every seed, in order, and return the results.
 ///
-/// Seeds are independent, so a claim over 20 seeds spreads them over worker threads (one per
-/// core) instead of running them one after another. Each worker computes on a rayon pool of its
-/// own with its share of the cores, so the workers do not fight over the global pool; the
-/// project's CPU kernels and burn-flex split work into fixed chunks, so a seed's figures do not
-/// depend on how many threads computed them. A panic on any seed fails the caller.
-pub fn map_seeds<T: Send>(seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
-    let seeds: Vec<u64> = seeds.into_iter().collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = cores.min(seeds.len());
-    if workers <= 1 {
-        return seeds.into_iter().map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<T>> = std::iter::repeat_with(|| None).take(seeds.len()).collect();
-    let done: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (seeds, next, f) = (&seeds, &next, &f);
-                // Worker w gets cores / workers threads (the first ones take the remainder).
-                let threads = cores / workers + usize::from(w < cores % workers);
-                scope.spawn(move || {
-                    let work = || {
-                        let mut out = vec![];
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&seed) = seeds.get(i) else { break out };
-                            out.push((i, f(seed)));
-                        }
-                    };
-                    with_threads(threads, work)
-                })
-            })
-            .collect();
-        // Join every worker before re-raising a panic, so no seed is left running.
-        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        joined.into_iter().map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    });
-    for (i, x) in done.into_iter().flatten() {
-        results[i] = Some(x);
-    }
-    results.into_iter().map(|x| x.expect("every seed ran")).collect()
+/// The seeds run one after another on the calling thread, on purpose. burn-autodiff 0.21 keeps
+/// one graph registry per process behind a mutex, and each backward pass scans it for orphaned
+/// entries; two seeds training on two threads of one process slowed each other down badly (a
+/// 20-seed claim went from minutes to over 16 minutes, its threads in
+/// `GraphCleaner::cleanup_orphaned_entries`). Parallelism comes from the test runner instead:
+/// cargo-nextest runs each test in a process of its own, two at a time on two cores.
+pub fn map_seeds<T>(seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T) -> Vec<T> {
+    seeds.into_iter().map(f).collect()
 }
 
-/// Run `work` with rayon's parallel operations confined to `threads` threads.
-#[cfg(feature = "threads")]
-fn with_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
-    match rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build() {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
-    }
-}
-
-#[cfg(not(feature = "threads"))]
-fn with_threads<R: Send>(_threads: usize, work: impl FnOnce() -> R + Send) -> R {
-    work()
-}
-
-/// Evaluate a claim on every seed (seeds run in parallel, see [`map_seeds`]): print each seed's
-/// figures in seed order, and panic naming every seed on which `holds` fails. Returns the figures
-/// for further claims about their spread.
-pub fn assert_on_every_seed<T: fmt::Debug + Send>(claim: &str, seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T + Sync, holds: impl Fn(&T) -> bool) -> Vec<T> {
+/// Evaluate a claim on every seed: print each seed's figures in seed order, and panic naming
+/// every seed on which `holds` fails. Returns the figures for further claims about their spread.
+pub fn assert_on_every_seed<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T, holds: impl Fn(&T) -> bool) -> Vec<T> {
     let seeds: Vec<u64> = seeds.into_iter().collect();
     let figures = map_seeds(seeds.iter().copied(), f);
     let mut failed = vec![];
@@ -154,7 +106,7 @@ pub fn assert_on_every_seed<T: fmt::Debug + Send>(claim: &str, seeds: impl IntoI
 
 /// Evaluate a claim that holds on at least a fraction `q` of seeds: the exact one-sided 95 %
 /// lower bound on its success rate, from the seeds it held on, must reach `q`.
-pub fn assert_on_fraction<T: fmt::Debug + Send>(claim: &str, seeds: impl IntoIterator<Item = u64>, q: f64, f: impl Fn(u64) -> T + Sync, holds: impl Fn(&T) -> bool) -> Vec<T> {
+pub fn assert_on_fraction<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator<Item = u64>, q: f64, f: impl Fn(u64) -> T, holds: impl Fn(&T) -> bool) -> Vec<T> {
     let seeds: Vec<u64> = seeds.into_iter().collect();
     let figures: Vec<(u64, T)> = seeds.iter().copied().zip(map_seeds(seeds.iter().copied(), f)).collect();
     let k = figures.iter().filter(|(_, x)| holds(x)).count();
@@ -240,8 +192,6 @@ mod tests {
         let seeds = [5u64, 0, 19, 3, 7, 11, 2];
         let out = map_seeds(seeds, |s| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Uneven work, so workers finish out of order.
-            std::thread::sleep(std::time::Duration::from_millis(20 * (s % 3)));
             s * 10
         });
         assert_eq!(out, seeds.map(|s| s * 10));
