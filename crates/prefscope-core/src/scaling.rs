@@ -282,7 +282,7 @@ mod tests {
     /// per point, fitted on the mean over seeds. Measured (README): adversarial α = 0.78 (R² 0.99),
     /// 0.51 (0.98), 0.11 (0.99); objective α = 0.02, 0.15, 0.31; subjective α = 0.28, −0.13, −0.95.
     #[test]
-    fn worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
+    fn claim_worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
         use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         const WIDTHS: [usize; 3] = [4, 16, 64];
