@@ -2,12 +2,14 @@
 //!
 //! * `cargo xtask serve [--port 8080]`: install what the page needs, build it in release, serve it
 //!   on http://127.0.0.1:PORT.
-//! * `cargo xtask test`: every test — the Rust workspace (with the wgpu and CUDA backends compiled
-//!   in), the wasm build of the page, and the real-browser test in headless Chromium.
+//! * `cargo xtask test [--quick]`: every test — the Rust workspace under cargo-nextest (with the
+//!   wgpu and CUDA backends compiled in), the wasm build of the page, and the real-browser test in
+//!   headless Chromium — ending with a table of each stage's wall time and the slowest tests.
+//!   `--quick`: the native tests without the `claim_*` tests, no wasm build, no browser.
 //! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first),
 //!   and the MiniLM model folder the text tests and `prefscope embed` read.
 //! * `cargo xtask setup-minilm`: only the MiniLM model folder.
-//! * `cargo xtask fuzz [--seconds S]`: each fuzz target for S seconds (20 by default, as in `test`).
+//! * `cargo xtask fuzz [--seconds S]`: each fuzz target for S seconds (20 by default); not part of `test`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -60,7 +62,7 @@ fn main() -> Result<()> {
             fuzz(seconds)
         }
         _ => {
-            eprintln!("usage: cargo xtask <serve [--port N] | test | fuzz [--seconds S] | setup [--browser] | setup-minilm | build-web>");
+            eprintln!("usage: cargo xtask <serve [--port N] | test [--quick] | fuzz [--seconds S] | setup [--browser] | setup-minilm | build-web>");
             std::process::exit(2)
         }
     }
