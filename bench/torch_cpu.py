@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch CPU eager f32 on the shapes `prefscope bench` times (shared/design/workloads.md).
+"""PyTorch CPU eager f32 on the shapes `prefscope bench` times (bench/README.md).
 
 One training step = forward + backward + AdamW (lr 1e-4), the same shapes, losses and optimiser
 as prefscope's, on random inputs with a fixed seed. Prints one JSON object per workload, with

@@ -251,7 +251,7 @@ fn spread(whole: std::time::Duration, n: usize) -> impl Iterator<Item = std::tim
 #[test]
 fn a_killed_embed_leaves_its_file_whole_or_absent() {
     let dir = scratch("kill-embed");
-    let data = shared_data("gpm_test_data.jsonl");
+    let data = test_data("gpm_test_data.jsonl");
     let args = ["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors"];
     let start = std::time::Instant::now();
     assert!(prefscope(&args, &dir).status.success());
@@ -570,7 +570,7 @@ fn rank_fits_a_leaderboard_from_battles_and_choix_files() {
         assert!(lo <= s[i] && s[i] <= hi, "item {i}: {lo} {} {hi}", s[i]);
     }
 
-    let choix = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/choix_testcase-rankings-1.json");
+    let choix = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/choix_testcase-rankings-1.json");
     let out = last_json(&prefscope(&["rank", "--data", choix.to_str().unwrap(), "--json", "--bootstrap", "0"], &dir));
     assert_eq!(out["model"], "plackett-luce");
     for v in out["log_strengths"].as_array().unwrap() {
@@ -643,15 +643,15 @@ fn every_new_scenario_trains_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
-fn shared_data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(name).canonicalize().expect("shared/data beside the repository")
+fn test_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name).canonicalize().expect("a file in tests/data")
 }
 
 /// The small from-scratch transformer RM on the shared hh-rlhf half, holding out `eval_fraction`.
 fn hh_transformer_config(eval_fraction: f64) -> String {
     format!(
         "seed = 0\n[data]\npath = {:?}\neval_fraction = {eval_fraction}\n[tokenizer]\nvocab_size = 2048\n[model]\nvocab = 2048\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\nmax_len = 48\n[train]\nsteps = 200\nbatch = 64\nlr = 0.0005\nweight_decay = 0.1\neval_every = 50\n",
-        shared_data("hh-rlhf-harmless-base-a.jsonl.gz").display().to_string()
+        test_data("hh-rlhf-harmless-base-a.jsonl.gz").display().to_string()
     )
 }
 
@@ -661,7 +661,7 @@ fn hh_transformer_config(eval_fraction: f64) -> String {
 #[test]
 fn claim_transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
     let dir = scratch("hh");
-    let hh = shared_data("hh-rlhf-harmless-base-a.jsonl.gz");
+    let hh = test_data("hh-rlhf-harmless-base-a.jsonl.gz");
     std::fs::write(dir.join("hh.toml"), hh_transformer_config(0.3)).unwrap();
     // Five seeds, each its own split and initialisation (about 10 s each): above chance on every
     // one is a sign test across independent runs, p = 2⁻⁵ = 0.031.
@@ -688,7 +688,7 @@ fn claim_transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
     assert_eq!(buckets, n);
 
     // Another file (conversational) is scored in full; a category column adds RewardBench scoring.
-    let other = last_json(&prefscope(&["eval", "--run", "hh/model.safetensors", "--data", shared_data("gpm_test_data.jsonl").to_str().unwrap(), "--json"], &dir));
+    let other = last_json(&prefscope(&["eval", "--run", "hh/model.safetensors", "--data", test_data("gpm_test_data.jsonl").to_str().unwrap(), "--json"], &dir));
     assert_eq!((other["split"].as_str(), other["n"].as_u64()), (Some("all"), Some(10)));
     std::fs::write(
         dir.join("rb.jsonl"),
@@ -719,7 +719,7 @@ fn malformed_pair_files_stop_with_file_line_field_or_skip_with_a_count() {
 #[test]
 fn embed_writes_one_minilm_row_per_pair_and_side() {
     let dir = scratch("embed");
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpm_test_data.jsonl");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/gpm_test_data.jsonl");
     let summary = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors", "--json"], &dir));
     assert_eq!(summary["pairs"], 10);
     assert_eq!(summary["dim"], 384);
@@ -813,7 +813,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
 #[test]
 fn claim_minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
     let dir = scratch("minilm-vs-scratch");
-    let hh = shared_data("hh-rlhf-harmless-base-a.jsonl.gz");
+    let hh = test_data("hh-rlhf-harmless-base-a.jsonl.gz");
     let embedded = last_json(&prefscope(&["embed", "--data", hh.to_str().unwrap(), "--items", "response", "--out", "hh.safetensors", "--json"], &dir));
     assert_eq!(embedded["pairs"], 1185);
     let fraction = 0.85;

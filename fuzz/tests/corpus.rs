@@ -21,7 +21,7 @@ fn every_corpus_and_regression_input_is_read_without_a_panic() {
     }
 }
 
-/// Writes the seed corpus from the shared real data and from files the project itself writes
+/// Writes the seed corpus from the real data in tests/data and from files the project itself writes
 /// (checkpoints, embedding files, tokenizers), each small enough for the fuzzer's 16 KiB inputs.
 /// Run by hand when a reader gains a format: `cargo test -p prefscope-fuzz -- --ignored`.
 #[test]
@@ -30,7 +30,7 @@ fn write_seed_corpus() {
     use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, checkpoint};
     use std::io::{BufRead, Write};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../../shared/data");
+    let shared = root.join("../tests/data");
     let put = |target: &str, name: &str, bytes: &[u8]| {
         let dir = root.join("corpus").join(target);
         std::fs::create_dir_all(&dir).unwrap();

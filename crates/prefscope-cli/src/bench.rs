@@ -1,5 +1,5 @@
 //! `prefscope bench`: training throughput on the reference workloads of
-//! `shared/design/workloads.md`, through the same `Trainer::step` users run.
+//! `bench/README.md`, through the same `Trainer::step` users run.
 
 use std::time::Instant;
 

@@ -1,6 +1,6 @@
 //! Pairwise preference losses and scores as plain tensor functions, shared by every model.
 //!
-//! Conventions follow `shared/reference/algorithms.md` §1: a model produces a *logit*
+//! Conventions: a model produces a *logit*
 //! ℓ = log P(chosen ≻ rejected) − log P(rejected ≻ chosen), so P = σ(ℓ) and the loss is −log σ(ℓ).
 
 use burn::tensor::{Tensor, activation};

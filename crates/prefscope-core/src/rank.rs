@@ -276,8 +276,8 @@ mod tests {
     use super::*;
 
     fn shared(name: &str) -> String {
-        let path = format!("{}/../../../shared/data/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(path).expect("shared/data must sit beside the repository")
+        let path = format!("{}/../../tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).expect("tests/data holds the choix cases")
     }
 
     fn ml_est(text: &str) -> Vec<f64> {

@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn the_shared_files_read_in_full() {
-        let hh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/hh-rlhf-harmless-base-a.jsonl.gz");
+        let hh = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/hh-rlhf-harmless-base-a.jsonl.gz");
         let mut reader = PairReader::open(&hh, TextFormat::Auto, OnError::Skip).unwrap();
         let pairs: Vec<TextPair> = reader.by_ref().collect::<Result<_>>().unwrap();
         assert_eq!((pairs.len(), reader.skipped), (1185, 0), "{:?}", reader.skip_messages);
@@ -424,7 +424,7 @@ mod tests {
         let multi_turn: Vec<usize> = pairs.iter().filter(|p| p.chosen.contains("\n\nAssistant:") || p.rejected.contains("\n\nAssistant:")).map(|p| p.line).collect();
         assert_eq!(multi_turn, [650, 872, 1050]);
 
-        let conv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/gpm_test_data.jsonl");
+        let conv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/gpm_test_data.jsonl");
         let pairs: Vec<TextPair> = PairReader::open(&conv, TextFormat::Auto, OnError::Stop).unwrap().collect::<Result<_>>().unwrap();
         assert_eq!(pairs.len(), 10);
         assert!(pairs.iter().all(|p| p.prompt.starts_with("User: ") && p.chosen.starts_with("Assistant: ")));

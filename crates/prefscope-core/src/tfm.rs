@@ -1,5 +1,5 @@
 //! A causal transformer reward model trained from scratch on token ids (the `tfm-rm` workload of
-//! `shared/design/workloads.md`, and smaller).
+//! `bench/README.md`, and smaller).
 //!
 //! A sequence is `<s> prompt <sep> response </s>`; the reward is read at the last real token
 //! (the `</s>`) after a final LayerNorm, as sequence-classification reward models do. Sequences

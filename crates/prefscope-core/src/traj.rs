@@ -1,5 +1,5 @@
 //! Trajectory-segment preferences in a small gridworld: regret vs partial return (Knox et al.,
-//! arXiv 2206.02231; `shared/reference/algorithms.md` §4.5) and HERON's hierarchical labels (§4.6).
+//! arXiv 2206.02231) and HERON's hierarchical labels.
 //!
 //! People asked to compare two short clips of behaviour seem to judge how *good a decision* each
 //! clip shows (its regret), not how much reward happened to be collected in it (its partial

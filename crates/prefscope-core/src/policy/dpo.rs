@@ -1,7 +1,6 @@
 //! Preference-optimisation losses on policy log-probabilities: DPO and its family.
 //!
-//! Inputs are per-sequence log-probabilities summed over completion tokens only (notation of
-//! `shared/reference/algorithms.md` §5): ℓ_c, ℓ_r for the policy, ℓ^ref_c, ℓ^ref_r for the
+//! Inputs are per-sequence log-probabilities summed over completion tokens only (the DPO paper's notation): ℓ_c, ℓ_r for the policy, ℓ^ref_c, ℓ^ref_r for the
 //! reference, ρ = ℓ − ℓ^ref, h = ρ_c − ρ_r, and completion lengths. Formulas follow TRL's
 //! `DPOTrainer` at HEAD unless a variant is named after the older form it keeps (cDPO = TRL v0.19's
 //! smoothed `sigmoid`) or after the authors' code (SimPO, ORPO, KTO, TDPO, MODPO, SLiC, RSO).
@@ -489,7 +488,7 @@ mod tests {
     #[test]
     fn policy_equal_to_reference_gives_ln2() {
         // TRL's invariant reference: step-1 DPO loss is ln 2 when π = π_ref.
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/trl_invariant_dpo_reference.json")).unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/trl_invariant_dpo_reference.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let first = v.pointer("/steps/0/loss").and_then(|x| x.as_f64()).expect("step-1 loss in the reference");
         let mut b = batch();

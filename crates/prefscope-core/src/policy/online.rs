@@ -20,7 +20,7 @@
 //!   worst pairs (the paper's `max_min`) are deterministic labels and push past it.
 //! * **XPO** (Xie et al. 2024) and online **VPO** (Cen et al. 2024): each round pairs y ∼ π_θ with
 //!   ỹ ∼ π_ref, keeps every pair so far, and adds α·log π_θ(ỹ) (VPO: αβ·log π_θ(ỹ), π_cal = π_ref)
-//!   to the DPO loss: the exploration bonus of `shared/reference/next-wave.md` §3.
+//!   to the DPO loss: XPO's exploration bonus (arXiv 2405.21046).
 //! * **Best-of-n**: no training; the exact distribution of the best of n reference samples.
 //!
 //! Everything the metrics report is exact (the bandit knows π): E_π[r], E_π[gold], KL(π‖π_ref),
