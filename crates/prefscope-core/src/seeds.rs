@@ -76,23 +76,17 @@ impl fmt::Display for Spread {
     }
 }
 
-/// Run `f` on every seed, in order, and return the results.
-///
-/// The seeds run one after another on the calling thread, on purpose. burn-autodiff 0.21 keeps
-/// one graph registry per process behind a mutex, and each backward pass scans it for orphaned
-/// entries; two seeds training on two threads of one process slowed each other down badly (a
-/// 20-seed claim went from minutes to over 16 minutes, its threads in
-/// `GraphCleaner::cleanup_orphaned_entries`). Parallelism comes from the test runner instead:
-/// cargo-nextest runs each test in a process of its own, two at a time on two cores.
-pub fn map_seeds<T>(seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T) -> Vec<T> {
-    seeds.into_iter().map(f).collect()
-}
-
 /// Evaluate a claim on every seed: print each seed's figures in seed order, and panic naming
 /// every seed on which `holds` fails. Returns the figures for further claims about their spread.
+///
+/// Seeds run one after another on the calling thread, on purpose: burn-autodiff 0.21 keeps one
+/// graph registry per process behind a mutex and scans it at every backward pass, so seeds
+/// training on two threads of one process slowed each other badly (a 20-seed claim went from
+/// 428 s to over 16 minutes). The test runner (cargo-nextest) gives the parallelism instead: a
+/// process per test, two at a time.
 pub fn assert_on_every_seed<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> T, holds: impl Fn(&T) -> bool) -> Vec<T> {
     let seeds: Vec<u64> = seeds.into_iter().collect();
-    let figures = map_seeds(seeds.iter().copied(), f);
+    let figures: Vec<T> = seeds.iter().map(|&s| f(s)).collect();
     let mut failed = vec![];
     for (seed, x) in seeds.iter().zip(&figures) {
         eprintln!("{claim}: seed {seed}: {x:?}");
@@ -108,7 +102,7 @@ pub fn assert_on_every_seed<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator
 /// lower bound on its success rate, from the seeds it held on, must reach `q`.
 pub fn assert_on_fraction<T: fmt::Debug>(claim: &str, seeds: impl IntoIterator<Item = u64>, q: f64, f: impl Fn(u64) -> T, holds: impl Fn(&T) -> bool) -> Vec<T> {
     let seeds: Vec<u64> = seeds.into_iter().collect();
-    let figures: Vec<(u64, T)> = seeds.iter().copied().zip(map_seeds(seeds.iter().copied(), f)).collect();
+    let figures: Vec<(u64, T)> = seeds.iter().map(|&s| (s, f(s))).collect();
     let k = figures.iter().filter(|(_, x)| holds(x)).count();
     let bound = success_lower_bound(k, figures.len(), 0.95);
     for (s, x) in &figures {
@@ -187,25 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn map_seeds_keeps_seed_order_and_runs_every_seed_once() {
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let seeds = [5u64, 0, 19, 3, 7, 11, 2];
-        let out = map_seeds(seeds, |s| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            s * 10
-        });
-        assert_eq!(out, seeds.map(|s| s * 10));
-        assert_eq!(calls.into_inner(), seeds.len());
-        assert!(map_seeds(std::iter::empty(), |s| s).is_empty());
-    }
-
-    #[test]
     fn a_panic_on_one_seed_fails_the_claim_by_its_seed() {
         let caught = std::panic::catch_unwind(|| assert_on_every_seed("claim", 0..6, |s| s, |&s| s != 4));
         let msg = *caught.unwrap_err().downcast::<String>().unwrap();
         assert!(msg.contains("fails on 1 of 6 seeds") && msg.contains("seed 4: 4"), "{msg}");
-        let panicked = std::panic::catch_unwind(|| map_seeds(0..6, |s| if s == 3 { panic!("seed three") } else { s }));
-        assert!(panicked.is_err());
     }
 
     #[test]

@@ -828,9 +828,9 @@ mod tests {
         // (seeds where it is lower, one-sided sign-test p, median regret ratio XPO / DPO).
         let mut found = vec![];
         for coverage in [1e-3, 0.2] {
-            let base: Vec<(f64, f64)> = crate::seeds::map_seeds(CLAIM_SEEDS, |s| exploration(s, coverage, 0.0));
+            let base: Vec<(f64, f64)> = CLAIM_SEEDS.map(|s| exploration(s, coverage, 0.0)).collect();
             for alpha in [1e-3, 1e-2, 1e-1] {
-                let xpo: Vec<(f64, f64)> = crate::seeds::map_seeds(CLAIM_SEEDS, |s| exploration(s, coverage, alpha));
+                let xpo: Vec<(f64, f64)> = CLAIM_SEEDS.map(|s| exploration(s, coverage, alpha)).collect();
                 let better = xpo.iter().zip(&base).filter(|(x, b)| x.1 < b.1).count();
                 let ratio = median(xpo.iter().zip(&base).map(|(x, b)| x.1 / b.1).collect());
                 let p = binomial_upper_tail(better, 20, 0.5);

@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn claim_gold_peaks_and_falls_while_the_proxy_rises_and_more_labels_move_the_peak_out() {
-        let runs: Vec<Vec<OveroptResult>> = crate::seeds::map_seeds(CLAIM_SEEDS, experiment);
+        let runs: Vec<Vec<OveroptResult>> = CLAIM_SEEDS.map(experiment).collect();
         let falls_after_peak = |c: &[CurvePoint]| {
             let peak = c.iter().map(|p| p.gold).fold(f64::NEG_INFINITY, f64::max);
             c.last().expect("not empty").gold < peak - 1e-9
