@@ -131,6 +131,14 @@ pub struct App {
     hook_losses: Array,
     /// `Date.now()` when each step's metrics arrived (`window.__prefscope.stepTimes`).
     hook_times: Array,
+    /// `window.__prefscope.evals`, appended to as evaluations arrive.
+    hook_evals: Array,
+    /// `window.__prefscope.charts.trainAccuracy`, appended to per step.
+    hook_train_accuracy: Array,
+    /// The hook's larger parts (landscape, surface, dial, embedding, margins) with the version
+    /// of the state each was made from: `publish` runs after every update, and remaking them
+    /// each time made a dial drag's pointer moves long tasks.
+    hook_parts: std::cell::RefCell<std::collections::HashMap<&'static str, (u64, JsValue)>>,
     landscape: Option<Rc<Slice>>,
     landscape_state: PanelState,
     /// The dial's candidates and the GPM embeddings of the latest model; an error says why not.
@@ -148,6 +156,38 @@ pub struct App {
     checkpoint_note: Option<String>,
     /// The opened checkpoint (name, bytes) that Train continues from, until the run is reset.
     opened: Option<(String, Vec<u8>)>,
+    /// The child components' callbacks, made once: Yew compares callbacks by pointer, so a
+    /// callback made in `view` would re-render every panel on every update (a dial drag
+    /// re-rendered the landscape panel at each pointer move).
+    cb: Callbacks,
+}
+
+struct Callbacks {
+    beta: Callback<i32>,
+    direction: Callback<u32>,
+    weights: Callback<Vec<u32>>,
+    online_labels: Callback<usize>,
+    online_method: Callback<String>,
+    plane: Callback<Plane>,
+    grid: Callback<usize>,
+    log: Callback<bool>,
+    compute: Callback<()>,
+}
+
+impl Callbacks {
+    fn new(link: &yew::html::Scope<App>) -> Self {
+        Self {
+            beta: link.callback(Msg::SetBeta),
+            direction: link.callback(Msg::SetDirection),
+            weights: link.callback(Msg::SetWeights),
+            online_labels: link.callback(Msg::SetOnlineLabels),
+            online_method: link.callback(Msg::SetOnlineMethod),
+            plane: link.callback(Msg::SetPlane),
+            grid: link.callback(Msg::SetGrid),
+            log: link.callback(Msg::SetLog),
+            compute: link.callback(|_| Msg::ComputeLandscape),
+        }
+    }
 }
 
 impl Component for App {
@@ -189,6 +229,9 @@ impl Component for App {
             hook,
             hook_losses: Array::new(),
             hook_times: Array::new(),
+            hook_evals: Array::new(),
+            hook_train_accuracy: Array::new(),
+            hook_parts: Default::default(),
             landscape: None,
             landscape_state: PanelState::Idle,
             candidates: None,
@@ -200,6 +243,7 @@ impl Component for App {
             upload_error: None,
             checkpoint_note: None,
             opened: None,
+            cb: Callbacks::new(ctx.link()),
         };
         app.rebuild_dataset();
         app.send_run();
@@ -382,9 +426,9 @@ impl Component for App {
                 </nav>
                 if self.settings.tab == Tab::Policy {
                     <main class="single">
-                        <PolicyPanel beta_x={self.settings.beta_x} on_beta={link.callback(Msg::SetBeta)} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)} />
+                        <PolicyPanel beta_x={self.settings.beta_x} on_beta={self.cb.beta.clone()} direction={self.settings.direction} on_direction={self.cb.direction.clone()} />
                         <OnlinePanel labels={self.settings.online_labels} method={self.settings.online_method.clone()} seed={self.settings.seed}
-                            on_labels={link.callback(Msg::SetOnlineLabels)} on_method={link.callback(Msg::SetOnlineMethod)} />
+                            on_labels={self.cb.online_labels.clone()} on_method={self.cb.online_method.clone()} />
                     </main>
                 } else {
                     <main class="grid">
@@ -396,8 +440,8 @@ impl Component for App {
                     </main>
                     <div class="panels">
                         { self.view_panel(link, Panel::Charts, "Charts", "charts-panel", || self.view_charts()) }
-                        { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape(link)) }
-                        { self.view_panel(link, Panel::Dial, "Preference direction", "dial-panel", || self.view_dial(link)) }
+                        { self.view_panel(link, Panel::Landscape, "Loss landscape", "landscape-panel", || self.view_landscape()) }
+                        { self.view_panel(link, Panel::Dial, "Preference direction", "dial-panel", || self.view_dial()) }
                         { self.view_panel(link, Panel::Embedding, "GPM embeddings", "gpm-embedding", || self.view_embedding()) }
                     </div>
                 }
@@ -472,6 +516,9 @@ impl App {
         self.ms_per_step = None;
         self.hook_losses = Array::new();
         self.hook_times = Array::new();
+        self.hook_evals = Array::new();
+        self.hook_train_accuracy = Array::new();
+        self.hook_parts.borrow_mut().clear();
         self.landscape = None;
         self.landscape_state = PanelState::Idle;
         self.landscape_request += 1;
@@ -642,8 +689,14 @@ impl App {
                     self.hook_times.push(&JsValue::from_f64(now));
                     self.losses.push(m.loss);
                     self.train_accuracy.push(m.train_accuracy);
+                    self.hook_train_accuracy.push(&JsValue::from_f64(m.train_accuracy as f64));
                     if let Some(e) = m.eval {
                         self.evals.push((m.step, e.accuracy, e.loss));
+                        let o = Object::new();
+                        let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(m.step as f64));
+                        let _ = Reflect::set(&o, &"accuracy".into(), &JsValue::from_f64(e.accuracy as f64));
+                        let _ = Reflect::set(&o, &"loss".into(), &JsValue::from_f64(e.loss as f64));
+                        self.hook_evals.push(&o);
                         evaluated = true;
                     }
                 }
@@ -728,21 +781,31 @@ impl App {
         set("steps", &JsValue::from_f64(self.settings.steps as f64));
         set("losses", &self.hook_losses);
         set("stepTimes", &self.hook_times);
-        let evals = Array::new();
-        for &(step, accuracy, loss) in &self.evals {
-            let o = Object::new();
-            let _ = Reflect::set(&o, &"step".into(), &JsValue::from_f64(step as f64));
-            let _ = Reflect::set(&o, &"accuracy".into(), &JsValue::from_f64(accuracy as f64));
-            let _ = Reflect::set(&o, &"loss".into(), &JsValue::from_f64(loss as f64));
-            evals.push(&o);
-        }
-        set("evals", &evals);
+        set("evals", &self.hook_evals);
         set("accuracy", &self.final_accuracy.map(|a| JsValue::from_f64(a as f64)).unwrap_or(JsValue::NULL));
-        set("landscape", &self.landscape_hook());
+        let part = |key: &'static str, version: u64, make: &dyn Fn() -> JsValue| -> JsValue {
+            let mut parts = self.hook_parts.borrow_mut();
+            match parts.get(key) {
+                Some((v, value)) if *v == version => value.clone(),
+                _ => {
+                    let value = make();
+                    parts.insert(key, (version, value.clone()));
+                    value
+                }
+            }
+        };
+        let ptr = |o: Option<*const ()>| o.map_or(0, |p| p as usize);
+        let landscape_version = version((ptr(self.landscape.as_ref().map(|l| Rc::as_ptr(l) as *const ())), format!("{:?}", self.landscape_state)));
+        set("landscape", &part("landscape", landscape_version, &|| self.landscape_hook()));
+        let score_bits: Vec<u64> = self.settings.score_vector(self.objectives_now()).iter().map(|x| x.to_bits()).collect();
         set("direction", &JsValue::from_f64(self.settings.direction as f64));
         let k = self.objectives_now();
         set("weights", &numbers(self.settings.score_vector(k).into_iter().filter(|_| k > 2)).into());
-        let dial = match &self.candidates {
+        let candidates_ptr = match &self.candidates {
+            Some(Ok(c)) => Rc::as_ptr(c) as usize,
+            _ => 0,
+        };
+        let dial = part("dial", version((candidates_ptr, &score_bits)), &|| match &self.candidates {
             Some(Ok(c)) => {
                 let o = Object::new();
                 let pairs = |v: &[Vec<f64>]| Array::from_iter(v.iter().map(|r| JsValue::from(numbers(r.iter().copied()))));
@@ -754,9 +817,13 @@ impl App {
                 o.into()
             }
             _ => JsValue::NULL,
-        };
+        });
         set("dial", &dial);
-        let embedding = match &self.embeddings {
+        let embeddings_ptr = match &self.embeddings {
+            Some(Ok(e)) => Rc::as_ptr(e) as usize,
+            _ => 0,
+        };
+        let embedding = part("embedding", version(embeddings_ptr), &|| match &self.embeddings {
             Some(Ok(e)) => {
                 let o = Object::new();
                 let n = e.matrix.len();
@@ -769,15 +836,26 @@ impl App {
                 o.into()
             }
             _ => JsValue::NULL,
-        };
+        });
         set("embedding", &embedding);
-        set("surface", &self.surface_hook());
-        let charts = Object::new();
-        let _ = Reflect::set(&charts, &"trainAccuracy".into(), &numbers(self.train_accuracy.iter().map(|&a| a as f64)));
-        if let Some((m, step)) = &self.margins {
-            let _ = Reflect::set(&charts, &"margins".into(), &numbers(m.iter().map(|&v| v as f64)));
-            let _ = Reflect::set(&charts, &"marginStep".into(), &JsValue::from_f64(*step as f64));
-        }
+        let surface_ptr = match &self.surface {
+            Some(Ok(s)) => Rc::as_ptr(s) as usize,
+            _ => 0,
+        };
+        let picture_ptr = self.picture.as_ref().map_or(0, |p| Rc::as_ptr(p) as usize);
+        set("surface", &part("surface", version((surface_ptr, picture_ptr, &score_bits)), &|| self.surface_hook()));
+        // The per-step accuracy array is appended to in place; a reset makes a new one and
+        // clears these parts.
+        let margins = self.margins.as_ref().map(|(m, step)| (Rc::as_ptr(m) as usize, *step));
+        let charts = part("charts", version((self.run, margins)), &|| {
+            let charts = Object::new();
+            let _ = Reflect::set(&charts, &"trainAccuracy".into(), &self.hook_train_accuracy);
+            if let Some((m, step)) = &self.margins {
+                let _ = Reflect::set(&charts, &"margins".into(), &numbers(m.iter().map(|&v| v as f64)));
+                let _ = Reflect::set(&charts, &"marginStep".into(), &JsValue::from_f64(*step as f64));
+            }
+            charts.into()
+        });
         set("charts", &charts);
     }
 
@@ -1030,7 +1108,7 @@ impl App {
         }
     }
 
-    fn view_landscape(&self, link: &yew::html::Scope<Self>) -> Html {
+    fn view_landscape(&self) -> Html {
         let s = &self.settings;
         html! {
             <LandscapePanel
@@ -1038,23 +1116,23 @@ impl App {
                 state={self.landscape_state.clone()}
                 plane={s.plane} grid={s.grid} log={s.log_scale}
                 webgpu={self.ready_backend() == Some(Backend::WebGpu)}
-                on_plane={link.callback(Msg::SetPlane)}
-                on_grid={link.callback(Msg::SetGrid)}
-                on_log={link.callback(Msg::SetLog)}
-                on_compute={link.callback(|_| Msg::ComputeLandscape)} />
+                on_plane={self.cb.plane.clone()}
+                on_grid={self.cb.grid.clone()}
+                on_log={self.cb.log.clone()}
+                on_compute={self.cb.compute.clone()} />
         }
     }
 
     fn view_charts(&self) -> Html {
         let (total_steps, losses, train_accuracy, evals, margins) = (self.settings.steps, self.losses.clone(), self.train_accuracy.clone(), self.evals.clone(), self.margins.clone());
-        let version = version((self.run, total_steps, losses.len(), evals.len(), margins.as_ref().map(|(m, step)| (Rc::as_ptr(m), *step))));
+        let version = version((self.run, total_steps, self.curve_progress(), evals.len(), margins.as_ref().map(|(m, step)| (Rc::as_ptr(m), *step))));
         let view: Rc<dyn Fn() -> Html> = Rc::new(move || {
             charts(&Series { total_steps, losses: &losses, train_accuracy: &train_accuracy, evals: &evals, margins: margins.as_ref().map(|(m, step)| (m.as_slice(), *step)) })
         });
         html! { <Memo {version} {view} /> }
     }
 
-    fn view_dial(&self, link: &yew::html::Scope<Self>) -> Html {
+    fn view_dial(&self) -> Html {
         let (candidates, note) = match (&self.candidates, self.settings.model) {
             (Some(Ok(c)), _) => (Some(ByPtr(c.clone())), String::new()),
             (Some(Err(e)), _) => (None, e.clone()),
@@ -1062,9 +1140,17 @@ impl App {
             (None, _) => (None, "The dial turns the multi-objective model's rewards into one: pick scenario and model multi-objective.".into()),
         };
         html! {
-            <DirectionDial {candidates} {note} objectives={self.objectives_now()} direction={self.settings.direction} on_direction={link.callback(Msg::SetDirection)}
-                weights={self.settings.weights.clone()} on_weights={link.callback(Msg::SetWeights)} />
+            <DirectionDial {candidates} {note} objectives={self.objectives_now()} direction={self.settings.direction} on_direction={self.cb.direction.clone()}
+                weights={self.settings.weights.clone()} on_weights={self.cb.weights.clone()} />
         }
+    }
+
+    /// How far the curves have got, in thousandths of the run and whether it is still training:
+    /// the charts redraw when this changes, not at each batch of steps (every 33 ms, which
+    /// re-rendered thousands of points at 30 Hz and kept the page's thread busy). A thousandth of
+    /// the run is narrower than a pixel of any chart; pausing or finishing draws the last step.
+    fn curve_progress(&self) -> (usize, bool) {
+        (self.losses.len() * 1000 / self.settings.steps.max(1), self.status == Status::Training)
     }
 
     fn view_embedding(&self) -> Html {
@@ -1110,7 +1196,7 @@ impl App {
                 </div>
                 {{
                     let (losses, evals) = (self.losses.clone(), self.evals.clone());
-                    let version = version((self.run, total, losses.len(), evals.len()));
+                    let version = version((self.run, total, self.curve_progress(), evals.len()));
                     let view: Rc<dyn Fn() -> Html> = Rc::new(move || loss_chart(total, &losses, &evals));
                     html! { <Memo {version} {view} /> }
                 }}
@@ -1322,8 +1408,12 @@ fn fmt(v: f64) -> String {
 }
 
 /// A JS array of numbers.
+/// A JS array of numbers made by one copy and one `Array.from`: the hook is rebuilt after every
+/// update, and a crossing per number (tens of thousands of them: the landscape, the surface,
+/// the per-step accuracy) made each pointer move of a dial drag a long task.
 fn numbers(values: impl IntoIterator<Item = f64>) -> Array {
-    values.into_iter().map(JsValue::from_f64).collect()
+    let v: Vec<f64> = values.into_iter().collect();
+    Array::from(&js_sys::Float64Array::from(v.as_slice()))
 }
 
 #[derive(Properties, PartialEq)]

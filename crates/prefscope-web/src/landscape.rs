@@ -120,25 +120,39 @@ pub fn sample(values: &[f32], n: usize, u: f64, v: f64) -> f64 {
 /// RGBA pixels (`size × size`, top row first) of the heatmap with contour lines: what the WGSL
 /// shader draws, for browsers without WebGPU. The shader's `fwidth` is the change of the contour
 /// coordinate to the next pixel here.
+#[cfg(test)]
 pub fn rasterise(values: &[f32], n: usize, size: usize, scale: &ColourScale) -> Vec<u8> {
-    let f: Vec<f64> = (0..size * size)
-        .map(|k| {
-            let (px, py) = (k % size, k / size);
-            let (u, v) = ((px as f64 + 0.5) / size as f64, 1.0 - (py as f64 + 0.5) / size as f64);
-            scale.t(sample(values, n, u, v)) * CONTOURS as f64
-        })
-        .collect();
-    let mut out = Vec::with_capacity(size * size * 4);
-    for k in 0..size * size {
-        let (px, py) = (k % size, k / size);
-        let right = if px + 1 < size { f[k + 1] } else { f[k - 1] };
-        let below = if py + 1 < size { f[k + size] } else { f[k - size] };
-        let width = (right - f[k]).abs() + (below - f[k]).abs();
-        let distance = ((f[k] + 0.5).fract() - 0.5).abs();
-        let line = 1.0 - smoothstep(0.0, 1.5 * width.max(1e-9), distance);
-        let [r, g, b] = viridis(f[k] / CONTOURS as f64);
-        let mix = |c: u8| (c as f64 + (255.0 - c as f64) * 0.55 * line).round() as u8;
-        out.extend([mix(r), mix(g), mix(b), 255]);
+    rasterise_rows(values, n, size, scale, 0..size)
+}
+
+/// The pixels of rows `rows` of [`rasterise`], the same bytes: the page draws the picture a band
+/// at a time, so that no task on its thread runs long.
+pub fn rasterise_rows(values: &[f32], n: usize, size: usize, scale: &ColourScale, rows: std::ops::Range<usize>) -> Vec<u8> {
+    // The contour coordinate of one row.
+    let f_row = |py: usize| -> Vec<f64> {
+        (0..size)
+            .map(|px| {
+                let (u, v) = ((px as f64 + 0.5) / size as f64, 1.0 - (py as f64 + 0.5) / size as f64);
+                scale.t(sample(values, n, u, v)) * CONTOURS as f64
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(rows.len() * size * 4);
+    let Some(first) = rows.clone().next() else { return out };
+    let mut f = f_row(first);
+    for py in rows {
+        // The next row down, or (on the last row) the one above, as the shader's fwidth.
+        let below = f_row(if py + 1 < size { py + 1 } else { py.saturating_sub(1) });
+        for px in 0..size {
+            let right = if px + 1 < size { f[px + 1] } else { f[px.saturating_sub(1)] };
+            let width = (right - f[px]).abs() + (below[px] - f[px]).abs();
+            let distance = ((f[px] + 0.5).fract() - 0.5).abs();
+            let line = 1.0 - smoothstep(0.0, 1.5 * width.max(1e-9), distance);
+            let [r, g, b] = viridis(f[px] / CONTOURS as f64);
+            let mix = |c: u8| (c as f64 + (255.0 - c as f64) * 0.55 * line).round() as u8;
+            out.extend([mix(r), mix(g), mix(b), 255]);
+        }
+        f = below;
     }
     out
 }
@@ -213,6 +227,16 @@ mod tests {
         assert!(lines >= 8, "contour pixels: {lines}");
         // Rows are identical: the value does not change vertically.
         assert_eq!(&px[..size * 4], &px[(size - 1) * size * 4..]);
+    }
+
+    #[test]
+    fn bands_of_rows_put_together_are_the_whole_raster() {
+        let n = 7;
+        let values: Vec<f32> = (0..n * n).map(|k| ((k * 37 % 11) as f32).sin()).collect();
+        let (size, scale) = (50, ColourScale::new((-1.0, 1.0), false));
+        let whole = rasterise(&values, n, size, &scale);
+        let bands: Vec<u8> = [0..13, 13..14, 14..40, 40..50].into_iter().flat_map(|r| rasterise_rows(&values, n, size, &scale, r)).collect();
+        assert_eq!(bands, whole);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use yew::prelude::*;
 
 use crate::backend::{AnyModel, on_model};
 use crate::by_ptr::ByPtr;
-use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, rasterise};
+use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, rasterise_rows};
 use crate::plot::{nice_ticks, polyline, scale, tick_label};
 use crate::settings::{GRID, Plane};
 
@@ -209,15 +209,23 @@ async fn draw(slice: &Slice, log: bool, webgpu: bool, node: &NodeRef) -> String 
             Err(e) => web_sys::console::warn_1(&e),
         }
     }
-    let pixels = rasterise(&slice.values, slice.n, SIZE, &scale);
-    let drawn = canvas
-        .get_context("2d")
-        .ok()
-        .flatten()
-        .and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
-        .and_then(|ctx| ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), SIZE as u32, SIZE as u32).ok().map(|img| ctx.put_image_data(&img, 0.0, 0.0)));
-    if drawn.is_some() { "canvas2d".into() } else { String::new() }
+    let Some(ctx) = canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok()) else { return String::new() };
+    // A band of rows per task: the whole 360 × 360 picture at once held the page's thread for
+    // tens of milliseconds (a long task) on a busy machine.
+    for start in (0..SIZE).step_by(BAND) {
+        if start > 0 {
+            gloo_timers::future::TimeoutFuture::new(0).await;
+        }
+        let rows = start..(start + BAND).min(SIZE);
+        let pixels = rasterise_rows(&slice.values, slice.n, SIZE, &scale, rows.clone());
+        let Ok(img) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), SIZE as u32, rows.len() as u32) else { return String::new() };
+        let _ = ctx.put_image_data(&img, 0.0, start as f64);
+    }
+    "canvas2d".into()
 }
+
+/// Rows of the CPU-drawn heatmap per task.
+const BAND: usize = 60;
 
 /// Set `window.__prefscope[key]`.
 pub fn set_hook(key: &str, value: &JsValue) {
