@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod selfcontained;
 mod stages;
 
 const TRUNK_VERSION: &str = "0.21.14";
