@@ -74,7 +74,7 @@ pub fn plackett_luce_loss<B: Backend>(scores: Tensor<B, 2>, top_k: Option<usize>
 }
 
 /// RankList's listwise generalisation of RankNet, in our reading of its abstract (the paper body
-/// is not available; `algorithms.md` §4.3): every item of a ranked list must beat a smooth
+/// is not available to us): every item of a ranked list must beat a smooth
 /// maximum (log-sum-exp) of *all* items ranked below it, a non-local, skip-wise constraint,
 /// instead of RankNet's one neighbour: Σ_{k<L−1} softplus(LSE_{j>k} s_j − s_k), averaged over rows.
 /// With L = 2 it is RankNet's pairwise −log σ(s_0 − s_1). Unlike Plackett–Luce, the item itself is
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn bradley_terry_worked_example() {
-        // algorithms.md §8: r_c = 1.2, r_r = 0.3 → −log σ(0.9) = 0.341154.
+        // A worked example: r_c = 1.2, r_r = 0.3 → −log σ(0.9) = 0.341154.
         close(scalar(pairwise_logistic_loss(t1(&[1.2 - 0.3]))), 0.341154);
         // GPM repo PairWiseLoss with τ = 0.1: −log σ(9) = 0.000123402.
         close(scalar(pairwise_logistic_loss(t1(&[0.9 / 0.1]))), 0.000123402);
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn bradley_terry_variants_worked_examples() {
-        // algorithms.md §8, r_c = 1.2, r_r = 0.3: TRL margin 0.5 → −log σ(0.4) = 0.513015.
+        // A worked example, r_c = 1.2, r_r = 0.3: TRL margin 0.5 → −log σ(0.4) = 0.513015.
         close(scalar(bradley_terry_loss(t1(&[0.9]), Some(t1(&[0.5])), 0.0, None)), 0.513015);
         // TRL centering term, coef 0.01: 0.01·(1.5)² = 0.0225.
         close(scalar(centering_penalty(t1(&[1.2]), t1(&[0.3]), 0.01)), 0.0225);

@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn rewardbench_worked_example_of_the_reference() {
-        // algorithms.md §8: Chat accuracies → 0.949022; with the other sections, overall 0.855338
+        // A worked example of RewardBench's weighting: Chat accuracies → 0.949022; with the other sections, overall 0.855338
         // and 4-category mean 0.874756.
         let mut subsets = BTreeMap::new();
         let mut put = |name: &str, acc: f64| {

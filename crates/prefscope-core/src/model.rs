@@ -415,7 +415,7 @@ pub struct MultiObjectiveModel<B: Backend> {
 }
 
 /// ArmoRM's mixture-of-experts gate: w(x) = softmax(MLP(x) / 10) · s with a learnt scale s, over
-/// the de-correlated rewards R T (`algorithms.md` §3.2–3.3).
+/// the de-correlated rewards R T (Wang et al. 2024, ArmoRM, §3.2–3.3).
 #[derive(Module, Debug)]
 pub struct ArmoGate<B: Backend> {
     pub mlp: Mlp<B>,
@@ -535,7 +535,7 @@ impl<B: Backend> MixtureModel<B> {
     }
 }
 
-/// VPL (`algorithms.md` §4.2): pair encoder → single-head self-attention over the user's context
+/// VPL (Poddar et al. 2024): pair encoder → single-head self-attention over the user's context
 /// pairs → mean-pool → (μ, log σ²) clamped to [−1, 1]; decoder r([y; z]). Our MLPs use GELU where
 /// VPL's use LeakyReLU(0.2).
 #[derive(Module, Debug)]

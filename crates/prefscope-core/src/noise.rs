@@ -1,5 +1,5 @@
 //! Noisy preference labels: preference strength from an ensemble (Secrets of RLHF II) and
-//! collaborative reward modelling with two peers (CRM). `algorithms.md` §4.7–4.8.
+//! collaborative reward modelling with two peers (CRM).
 //!
 //! Both drive the ordinary [`Trainer`]: strength trains M reward models that differ only in
 //! initialisation and batch order and reads their reward margins; CRM steps two trainers on the
@@ -81,7 +81,7 @@ pub fn flip_pairs(dataset: &PairDataset, pairs: &[usize]) -> PairDataset {
     ds
 }
 
-/// Collaborative reward modelling, in the reading of `algorithms.md` §4.8 (selection rule and
+/// Collaborative reward modelling, in our reading of the paper's summary (selection rule and
 /// schedule unverified): two peers see the same minibatch; each is updated only on the pairs its
 /// *peer* finds easiest (smallest loss −log σ(ℓ), i.e. largest logit), and the share dropped grows
 /// linearly from 0 to `drop_rate` over the first `ramp` fraction of the run (a curriculum from

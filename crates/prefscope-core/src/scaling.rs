@@ -195,7 +195,7 @@ pub fn prediction_band(xs: &[f64], ys: &[f64], points: FitPoints, at: &[f64], re
     at.iter().map(|&x| percentile_95(fits.iter().map(|f| f.predict(x)).collect())).collect()
 }
 
-/// Style control at toy scale (WorldPM's style-controlled analysis, `next-wave.md` §1): the
+/// Style control at toy scale (WorldPM's style-controlled analysis): the
 /// least-squares fit of a reward model's logits on a `worldpm` set's feature differences, the
 /// content features and length (the last feature), without intercept since a logit is
 /// antisymmetric. Returns length's coefficient over the norm of the content coefficients: 0 for a

@@ -1682,7 +1682,7 @@ mod tests {
     #[test]
     fn armo_penalties_match_the_worked_example_and_the_search_rule() {
         use crate::model::{verbosity_penalties, verbosity_transform};
-        // algorithms.md §3.2: K = 3, verb = 1, p = (0.2, 1, 0.5), R = (0.7, 0.4, 0.9) → R T = (0.62, 0, 0.7).
+        // A worked example of ArmoRM's §3.2: K = 3, verb = 1, p = (0.2, 1, 0.5), R = (0.7, 0.4, 0.9) → R T = (0.62, 0, 0.7).
         let t = verbosity_transform(&[0.2, 1.0, 0.5], 1);
         let r = [0.7, 0.4, 0.9];
         let rt: Vec<f64> = (0..3).map(|j| (0..3).map(|k| r[k] * t[k * 3 + j]).sum()).collect();

@@ -112,11 +112,11 @@ pub enum PolicyLoss {
     /// The NLL is averaged per sequence, as the paper's eq. 1 normalises by the chosen length;
     /// TRL takes one token-mean over the whole batch's chosen tokens (Σℓ_c/Σ|y_c|), which is the
     /// same whenever the batch's chosen lengths are equal. Not the listwise "In-context Ranking
-    /// PO" (arXiv 2504.15477, also abbreviated IRPO, "positional aggregation"): algorithms.md
-    /// defines IRPO through `rpo_alpha` only and gives no formula for that one.
+    /// PO" (arXiv 2504.15477, also abbreviated IRPO, "positional aggregation"): TRL
+    /// defines IRPO through `rpo_alpha` only, and we have no formula for that one.
     Irpo { beta: f64, alpha: f64 },
-    /// VPO (Cen et al. 2024, arXiv 2405.19320) — **reading unverified** (algorithms.md §5.2 has the
-    /// abstract only): −log σ(βh) + sign·α·β·ρ_c, sign = +1 optimistic (online), −1 pessimistic
+    /// VPO (Cen et al. 2024, arXiv 2405.19320) — **reading unverified** (from the paper's abstract
+    /// only): −log σ(βh) + sign·α·β·ρ_c, sign = +1 optimistic (online), −1 pessimistic
     /// (offline); no default α in the reference ([`Self::VPO_ALPHA`] = 1 is ours).
     ///
     /// Derivation: VPO minimises ℓ_MLE(r) ∓ α·J*(r), J*(r) = max_π E_π[r] − β KL(π‖π_ref). With the
@@ -131,7 +131,7 @@ pub enum PolicyLoss {
     /// TRL draws the pair itself online from (y ∼ π_θ, ỹ) and ranks it by a reward model; here the
     /// pair is whatever the batch holds. TRL's list-valued α (a per-epoch schedule) is the caller's.
     Xpo { beta: f64, alpha: f64 },
-    /// GPO (GPM paper §5 eq. 5.3, algorithms.md §1.5), SPPO-style square loss on both responses of
+    /// GPO (GPM paper §5 eq. 5.3), SPPO-style square loss on both responses of
     /// the pair, each a sample of π_t (= the reference): ½Σ_{y∈{c,r}} (ρ(y) − s(y ≻ π_t)/β)² with
     /// log Z = 0 — pass the scores with β log Z subtracted where it is known (the bandit does), and
     /// the minimiser is the multiplicative-weights step π ∝ π_t exp(s/β). With log Z dropped, as
@@ -317,8 +317,8 @@ pub fn kto_z0<B: Backend>(mismatched_rho: Tensor<B, 1>) -> f64 {
 
 use burn::tensor::ElementConversion;
 
-/// RSO's statistical rejection sampling (Liu et al. 2023, arXiv 2309.06657, App. A.1 Algorithm 1;
-/// algorithms.md §5.2) toward π_r ∝ π_sft·exp(r/β): candidate indices in order of acceptance.
+/// RSO's statistical rejection sampling (Liu et al. 2023, arXiv 2309.06657, App. A.1 Algorithm 1)
+/// toward π_r ∝ π_sft·exp(r/β): candidate indices in order of acceptance.
 ///
 /// Passes over the not-yet-accepted candidates: each pass fixes r_max over them, then accepts each
 /// in index order with probability exp((r − r_max)/β), stopping as soon as `num_samples` are in
@@ -403,7 +403,7 @@ mod tests {
         Tensor::from_data(TensorData::new(vec![v], [1]), &Default::default())
     }
 
-    /// algorithms.md §8's common inputs: ℓ_c = −10, ℓ_r = −12, ℓ^ref = −11, −11.5, lengths 5, 4.
+    /// The worked examples' common inputs: ℓ_c = −10, ℓ_r = −12, ℓ^ref = −11, −11.5, lengths 5, 4.
     fn batch() -> PolicyBatch<B> {
         PolicyBatch {
             chosen_logps: t(-10.0),

@@ -792,7 +792,7 @@ mod tests {
         );
     }
 
-    /// next-wave.md §3's bandit: 50 arms, the best (reward 1) rare under π_ref (1e-3), the others
+    /// XPO's rare-best-response bandit: 50 arms, the best (reward 1) rare under π_ref (1e-3), the others
     /// in [0, 0.5]; labels σ(κ(r(y) − r(ỹ))) with κ = 5, i.e. the reward 5·r at β = 5 × 0.05.
     fn rare_best(seed: u64, coverage: f64) -> Arms {
         let mut rng = Rng::stream(seed, "rare-best");
