@@ -736,7 +736,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     assert_eq!(header["__metadata__"]["prefscope.source"], "gpm_test_data.jsonl");
 
     // The core reader (the page's too) accepts it; the vectors are unit length.
-    let ds = prefscope_core::checkpoint::read_pair_embeddings(&bytes).unwrap();
+    let ds = prefscope_core::reward::embeddings::read_pair_embeddings(&bytes).unwrap();
     assert_eq!((ds.pairs.len(), ds.dim, ds.prompt_dim), (10, 384, 384));
     for i in 0..ds.n_items() {
         let norm: f32 = ds.item(i).iter().map(|x| x * x).sum();
@@ -756,7 +756,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     // Responses alone: the same pairs and prompt features, other item rows.
     let bare = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--items", "response", "--out", "bare.safetensors", "--json"], &dir));
     assert_eq!((bare["pairs"].as_u64(), bare["item_text"].as_str()), (Some(10), Some("response")));
-    let bare = prefscope_core::checkpoint::read_pair_embeddings(&std::fs::read(dir.join("bare.safetensors")).unwrap()).unwrap();
+    let bare = prefscope_core::reward::embeddings::read_pair_embeddings(&std::fs::read(dir.join("bare.safetensors")).unwrap()).unwrap();
     assert_eq!(bare.prompts, ds.prompts);
     assert_ne!(bare.items, ds.items);
     assert_eq!((bare.source_lines.as_slice(), bare.response_lengths.len()), ((1..=10).collect::<Vec<_>>().as_slice(), 10));
@@ -784,7 +784,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     // An embedding file from before line numbers was split by a shuffle: its held-out lines are
     // unknown, so its source file is refused rather than scored with training pairs in it.
     let unlined = prefscope_core::PairDataset { source_lines: vec![], ..ds.clone() };
-    std::fs::write(dir.join("old.safetensors"), prefscope_core::checkpoint::write_pair_embeddings(&unlined, "all-MiniLM-L6-v2 (prompt+response)", "gpm_test_data.jsonl").unwrap()).unwrap();
+    std::fs::write(dir.join("old.safetensors"), prefscope_core::reward::embeddings::write_pair_embeddings(&unlined, "all-MiniLM-L6-v2 (prompt+response)", "gpm_test_data.jsonl").unwrap()).unwrap();
     last_json(&prefscope(&["train", "--embeddings", "old.safetensors", "--model", "bt", "--steps", "5", "--out", "old", "--json"], &dir));
     let out = prefscope(&["eval", "--run", "old", "--data", data.to_str().unwrap()], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no line numbers"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -875,7 +875,7 @@ fn rated_embedding_files_train_a_multi_objective_head() {
     let mut scenario = ScenarioConfig::new(ScenarioKind::MultiObjective);
     scenario.objectives = 3;
     let ds = scenario.build(7).unwrap();
-    let bytes = prefscope_core::checkpoint::write_pair_embeddings(&ds, "scenario", "multi-objective").unwrap();
+    let bytes = prefscope_core::reward::embeddings::write_pair_embeddings(&ds, "scenario", "multi-objective").unwrap();
     std::fs::write(dir.join("rated.safetensors"), bytes).unwrap();
     let run = last_json(&prefscope(&["train", "--embeddings", "rated.safetensors", "--model", "multi-objective", "--steps", "300", "--out", "mo", "--json"], &dir));
     let accuracy = run["eval_accuracy"].as_f64().unwrap();
@@ -982,7 +982,7 @@ fn a_sweep_runs_heads_on_embeddings_and_text_runs() {
     };
     let items: Vec<f32> = (0..160).flat_map(|row| [if row % 2 == 0 { 1.0 } else { -1.0 }, noise(), noise(), noise()]).collect();
     let ds = prefscope_core::PairDataset { dim: 4, items, pairs: (0..80).map(|i| (2 * i, 2 * i + 1)).collect(), ..Default::default() };
-    std::fs::write(dir.join("pairs.safetensors"), prefscope_core::checkpoint::write_pair_embeddings(&ds, "test encoder", "synthetic").unwrap()).unwrap();
+    std::fs::write(dir.join("pairs.safetensors"), prefscope_core::reward::embeddings::write_pair_embeddings(&ds, "test encoder", "synthetic").unwrap()).unwrap();
     let out = last_json(&prefscope(&["sweep", "--embeddings", "pairs.safetensors", "--model", "bt", "--steps", "40", "--grid", "train.lr=0.003,0.03", "--out", "emb", "--json"], &dir));
     assert_eq!(out["completed"], 2, "{out}");
     let rows = check_sweep_points(&dir.join("emb"), &["0.003", "0.03"]);

@@ -8,8 +8,8 @@
 //! A panic, an allocation over the limit or a hang in any of them is a bug in the reader.
 
 use burn::backend::NdArray;
-use prefscope_core::checkpoint;
-use prefscope_core::text::{self, OnError, PairReader, TextFormat};
+use prefscope_core::reward::{checkpoint, embeddings};
+use prefscope_core::text::pairs::{self, OnError, PairReader, TextFormat};
 
 type B = NdArray<f32>;
 
@@ -30,7 +30,7 @@ pub fn pairs_jsonl(data: &[u8]) {
     let Some((&mode, file)) = data.split_first() else { return };
     let format = [TextFormat::Auto, TextFormat::Standard, TextFormat::Conversational, TextFormat::HhRlhf][usize::from(mode & 3)];
     let on_error = if mode & 8 != 0 { OnError::Skip } else { OnError::Stop };
-    let mut reader = PairReader::new("fuzz.jsonl", text::decoded(file, mode & 4 != 0), format, on_error);
+    let mut reader = PairReader::new("fuzz.jsonl", pairs::decoded(file, mode & 4 != 0), format, on_error);
     let mut last_line = 0;
     for pair in reader.by_ref() {
         let Ok(pair) = pair else { break };
@@ -44,7 +44,7 @@ pub fn pairs_jsonl(data: &[u8]) {
 /// GPM's `{"chosen", "reject"}` JSONL, as the page's drop zone reads it.
 pub fn gpm_jsonl(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(ds) = prefscope_core::data::parse_gpm_custom("fuzz.jsonl", text) {
+    if let Ok(ds) = prefscope_core::reward::data::parse_gpm_custom("fuzz.jsonl", text) {
         assert_eq!(ds.items.len(), ds.dim * ds.dim);
         assert!(ds.pairs.iter().all(|&(c, r)| c < ds.dim && r < ds.dim && c != r));
     }
@@ -58,8 +58,8 @@ pub fn config_toml(data: &[u8]) {
         let again = prefscope_core::RunConfig::from_toml("again.toml", &cfg.to_toml()).expect("a written config reads back");
         assert_eq!(again, cfg);
     }
-    if let Ok(cfg) = prefscope_core::textrm::TextRunConfig::from_toml("fuzz.toml", text) {
-        let again = prefscope_core::textrm::TextRunConfig::from_toml("again.toml", &cfg.to_toml()).expect("a written config reads back");
+    if let Ok(cfg) = prefscope_core::text::trainer::TextRunConfig::from_toml("fuzz.toml", text) {
+        let again = prefscope_core::text::trainer::TextRunConfig::from_toml("again.toml", &cfg.to_toml()).expect("a written config reads back");
         assert_eq!(again.to_toml(), cfg.to_toml());
     }
 }
@@ -74,19 +74,19 @@ pub fn checkpoint(data: &[u8]) {
         let resaved = checkpoint::save_preference_model(&again, &head.config, head.input_dim, head.prompt_dim, head.step).expect("a loaded model saves");
         assert_eq!(saved, resaved);
     }
-    if let Ok((config, tok, model)) = prefscope_core::textrm::load_text_model::<B>(data.to_vec(), &device) {
-        let saved = prefscope_core::textrm::save_text_model(&model, &config, &tok, 0).expect("a loaded model saves");
-        prefscope_core::textrm::load_text_model::<B>(saved, &device).expect("a saved model loads");
+    if let Ok((config, tok, model)) = prefscope_core::text::trainer::load_text_model::<B>(data.to_vec(), &device) {
+        let saved = prefscope_core::text::trainer::save_text_model(&model, &config, &tok, 0).expect("a loaded model saves");
+        prefscope_core::text::trainer::load_text_model::<B>(saved, &device).expect("a saved model loads");
     }
 }
 
 /// Pair-embedding files (`prefscope embed`, the page's drop zone): read, written, read again.
 pub fn embeddings(data: &[u8]) {
-    if let Ok(ds) = checkpoint::read_pair_embeddings(data) {
+    if let Ok(ds) = embeddings::read_pair_embeddings(data) {
         let meta = checkpoint::read_metadata(data).expect("an accepted file has metadata");
         let field = |k: &str| meta.get(k).cloned().unwrap_or_default();
-        let bytes = checkpoint::write_pair_embeddings(&ds, &field(checkpoint::ENCODER_KEY), &field(checkpoint::SOURCE_KEY)).expect("an accepted file writes back");
-        assert_eq!(checkpoint::read_pair_embeddings(&bytes).expect("a written file reads"), ds);
+        let bytes = embeddings::write_pair_embeddings(&ds, &field(embeddings::ENCODER_KEY), &field(embeddings::SOURCE_KEY)).expect("an accepted file writes back");
+        assert_eq!(embeddings::read_pair_embeddings(&bytes).expect("a written file reads"), ds);
     }
 }
 
@@ -94,7 +94,7 @@ pub fn embeddings(data: &[u8]) {
 /// accepted file has a finite likelihood at equal strengths.
 pub fn comparisons(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(c) = prefscope_core::rank::read_comparisons("fuzz.json", text) {
+    if let Ok(c) = prefscope_core::studies::rank::read_comparisons("fuzz.json", text) {
         assert!(c.log_likelihood(&vec![0.0; c.n_items()]).is_finite());
     }
 }
@@ -103,7 +103,7 @@ pub fn comparisons(data: &[u8]) {
 /// accepted tokenizer encodes a pair of texts.
 pub fn tokenizer(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(tok) = prefscope_core::textrm::PairTokenizer::from_json("tokenizer.json", text) {
+    if let Ok(tok) = prefscope_core::text::trainer::PairTokenizer::from_json("tokenizer.json", text) {
         let _ = tok.encode("Human: is this fine? Assistant: yes, 42.");
     }
 }

@@ -27,7 +27,8 @@ fn every_corpus_and_regression_input_is_read_without_a_panic() {
 #[test]
 #[ignore]
 fn write_seed_corpus() {
-    use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, checkpoint};
+    use prefscope_core::reward::{checkpoint, embeddings};
+    use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind};
     use std::io::{BufRead, Write};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shared = root.join("../tests/data");
@@ -71,7 +72,7 @@ fn write_seed_corpus() {
         put("config_toml", kind.name(), RunConfig::new(kind, model).to_toml().as_bytes());
     }
     put("config_toml", "worldpm-sweep", &std::fs::read(root.join("../bench/worldpm.toml")).unwrap());
-    put("config_toml", "text", prefscope_core::textrm::TextRunConfig::new("pairs.jsonl").to_toml().as_bytes());
+    put("config_toml", "text", prefscope_core::text::trainer::TextRunConfig::new("pairs.jsonl").to_toml().as_bytes());
 
     // Checkpoints: small models of each kind that has weights to size, and a tiny text model.
     let device = Default::default();
@@ -82,12 +83,12 @@ fn write_seed_corpus() {
         put("checkpoint", kind.name(), &checkpoint::save_preference_model(&model, &config, input, prompt, 7).unwrap());
     }
     let texts = ["Human: hello there Assistant: hi, how can I help?", "Human: what is two plus two Assistant: four", "the quick brown fox jumps over the lazy dog"];
-    let tok = prefscope_core::textrm::PairTokenizer::train(texts.iter().cycle().take(30).map(|s| s.to_string()), 64).unwrap();
+    let tok = prefscope_core::text::trainer::PairTokenizer::train(texts.iter().cycle().take(30).map(|s| s.to_string()), 64).unwrap();
     put("tokenizer", "bpe-64", tok.to_json().as_bytes());
-    let mut text_config = prefscope_core::textrm::TextRunConfig::new("pairs.jsonl");
-    text_config.model = prefscope_core::tfm::TfmRmConfig { vocab: tok.vocab_size(), d_model: 4, n_layers: 1, n_heads: 1, d_ff: 4, max_len: 6, ..Default::default() };
+    let mut text_config = prefscope_core::text::trainer::TextRunConfig::new("pairs.jsonl");
+    text_config.model = prefscope_core::text::transformer::TfmRmConfig { vocab: tok.vocab_size(), d_model: 4, n_layers: 1, n_heads: 1, d_ff: 4, max_len: 6, ..Default::default() };
     let text_model = text_config.model.init::<burn::backend::NdArray<f32>>(0, &device);
-    put("checkpoint", "text", &prefscope_core::textrm::save_text_model(&text_model, &text_config, &tok, 3).unwrap());
+    put("checkpoint", "text", &prefscope_core::text::trainer::save_text_model(&text_model, &text_config, &tok, 3).unwrap());
 
     // Embedding files: a few pairs of the multi-objective scenario (ratings, margins, lines).
     let mut config = RunConfig::new(ScenarioKind::MultiObjective, ModelKind::MultiObjective);
@@ -95,7 +96,7 @@ fn write_seed_corpus() {
     let mut ds = config.dataset().unwrap();
     ds.source_lines = (1..=ds.pairs.len()).collect();
     ds.response_lengths = (0..ds.pairs.len()).map(|i| (10 + i, 20 + i)).collect();
-    put("embeddings", "rated", &checkpoint::write_pair_embeddings(&ds, "all-MiniLM-L6-v2", "pairs.jsonl").unwrap());
+    put("embeddings", "rated", &embeddings::write_pair_embeddings(&ds, "all-MiniLM-L6-v2", "pairs.jsonl").unwrap());
 
     // Comparisons: choix's three shapes and arena battles.
     for name in ["pairwise", "rankings", "top1"] {

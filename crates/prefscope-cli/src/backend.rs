@@ -138,8 +138,8 @@ impl Precision {
     }
 
     /// The trainer's setting: mixed precision is done by the core on an f32 backend.
-    pub fn mixed(self) -> prefscope_core::precision::Precision {
-        use prefscope_core::precision::Precision as P;
+    pub fn mixed(self) -> prefscope_core::runtime::precision::Precision {
+        use prefscope_core::runtime::precision::Precision as P;
         match self {
             Self::Bf16Mixed => P::Bf16Mixed,
             Self::F16Mixed => P::F16Mixed,

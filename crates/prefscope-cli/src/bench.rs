@@ -7,8 +7,8 @@ use anyhow::{Result, bail};
 use burn::tensor::ElementConversion;
 use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
-use prefscope_core::data::PairDataset;
-use prefscope_core::rng::Rng;
+use prefscope_core::reward::data::PairDataset;
+use prefscope_core::runtime::rng::Rng;
 use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
 
@@ -100,8 +100,8 @@ impl BackendJob for BenchJob {
 /// FLOPs per pair.
 fn time_tfm<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device) -> Result<(f64, f64)> {
     use burn::optim::{AdamWConfig, Optimizer};
-    use prefscope_core::tfm::{TfmRmConfig, TokenBatch};
-    use prefscope_core::precision::{self, Autocast, LossScaler};
+    use prefscope_core::text::transformer::{TfmRmConfig, TokenBatch};
+    use prefscope_core::runtime::precision::{self, Autocast, LossScaler};
     let cfg = TfmRmConfig::workload();
     let mut model = cfg.init::<B>(0, device);
     let mut optim = AdamWConfig::new().init();
@@ -115,7 +115,7 @@ fn time_tfm<B: AutodiffBackend>(a: &BenchArgs, batch: usize, device: &B::Device)
     let times = timed(a, || {
         // The same step as `TextTrainer::step`: forward on the (cast) copy, loss in f32.
         let logits = autocast.up(autocast.module(&model).pair_logits(&tokens, &cfg, device));
-        let loss = prefscope_core::loss::pairwise_logistic_loss(logits);
+        let loss = prefscope_core::reward::loss::pairwise_logistic_loss(logits);
         // Reading the loss back synchronises the device: the time is real.
         let value: f32 = loss.clone().into_scalar().elem();
         let (grads, overflow_check) = precision::backward(scaler.as_ref(), loss, &model);

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::{KIND_KEY, SOURCE_KEY, check_fits, load_preference_model, read_metadata};
-use prefscope_core::metrics::mcnemar_exact;
-use prefscope_core::textrm::{EncodedPairs, TEXT_REWARD_MODEL, held_out_pairs, load_text_model, score_pairs};
+use prefscope_core::reward::checkpoint::{KIND_KEY, check_fits, load_preference_model, read_metadata};
+use prefscope_core::reward::embeddings::SOURCE_KEY;
+use prefscope_core::reward::metrics::mcnemar_exact;
+use prefscope_core::text::trainer::{EncodedPairs, TEXT_REWARD_MODEL, held_out_pairs, load_text_model, score_pairs};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -75,7 +76,7 @@ fn held_out<B: AutodiffBackend>(path: &Path, weights: Vec<u8>, device: &B::Devic
     let (head, model) = load_preference_model::<B>(weights, device).with_context(|| path.display().to_string())?;
     let dataset = head.config.dataset()?;
     check_fits(&head, &dataset)?;
-    let logits = pollster::block_on(prefscope_core::train::pair_logits(&model.valid(), &dataset, &dataset.eval, device))?;
+    let logits = pollster::block_on(prefscope_core::reward::train::pair_logits(&model.valid(), &dataset, &dataset.eval, device))?;
     let Some(embeddings) = head.config.embeddings.clone() else {
         // A scenario is rebuilt from its config and seed, so the same config means the same pairs.
         let cfg = &head.config;

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::noise::{CrmConfig, crm, ensemble_strength, flip_pairs, precision_recall, weakest};
+use prefscope_core::studies::noise::{CrmConfig, crm, ensemble_strength, flip_pairs, precision_recall, weakest};
 use prefscope_core::{ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
 

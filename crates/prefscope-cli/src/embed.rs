@@ -1,5 +1,5 @@
 //! `prefscope embed`: text preference pairs → an embedding file of all-MiniLM-L6-v2 sentence
-//! vectors (`prefscope_core::checkpoint::write_pair_embeddings`), on which preference heads train
+//! vectors (`prefscope_core::reward::embeddings::write_pair_embeddings`), on which preference heads train
 //! natively or in the page.
 
 use std::path::{Path, PathBuf};
@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
 use clap::ValueEnum;
-use prefscope_core::checkpoint::write_pair_embeddings;
-use prefscope_core::minilm::{self, MiniLm};
+use prefscope_core::reward::embeddings::write_pair_embeddings;
+use prefscope_core::text::minilm::{self, MiniLm};
 use prefscope_core::PairDataset;
-use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -111,7 +111,7 @@ impl BackendJob for EmbedJob {
         let data = embed_pairs::<B>(&dir, &pairs, items, &device, backend)?;
         let seconds = start.elapsed().as_secs_f64();
         let mut data = data;
-        prefscope_core::text::carry_labels(&args.data.display().to_string(), &pairs, &mut data)?;
+        prefscope_core::text::pairs::carry_labels(&args.data.display().to_string(), &pairs, &mut data)?;
         let tied = data.pairs.iter().filter(|(c, r)| c == r).count();
         if tied > 0 {
             eprintln!("warning: {tied} pairs embed chosen and rejected identically (the responses agree on their first {} tokens)", minilm::MAX_SEQ_LEN - 2);

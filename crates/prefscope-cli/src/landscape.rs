@@ -1,5 +1,5 @@
 //! `prefscope landscape RUN`: the loss landscape of a trained run on its training pairs, with the
-//! core code the page uses (`prefscope_core::landscape`): the same filter-normalised random plane
+//! core code the page uses (`prefscope_core::studies::landscape`): the same filter-normalised random plane
 //! for the same seed, the same grid over [−1, 1]², the same batched loss; or the PCA plane of the
 //! training trajectory (stored in a page-exported checkpoint, else replayed from the run's config),
 //! over the trajectory's reach.
@@ -16,8 +16,8 @@ use burn::module::AutodiffModule;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::{load_preference_model, read_trajectory};
-use prefscope_core::landscape::{Surface, npy, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
+use prefscope_core::reward::checkpoint::{load_preference_model, read_trajectory};
+use prefscope_core::studies::landscape::{Surface, npy, grid, pca_extent, random_plane, read_weights, snapshot_every, trajectory_pca};
 use prefscope_core::{RunConfig, Trainer};
 use serde_json::json;
 
@@ -140,7 +140,7 @@ impl BackendJob for LandscapeJob {
         };
         let values = pollster::block_on(surface.losses(&theta, &d1, &d2, &grid(self.n, a, b)))?;
         // The model's own loss on the same pairs, by the training code's path (not the batched one).
-        let model_loss = pollster::block_on(prefscope_core::train::evaluate(&model, &ds, &ds.train, &device))?.loss as f64;
+        let model_loss = pollster::block_on(prefscope_core::reward::train::evaluate(&model, &ds, &ds.train, &device))?.loss as f64;
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
             bail!("the loss is not finite at grid point {bad} ({}): the plane leaves the region where the model's outputs are finite", values[bad]);
         }
@@ -187,8 +187,8 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         bail!("--format {}: svg or png", args.format);
     }
     let (weights_path, weights) = read_checkpoint(&args.run)?;
-    let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
-    if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
+    let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
         bail!("{}: a transformer reward model; the landscape covers models whose weights are one MLP (bt, gpm, multi-objective without a gate)", weights_path.display());
     }
     let c = dispatch(args.backend.backend, LandscapeJob { weights, n: args.grid, seed: args.seed, plane })?;

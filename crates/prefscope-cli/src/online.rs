@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::load_preference_model;
+use prefscope_core::reward::checkpoint::load_preference_model;
 use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
 use prefscope_core::policy::dpo::PolicyLoss;
-use prefscope_core::policy::lm_rl::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
+use prefscope_core::policy::lm_online::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
 use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
-use prefscope_core::policy::overopt::{OveroptConfig, OveroptResult, run_overopt};
-use prefscope_core::seeds::{Spread, parse_seeds};
+use prefscope_core::policy::overoptimisation::{OveroptConfig, OveroptResult, run_overopt};
+use prefscope_core::studies::seeds::{Spread, parse_seeds};
 use serde_json::json;
 
 use crate::BackendArgs;

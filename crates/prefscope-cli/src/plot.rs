@@ -239,7 +239,7 @@ fn tick(v: f64) -> String {
 }
 
 fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
-    use prefscope_core::scaling::{FitPoints, PowerLawFit, prediction_band};
+    use prefscope_core::studies::scaling::{FitPoints, PowerLawFit, prediction_band};
     let fit_path = dir.join("fit.json");
     let text = fs::read_to_string(&fit_path).with_context(|| format!("cannot read {}: run `prefscope fit {} --x AXIS` first", fit_path.display(), dir.display()))?;
     let fit: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", fit_path.display()))?;

@@ -1,5 +1,5 @@
 //! `prefscope probe --run RUN [--data FILE]`: linear probes on a frozen reward model (MRMBench;
-//! `prefscope_core::probe`). Each per-item attribute the data knows is probed on three
+//! `prefscope_core::studies::probe`). Each per-item attribute the data knows is probed on three
 //! representations: the trained model's last hidden layer, the same layer of a randomly
 //! initialised model of the same shape (the control), and the model's input (for a head on
 //! embeddings, the MiniLM vectors). Writes `RUN/probe.json`; `prefscope plot RUN` draws it.
@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::load_preference_model;
-use prefscope_core::probe::{Attribute, ProbeResult, dataset_attributes, item_representations, probe};
-use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
-use prefscope_core::textrm::{held_out_pairs, load_text_model};
-use prefscope_core::tfm::{TokenBatch, assemble};
+use prefscope_core::reward::checkpoint::load_preference_model;
+use prefscope_core::studies::probe::{Attribute, ProbeResult, dataset_attributes, item_representations, probe};
+use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::text::trainer::{held_out_pairs, load_text_model};
+use prefscope_core::text::transformer::{TokenBatch, assemble};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
@@ -175,8 +175,8 @@ impl BackendJob for TextProbeJob {
 
 pub fn probe_run(args: ProbeArgs) -> Result<()> {
     let (weights_path, weights) = read_checkpoint(&args.run)?;
-    let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
-    let text = meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL);
+    let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    let text = meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL);
     let p = if text {
         dispatch(args.backend.backend, TextProbeJob { weights, data: args.data.clone(), seed: args.seed })?
     } else {

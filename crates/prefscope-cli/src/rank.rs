@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use prefscope_core::rank::{bootstrap, elo, fit, read_comparisons};
+use prefscope_core::studies::rank::{bootstrap, elo, fit, read_comparisons};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]

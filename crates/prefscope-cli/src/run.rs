@@ -8,13 +8,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::checkpoint::{ENCODER_KEY, SOURCE_KEY, check_fits, load_preference_model, read_metadata, read_pair_embeddings};
-use prefscope_core::metrics::{EvalReport, PairScore, evaluate_scores};
-use prefscope_core::minilm;
-use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
-use prefscope_core::data::is_held_out;
-use prefscope_core::textrm::same_file;
-use prefscope_core::train::{evaluate, pair_logits};
+use prefscope_core::reward::checkpoint::{check_fits, load_preference_model, read_metadata};
+use prefscope_core::reward::embeddings::{ENCODER_KEY, SOURCE_KEY, read_pair_embeddings};
+use prefscope_core::reward::metrics::{EvalReport, PairScore, evaluate_scores};
+use prefscope_core::text::minilm;
+use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::reward::data::is_held_out;
+use prefscope_core::text::trainer::same_file;
+use prefscope_core::reward::train::{evaluate, pair_logits};
 use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind, StepMetrics, Trainer};
 use serde_json::json;
 
@@ -51,7 +52,7 @@ pub struct TrainArgs {
     /// AdamW moments (f16 with dynamic loss scaling); needs --backend cuda (or wgpu for f16).
     /// Sets `train.precision`.
     #[arg(long, value_parser = parse_precision)]
-    pub(crate) precision: Option<prefscope_core::precision::Precision>,
+    pub(crate) precision: Option<prefscope_core::runtime::precision::Precision>,
     /// A TOML run config (as written to a run folder's config.toml); flags override it.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
@@ -194,12 +195,12 @@ pub fn override_train(args: &TrainArgs, train: &mut prefscope_core::TrainConfig,
 }
 
 /// " (bf16-mixed precision)" for the banner; nothing at full precision.
-pub(crate) fn precision_note(p: prefscope_core::precision::Precision) -> String {
-    if p == prefscope_core::precision::Precision::Full { String::new() } else { format!(" ({} precision)", p.name()) }
+pub(crate) fn precision_note(p: prefscope_core::runtime::precision::Precision) -> String {
+    if p == prefscope_core::runtime::precision::Precision::Full { String::new() } else { format!(" ({} precision)", p.name()) }
 }
 
-fn parse_precision(s: &str) -> Result<prefscope_core::precision::Precision, String> {
-    use prefscope_core::precision::Precision;
+fn parse_precision(s: &str) -> Result<prefscope_core::runtime::precision::Precision, String> {
+    use prefscope_core::runtime::precision::Precision;
     Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
         let names: Vec<_> = Precision::ALL.iter().map(|p| p.name()).collect();
         format!("expected one of {}", names.join(", "))
@@ -593,7 +594,7 @@ impl BackendJob for TrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
-        if let Some(weight) = pollster::block_on(prefscope_core::scaling::subjective_length_weight(&trainer))? {
+        if let Some(weight) = pollster::block_on(prefscope_core::studies::scaling::subjective_length_weight(&trainer))? {
             // Style control (worldpm): how much the model's own preference leans on length (0 = neutral).
             summary["subjective_length_weight"] = json!(weight);
         }
@@ -745,7 +746,7 @@ impl EvalJob {
             bail!("{source} holds no pairs{}", if trained_on_it { " that the run held out" } else { "" });
         }
         let mut dataset = crate::embed::embed_pairs::<B>(&minilm::default_dir(), &text, items, device, backend)?;
-        prefscope_core::text::carry_labels(&source, &text, &mut dataset)?;
+        prefscope_core::text::pairs::carry_labels(&source, &text, &mut dataset)?;
         let categories = text.iter().map(|p| p.category.clone()).collect();
         let split = if trained_on_it { "held-out" } else { "all" };
         Ok(Scored { pairs: (0..text.len()).collect(), dataset, split, source, categories, skipped: reader.skipped })
@@ -802,8 +803,8 @@ pub(crate) fn read_checkpoint(run: &Path) -> Result<(PathBuf, Vec<u8>)> {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let (weights_path, weights) = read_checkpoint(&args.run)?;
-    let meta = prefscope_core::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
-    if meta.get(prefscope_core::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::textrm::TEXT_REWARD_MODEL) {
+    let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
     let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };

@@ -8,8 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use prefscope_core::seeds::{Spread, parse_seeds};
-use prefscope_core::textrm::TextRunConfig;
+use prefscope_core::studies::seeds::{Spread, parse_seeds};
+use prefscope_core::text::trainer::TextRunConfig;
 use prefscope_core::{AutodiffBackend, RunConfig};
 use serde_json::{Value, json};
 

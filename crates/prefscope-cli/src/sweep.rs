@@ -15,13 +15,13 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
-use prefscope_core::seeds::parse_seeds;
+use prefscope_core::studies::seeds::parse_seeds;
 use serde_json::{Value, json};
 
 use crate::backend::{BackendKind, dispatch};
 use crate::run::{RESUME_FILE, TrainArgs, write_atomic};
 use crate::seeds::{Base, SeedJob, plan_seed};
-use prefscope_core::grid::{Axis, parse_axis, point_name, points};
+use prefscope_core::studies::grid::{Axis, parse_axis, point_name, points};
 
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
@@ -360,7 +360,7 @@ pub(crate) fn read_points(sweep: &Path, x: &str, y: &str, by: Option<&str>) -> R
 
 /// `prefscope fit`: L = L∞ + (D_c/D)^α per group, with bootstrap intervals; writes fit.json.
 pub fn fit(args: FitArgs) -> Result<()> {
-    use prefscope_core::scaling::{FitPoints, fit_points};
+    use prefscope_core::studies::scaling::{FitPoints, fit_points};
     let (groups, skipped) = read_points(&args.sweep, &args.x, &args.y, args.by.as_deref())?;
     let points = if args.means { FitPoints::Means } else { FitPoints::Runs };
     let mut fits = serde_json::Map::new();
@@ -378,7 +378,7 @@ pub fn fit(args: FitArgs) -> Result<()> {
     println!("{} = L∞ + (x_c / {})^α on {of}, least squares in log space, 95 % percentile-bootstrap intervals ({} resamples):", args.y, args.x, args.resamples);
     println!("{:<28}  {:>6}  {:>24}  {:>24}  {:>10}  {:>6}", "group", "points", "α (95 % interval)", "L∞ (95 % interval)", "x_c", "R²");
     for (group, f) in &fits {
-        let f: prefscope_core::scaling::PowerLawFit = serde_json::from_value(f.clone())?;
+        let f: prefscope_core::studies::scaling::PowerLawFit = serde_json::from_value(f.clone())?;
         println!(
             "{group:<28}  {:>6}  {:>24}  {:>24}  {:>10.4e}  {:>6.3}",
             f.points,

@@ -9,10 +9,10 @@ use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
 use prefscope_core::StepMetrics;
-use prefscope_core::metrics::{EvalReport, evaluate_scores};
-use prefscope_core::text::{OnError, PairReader, TextFormat, TextPair};
-use prefscope_core::textrm::{EncodedPairs, TextRunConfig, TextTrainer, held_out_pairs, is_held_out, load_text_model, pair_scores, same_file, score_pairs};
-use prefscope_core::tfm::{TfmHead, TfmRmConfig};
+use prefscope_core::reward::metrics::{EvalReport, evaluate_scores};
+use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::text::trainer::{EncodedPairs, TextRunConfig, TextTrainer, held_out_pairs, is_held_out, load_text_model, pair_scores, same_file, score_pairs};
+use prefscope_core::text::transformer::{TfmHead, TfmRmConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};

@@ -1,58 +1,28 @@
 //! prefscope-core: the backend-generic heart of prefscope.
 //!
-//! Everything here runs on any burn backend (ndarray on the CPU, wgpu/WebGPU, CUDA) and knows
-//! nothing about a front end: the CLI and the page both drive the same [`train::Trainer`] and
-//! listen to the same [`train::StepMetrics`] stream.
+//! Everything here runs on any burn backend (the CPU, wgpu/WebGPU, CUDA) and knows nothing about a
+//! front end: the CLI and the page both drive the same [`Trainer`] and listen to the same
+//! [`StepMetrics`] stream. The folders are layers; each imports only from those above it here:
 //!
-//! * [`data`]: preference pairs over feature vectors, deterministic splits, synthetic scenarios.
-//! * [`model`]: Bradley–Terry and General Preference (GPM) models with their configs.
-//! * [`landscape`]: loss landscapes: filter-normalised directions, trajectory PCA, batched grids.
-//! * [`loss`]: the pairwise losses and scores, as plain tensor functions.
-//! * [`train`]: the run configuration, the one training loop and its metrics.
-//! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
-//! * [`policy`]: the policy side: the DPO family, the bandit, the tiny LM, online RLHF.
-//! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
-//! * [`precision`]: mixed precision: half-precision compute over full-precision master weights.
-//! * [`grid`]: sweep grids over config keys: axes, every combination, each point's folder name.
-//! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry).
-//! * [`traj`]: trajectory-segment preferences in a gridworld: regret vs partial return, HERON labels.
-//! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
-//! * [`text`]: preference pairs as text: TRL standard/conversational and hh-rlhf readers, streamed.
-//! * [`tfm`]: a causal transformer reward model on token ids (BT or GPM head).
-//! * `textrm` (feature `text`): training the transformer RM on a pair file, tokenizer included.
-//! * `minilm` (feature `text`): the pretrained all-MiniLM-L6-v2 sentence encoder, for heads on real text.
-//! * [`rng`]: a small seeded generator that gives the same numbers on every target.
-//! * [`seeds`]: claims over many seeds: seed lists, spreads, the exact binomial bound.
+//! * [`runtime`]: backend traits, fused kernels, mixed precision, the seeded generator.
+//! * [`reward`]: preference data, the reward models and their losses, the trainer, evaluation,
+//!   checkpoints: the spine.
+//! * [`text`]: preferences over real text: readers, the transformer RM and its trainer, MiniLM.
+//! * [`policy`]: what a reward model is for: the DPO family, the bandit, the tiny LM, online RLHF,
+//!   over-optimisation.
+//! * [`studies`]: experiments over many runs or inside one: landscapes, scaling, probes, noisy
+//!   labels, rankings, gridworld trajectories, sweep grids, claims over seeds.
 
-pub mod checkpoint;
-pub mod data;
-pub mod grid;
-pub mod kernels;
-pub mod landscape;
-pub mod loss;
-pub mod metrics;
-#[cfg(feature = "text")]
-pub mod minilm;
-pub mod model;
-pub mod noise;
-pub mod policy;
-pub mod precision;
-pub mod probe;
-pub mod rank;
-pub mod rng;
-pub mod scaling;
-pub mod seeds;
+pub mod runtime;
+pub mod reward;
 pub mod text;
-#[cfg(feature = "text")]
-pub mod textrm;
-pub mod tfm;
-pub mod train;
-pub mod traj;
+pub mod policy;
+pub mod studies;
 
-pub use data::{PairDataset, ScenarioConfig, ScenarioKind};
-pub use kernels::{AutodiffBackend, Backend};
-pub use model::{ModelConfig, ModelKind, PreferenceModel};
-pub use train::{LossConfig, RunConfig, StepMetrics, TrainConfig, Trainer};
+pub use reward::data::{PairDataset, ScenarioConfig, ScenarioKind};
+pub use reward::model::{ModelConfig, ModelKind, PreferenceModel};
+pub use reward::train::{LossConfig, RunConfig, StepMetrics, TrainConfig, Trainer};
+pub use runtime::kernels::{AutodiffBackend, Backend};
 
 /// Everything that can go wrong in the core, with enough context to act on.
 #[derive(Debug, thiserror::Error)]

@@ -557,7 +557,7 @@ impl App {
     /// About 100 weight snapshots over the run, enough for a smooth PCA path; none (and no
     /// read-backs slowing the steps) while the landscape panel is closed.
     fn snapshot_every(&self) -> usize {
-        if self.settings.is_open(Panel::Landscape) { prefscope_core::landscape::snapshot_every(self.settings.steps) } else { 0 }
+        if self.settings.is_open(Panel::Landscape) { prefscope_core::studies::landscape::snapshot_every(self.settings.steps) } else { 0 }
     }
 
     /// Start or resume training (`one`: a single step, then pause).
@@ -587,15 +587,15 @@ impl App {
     /// had finished). The header is checked here; the worker loads the weights.
     fn open_checkpoint(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), String> {
         self.ready_backend().ok_or("no backend yet")?;
-        let head = prefscope_core::checkpoint::inspect_preference_model(&bytes).map_err(|e| e.to_string())?;
+        let head = prefscope_core::reward::checkpoint::inspect_preference_model(&bytes).map_err(|e| e.to_string())?;
         head.config.model.validate().map_err(|e| e.to_string())?;
         let cfg = &head.config;
-        let upload_fits = matches!((&self.uploaded, &self.dataset), (Some(_), Ok(ds)) if prefscope_core::checkpoint::check_fits(&head, ds).is_ok());
+        let upload_fits = matches!((&self.uploaded, &self.dataset), (Some(_), Ok(ds)) if prefscope_core::reward::checkpoint::check_fits(&head, ds).is_ok());
         let scenario_data = if upload_fits {
             None
         } else {
             let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
-            prefscope_core::checkpoint::check_fits(&head, &ds).map_err(|e| {
+            prefscope_core::reward::checkpoint::check_fits(&head, &ds).map_err(|e| {
                 format!("{e}. A model trained on a pair or embedding file opens after that file is dropped on the page")
             })?;
             Some(ds)

@@ -8,7 +8,7 @@ use burn::backend::wgpu::{RuntimeOptions, WgpuDevice, graphics::WebGpu, init_set
 use burn::backend::{Autodiff, Flex, Wgpu};
 use burn::module::AutodiffModule;
 use js_sys::{Function, Promise, Reflect};
-use prefscope_core::checkpoint::{PreferenceCheckpoint, load_preference_model};
+use prefscope_core::reward::checkpoint::{PreferenceCheckpoint, load_preference_model};
 use prefscope_core::{PairDataset, PreferenceModel, Result, RunConfig, StepMetrics, Trainer};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;

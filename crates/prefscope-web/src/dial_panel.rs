@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use burn::tensor::{Tensor, TensorData};
-use prefscope_core::model::argmax_by_direction;
+use prefscope_core::reward::model::argmax_by_direction;
 use prefscope_core::{PairDataset, PreferenceModel};
 use web_sys::{Element, KeyboardEvent, PointerEvent};
 use yew::prelude::*;

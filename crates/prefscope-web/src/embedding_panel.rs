@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use burn::tensor::{Tensor, TensorData, activation};
-use prefscope_core::model::all_pairs_scores;
+use prefscope_core::reward::model::all_pairs_scores;
 use prefscope_core::{PairDataset, PreferenceModel};
 use yew::prelude::*;
 

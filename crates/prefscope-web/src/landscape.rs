@@ -18,7 +18,7 @@ pub struct Slice {
     /// Coordinate ranges along d₁ (horizontal) and d₂ (vertical); symmetric about 0.
     pub a: (f32, f32),
     pub b: (f32, f32),
-    /// Row-major, bottom row first (see `prefscope_core::landscape::grid`).
+    /// Row-major, bottom row first (see `prefscope_core::studies::landscape::grid`).
     pub values: Vec<f32>,
     /// The model's own loss on the training pairs (`train::evaluate`), for comparison with the
     /// grid's centre.
@@ -264,7 +264,7 @@ mod tests {
         };
         assert_eq!(s.centre(), 0.5);
         assert_eq!(s.range(), (0.5, 9.0));
-        assert_eq!(prefscope_core::landscape::pca_extent(&[[0.0, 0.0], [-2.0, 0.4]], 0.1), (2.5, 0.5));
+        assert_eq!(prefscope_core::studies::landscape::pca_extent(&[[0.0, 0.0], [-2.0, 0.4]], 0.1), (2.5, 0.5));
     }
 }
 

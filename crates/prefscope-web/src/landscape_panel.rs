@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use js_sys::{Float32Array, Reflect};
 use prefscope_core::PreferenceModel;
-use prefscope_core::landscape::{Surface, grid, pca_extent, random_plane, read_weights, trajectory_pca};
-use prefscope_core::train::evaluate;
+use prefscope_core::studies::landscape::{Surface, grid, pca_extent, random_plane, read_weights, trajectory_pca};
+use prefscope_core::reward::train::evaluate;
 use prefscope_core::PairDataset;
 use prefscope_core::Backend;
 use wasm_bindgen::prelude::*;

@@ -15,7 +15,7 @@ use gloo_worker::WorkerBridge;
 use prefscope_core::Trainer;
 use serde::{Deserialize, Serialize};
 use prefscope_core::policy::online::train_online_async;
-use prefscope_core::policy::overopt::{CurvePoint, OveroptConfig, curves, live_rloo, proxy_arms, trajectory_point};
+use prefscope_core::policy::overoptimisation::{CurvePoint, OveroptConfig, curves, live_rloo, proxy_arms, trajectory_point};
 use yew::prelude::*;
 
 use crate::backend::{CpuBackend, cpu_device};

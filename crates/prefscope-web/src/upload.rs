@@ -27,7 +27,7 @@ pub fn run_data(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset
 
 /// Parse a pair-embedding file, unsplit; refuses one too small to hold out a pair.
 fn read_embeddings(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset, String> {
-    let mut ds = prefscope_core::checkpoint::read_pair_embeddings(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let mut ds = prefscope_core::reward::embeddings::read_pair_embeddings(bytes).map_err(|e| format!("{name}: {e}"))?;
     // The file has no text; the pair list and the views label responses by index.
     ds.item_labels = (0..ds.n_items()).map(|i| format!("#{i}")).collect();
     split_by_seed(&ds, cfg).map_err(|e| format!("{name}: {e}"))?;
@@ -51,7 +51,7 @@ fn read_pairs(name: &str, bytes: &[u8]) -> Result<PairDataset, String> {
     if lines > MAX_UPLOAD_LINES {
         return Err(format!("{name}: {lines} pairs; the page takes at most {MAX_UPLOAD_LINES} (each distinct response becomes a feature)"));
     }
-    let mut ds = prefscope_core::data::parse_gpm_custom(name, text).map_err(|e| e.to_string())?;
+    let mut ds = prefscope_core::reward::data::parse_gpm_custom(name, text).map_err(|e| e.to_string())?;
     if ds.pairs.len() < 2 {
         return Err(format!("{name}: needs at least two pairs, found {}", ds.pairs.len()));
     }

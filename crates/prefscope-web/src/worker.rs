@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use gloo_worker::{HandlerId, Registrable, Spawnable, Worker, WorkerBridge, WorkerScope};
-use prefscope_core::train::EvalMetrics;
+use prefscope_core::reward::train::EvalMetrics;
 use prefscope_core::{PairDataset, RunConfig, StepMetrics};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -317,7 +317,7 @@ impl Worker for ComputeWorker {
                 // `prefscope landscape --plane pca` draws the plane the page drew.
                 let snapshots: Vec<Vec<f32>> = state.snapshots.borrow().iter().map(|s| s.as_ref().clone()).collect();
                 let bytes = match bytes {
-                    Ok((step, b)) if !snapshots.is_empty() => prefscope_core::checkpoint::attach_trajectory(&b, &snapshots).map(|b| (step, b)).map_err(|e| e.to_string()),
+                    Ok((step, b)) if !snapshots.is_empty() => prefscope_core::reward::checkpoint::attach_trajectory(&b, &snapshots).map(|b| (step, b)).map_err(|e| e.to_string()),
                     other => other,
                 };
                 reply.send(Output::Checkpoint(run, bytes));
@@ -432,7 +432,7 @@ async fn train_loop(state: Rc<State>, run: u64, reply: Reply) {
 /// Record the trainer's flattened weights; models the landscape does not cover record nothing.
 async fn snapshot(state: &State, trainer: &AnyTrainer) {
     let model = trainer.snapshot();
-    let weights = crate::backend::on_model!(&model, |m, _device| prefscope_core::landscape::read_weights(m).await);
+    let weights = crate::backend::on_model!(&model, |m, _device| prefscope_core::studies::landscape::read_weights(m).await);
     if let Ok(w) = weights {
         state.snapshots.borrow_mut().push(Rc::new(w));
     }

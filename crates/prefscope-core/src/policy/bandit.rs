@@ -16,12 +16,12 @@
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData, activation::log_softmax};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::dpo::{PolicyBatch, PolicyLoss};
-use crate::rng::Rng;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 fn default_n() -> usize {
@@ -389,7 +389,7 @@ mod frontier_tests {
 
     #[test]
     fn the_frontier_trades_kl_for_reward_monotonically() {
-        for seed in crate::seeds::CLAIM_SEEDS {
+        for seed in crate::studies::seeds::CLAIM_SEEDS {
             let mut cfg = BanditConfig::new(PolicyLoss::Sigmoid { beta: 1.0 });
             cfg.seed = seed;
             let problem = BanditProblem::new(&cfg);
@@ -405,7 +405,7 @@ mod frontier_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed};
+    use crate::studies::seeds::{CLAIM_SEEDS, assert_on_every_seed};
     use burn::backend::{Autodiff, NdArray};
 
     type B = Autodiff<NdArray<f64>>;

@@ -7,9 +7,9 @@
 //! RSO's statistical rejection sampling ([`rso_rejection_sample`]) runs on the host.
 
 use burn::tensor::{Tensor, activation::log_sigmoid};
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 
-use crate::loss::sigmoid;
+use crate::reward::loss::sigmoid;
 use serde::{Deserialize, Serialize};
 
 /// One batch of paired sequences; optional fields are needed by some losses only.
@@ -327,7 +327,7 @@ use burn::tensor::ElementConversion;
 /// at most `rewards.len()` are returned. β = 0 is best-of-N (top-k by reward, ties in index order); β = ∞ accepts all in
 /// index order. With `num_samples` = 1 the first acceptance depends on candidate order: it is
 /// *not* a draw from π_r (see the tests).
-pub fn rso_rejection_sample(rewards: &[f64], beta: f64, num_samples: usize, rng: &mut crate::rng::Rng) -> Vec<usize> {
+pub fn rso_rejection_sample(rewards: &[f64], beta: f64, num_samples: usize, rng: &mut crate::runtime::rng::Rng) -> Vec<usize> {
     assert!(beta >= 0.0, "RSO's β must be ≥ 0, got {beta}");
     assert!(rewards.iter().all(|r| r.is_finite()), "RSO needs finite rewards");
     let mut left: Vec<usize> = (0..rewards.len()).collect();
@@ -359,7 +359,7 @@ pub fn best_of_n(rewards: &[f64]) -> usize {
 /// under the gold reward (ties count half): best-of-n when `beta` is None, RSO's first acceptance
 /// at that β otherwise. Candidates are drawn uniformly from the pool (standing for the SFT
 /// policy's samples); `scores` are the reward model's, `gold` the true reward of each.
-pub fn win_rate_against_random(scores: &[f64], gold: &[f64], n: usize, beta: Option<f64>, trials: usize, rng: &mut crate::rng::Rng) -> f64 {
+pub fn win_rate_against_random(scores: &[f64], gold: &[f64], n: usize, beta: Option<f64>, trials: usize, rng: &mut crate::runtime::rng::Rng) -> f64 {
     assert!(n >= 1 && !scores.is_empty() && scores.len() == gold.len(), "need n ≥ 1 and one gold reward per score");
     let mut wins = 0.0;
     for _ in 0..trials {
@@ -669,7 +669,7 @@ mod tests {
     /// with respect to ℓ_c, ℓ_r and log π(ỹ) (rows of x), via `loss::gradcheck`.
     #[test]
     fn new_losses_pass_gradcheck() {
-        use crate::loss::gradcheck::{AD, check};
+        use crate::reward::loss::gradcheck::{AD, check};
         let d = Default::default();
         let c = |v: &[f64]| Tensor::<AD, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &d);
         let x = [-10.0, -3.0, -12.0, -2.5, -8.0, -4.0];
@@ -715,7 +715,7 @@ mod tests {
         let r = [0.3, 2.0, -1.0, 1.5, 0.9, 1.99];
         assert_eq!(best_of_n(&r), 1);
         assert_eq!(best_of_n(&[1.0, 3.0, 3.0]), 1, "first on ties");
-        let mut rng = crate::rng::Rng::new(3);
+        let mut rng = crate::runtime::rng::Rng::new(3);
         for beta in [0.0, 1e-9] {
             for _ in 0..200 {
                 assert_eq!(rso_rejection_sample(&r, beta, 1, &mut rng), vec![best_of_n(&r)]);
@@ -728,7 +728,7 @@ mod tests {
     #[test]
     fn rso_with_beta_to_infinity_accepts_all_in_order() {
         let r = [0.3, 2.0, -1.0, 1.5, 0.9];
-        let mut rng = crate::rng::Rng::new(4);
+        let mut rng = crate::runtime::rng::Rng::new(4);
         for beta in [1e12, f64::INFINITY] {
             assert_eq!(rso_rejection_sample(&r, beta, 5, &mut rng), vec![0, 1, 2, 3, 4]);
             assert_eq!(rso_rejection_sample(&r, beta, 2, &mut rng), vec![0, 1]);
@@ -747,7 +747,7 @@ mod tests {
         let r = [0.0, 1.0, 2.0];
         let (a, b) = ((-2.0f64).exp(), (-1.0f64).exp());
         let exact = [a, (1.0 - a) * b, (1.0 - a) * (1.0 - b)];
-        let mut rng = crate::rng::Rng::new(11);
+        let mut rng = crate::runtime::rng::Rng::new(11);
         let runs = 20_000;
         let mut counts = [0usize; 3];
         for _ in 0..runs {

@@ -5,17 +5,18 @@
 //! scored by the logits at t − 1, and `mask[t]` is 1 exactly where t holds a completion byte
 //! (prompt and padding are 0), as TRL's `DPOTrainer` masks with `completion_mask`.
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::module::{AutodiffModule, Module};
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{log_softmax, softmax};
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::dpo::{PolicyBatch, PolicyLoss};
-use crate::rng::Rng;
+use crate::runtime::host_init::HostInit;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// Bytes 0–255 plus one padding token.
@@ -48,50 +49,6 @@ pub struct TinyLm<B: Backend> {
     pub head: Linear<B>,
 }
 
-/// Re-draws every weight from our host generator, N(0, σ²) with the spread of burn's default
-/// initialiser for that layer (Linear: Kaiming-uniform with bound 1/√fan_in, so σ = 1/√(3·fan_in);
-/// Embedding: σ = 1); constants (LayerNorm's γ = 1, β = 0) stay. Backend RNGs are global and shared
-/// between threads, so drawing here is what makes a start reproducible: the result depends on
-/// the seed and the shapes only.
-pub(crate) struct HostInit {
-    rng: Rng,
-    /// The field being mapped and the module type holding it (from `enter_module`).
-    field: (String, String),
-    /// Fan-in of the last Linear weight, for its bias.
-    fan_in: usize,
-}
-
-impl HostInit {
-    pub(crate) fn new(rng: Rng) -> Self {
-        Self { rng, field: Default::default(), fan_in: 1 }
-    }
-}
-
-impl<B: Backend> ModuleMapper<B> for HostInit {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.field = (name.to_string(), container_type.to_string());
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let tensor = param.into_value();
-        let dims = tensor.dims();
-        let std = match (self.field.1.as_str(), self.field.0.as_str()) {
-            ("Struct:Embedding", _) => 1.0,
-            ("Struct:Linear", "weight") => {
-                self.fan_in = dims[0];
-                (3.0 * dims[0] as f64).sqrt().recip()
-            }
-            ("Struct:Linear", "bias") => (3.0 * self.fan_in as f64).sqrt().recip(),
-            _ => return Param::from_tensor(tensor),
-        };
-        let n: usize = dims.iter().product();
-        let redrawn: Vec<f32> = (0..n).map(|_| (std * self.rng.normal()) as f32).collect();
-        let fresh = Tensor::from_data(TensorData::new(redrawn, dims), &tensor.device());
-        // A new parameter, trainable (the optimiser has not seen the old one).
-        Param::from_tensor(fresh)
-    }
-}
-
 impl TinyLmConfig {
     /// A model whose weights depend only on `seed` (see [`HostInit`]).
     pub fn init<B: Backend>(&self, seed: u64, device: &B::Device) -> TinyLm<B> {
@@ -121,7 +78,7 @@ impl<B: Backend> TinyLm<B> {
         let device = tokens.device();
         let positions = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]).repeat_dim(0, n);
         let x = self.token.forward(tokens) + self.position.forward(positions);
-        let h = crate::tfm::encoder_forward(&self.blocks, x);
+        let h = crate::text::transformer::encoder_forward(&self.blocks, x);
         self.norm.forward(h)
     }
 }
@@ -547,7 +504,7 @@ mod tests {
 
     #[test]
     fn claim_dpo_teaches_the_tiny_lm_the_preferred_property() {
-        use crate::seeds::{assert_on_every_seed, assert_on_fraction};
+        use crate::studies::seeds::{assert_on_every_seed, assert_on_fraction};
         // β inside DPO's usual 0.1–0.5. Each seed's SFT model is the reference of both losses.
         // A run takes seconds, so 8 seeds rather than 20.
         let one_seed = |seed: u64| {

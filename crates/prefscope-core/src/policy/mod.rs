@@ -3,13 +3,13 @@
 //! * [`dpo`]: offline preference-optimisation losses on log-probabilities (DPO and its family).
 //! * [`bandit`]: one prompt, n candidates, π = softmax(θ), trained on exact preferences.
 //! * [`lm`]: a tiny byte-level causal transformer LM, SFT then any loss of [`dpo`].
-//! * [`lm_rl`]: RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
+//! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
 //! * [`online`]: online RLHF on the bandit: RLOO, GRPO, online DPO, XPO, VPO, best-of-n.
-//! * [`overopt`]: reward over-optimisation (Gao et al. 2022): a proxy RM, best-of-n and RL curves.
+//! * [`overoptimisation`]: reward over-optimisation (Gao et al. 2022): a proxy RM, best-of-n and RL curves.
 
 pub mod bandit;
 pub mod dpo;
 pub mod lm;
 pub mod online;
-pub mod overopt;
-pub mod lm_rl;
+pub mod lm_online;
+pub mod overoptimisation;

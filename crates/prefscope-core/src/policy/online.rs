@@ -31,10 +31,10 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use crate::policy::bandit::{BanditPolicy, kl, softmax};
 use crate::policy::dpo::{PolicyBatch, PolicyLoss};
-use crate::rng::Rng;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// The arms: reference probabilities, the reward the policy optimises (gold or a reward model's),
@@ -657,7 +657,7 @@ impl PgTerms {
 mod tests {
     use super::*;
     use crate::policy::bandit::{BanditConfig, BanditProblem};
-    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed};
+    use crate::studies::seeds::{CLAIM_SEEDS, assert_on_every_seed};
     use burn::backend::{Autodiff, NdArray};
 
     type B = Autodiff<NdArray<f64>>;
@@ -756,7 +756,7 @@ mod tests {
 
     /// A proxy reward model for 64 candidates of the `overopt` scenario, trained on 300 gold labels.
     fn proxy_arms(seed: u64) -> Arms {
-        use crate::policy::overopt::{OveroptConfig, train_proxy};
+        use crate::policy::overoptimisation::{OveroptConfig, train_proxy};
         let cfg = OveroptConfig { seed, n_items: 64, ..Default::default() };
         pollster::block_on(train_proxy::<burn::backend::Autodiff<burn::backend::Flex>>(&cfg, 300, &Default::default())).unwrap().0
     }
@@ -819,7 +819,7 @@ mod tests {
 
     #[test]
     fn claim_xpo_against_online_dpo_when_the_best_response_is_rare() {
-        use crate::seeds::binomial_upper_tail;
+        use crate::studies::seeds::binomial_upper_tail;
         let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
             0.5 * (v[9] + v[10])

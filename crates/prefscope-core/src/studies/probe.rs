@@ -6,13 +6,13 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 use serde::Serialize;
 
-use crate::data::PairDataset;
-use crate::metrics::wilson_interval;
-use crate::model::PreferenceModel;
-use crate::rng::Rng;
+use crate::reward::data::PairDataset;
+use crate::reward::metrics::wilson_interval;
+use crate::reward::model::PreferenceModel;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// Every item's representation under `model` ([`PreferenceModel::representation`]), row-major,
@@ -266,8 +266,8 @@ mod tests {
     /// against 0.62–0.77 and 0.48–0.58.
     #[test]
     fn claim_a_bradley_terry_model_encodes_each_hidden_objective_linearly_above_a_random_one() {
-        use crate::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
-        use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
+        use crate::studies::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
+        use crate::{RunConfig, Trainer, reward::data::ScenarioKind, reward::model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         use burn::module::AutodiffModule;
         // Per seed: [trained, random, input] × [helpfulness, verbosity] held-out accuracies.

@@ -4,7 +4,7 @@
 //! ℓ = log P(chosen ≻ rejected) − log P(rejected ≻ chosen), so P = σ(ℓ) and the loss is −log σ(ℓ).
 
 use burn::tensor::{Tensor, activation};
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 
 /// Mean negative log-likelihood of the observed preferences: mean(−log σ(ℓ)).
 pub fn pairwise_logistic_loss<B: Backend>(logits: Tensor<B, 1>) -> Tensor<B, 1> {
@@ -296,7 +296,7 @@ mod tests {
         // gradient step e − η g only lengthens e (‖e − η g‖² = ‖e‖² + η²‖g‖²).
         use gradcheck::AD;
         let dev = Default::default();
-        let mut rng = crate::rng::Rng::new(3);
+        let mut rng = crate::runtime::rng::Rng::new(3);
         let raw: Vec<f64> = (0..24).map(|_| rng.normal()).collect();
         let e = Tensor::<AD, 2>::from_data(TensorData::new(raw.clone(), [6, 4]), &dev).require_grad();
         let other = Tensor::<AD, 2>::from_data(TensorData::new((0..24).map(|_| rng.normal()).collect::<Vec<f64>>(), [6, 4]), &dev);
@@ -354,7 +354,7 @@ mod tests {
         // Same value as the choice-set likelihood used by the leaderboard fit.
         let rankings = vec![vec![0, 1, 2], vec![2, 0, 1]];
         let theta = [0.3, -0.1, 0.5];
-        let c = crate::rank::Comparisons::from_rankings(3, &rankings);
+        let c = crate::studies::rank::Comparisons::from_rankings(3, &rankings);
         let rows: Vec<f64> = rankings.iter().flat_map(|r| r.iter().map(|&i| theta[i])).collect();
         let nll = scalar(plackett_luce_loss(t2(&rows, 3), None)) * 2.0;
         close(nll, -c.log_likelihood(&theta));

@@ -16,11 +16,11 @@ use std::cmp::Ordering;
 
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, activation::softmax};
 
-use crate::loss::pairwise_logistic_loss;
-use crate::rng::Rng;
+use crate::reward::loss::pairwise_logistic_loss;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// Features of a transition: `[step, goal, mud]`.

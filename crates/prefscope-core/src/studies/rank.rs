@@ -10,8 +10,8 @@
 
 use serde::Deserialize;
 
-use crate::data::{Interner, parse_json_line};
-use crate::rng::Rng;
+use crate::reward::data::{Interner, parse_json_line};
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// One weighted choice: `winner` was preferred to every other member of `set` (which contains it).

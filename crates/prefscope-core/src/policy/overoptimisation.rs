@@ -14,12 +14,12 @@
 use burn::module::AutodiffModule;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ScenarioConfig, ScenarioKind};
-use crate::kernels::AutodiffBackend;
-use crate::model::{ModelConfig, ModelKind};
+use crate::reward::data::{ScenarioConfig, ScenarioKind};
+use crate::runtime::kernels::AutodiffBackend;
+use crate::reward::model::{ModelConfig, ModelKind};
 use crate::policy::online::{Arms, OnlineConfig, OnlineMethod, OnlineMetrics, best_of_n_kl, best_of_n_policy, kl_regularised_optimum};
 use crate::policy::bandit::kl;
-use crate::train::{RunConfig, Trainer};
+use crate::reward::train::{RunConfig, Trainer};
 use crate::{Result, config_error};
 
 /// The experiment's settings (defaults: 4,096 candidates in 8 dimensions, an MLP proxy).
@@ -215,11 +215,11 @@ pub fn fit_rl(points: &[CurvePoint]) -> GaoFit {
 }
 
 /// The arms of a trained proxy: its candidates under a uniform π_ref, its rewards, and the gold
-/// reward computed exactly ([`crate::data::overopt_gold`]; the data's ratings hold it in f32).
+/// reward computed exactly ([`crate::reward::data::overopt_gold`]; the data's ratings hold it in f32).
 pub fn proxy_arms<B: AutodiffBackend>(trainer: &Trainer<B>) -> Result<Arms> {
     let ds = &trainer.dataset;
     let mut arms = Arms::from_model(&trainer.model().valid(), ds, trainer.device())?;
-    arms.gold = ds.items.chunks(ds.dim).map(crate::data::overopt_gold).collect();
+    arms.gold = ds.items.chunks(ds.dim).map(crate::reward::data::overopt_gold).collect();
     Ok(arms)
 }
 
@@ -265,7 +265,7 @@ pub async fn run_overopt<B: AutodiffBackend>(cfg: &OveroptConfig, device: &B::De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed, binomial_upper_tail};
+    use crate::studies::seeds::{CLAIM_SEEDS, assert_on_every_seed, binomial_upper_tail};
     use burn::backend::{Autodiff, Flex};
 
     #[test]
@@ -351,7 +351,7 @@ mod tests {
         // below its peak on 14 of 20 seeds when this was written; on the others the few-label
         // proxy happens to agree with gold far out and gold keeps rising. The claim is the
         // binomial bound at 0.4, not every seed.
-        let figures = crate::seeds::assert_on_every_seed(
+        let figures = crate::studies::seeds::assert_on_every_seed(
             "live RLOO, N = 30, β = 0.01: (proxy gain, gold peak, gold at the end, d at the end); the proxy rises",
             CLAIM_SEEDS,
             |seed| {
@@ -366,6 +366,6 @@ mod tests {
             },
             |&(proxy, peak, _, d)| proxy > 1.0 && peak > 0.0 && d > 1.0,
         );
-        crate::seeds::assert_on_fraction("live RLOO, N = 30: gold ends below its peak by 0.05", CLAIM_SEEDS, 0.4, |s| figures[s as usize], |f| f.2 < f.1 - 0.05);
+        crate::studies::seeds::assert_on_fraction("live RLOO, N = 30: gold ends below its peak by 0.05", CLAIM_SEEDS, 0.4, |s| figures[s as usize], |f| f.2 < f.1 - 0.05);
     }
 }

@@ -1,4 +1,4 @@
-//! Training the transformer reward model ([`crate::tfm`]) on a pair file: tokenizer, streamed
+//! Training the transformer reward model ([`crate::text::transformer`]) on a pair file: tokenizer, streamed
 //! batches, held-out split, evaluation and self-contained checkpoints. Native only (feature
 //! `text`, for Hugging Face's `tokenizers`).
 //!
@@ -10,20 +10,20 @@ use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamW, AdamWConfig, Optimizer, adaptor::OptimizerAdaptor};
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
-use crate::checkpoint::{CONFIG_KEY, KIND_KEY, STEP_KEY, load_into, read_metadata, to_safetensors};
-use crate::loss::{bradley_terry_loss, centering_penalty, pairwise_accuracy, preference_probability};
-use crate::metrics::PairScore;
-use crate::rng::Rng;
-use crate::text::{OnError, PairReader, TextFormat, TextPair};
-use crate::tfm::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
-use crate::train::{EvalMetrics, StepMetrics, TrainConfig};
+use crate::reward::checkpoint::{CONFIG_KEY, KIND_KEY, STEP_KEY, load_into, read_metadata, to_safetensors};
+use crate::reward::loss::{bradley_terry_loss, centering_penalty, pairwise_accuracy, preference_probability};
+use crate::reward::metrics::PairScore;
+use crate::runtime::rng::Rng;
+use crate::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use crate::text::transformer::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
+use crate::reward::train::{EvalMetrics, StepMetrics, TrainConfig};
 use crate::{Error, Result, config_error};
 
 /// `KIND_KEY` of a transformer reward model checkpoint.
@@ -35,7 +35,7 @@ pub const TOKENIZER_KEY: &str = "prefscope.tokenizer";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextDataConfig {
-    /// A `.jsonl` or `.jsonl.gz` pair file (see [`crate::text`]).
+    /// A `.jsonl` or `.jsonl.gz` pair file (see [`crate::text::pairs`]).
     pub path: PathBuf,
     #[serde(default)]
     pub format: TextFormat,
@@ -148,7 +148,7 @@ impl TextRunConfig {
     }
 }
 
-pub use crate::data::is_held_out;
+pub use crate::reward::data::is_held_out;
 
 /// Parse a `tokenizer.json`. The text is checked to be JSON first: tokenizers 0.22 panics
 /// (`expect("Helper")` in its decoder) on some malformed input instead of returning an error.
@@ -328,7 +328,7 @@ pub fn score_pairs<B: Backend>(model: &TfmRewardModel<B>, config: &TfmRmConfig, 
     Ok(out)
 }
 
-/// Per-pair scores for [`crate::metrics::evaluate_scores`].
+/// Per-pair scores for [`crate::reward::metrics::evaluate_scores`].
 pub fn pair_scores(logits: &[f32], pairs: &EncodedPairs) -> Vec<PairScore> {
     logits
         .iter()
@@ -363,8 +363,8 @@ pub struct TextTrainer<B: AutodiffBackend> {
     pub eval: EncodedPairs,
     step: usize,
     device: B::Device,
-    autocast: crate::precision::Autocast,
-    scaler: Option<crate::precision::LossScaler>,
+    autocast: crate::runtime::precision::Autocast,
+    scaler: Option<crate::runtime::precision::LossScaler>,
 }
 
 impl<B: AutodiffBackend> TextTrainer<B> {
@@ -397,8 +397,8 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let model = config.model.init::<B>(config.seed, device);
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
         let stream = TrainStream::new(&config.data, config.seed)?;
-        let autocast = crate::precision::Autocast::new::<B>(config.train.precision, device)?;
-        let scaler = config.train.precision.loss_scaling().then(crate::precision::LossScaler::default);
+        let autocast = crate::runtime::precision::Autocast::new::<B>(config.train.precision, device)?;
+        let scaler = config.train.precision.loss_scaling().then(crate::runtime::precision::LossScaler::default);
         Ok(Self { tokenizer, model: Some(model), optim, stream, eval, step: 0, device: device.clone(), config, autocast, scaler })
     }
 
@@ -433,7 +433,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let batch = TokenBatch::pairs(&chosen, &rejected, self.tokenizer.special.pad);
         let lc = &self.config.train.loss;
         let model = self.model.take().expect("model present between steps");
-        // Mixed precision: forward on a copy cast inside the graph (see `crate::precision`).
+        // Mixed precision: forward on a copy cast inside the graph (see `crate::runtime::precision`).
         let compute = self.autocast.module(&model);
         let logits = self.autocast.up(compute.pair_logits(&batch, &self.config.model, &self.device));
         let mut margin = (lc.margin != 0.0).then(|| Tensor::<B, 1>::full([n], lc.margin, &self.device));
@@ -457,8 +457,8 @@ impl<B: AutodiffBackend> TextTrainer<B> {
             return Err(Error::NonFinite { step: self.step + 1, value: loss_value });
         }
         let acc: f32 = pairwise_accuracy(logits.detach()).into_scalar().elem();
-        let (grads, overflow_check) = crate::precision::backward(self.scaler.as_ref(), loss, &model);
-        let apply = crate::precision::step_allowed(self.scaler.as_mut(), overflow_check);
+        let (grads, overflow_check) = crate::runtime::precision::backward(self.scaler.as_ref(), loss, &model);
+        let apply = crate::runtime::precision::step_allowed(self.scaler.as_mut(), overflow_check);
         // A loss-scaled step whose gradients overflowed is skipped (the scale was halved).
         self.model = Some(if apply { self.optim.step(self.config.train.lr, model, grads) } else { model });
         self.step += 1;
@@ -493,19 +493,19 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         let model = recorder.record(self.model().clone().into_record(), ()).map_err(fail)?;
         let optim = recorder.record(self.optim.to_record(), ()).map_err(fail)?;
         let state = serde_json::json!({ "step": self.step, "drawn": self.stream.drawn, "tokenizer": self.tokenizer.to_json(), "loss_scaler": self.scaler, "config": self.config.to_toml() });
-        Ok(crate::train::pack_resume(&[state.to_string().as_bytes(), &model, &optim]))
+        Ok(crate::reward::train::pack_resume(&[state.to_string().as_bytes(), &model, &optim]))
     }
 
     /// Continue from [`TextTrainer::resume_bytes`] (taken from a trainer with the same config).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         use burn::module::Module;
         use burn::record::{DoublePrecisionSettings, NamedMpkBytesRecorder, Recorder};
-        let [state, model, optim] = crate::train::unpack_resume(bytes)?;
+        let [state, model, optim] = crate::reward::train::unpack_resume(bytes)?;
         let state: serde_json::Value = serde_json::from_slice(state).map_err(|e| Error::Checkpoint(format!("run state: {e}")))?;
         let (Some(step), Some(drawn), Some(tok)) = (state["step"].as_u64(), state["drawn"].as_u64(), state["tokenizer"].as_str()) else {
             return Err(Error::Checkpoint("the run state lacks step, drawn or tokenizer".into()));
         };
-        crate::train::check_saved_config(state["config"].as_str(), &self.config.to_toml())?;
+        crate::reward::train::check_saved_config(state["config"].as_str(), &self.config.to_toml())?;
         if step as usize > self.config.train.steps {
             return Err(Error::Checkpoint("the run state does not belong to this config".into()));
         }
@@ -561,7 +561,7 @@ pub fn load_text_model<B: Backend>(bytes: Vec<u8>, device: &B::Device) -> Result
     if tok.vocab_size() != config.model.vocab {
         return Err(Error::Checkpoint(format!("the tokenizer has {} tokens but the model {}", tok.vocab_size(), config.model.vocab)));
     }
-    crate::checkpoint::check_size(&bytes, config.model.num_params())?;
+    crate::reward::checkpoint::check_size(&bytes, config.model.num_params())?;
     let model = load_into(config.model.init::<B>(config.seed, device), bytes)?;
     Ok((config, tok, model))
 }
@@ -652,7 +652,7 @@ mod tests {
             }
             (t, first.accuracy, last.unwrap().eval.unwrap().accuracy)
         };
-        crate::seeds::assert_on_every_seed("polite text: (held-out accuracy before, after), after ≥ 0.95 from under 0.9", crate::seeds::CLAIM_SEEDS.skip(1), |s| {
+        crate::studies::seeds::assert_on_every_seed("polite text: (held-out accuracy before, after), after ≥ 0.95 from under 0.9", crate::studies::seeds::CLAIM_SEEDS.skip(1), |s| {
             let (_, first, after) = train(s);
             (first, after)
         }, |&(first, after)| after >= 0.95 && first < 0.9);
@@ -671,7 +671,7 @@ mod tests {
         let logits = score_pairs(&model, &config.model, tok.special.pad, &t.eval, 7, &Default::default()).unwrap();
         assert_eq!(logits, t.eval_logits().unwrap());
         // The wrong kind of checkpoint is named.
-        let e = crate::checkpoint::inspect_preference_model(&bytes).unwrap_err().to_string();
+        let e = crate::reward::checkpoint::inspect_preference_model(&bytes).unwrap_err().to_string();
         assert!(e.contains("holds a `text-reward-model`"), "{e}");
     }
 

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rng::Rng;
+use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
 /// A fitted power law with its goodness of fit (R² of log L about its mean).
@@ -202,7 +202,7 @@ pub fn prediction_band(xs: &[f64], ys: &[f64], points: FitPoints, at: &[f64], re
 /// style-neutral model (the forum's labels ignore length), 2 for the subjective judge itself
 /// (σ(1.5 Δ(w·x) + 3 Δlength)). The computed feature is left out: it is independent of the rest,
 /// so leaving it out adds noise, not bias. `None` when the fit is singular.
-pub fn length_weight(ds: &crate::data::PairDataset, pairs: &[usize], logits: &[f32]) -> Option<f64> {
+pub fn length_weight(ds: &crate::reward::data::PairDataset, pairs: &[usize], logits: &[f32]) -> Option<f64> {
     let d = ds.dim;
     if d < 3 || pairs.len() != logits.len() {
         return None;
@@ -229,7 +229,7 @@ pub fn length_weight(ds: &crate::data::PairDataset, pairs: &[usize], logits: &[f
 
 /// [`length_weight`] of a trained model on its data's `subjective` test set (worldpm's); `None`
 /// for data without that set, or when the fit is singular.
-pub async fn subjective_length_weight<B: crate::kernels::AutodiffBackend>(t: &crate::Trainer<B>) -> Result<Option<f64>> {
+pub async fn subjective_length_weight<B: crate::runtime::kernels::AutodiffBackend>(t: &crate::Trainer<B>) -> Result<Option<f64>> {
     let Some((_, pairs)) = t.dataset.test_sets.iter().find(|(name, _)| name == "subjective") else { return Ok(None) };
     let logits = t.pair_logits(pairs).await?;
     Ok(length_weight(&t.dataset, pairs, &logits))
@@ -283,7 +283,7 @@ mod tests {
     /// 0.51 (0.98), 0.11 (0.99); objective α = 0.02, 0.15, 0.31; subjective α = 0.28, −0.13, −0.95.
     #[test]
     fn claim_worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
-        use crate::{RunConfig, Trainer, data::ScenarioKind, model::ModelKind};
+        use crate::{RunConfig, Trainer, reward::data::ScenarioKind, reward::model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         const WIDTHS: [usize; 3] = [4, 16, 64];
         const DATA: [usize; 7] = [512, 1024, 2048, 4096, 8192, 16384, 32768];
@@ -293,7 +293,7 @@ mod tests {
         let mut style: Vec<Vec<(usize, f64)>> = vec![vec![]; WIDTHS.len()];
         for (wi, &w) in WIDTHS.iter().enumerate() {
             for &d in &DATA {
-                for seed in crate::seeds::CLAIM_SEEDS {
+                for seed in crate::studies::seeds::CLAIM_SEEDS {
                     let mut cfg = RunConfig::new(ScenarioKind::Worldpm, ModelKind::Bt);
                     (cfg.seed, cfg.model.hidden, cfg.scenario.n_pairs) = (seed, vec![w], d);
                     (cfg.train.epochs, cfg.train.batch, cfg.train.lr, cfg.train.eval_every, cfg.train.keep_best) = (Some(40.0), 256, 0.003, 8, true);
@@ -354,7 +354,7 @@ mod tests {
     /// The style-control regression recovers the weights behind synthetic logits exactly.
     #[test]
     fn length_weight_reads_the_length_coefficient_relative_to_content() {
-        use crate::data::{ScenarioConfig, ScenarioKind};
+        use crate::reward::data::{ScenarioConfig, ScenarioKind};
         let mut cfg = ScenarioConfig::new(ScenarioKind::Worldpm);
         cfg.n_pairs = 300;
         let ds = cfg.build(0).unwrap();

@@ -8,20 +8,20 @@
 //! response and the end of the conversation are what the reward is about.
 //!
 //! Heads: Bradley–Terry (one reward, logit r_c − r_r) or GPM (2k-dim embedding, unit-normalised,
-//! logit s(c ≻ r)/τ with the skew-symmetric score of [`crate::loss::gpm_score`]).
+//! logit s(c ≻ r)/τ with the skew-symmetric score of [`crate::reward::loss::gpm_score`]).
 
 use burn::module::Module;
 use burn::nn::activation::Activation;
 use burn::nn::attention::{MhaInput, generate_autoregressive_mask};
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::lm::HostInit;
-use crate::loss::{gpm_score, unit_normalize};
-use crate::rng::Rng;
+use crate::runtime::host_init::HostInit;
+use crate::reward::loss::{gpm_score, unit_normalize};
+use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
 /// Which preference head sits on the last token.
@@ -180,7 +180,7 @@ impl<B: Backend> TfmRewardModel<B> {
 
 /// burn's `TransformerEncoder::forward` with a causal mask (pre- or post-norm, as configured),
 /// with the feed-forward GELU and the attention through the core's fused kernels
-/// ([`crate::kernels::gelu`], [`crate::kernels::causal_attention`]). The modules and parameters
+/// ([`crate::runtime::kernels::gelu`], [`crate::runtime::kernels::causal_attention`]). The modules and parameters
 /// are burn's, so records and checkpoints are unchanged; burn's own forward would call the
 /// backend's generic GELU, the slowest op of a CPU step, and split heads into strided copies.
 pub fn encoder_forward<B: Backend>(blocks: &TransformerEncoder<B>, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -193,7 +193,7 @@ pub fn encoder_forward<B: Backend>(blocks: &TransformerEncoder<B>, mut x: Tensor
             let mask = generate_autoregressive_mask(n, t, &attn_in.device());
             mha.forward(MhaInput::self_attn(attn_in).mask_attn(mask)).context
         } else {
-            let heads = crate::kernels::causal_attention(mha.query.forward(attn_in.clone()), mha.key.forward(attn_in.clone()), mha.value.forward(attn_in), mha.n_heads);
+            let heads = crate::runtime::kernels::causal_attention(mha.query.forward(attn_in.clone()), mha.key.forward(attn_in.clone()), mha.value.forward(attn_in), mha.n_heads);
             mha.output.forward(heads)
         };
         x = x + layer.dropout.forward(context);
@@ -206,7 +206,7 @@ pub fn encoder_forward<B: Backend>(blocks: &TransformerEncoder<B>, mut x: Tensor
         let ff = match &layer.pwff.activation {
             Activation::Gelu(_) => {
                 let pwff = &layer.pwff;
-                pwff.linear_outer.forward(pwff.dropout.forward(crate::kernels::gelu(pwff.linear_inner.forward(ff_in))))
+                pwff.linear_outer.forward(pwff.dropout.forward(crate::runtime::kernels::gelu(pwff.linear_inner.forward(ff_in))))
             }
             _ => layer.pwff.forward(ff_in),
         };

@@ -3,16 +3,16 @@
 //! Both map item features through an MLP; they differ in the head. A model turns a batch of
 //! (chosen, rejected[, prompt]) rows into logits ℓ with P(chosen ≻ rejected) = σ(ℓ):
 //! * Bradley–Terry: ℓ = r(chosen) − r(rejected); it can only express transitive preferences.
-//! * GPM: ℓ = s(chosen ≻ rejected) / τ with the skew-symmetric block score of [`crate::loss::gpm_score`];
+//! * GPM: ℓ = s(chosen ≻ rejected) / τ with the skew-symmetric block score of [`crate::reward::loss::gpm_score`];
 //!   it can represent cycles (rock–paper–scissors) with k ≥ 1 rotation blocks.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData, activation};
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::loss::{gpm_score, unit_normalize};
-use crate::rng::Rng;
+use crate::reward::loss::{gpm_score, unit_normalize};
+use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +213,7 @@ impl ModelConfig {
         if self.gate && matches!(self.kind, ModelKind::Gpm | ModelKind::MultiObjective) && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
         }
-        let world_dim = crate::traj::GridWorld::standard().item_dim();
+        let world_dim = crate::studies::trajectories::GridWorld::standard().item_dim();
         if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
             return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
         }
@@ -293,8 +293,8 @@ impl ModelConfig {
                     kl_weight: self.kl_weight,
                 })
             }
-            ModelKind::Regret => PreferenceModel::Regret(crate::traj::RegretModel::new(&crate::traj::GridWorld::standard(), device)),
-            ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::traj::PartialReturnModel::new(device)),
+            ModelKind::Regret => PreferenceModel::Regret(crate::studies::trajectories::RegretModel::new(&crate::studies::trajectories::GridWorld::standard(), device)),
+            ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::studies::trajectories::PartialReturnModel::new(device)),
         })
     }
 }
@@ -350,7 +350,7 @@ impl<B: Backend> Mlp<B> {
     /// linear probe reads (MRMBench).
     pub fn hidden(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
         for layer in &self.layers[..self.layers.len() - 1] {
-            x = crate::kernels::gelu(layer.forward(x));
+            x = crate::runtime::kernels::gelu(layer.forward(x));
         }
         x
     }
@@ -360,7 +360,7 @@ impl<B: Backend> Mlp<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
-                x = crate::kernels::gelu(x);
+                x = crate::runtime::kernels::gelu(x);
             }
         }
         x
@@ -447,7 +447,7 @@ pub fn verbosity_penalties(rewards: &[Vec<f64>], verb: usize, threshold: f64) ->
                 .into_iter()
                 .find(|&p| {
                     let adjusted: Vec<f64> = rewards.iter().map(|r| r[i] - p * r[verb]).collect();
-                    crate::loss::spearman(&adjusted, &r_verb) <= threshold
+                    crate::reward::loss::spearman(&adjusted, &r_verb) <= threshold
                 })
                 .unwrap_or(1.0)
         })
@@ -582,7 +582,7 @@ impl<B: Backend> VplModel<B> {
         let (mean, log_var) = self.posterior(context);
         let z = unit_normalize(mean.clone() + log_var.clone().mul_scalar(0.5).exp() * eps).mul_scalar((self.latent() as f64).sqrt());
         let logits = self.reward(chosen, z.clone()) - self.reward(rejected, z);
-        let loss = crate::loss::pairwise_logistic_loss(logits.clone()) + crate::loss::gaussian_kl(mean, log_var).mul_scalar(kl_scale * self.kl_weight);
+        let loss = crate::reward::loss::pairwise_logistic_loss(logits.clone()) + crate::reward::loss::gaussian_kl(mean, log_var).mul_scalar(kl_scale * self.kl_weight);
         (logits, loss)
     }
 }
@@ -656,8 +656,8 @@ pub enum PreferenceModel<B: Backend> {
     MultiObjective(MultiObjectiveModel<B>),
     Mixture(MixtureModel<B>),
     Vpl(VplModel<B>),
-    Regret(crate::traj::RegretModel<B>),
-    PartialReturn(crate::traj::PartialReturnModel<B>),
+    Regret(crate::studies::trajectories::RegretModel<B>),
+    PartialReturn(crate::studies::trajectories::PartialReturnModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -844,7 +844,7 @@ mod tests {
 
     #[test]
     fn mixture_and_vpl_objectives_have_the_gradient_of_their_value() {
-        use crate::loss::gradcheck::{AD, check};
+        use crate::reward::loss::gradcheck::{AD, check};
         let dev = Default::default();
         let t2 = |v: Vec<f64>, cols: usize| Tensor::<AD, 2>::from_data(TensorData::new(v.clone(), [v.len() / cols, cols]), &dev);
         let rows = [0.3, -0.5, 1.2, 0.7, -0.4, 0.9, 0.1, -1.1];

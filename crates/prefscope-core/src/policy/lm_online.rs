@@ -20,12 +20,13 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{AutodiffBackend, Backend};
-use crate::policy::lm::{Encoded, HostInit, LmAlignConfig, ShoutTask, TinyLm, TinyLmConfig, completion_width, judge, sample_bytes, sequence_logps, sft_lm, task_prompt, token_logps};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
+use crate::runtime::host_init::HostInit;
+use crate::policy::lm::{Encoded, LmAlignConfig, ShoutTask, TinyLm, TinyLmConfig, completion_width, judge, sample_bytes, sequence_logps, sft_lm, task_prompt, token_logps};
 use crate::policy::online::best_of_n_kl;
-use crate::policy::overopt::{CurvePoint, GaoFit, best_of_n_expectation, fit_best_of_n, fit_rl};
-use crate::rng::Rng;
-use crate::tfm::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
+use crate::policy::overoptimisation::{CurvePoint, GaoFit, best_of_n_expectation, fit_best_of_n, fit_rl};
+use crate::runtime::rng::Rng;
+use crate::text::transformer::{SpecialTokens, TfmHead, TfmRewardModel, TfmRmConfig, TokenBatch, assemble};
 use crate::{Error, Result, config_error};
 
 /// Byte tokens 0–255 and the reward model's special tokens.
@@ -383,7 +384,7 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
 }
 
 /// Gao et al.'s over-optimisation experiment on the tiny LM (the bandit's is
-/// [`crate::policy::overopt`]). The proxy is the transformer RM trained on the task's pairs; the
+/// [`crate::policy::overoptimisation`]). The proxy is the transformer RM trained on the task's pairs; the
 /// gold reward is the hidden judge. Best-of-n picks, among n SFT samples of a prompt, the one the
 /// proxy scores highest, with the analytic KL log n − (n−1)/n; RL is RLOO against the proxy at
 /// each β. Rewards are relative to the SFT policy's (at temperature 1, the π_ref of both curves).
@@ -412,7 +413,7 @@ impl LmOveroptConfig {
         if self.prompts == 0 || self.best_of.is_empty() || self.best_of.iter().any(|&n| n == 0 || n > self.pool) {
             return Err(config_error("best_of", format!("each n must be in 1..={} (the pool of samples per prompt), with at least one prompt", self.pool)));
         }
-        crate::policy::overopt::validate_betas(&self.betas)
+        crate::policy::overoptimisation::validate_betas(&self.betas)
     }
 }
 
@@ -476,7 +477,7 @@ pub fn overopt_lm<B: AutodiffBackend>(cfg: &LmOveroptConfig, device: &B::Device,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seeds::assert_on_every_seed;
+    use crate::studies::seeds::assert_on_every_seed;
     use burn::backend::{Autodiff, Flex};
 
     /// One seed at TRL's β = 0.05 and at β = 2 (on the scale of the RM's rewards, which span
@@ -535,7 +536,7 @@ mod tests {
         // PPO at β = 0.05 can over-optimise the RM: on some seeds it drifts far (KL ≈ 6) to
         // completions the RM scores high and the judge does not, and its KL at β = 2 need not be
         // below that. So the claim is on most seeds (the binomial bound), not every one.
-        crate::seeds::assert_on_fraction(
+        crate::studies::seeds::assert_on_fraction(
             "tiny LM, PPO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
             0..8,
             0.35,
@@ -546,7 +547,7 @@ mod tests {
 
     #[test]
     fn claim_against_its_rm_the_tiny_lm_gains_proxy_reward_while_the_judges_falls() {
-        use crate::seeds::assert_on_every_seed;
+        use crate::studies::seeds::assert_on_every_seed;
         // Two β of the README's five keep the test to seconds per seed. Per seed: (best-of-n gold
         // at n = 16, its proxy rising in n, RL gold at β = 1 and at β = 0.01, RL proxy at both,
         // d at both, best-of-n gold at n = 256 minus its peak).
@@ -573,7 +574,7 @@ mod tests {
         // rates shouted non-words (" nee!") as it rates the word. Seed 5 stayed near β = 1's
         // policy. Best-of-n's judged reward at n = 256 is below its peak on as many.
         let fig = |s: u64| figures[s as usize];
-        crate::seeds::assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", 0..8, 0.35, fig, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
-        crate::seeds::assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", 0..8, 0.35, fig, |f| f.8 < -1e-9);
+        crate::studies::seeds::assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", 0..8, 0.35, fig, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
+        crate::studies::seeds::assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", 0..8, 0.35, fig, |f| f.8 < -1e-9);
     }
 }

@@ -11,7 +11,7 @@
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use crate::kernels::{AutodiffBackend, Backend};
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{FloatDType, Tensor, get_device_settings};
 use serde::{Deserialize, Serialize};
 
@@ -246,10 +246,10 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::{DType, TensorData};
 
-    use crate::data::ScenarioKind;
-    use crate::landscape::flat_weights;
-    use crate::model::ModelKind;
-    use crate::train::{Listwise, RunConfig, StepMetrics, Trainer};
+    use crate::reward::data::ScenarioKind;
+    use crate::studies::landscape::flat_weights;
+    use crate::reward::model::ModelKind;
+    use crate::reward::train::{Listwise, RunConfig, StepMetrics, Trainer};
 
     // Master weights in f64, compute in f32: the same scheme as f32 / bf16 on a GPU, checkable
     // on the CPU. These tests run in a process of their own (`cargo xtask test`), because burn
@@ -393,8 +393,8 @@ mod tests {
     /// ones to f32 accuracy.
     #[test]
     fn transformer_reward_model_gradients_in_f32_compute_match_f64() {
-        use crate::loss::pairwise_logistic_loss;
-        use crate::tfm::{TfmHead, TfmRmConfig, TokenBatch};
+        use crate::reward::loss::pairwise_logistic_loss;
+        use crate::text::transformer::{TfmHead, TfmRmConfig, TokenBatch};
         let device = f64_device();
         let ac = Autocast::new::<B>(Precision::F32Mixed, &device).unwrap();
         for head in [TfmHead::Bt, TfmHead::Gpm] {
@@ -402,7 +402,7 @@ mod tests {
             let model = cfg.init::<B>(3, &device);
             let rows: Vec<Vec<u32>> = (0..8u32).map(|i| (0..4 + i % 5).map(|j| 4 + (i * 7 + j * 3) % 28).collect()).collect();
             let batch = TokenBatch::new(&rows, 0);
-            let grads = |m: &crate::tfm::TfmRewardModel<B>, via: Option<&Autocast>| {
+            let grads = |m: &crate::text::transformer::TfmRewardModel<B>, via: Option<&Autocast>| {
                 let logits = match via {
                     Some(ac) => ac.up(ac.module(m).pair_logits(&batch, &cfg, &device)),
                     None => m.pair_logits(&batch, &cfg, &device),

@@ -5,11 +5,11 @@
 //! initialisation and batch order and reads their reward margins; CRM steps two trainers on the
 //! pairs their peer finds clean.
 
-use crate::kernels::AutodiffBackend;
+use crate::runtime::kernels::AutodiffBackend;
 use serde::Serialize;
 
-use crate::data::PairDataset;
-use crate::train::{RunConfig, Trainer};
+use crate::reward::data::PairDataset;
+use crate::reward::train::{RunConfig, Trainer};
 use crate::{Result, config_error};
 
 /// Preference strength of one pair: mean and standard deviation over the ensemble of the
@@ -132,7 +132,7 @@ pub async fn crm<B: AutodiffBackend>(config: &RunConfig, dataset: &PairDataset, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seeds::{CLAIM_SEEDS, assert_on_every_seed, assert_on_fraction};
+    use crate::studies::seeds::{CLAIM_SEEDS, assert_on_every_seed, assert_on_fraction};
     use crate::{ModelKind, ScenarioKind};
     use burn::backend::{Autodiff, Flex};
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rng::Rng;
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// A set of items (feature vectors) and comparisons between them.
@@ -269,7 +269,7 @@ pub struct ScenarioConfig {
     /// `rankings`: items per list.
     pub list_len: usize,
     /// `gridworld`: how segment pairs are labelled (regret, partial-return, heron).
-    pub trajectory_labels: crate::traj::LabelRule,
+    pub trajectory_labels: crate::studies::trajectories::LabelRule,
     /// `multi-objective`: number of hidden objectives (rated attributes), 2..=8.
     pub objectives: usize,
     /// `multi-objective`: 0 shows the 2-D features themselves; n ≥ 4 shows them only through a
@@ -292,7 +292,7 @@ struct ScenarioFields {
     min_separation_deg: Option<f64>,
     flip: Option<f64>,
     list_len: Option<usize>,
-    trajectory_labels: Option<crate::traj::LabelRule>,
+    trajectory_labels: Option<crate::studies::trajectories::LabelRule>,
     objectives: Option<usize>,
     observed_dim: Option<usize>,
 }
@@ -609,7 +609,7 @@ fn worldpm(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> Result<PairDataset
 /// `n_items` random segments of the standard gridworld and `n_pairs` labelled comparisons
 /// (fewer when ties or undecided HERON pairs are dropped).
 fn gridworld(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
-    let world = crate::traj::GridWorld::standard();
+    let world = crate::studies::trajectories::GridWorld::standard();
     let tp = world.label_pairs(cfg.n_items, cfg.n_pairs, cfg.trajectory_labels, rng);
     PairDataset {
         dim: tp.item_dim,
@@ -913,7 +913,7 @@ impl Interner {
 }
 
 /// The GPM repository's `custom_test_data.jsonl` (Apache-2.0, shipped in `static/data/`).
-pub const GPM_CUSTOM_TEST_DATA: &str = include_str!("../../../static/data/gpm_custom_test_data.jsonl");
+pub const GPM_CUSTOM_TEST_DATA: &str = include_str!("../../../../static/data/gpm_custom_test_data.jsonl");
 
 #[derive(Deserialize)]
 struct GpmCustomLine {

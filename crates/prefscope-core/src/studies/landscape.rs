@@ -13,14 +13,14 @@
 //! `[G, P]` tensor, each layer a batched matmul `[G, n, d_in] × [G, d_in, d_out]` over every
 //! item at once; pairs then only gather item outputs. This covers the models whose parameters are
 //! one MLP (Bradley–Terry, GPM without a gate, multi-objective without a gate); the loss is the
-//! mean −log σ(ℓ) over the given pairs, the same value [`crate::train::evaluate`] reports.
+//! mean −log σ(ℓ) over the given pairs, the same value [`crate::reward::train::evaluate`] reports.
 
 use burn::tensor::{Int, Tensor, TensorData, activation};
-use crate::kernels::Backend;
+use crate::runtime::kernels::Backend;
 
-use crate::data::PairDataset;
-use crate::model::{Mlp, PreferenceModel};
-use crate::rng::Rng;
+use crate::reward::data::PairDataset;
+use crate::reward::model::{Mlp, PreferenceModel};
+use crate::runtime::rng::Rng;
 use crate::{Error, Result, config_error};
 
 /// Rescale each filter of `direction` to the norm of the same filter of `weights`
@@ -215,7 +215,7 @@ impl<B: Backend> Surface<B> {
             at += i * o + o;
             x = x.matmul(w) + b;
             if l < last {
-                x = crate::kernels::gelu(x);
+                x = crate::runtime::kernels::gelu(x);
             }
         }
         let out = x.dims()[2];
@@ -359,8 +359,8 @@ pub fn npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModelConfig, ModelKind};
-    use crate::train::evaluate;
+    use crate::reward::model::{ModelConfig, ModelKind};
+    use crate::reward::train::evaluate;
     use crate::{RunConfig, ScenarioKind};
     use burn::backend::Flex;
 

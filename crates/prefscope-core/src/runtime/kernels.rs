@@ -704,7 +704,7 @@ mod tests {
     }
 
     fn random_values(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::rng::Rng::new(seed);
+        let mut rng = crate::runtime::rng::Rng::new(seed);
         (0..len).map(|_| rng.normal() as f32).collect()
     }
 

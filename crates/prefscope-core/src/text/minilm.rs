@@ -21,14 +21,14 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::softmax;
-use crate::kernels::gelu;
-use crate::kernels::Backend;
+use crate::runtime::kernels::gelu;
+use crate::runtime::kernels::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use crate::data::PairDataset;
-use crate::text::TextPair;
+use crate::reward::data::PairDataset;
+use crate::text::pairs::TextPair;
 use crate::{Error, Result};
 
 /// Name written into embedding files (`prefscope.encoder`).
@@ -361,7 +361,7 @@ impl<B: Backend> MiniLm<B> {
         let config_bytes = read("config.json")?;
         let config = MiniLmConfig::from_json(&dir.join("config.json").display().to_string(), &String::from_utf8_lossy(&config_bytes))?;
         let tokenizer_json = String::from_utf8(read("tokenizer.json")?).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
-        let mut tokenizer: Tokenizer = crate::textrm::parse_tokenizer(&tokenizer_json).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
+        let mut tokenizer: Tokenizer = crate::text::trainer::parse_tokenizer(&tokenizer_json).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
         // Padding and truncation are done here per batch (tokenizer.json pads everything to 128).
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(|e| model_error(format!("tokenizer.json: {e}")))?;
