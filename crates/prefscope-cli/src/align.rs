@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
-use clap::ValueEnum;
 use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::bandit::{BanditConfig, train_bandit};
 use prefscope_core::policy::lm::{LmAlignConfig, align_lm};
@@ -14,16 +13,8 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::PolicyRunFolder;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PolicyKind {
-    /// Softmax over n candidate responses to one prompt.
-    Bandit,
-    /// A tiny byte-level causal transformer: SFT on demonstrations, then the loss against a frozen
-    /// copy; judged by its win rate against the SFT model on the shout task.
-    Lm,
-}
+use crate::online::PolicyKind;
+use crate::run_folder::PolicyRunFolder;
 
 #[derive(clap::Args, Debug)]
 pub struct AlignArgs {

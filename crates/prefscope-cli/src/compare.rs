@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::read_checkpoint;
+use crate::run_folder::read_checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {

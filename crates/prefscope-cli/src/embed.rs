@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::write_atomic;
+use crate::run_folder::write_atomic;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum FormatArg {

@@ -22,7 +22,7 @@ use prefscope_core::{RunConfig, Trainer};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{read_checkpoint, write_atomic};
+use crate::run_folder::{read_checkpoint, write_atomic};
 
 #[derive(clap::Args, Debug)]
 pub struct LandscapeArgs {

@@ -15,7 +15,12 @@ mod probe;
 mod online;
 mod plot;
 mod rank;
-mod run;
+mod drive;
+mod eval;
+mod run_config;
+mod run_folder;
+mod scenario;
+mod train;
 mod seeds;
 mod sweep;
 mod text;
@@ -37,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.safetensors, summary.json).
-    Train(run::TrainArgs),
+    Train(run_config::TrainArgs),
     /// Train one config at every point of a grid of settings (--grid model.hidden=[16],[64] --seeds 0..4), in parallel; results.jsonl / results.csv.
     Sweep(sweep::SweepArgs),
     /// Fit a scaling law L = L∞ + (x_c/x)^α to a sweep's held-out loss (per group), with bootstrap intervals.
@@ -49,7 +54,7 @@ enum Command {
     /// Linear probes on a frozen model's last hidden layer, per item attribute, against a random model of the same shape (MRMBench).
     Probe(probe::ProbeArgs),
     /// Evaluate a trained run on its held-out pairs.
-    Eval(run::EvalArgs),
+    Eval(run_config::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
     Compare(compare::CompareArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
@@ -111,13 +116,13 @@ fn main() -> ExitCode {
     keep_large_allocations();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => run::train(args),
+        Command::Train(args) => train::train(args),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Fit(args) => sweep::fit(args),
         Command::Plot(args) => plot::plot(args),
         Command::Landscape(args) => landscape::landscape(args),
         Command::Probe(args) => probe::probe_run(args),
-        Command::Eval(args) => run::eval(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Compare(args) => compare::compare(args),
         Command::Bench(args) => bench::bench(args),
         Command::Rank(args) => rank::rank(args),

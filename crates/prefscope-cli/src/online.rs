@@ -19,9 +19,19 @@ use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{PolicyRunFolder, read_checkpoint, write_atomic};
+use crate::run_folder::{PolicyRunFolder, read_checkpoint, write_atomic};
 
 /// The online flags of `prefscope align`.
+/// Which policy `align` and `overopt` optimise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyKind {
+    /// Softmax over n candidate responses to one prompt.
+    Bandit,
+    /// A tiny byte-level causal transformer: SFT on demonstrations, then the loss against a frozen
+    /// copy; judged by its win rate against the SFT model on the shout task.
+    Lm,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct OnlineArgs {
     /// Optimise online: rloo, grpo, online-dpo, xpo, vpo, best-of-n (bandit); rloo, ppo (lm).
@@ -278,8 +288,8 @@ pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, beta: Option<f
 pub struct OveroptArgs {
     /// `bandit`: the `overopt` scenario's candidates and an MLP proxy per number of labels;
     /// `lm`: the tiny LM, its transformer RM as the proxy and the judge as gold.
-    #[arg(long, value_enum, default_value_t = crate::align::PolicyKind::Bandit)]
-    policy: crate::align::PolicyKind,
+    #[arg(long, value_enum, default_value_t = PolicyKind::Bandit)]
+    policy: PolicyKind,
     /// Numbers of gold-labelled comparisons for the bandit's proxy (default 30 300 3000).
     #[arg(long, num_args = 1..)]
     labels: Vec<usize>,
@@ -427,7 +437,7 @@ fn overopt_on_lm(args: &OveroptArgs, seeds: &[u64]) -> Result<()> {
 
 pub fn overopt(mut args: OveroptArgs) -> Result<()> {
     let seeds = parse_seeds(&args.seeds).map_err(|e| anyhow::anyhow!("--seeds: {e}"))?;
-    if args.policy == crate::align::PolicyKind::Lm {
+    if args.policy == PolicyKind::Lm {
         return overopt_on_lm(&args, &seeds);
     }
     if args.labels.is_empty() {

@@ -48,7 +48,7 @@ pub(crate) fn render(out: &Path, size: (u32, u32), draw: impl Fn(&DrawingArea<SV
                 draw(&root)?;
                 root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
             }
-            crate::run::write_atomic(out, text.as_bytes())
+            crate::run_folder::write_atomic(out, text.as_bytes())
         }
         Some("png") => {
             // Drawn into a temporary file beside it, then renamed: a killed plot leaves no half figure.

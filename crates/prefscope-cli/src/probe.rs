@@ -24,7 +24,7 @@ use prefscope_core::text::transformer::{TokenBatch, assemble};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{read_checkpoint, write_atomic};
+use crate::run_folder::{read_checkpoint, write_atomic};
 
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {

@@ -14,7 +14,10 @@ use prefscope_core::{AutodiffBackend, RunConfig};
 use serde_json::{Value, json};
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{MODEL_FILE, RESUME_FILE, SharedBar, TrainArgs, TrainJob, write_atomic};
+use crate::drive::SharedBar;
+use crate::run_config::TrainArgs;
+use crate::run_folder::{MODEL_FILE, RESUME_FILE, write_atomic};
+use crate::scenario::TrainJob;
 use crate::text::TextTrainJob;
 
 /// The figures of each seed's summary that the table and the spread report.
@@ -30,7 +33,7 @@ pub(crate) enum Base {
 impl Base {
     /// The config a train command means (flags over its config file).
     pub(crate) fn resolve(args: &TrainArgs) -> Result<Self> {
-        Ok(if crate::text::is_text_run(args)? { Base::Text(Box::new(crate::text::resolve(args)?)) } else { Base::Scenario(crate::run::resolve_config(args)?) })
+        Ok(if crate::text::is_text_run(args)? { Base::Text(Box::new(crate::text::resolve(args)?)) } else { Base::Scenario(crate::run_config::resolve_config(args)?) })
     }
 
     /// This config with dotted keys set (`model.hidden` = [64]): through its TOML, so an unknown

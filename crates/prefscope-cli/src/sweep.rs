@@ -19,7 +19,8 @@ use prefscope_core::studies::seeds::parse_seeds;
 use serde_json::{Value, json};
 
 use crate::backend::{BackendKind, dispatch};
-use crate::run::{RESUME_FILE, TrainArgs, write_atomic};
+use crate::run_config::TrainArgs;
+use crate::run_folder::{RESUME_FILE, write_atomic};
 use crate::seeds::{Base, SeedJob, plan_seed};
 use prefscope_core::studies::grid::{Axis, parse_axis, point_name, points};
 
@@ -44,7 +45,7 @@ pub struct SweepArgs {
 /// The `[sweep]` table of a config file (its last table): axes, seeds and jobs.
 fn sweep_table(path: &Path) -> Result<(Vec<Axis>, Option<String>, Option<usize>)> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-    let Some(start) = crate::run::sweep_table_start(&text) else { return Ok((vec![], None, None)) };
+    let Some(start) = crate::run_config::sweep_table_start(&text) else { return Ok((vec![], None, None)) };
     let line = text[..start].matches('\n').count() + 1;
     let mut tail: toml::Table = text[start..].parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}:{line}: [sweep]: {}", path.display(), e.message()))?;
     let where_ = |field: &str| format!("{}:{line}: [sweep].{field}", path.display());

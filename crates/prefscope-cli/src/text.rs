@@ -1,5 +1,5 @@
 //! `prefscope train --data FILE` and `prefscope eval` of text reward models: the transformer RM
-//! of `core::textrm`, in the same run folders (and the same loop, [`crate::run::drive`]) as
+//! of `core::textrm`, in the same run folders (and the same loop, [`crate::drive::drive`]) as
 //! scenario runs.
 
 use std::fs;
@@ -16,7 +16,8 @@ use prefscope_core::text::transformer::{TfmHead, TfmRmConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run::{Drive, EvalArgs, RunLoop, TrainArgs, drive};
+use crate::drive::{Drive, RunLoop, drive};
+use crate::run_config::{EvalArgs, TrainArgs};
 
 /// Whether a train command is a text run: `--data`, a config with a `[data]` table, or a
 /// resumed folder whose config has one.
@@ -35,7 +36,7 @@ pub fn is_text_run(args: &TrainArgs) -> Result<bool> {
 
 pub(crate) fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     let mut cfg = match &args.config {
-        Some(path) => TextRunConfig::from_toml(&path.display().to_string(), &crate::run::read_config_text(path)?)?,
+        Some(path) => TextRunConfig::from_toml(&path.display().to_string(), &crate::run_config::read_config_text(path)?)?,
         None => TextRunConfig::new(args.data.clone().expect("a text run has --data or a config")),
     };
     if let Some(d) = &args.data {
@@ -75,7 +76,7 @@ pub(crate) fn resolve(args: &TrainArgs) -> Result<TextRunConfig> {
     }
     cfg.data.format = TextFormat::parse(&args.format)?;
     cfg.data.on_error = parse_on_error(&args.on_error)?;
-    crate::run::override_train(args, &mut cfg.train, &mut cfg.seed);
+    crate::run_config::override_train(args, &mut cfg.train, &mut cfg.seed);
     cfg.validate()?;
     Ok(cfg)
 }
@@ -115,7 +116,7 @@ pub(crate) struct TextTrainJob {
     pub(crate) json: bool,
     pub(crate) resume: bool,
     pub(crate) checkpoint_every: usize,
-    pub(crate) shared: Option<crate::run::SharedBar>,
+    pub(crate) shared: Option<crate::drive::SharedBar>,
 }
 
 impl BackendJob for TextTrainJob {
@@ -141,7 +142,7 @@ impl BackendJob for TextTrainJob {
             cfg.data.path.display(),
             trainer.eval.len(),
             backend.describe(),
-            crate::run::precision_note(cfg.train.precision)
+            crate::run_config::precision_note(cfg.train.precision)
         );
         let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared };
         let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
@@ -170,7 +171,7 @@ impl BackendJob for TextTrainJob {
             "seed": cfg.seed,
             "run": dir.display().to_string(),
         });
-        crate::run::finish_run(&dir, &summary)?;
+        crate::run_folder::finish_run(&dir, &summary)?;
         Ok(summary)
     }
 }
@@ -178,14 +179,14 @@ impl BackendJob for TextTrainJob {
 pub fn train(args: TrainArgs) -> Result<()> {
     let (cfg, dir, resume) = match &args.resume {
         Some(dir) => {
-            let resume = crate::run::resume_from_state(dir)?;
+            let resume = crate::run_folder::resume_from_state(dir)?;
             let path = dir.join("config.toml");
             (TextRunConfig::from_toml(&path.display().to_string(), &fs::read_to_string(&path)?)?, dir.clone(), resume)
         }
         None => {
             let cfg = resolve(&args)?;
             let stem = format!("{}-tfm-rm-seed{}", cfg.data.path.file_name().and_then(|f| f.to_str()).and_then(|f| f.split('.').next()).unwrap_or("data"), cfg.seed);
-            (cfg, crate::run::prepare_dir(&args, &stem)?, false)
+            (cfg, crate::run_folder::prepare_dir(&args, &stem)?, false)
         }
     };
     let job = TextTrainJob { cfg, dir: dir.clone(), json: args.json, resume, checkpoint_every: args.checkpoint_every, shared: None };
@@ -254,7 +255,7 @@ impl BackendJob for TextEvalJob {
 pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
     let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)? };
     let (r, out) = dispatch(args.backend.backend, job)?;
-    crate::run::save_eval_report(&args.run, &out)?;
+    crate::run_folder::save_eval_report(&args.run, &out)?;
     if args.json {
         println!("{out}");
         return Ok(());

@@ -1,0 +1,146 @@
+//! `prefscope eval`: a trained run scored on its held-out pairs or on another file.
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::AutodiffModule;
+use prefscope_core::AutodiffBackend;
+use prefscope_core::reward::checkpoint::{check_fits, load_preference_model, read_metadata};
+use prefscope_core::reward::embeddings::{ENCODER_KEY, SOURCE_KEY, read_pair_embeddings};
+use prefscope_core::reward::metrics::{EvalReport, PairScore, evaluate_scores};
+use prefscope_core::text::minilm;
+use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::reward::data::is_held_out;
+use prefscope_core::text::trainer::same_file;
+use prefscope_core::reward::train::{evaluate, pair_logits};
+use prefscope_core::{PairDataset, RunConfig};
+use serde_json::json;
+
+use crate::backend::{BackendJob, BackendKind, dispatch};
+use crate::run_config::EvalArgs;
+use crate::run_folder::{read_checkpoint, save_eval_report};
+
+
+pub(crate) struct EvalJob {
+    weights: Vec<u8>,
+    /// Another file to score in full, for a head trained on embeddings: an embedding file
+    /// (`.safetensors`), or a pair file that is embedded here the way the head's file was.
+    data: Option<PathBuf>,
+    format: TextFormat,
+    on_error: OnError,
+}
+
+/// What an eval scores: the data, which of its pairs, and what the report says about them.
+pub(crate) struct Scored {
+    dataset: PairDataset,
+    pairs: Vec<usize>,
+    split: &'static str,
+    source: String,
+    /// RewardBench subsets, per entry of `pairs`, when the pairs came from text.
+    categories: Vec<Option<String>>,
+    skipped: usize,
+}
+
+impl EvalJob {
+    fn scored<B: AutodiffBackend>(&self, config: &RunConfig, device: &B::Device, backend: BackendKind) -> Result<Scored> {
+        let own = config.embeddings.as_ref();
+        let Some(path) = self.data.as_ref().filter(|p| own.is_none_or(|own| !same_file(p, own))) else {
+            // The run's own data: its held-out pairs only.
+            let dataset = config.dataset()?;
+            let source = own.map_or_else(|| format!("the `{}` scenario", config.scenario.kind.name()), |p| p.display().to_string());
+            return Ok(Scored { pairs: dataset.eval.clone(), dataset, split: "held-out", source, categories: vec![], skipped: 0 });
+        };
+        let Some(own) = own else {
+            bail!("--data needs a model trained on text or on an embedding file; this one was trained on the `{}` scenario", config.scenario.kind.name());
+        };
+        let source = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let bytes = fs::read(path).with_context(|| format!("cannot read {source}"))?;
+            let dataset = read_pair_embeddings(&bytes).with_context(|| format!("{source}: --data for a head trained on embeddings must be an embedding file (`prefscope embed`) or a pair file"))?;
+            return Ok(Scored { pairs: (0..dataset.pairs.len()).collect(), dataset, split: "all", source, categories: vec![], skipped: 0 });
+        }
+        // A pair file: embed it with the encoder and item text the head was trained on.
+        let own_bytes = fs::read(own).with_context(|| format!("cannot read the run's embedding file {}", own.display()))?;
+        let meta = read_metadata(&own_bytes)?;
+        let label = meta.get(ENCODER_KEY).cloned().unwrap_or_default();
+        let Some(items) = minilm::ItemText::from_encoder_label(&label) else {
+            bail!("{} holds `{label}` vectors; eval embeds text with {} only, so embed {source} the same way and pass that file", own.display(), minilm::ENCODER_NAME);
+        };
+        let mut reader = PairReader::open(path, self.format, self.on_error)?;
+        let mut text: Vec<TextPair> = reader.by_ref().collect::<prefscope_core::Result<_>>()?;
+        // The file the head's embeddings came from (embedding files record its name): score only
+        // the lines its training held out, as for a text run's own file.
+        let trained_on_it = path.file_name().is_some_and(|n| meta.get(SOURCE_KEY).is_some_and(|s| n.to_string_lossy() == *s));
+        if trained_on_it {
+            // Only files with line numbers were split by line; an older one's split is a shuffle
+            // that cannot be matched to lines, and scoring it all would include training pairs.
+            if read_pair_embeddings(&own_bytes)?.source_lines.is_empty() {
+                bail!("{} has no line numbers, so its held-out lines of {source} are unknown; score the embedding file itself (`eval --run` without --data)", own.display());
+            }
+            text.retain(|p| is_held_out(config.seed, p.line, config.scenario.eval_fraction));
+        }
+        if text.is_empty() {
+            bail!("{source} holds no pairs{}", if trained_on_it { " that the run held out" } else { "" });
+        }
+        let mut dataset = crate::embed::embed_pairs::<B>(&minilm::default_dir(), &text, items, device, backend)?;
+        prefscope_core::text::pairs::carry_labels(&source, &text, &mut dataset)?;
+        let categories = text.iter().map(|p| p.category.clone()).collect();
+        let split = if trained_on_it { "held-out" } else { "all" };
+        Ok(Scored { pairs: (0..text.len()).collect(), dataset, split, source, categories, skipped: reader.skipped })
+    }
+}
+
+impl BackendJob for EvalJob {
+    type Output = (EvalReport, serde_json::Value);
+
+    fn run<B: AutodiffBackend>(mut self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        let (head, model) = load_preference_model::<B>(std::mem::take(&mut self.weights), &device)?;
+        let Scored { dataset, pairs, split, source, categories, skipped } = self.scored::<B>(&head.config, &device, backend)?;
+        check_fits(&head, &dataset)?;
+        let model = model.valid();
+        let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
+        let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
+        let lengths = |i: usize| dataset.response_lengths.get(i).copied().unwrap_or((0, 0));
+        let scores: Vec<PairScore> = pairs
+            .iter()
+            .zip(logits)
+            .enumerate()
+            .map(|(k, (&i, logit))| PairScore { logit, chosen_len: lengths(i).0, rejected_len: lengths(i).1, category: categories.get(k).cloned().flatten() })
+            .collect();
+        let mut report = evaluate_scores(&scores);
+        // Accuracy and loss as training computed them (f32 on the device), so they match its summary.
+        (report.accuracy, report.loss) = (e.accuracy as f64, e.loss as f64);
+        let known_lengths = !dataset.response_lengths.is_empty();
+        if !known_lengths {
+            report.by_length.clear();
+        }
+        let mut out = serde_json::to_value(&report)?;
+        if !known_lengths {
+            out["prefers_longer"] = serde_json::Value::Null;
+        }
+        out["eval_accuracy"] = json!(e.accuracy);
+        out["probability"] = json!(e.probability);
+        out["split"] = json!(split);
+        out["data"] = json!(source);
+        out["skipped_lines"] = json!(skipped);
+        out["backend"] = json!(backend.name());
+        Ok((report, out))
+    }
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let (weights_path, weights) = read_checkpoint(&args.run)?;
+    let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
+    if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
+        return crate::text::eval(args, weights);
+    }
+    let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };
+    let (report, out) = dispatch(args.backend.backend, job)?;
+    save_eval_report(&args.run, &out)?;
+    if args.json {
+        println!("{out}");
+    } else {
+        crate::text::print_report(&args.run, &report, &out);
+    }
+    Ok(())
+}
