@@ -35,7 +35,11 @@ mod landscape_panel;
 #[cfg(target_arch = "wasm32")]
 mod online_panel;
 #[cfg(target_arch = "wasm32")]
+mod online_run;
+#[cfg(target_arch = "wasm32")]
 mod policy;
+#[cfg(target_arch = "wasm32")]
+mod policy_run;
 #[cfg(target_arch = "wasm32")]
 mod surface_panel;
 #[cfg(target_arch = "wasm32")]

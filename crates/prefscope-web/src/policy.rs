@@ -13,16 +13,14 @@
 use std::rc::Rc;
 
 use gloo_worker::WorkerBridge;
-use serde::{Deserialize, Serialize};
 
-use crate::backend::{CpuBackend, cpu_device};
+use crate::policy_run::{Run, STEPS};
 use crate::worker::{ComputeWorker, Input, Output};
-use prefscope_core::policy::dpo::PolicyLoss;
-use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, dpo_frontier, train_bandit_recorded};
+use prefscope_core::policy::bandit::{BanditSummary, dpo_frontier};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
-use crate::dial::{BANDIT_OBJECTIVES, directed};
+use crate::dial::BANDIT_OBJECTIVES;
 use crate::plot::{polyline, scale};
 
 /// Losses with a closed-form optimum on the bandit, and two without.
@@ -33,44 +31,6 @@ const LOSSES: [(&str, &str); 5] = [
     ("hinge", "hinge (SLiC / RSO)"),
     ("cdpo", "cDPO (ε = 0.1)"),
 ];
-
-const STEPS: usize = 1500;
-const SNAPSHOT_EVERY: usize = 25;
-
-fn loss_for(name: &str, beta: f64) -> PolicyLoss {
-    match name {
-        "ipo" => PolicyLoss::IpoSummed { beta },
-        "gpo" => PolicyLoss::Gpo { beta },
-        "hinge" => PolicyLoss::Hinge { beta },
-        "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: 0.1 },
-        _ => PolicyLoss::Sigmoid { beta },
-    }
-}
-
-/// A finished bandit run.
-#[derive(PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    summary: BanditSummary,
-    snapshots: Vec<(usize, Vec<f64>)>,
-    beta: f64,
-    /// The direction (degrees) of a two-objective run.
-    direction: Option<u32>,
-}
-
-/// Train the bandit (in the worker).
-pub fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
-    let mut cfg = BanditConfig::new(loss_for(loss, beta));
-    cfg.steps = STEPS;
-    cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
-    let (summary, snapshots) = train_bandit_recorded::<CpuBackend>(&cfg, &cpu_device(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
-    Ok(Run { summary, snapshots, beta, direction })
-}
-
-/// v = (cos θ, sin θ), as the dial makes it.
-fn unit(deg: u32) -> [f64; 2] {
-    let t = (deg as f64).to_radians();
-    [t.cos(), t.sin()]
-}
 
 #[derive(Properties, PartialEq)]
 pub struct Props {

@@ -119,9 +119,9 @@ pub enum Output {
     Checkpoint(u64, Result<(usize, Vec<u8>), String>),
     /// The worker panicked (a lost GPU device shows up so): it cannot go on.
     Fatal(String),
-    Bandit(Result<crate::policy::Run, String>),
+    Bandit(Result<crate::policy_run::Run, String>),
     /// Progress of the online mode, as it happens.
-    Online(crate::online_panel::Update),
+    Online(crate::online_run::Update),
 }
 
 /// Sends replies to the page.
@@ -322,9 +322,9 @@ impl Worker for ComputeWorker {
                 };
                 reply.send(Output::Checkpoint(run, bytes));
             }
-            Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::policy::train(&loss, beta, direction))),
+            Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::policy_run::train(&loss, beta, direction))),
             Input::Online { labels, method, seed } => wasm_bindgen_futures::spawn_local(async move {
-                crate::online_panel::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
+                crate::online_run::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
             }),
         }
     }
