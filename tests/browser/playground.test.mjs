@@ -148,6 +148,8 @@ async function trainToEnd(context, base, backend, screenshot) {
     const noticeVisible = (await notice.count()) > 0 && (await notice.isVisible());
     const h = await hook(page);
     await page.screenshot({ path: path.join(outDir, screenshot), fullPage: true });
+    // The first screen alone (the viewport): the README's picture of the page.
+    await page.screenshot({ path: path.join(outDir, screenshot.replace('.png', '-top.png')) });
     const t = h.stepTimes;
     const steady = t.length > 60 ? ` (${((t[t.length - 1] - t[50]) / (t.length - 51)).toFixed(1)} ms/step after step 50)` : '';
     // From the click (as soon as the backend was chosen) and from navigation to the first step's metrics.

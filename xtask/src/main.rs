@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 mod selfcontained;
+mod docs;
 mod stages;
 
 const TRUNK_VERSION: &str = "0.21.14";
@@ -55,6 +56,14 @@ fn main() -> Result<()> {
             serve(&root().join("dist"), port)
         }
         Some("test") => test(args.iter().any(|a| a == "--quick")),
+        Some("docs") => docs::build(&root()),
+        Some("figures") => {
+            setup_web()?;
+            setup_test_machine()?;
+            build_web()?;
+            run(Command::new("node").args(["tests/browser/playground.test.mjs", "dist", "tests/out/browser"]))?;
+            docs::copy_figures(&root())
+        }
         Some("fuzz") => {
             let seconds = match flag_value("--seconds") {
                 Some(s) => s.parse().with_context(|| format!("--seconds: `{s}` is not a number of seconds"))?,
@@ -63,7 +72,7 @@ fn main() -> Result<()> {
             fuzz(seconds)
         }
         _ => {
-            eprintln!("usage: cargo xtask <serve [--port N] | test [--quick] | fuzz [--seconds S] | setup [--browser] | setup-minilm | build-web>");
+            eprintln!("usage: cargo xtask <serve [--port N] | test [--quick] | docs | figures | fuzz [--seconds S] | setup [--browser] | setup-minilm | build-web>");
             std::process::exit(2)
         }
     }
@@ -268,8 +277,11 @@ fn test_stages(stages: &mut stages::Stages, quick: bool) -> Result<()> {
             setup_test_machine()?;
         }
         setup_nextest()?;
+        docs::setup_mdbook()?;
         setup_minilm()
     })?;
+    // The book first: seconds, and a broken link fails before the long stages.
+    stages.time("book (mdBook build, link check)", || docs::build(&root()))?;
     let nextest = |extra: &[&str]| {
         let mut cmd = Command::new("cargo");
         cmd.args(["nextest", "run", "--workspace", "--release", "--features", TEST_FEATURES, "--profile", NEXTEST_PROFILE]).args(extra).env(MINILM_DIR_ENV, &minilm);

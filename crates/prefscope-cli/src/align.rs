@@ -18,13 +18,13 @@ use crate::run_folder::PolicyRunFolder;
 
 #[derive(clap::Args, Debug)]
 pub struct AlignArgs {
+    /// The policy: a softmax over n candidate responses (bandit), or the tiny byte-level LM.
     #[arg(long, value_enum, default_value_t = PolicyKind::Bandit)]
     policy: PolicyKind,
-    /// Loss: dpo (sigmoid), ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero,
-    /// apo-down, discopop, exo-pair, aot, irpo, vpo (pessimistic: the bandit's pairs are offline
-    /// data from π_ref), xpo (exact expectation over reference samples), gpo (stochastic
-    /// preferences only) (others need per-token data or extra inputs).
-    #[arg(long, default_value = "dpo")]
+    /// Loss (dpo is DPO's sigmoid loss). vpo is pessimistic (the bandit's pairs are offline data
+    /// from π_ref); xpo takes the exact expectation over reference samples; gpo needs stochastic
+    /// preferences; tdpo needs the per-token KL, which only the LM has.
+    #[arg(long, default_value = "dpo", value_parser = clap::builder::PossibleValuesParser::new(ALIGN_LOSSES))]
     loss: String,
     /// β (default 0.1 on the bandit, 0.3 on the LM).
     #[arg(long)]
@@ -38,10 +38,13 @@ pub struct AlignArgs {
     /// Number of candidate responses.
     #[arg(long)]
     n: Option<usize>,
+    /// Alignment steps (default 3000 on the bandit, 60 on the LM after its 600 SFT steps).
     #[arg(long)]
     steps: Option<usize>,
+    /// Learning rate of the alignment steps (default 0.05 on the bandit, 2e-4 on the LM).
     #[arg(long)]
     lr: Option<f64>,
+    /// Seed of the rewards, the labels and the start (default 0).
     #[arg(long)]
     seed: Option<u64>,
     /// Label pairs by the sign of the reward difference instead of a Bradley–Terry draw.
@@ -56,6 +59,7 @@ pub struct AlignArgs {
     /// Replace a finished run already in --out.
     #[arg(long)]
     overwrite: bool,
+    /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -85,7 +89,7 @@ fn parse_loss(name: &str, beta: f64, eps: f64, alpha: Option<f64>) -> Result<Pol
         "gpo" => PolicyLoss::Gpo { beta },
         "tdpo" => PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: true },
         "simpo" => PolicyLoss::Simpo { beta, gamma_beta_ratio: 0.25, label_smoothing: eps },
-        other => bail!("--loss: `{other}` is not a bandit loss (dpo, ipo, hinge, cdpo, robust, nca-pair, bco-pair, sppo-hard, apo-zero, apo-down, discopop, exo-pair, aot, irpo, vpo, xpo, gpo)"),
+        other => bail!("--loss: `{other}` is not a loss `align` knows ({})", ALIGN_LOSSES.join(", ")),
     })
 }
 
@@ -123,6 +127,11 @@ impl BackendJob for AlignJob {
 }
 
 /// Losses that need only sequence log-probs, lengths and per-token KL, which the LM provides.
+/// Every `--loss` name `parse_loss` accepts.
+const ALIGN_LOSSES: [&str; 20] = [
+    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "aot", "irpo", "vpo", "xpo", "gpo", "tdpo", "simpo",
+];
+
 const LM_LOSSES: [&str; 17] =
     ["dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "irpo", "vpo", "tdpo", "simpo"];
 

@@ -114,7 +114,7 @@ pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
 
 /// Element type of a computation (`prefscope bench --precision`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
+pub enum PrecisionArg {
     F32,
     /// The whole model in f16 (weights, moments and activations).
     F16,
@@ -126,7 +126,7 @@ pub enum Precision {
     F16Mixed,
 }
 
-impl Precision {
+impl PrecisionArg {
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -150,14 +150,14 @@ impl Precision {
 
 /// [`dispatch`] with a choice of float type. Only the benchmark uses it: every generic job is
 /// compiled once per backend type, so the half-precision types are not offered to the others.
-pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: Precision, job: J) -> Result<J::Output> {
+pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: PrecisionArg, job: J) -> Result<J::Output> {
     match (kind, precision) {
         // Mixed precision runs on the f32 backend; the core casts inside each step (and says
         // clearly when the backend cannot hold the compute type).
-        (_, Precision::F32 | Precision::Bf16Mixed | Precision::F16Mixed) => dispatch(kind, job),
+        (_, PrecisionArg::F32 | PrecisionArg::Bf16Mixed | PrecisionArg::F16Mixed) => dispatch(kind, job),
         (BackendKind::Cpu | BackendKind::Ndarray, p) => bail!("the CPU backends compute in f32 only; {} needs --backend wgpu or cuda (or a -mixed precision)", p.name()),
-        (BackendKind::Wgpu, Precision::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),
-        (BackendKind::Wgpu, Precision::F16) => {
+        (BackendKind::Wgpu, PrecisionArg::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),
+        (BackendKind::Wgpu, PrecisionArg::F16) => {
             #[cfg(feature = "wgpu")]
             {
                 use burn::backend::{Autodiff, Wgpu};
@@ -179,7 +179,7 @@ pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: Precision
                 let d = device.clone();
                 probe("no CUDA driver found (libcuda.so / an NVIDIA GPU is needed for --backend cuda)", move || Tensor::<Cuda, 1>::ones([1], &d).into_scalar())?;
                 match p {
-                    Precision::Bf16 => job.run::<Autodiff<Cuda<bf16, i32>>>(device, kind),
+                    PrecisionArg::Bf16 => job.run::<Autodiff<Cuda<bf16, i32>>>(device, kind),
                     _ => job.run::<Autodiff<Cuda<f16, i32>>>(device, kind),
                 }
             }

@@ -13,7 +13,7 @@ use prefscope_core::{ModelConfig, ModelKind, RunConfig, ScenarioKind, Trainer};
 use serde_json::json;
 
 use crate::BackendArgs;
-use crate::backend::{BackendJob, BackendKind, Precision, dispatch_precision};
+use crate::backend::{BackendJob, BackendKind, PrecisionArg, dispatch_precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -44,6 +44,7 @@ impl Workload {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// The reference workload to time.
     #[arg(long, value_enum)]
     workload: Workload,
     /// Pairs per step (default: the reference shape's, 8192 for the heads and 32 for tfm-rm).
@@ -52,8 +53,8 @@ pub struct BenchArgs {
     /// Number type: f32; f16 or bf16 for the whole model (weights and activations); or
     /// bf16-mixed / f16-mixed: half-precision compute over f32 master weights and AdamW moments
     /// (f16 with dynamic loss scaling), as PyTorch's autocast trains. Half types need a GPU backend.
-    #[arg(long, value_enum, default_value_t = Precision::F32)]
-    precision: Precision,
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     /// Timed steps (the median is reported).
     #[arg(long, default_value_t = 10)]
     steps: usize,

@@ -30,8 +30,10 @@ pub struct DenoiseArgs {
     /// CRM: final fraction of each minibatch left out.
     #[arg(long)]
     drop_rate: Option<f64>,
+    /// Training steps of each model compared.
     #[arg(long, default_value_t = 300)]
     steps: usize,
+    /// Seed of the data, the flips and the models' starts.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON object as the last stdout line.

@@ -7,20 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use prefscope_core::StepMetrics;
+use prefscope_core::reward::train::RunLoop;
 use crate::run_folder::{MODEL_FILE, RESUME_FILE, metrics_up_to, write_atomic};
 
 
-
-/// What the run-folder loop needs from a trainer; the feature-vector trainer (as a [`Spread`])
-/// and the text reward model's trainer provide it.
-pub trait RunLoop {
-    fn step(&mut self) -> Result<StepMetrics>;
-    fn is_done(&self) -> bool;
-    fn steps_done(&self) -> usize;
-    fn checkpoint_bytes(&self) -> Result<Vec<u8>>;
-    fn resume_bytes(&self) -> Result<Vec<u8>>;
-    fn restore(&mut self, bytes: &[u8]) -> Result<()>;
-}
 
 /// How one run folder is driven.
 pub struct Drive<'a> {
@@ -32,6 +22,9 @@ pub struct Drive<'a> {
     pub checkpoint_every: usize,
     /// A bar shared with other runs (`train --seeds`); the run then prints nothing of its own.
     pub shared: Option<SharedBar>,
+    /// `Some(rank)` for a rank other than 0 of a multi-process run: the same steps as rank 0,
+    /// writing nothing (it reads rank 0's folder to resume, so the folder must be visible to it).
+    pub follower: Option<usize>,
 }
 
 /// One progress bar over several runs (`train --seeds`, `sweep`): each run advances it by its
@@ -46,21 +39,26 @@ pub struct SharedBar {
 /// and the final model at the end. Returns the last step's metrics and the seconds spent.
 pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -> Result<(StepMetrics, f64)> {
     let metrics_path = d.dir.join("metrics.jsonl");
-    let metrics_file = if d.resume {
+    if d.resume {
         let path = d.dir.join(RESUME_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let whose = d.follower.map(|rank| format!("rank {rank}: ")).unwrap_or_default();
+        let bytes = fs::read(&path).with_context(|| format!("{whose}cannot read {}{}", path.display(), if d.follower.is_some() { " (every rank reads rank 0's run folder to resume)" } else { "" }))?;
         trainer.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
-        if !d.json && d.shared.is_none() {
+        if !d.json && d.shared.is_none() && d.follower.is_none() {
             println!("resuming {} at step {}", d.dir.display(), trainer.steps_done());
         }
-        metrics_up_to(&metrics_path, trainer.steps_done())?
-    } else {
-        write_atomic(&d.dir.join("config.toml"), d.config_toml.as_bytes())?;
-        fs::File::create(&metrics_path)?
+    }
+    // A follower writes nothing: rank 0 keeps the run folder.
+    let mut metrics = match (d.follower, d.resume) {
+        (Some(_), _) => None,
+        (None, true) => Some(std::io::BufWriter::new(metrics_up_to(&metrics_path, trainer.steps_done())?)),
+        (None, false) => {
+            write_atomic(&d.dir.join("config.toml"), d.config_toml.as_bytes())?;
+            Some(std::io::BufWriter::new(fs::File::create(&metrics_path)?))
+        }
     };
-    let mut metrics = std::io::BufWriter::new(metrics_file);
 
-    let quiet = d.shared.is_some();
+    let quiet = d.shared.is_some() || d.follower.is_some();
     let bar = match &d.shared {
         Some(s) => s.bar.clone(),
         None => crate::step_bar(d.total_steps),
@@ -73,9 +71,11 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
     let mut last = None;
     let metrics_error = |e: std::io::Error| anyhow::Error::from(e).context(format!("cannot write {}; the last checkpoint is intact, resume with --resume {} once there is room", metrics_path.display(), d.dir.display()));
     while !trainer.is_done() {
-        let m = trainer.step()?;
-        serde_json::to_writer(&mut metrics, &m).map_err(std::io::Error::from).map_err(metrics_error)?;
-        metrics.write_all(b"\n").map_err(metrics_error)?;
+        let m = pollster::block_on(trainer.step())?;
+        if let Some(metrics) = metrics.as_mut() {
+            serde_json::to_writer(&mut *metrics, &m).map_err(std::io::Error::from).map_err(metrics_error)?;
+            metrics.write_all(b"\n").map_err(metrics_error)?;
+        }
         bar.inc(1);
         bar.set_message(format!("loss {:.4}", m.loss));
         if let Some(e) = m.eval.as_ref().filter(|_| !quiet) {
@@ -87,7 +87,7 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
                 (false, false) => bar.println(line),
             }
         }
-        if d.checkpoint_every > 0 && m.step % d.checkpoint_every == 0 && !trainer.is_done() {
+        if let Some(metrics) = metrics.as_mut().filter(|_| d.checkpoint_every > 0 && m.step % d.checkpoint_every == 0 && !trainer.is_done()) {
             // Metrics first: a state never runs ahead of the metrics it implies. The state before
             // the weights: a kill between the two leaves a state to resume from, never weights
             // without one (which would read as a finished run).
@@ -99,13 +99,15 @@ pub fn drive<T: RunLoop>(trainer: &mut T, d: Drive<'_>, banner: impl FnOnce()) -
         last = Some(m);
     }
     let seconds = start.elapsed().as_secs_f64();
-    if !quiet {
+    if d.shared.is_none() {
         bar.finish_and_clear();
     }
-    metrics.flush().map_err(metrics_error)?;
-    metrics.get_ref().sync_data().map_err(metrics_error)?;
-    // The resume state stays until the caller has written the summary (`finish_run`).
-    write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+    if let Some(mut metrics) = metrics {
+        metrics.flush().map_err(metrics_error)?;
+        metrics.get_ref().sync_data().map_err(metrics_error)?;
+        // The resume state stays until the caller has written the summary (`finish_run`).
+        write_atomic(&d.dir.join(MODEL_FILE), &trainer.checkpoint_bytes()?)?;
+    }
     let Some(last) = last else { bail!("{} has already finished all {} steps", d.dir.display(), d.total_steps) };
     Ok((last, seconds))
 }

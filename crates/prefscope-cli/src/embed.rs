@@ -51,8 +51,10 @@ pub struct EmbedArgs {
     /// A pair file, .jsonl or .jsonl.gz.
     #[arg(long)]
     data: PathBuf,
+    /// The pair file's layout (auto: read from its first line).
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     format: FormatArg,
+    /// A malformed line: stop with its file, line and field, or skip it and count it.
     #[arg(long, value_enum, default_value_t = OnErrorArg::Stop)]
     on_error: OnErrorArg,
     /// What each response's row embeds.

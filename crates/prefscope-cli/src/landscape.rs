@@ -46,6 +46,7 @@ pub struct LandscapeArgs {
     /// The heatmap's format: svg or png.
     #[arg(long, default_value = "svg")]
     format: String,
+    /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -53,7 +54,7 @@ pub struct LandscapeArgs {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Plane {
+enum PlaneArg {
     Random,
     Pca,
 }
@@ -62,7 +63,7 @@ struct LandscapeJob {
     weights: Vec<u8>,
     n: usize,
     seed: Option<u64>,
-    plane: Plane,
+    plane: PlaneArg,
 }
 
 /// The run's weights along its training, as the page keeps them ([`snapshot_every`]): replayed
@@ -117,14 +118,14 @@ impl BackendJob for LandscapeJob {
         let surface = Surface::new(&model, &ds, &ds.train, &device)?;
         let theta = pollster::block_on(read_weights(&model))?;
         let seed = self.seed.unwrap_or(head.config.seed);
-        let source = (self.plane == Plane::Pca).then_some(if stored.is_some() { "checkpoint" } else { "replayed" });
+        let source = (self.plane == PlaneArg::Pca).then_some(if stored.is_some() { "checkpoint" } else { "replayed" });
         let (d1, d2, a, b, path, explained) = match self.plane {
-            Plane::Random => {
+            PlaneArg::Random => {
                 let (d1, d2) = random_plane(&surface.layout, &theta, seed);
                 (d1, d2, (-1.0, 1.0), (-1.0, 1.0), vec![], None)
             }
             // As the page: the snapshots and the current weights, projected around the latter.
-            Plane::Pca => {
+            PlaneArg::Pca => {
                 // A checkpoint exported by the page carries the trajectory it drew; others are replayed.
                 let mut snapshots = match stored {
                     Some(t) if t.iter().all(|s| s.len() == theta.len()) => t,
@@ -175,8 +176,8 @@ fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, c
 
 pub fn landscape(args: LandscapeArgs) -> Result<()> {
     let plane = match args.plane.as_str() {
-        "random" => Plane::Random,
-        "pca" => Plane::Pca,
+        "random" => PlaneArg::Random,
+        "pca" => PlaneArg::Pca,
         other => bail!("--plane {other}: expected random or pca"),
     };
     if !(2..=201).contains(&args.grid) {

@@ -42,32 +42,46 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a preference model on a scenario; writes a run folder (config.toml, metrics.jsonl, model.safetensors, summary.json).
+    #[command(after_long_help = "Examples:\n  prefscope train --scenario cyclic --model gpm --out runs/gpm\n  prefscope train --scenario cyclic --model gpm --seeds 0..19\n  prefscope train --data tests/data/hh-rlhf-harmless-base-a.jsonl.gz --out runs/hh")]
     Train(run_config::TrainArgs),
     /// Train one config at every point of a grid of settings (--grid model.hidden=[16],[64] --seeds 0..4), in parallel; results.jsonl / results.csv.
+    #[command(after_long_help = "Examples:\n  prefscope sweep --scenario linear --model bt --grid 'model.hidden=[8],[64]' --seeds 0..4 --out runs/width\n  prefscope sweep --scenario linear --model bt --grid scenario.n_pairs=500,2000,8000 --seeds 0..2 --out runs/data")]
     Sweep(sweep::SweepArgs),
     /// Fit a scaling law L = L∞ + (x_c/x)^α to a sweep's held-out loss (per group), with bootstrap intervals.
+    #[command(after_long_help = "Examples:\n  prefscope fit runs/data --x scenario.n_pairs\n  prefscope fit runs/data --x scenario.n_pairs --means --json")]
     Fit(sweep::FitArgs),
     /// Draw a run's curves, or a sweep's scaling fits with their bands (SVG or PNG).
+    #[command(after_long_help = "Examples:\n  prefscope plot runs/gpm\n  prefscope plot runs/gpm --out gpm.png\n  prefscope plot runs/data")]
     Plot(plot::PlotArgs),
     /// The loss landscape of a run on its training pairs (the page's random plane and grid): .npy, JSON and a heatmap.
+    #[command(after_long_help = "Examples:\n  prefscope landscape runs/gpm\n  prefscope landscape runs/gpm --plane pca --json")]
     Landscape(landscape::LandscapeArgs),
     /// Linear probes on a frozen model's last hidden layer, per item attribute, against a random model of the same shape (MRMBench).
+    #[command(after_long_help = "Examples:\n  prefscope train --scenario multi-objective --model multi-objective --out runs/mo\n  prefscope probe --run runs/mo")]
     Probe(probe::ProbeArgs),
     /// Evaluate a trained run on its held-out pairs.
+    #[command(after_long_help = "Examples:\n  prefscope eval --run runs/gpm\n  prefscope eval --run runs/hh --data tests/data/gpm_test_data.jsonl --json")]
     Eval(run_config::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
+    #[command(after_long_help = "Examples:\n  prefscope compare runs/gpm runs/bt\n  prefscope compare runs/gpm runs/bt --json")]
     Compare(compare::CompareArgs),
     /// Measure training throughput (pairs/s) on a reference workload.
+    #[command(after_long_help = "Examples:\n  prefscope bench --workload mlp-bt --batch 1024\n  prefscope bench --workload tfm-rm --batch 2 --steps 3 --warmup 1 --json")]
     Bench(bench::BenchArgs),
     /// Optimise a policy: offline with a DPO-family loss, or online (--online rloo|grpo|ppo|online-dpo|xpo|vpo|best-of-n) against the gold reward or a trained reward model.
+    #[command(after_long_help = "Examples:\n  prefscope align --policy bandit --loss dpo --beta 0.1\n  prefscope align --policy lm --loss dpo\n  prefscope align --online rloo --reward gold --exact --json")]
     Align(align::AlignArgs),
     /// Reward over-optimisation (Gao et al. 2022): proxy RMs on N gold labels, best-of-n and RL against them, Gao's fits per N.
+    #[command(after_long_help = "Examples:\n  prefscope overopt --labels 30 300 --seeds 0..1 --out runs/overopt\n  prefscope overopt --policy lm --seeds 0..7")]
     Overopt(online::OveroptArgs),
     /// Rank items from comparisons (Bradley–Terry / Plackett–Luce MLE, bootstrap CIs, Elo scale).
+    #[command(after_long_help = "Examples:\n  prefscope rank --data tests/data/choix_testcase-pairwise-1.json\n  prefscope rank --data tests/data/choix_testcase-rankings-1.json --json")]
     Rank(rank::RankArgs),
     /// Compare noisy-label remedies: ensemble preference strength and collaborative reward modelling.
+    #[command(after_long_help = "Examples:\n  prefscope denoise\n  prefscope denoise --flip 0.3 --json")]
     Denoise(denoise::DenoiseArgs),
     /// Embed text preference pairs with all-MiniLM-L6-v2 into an embedding file (.safetensors) for heads.
+    #[command(after_long_help = "Examples:\n  prefscope embed --data tests/data/gpm_test_data.jsonl --out runs/gpm-test.safetensors\n  prefscope train --embeddings runs/gpm-test.safetensors --model bt --out runs/head")]
     Embed(embed::EmbedArgs),
 }
 

@@ -14,7 +14,7 @@ use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::lm_online::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
 use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
 use prefscope_core::policy::overoptimisation::{OveroptConfig, OveroptResult, run_overopt};
-use prefscope_core::studies::seeds::{Spread, parse_seeds};
+use prefscope_core::studies::seeds::{SeedStats, parse_seeds};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -296,9 +296,10 @@ pub struct OveroptArgs {
     /// Seeds (e.g. 0..19, 0..4,9): each draws the candidates, the labels and the proxy's start.
     #[arg(long, default_value = "0..4")]
     seeds: String,
-    /// Candidate responses and their feature dimension.
+    /// Candidate responses.
     #[arg(long, default_value_t = 4096)]
     items: usize,
+    /// The candidates' feature dimension.
     #[arg(long, default_value_t = 8)]
     dim: usize,
     /// The RL curve's β, largest first (default: 10 → 0.01 in 25 steps on the bandit,
@@ -308,6 +309,7 @@ pub struct OveroptArgs {
     /// Output folder (default: runs/overopt, numbered if taken).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -460,7 +462,7 @@ pub fn overopt(mut args: OveroptArgs) -> Result<()> {
     println!("Gold reward against d = √KL (relative to π_ref) over {} seeds; Gao's fits R_bon = d(α − β·d), R_RL = d(α − β·log d):", seeds.len());
     println!("{:>7}  {:>12}  {:>17}  {:>17}  {:>9}  {:>15}  {:>17}  {:>17}", "labels", "proxy acc", "bon α", "bon β", "bon R²", "bon peak d*", "RL α", "RL β");
     let range = |v: Vec<f64>| {
-        let s = Spread::of(&v);
+        let s = SeedStats::of(&v);
         format!("{:.2} ({:.2}–{:.2})", s.mean, s.min, s.max)
     };
     for (i, labels) in args.labels.iter().enumerate() {
@@ -470,11 +472,11 @@ pub fn overopt(mut args: OveroptArgs) -> Result<()> {
         println!(
             "{:>7}  {:>12}  {:>17}  {:>17}  {:>9}  {:>15}  {:>17}  {:>17}   gold fell after its peak on {falls}/{} seeds",
             labels,
-            format!("{:.3}", Spread::of(&col(&|r| r.proxy_accuracy)).mean),
+            format!("{:.3}", SeedStats::of(&col(&|r| r.proxy_accuracy)).mean),
             range(col(&|r| r.bon_fit.alpha)),
             range(col(&|r| r.bon_fit.beta)),
-            format!("{:.3}", Spread::of(&col(&|r| r.bon_fit.r2)).mean),
-            if peaks.is_empty() { "none".into() } else { format!("{:.2} ({}/{})", Spread::of(&peaks).mean, peaks.len(), all.len()) },
+            format!("{:.3}", SeedStats::of(&col(&|r| r.bon_fit.r2)).mean),
+            if peaks.is_empty() { "none".into() } else { format!("{:.2} ({}/{})", SeedStats::of(&peaks).mean, peaks.len(), all.len()) },
             range(col(&|r| r.rl_fit.alpha)),
             range(col(&|r| r.rl_fit.beta)),
             all.len()

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
-    /// A run folder (metrics.jsonl) or a sweep folder with fit.json.
+    /// A run folder (metrics.jsonl) or a sweep folder (its points, and the fitted law when fit.json is there).
     path: PathBuf,
     /// The figure: .svg or .png (default: PATH/plot.svg).
     #[arg(long)]
@@ -180,6 +180,24 @@ struct FitFigure {
     alpha: f64,
 }
 
+/// A sweep without a fit (`prefscope fit` not run yet): its held-out loss against its first axis
+/// (other than the seed), one colour per value of a second axis if it has one.
+fn plot_sweep_points(dir: &Path, out: &Path) -> Result<()> {
+    let path = dir.join("results.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let first: Value = text.lines().find(|l| !l.trim().is_empty()).map(serde_json::from_str).transpose()?.with_context(|| format!("{}: no finished points", path.display()))?;
+    let axes: Vec<String> = first["axes"].as_object().map(|o| o.keys().filter(|k| *k != "seed").cloned().collect()).unwrap_or_default();
+    let Some(x) = axes.first() else { bail!("{}: the sweep varies only the seed; there is no axis to plot against", path.display()) };
+    let y = "eval_loss";
+    let (groups, _) = crate::sweep::read_points(dir, x, y, axes.get(1).map(String::as_str))?;
+    let figs: Vec<FitFigure> = groups
+        .iter()
+        .map(|(group, (xs, ys))| FitFigure { group: group.clone(), points: xs.iter().copied().zip(ys.iter().copied()).collect(), curve: vec![], alpha: f64::NAN })
+        .collect();
+    println!("no fit.json: the points alone (`prefscope fit {} --x {x}` adds the fitted law)", dir.display());
+    render(out, (820, 520), |root| draw_sweep(root, &figs, x, y), |root| draw_sweep(root, &figs, x, y))
+}
+
 fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigure], x: &str, y: &str) -> Result<()> {
     let xs = figs.iter().flat_map(|f| f.points.iter().map(|p| p.0));
     let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -190,7 +208,7 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigu
     let (y_lo, y_hi) = (y_lo / 1.3, y_hi * 1.3);
     let clip = |v: f64| if v.is_finite() { v.clamp(y_lo, y_hi) } else { y_lo };
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("{y} against {x}: L = L∞ + (x_c / x)^α, 95 % bootstrap band"), (FAMILY, 16))
+        .caption(if figs.iter().any(|f| !f.curve.is_empty()) { format!("{y} against {x}: L = L∞ + (x_c / x)^α, 95 % bootstrap band") } else { format!("{y} against {x}") }, (FAMILY, 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
@@ -208,6 +226,10 @@ fn draw_sweep<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figs: &[FitFigu
         .map_err(err)?;
     for (i, f) in figs.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
+        if f.curve.is_empty() {
+            chart.draw_series(f.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?.label(f.group.clone()).legend(move |(x, y)| Circle::new((x + 8, y), 3, color.filled()));
+            continue;
+        }
         let band: Vec<(f64, f64)> = f.curve.iter().map(|c| (c.0, clip(c.2))).chain(f.curve.iter().rev().map(|c| (c.0, clip(c.3)))).collect();
         chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15)))).map_err(err)?;
         chart.draw_series(LineSeries::new(f.curve.iter().map(|c| (c.0, clip(c.1))), color.stroke_width(2))).map_err(err)?.label(format!("{} (α = {:.3})", f.group, f.alpha)).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
@@ -241,7 +263,10 @@ fn tick(v: f64) -> String {
 fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
     use prefscope_core::studies::scaling::{FitPoints, PowerLawFit, prediction_band};
     let fit_path = dir.join("fit.json");
-    let text = fs::read_to_string(&fit_path).with_context(|| format!("cannot read {}: run `prefscope fit {} --x AXIS` first", fit_path.display(), dir.display()))?;
+    if !fit_path.is_file() {
+        return plot_sweep_points(dir, out);
+    }
+    let text = fs::read_to_string(&fit_path).with_context(|| format!("cannot read {}", fit_path.display()))?;
     let fit: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", fit_path.display()))?;
     let field = |k: &str| fit[k].as_str().map(str::to_string).with_context(|| format!("{}: `{k}` missing", fit_path.display()));
     let (x, y) = (field("x")?, field("y")?);
@@ -262,7 +287,7 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<()> {
 }
 
 /// One bin of eval's reliability table.
-struct Bin {
+struct ReliabilityRow {
     lo: f64,
     hi: f64,
     count: u64,
@@ -287,7 +312,7 @@ fn report_rows<T>(v: &Value, path: &Path, key: &str, hint: &str, read: impl Fn(&
         .collect()
 }
 
-fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[Bin], title: &str) -> Result<()> {
+fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[ReliabilityRow], title: &str) -> Result<()> {
     let mut chart = ChartBuilder::on(root).caption(title, (FAMILY, 15)).margin(12).x_label_area_size(36).y_label_area_size(48).build_cartesian_2d(0.5f64..1f64, 0f64..1f64).map_err(err)?;
     chart.configure_mesh().x_desc("confidence P(chosen ≻ rejected)").y_desc("accuracy").max_light_lines(1).label_style((FAMILY, 12)).draw().map_err(err)?;
     let blue = RGBColor(60, 110, 200);
@@ -303,7 +328,7 @@ fn draw_reliability<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, bins: &[B
 fn plot_reliability(eval: &Path, out: &Path) -> Result<()> {
     let v = read_report(eval)?;
     let bins = report_rows(&v, eval, "reliability", "", |f, r| {
-        Ok(Bin { lo: f("lo")?, hi: f("hi")?, count: r["count"].as_u64().unwrap_or(0), accuracy: f("accuracy")?, confidence: f("mean_confidence")? })
+        Ok(ReliabilityRow { lo: f("lo")?, hi: f("hi")?, count: r["count"].as_u64().unwrap_or(0), accuracy: f("accuracy")?, confidence: f("mean_confidence")? })
     })?;
     let title = format!("reliability on {} ({} pairs): ECE {:.4}", v["data"].as_str().unwrap_or("the held-out pairs"), v["n"].as_u64().unwrap_or(0), v["ece"].as_f64().unwrap_or(f64::NAN));
     render(out, (620, 480), |root| draw_reliability(root, &bins, &title), |root| draw_reliability(root, &bins, &title))

@@ -39,6 +39,7 @@ pub struct ProbeArgs {
     /// Seed of the probes' 70/30 split of the items and of the random control model.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
     #[command(flatten)]

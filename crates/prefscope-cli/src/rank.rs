@@ -15,6 +15,7 @@ pub struct RankArgs {
     /// Bootstrap resamples for the 95 % intervals (0 to skip).
     #[arg(long, default_value_t = 200)]
     bootstrap: usize,
+    /// Seed of the bootstrap resamples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON object as the last stdout line.

@@ -10,14 +10,14 @@ use crate::BackendArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Scenario: linear, cyclic, cyclic-abcd, multi-objective, mixture, few-shot-users, rankings,
-    /// noisy (overrides the config file).
-    #[arg(long)]
+    /// Scenario (overrides the config file); the book's configuration reference describes each.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(prefscope_core::ScenarioKind::ALL.map(prefscope_core::ScenarioKind::name)))]
     pub(crate) scenario: Option<String>,
-    /// Model: bt, gpm, multi-objective, mixture, vpl (overrides the config file); with --data,
-    /// tfm-rm (the default: a transformer reward model trained from scratch).
-    #[arg(long)]
+    /// Model (overrides the config file); with --data, tfm-rm (the default: a transformer reward
+    /// model trained from scratch).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(prefscope_core::ModelKind::ALL.map(prefscope_core::ModelKind::name).into_iter().chain(["tfm-rm"])))]
     pub(crate) model: Option<String>,
+    /// Optimiser steps (overrides the config file).
     #[arg(long)]
     pub(crate) steps: Option<usize>,
     /// Pairs per minibatch.
@@ -26,6 +26,7 @@ pub struct TrainArgs {
     /// AdamW learning rate.
     #[arg(long)]
     pub(crate) lr: Option<f64>,
+    /// Seed of the data, the split, the model's start and the batch order (overrides the config file).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
     /// Train the same config on many seeds (`0..19` = seeds 0 to 19, `0..4,9`), one run folder
@@ -34,7 +35,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LIST", conflicts_with_all = ["seed", "resume"])]
     pub(crate) seeds: Option<String>,
     /// full, or bf16-mixed / f16-mixed: half-precision compute over f32 master weights and
-    /// AdamW moments (f16 with dynamic loss scaling); needs --backend cuda (or wgpu for f16).
+    /// AdamW moments (f16 with dynamic loss scaling), on the CPU backend and CUDA; wgpu has f16 only.
     /// Sets `train.precision`.
     #[arg(long, value_parser = parse_precision)]
     pub(crate) precision: Option<prefscope_core::runtime::precision::Precision>,

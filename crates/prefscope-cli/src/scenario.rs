@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind};
 use crate::nodes::Collective;
-use crate::drive::{Drive, RunLoop, SharedBar, drive};
+use crate::drive::{Drive, SharedBar, drive};
+use prefscope_core::reward::train::RunLoop;
 use crate::run_config::precision_note;
 use crate::run_folder::{RESUME_FILE, finish_run};
 
@@ -30,7 +31,7 @@ pub(crate) struct TrainJob {
 
 /// A feature-vector trainer and where its steps run: on this process's devices (one or more), or
 /// as one rank of a multi-process run.
-pub(crate) struct Spread<B: AutodiffBackend> {
+pub(crate) struct DeviceSpread<B: AutodiffBackend> {
     trainer: Trainer<B>,
     over: Over<B>,
 }
@@ -40,20 +41,15 @@ pub(crate) enum Over<B: AutodiffBackend> {
     Ranks(Collective),
 }
 
-impl<B: AutodiffBackend> RunLoop for Spread<B> {
-    fn step(&mut self) -> Result<StepMetrics> {
-        let Spread { trainer, over } = self;
+impl<B: AutodiffBackend> RunLoop for DeviceSpread<B> {
+    async fn step(&mut self) -> prefscope_core::Result<StepMetrics> {
+        let DeviceSpread { trainer, over } = self;
         match over {
-            Over::Devices(devices) => Ok(pollster::block_on(trainer.step_parallel(devices))?),
+            Over::Devices(devices) => trainer.step_parallel(devices).await,
             Over::Ranks(collective) => {
                 collective.step = trainer.steps_done() + 1;
                 let (rank, ranks) = (collective.rank, collective.ranks);
-                let m = pollster::block_on(trainer.step_rank(rank, ranks, |g| collective.all_reduce(g).map_err(|e| prefscope_core::Error::Collective(format!("{e:#}")))));
-                // The exchange's own message already names the ranks.
-                m.map_err(|e| match e {
-                    prefscope_core::Error::Collective(msg) => anyhow::anyhow!(msg),
-                    e => e.into(),
-                })
+                trainer.step_rank(rank, ranks, |g| collective.all_reduce(g).map_err(|e| prefscope_core::Error::Collective(format!("{e:#}")))).await
             }
         }
     }
@@ -63,38 +59,15 @@ impl<B: AutodiffBackend> RunLoop for Spread<B> {
     fn steps_done(&self) -> usize {
         self.trainer.steps_done()
     }
-    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.trainer.checkpoint_bytes()?)
+    fn checkpoint_bytes(&self) -> prefscope_core::Result<Vec<u8>> {
+        self.trainer.checkpoint_bytes()
     }
-    fn resume_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.trainer.resume_bytes()?)
+    fn resume_bytes(&self) -> prefscope_core::Result<Vec<u8>> {
+        self.trainer.resume_bytes()
     }
-    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        Ok(self.trainer.restore(bytes)?)
+    fn restore(&mut self, bytes: &[u8]) -> prefscope_core::Result<()> {
+        self.trainer.restore(bytes)
     }
-}
-
-/// A rank other than 0: the same steps as rank 0, without a run folder of its own (it reads
-/// rank 0's saved state to resume, so the folder must be visible to every rank).
-pub(crate) fn follow<B: AutodiffBackend>(run: &mut Spread<B>, rank: usize, dir: &Path, resume: bool) -> Result<(StepMetrics, f64)> {
-    if resume {
-        let path = dir.join(RESUME_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("rank {}: cannot read {} (every rank reads rank 0's run folder to resume)", rank, path.display()))?;
-        run.restore(&bytes).with_context(|| format!("cannot resume from {}", path.display()))?;
-    }
-    let bar = crate::step_bar(run.trainer.config.train.steps);
-    bar.inc(run.steps_done() as u64);
-    let start = Instant::now();
-    let mut last = None;
-    while !run.is_done() {
-        let m = run.step()?;
-        bar.inc(1);
-        bar.set_message(format!("loss {:.4}", m.loss));
-        last = Some(m);
-    }
-    bar.finish_and_clear();
-    let Some(last) = last else { bail!("{} has already finished all its steps", dir.display()) };
-    Ok((last, start.elapsed().as_secs_f64()))
 }
 
 /// Devices 0..n of the backend of `first` (same device type, consecutive indices).
@@ -117,8 +90,10 @@ impl BackendJob for TrainJob {
         let nodes = collective.as_ref().map_or(1, |c| c.ranks);
         if let Some(c) = collective.take_if(|c| c.rank != 0) {
             let (rank, ranks) = (c.rank, c.ranks);
-            let mut run = Spread { trainer, over: Over::Ranks(c) };
-            let (last, seconds) = follow(&mut run, rank, &dir, resume)?;
+            let total_steps = trainer.config.train.steps;
+            let mut run = DeviceSpread { trainer, over: Over::Ranks(c) };
+            let d = Drive { dir: &dir, config_toml: String::new(), total_steps, json, resume, checkpoint_every, shared: None, follower: Some(rank) };
+            let (last, seconds) = drive(&mut run, d, || {})?;
             return Ok(json!({ "rank": rank, "nodes": ranks, "steps": last.step, "final_loss": last.loss, "seconds": seconds }));
         }
         let data = cfg.embeddings.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| cfg.scenario.kind.name().to_string());
@@ -134,12 +109,12 @@ impl BackendJob for TrainJob {
             if devices > 1 { format!(" × {devices} devices (data-parallel)") } else { String::new() },
             if nodes > 1 { format!(" × {nodes} processes (rank 0 of {nodes}, data-parallel over burn-collective)") } else { String::new() }
         );
-        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: trainer.config.train.steps, json, resume, checkpoint_every, shared };
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: trainer.config.train.steps, json, resume, checkpoint_every, shared, follower: None };
         let over = match collective {
             Some(collective) => Over::Ranks(collective),
             None => Over::Devices(device_range::<B>(&device, devices)),
         };
-        let mut run = Spread { trainer, over };
+        let mut run = DeviceSpread { trainer, over };
         let (last, seconds) = drive(&mut run, d, || println!("{banner}"))?;
         let trainer = run.trainer;
         let eval = last.eval.expect("the last step evaluates");

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use prefscope_core::studies::seeds::{Spread, parse_seeds};
+use prefscope_core::studies::seeds::{SeedStats, parse_seeds};
 use prefscope_core::text::trainer::TextRunConfig;
 use prefscope_core::{AutodiffBackend, RunConfig};
 use serde_json::{Value, json};
@@ -209,7 +209,7 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
     });
     for (key, _) in FIGURES {
         let values: Vec<f64> = ok.iter().map(|s| s[key].as_f64().unwrap_or(f64::NAN)).collect();
-        summary[key] = serde_json::to_value(Spread::of(&values))?;
+        summary[key] = serde_json::to_value(SeedStats::of(&values))?;
     }
     write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
 
@@ -220,7 +220,7 @@ pub fn train_seeds(args: TrainArgs, spec: &str) -> Result<()> {
         for (key, label) in FIGURES {
             let values: Vec<f64> = ok.iter().map(|s| s[key].as_f64().unwrap_or(f64::NAN)).collect();
             if !values.is_empty() {
-                println!("{label}: {}", Spread::of(&values));
+                println!("{label}: {}", SeedStats::of(&values));
             }
         }
         println!("per-seed summaries in {}", dir.join("seeds.jsonl").display());

@@ -312,6 +312,7 @@ pub struct FitArgs {
     /// then redraws runs within each x, and R² measures the mean curve.
     #[arg(long)]
     means: bool,
+    /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
 }

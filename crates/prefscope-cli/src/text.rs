@@ -16,7 +16,7 @@ use prefscope_core::text::transformer::{TfmHead, TfmRmConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::drive::{Drive, RunLoop, drive};
+use crate::drive::{Drive, drive};
 use crate::run_config::{EvalArgs, TrainArgs};
 
 /// Whether a train command is a text run: `--data`, a config with a `[data]` table, or a
@@ -89,27 +89,6 @@ pub(crate) fn parse_on_error(s: &str) -> Result<OnError> {
     }
 }
 
-impl<B: AutodiffBackend> RunLoop for TextTrainer<B> {
-    fn step(&mut self) -> Result<StepMetrics> {
-        Ok(TextTrainer::step(self)?)
-    }
-    fn is_done(&self) -> bool {
-        TextTrainer::is_done(self)
-    }
-    fn steps_done(&self) -> usize {
-        TextTrainer::steps_done(self)
-    }
-    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        Ok(TextTrainer::checkpoint_bytes(self)?)
-    }
-    fn resume_bytes(&self) -> Result<Vec<u8>> {
-        Ok(TextTrainer::resume_bytes(self)?)
-    }
-    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        Ok(TextTrainer::restore(self, bytes)?)
-    }
-}
-
 pub(crate) struct TextTrainJob {
     pub(crate) cfg: TextRunConfig,
     pub(crate) dir: PathBuf,
@@ -144,7 +123,7 @@ impl BackendJob for TextTrainJob {
             backend.describe(),
             crate::run_config::precision_note(cfg.train.precision)
         );
-        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared };
+        let d = Drive { dir: &dir, config_toml: cfg.to_toml(), total_steps: cfg.train.steps, json, resume, checkpoint_every, shared, follower: None };
         let (last, seconds) = drive(&mut trainer, d, || println!("{banner}"))?;
         let (skipped, messages) = trainer.skipped();
         if skipped > 0 {

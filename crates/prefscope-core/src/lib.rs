@@ -11,7 +11,7 @@
 //! * [`policy`]: what a reward model is for: the DPO family, the bandit, the tiny LM, online RLHF,
 //!   over-optimisation.
 //! * [`studies`]: experiments over many runs or inside one: landscapes, scaling, probes, noisy
-//!   labels, rankings, gridworld trajectories, sweep grids, claims over seeds.
+//!   labels, rankings, sweep grids, claims over seeds.
 
 pub mod runtime;
 pub mod reward;
@@ -19,7 +19,8 @@ pub mod text;
 pub mod policy;
 pub mod studies;
 
-pub use reward::data::{PairDataset, ScenarioConfig, ScenarioKind};
+pub use reward::data::PairDataset;
+pub use reward::scenarios::{ScenarioConfig, ScenarioKind};
 pub use reward::model::{ModelConfig, ModelKind, PreferenceModel};
 pub use reward::train::{LossConfig, RunConfig, StepMetrics, TrainConfig, Trainer};
 pub use runtime::kernels::{AutodiffBackend, Backend};

@@ -30,12 +30,12 @@ pub fn cpu_device() -> burn::backend::flex::FlexDevice {
 
 /// The backend the page trains on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Backend {
+pub enum ComputeBackend {
     WebGpu,
     Cpu,
 }
 
-impl Backend {
+impl ComputeBackend {
     /// Machine-readable name (`window.__prefscope.backend`).
     pub fn id(self) -> &'static str {
         match self {
@@ -56,7 +56,7 @@ impl Backend {
 /// The outcome of backend selection.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Selected {
-    pub backend: Backend,
+    pub backend: ComputeBackend,
     /// The adapter's description, when WebGPU is used.
     pub adapter: Option<String>,
     /// Shown prominently when the page did not get WebGPU.
@@ -67,7 +67,7 @@ pub struct Selected {
 pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, String> {
     if choice == BackendChoice::Cpu {
         return Ok(Selected {
-            backend: Backend::Cpu,
+            backend: ComputeBackend::Cpu,
             adapter: None,
             notice: Some(format!("Training on the CPU ({CPU_CRATE}) because the URL says ?backend=cpu. Same results as WebGPU, usually slower.")),
         });
@@ -75,11 +75,11 @@ pub async fn select(choice: BackendChoice) -> std::result::Result<Selected, Stri
     match request_adapter().await {
         Ok(adapter) => {
             init_setup_async::<WebGpu>(&WgpuDevice::default(), RuntimeOptions::default()).await;
-            Ok(Selected { backend: Backend::WebGpu, adapter: Some(adapter), notice: None })
+            Ok(Selected { backend: ComputeBackend::WebGpu, adapter: Some(adapter), notice: None })
         }
         Err(why) if choice == BackendChoice::WebGpu => Err(format!("WebGPU was required by ?backend=webgpu, but {why}")),
         Err(why) => Ok(Selected {
-            backend: Backend::Cpu,
+            backend: ComputeBackend::Cpu,
             adapter: None,
             notice: Some(format!("WebGPU is not available here ({why}), so training runs on the CPU ({CPU_CRATE}) instead: same results, usually slower.")),
         }),
@@ -129,18 +129,18 @@ pub enum AnyTrainer {
 }
 
 impl AnyTrainer {
-    pub fn new(backend: Backend, config: RunConfig) -> Result<Self> {
+    pub fn new(backend: ComputeBackend, config: RunConfig) -> Result<Self> {
         Ok(match backend {
-            Backend::WebGpu => Self::Gpu(Box::new(Trainer::new(config, &WgpuDevice::default())?)),
-            Backend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &cpu_device())?)),
+            ComputeBackend::WebGpu => Self::Gpu(Box::new(Trainer::new(config, &WgpuDevice::default())?)),
+            ComputeBackend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &cpu_device())?)),
         })
     }
 
     /// A trainer on data that did not come from a scenario (an uploaded file).
-    pub fn with_dataset(backend: Backend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
+    pub fn with_dataset(backend: ComputeBackend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
         Ok(match backend {
-            Backend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),
-            Backend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &cpu_device())?)),
+            ComputeBackend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),
+            ComputeBackend::Cpu => Self::Cpu(Box::new(Trainer::with_dataset(config, dataset, &cpu_device())?)),
         })
     }
 
@@ -175,14 +175,6 @@ impl AnyTrainer {
         }
     }
 
-    #[allow(dead_code)]
-    pub fn dataset(&self) -> &PairDataset {
-        match self {
-            Self::Gpu(t) => &t.dataset,
-            Self::Cpu(t) => &t.dataset,
-        }
-    }
-
     pub fn steps_done(&self) -> usize {
         match self {
             Self::Gpu(t) => t.steps_done(),
@@ -210,13 +202,13 @@ pub enum AnyModel {
 
 impl AnyModel {
     /// Rebuild a model from checkpoint bytes (config and widths come from the file) on `backend`.
-    pub fn from_checkpoint(backend: Backend, bytes: Vec<u8>) -> Result<(PreferenceCheckpoint, Self)> {
+    pub fn from_checkpoint(backend: ComputeBackend, bytes: Vec<u8>) -> Result<(PreferenceCheckpoint, Self)> {
         Ok(match backend {
-            Backend::WebGpu => {
+            ComputeBackend::WebGpu => {
                 let (head, m) = load_preference_model::<Wgpu>(bytes, &WgpuDevice::default())?;
                 (head, Self::Gpu(m))
             }
-            Backend::Cpu => {
+            ComputeBackend::Cpu => {
                 let (head, m) = load_preference_model::<CpuInner>(bytes, &cpu_device())?;
                 (head, Self::Cpu(m))
             }

@@ -1,41 +1,15 @@
 //! The charts panel: train/eval loss and accuracy by step, held-out reward margins, calibration.
 
-use std::rc::Rc;
 
-use burn::tensor::{Tensor, TensorData};
-use prefscope_core::PairDataset;
 use yew::prelude::*;
 
-use crate::backend::{AnyModel, on_model};
 use crate::charts::{histogram, margin_range, reliability};
-use crate::plot::{nice_ticks, polyline, scale, tick_label};
+use crate::plot::{coord, nice_ticks, polyline, scale, tick_label};
 
 /// Reliability bins.
 const BINS: usize = 10;
 /// Margin histogram bins.
 const MARGIN_BINS: usize = 24;
-
-/// The model's logits ℓ on the held-out pairs (ℓ > 0: the chosen side is predicted to win).
-pub async fn held_out_logits(model: AnyModel, ds: Rc<PairDataset>) -> Result<Vec<f32>, String> {
-    let mut out = Vec::with_capacity(ds.eval.len());
-    for chunk in ds.eval.chunks(4096) {
-        let logits = on_model!(&model, |m, device| {
-            let rows = |side: &dyn Fn(usize) -> usize| {
-                let v: Vec<f32> = chunk.iter().flat_map(|&p| ds.item(side(p)).iter().copied()).collect();
-                Tensor::from_data(TensorData::new(v, [chunk.len(), ds.dim]), device)
-            };
-            let prompts = (ds.prompt_dim > 0).then(|| {
-                let v: Vec<f32> = chunk.iter().flat_map(|&p| ds.prompts[p * ds.prompt_dim..(p + 1) * ds.prompt_dim].iter().copied()).collect();
-                Tensor::from_data(TensorData::new(v, [chunk.len(), ds.prompt_dim]), device)
-            });
-            let l = m.logits(rows(&|p| ds.pairs[p].0), rows(&|p| ds.pairs[p].1), prompts);
-            let data = l.into_data_async().await.map_err(|e| format!("{e:?}"))?;
-            data.convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?
-        });
-        out.extend(logits);
-    }
-    Ok(out)
-}
 
 /// What the charts show.
 pub struct Series<'a> {
@@ -46,10 +20,6 @@ pub struct Series<'a> {
     pub evals: &'a [(usize, f32, f32)],
     /// Held-out logits of the latest model, with the step they were computed at.
     pub margins: Option<(&'a [f32], usize)>,
-}
-
-fn fmt(v: f64) -> String {
-    format!("{v:.1}")
 }
 
 const W: f64 = 300.0;
@@ -63,11 +33,11 @@ fn frame(title: &str, y_ticks: &[f64], y_label_spacing: f64, sy: &dyn Fn(f64) ->
         <>
             { for y_ticks.iter().map(|&t| html! {
                 <g>
-                    <line class="grid" x1={fmt(PAD_L)} x2={fmt(W - 6.0)} y1={fmt(sy(t))} y2={fmt(sy(t))} />
-                    <text class="tick" x={fmt(PAD_L - 4.0)} y={fmt(sy(t) + 4.0)} text-anchor="end">{ tick_label(t, y_label_spacing) }</text>
+                    <line class="grid" x1={coord(PAD_L)} x2={coord(W - 6.0)} y1={coord(sy(t))} y2={coord(sy(t))} />
+                    <text class="tick" x={coord(PAD_L - 4.0)} y={coord(sy(t) + 4.0)} text-anchor="end">{ tick_label(t, y_label_spacing) }</text>
                 </g>
             }) }
-            <text class="title" x={fmt(PAD_L)} y="12">{ title.to_string() }</text>
+            <text class="title" x={coord(PAD_L)} y="12">{ title.to_string() }</text>
         </>
     }
 }
@@ -82,13 +52,13 @@ pub fn charts(s: &Series) -> Html {
     let sy_loss = |v: f64| scale(v, (0.0, loss_top), (H - PAD_B, 20.0));
     let sy_acc = |v: f64| scale(v, (0.0, 1.0), (H - PAD_B, 20.0));
     let acc_ticks = [0.0, 0.25, 0.5, 0.75, 1.0];
-    let x_axis = html! { <text class="tick" x={fmt(W - 6.0)} y={fmt(H - 6.0)} text-anchor="end">{ format!("step (of {})", s.total_steps) }</text> };
+    let x_axis = html! { <text class="tick" x={coord(W - 6.0)} y={coord(H - 6.0)} text-anchor="end">{ format!("step (of {})", s.total_steps) }</text> };
     let loss_chart = html! {
         <svg class="chart small" data-testid="chart-loss" viewBox={format!("0 0 {W} {H}")} role="img" aria-label="training and held-out loss by step">
             { frame("loss: train (line), held-out (dots)", &loss_ticks, loss_ticks.get(1).copied().unwrap_or(1.0), &sy_loss) }
             <polyline class="series loss" points={polyline(s.losses.iter().enumerate().map(|(i, &l)| (sx(i as f64 + 1.0), sy_loss(l as f64))))} />
             <polyline class="series eval" points={polyline(s.evals.iter().map(|e| (sx(e.0 as f64), sy_loss(e.2 as f64))))} />
-            { for s.evals.iter().map(|e| html! { <circle class="dot eval" cx={fmt(sx(e.0 as f64))} cy={fmt(sy_loss(e.2 as f64))} r="2.5" /> }) }
+            { for s.evals.iter().map(|e| html! { <circle class="dot eval" cx={coord(sx(e.0 as f64))} cy={coord(sy_loss(e.2 as f64))} r="2.5" /> }) }
             { x_axis.clone() }
         </svg>
     };
@@ -98,7 +68,7 @@ pub fn charts(s: &Series) -> Html {
             { frame("pairwise accuracy: train (line), held-out (dots)", &acc_ticks, 0.01, &sy_acc) }
             <polyline class="series acc thin" points={polyline(s.train_accuracy.iter().enumerate().map(|(i, &a)| (sx(i as f64 + 1.0), sy_acc(a as f64))))} />
             <polyline class="series eval" points={polyline(s.evals.iter().map(|e| (sx(e.0 as f64), sy_acc(e.1 as f64))))} />
-            { for s.evals.iter().map(|e| html! { <circle class="dot eval" cx={fmt(sx(e.0 as f64))} cy={fmt(sy_acc(e.1 as f64))} r="2.5" /> }) }
+            { for s.evals.iter().map(|e| html! { <circle class="dot eval" cx={coord(sx(e.0 as f64))} cy={coord(sy_acc(e.1 as f64))} r="2.5" /> }) }
             { x_axis }
         </svg>
     };
@@ -129,16 +99,16 @@ fn margins_chart(m: &[f32], step: usize) -> Html {
     html! {
         <svg class="chart small" data-testid="chart-margins" viewBox={format!("0 0 {W} {H}")} role="img" aria-label="histogram of held-out reward margins"
             data-mean={format!("{mean:.6}")} data-positive={format!("{right:.6}")}>
-            <text class="title" x={fmt(PAD_L)} y="12">{ format!("held-out margins at step {step}: mean {mean:.2}") }</text>
+            <text class="title" x={coord(PAD_L)} y="12">{ format!("held-out margins at step {step}: mean {mean:.2}") }</text>
             { for counts.iter().enumerate().map(|(b, &c)| {
                 let x = PAD_L + b as f64 * width;
                 let wrong = x + width / 2.0 < sx(0.0);
-                html! { <rect class={classes!("bar", wrong.then_some("wrong"))} x={fmt(x + 0.5)} width={fmt(width - 1.0)} y={fmt(sy(c as f64))} height={fmt(H - PAD_B - sy(c as f64))} /> }
+                html! { <rect class={classes!("bar", wrong.then_some("wrong"))} x={coord(x + 0.5)} width={coord(width - 1.0)} y={coord(sy(c as f64))} height={coord(H - PAD_B - sy(c as f64))} /> }
             }) }
-            <line class="axis" x1={fmt(sx(0.0))} x2={fmt(sx(0.0))} y1="20" y2={fmt(H - PAD_B)} />
-            <text class="tick" x={fmt(PAD_L)} y={fmt(H - 8.0)}>{ format!("−{r}") }</text>
-            <text class="tick" x={fmt(sx(0.0))} y={fmt(H - 8.0)} text-anchor="middle">{ "ℓ = 0" }</text>
-            <text class="tick" x={fmt(W - 6.0)} y={fmt(H - 8.0)} text-anchor="end">{ format!("{r}") }</text>
+            <line class="axis" x1={coord(sx(0.0))} x2={coord(sx(0.0))} y1="20" y2={coord(H - PAD_B)} />
+            <text class="tick" x={coord(PAD_L)} y={coord(H - 8.0)}>{ format!("−{r}") }</text>
+            <text class="tick" x={coord(sx(0.0))} y={coord(H - 8.0)} text-anchor="middle">{ "ℓ = 0" }</text>
+            <text class="tick" x={coord(W - 6.0)} y={coord(H - 8.0)} text-anchor="end">{ format!("{r}") }</text>
         </svg>
     }
 }
@@ -152,14 +122,14 @@ fn calibration(m: &[f32], step: usize) -> Html {
         <svg class="chart small" data-testid="chart-calibration" viewBox={format!("0 0 {W} {H}")} role="img" aria-label="reliability diagram of held-out predictions"
             data-ece={format!("{:.6}", rel.ece)}>
             { frame(&format!("calibration at step {step}: ECE {:.3}", rel.ece), &[0.0, 0.5, 1.0], 0.5, &sy) }
-            <line class="chance" x1={fmt(sx(0.0))} y1={fmt(sy(0.0))} x2={fmt(sx(1.0))} y2={fmt(sy(1.0))} />
+            <line class="chance" x1={coord(sx(0.0))} y1={coord(sy(0.0))} x2={coord(sx(1.0))} y2={coord(sy(1.0))} />
             <polyline class="series loss" points={polyline(used.iter().map(|b| (sx(b.predicted), sy(b.observed))))} />
             { for used.iter().map(|b| html! {
-                <circle class="dot calib" cx={fmt(sx(b.predicted))} cy={fmt(sy(b.observed))} r={fmt((b.count as f64).sqrt().clamp(2.0, 6.0))}>
+                <circle class="dot calib" cx={coord(sx(b.predicted))} cy={coord(sy(b.observed))} r={coord((b.count as f64).sqrt().clamp(2.0, 6.0))}>
                     <title>{ format!("predicted {:.2}, observed {:.2}, {} outcomes", b.predicted, b.observed, b.count) }</title>
                 </circle>
             }) }
-            <text class="tick" x={fmt(W - 6.0)} y={fmt(H - 8.0)} text-anchor="end">{ "predicted P →" }</text>
+            <text class="tick" x={coord(W - 6.0)} y={coord(H - 8.0)} text-anchor="end">{ "predicted P →" }</text>
         </svg>
     }
 }

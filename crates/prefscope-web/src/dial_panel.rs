@@ -7,59 +7,14 @@
 
 use std::rc::Rc;
 
-use burn::tensor::{Tensor, TensorData};
 use prefscope_core::reward::model::argmax_by_direction;
-use prefscope_core::{PairDataset, PreferenceModel};
 use web_sys::{Element, KeyboardEvent, PointerEvent};
 use yew::prelude::*;
 
-use crate::backend::{AnyModel, on_model};
+use crate::compute::dial::Candidates;
 use crate::by_ptr::ByPtr;
 use crate::dial::{after_key, angle_of, dot, fractions, pareto_front, ranking, set_weight, simplex_after_key, simplex_corners, simplex_point, simplex_weights, simplex_winners, weights_or_equal};
-use crate::plot::{nice_ticks, polyline, scale, tick_label};
-
-/// The first this-many items of the data are the candidates.
-pub const CANDIDATES: usize = 12;
-
-/// Each candidate's attribute rewards under the model, with its label and true ratings.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Candidates {
-    pub labels: Vec<String>,
-    /// One row of k ≥ 2 rewards per candidate.
-    pub rewards: Vec<Vec<f64>>,
-    /// The data's (noisy) ratings of the same responses, when it has as many objectives.
-    pub ratings: Vec<Vec<f64>>,
-    pub step: usize,
-}
-
-impl Candidates {
-    pub fn objectives(&self) -> usize {
-        self.rewards.first().map_or(0, Vec::len)
-    }
-}
-
-/// The model's rewards for the candidates; an error for models without two or more attribute
-/// rewards.
-pub async fn candidates(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Result<Candidates, String> {
-    let n = CANDIDATES.min(ds.n_items());
-    let rewards = on_model!(&model, |m, device| {
-        let PreferenceModel::MultiObjective(mo) = m else {
-            return Err("the dial needs the multi-objective model (its two attribute rewards)".to_string());
-        };
-        let x = Tensor::from_data(TensorData::new(ds.items[..n * ds.dim].to_vec(), [n, ds.dim]), device);
-        let r = mo.rewards(x);
-        if r.dims()[1] < 2 {
-            return Err(format!("the dial turns between two or more objectives; this model has {}", r.dims()[1]));
-        }
-        let data = r.into_data_async().await.map_err(|e| format!("{e:?}"))?;
-        data.convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}"))?
-    });
-    let k = rewards.len() / n.max(1);
-    let rows = |v: &[f32]| v.chunks(k).map(|c| c.iter().map(|&x| x as f64).collect()).collect::<Vec<Vec<f64>>>();
-    let ratings = if ds.n_objectives == k { rows(&ds.ratings[..k * n]) } else { vec![] };
-    let labels = (0..n).map(|i| ds.item_labels.get(i).cloned().unwrap_or_else(|| format!("#{i}"))).collect();
-    Ok(Candidates { labels, rewards: rows(&rewards), ratings, step })
-}
+use crate::plot::{coord, nice_ticks, polyline, scale, tick_label};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -249,10 +204,6 @@ fn circle_dial(props: &CircleProps) -> Html {
     }
 }
 
-fn fmt(v: f64) -> String {
-    format!("{v:.1}")
-}
-
 /// Candidates in reward space with the Pareto front, the direction and the argmax.
 fn reward_plot(c: &Candidates, v: [f64; 2]) -> Html {
     let (w, pad) = (260.0, 30.0);
@@ -270,24 +221,24 @@ fn reward_plot(c: &Candidates, v: [f64; 2]) -> Html {
     let level_line = ((bx - v[1] * span, by + v[0] * span), (bx + v[1] * span, by - v[0] * span));
     html! {
         <svg class="chart rewards" data-testid="dial-rewards" viewBox={format!("0 0 {w} {w}")} role="img" aria-label="candidates by their two rewards, Pareto front and the best under the direction">
-            <defs><clipPath id="dial-clip"><rect x={fmt(pad)} y="8" width={fmt(w - 8.0 - pad)} height={fmt(w - pad - 8.0)} /></clipPath></defs>
+            <defs><clipPath id="dial-clip"><rect x={coord(pad)} y="8" width={coord(w - 8.0 - pad)} height={coord(w - pad - 8.0)} /></clipPath></defs>
             { for ticks.iter().map(|&t| html! {
                 <g>
-                    <text class="tick" x={fmt(x(t))} y={fmt(w - pad + 14.0)} text-anchor="middle">{ tick_label(t, spacing) }</text>
-                    <text class="tick" x={fmt(pad - 4.0)} y={fmt(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
+                    <text class="tick" x={coord(x(t))} y={coord(w - pad + 14.0)} text-anchor="middle">{ tick_label(t, spacing) }</text>
+                    <text class="tick" x={coord(pad - 4.0)} y={coord(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
                 </g>
             }) }
-            <line class="axis" x1={fmt(pad)} x2={fmt(w - 8.0)} y1={fmt(w - pad)} y2={fmt(w - pad)} />
-            <line class="axis" x1={fmt(pad)} x2={fmt(pad)} y1="8" y2={fmt(w - pad)} />
-            <text class="title" x={fmt(w - 8.0)} y={fmt(w - 4.0)} text-anchor="end">{ "r₁ (objective 1) →" }</text>
-            <text class="title" transform={format!("translate(10 {}) rotate(-90)", fmt(w / 2.0))} text-anchor="middle">{ "r₂ (objective 2) →" }</text>
+            <line class="axis" x1={coord(pad)} x2={coord(w - 8.0)} y1={coord(w - pad)} y2={coord(w - pad)} />
+            <line class="axis" x1={coord(pad)} x2={coord(pad)} y1="8" y2={coord(w - pad)} />
+            <text class="title" x={coord(w - 8.0)} y={coord(w - 4.0)} text-anchor="end">{ "r₁ (objective 1) →" }</text>
+            <text class="title" transform={format!("translate(10 {}) rotate(-90)", coord(w / 2.0))} text-anchor="middle">{ "r₂ (objective 2) →" }</text>
             <g clip-path="url(#dial-clip)">
-                <line class="level" x1={fmt(x(level_line.0.0))} y1={fmt(y(level_line.0.1))} x2={fmt(x(level_line.1.0))} y2={fmt(y(level_line.1.1))} />
+                <line class="level" x1={coord(x(level_line.0.0))} y1={coord(y(level_line.0.1))} x2={coord(x(level_line.1.0))} y2={coord(y(level_line.1.1))} />
                 <polyline class="front" data-testid="dial-front" points={polyline(front.iter().map(|&i| (x(c.rewards[i][0]), y(c.rewards[i][1]))))} />
             </g>
             { for c.rewards.iter().enumerate().map(|(i, r)| html! {
                 <circle class={classes!("candidate", (i == best).then_some("best"), front.contains(&i).then_some("pareto"))}
-                    cx={fmt(x(r[0]))} cy={fmt(y(r[1]))} r={if i == best { "7" } else { "4.5" }}>
+                    cx={coord(x(r[0]))} cy={coord(y(r[1]))} r={if i == best { "7" } else { "4.5" }}>
                     <title>{ format!("{}: r = ({:.2}, {:.2})", c.labels[i], r[0], r[1]) }</title>
                 </circle>
             }) }
@@ -403,12 +354,12 @@ fn parallel_plot(c: &Candidates, w: &[f64]) -> Html {
     html! {
         <svg class="chart rewards parallel" data-testid="dial-rewards" viewBox={format!("0 0 {width} {height}")} role="img" aria-label="candidates' rewards on one axis per objective; the Pareto front in colour and the best under the weights thick">
             { for ticks.iter().map(|&t| html! {
-                <text class="tick" x={fmt(pad)} y={fmt(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
+                <text class="tick" x={coord(pad)} y={coord(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
             }) }
             { for (0..k).map(|j| html! {
                 <g>
-                    <line class="axis" x1={fmt(x(j))} x2={fmt(x(j))} y1="10" y2={fmt(height - pad)} />
-                    <text class="title" x={fmt(x(j))} y={fmt(height - pad + 16.0)} text-anchor="middle">{ format!("r{}", subscript(j + 1)) }</text>
+                    <line class="axis" x1={coord(x(j))} x2={coord(x(j))} y1="10" y2={coord(height - pad)} />
+                    <text class="title" x={coord(x(j))} y={coord(height - pad + 16.0)} text-anchor="middle">{ format!("r{}", subscript(j + 1)) }</text>
                 </g>
             }) }
             <g data-testid="dial-front" data-count={front.len().to_string()}>

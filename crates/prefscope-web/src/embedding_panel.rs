@@ -5,70 +5,12 @@
 //! embeddings going round the origin. Hovering (or focusing) a response shows its preference
 //! probabilities against a few others; the table shows the whole matrix P_ij = σ(s_ij / τ) of those.
 
-use std::rc::Rc;
 
-use burn::tensor::{Tensor, TensorData, activation};
-use prefscope_core::reward::model::all_pairs_scores;
-use prefscope_core::{PairDataset, PreferenceModel};
 use yew::prelude::*;
 
-use crate::backend::{AnyModel, on_model};
+use crate::compute::embedding::Embeddings;
 use crate::by_ptr::ByPtr;
-use crate::plot::scale;
-
-/// Responses in the probability matrix.
-pub const MATRIX: usize = 8;
-/// Responses drawn as arrows (all of them up to this many).
-const DRAWN: usize = 200;
-
-/// Embeddings of the first responses and the preference probabilities among them.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Embeddings {
-    pub labels: Vec<String>,
-    /// `[n][2k]` embeddings as the model scores them (unit length when it normalises).
-    pub points: Vec<Vec<f32>>,
-    pub k: usize,
-    /// P(y_i ≻ y_j), `n × n` row-major.
-    pub probs: Vec<f32>,
-    /// The matrix's responses, ordered by their angle in block 1 so that a cycle reads as a band.
-    pub matrix: Vec<usize>,
-    pub step: usize,
-}
-
-impl Embeddings {
-    pub fn n(&self) -> usize {
-        self.points.len()
-    }
-
-    pub fn p(&self, i: usize, j: usize) -> f32 {
-        self.probs[i * self.n() + j]
-    }
-}
-
-/// Embed the responses with the model's encoder and build the all-pairs table in one pass (GPM's
-/// linear query complexity: n encoder rows for n² probabilities).
-pub async fn embeddings(model: AnyModel, ds: Rc<PairDataset>, step: usize) -> Result<Embeddings, String> {
-    let n = DRAWN.min(ds.n_items());
-    let (flat, probs, tau_k) = on_model!(&model, |m, device| {
-        let PreferenceModel::Gpm(g) = m else {
-            return Err("the embedding view shows GPM's preference embeddings: pick the gpm model".to_string());
-        };
-        let x = Tensor::<_, 2>::from_data(TensorData::new(ds.items[..n * ds.dim].to_vec(), [n, ds.dim]), device);
-        let e = g.embed(x.clone());
-        let two_k = e.dims()[1];
-        // With a gate the block weights depend on the prompt; show them all at weight 1.
-        let table = all_pairs_scores(x, |x| g.embed(x), None, g.tau);
-        let probs = activation::sigmoid(table).reshape([n * n]);
-        let read = |t: Tensor<_, 1>| async move { t.into_data_async().await.map_err(|e| format!("{e:?}"))?.convert::<f32>().to_vec::<f32>().map_err(|e| format!("{e:?}")) };
-        (read(e.reshape([n * two_k])).await?, read(probs).await?, two_k / 2)
-    });
-    let k = tau_k;
-    let points: Vec<Vec<f32>> = flat.chunks(2 * k).map(<[f32]>::to_vec).collect();
-    let angle = |i: usize| (points[i][1] as f64).atan2(points[i][0] as f64);
-    let mut matrix: Vec<usize> = (0..MATRIX.min(n)).collect();
-    matrix.sort_by(|&a, &b| angle(a).total_cmp(&angle(b)));
-    Ok(Embeddings { labels: ds.item_labels[..n].to_vec(), points, k, probs, matrix, step })
-}
+use crate::plot::{coord, scale};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -76,10 +18,6 @@ pub struct Props {
     pub note: String,
     /// Item colours of the data picture (by index), when the scenario has one.
     pub colours: Vec<String>,
-}
-
-fn fmt(v: f64) -> String {
-    format!("{v:.1}")
 }
 
 #[function_component(EmbeddingView)]
@@ -97,8 +35,8 @@ pub fn embedding_view(props: &Props) -> Html {
         html! {
             <figure class="block">
                 <svg class="embedding" viewBox={format!("0 0 {size} {size}")} role="img" aria-label={format!("block {} of the preference embeddings", b + 1)}>
-                    <line class="axis-faint" x1={fmt(size / 2.0)} x2={fmt(size / 2.0)} y1="0" y2={fmt(size)} />
-                    <line class="axis-faint" y1={fmt(size / 2.0)} y2={fmt(size / 2.0)} x1="0" x2={fmt(size)} />
+                    <line class="axis-faint" x1={coord(size / 2.0)} x2={coord(size / 2.0)} y1="0" y2={coord(size)} />
+                    <line class="axis-faint" y1={coord(size / 2.0)} y2={coord(size / 2.0)} x1="0" x2={coord(size)} />
                     // The matrix's responses last, so they sit on top and take the pointer.
                     { for (0..emb.n()).filter(|i| !emb.matrix.contains(i)).chain(emb.matrix.iter().copied()).map(|i| {
                         let (x, y) = (px(emb.points[i][2 * b]), py(emb.points[i][2 * b + 1]));
@@ -108,8 +46,8 @@ pub fn embedding_view(props: &Props) -> Html {
                         html! {
                             <g class={classes!("emb", (*hovered == Some(i)).then_some("hovered"))} onmouseenter={on_enter} onfocus={on_focus}
                                 tabindex={if in_matrix && b == 0 { "0" } else { "-1" }} data-testid={(b == 0).then(|| format!("gpm-point-{i}"))}>
-                                <line class="spoke" x1={fmt(size / 2.0)} y1={fmt(size / 2.0)} x2={fmt(x)} y2={fmt(y)} stroke={colour(i)} />
-                                <circle cx={fmt(x)} cy={fmt(y)} r={if in_matrix { "5" } else { "3" }} fill={colour(i)} class={classes!(in_matrix.then_some("matrix-item"))}>
+                                <line class="spoke" x1={coord(size / 2.0)} y1={coord(size / 2.0)} x2={coord(x)} y2={coord(y)} stroke={colour(i)} />
+                                <circle cx={coord(x)} cy={coord(y)} r={if in_matrix { "5" } else { "3" }} fill={colour(i)} class={classes!(in_matrix.then_some("matrix-item"))}>
                                     <title>{ emb.labels[i].clone() }</title>
                                 </circle>
                             </g>

@@ -5,102 +5,26 @@
 //! page trains on WebGPU (offscreen, then shown on a 2-D canvas: see `heatmap.js`), otherwise by
 //! [`rasterise`] on the CPU; an SVG on top carries the trajectory, the current weights and the axes.
 
-use std::rc::Rc;
 
 use js_sys::{Float32Array, Reflect};
-use prefscope_core::PreferenceModel;
-use prefscope_core::studies::landscape::{Surface, grid, pca_extent, random_plane, read_weights, trajectory_pca};
-use prefscope_core::reward::train::evaluate;
-use prefscope_core::PairDataset;
-use prefscope_core::Backend;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlInputElement, HtmlSelectElement, ImageData};
 use yew::prelude::*;
 
-use crate::backend::{AnyModel, on_model};
 use crate::by_ptr::ByPtr;
 use crate::landscape::{CONTOURS, ColourScale, Slice, css_colour, log_ticks, rasterise_rows};
-use crate::plot::{nice_ticks, polyline, scale, tick_label};
+use crate::plot::{coord, nice_ticks, polyline, scale, tick_label};
 use crate::settings::{GRID, Plane};
 
 const SHADER: &str = include_str!("../../../shaders/landscape.wgsl");
 /// Canvas pixels per side.
 const SIZE: usize = 360;
-/// About this many grid points (whole rows) are evaluated per batch between yields.
-const POINTS_PER_BATCH: usize = 128;
-/// Points of the 1-D interpolation, t from −0.5 to 1.5.
-const LINE_POINTS: usize = 61;
-
 #[wasm_bindgen(module = "/src/heatmap.js")]
 extern "C" {
     /// Renders with the shader and puts the pixels on the 2-D `canvas`; resolves to '' or why not.
     #[wasm_bindgen(js_name = drawHeatmapWebGpu)]
     fn draw_heatmap_webgpu(canvas: &HtmlCanvasElement, code: &str, values: &Float32Array, n: u32, lo: f32, hi: f32, log_scale: bool, contours: f32) -> js_sys::Promise;
-}
-
-/// What a computation needs besides the model.
-pub struct Request {
-    pub plane: Plane,
-    pub n: usize,
-    pub seed: u64,
-    /// Weight snapshots taken during training, oldest (the initial weights) first.
-    pub trajectory: Vec<Rc<Vec<f32>>>,
-    pub step: usize,
-}
-
-/// Compute the landscape of `model` on the training pairs of `ds`; gives up between batches once
-/// `superseded()` says so.
-pub async fn compute(model: AnyModel, ds: Rc<PairDataset>, req: Request, superseded: impl Fn() -> bool) -> Result<Slice, String> {
-    on_model!(&model, |m, device| compute_on(m, device, &ds, req, &superseded).await)
-}
-
-async fn compute_on<B: Backend>(model: &PreferenceModel<B>, device: &B::Device, ds: &PairDataset, req: Request, superseded: &dyn Fn() -> bool) -> Result<Slice, String> {
-    let text = |e: prefscope_core::Error| e.to_string();
-    let surface = Surface::new(model, ds, &ds.train, device).map_err(text)?;
-    let theta = read_weights(model).await.map_err(text)?;
-    let current_loss = evaluate(model, ds, &ds.train, device).await.map_err(text)?.loss;
-    let (d1, d2, a, b, trajectory, explained) = match req.plane {
-        Plane::Random => {
-            // Seeded by the run's seed: the same link gives the same picture (and `prefscope
-            // landscape` the same grid).
-            let (d1, d2) = random_plane(&surface.layout, &theta, req.seed);
-            (d1, d2, (-1.0, 1.0), (-1.0, 1.0), vec![], None)
-        }
-        Plane::Pca => {
-            let mut snapshots: Vec<Vec<f32>> = req.trajectory.iter().map(|s| s.as_ref().clone()).collect();
-            snapshots.push(theta.clone());
-            let pca = trajectory_pca(&snapshots, &theta).ok_or("the PCA plane needs a training trajectory: train a few steps first")?;
-            let (ra, rb) = pca_extent(&pca.coords, 1e-3);
-            let [d1, d2] = pca.directions;
-            (d1, d2, (-ra, ra), (-rb, rb), pca.coords, Some(pca.explained))
-        }
-    };
-    // A few grid rows at a time, yielding in between: on the CPU backend every batch runs
-    // synchronously on the page's thread, and the page must keep answering.
-    let coords = grid(req.n, a, b);
-    let mut values = Vec::with_capacity(coords.len());
-    // Small batches also keep the GPU queue short, so resumed training steps (and other tabs)
-    // do not wait behind the whole grid.
-    for rows in coords.chunks(req.n * (POINTS_PER_BATCH / req.n).max(1)) {
-        values.extend(surface.losses(&theta, &d1, &d2, rows).await.map_err(text)?);
-        gloo_timers::future::TimeoutFuture::new(0).await;
-        if superseded() {
-            return Err("superseded".into());
-        }
-    }
-    // From the initial weights θ₀ (t = 0) through the current ones (t = 1).
-    let line = match req.trajectory.first() {
-        Some(start) if start.len() == theta.len() => {
-            let dir: Vec<f32> = theta.iter().zip(start.iter()).map(|(t, s)| t - s).collect();
-            let ts: Vec<f32> = (0..LINE_POINTS).map(|i| -0.5 + 2.0 * i as f32 / (LINE_POINTS - 1) as f32).collect();
-            let coords: Vec<[f32; 2]> = ts.iter().map(|&t| [t, 0.0]).collect();
-            let losses = surface.losses(start, &dir, &vec![0.0; dir.len()], &coords).await.map_err(text)?;
-            ts.into_iter().zip(losses).collect()
-        }
-        _ => vec![],
-    };
-    Ok(Slice { plane: req.plane, n: req.n, a, b, values, current_loss, trajectory, explained, line, step: req.step })
 }
 
 /// Where the panel stands.
@@ -234,10 +158,6 @@ pub fn set_hook(key: &str, value: &JsValue) {
     }
 }
 
-fn fmt(v: f64) -> String {
-    format!("{v:.1}")
-}
-
 /// Trajectory, current weights and axis labels over the heatmap.
 fn overlay(s: &Slice) -> Html {
     let size = SIZE as f64;
@@ -253,10 +173,10 @@ fn overlay(s: &Slice) -> Html {
         <svg viewBox={format!("0 0 {SIZE} {SIZE}")} role="img" aria-label="loss landscape around the current weights">
             if !s.trajectory.is_empty() {
                 <polyline class="trajectory" data-testid="landscape-trajectory" points={path} data-points={s.trajectory.len().to_string()} />
-                { for s.trajectory.first().map(|c| html! { <circle class="start" cx={fmt(x(c[0]))} cy={fmt(y(c[1]))} r="4"><title>{ "initial weights" }</title></circle> }) }
+                { for s.trajectory.first().map(|c| html! { <circle class="start" cx={coord(x(c[0]))} cy={coord(y(c[1]))} r="4"><title>{ "initial weights" }</title></circle> }) }
             }
-            <path class="here" d={format!("M {} {} h 12 M {} {} v 12", fmt(cx - 6.0), fmt(cy), fmt(cx), fmt(cy - 6.0))} />
-            <text class="axis-label" x={fmt(size - 6.0)} y={fmt(size - 6.0)} text-anchor="end">{ format!("{ax}: {:.2} … {:.2}", s.a.0, s.a.1) }</text>
+            <path class="here" d={format!("M {} {} h 12 M {} {} v 12", coord(cx - 6.0), coord(cy), coord(cx), coord(cy - 6.0))} />
+            <text class="axis-label" x={coord(size - 6.0)} y={coord(size - 6.0)} text-anchor="end">{ format!("{ax}: {:.2} … {:.2}", s.a.0, s.a.1) }</text>
             <text class="axis-label" x="6" y="14">{ format!("{bx}: {:.2} … {:.2}", s.b.0, s.b.1) }</text>
         </svg>
     }
@@ -285,14 +205,14 @@ fn legend(s: &Slice, log: bool) -> Html {
             // Narrow bands rather than a gradient: exact colours, and nothing to reference by id.
             { for (0..BANDS).map(|k| {
                 let t = (k as f64 + 0.5) / BANDS as f64;
-                html! { <rect x={fmt(k as f64 * w / BANDS as f64)} y="0" width={fmt(w / BANDS as f64 + 0.6)} height={bar.to_string()} fill={css_colour(t)} /> }
+                html! { <rect x={coord(k as f64 * w / BANDS as f64)} y="0" width={coord(w / BANDS as f64 + 0.6)} height={bar.to_string()} fill={css_colour(t)} /> }
             }) }
             { for ticks.iter().filter(|&&t| t >= sc.lo && t <= sc.hi).map(|&t| {
                 let px = sc.t(t) * w;
                 html! {
                     <g>
-                        <line class="axis" x1={fmt(px)} x2={fmt(px)} y1={bar.to_string()} y2={(bar + 4.0).to_string()} />
-                        <text class="tick" x={fmt(px.clamp(8.0, w - 8.0))} y="32" text-anchor="middle">{ tick_label(t, spacing) }</text>
+                        <line class="axis" x1={coord(px)} x2={coord(px)} y1={bar.to_string()} y2={(bar + 4.0).to_string()} />
+                        <text class="tick" x={coord(px.clamp(8.0, w - 8.0))} y="32" text-anchor="middle">{ tick_label(t, spacing) }</text>
                     </g>
                 }
             }) }
@@ -328,14 +248,14 @@ fn interpolation(s: &Slice) -> Html {
         <svg class="chart small" data-testid="landscape-line" viewBox={format!("0 0 {w} {h}")} role="img" aria-label="loss from the initial to the current weights">
             { for ticks.iter().map(|&t| html! {
                 <g>
-                    <line class="grid" x1={fmt(pad)} x2={fmt(w - 8.0)} y1={fmt(y(t))} y2={fmt(y(t))} />
-                    <text class="tick" x={fmt(pad - 4.0)} y={fmt(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
+                    <line class="grid" x1={coord(pad)} x2={coord(w - 8.0)} y1={coord(y(t))} y2={coord(y(t))} />
+                    <text class="tick" x={coord(pad - 4.0)} y={coord(y(t) + 4.0)} text-anchor="end">{ tick_label(t, spacing) }</text>
                 </g>
             }) }
             { for [(0.0, "θ₀"), (1.0, "θ")].iter().map(|&(t, label)| html! {
                 <g>
-                    <line class="marker" x1={fmt(x(t))} x2={fmt(x(t))} y1="8" y2={fmt(h - 22.0)} />
-                    <text class="tick" x={fmt(x(t))} y={fmt(h - 6.0)} text-anchor="middle">{ label }</text>
+                    <line class="marker" x1={coord(x(t))} x2={coord(x(t))} y1="8" y2={coord(h - 22.0)} />
+                    <text class="tick" x={coord(x(t))} y={coord(h - 6.0)} text-anchor="middle">{ label }</text>
                 </g>
             }) }
             <polyline class="series loss" points={polyline(s.line.iter().map(|&(t, v)| (x(t as f64), y((v as f64).min(top)))))} />

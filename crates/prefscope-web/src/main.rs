@@ -27,6 +27,8 @@ mod by_ptr;
 #[cfg(target_arch = "wasm32")]
 mod charts_panel;
 #[cfg(target_arch = "wasm32")]
+mod compute;
+#[cfg(target_arch = "wasm32")]
 mod dial_panel;
 #[cfg(target_arch = "wasm32")]
 mod embedding_panel;
@@ -35,11 +37,7 @@ mod landscape_panel;
 #[cfg(target_arch = "wasm32")]
 mod online_panel;
 #[cfg(target_arch = "wasm32")]
-mod online_run;
-#[cfg(target_arch = "wasm32")]
 mod policy;
-#[cfg(target_arch = "wasm32")]
-mod policy_run;
 #[cfg(target_arch = "wasm32")]
 mod surface_panel;
 #[cfg(target_arch = "wasm32")]

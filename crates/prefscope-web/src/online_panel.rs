@@ -15,7 +15,7 @@ use gloo_worker::WorkerBridge;
 use prefscope_core::policy::overoptimisation::{CurvePoint, OveroptConfig};
 use yew::prelude::*;
 
-use crate::online_run::{Phase, Update};
+use crate::compute::online::{Phase, Update};
 use crate::worker::{ComputeWorker, Input, Output};
 use crate::plot::{polyline, scale};
 use crate::settings::ONLINE_METHODS as METHODS;

@@ -5,6 +5,11 @@
 
 use prefscope_core::{PairDataset, ScenarioKind};
 
+/// An SVG coordinate or length as an attribute value: one decimal, enough at screen scale.
+pub fn coord(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 /// About `target` round tick values (1, 2 or 5 × 10ⁿ apart) covering `[lo, hi]`, starting at or
 /// below `lo` and ending at or above `hi`.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use gloo_worker::WorkerBridge;
 
-use crate::policy_run::{Run, STEPS};
+use crate::compute::policy::{Run, STEPS};
 use crate::worker::{ComputeWorker, Input, Output};
 use prefscope_core::policy::bandit::{BanditSummary, dpo_frontier};
 use web_sys::{HtmlInputElement, HtmlSelectElement};

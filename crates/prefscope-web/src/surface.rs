@@ -18,7 +18,7 @@ pub enum Field {
 /// A model's field on an `n × n` grid over `[-extent, extent]²`, row-major, top row first
 /// (the order of canvas pixels).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Surface {
+pub struct DecisionSurface {
     pub n: usize,
     pub extent: f32,
     pub field: Field,
@@ -31,7 +31,7 @@ pub fn grid_points(n: usize, extent: f32) -> Vec<[f32; 2]> {
     (0..n).flat_map(|row| (0..n).map(move |col| [at(col), at(n - 1 - row)])).collect()
 }
 
-impl Surface {
+impl DecisionSurface {
     /// The scalar each pixel shows: the reward, v·r, or the angle in turns [0, 1).
     pub fn scalars(&self, v: &[f64]) -> Vec<f64> {
         match &self.field {
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn objectives_follow_the_direction() {
         let pts = grid_points(5, 2.0);
-        let s = Surface { n: 5, extent: 2.0, field: Field::Objectives { k: 2, values: pts.iter().flatten().copied().collect() }, step: 0 };
+        let s = DecisionSurface { n: 5, extent: 2.0, field: Field::Objectives { k: 2, values: pts.iter().flatten().copied().collect() }, step: 0 };
         // Row 2 (the middle), column 4 (the right edge) is the point (2, 0).
         assert_eq!(s.scalars(&[1.0, 0.0])[2 * 5 + 4], 2.0);
         // Row 1, column 2 is (0, 1).
@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(px.len(), 5 * 5 * 4);
         assert_eq!(&px[0..3], &crate::landscape::viridis(0.0), "the left edge is the lowest v·r");
         // Three objectives (x, y, x + y) weighed (0.5, 0, 0.5): at (2, 0) that is 1 + 1.
-        let three = Surface { n: 5, extent: 2.0, field: Field::Objectives { k: 3, values: pts.iter().flat_map(|p| [p[0], p[1], p[0] + p[1]]).collect() }, step: 0 };
+        let three = DecisionSurface { n: 5, extent: 2.0, field: Field::Objectives { k: 3, values: pts.iter().flat_map(|p| [p[0], p[1], p[0] + p[1]]).collect() }, step: 0 };
         assert_eq!(three.scalars(&[0.5, 0.0, 0.5])[2 * 5 + 4], 2.0);
     }
 
@@ -101,7 +101,7 @@ mod tests {
     fn angles_are_hues() {
         assert_eq!(hsl_to_rgb(0.0, 1.0, 0.5), [255, 0, 0]);
         assert_eq!(hsl_to_rgb(1.0 / 3.0, 1.0, 0.5), [0, 255, 0]);
-        let s = Surface { n: 1, extent: 1.0, field: Field::Angle(vec![-std::f32::consts::FRAC_PI_2]), step: 0 };
+        let s = DecisionSurface { n: 1, extent: 1.0, field: Field::Angle(vec![-std::f32::consts::FRAC_PI_2]), step: 0 };
         assert!((s.scalars(&[1.0, 0.0])[0] - 0.75).abs() < 1e-6, "−90° is three quarters of a turn");
     }
 }

@@ -20,12 +20,12 @@ use prefscope_core::{PairDataset, RunConfig, StepMetrics};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::wasm_bindgen;
 
-use crate::backend::{AnyModel, AnyTrainer, Backend, Selected};
-use crate::dial_panel::Candidates;
-use crate::embedding_panel::Embeddings;
+use crate::backend::{AnyModel, AnyTrainer, ComputeBackend, Selected};
+use crate::compute::dial::Candidates;
+use crate::compute::embedding::Embeddings;
 use crate::landscape::Slice;
 use crate::settings::{BackendChoice, Plane};
-use crate::surface::Surface;
+use crate::surface::DecisionSurface;
 
 /// Step metrics are sent in batches at most this often (and at once on evaluation steps, pause
 /// and the end), so a fast CPU run does not make the page re-render hundreds of times a second.
@@ -112,16 +112,16 @@ pub enum Output {
     Landscape(u64, Result<Slice, String>),
     Candidates(u64, Result<Candidates, String>),
     Embeddings(u64, Result<Embeddings, String>),
-    Surface(u64, Result<Surface, String>),
+    Surface(u64, Result<DecisionSurface, String>),
     /// Held-out logits and the step they are from.
     Margins(u64, usize, Result<Vec<f32>, String>),
     /// Checkpoint bytes and the step they are from.
     Checkpoint(u64, Result<(usize, Vec<u8>), String>),
     /// The worker panicked (a lost GPU device shows up so): it cannot go on.
     Fatal(String),
-    Bandit(Result<crate::policy_run::Run, String>),
+    Bandit(Result<crate::compute::policy::Run, String>),
     /// Progress of the online mode, as it happens.
-    Online(crate::online_run::Update),
+    Online(crate::compute::online::Update),
 }
 
 /// Sends replies to the page.
@@ -145,7 +145,7 @@ thread_local! {
 /// The run's state, shared by the message handlers and the loops they start.
 #[derive(Default)]
 struct State {
-    backend: Cell<Option<Backend>>,
+    backend: Cell<Option<ComputeBackend>>,
     run: Cell<u64>,
     config: RefCell<Option<RunConfig>>,
     /// The run's data; an error says why there is none.
@@ -293,11 +293,11 @@ impl Worker for ComputeWorker {
                     Err(e) => return reply.send(Output::Landscape(request, Err(e))),
                 };
                 let seed = state.config.borrow().as_ref().map_or(0, |c| c.seed);
-                let req = crate::landscape_panel::Request { plane, n, seed, trajectory: state.snapshots.borrow().clone(), step };
+                let req = crate::compute::landscape::Request { plane, n, seed, trajectory: state.snapshots.borrow().clone(), step };
                 wasm_bindgen_futures::spawn_local(async move {
                     let current = state.clone();
                     let superseded = move || current.landscape_request.get() != request;
-                    let result = crate::landscape_panel::compute(model, ds, req, &superseded).await;
+                    let result = crate::compute::landscape::compute(model, ds, req, &superseded).await;
                     if !superseded() {
                         reply.send(Output::Landscape(request, result));
                     }
@@ -322,9 +322,9 @@ impl Worker for ComputeWorker {
                 };
                 reply.send(Output::Checkpoint(run, bytes));
             }
-            Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::policy_run::train(&loss, beta, direction))),
+            Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::compute::policy::train(&loss, beta, direction))),
             Input::Online { labels, method, seed } => wasm_bindgen_futures::spawn_local(async move {
-                crate::online_run::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
+                crate::compute::online::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
             }),
         }
     }
@@ -332,27 +332,27 @@ impl Worker for ComputeWorker {
 
 async fn compute_views(model: AnyModel, step: usize, ds: Rc<PairDataset>, views: Views, run: u64, reply: Reply) {
     if views.candidates {
-        reply.send(Output::Candidates(run, crate::dial_panel::candidates(model.clone(), ds.clone(), step).await));
+        reply.send(Output::Candidates(run, crate::compute::dial::candidates(model.clone(), ds.clone(), step).await));
     }
     if views.embeddings {
-        reply.send(Output::Embeddings(run, crate::embedding_panel::embeddings(model.clone(), ds.clone(), step).await));
+        reply.send(Output::Embeddings(run, crate::compute::embedding::embeddings(model.clone(), ds.clone(), step).await));
     }
     if let Some(extent) = views.surface {
-        reply.send(Output::Surface(run, crate::surface_panel::compute(model.clone(), extent, step).await));
+        reply.send(Output::Surface(run, crate::compute::surface::compute(model.clone(), extent, step).await));
     }
     if views.margins {
-        reply.send(Output::Margins(run, step, crate::charts_panel::held_out_logits(model, ds).await));
+        reply.send(Output::Margins(run, step, crate::compute::margins::held_out_logits(model, ds).await));
     }
 }
 
 /// Step metrics waiting to be sent.
-struct Batch {
+struct StepBatch {
     run: u64,
     metrics: Vec<Metrics>,
     sent_at: f64,
 }
 
-impl Batch {
+impl StepBatch {
     fn push(&mut self, m: StepMetrics, reply: &Reply) {
         let eval = m.eval.is_some();
         self.metrics.push(m.into());
@@ -371,7 +371,7 @@ impl Batch {
 
 /// One step at a time until done, paused or superseded by a new run.
 async fn train_loop(state: Rc<State>, run: u64, reply: Reply) {
-    let mut batch = Batch { run, metrics: vec![], sent_at: js_sys::Date::now() };
+    let mut batch = StepBatch { run, metrics: vec![], sent_at: js_sys::Date::now() };
     let mut yielded_at = js_sys::Date::now();
     loop {
         if state.run.get() != run {

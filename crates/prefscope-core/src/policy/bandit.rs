@@ -316,6 +316,9 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
             batch.chosen_scores = Some(s.clone().select(0, ci.clone()));
             batch.rejected_scores = Some(s.clone().select(0, ri.clone()));
         }
+        if let Some(missing) = cfg.loss.missing_input(&batch) {
+            return Err(config_error("loss", format!("{missing}, which the bandit does not provide")));
+        }
         let loss = (cfg.loss.compute(&batch).per_pair * weights.clone()).sum();
         final_loss = loss.clone().into_scalar().elem::<f64>();
         if !final_loss.is_finite() {

@@ -191,6 +191,20 @@ impl PolicyLoss {
         }
     }
 
+    /// The optional input of [`PolicyBatch`] this loss needs and `b` lacks, as a phrase for an
+    /// error message; `None` when [`Self::compute`] can run. Callers check before computing, so a
+    /// pipeline that cannot supply an input refuses the loss instead of panicking.
+    pub fn missing_input<B: Backend>(&self, b: &PolicyBatch<B>) -> Option<&'static str> {
+        match self {
+            Self::Slic { .. } if b.target_logps.is_none() => Some("SLiC-HF needs target_logps (log π of the SFT target completion)"),
+            Self::Tdpo { .. } if b.chosen_kl.is_none() || b.rejected_kl.is_none() => Some("TDPO needs chosen_kl and rejected_kl (the per-token KL to the reference, summed over each completion)"),
+            Self::Modpo { .. } if b.chosen_margins.is_none() || b.rejected_margins.is_none() => Some("MODPO needs chosen_margins and rejected_margins (the other objectives' margin rewards)"),
+            Self::Xpo { .. } if b.ref_sample_logps.is_none() => Some("XPO needs ref_sample_logps (log π_θ of a sample drawn from π_ref)"),
+            Self::Gpo { .. } if b.chosen_scores.is_none() || b.rejected_scores.is_none() => Some("GPO needs chosen_scores and rejected_scores (win scores against the current policy)"),
+            _ => None,
+        }
+    }
+
     pub fn compute<B: Backend>(&self, b: &PolicyBatch<B>) -> PolicyLossOutput<B> {
         let rho_c = b.chosen_logps.clone() - b.ref_chosen_logps.clone();
         let rho_r = b.rejected_logps.clone() - b.ref_rejected_logps.clone();

@@ -365,6 +365,9 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         let mut batch = PolicyBatch::new(c_lp, r_lp, c_ref, r_ref, c_len, r_len);
         batch.chosen_kl = Some(c_kl);
         batch.rejected_kl = Some(r_kl);
+        if let Some(missing) = cfg.loss.missing_input(&batch) {
+            return Err(config_error("loss", format!("{missing}, which the tiny-LM pipeline does not provide")));
+        }
         let loss = cfg.loss.compute(&batch).loss;
         final_loss = scalar(loss.clone())?;
         if step == 1 {

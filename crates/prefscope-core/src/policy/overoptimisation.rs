@@ -14,7 +14,7 @@
 use burn::module::AutodiffModule;
 use serde::{Deserialize, Serialize};
 
-use crate::reward::data::{ScenarioConfig, ScenarioKind};
+use crate::reward::scenarios::{ScenarioConfig, ScenarioKind};
 use crate::runtime::kernels::AutodiffBackend;
 use crate::reward::model::{ModelConfig, ModelKind};
 use crate::policy::online::{Arms, OnlineConfig, OnlineMethod, OnlineMetrics, best_of_n_kl, best_of_n_policy, kl_regularised_optimum};
@@ -215,11 +215,11 @@ pub fn fit_rl(points: &[CurvePoint]) -> GaoFit {
 }
 
 /// The arms of a trained proxy: its candidates under a uniform π_ref, its rewards, and the gold
-/// reward computed exactly ([`crate::reward::data::overopt_gold`]; the data's ratings hold it in f32).
+/// reward computed exactly ([`crate::reward::scenarios::overopt_gold`]; the data's ratings hold it in f32).
 pub fn proxy_arms<B: AutodiffBackend>(trainer: &Trainer<B>) -> Result<Arms> {
     let ds = &trainer.dataset;
     let mut arms = Arms::from_model(&trainer.model().valid(), ds, trainer.device())?;
-    arms.gold = ds.items.chunks(ds.dim).map(crate::reward::data::overopt_gold).collect();
+    arms.gold = ds.items.chunks(ds.dim).map(crate::reward::scenarios::overopt_gold).collect();
     Ok(arms)
 }
 

@@ -213,7 +213,7 @@ impl ModelConfig {
         if self.gate && matches!(self.kind, ModelKind::Gpm | ModelKind::MultiObjective) && prompt_dim == 0 {
             return Err(config_error("model.gate", "the gate needs prompt features; this scenario has none"));
         }
-        let world_dim = crate::studies::trajectories::GridWorld::standard().item_dim();
+        let world_dim = crate::reward::trajectories::GridWorld::standard().item_dim();
         if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
             return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
         }
@@ -293,8 +293,8 @@ impl ModelConfig {
                     kl_weight: self.kl_weight,
                 })
             }
-            ModelKind::Regret => PreferenceModel::Regret(crate::studies::trajectories::RegretModel::new(&crate::studies::trajectories::GridWorld::standard(), device)),
-            ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::studies::trajectories::PartialReturnModel::new(device)),
+            ModelKind::Regret => PreferenceModel::Regret(crate::reward::trajectories::RegretModel::new(&crate::reward::trajectories::GridWorld::standard(), device)),
+            ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::reward::trajectories::PartialReturnModel::new(device)),
         })
     }
 }
@@ -656,8 +656,8 @@ pub enum PreferenceModel<B: Backend> {
     MultiObjective(MultiObjectiveModel<B>),
     Mixture(MixtureModel<B>),
     Vpl(VplModel<B>),
-    Regret(crate::studies::trajectories::RegretModel<B>),
-    PartialReturn(crate::studies::trajectories::PartialReturnModel<B>),
+    Regret(crate::reward::trajectories::RegretModel<B>),
+    PartialReturn(crate::reward::trajectories::PartialReturnModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {

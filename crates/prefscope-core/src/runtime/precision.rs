@@ -246,7 +246,7 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::{DType, TensorData};
 
-    use crate::reward::data::ScenarioKind;
+    use crate::reward::scenarios::ScenarioKind;
     use crate::studies::landscape::flat_weights;
     use crate::reward::model::ModelKind;
     use crate::reward::train::{Listwise, RunConfig, StepMetrics, Trainer};

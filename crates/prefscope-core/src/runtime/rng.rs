@@ -45,10 +45,6 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    pub fn uniform_range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: usize) -> usize {
         assert!(n > 0, "below(0)");

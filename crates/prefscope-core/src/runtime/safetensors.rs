@@ -120,7 +120,7 @@ pub(crate) fn require<'a>(meta: &'a HashMap<String, String>, key: &str) -> Resul
 }
 
 /// Add a training trajectory to a checkpoint: the flattened weights
-/// ([`crate::studies::landscape::read_weights`]) at the snapshots the page keeps for its PCA plane, oldest
+/// (`studies::landscape::read_weights`) at the snapshots the page keeps for its PCA plane, oldest
 /// first, as one f32 tensor [snapshots, weights]. `prefscope landscape --plane pca` then uses them
 /// instead of replaying the run, which a checkpoint trained in the page could not (the page's wasm
 /// arithmetic and the native one part after a step, so a native replay ends elsewhere).

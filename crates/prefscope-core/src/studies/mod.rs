@@ -5,7 +5,6 @@
 //! * [`probe`]: linear probes of a trained model's hidden state for each hidden objective.
 //! * [`noise`]: noisy labels: ensemble preference strength and collaborative reward modelling.
 //! * [`rank`]: maximum-likelihood item strengths from comparisons (Bradley–Terry, Plackett–Luce).
-//! * [`trajectories`]: segment preferences in a gridworld: regret against partial return, HERON.
 //! * [`grid`]: sweep grids over config keys: axes, every combination, each point's folder name.
 //! * [`seeds`]: claims over many seeds: seed lists, spreads, the exact binomial bound.
 
@@ -16,4 +15,3 @@ pub mod probe;
 pub mod rank;
 pub mod scaling;
 pub mod seeds;
-pub mod trajectories;

@@ -266,8 +266,8 @@ mod tests {
     /// against 0.62–0.77 and 0.48–0.58.
     #[test]
     fn claim_a_bradley_terry_model_encodes_each_hidden_objective_linearly_above_a_random_one() {
-        use crate::studies::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed, assert_on_fraction};
-        use crate::{RunConfig, Trainer, reward::data::ScenarioKind, reward::model::ModelKind};
+        use crate::studies::seeds::{CLAIM_SEEDS, SeedStats, assert_on_every_seed, assert_on_fraction};
+        use crate::{RunConfig, Trainer, reward::scenarios::ScenarioKind, reward::model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         use burn::module::AutodiffModule;
         // Per seed: [trained, random, input] × [helpfulness, verbosity] held-out accuracies.
@@ -296,7 +296,7 @@ mod tests {
         });
         assert_on_fraction("trained probes read verbosity above the random model's", CLAIM_SEEDS, 0.7, by_seed, |[t, r, _]| t[1] > r[1]);
         for (j, (name, gap)) in [("helpfulness", 0.1), ("verbosity", 0.05)].into_iter().enumerate() {
-            let d = Spread::of(&runs.iter().map(|(_, [t, r, _])| t[j] - r[j]).collect::<Vec<_>>());
+            let d = SeedStats::of(&runs.iter().map(|(_, [t, r, _])| t[j] - r[j]).collect::<Vec<_>>());
             eprintln!("{name}: trained − random {d}");
             assert!(d.mean >= gap, "{name}: mean gap {d}");
         }

@@ -283,7 +283,7 @@ mod tests {
     /// 0.51 (0.98), 0.11 (0.99); objective α = 0.02, 0.15, 0.31; subjective α = 0.28, −0.13, −0.95.
     #[test]
     fn claim_worldpm_adversarial_loss_scales_with_data_the_objective_needs_width_and_the_subjective_turns_back() {
-        use crate::{RunConfig, Trainer, reward::data::ScenarioKind, reward::model::ModelKind};
+        use crate::{RunConfig, Trainer, reward::scenarios::ScenarioKind, reward::model::ModelKind};
         use burn::backend::{Autodiff, Flex};
         const WIDTHS: [usize; 3] = [4, 16, 64];
         const DATA: [usize; 7] = [512, 1024, 2048, 4096, 8192, 16384, 32768];
@@ -354,7 +354,7 @@ mod tests {
     /// The style-control regression recovers the weights behind synthetic logits exactly.
     #[test]
     fn length_weight_reads_the_length_coefficient_relative_to_content() {
-        use crate::reward::data::{ScenarioConfig, ScenarioKind};
+        use crate::reward::scenarios::{ScenarioConfig, ScenarioKind};
         let mut cfg = ScenarioConfig::new(ScenarioKind::Worldpm);
         cfg.n_pairs = 300;
         let ds = cfg.build(0).unwrap();

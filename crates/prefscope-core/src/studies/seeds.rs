@@ -44,7 +44,7 @@ pub fn parse_seeds(spec: &str) -> Result<Vec<u64>> {
 
 /// How a figure spreads over seeds.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Spread {
+pub struct SeedStats {
     pub n: usize,
     pub min: f64,
     pub mean: f64,
@@ -53,7 +53,7 @@ pub struct Spread {
     pub std: f64,
 }
 
-impl Spread {
+impl SeedStats {
     /// The spread of `values`; NaN entries make min, mean and max NaN (a failed seed is not
     /// silently dropped).
     pub fn of(values: &[f64]) -> Self {
@@ -70,7 +70,7 @@ impl Spread {
     }
 }
 
-impl fmt::Display for Spread {
+impl fmt::Display for SeedStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.3}–{:.3}, mean {:.3} ± {:.3} over {} seeds", self.min, self.max, self.mean, self.std, self.n)
     }
@@ -171,13 +171,13 @@ mod tests {
 
     #[test]
     fn spread_matches_hand_values() {
-        let s = Spread::of(&[1.0, 2.0, 4.0]);
+        let s = SeedStats::of(&[1.0, 2.0, 4.0]);
         assert_eq!((s.n, s.min, s.max), (3, 1.0, 4.0));
         assert!((s.mean - 7.0 / 3.0).abs() < 1e-12);
         // Σ(x − mean)² = 14/3 over n − 1 = 2.
         assert!((s.std - (7.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert!(Spread::of(&[1.0, f64::NAN]).min.is_nan());
-        assert_eq!(Spread::of(&[0.5]).std, 0.0);
+        assert!(SeedStats::of(&[1.0, f64::NAN]).min.is_nan());
+        assert_eq!(SeedStats::of(&[0.5]).std, 0.0);
     }
 
     #[test]

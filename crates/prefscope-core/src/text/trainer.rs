@@ -18,7 +18,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
 use crate::reward::checkpoint::{CONFIG_KEY, KIND_KEY, STEP_KEY, load_into, read_metadata, to_safetensors};
-use crate::reward::loss::{bradley_terry_loss, centering_penalty, pairwise_accuracy, preference_probability};
+use crate::reward::loss::{bradley_terry_loss, pairwise_accuracy, preference_probability};
 use crate::reward::metrics::PairScore;
 use crate::runtime::rng::Rng;
 use crate::text::pairs::{OnError, PairReader, TextFormat, TextPair};
@@ -436,21 +436,18 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         // Mixed precision: forward on a copy cast inside the graph (see `crate::runtime::precision`).
         let compute = self.autocast.module(&model);
         let logits = self.autocast.up(compute.pair_logits(&batch, &self.config.model, &self.device));
-        let mut margin = (lc.margin != 0.0).then(|| Tensor::<B, 1>::full([n], lc.margin, &self.device));
-        if lc.margin_from_data {
+        let strengths = lc.margin_from_data.then(|| {
             let m: Vec<f32> = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
-            let m = Tensor::<B, 1>::from_data(TensorData::new(m, [n]), &self.device);
-            margin = Some(match margin {
-                Some(c) => c + m,
-                None => m,
-            });
-        }
-        let mut loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, None);
-        if lc.center_coef > 0.0 && self.config.model.head == TfmHead::Bt {
-            let (tokens, last) = batch.tensors::<B>(&self.device);
-            let r = self.autocast.up(compute.forward(tokens, last)).reshape([2 * n]);
-            loss = loss + centering_penalty(r.clone().narrow(0, 0, n), r.narrow(0, n, n), lc.center_coef);
-        }
+            Tensor::<B, 1>::from_data(TensorData::new(m, [n]), &self.device)
+        });
+        let margin = lc.margins(n, strengths, &self.device);
+        let loss = lc.pairwise_loss(logits.clone(), margin, None, || {
+            (lc.center_coef > 0.0 && self.config.model.head == TfmHead::Bt).then(|| {
+                let (tokens, last) = batch.tensors::<B>(&self.device);
+                let r = self.autocast.up(compute.forward(tokens, last)).reshape([2 * n]);
+                (r.clone().narrow(0, 0, n), r.narrow(0, n, n))
+            })
+        });
         let loss_value: f32 = loss.clone().into_scalar().elem();
         if !loss_value.is_finite() {
             self.model = Some(model);
@@ -571,6 +568,28 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
+    }
+}
+
+/// The text trainer steps on the host's thread; its future is ready when returned.
+impl<B: AutodiffBackend> crate::reward::train::RunLoop for TextTrainer<B> {
+    fn step(&mut self) -> impl std::future::Future<Output = Result<StepMetrics>> {
+        std::future::ready(TextTrainer::step(self))
+    }
+    fn is_done(&self) -> bool {
+        TextTrainer::is_done(self)
+    }
+    fn steps_done(&self) -> usize {
+        TextTrainer::steps_done(self)
+    }
+    fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        TextTrainer::checkpoint_bytes(self)
+    }
+    fn resume_bytes(&self) -> Result<Vec<u8>> {
+        TextTrainer::resume_bytes(self)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        TextTrainer::restore(self, bytes)
     }
 }
 

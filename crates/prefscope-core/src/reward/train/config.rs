@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::reward::data::{PairDataset, ScenarioConfig, ScenarioKind};
+use crate::reward::data::PairDataset;
+use crate::reward::scenarios::{ScenarioConfig, ScenarioKind};
 use crate::runtime::precision::Precision;
 use crate::reward::model::{ModelConfig, ModelKind};
 use crate::{Error, Result, config_error};

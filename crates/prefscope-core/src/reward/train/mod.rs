@@ -11,12 +11,14 @@
 //! * `objective`: the per-model objective on a minibatch.
 //! * `eval`: [`StepMetrics`], [`EvalMetrics`] and held-out evaluation.
 //! * `resume`: the resume file that lets a killed run continue bit-identically.
+//! * `run_loop`: [`RunLoop`], the interface every trainer is driven through.
 
 mod batch;
 mod config;
 mod eval;
 mod objective;
 mod resume;
+mod run_loop;
 mod step;
 mod trainer;
 #[cfg(test)]
@@ -30,4 +32,5 @@ pub use config::{Listwise, LossConfig, RunConfig, TrainConfig};
 pub use eval::{EvalMetrics, StepMetrics, evaluate, pair_logits};
 #[cfg_attr(not(feature = "text"), allow(unused_imports))]
 pub(crate) use resume::{check_saved_config, pack_resume, unpack_resume};
+pub use run_loop::RunLoop;
 pub use trainer::Trainer;

@@ -2,7 +2,7 @@
 //! listwise, and ArmoRM's switch between its two stages.
 
 use burn::module::{AutodiffModule, Param};
-use crate::runtime::kernels::AutodiffBackend;
+use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::reward::loss::{
@@ -29,11 +29,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let batch = data.gather(&self.dataset, idx, &device).down(&ac);
         let n = idx.len();
         let lc = &self.config.train.loss;
-        let mut margin = (lc.margin != 0.0).then(|| Tensor::full([n], lc.margin, &device));
-        if lc.margin_from_data {
-            let s = batch.strengths.clone().expect("checked: the data has strengths");
-            margin = Some(margin.map_or(s.clone(), |m| m + s));
-        }
+        let margin = lc.margins(n, batch.strengths.clone(), &device);
         let weight = if lc.scaled { batch.strengths.clone() } else { None };
         match (model, batch.ratings) {
             // ArmoRM stage 2: rewards frozen, the gate learns from the preferences.
@@ -48,7 +44,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let rewards = |x: Tensor<B, 2>| Tensor::<B, 2>::from_inner(frozen.forward(x.inner()));
                 let d = rewards(batch.chosen) - rewards(batch.rejected);
                 let logits = ac.up(gate.score(d, batch.prompts.expect("checked: the gate has prompts")));
-                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
+                (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None))
             }
             // DPA (and ArmoRM stage 1): learn the attribute rewards by regression on the ratings.
             (PreferenceModel::MultiObjective(m), Some((rating_c, rating_r))) => {
@@ -74,7 +70,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 => {
                 let (rc, rr) = (ac.up(m.reward(batch.chosen)), ac.up(m.reward(batch.rejected)));
                 let logits = rc.clone() - rr.clone();
-                let mut loss = bradley_terry_loss(logits.clone(), margin, lc.label_smoothing, weight) + centering_penalty(rc.clone(), rr.clone(), lc.center_coef);
+                let mut loss = lc.pairwise_loss(logits.clone(), margin, weight, || Some((rc.clone(), rr.clone())));
                 if lc.regression_coef > 0.0 {
                     let (tc, tr) = ratings.expect("checked: regression needs ratings");
                     let first = |t: Tensor<B, 2>| t.narrow(1, 0, 1).reshape([n]);
@@ -85,7 +81,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             _ => {
                 let logits = ac.up(model.logits(batch.chosen, batch.rejected, batch.prompts));
-                (logits.clone(), bradley_terry_loss(logits, margin, lc.label_smoothing, weight))
+                (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None))
             }
         }
     }
@@ -121,5 +117,31 @@ impl<B: AutodiffBackend> Trainer<B> {
         let t: Vec<f32> = t.into_iter().map(|x| x as f32).collect();
         gate.transform = Param::from_tensor(Tensor::from_data(TensorData::new(t, [k, k]), &self.device));
         Ok(())
+    }
+}
+
+/// The pairwise objective both trainers share (the feature-vector [`Trainer`] and the text
+/// trainer): Bradley–Terry with TRL's margin, label smoothing and per-pair weights, plus reward
+/// centering when the model has scalar rewards.
+impl LossConfig {
+    /// The margin m in −log σ(ℓ − m), per pair: the constant `margin`, plus each pair's strength
+    /// with `margin_from_data` (`strengths` must then be given).
+    pub fn margins<B: Backend>(&self, n: usize, strengths: Option<Tensor<B, 1>>, device: &B::Device) -> Option<Tensor<B, 1>> {
+        let margin = (self.margin != 0.0).then(|| Tensor::full([n], self.margin, device));
+        if !self.margin_from_data {
+            return margin;
+        }
+        let s = strengths.expect("checked at init: margin_from_data needs per-pair strengths");
+        Some(margin.map_or(s.clone(), |m| m + s))
+    }
+
+    /// The loss on a minibatch's logits; `rewards` (called after the Bradley–Terry term, so the
+    /// graph is built in one order) gives the chosen and rejected rewards to centre, if any.
+    pub fn pairwise_loss<B: Backend>(&self, logits: Tensor<B, 1>, margin: Option<Tensor<B, 1>>, weight: Option<Tensor<B, 1>>, rewards: impl FnOnce() -> Option<(Tensor<B, 1>, Tensor<B, 1>)>) -> Tensor<B, 1> {
+        let loss = bradley_terry_loss(logits, margin, self.label_smoothing, weight);
+        match rewards() {
+            Some((chosen, rejected)) => loss + centering_penalty(chosen, rejected, self.center_coef),
+            None => loss,
+        }
     }
 }

@@ -2,11 +2,11 @@ use super::*;
 use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::reward::data::ScenarioKind;
+use crate::reward::scenarios::ScenarioKind;
 use crate::reward::model::{ModelKind, PreferenceModel};
 use crate::runtime::rng::Rng;
 use crate::{Error, Result};
-use crate::studies::seeds::{CLAIM_SEEDS, Spread, assert_on_every_seed};
+use crate::studies::seeds::{CLAIM_SEEDS, SeedStats, assert_on_every_seed};
 use burn::backend::{Autodiff, Flex};
 
 type B = Autodiff<Flex>;
@@ -34,7 +34,7 @@ fn claim_gpm_fits_cycles_where_bradley_terry_cannot() {
     // The GPM paper (§6.2, Table 1): BT 50–63 %, GPM 100 % on cyclic preferences.
     let acc = |model, seed| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Cyclic, model), seed)));
     let figures = assert_on_every_seed("cyclic: (GPM, BT) held-out accuracy, GPM ≥ 0.95 and BT ≤ 0.70", CLAIM_SEEDS, |s| (acc(ModelKind::Gpm, s), acc(ModelKind::Bt, s)), |&(g, b)| g >= 0.95 && b <= 0.70);
-    eprintln!("GPM {}; BT {}", Spread::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), Spread::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
+    eprintln!("GPM {}; BT {}", SeedStats::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), SeedStats::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn claim_gpm_fits_the_abcd_cycle_and_bradley_terry_gets_at_most_three_of_four() 
 #[test]
 fn claim_bradley_terry_fits_a_linear_utility() {
     let figures = assert_on_every_seed("linear: BT held-out accuracy ≥ 0.90", CLAIM_SEEDS, |s| final_eval(&run(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), s))), |&a| a >= 0.90);
-    eprintln!("BT on linear: {}", Spread::of(&figures.iter().map(|&a| a as f64).collect::<Vec<_>>()));
+    eprintln!("BT on linear: {}", SeedStats::of(&figures.iter().map(|&a| a as f64).collect::<Vec<_>>()));
 }
 
 #[test]
@@ -575,7 +575,7 @@ fn claim_vpl_adapts_to_new_users_from_eight_labelled_pairs() {
         (bt.eval.unwrap().accuracy, vpl.eval.unwrap().accuracy)
     };
     let figures = assert_on_every_seed("new users' held-out pairs: (unconditioned BT, VPL with 8 context pairs), VPL ≥ BT + 0.10", CLAIM_SEEDS, one_seed, |&(bt, vpl)| vpl >= bt + 0.10);
-    eprintln!("BT {}; VPL {}", Spread::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), Spread::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
+    eprintln!("BT {}; VPL {}", SeedStats::of(&figures.iter().map(|f| f.0 as f64).collect::<Vec<_>>()), SeedStats::of(&figures.iter().map(|f| f.1 as f64).collect::<Vec<_>>()));
 }
 
 #[test]
@@ -649,7 +649,7 @@ fn claim_armo_gate_learns_each_users_weights_and_decorrelation_removes_verbosity
 
 #[test]
 fn claim_gridworld_through_the_trainer_regret_recovers_the_optimal_policy_and_partial_return_does_not() {
-    use crate::studies::trajectories::{GridWorld, LabelRule, TRUE_WEIGHTS};
+    use crate::reward::trajectories::{GridWorld, LabelRule, TRUE_WEIGHTS};
     let world = GridWorld::standard();
     let truth = world.optimal_actions(&TRUE_WEIGHTS);
     let fit = |model: ModelKind, seed: u64| {
@@ -696,7 +696,7 @@ fn claim_best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
         let curve: Vec<f64> = [1, 2, 4, 16].into_iter().map(|n| win_rate_against_random(&scores, &gold, n, None, 4000, &mut rng)).collect();
         // β on the reward's own scale: RSO then samples toward exp(r/β) instead of taking the
         // maximum (at β far below the spread it is best-of-n, see the align tests).
-        let beta = crate::studies::seeds::Spread::of(&scores).std;
+        let beta = crate::studies::seeds::SeedStats::of(&scores).std;
         let rso = win_rate_against_random(&scores, &gold, 16, Some(beta), 4000, &mut rng);
         (curve, rso)
     };

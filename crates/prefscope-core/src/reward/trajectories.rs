@@ -184,10 +184,6 @@ impl GridWorld {
         self.cells.len()
     }
 
-    pub fn n_features() -> usize {
-        N_FEATURES
-    }
-
     /// Length of a segment's item row: `[Σφ (F), one-hot(start) (S), one-hot(end) (S)]`.
     pub fn item_dim(&self) -> usize {
         N_FEATURES + 2 * self.n_states()

@@ -1,0 +1,161 @@
+//! Every example in the README and the book runs. Each page's ```sh blocks that call `prefscope`
+//! run in order, in one scratch folder per page (later blocks use the runs of earlier ones), with
+//! `prefscope` on the PATH. A small wrapper runs them at small settings, so the docs cannot go
+//! stale without the suite taking minutes: a `--seeds` list keeps its first two seeds, `--steps`
+//! is capped at 50 for `train`, `sweep` and `align` (a `--steps` of 10,000 or more is the resume
+//! example's long run and stays), `overopt` draws 256 candidates, and the hh-rlhf sample is cut
+//! to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test is
+//! already built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The hh-rlhf sample file, cut short for the examples.
+const HH: &str = "hh-rlhf-harmless-base-a.jsonl.gz";
+
+const WRAPPER: &str = r#"#!/usr/bin/env bash
+# The book's examples at small settings (see tests/book.rs).
+sub="${1:-}"
+args=()
+prev=""
+has_items=0
+for a in "$@"; do
+  case "$prev" in
+    --seeds) first="${a%%[.,]*}"
+             case "$a" in
+               *..*) last="${a#*..}"; last="${last%%,*}"; if [ "$last" -gt "$first" ]; then a="$first..$((first + 1))"; fi ;;
+               *,*) rest="${a#*,}"; a="$first,${rest%%,*}" ;;
+             esac ;;
+    --steps) case "$sub" in train|sweep|align) if [ "$a" -lt 10000 ] && [ "$a" -gt 50 ]; then a=50; fi ;; esac ;;
+    --items) has_items=1 ;;
+  esac
+  args+=("$a")
+  prev="$a"
+done
+# The resume example's long run is killed by its block: the binary itself, not this script.
+for a in "${args[@]}"; do if [[ "$a" =~ ^[0-9]+$ ]] && [ "$a" -ge 10000 ]; then exec "$PREFSCOPE_REAL" "${args[@]}"; fi; done
+case "$sub" in
+  train|sweep|align)
+    if [[ " ${args[*]} " != *" --steps "* && " ${args[*]} " != *" --resume "* && " ${args[*]} " != *" --online "* ]]; then args+=(--steps 50); fi ;;
+  overopt) if [ $has_items = 0 ]; then args+=(--items 256); fi ;;
+esac
+"$PREFSCOPE_REAL" "${args[@]}"
+code=$?
+if [ $code -ne 0 ]; then echo "exit $code: prefscope ${args[*]}" >> "$PREFSCOPE_FAILURES"; fi
+exit $code
+"#;
+
+/// The ```sh blocks of a Markdown text that call `prefscope`, with the line each starts on.
+fn examples(text: &str) -> Vec<(usize, String)> {
+    let mut out = vec![];
+    let mut block: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match &mut block {
+            None if line.trim_start() == "```sh" => block = Some((i + 1, String::new())),
+            Some((start, body)) if line.trim_start() == "```" => {
+                if body.lines().any(|l| l.trim_start().starts_with("prefscope ")) {
+                    out.push((*start, std::mem::take(body)));
+                }
+                block = None;
+            }
+            Some((_, body)) => {
+                // Installs are skipped: the binary under test is already built.
+                if !line.trim_start().starts_with("cargo ") {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+fn pages() -> Vec<PathBuf> {
+    let mut out = vec![repo().join("README.md")];
+    let mut stack = vec![repo().join("docs")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_example_extractor_keeps_prefscope_blocks_and_skips_installs() {
+    let md = "```sh\ncargo install --path x\nprefscope train --out a\n```\n```sh\nls\n```\n```text\nprefscope nope\n```\n";
+    assert_eq!(examples(md), [(1, "prefscope train --out a\n".to_string())]);
+}
+
+#[test]
+fn every_example_in_the_readme_and_the_book_runs() {
+    let root = std::env::temp_dir().join(format!("prefscope-book-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("prefscope"), WRAPPER).unwrap();
+    Command::new("chmod").arg("+x").arg(bin.join("prefscope")).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let failures_log = root.join("failures.txt");
+
+    let mut failures = vec![];
+    let mut ran = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let blocks = examples(&text);
+        if blocks.is_empty() {
+            continue;
+        }
+        let name = page.strip_prefix(repo()).unwrap().display().to_string();
+        let dir = root.join(name.replace('/', "_"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The examples name the repository's sample files and configs by relative path. The
+        // hh-rlhf sample is cut to its first 120 pairs: embedding all 1,185 with MiniLM takes
+        // minutes, and every command of a page (and its TOML files) then reads the same cut.
+        std::os::unix::fs::symlink(repo().join("bench"), dir.join("bench")).unwrap();
+        std::fs::create_dir_all(dir.join("tests/data")).unwrap();
+        for entry in std::fs::read_dir(repo().join("tests/data")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_owned();
+            if name == HH {
+                let cut = format!("zcat {:?} | head -n 120 | gzip -n > {:?}", path, dir.join("tests/data").join(HH));
+                assert!(Command::new("bash").arg("-c").arg(cut).status().unwrap().success());
+            } else {
+                std::os::unix::fs::symlink(&path, dir.join("tests/data").join(name)).unwrap();
+            }
+        }
+        for (line, body) in blocks {
+            let _ = std::fs::remove_file(&failures_log);
+            let started = std::time::Instant::now();
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(&body)
+                .current_dir(&dir)
+                .env("PATH", &path)
+                .env("PREFSCOPE_REAL", env!("CARGO_BIN_EXE_prefscope"))
+                .env("PREFSCOPE_FAILURES", &failures_log)
+                .output()
+                .unwrap();
+            ran += 1;
+            eprintln!("{name}:{line}: {:.1} s", started.elapsed().as_secs_f64());
+            let failed = std::fs::read_to_string(&failures_log).unwrap_or_default();
+            if !failed.is_empty() {
+                failures.push(format!("{name}:{line}:\n{failed}{}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+    }
+    assert!(ran >= 30, "only {ran} example blocks found");
+    assert!(failures.is_empty(), "{} example block(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    let _ = std::fs::remove_dir_all(&root);
+}
