@@ -1,11 +1,13 @@
 //! Every example in the README and the book runs. Each page's ```sh blocks that call `prefscope`
 //! run in order, in one scratch folder per page (later blocks use the runs of earlier ones), with
 //! `prefscope` on the PATH. A small wrapper runs them at small settings, so the docs cannot go
-//! stale without the suite taking minutes: a `--seeds` list keeps its first two seeds, `--steps`
-//! is capped at 50 for `train`, `sweep` and `align` (a `--steps` of 10,000 or more is the resume
-//! example's long run and stays), `overopt` draws 256 candidates, and the hh-rlhf sample is cut
-//! to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test is
-//! already built.
+//! stale without the suite taking minutes: a `--seeds` list keeps its first two seeds (`overopt`
+//! and a sweep without `--seeds`: one); `--steps` is capped at 50 for `train`, `sweep` and
+//! `align` (10 for a text run, 3 for `bench`; a `--steps` of 10,000 or more is the resume example's long run and
+//! stays); a `--config` file is read from a copy with at most 2 epochs and 50 steps; a text run
+//! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; and the hh-rlhf sample is
+//! cut to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test
+//! is already built.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,16 +24,21 @@ const WRAPPER: &str = r#"#!/usr/bin/env bash
 sub="${1:-}"
 args=()
 prev=""
-has_items=0
+has() { [[ " ${args[*]} " == *" $1 "* ]]; }
 for a in "$@"; do
   case "$prev" in
     --seeds) first="${a%%[.,]*}"
-             case "$a" in
+             case "$sub:$a" in
+               overopt:*) a="$first" ;;
                *..*) last="${a#*..}"; last="${last%%,*}"; if [ "$last" -gt "$first" ]; then a="$first..$((first + 1))"; fi ;;
                *,*) rest="${a#*,}"; a="$first,${rest%%,*}" ;;
              esac ;;
-    --steps) case "$sub" in train|sweep|align) if [ "$a" -lt 10000 ] && [ "$a" -gt 50 ]; then a=50; fi ;; esac ;;
-    --items) has_items=1 ;;
+    --steps) case "$sub" in train|sweep|align|bench) cap=50; [ "$sub" = bench ] && cap=3; has --data && cap=10
+                                                 if [ "$a" -lt 10000 ] && [ "$a" -gt "$cap" ]; then a=$cap; fi ;; esac ;;
+    --config) case "$sub" in train|sweep)
+                # A copy with at most 2 epochs and 50 steps, beside the original.
+                small="${a%.toml}.small.toml"
+                sed -E 's/^(epochs *= *).*/\12/; s/^(steps *= *)([0-9]{3,})$/\150/' "$a" > "$small" && a="$small" ;; esac ;;
   esac
   args+=("$a")
   prev="$a"
@@ -40,8 +47,14 @@ done
 for a in "${args[@]}"; do if [[ "$a" =~ ^[0-9]+$ ]] && [ "$a" -ge 10000 ]; then exec "$PREFSCOPE_REAL" "${args[@]}"; fi; done
 case "$sub" in
   train|sweep|align)
-    if [[ " ${args[*]} " != *" --steps "* && " ${args[*]} " != *" --resume "* && " ${args[*]} " != *" --online "* ]]; then args+=(--steps 50); fi ;;
-  overopt) if [ $has_items = 0 ]; then args+=(--items 256); fi ;;
+    if ! has --steps && ! has --resume && ! has --online && ! has --config; then
+      if has --data; then args+=(--steps 10); else args+=(--steps 50); fi
+    fi
+    # A text run from scratch: the small transformer.
+    if [ "$sub" = train ] && has --data && ! has --preset && ! has --config && ! has --resume; then args+=(--preset small); fi
+    if [ "$sub" = sweep ] && ! has --seeds; then args+=(--seeds 0..0); fi ;;
+  overopt) has --items || args+=(--items 1024) ;;
+  bench) has --steps || args+=(--steps 3); has --warmup || args+=(--warmup 1) ;;
 esac
 "$PREFSCOPE_REAL" "${args[@]}"
 code=$?

@@ -400,9 +400,17 @@ fn bad_flags_and_configs_name_the_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stepz"));
 
+    // A value the flag does not take is refused by the parser, which lists the values it takes.
     let out = prefscope(&["train", "--scenario", "circle"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("scenario.kind"));
+    assert!(err.contains("invalid value 'circle' for '--scenario") && err.contains("cyclic-abcd"), "{err}");
+    // The same mistake in a config file names the file, the line and the field.
+    std::fs::write(dir.join("kind.toml"), "[scenario]\nkind = \"circle\"\n").unwrap();
+    let out = prefscope(&["train", "--config", "kind.toml"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("kind.toml:2: scenario.kind"), "{err}");
 
     std::fs::write(dir.join("run.toml"), "[scenario]\nkind = \"linear\"\n[model]\nkind = \"bt\"\n[train]\nlr = \"fast\"\n").unwrap();
     let out = prefscope(&["train", "--config", "run.toml"], &dir);

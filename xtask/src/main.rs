@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+#[cfg(test)]
 mod selfcontained;
 mod docs;
 mod stages;

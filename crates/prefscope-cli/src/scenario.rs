@@ -1,10 +1,8 @@
 //! A feature-vector run (a scenario or an embedding file) on one device, several, or as one
 //! rank of several processes.
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use prefscope_core::AutodiffBackend;
 use prefscope_core::{RunConfig, StepMetrics, Trainer};
 use serde_json::json;
@@ -14,7 +12,7 @@ use crate::nodes::Collective;
 use crate::drive::{Drive, SharedBar, drive};
 use prefscope_core::reward::train::RunLoop;
 use crate::run_config::precision_note;
-use crate::run_folder::{RESUME_FILE, finish_run};
+use crate::run_folder::finish_run;
 
 
 pub(crate) struct TrainJob {

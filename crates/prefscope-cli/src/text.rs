@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
 use prefscope_core::AutodiffBackend;
-use prefscope_core::StepMetrics;
 use prefscope_core::reward::metrics::{EvalReport, evaluate_scores};
 use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
 use prefscope_core::text::trainer::{EncodedPairs, TextRunConfig, TextTrainer, held_out_pairs, is_held_out, load_text_model, pair_scores, same_file, score_pairs};

@@ -34,14 +34,9 @@ fn read_embeddings(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairData
     Ok(ds)
 }
 
-/// An embedding file's split for this run, as `RunConfig::dataset` makes it for the CLI.
+/// An embedding file's split for this run: the core's, as `prefscope train --embeddings` makes it.
 pub fn split_by_seed(ds: &PairDataset, cfg: &RunConfig) -> Result<PairDataset, String> {
-    let mut ds = ds.clone();
-    ds.split(cfg.scenario.eval_fraction, cfg.seed).map_err(|e| e.to_string())?;
-    if ds.eval.is_empty() {
-        return Err(format!("{} pairs are too few to hold any out", ds.pairs.len()));
-    }
-    Ok(ds)
+    cfg.split_embeddings(ds.clone(), &format!("the file's {} pairs", ds.pairs.len())).map_err(|e| e.to_string())
 }
 
 /// Parse an uploaded pair file.

@@ -171,6 +171,9 @@ impl TrainConfig {
 
 /// Everything a user chooses for one run. Serialised as `config.toml` in a run folder and as the
 /// page's URL state; a run is reproducible from it alone.
+///
+/// serde rather than burn's `#[derive(Config)]`: a user's TOML needs serde's per-field defaults,
+/// `deny_unknown_fields` and renames, and errors that name the file, line and key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -202,10 +205,16 @@ impl RunConfig {
     pub fn dataset(&self) -> Result<PairDataset> {
         let Some(path) = &self.embeddings else { return self.scenario.build(self.seed) };
         let bytes = std::fs::read(path).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
-        let mut ds = crate::reward::embeddings::read_pair_embeddings(&bytes).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
+        let ds = crate::reward::embeddings::read_pair_embeddings(&bytes).map_err(|e| config_error("embeddings", format!("{}: {e}", path.display())))?;
+        self.split_embeddings(ds, &path.display().to_string())
+    }
+
+    /// An embedding file's pairs split as this run splits them: by `seed`, holding out
+    /// `scenario.eval_fraction` (the CLI reads the file from `embeddings`, the page from an upload).
+    pub fn split_embeddings(&self, mut ds: PairDataset, source: &str) -> Result<PairDataset> {
         ds.split(self.scenario.eval_fraction, self.seed)?;
         if ds.eval.is_empty() {
-            return Err(config_error("scenario.eval_fraction", format!("{} has too few pairs to hold any out", path.display())));
+            return Err(config_error("scenario.eval_fraction", format!("{source} has too few pairs to hold any out")));
         }
         Ok(ds)
     }
