@@ -4,7 +4,8 @@
 //! stale without the suite taking minutes: a `--seeds` list keeps its first two seeds (`overopt`
 //! and a sweep without `--seeds`: one); `--steps` is capped at 50 for `train`, `sweep` and
 //! `align` (10 for a text run, 3 for `bench`; a `--steps` of 10,000 or more is the resume example's long run and
-//! stays); a `--config` file is read from a copy with at most 2 epochs and 50 steps; a text run
+//! stays); a `--config` file is read from a copy (in the scratch folder) with at most 2 epochs
+//! and 50 steps; a text run
 //! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; and the hh-rlhf sample is
 //! cut to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test
 //! is already built.
@@ -36,8 +37,9 @@ for a in "$@"; do
     --steps) case "$sub" in train|sweep|align|bench) cap=50; [ "$sub" = bench ] && cap=3; has --data && cap=10
                                                  if [ "$a" -lt 10000 ] && [ "$a" -gt "$cap" ]; then a=$cap; fi ;; esac ;;
     --config) case "$sub" in train|sweep)
-                # A copy with at most 2 epochs and 50 steps, beside the original.
-                small="${a%.toml}.small.toml"
+                # A copy with at most 2 epochs and 50 steps, in the example's scratch folder
+                # (bench/ there is the repository's own).
+                small="$(basename "${a%.toml}").small.toml"
                 sed -E 's/^(epochs *= *).*/\12/; s/^(steps *= *)([0-9]{3,})$/\150/' "$a" > "$small" && a="$small" ;; esac ;;
   esac
   args+=("$a")
