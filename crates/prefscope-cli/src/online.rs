@@ -446,6 +446,11 @@ pub fn overopt(mut args: OveroptArgs) -> Result<()> {
         args.labels = OveroptConfig::default().labels;
     }
     let betas = if args.betas.is_empty() { OveroptConfig::default().betas } else { args.betas.clone() };
+    // Best-of-n picks among the candidates: the curve's largest n needs that many.
+    let largest_n = OveroptConfig::default().best_of.into_iter().max().unwrap_or(1);
+    if args.items < largest_n {
+        bail!("--items {}: the best-of-n curve goes to n = {largest_n}, so give at least {largest_n} candidates", args.items);
+    }
     let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.items, dim: args.dim, betas: betas.clone(), ..Default::default() }).collect();
     for c in &cfgs {
         c.validate()?;
