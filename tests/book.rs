@@ -26,6 +26,8 @@ sub="${1:-}"
 args=()
 prev=""
 has() { [[ " ${args[*]} " == *" $1 "* ]]; }
+# A text run (a pair file given with --data), wherever the flag stands.
+text=0; [[ " $* " == *" --data "* ]] && text=1
 for a in "$@"; do
   case "$prev" in
     --seeds) first="${a%%[.,]*}"
@@ -34,7 +36,7 @@ for a in "$@"; do
                *..*) last="${a#*..}"; last="${last%%,*}"; if [ "$last" -gt "$first" ]; then a="$first..$((first + 1))"; fi ;;
                *,*) rest="${a#*,}"; a="$first,${rest%%,*}" ;;
              esac ;;
-    --steps) case "$sub" in train|sweep|align|bench) cap=50; [ "$sub" = bench ] && cap=3; has --data && cap=10
+    --steps) case "$sub" in train|sweep|align|bench) cap=50; [ "$sub" = bench ] && cap=3; [ $text = 1 ] && cap=10
                                                  if [ "$a" -lt 10000 ] && [ "$a" -gt "$cap" ]; then a=$cap; fi ;; esac ;;
     --config) case "$sub" in train|sweep)
                 # A copy with at most 2 epochs and 50 steps, in the example's scratch folder
@@ -50,7 +52,7 @@ for a in "${args[@]}"; do if [[ "$a" =~ ^[0-9]+$ ]] && [ "$a" -ge 10000 ]; then 
 case "$sub" in
   train|sweep|align)
     if ! has --steps && ! has --resume && ! has --online && ! has --config; then
-      if has --data; then args+=(--steps 10); else args+=(--steps 50); fi
+      if [ $text = 1 ]; then args+=(--steps 10); else args+=(--steps 50); fi
     fi
     # A text run from scratch: the small transformer.
     if [ "$sub" = train ] && has --data && ! has --preset && ! has --config && ! has --resume; then args+=(--preset small); fi
