@@ -6,16 +6,28 @@
 //! PREFSCOPE_GOLDEN_WRITE=1 cargo nextest run --release -p prefscope-cli --test golden
 //! ```
 //!
-//! The hashes are of this machine class's floating point: CPU training is deterministic for a given
-//! binary and thread count, but the matrix kernels are picked by CPU features at run time, so a CPU
-//! with another SIMD tier (AVX-512 against AVX2) sums in another order. The file records the tier it
-//! was written on; on another tier the test compares the metrics' numbers within 1e-4 instead.
+//! The hashes are of one CPU's floating point: CPU training is deterministic for a given binary,
+//! CPU (one thread or two give the same bytes), but the matrix kernels pick their SIMD width and their blocking (from the
+//! cache sizes) at run time, so another CPU sums in another order. An AVX2 Intel Xeon and an AVX2
+//! AMD EPYC gave the same bytes for the small scenario models and different ones for the text
+//! transformer. The file records the CPU it was written on (SIMD tier, model name, threads); on
+//! another CPU the test compares numbers instead of bytes: the metrics within 1e-4, and every
+//! weight tensor by name, shape and relative distance (see `WEIGHT_TOLERANCE`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GOLDEN: &str = "tests/data/golden-runs.json";
+/// The golden runs' weights, one `<run>.safetensors` each, for the comparison on another CPU.
+const GOLDEN_WEIGHTS: &str = "tests/data/golden";
+
+/// Largest relative distance ‖a − b‖ / ‖a‖ allowed between a weight tensor and its golden copy on
+/// another CPU. Another summation order moves the metrics by under 1e-4 (seen on an Intel Xeon
+/// against the AMD EPYC that wrote the file), and Adam moves a weight by at most about lr per step,
+/// so reordering stays far below this; a changed init or architecture moves a tensor by order 1.
+/// The metrics' 1e-4 check is what catches a changed objective or learning rate.
+const WEIGHT_TOLERANCE: f64 = 1e-2;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -43,6 +55,54 @@ fn summary_without_timing(path: &Path) -> Vec<u8> {
         map.remove(key);
     }
     serde_json::to_vec(&v).unwrap()
+}
+
+/// The CPU the hashes hold for: SIMD tier, model name and the threads the kernels use.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    format!("{} / {model} / {threads} threads", simd_tier())
+}
+
+/// A safetensors file's tensors as f64 values by name (the runs write F32 or F64).
+fn tensors(bytes: &[u8]) -> BTreeMap<String, (Vec<u64>, Vec<f64>)> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out = BTreeMap::new();
+    for (name, t) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        let (a, b) = (t["data_offsets"][0].as_u64().unwrap() as usize, t["data_offsets"][1].as_u64().unwrap() as usize);
+        let raw = &data[a..b];
+        let values = match t["dtype"].as_str().unwrap() {
+            "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            "F64" => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+            other => panic!("{name}: dtype {other} (the runs write F32 or F64)"),
+        };
+        out.insert(name.clone(), (shape, values));
+    }
+    out
+}
+
+/// Relative distance of each tensor from its golden copy; panics on a missing tensor or a new shape.
+fn weight_distances(run: &str, golden: &[u8], now: &[u8]) -> Vec<(String, f64)> {
+    let (want, got) = (tensors(golden), tensors(now));
+    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>(), "{run}: the weights' names changed");
+    let mut out = Vec::new();
+    for (name, (shape, a)) in &want {
+        let (shape_now, b) = &got[name];
+        assert_eq!(shape, shape_now, "{run}: {name} changed shape");
+        let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+        let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        out.push((name.clone(), diff / norm.max(1e-12)));
+    }
+    out
 }
 
 fn simd_tier() -> &'static str {
@@ -83,11 +143,16 @@ fn golden_runs_are_byte_identical() {
     // name -> (file -> hash); metrics -> the metrics file's text, for the cross-tier comparison.
     let mut hashes: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut metrics: BTreeMap<String, String> = BTreeMap::new();
+    // name -> the run's model.safetensors, compared by value on another CPU.
+    let mut weights: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut record = |name: &str, run: &Path, files: &[&str]| {
         let mut h = BTreeMap::new();
         for f in files {
             let bytes = if *f == "summary.json" { summary_without_timing(&run.join(f)) } else { std::fs::read(run.join(f)).unwrap() };
             h.insert(f.to_string(), fnv(&bytes));
+            if *f == "model.safetensors" {
+                weights.insert(name.to_string(), run.join(f));
+            }
         }
         hashes.insert(name.to_string(), h);
         metrics.insert(name.to_string(), std::fs::read_to_string(run.join("metrics.jsonl")).unwrap());
@@ -122,14 +187,23 @@ fn golden_runs_are_byte_identical() {
     record("align-bandit-dpo", &dir.join("policy"), &["metrics.jsonl", "summary.json"]);
 
     let golden_path = repo().join(GOLDEN);
-    let now = serde_json::json!({ "simd": simd_tier(), "hashes": hashes, "metrics": metrics });
+    let weights_dir = repo().join(GOLDEN_WEIGHTS);
+    let now = serde_json::json!({ "machine": machine(), "hashes": hashes, "metrics": metrics });
     if std::env::var_os("PREFSCOPE_GOLDEN_WRITE").is_some() {
         std::fs::write(&golden_path, serde_json::to_string_pretty(&now).unwrap() + "\n").unwrap();
-        eprintln!("wrote {}", golden_path.display());
+        let _ = std::fs::remove_dir_all(&weights_dir);
+        std::fs::create_dir_all(&weights_dir).unwrap();
+        for (name, run) in &weights {
+            std::fs::copy(run, weights_dir.join(format!("{name}.safetensors"))).unwrap();
+        }
+        eprintln!("wrote {} and {}", golden_path.display(), weights_dir.display());
         return;
     }
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&golden_path).expect("tests/data/golden-runs.json")).unwrap();
-    let same_tier = golden["simd"] == now["simd"];
+    let same_machine = golden["machine"] == now["machine"];
+    if !same_machine {
+        eprintln!("golden runs written on {}, run on {}: comparing numbers, not bytes", golden["machine"], now["machine"]);
+    }
     for (name, files) in &hashes {
         let want_text = golden["metrics"][name].as_str().unwrap_or_else(|| panic!("{name}: not in {GOLDEN}"));
         let (want, got) = (numbers(want_text), numbers(&metrics[name]));
@@ -137,10 +211,18 @@ fn golden_runs_are_byte_identical() {
         for (i, (a, b)) in want.iter().zip(&got).enumerate() {
             assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{name}: metrics number {i} was {a}, now {b}");
         }
-        if same_tier {
+        if same_machine {
             for (file, hash) in files {
-                assert_eq!(golden["hashes"][name][file].as_str(), Some(hash.as_str()), "{name}/{file} changed (same SIMD tier {})", now["simd"]);
+                assert_eq!(golden["hashes"][name][file].as_str(), Some(hash.as_str()), "{name}/{file} changed (same machine {})", now["machine"]);
             }
+        }
+    }
+    for (name, run) in &weights {
+        let stored = weights_dir.join(format!("{name}.safetensors"));
+        let golden_bytes = std::fs::read(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display()));
+        for (tensor, d) in weight_distances(name, &golden_bytes, &std::fs::read(run).unwrap()) {
+            eprintln!("{name}/{tensor}: relative distance {d:.2e}");
+            assert!(d <= WEIGHT_TOLERANCE, "{name}/{tensor} moved {d:.2e} relative to its golden copy (at most {WEIGHT_TOLERANCE:e})");
         }
     }
     assert_eq!(golden["hashes"].as_object().unwrap().len(), hashes.len(), "{GOLDEN} lists runs this test no longer makes");
