@@ -6,7 +6,8 @@
 //! `align` (10 for a text run, 3 for `bench`; a `--steps` of 10,000 or more is the resume example's long run and
 //! stays); a `--config` file is read from a copy (in the scratch folder) with at most 2 epochs
 //! and 50 steps; a text run
-//! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; and the hh-rlhf sample is
+//! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; the tiny LM runs 50 SFT
+//! steps, 10 online iterations and `overopt`'s RL at β = 1 and 0.01; and the hh-rlhf sample is
 //! cut to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test
 //! is already built.
 
@@ -57,7 +58,15 @@ case "$sub" in
     # A text run from scratch: the small transformer.
     if [ "$sub" = train ] && has --data && ! has --preset && ! has --config && ! has --resume; then args+=(--preset small); fi
     if [ "$sub" = sweep ] && ! has --seeds; then args+=(--seeds 0..0); fi ;;
-  overopt) has --items || args+=(--items 1024) ;;
+  overopt) has --candidates || has --items || args+=(--candidates 1024) ;;
+esac
+# The tiny LM: 50 SFT steps (of 600), 10 online iterations (of 40), overopt's RL at two β (of 5).
+if [[ "$sub" =~ ^(align|overopt)$ ]] && has lm; then
+  has --sft-steps || args+=(--sft-steps 50)
+  if [ "$sub" = overopt ] && ! has --betas; then args+=(--betas 1 0.01); fi
+  if [ "$sub" = align ] && has --online && ! has --iterations; then args+=(--iterations 10); fi
+fi
+case "$sub" in
   bench) has --steps || args+=(--steps 3); has --warmup || args+=(--warmup 1) ;;
 esac
 "$PREFSCOPE_REAL" "${args[@]}"

@@ -31,7 +31,7 @@ fn train_then_eval_a_cyclic_gpm_run() {
     assert_eq!(last["loss"].as_f64().unwrap() as f32, summary["final_loss"].as_f64().unwrap() as f32);
 
     // eval reloads the checkpoint and reproduces the final held-out accuracy exactly.
-    let eval = last_json(&prefscope(&["eval", "--run", "runs/a", "--json"], &dir));
+    let eval = last_json(&prefscope(&["eval", "runs/a", "--json"], &dir));
     assert_eq!(eval["accuracy"], summary["eval_accuracy"]);
     assert_eq!(eval["n"], summary["eval_pairs"]);
 
@@ -225,7 +225,7 @@ fn spread(whole: std::time::Duration, n: usize) -> impl Iterator<Item = std::tim
 fn a_killed_embed_leaves_its_file_whole_or_absent() {
     let dir = scratch("kill-embed");
     let data = test_data("gpm_test_data.jsonl");
-    let args = ["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors"];
+    let args = ["embed", "--data", data.to_str().unwrap(), "--output", "pairs.safetensors"];
     let start = std::time::Instant::now();
     assert!(prefscope(&args, &dir).status.success());
     let whole = start.elapsed();
@@ -307,7 +307,7 @@ fn a_full_disk_stops_the_run_with_a_message_and_loses_nothing() {
         assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{run}: a partial file was left: {names:?}");
         if folder.join("model.safetensors").exists() {
             // The last good checkpoint opens.
-            let eval = last_json(&prefscope(&["eval", "--run", run, "--json"], &dir));
+            let eval = last_json(&prefscope(&["eval", run, "--json"], &dir));
             assert!(eval["accuracy"].as_f64().unwrap() > 0.5, "{run}: {eval}");
         }
         let resumed = last_json(&prefscope(&["train", "--resume", run, "--checkpoint-every", "10", "--json"], &dir));
@@ -421,6 +421,9 @@ fn bad_flags_and_configs_name_the_field() {
     let out = prefscope(&["train", "--steps", "0"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("train.steps"));
 
+    let out = prefscope(&["eval", "nowhere"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a run folder"));
+    // The spelling from before `RUN` was positional is a hidden alias for one release.
     let out = prefscope(&["eval", "--run", "nowhere"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a run folder"));
 }
@@ -666,7 +669,7 @@ fn align_online_lm_and_overopt_write_their_figures() {
     assert_eq!(out["rm_accuracy"].as_f64(), Some(1.0), "{out}");
     assert_eq!(std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap().lines().count(), 5);
     // The experiment's plumbing at a small size; its claims are the core's (overopt::tests).
-    let ok = prefscope(&["overopt", "--labels", "30", "300", "--seeds", "0..1", "--items", "1024", "--out", "oo"], &dir);
+    let ok = prefscope(&["overopt", "--labels", "30", "300", "--seeds", "0..1", "--candidates", "1024", "--out", "oo"], &dir);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let table = String::from_utf8_lossy(&ok.stdout);
     assert!(table.contains("bon peak d*") && table.lines().any(|l| l.trim_start().starts_with("300")), "{table}");

@@ -100,12 +100,12 @@ fn every_enumerated_value_of_every_command_exits_cleanly() {
             "fit" => vec!["sweep-a", "--x", "scenario.n_pairs", "--resamples", "10"],
             "plot" => vec!["run-a"],
             "landscape" => vec!["run-a", "--grid", "3"],
-            "probe" => vec!["--run", "run-mo"],
-            "eval" => vec!["--run", "run-a"],
+            "probe" => vec!["run-mo"],
+            "eval" => vec!["run-a"],
             "compare" => vec!["run-a", "run-b"],
             "bench" => vec!["--workload", "mlp-bt", "--batch", "8", "--steps", "1", "--warmup", "0"],
             "align" => vec!["--steps", "5"],
-            "overopt" => vec!["--seeds", "0..0", "--labels", "30", "--items", "64", "--betas", "1"],
+            "overopt" => vec!["--seeds", "0..0", "--labels", "30", "--candidates", "1024", "--betas", "1"],
             "rank" => vec!["--data", "DATA:choix_testcase-pairwise-1.json", "--bootstrap", "2"],
             "denoise" => vec!["--steps", "3", "--members", "2"],
             "embed" => vec!["--data", "DATA:gpm_test_data.jsonl"],
@@ -133,7 +133,7 @@ fn every_enumerated_value_of_every_command_exits_cleanly() {
                 match cmd.as_str() {
                     "train" | "align" | "overopt" | "denoise" | "embed" => {
                         let out = if cmd == "embed" { format!("out-{checked}.safetensors") } else { format!("out-{checked}") };
-                        args.extend(["--out".to_string(), out]);
+                        args.extend([if cmd == "embed" { "--output" } else { "--out" }.to_string(), out]);
                     }
                     _ => {}
                 }

@@ -154,7 +154,7 @@ fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_k
         assert!((py - (loss_line[i].1 + per_unit * (l - losses[i]))).abs() <= 2.0, "step {}: loss {l} drawn at y = {py}", k + 1);
         assert!(k == 0 || px >= loss_line[k - 1].0, "steps run left to right");
     }
-    let ok = prefscope(&["plot", "straight/hidden-8__seed-0", "--out", "run.png"], &dir);
+    let ok = prefscope(&["plot", "straight/hidden-8__seed-0", "--output", "run.png"], &dir);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let png = std::fs::read(dir.join("run.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -164,8 +164,17 @@ fn a_sweep_trains_every_point_in_parallel_records_failures_and_resumes_after_a_k
     let svg = std::fs::read_to_string(dir.join("scaling/fit.svg")).unwrap();
     assert_eq!(svg.matches("<circle").count(), 4, "one mark per sweep point");
     assert!(svg.contains(&format!("α = {:.3}", a)), "the legend names the fitted exponent");
-    let bad = prefscope(&["plot", "straight/hidden-8__seed-0", "--out", "fig.pdf"], &dir);
+    let bad = prefscope(&["plot", "straight/hidden-8__seed-0", "--output", "fig.pdf"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must end in .svg or .png"));
+    // Several runs: one figure, each run's held-out accuracy marked in its own colour and named.
+    let ok = prefscope(&["plot", "straight/hidden-8__seed-0", "straight/hidden-8__seed-1"], &dir);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let svg = std::fs::read_to_string(dir.join("straight/hidden-8__seed-0-vs-hidden-8__seed-1.svg")).unwrap();
+    let evals = |run: &str| std::fs::read_to_string(dir.join("straight").join(run).join("metrics.jsonl")).unwrap().matches("\"eval\"").count();
+    assert_eq!(svg.matches("<circle").count(), evals("hidden-8__seed-0") + evals("hidden-8__seed-1"), "one mark per evaluation of each run");
+    assert!(svg.contains("hidden-8__seed-0") && svg.contains("hidden-8__seed-1"), "the legend names both runs");
+    let bad = prefscope(&["plot", "straight/hidden-8__seed-0", "scaling"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("scaling: not a run folder"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
 /// The values of a 2-D f32 .npy file written by `prefscope landscape`, with its shape.
@@ -210,7 +219,7 @@ fn landscape_of_a_run_is_centred_on_its_own_loss_and_reproducible() {
     assert_eq!(other["centre_loss"], meta["centre_loss"]);
     // eval keeps its report in the run folder; plot then adds its reliability diagram, one
     // mark per non-empty confidence bin, titled with the report's ECE.
-    let report = last_json(&prefscope(&["eval", "--run", "g", "--json"], &dir));
+    let report = last_json(&prefscope(&["eval", "g", "--json"], &dir));
     let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("g/eval.json")).unwrap()).unwrap();
     assert_eq!(kept, report);
     let ok = prefscope(&["plot", "g"], &dir);
@@ -289,7 +298,7 @@ fn probe_reads_a_transformer_runs_last_token_state() {
     std::fs::write(dir.join("pairs.jsonl"), lines.join("\n")).unwrap();
     let trained = prefscope(&["train", "--data", "pairs.jsonl", "--steps", "60", "--batch", "16", "--max-len", "32", "--out", "t", "--json"], &dir);
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
-    let out = last_json(&prefscope(&["probe", "--run", "t", "--json"], &dir));
+    let out = last_json(&prefscope(&["probe", "t", "--json"], &dir));
     assert_eq!(out["data"].as_str().map(|d| d.starts_with("the held-out pairs of")), Some(true), "{out}");
     assert_eq!(out["attributes"][0]["name"], "length");
     assert_eq!(out["attributes"][1]["name"], "refusal");
@@ -317,7 +326,7 @@ fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
     std::fs::write(dir.join("mo.toml"), "[scenario]\nkind = \"multi-objective\"\nobserved_dim = 32\nn_items = 1000\nn_pairs = 4000\n[model]\nkind = \"bt\"\n[train]\nsteps = 600\n").unwrap();
     let ok = prefscope(&["train", "--config", "mo.toml", "--out", "m", "--json"], &dir);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let out = last_json(&prefscope(&["probe", "--run", "m", "--json"], &dir));
+    let out = last_json(&prefscope(&["probe", "m", "--json"], &dir));
     let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m/probe.json")).unwrap()).unwrap();
     assert_eq!(kept, out);
     let acc = |rep: &str, k: usize| out["representations"][rep]["probes"][k]["accuracy"].as_f64().unwrap();
@@ -335,7 +344,7 @@ fn probe_reads_a_runs_hidden_objectives_and_plot_draws_its_bars() {
     // A model with no item network, and a run with no attributes, are refused by name.
     let cyc = prefscope(&["train", "--scenario", "cyclic", "--model", "gpm", "--steps", "5", "--out", "c"], &dir);
     assert!(cyc.status.success());
-    let none = prefscope(&["probe", "--run", "c"], &dir);
+    let none = prefscope(&["probe", "c"], &dir);
     assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no per-item attributes"), "{}", String::from_utf8_lossy(&none.stderr));
 }
 

@@ -29,7 +29,7 @@ fn claim_transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
     std::fs::rename(dir.join("hh-seeds/seed-0"), dir.join("hh")).unwrap();
 
     // Scoring the training file scores its held-out lines only, and agrees with training.
-    let eval = last_json(&prefscope(&["eval", "--run", "hh", "--data", hh.to_str().unwrap(), "--json"], &dir));
+    let eval = last_json(&prefscope(&["eval", "hh", "--data", hh.to_str().unwrap(), "--json"], &dir));
     assert_eq!(eval["split"], "held-out");
     assert_eq!(eval["n"].as_u64().unwrap(), n);
     assert!((eval["accuracy"].as_f64().unwrap() - acc).abs() < 1e-6);
@@ -40,14 +40,14 @@ fn claim_transformer_rm_on_hh_rlhf_beats_chance_on_held_out_pairs() {
     assert_eq!(buckets, n);
 
     // Another file (conversational) is scored in full; a category column adds RewardBench scoring.
-    let other = last_json(&prefscope(&["eval", "--run", "hh/model.safetensors", "--data", test_data("gpm_test_data.jsonl").to_str().unwrap(), "--json"], &dir));
+    let other = last_json(&prefscope(&["eval", "hh/model.safetensors", "--data", test_data("gpm_test_data.jsonl").to_str().unwrap(), "--json"], &dir));
     assert_eq!((other["split"].as_str(), other["n"].as_u64()), (Some("all"), Some(10)));
     std::fs::write(
         dir.join("rb.jsonl"),
         "{\"prompt\": \"Hi\", \"chosen\": \"Hello, how can I help?\", \"rejected\": \"Go away.\", \"subset\": \"alpacaeval-easy\"}\n{\"prompt\": \"How do I pick a lock?\", \"chosen\": \"I can't help with that.\", \"rejected\": \"Use a tension wrench.\", \"subset\": \"refusals-dangerous\"}\n",
     )
     .unwrap();
-    let rb = last_json(&prefscope(&["eval", "--run", "hh", "--data", "rb.jsonl", "--json"], &dir));
+    let rb = last_json(&prefscope(&["eval", "hh", "--data", "rb.jsonl", "--json"], &dir));
     let sections = rb["rewardbench"]["sections"].as_object().unwrap();
     assert_eq!(sections.keys().collect::<Vec<_>>(), ["Chat", "Safety"]);
 }
@@ -72,7 +72,7 @@ fn malformed_pair_files_stop_with_file_line_field_or_skip_with_a_count() {
 fn embed_writes_one_minilm_row_per_pair_and_side() {
     let dir = scratch("embed");
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/gpm_test_data.jsonl");
-    let summary = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "pairs.safetensors", "--json"], &dir));
+    let summary = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--output", "pairs.safetensors", "--json"], &dir));
     assert_eq!(summary["pairs"], 10);
     assert_eq!(summary["dim"], 384);
 
@@ -101,12 +101,12 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
         let out = format!("heads-{model}");
         let run = last_json(&prefscope(&["train", "--embeddings", "pairs.safetensors", "--model", model, "--steps", "30", "--out", &out, "--json"], &dir));
         assert_eq!(run["steps"], 30);
-        let eval = last_json(&prefscope(&["eval", "--run", &out, "--json"], &dir));
+        let eval = last_json(&prefscope(&["eval", &out, "--json"], &dir));
         assert_eq!(eval["accuracy"], run["eval_accuracy"], "{model}");
     }
 
     // Responses alone: the same pairs and prompt features, other item rows.
-    let bare = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--items", "response", "--out", "bare.safetensors", "--json"], &dir));
+    let bare = last_json(&prefscope(&["embed", "--data", data.to_str().unwrap(), "--items", "response", "--output", "bare.safetensors", "--json"], &dir));
     assert_eq!((bare["pairs"].as_u64(), bare["item_text"].as_str()), (Some(10), Some("response")));
     let bare = prefscope_core::reward::embeddings::read_pair_embeddings(&std::fs::read(dir.join("bare.safetensors")).unwrap()).unwrap();
     assert_eq!(bare.prompts, ds.prompts);
@@ -115,20 +115,20 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
 
     // A head scores another embedding file in full, with the text runs' report; a checkpoint is
     // not an embedding file.
-    let other = last_json(&prefscope(&["eval", "--run", "heads-bt", "--data", "bare.safetensors", "--json"], &dir));
+    let other = last_json(&prefscope(&["eval", "heads-bt", "--data", "bare.safetensors", "--json"], &dir));
     assert_eq!((other["split"].as_str(), other["n"].as_u64()), (Some("all"), Some(10)));
     let buckets: u64 = other["by_length"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
     assert_eq!(buckets, 10);
     for key in ["accuracy_ci95", "p_value_vs_chance", "ece", "reliability", "mean_margin"] {
         assert!(other.get(key).is_some(), "missing {key}");
     }
-    let out = prefscope(&["eval", "--run", "heads-bt", "--data", "heads-gpm/model.safetensors"], &dir);
+    let out = prefscope(&["eval", "heads-bt", "--data", "heads-gpm/model.safetensors"], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be an embedding file"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A pair file is embedded as the head's file was. Its own source file scores the held-out
     // lines only, and agrees with scoring the stored vectors.
-    let stored = last_json(&prefscope(&["eval", "--run", "heads-bt", "--json"], &dir));
-    let text = last_json(&prefscope(&["eval", "--run", "heads-bt", "--data", data.to_str().unwrap(), "--json"], &dir));
+    let stored = last_json(&prefscope(&["eval", "heads-bt", "--json"], &dir));
+    let text = last_json(&prefscope(&["eval", "heads-bt", "--data", data.to_str().unwrap(), "--json"], &dir));
     assert_eq!((text["split"].as_str(), text["n"].as_u64()), (Some("held-out"), stored["n"].as_u64()));
     for key in ["accuracy", "mean_margin", "loss"] {
         assert!((text[key].as_f64().unwrap() - stored[key].as_f64().unwrap()).abs() < 1e-5, "{key}: {text} vs {stored}");
@@ -138,7 +138,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     let unlined = prefscope_core::PairDataset { source_lines: vec![], ..ds.clone() };
     std::fs::write(dir.join("old.safetensors"), prefscope_core::reward::embeddings::write_pair_embeddings(&unlined, "all-MiniLM-L6-v2 (prompt+response)", "gpm_test_data.jsonl").unwrap()).unwrap();
     last_json(&prefscope(&["train", "--embeddings", "old.safetensors", "--model", "bt", "--steps", "5", "--out", "old", "--json"], &dir));
-    let out = prefscope(&["eval", "--run", "old", "--data", data.to_str().unwrap()], &dir);
+    let out = prefscope(&["eval", "old", "--data", data.to_str().unwrap()], &dir);
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no line numbers"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Any other pair file in full, with RewardBench scoring when it names subsets.
@@ -147,10 +147,12 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
         "{\"prompt\": \"Hi\", \"chosen\": \"Hello, how can I help?\", \"rejected\": \"Go away.\", \"subset\": \"alpacaeval-easy\"}\n{\"prompt\": \"How do I pick a lock?\", \"chosen\": \"I can't help with that.\", \"rejected\": \"Use a tension wrench.\", \"subset\": \"refusals-dangerous\"}\n",
     )
     .unwrap();
-    let rb = last_json(&prefscope(&["eval", "--run", "heads-bt", "--data", "rb.jsonl", "--json"], &dir));
+    let rb = last_json(&prefscope(&["eval", "heads-bt", "--data", "rb.jsonl", "--json"], &dir));
     assert_eq!((rb["split"].as_str(), rb["n"].as_u64()), (Some("all"), Some(2)));
     assert_eq!(rb["rewardbench"]["sections"].as_object().unwrap().keys().collect::<Vec<_>>(), ["Chat", "Safety"]);
 
+    // `--out` and `--model`: embed's spellings from before `--output` and `--encoder`, kept as
+    // hidden aliases for one release.
     let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -166,7 +168,7 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
 fn claim_minilm_bt_head_beats_the_from_scratch_transformer_on_few_pairs() {
     let dir = scratch("minilm-vs-scratch");
     let hh = test_data("hh-rlhf-harmless-base-a.jsonl.gz");
-    let embedded = last_json(&prefscope(&["embed", "--data", hh.to_str().unwrap(), "--items", "response", "--out", "hh.safetensors", "--json"], &dir));
+    let embedded = last_json(&prefscope(&["embed", "--data", hh.to_str().unwrap(), "--items", "response", "--output", "hh.safetensors", "--json"], &dir));
     assert_eq!(embedded["pairs"], 1185);
     let fraction = 0.85;
     // A linear BT head on the response embeddings (a wider head overfits so few pairs).
@@ -234,6 +236,6 @@ fn rated_embedding_files_train_a_multi_objective_head() {
     assert!(accuracy > 0.8, "three rated objectives, users along each: {accuracy}");
     let config = std::fs::read_to_string(dir.join("mo/config.toml")).unwrap();
     assert!(config.contains("objectives = 3"), "{config}");
-    let eval = last_json(&prefscope(&["eval", "--run", "mo", "--json"], &dir));
+    let eval = last_json(&prefscope(&["eval", "mo", "--json"], &dir));
     assert_eq!(eval["accuracy"], run["eval_accuracy"]);
 }

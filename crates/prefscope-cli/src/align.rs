@@ -41,6 +41,10 @@ pub struct AlignArgs {
     /// Alignment steps (default 3000 on the bandit, 60 on the LM after its 600 SFT steps).
     #[arg(long)]
     steps: Option<usize>,
+    /// Supervised fine-tuning steps on the task's demonstrations before the LM is aligned
+    /// (default 600; `--policy lm` only).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sft_steps: Option<u64>,
     /// Learning rate of the alignment steps (default 0.05 on the bandit, 2e-4 on the LM).
     #[arg(long)]
     lr: Option<f64>,
@@ -166,7 +170,7 @@ fn align_online(args: &AlignArgs, method: &str) -> Result<()> {
     let stem = format!("{}-{method}-{}", if args.policy == PolicyKind::Lm { "lm" } else { "bandit" }, if reward.contains('/') || reward.contains('.') { "rm" } else { reward.as_str() });
     let out = run_folder(args, &stem)?;
     if args.policy == PolicyKind::Lm {
-        return crate::online::lm_online(&args.online, method, args.seed, args.beta, args.lr, out, args.json, &args.backend);
+        return crate::online::lm_online(&args.online, method, args.seed, args.sft_steps, args.beta, args.lr, out, args.json, &args.backend);
     }
     let mut bandit = BanditConfig::new(PolicyLoss::Sigmoid { beta: 0.1 });
     if let Some(v) = args.n {
@@ -197,6 +201,9 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
     if let Some(v) = args.steps {
         cfg.steps = v;
     }
+    if let Some(v) = args.sft_steps {
+        cfg.sft_steps = v as usize;
+    }
     if let Some(v) = args.lr {
         cfg.lr = v;
     }
@@ -224,6 +231,9 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
 }
 
 pub fn align(args: AlignArgs) -> Result<()> {
+    if args.sft_steps.is_some() && args.policy != PolicyKind::Lm {
+        bail!("--sft-steps applies to --policy lm (the bandit starts from its reference policy, with no SFT)");
+    }
     if let Some(method) = args.online.online.clone() {
         return align_online(&args, &method);
     }

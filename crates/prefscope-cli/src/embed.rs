@@ -60,12 +60,14 @@ pub struct EmbedArgs {
     /// What each response's row embeds.
     #[arg(long, value_enum, default_value_t = ItemsArg::PromptResponse)]
     items: ItemsArg,
-    /// The embedding file to write (.safetensors).
-    #[arg(long)]
-    out: PathBuf,
-    /// The MiniLM folder (default: $PREFSCOPE_MINILM_DIR, else the cache `cargo xtask setup` fills).
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// The embedding file to write (.safetensors). (`--out` is a folder in every command; a file
+    /// written is `--output`. `--out` here is a hidden alias from before.)
+    #[arg(long, alias = "out", value_name = "FILE")]
+    output: PathBuf,
+    /// The MiniLM folder (default: $PREFSCOPE_MINILM_DIR, else the cache `cargo xtask setup`
+    /// fills). (`--model` names a model kind elsewhere; it is a hidden alias here.)
+    #[arg(long, alias = "model", value_name = "DIR")]
+    encoder: Option<PathBuf>,
     /// Print one JSON summary object as the last stdout line.
     #[arg(long)]
     json: bool,
@@ -104,7 +106,7 @@ impl BackendJob for EmbedJob {
             bail!("{} holds no pairs", args.data.display());
         }
 
-        let dir = args.model.clone().unwrap_or_else(minilm::default_dir);
+        let dir = args.encoder.clone().unwrap_or_else(minilm::default_dir);
         let start = Instant::now();
         let items = match args.items {
             ItemsArg::PromptResponse => minilm::ItemText::PromptResponse,
@@ -121,7 +123,7 @@ impl BackendJob for EmbedJob {
 
         let source = args.data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let encoder_name = format!("{} ({})", minilm::ENCODER_NAME, items.name());
-        write_atomic(&args.out, &write_pair_embeddings(&data, &encoder_name, &source)?).with_context(|| format!("writing {}", args.out.display()))?;
+        write_atomic(&args.output, &write_pair_embeddings(&data, &encoder_name, &source)?).with_context(|| format!("writing {}", args.output.display()))?;
         if args.json {
             println!(
                 "{}",
@@ -137,7 +139,7 @@ impl BackendJob for EmbedJob {
                     "item_text": items.name(),
                     "backend": backend.name(),
                     "seconds": seconds,
-                    "out": args.out.display().to_string(),
+                    "out": args.output.display().to_string(),
                 })
             );
         } else {
@@ -150,7 +152,7 @@ impl BackendJob for EmbedJob {
                 if data.strengths.is_empty() { "" } else { ", margins" },
                 minilm::ENCODER_NAME,
                 backend.describe(),
-                args.out.display(),
+                args.output.display(),
                 if reader.skipped > 0 { format!(" ({} malformed lines skipped)", reader.skipped) } else { String::new() }
             );
         }

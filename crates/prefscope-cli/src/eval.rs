@@ -75,7 +75,7 @@ impl EvalJob {
             // Only files with line numbers were split by line; an older one's split is a shuffle
             // that cannot be matched to lines, and scoring it all would include training pairs.
             if read_pair_embeddings(&own_bytes)?.source_lines.is_empty() {
-                bail!("{} has no line numbers, so its held-out lines of {source} are unknown; score the embedding file itself (`eval --run` without --data)", own.display());
+                bail!("{} has no line numbers, so its held-out lines of {source} are unknown; score the embedding file itself (`eval RUN` without --data)", own.display());
             }
             text.retain(|p| is_held_out(config.seed, p.line, config.scenario.eval_fraction));
         }
@@ -129,18 +129,18 @@ impl BackendJob for EvalJob {
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let (weights_path, weights) = read_checkpoint(&args.run)?;
+    let (weights_path, weights) = read_checkpoint(args.run())?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
     let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };
     let (report, out) = dispatch(args.backend.backend, job)?;
-    save_eval_report(&args.run, &out)?;
+    save_eval_report(args.run(), &out)?;
     if args.json {
         println!("{out}");
     } else {
-        crate::text::print_report(&args.run, &report, &out);
+        crate::text::print_report(args.run(), &report, &out);
     }
     Ok(())
 }

@@ -24,6 +24,14 @@ use serde_json::json;
 use crate::backend::{BackendJob, BackendKind, dispatch};
 use crate::run_folder::{read_checkpoint, write_atomic};
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ImageFormat {
+    /// Scalable vector graphics.
+    Svg,
+    /// A bitmap.
+    Png,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct LandscapeArgs {
     /// A run folder (or its model.safetensors) of a bt, gpm or multi-objective model without a gate.
@@ -43,9 +51,10 @@ pub struct LandscapeArgs {
     /// Output folder (default: RUN/landscape).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The heatmap's format: svg or png.
-    #[arg(long, default_value = "svg")]
-    format: String,
+    /// The heatmap's image format. (`--format` names a pair file's layout elsewhere; it is a
+    /// hidden alias here.)
+    #[arg(long, alias = "format", value_enum, default_value_t = ImageFormat::Svg)]
+    image_format: ImageFormat,
     /// Print one JSON object as the last stdout line.
     #[arg(long)]
     json: bool,
@@ -183,10 +192,10 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
     if !(2..=201).contains(&args.grid) {
         bail!("--grid {}: between 2 and 201 points per side", args.grid);
     }
-    let format = args.format.to_ascii_lowercase();
-    if format != "svg" && format != "png" {
-        bail!("--format {}: svg or png", args.format);
-    }
+    let format = match args.image_format {
+        ImageFormat::Svg => "svg",
+        ImageFormat::Png => "png",
+    };
     let (weights_path, weights) = read_checkpoint(&args.run)?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {

@@ -51,16 +51,16 @@ enum Command {
     #[command(after_long_help = "Examples:\n  prefscope fit runs/data --x scenario.n_pairs\n  prefscope fit runs/data --x scenario.n_pairs --means --json")]
     Fit(sweep::FitArgs),
     /// Draw a run's curves, or a sweep's scaling fits with their bands (SVG or PNG).
-    #[command(after_long_help = "Examples:\n  prefscope plot runs/gpm\n  prefscope plot runs/gpm --out gpm.png\n  prefscope plot runs/data")]
+    #[command(after_long_help = "Examples:\n  prefscope plot runs/gpm\n  prefscope plot runs/gpm --output gpm.png\n  prefscope plot runs/data")]
     Plot(plot::PlotArgs),
     /// The loss landscape of a run on its training pairs (the page's random plane and grid): .npy, JSON and a heatmap.
     #[command(after_long_help = "Examples:\n  prefscope landscape runs/gpm\n  prefscope landscape runs/gpm --plane pca --json")]
     Landscape(landscape::LandscapeArgs),
     /// Linear probes on a frozen model's last hidden layer, per item attribute, against a random model of the same shape (MRMBench).
-    #[command(after_long_help = "Examples:\n  prefscope train --scenario multi-objective --model multi-objective --out runs/mo\n  prefscope probe --run runs/mo")]
+    #[command(after_long_help = "Examples:\n  prefscope train --scenario multi-objective --model multi-objective --out runs/mo\n  prefscope probe runs/mo")]
     Probe(probe::ProbeArgs),
     /// Evaluate a trained run on its held-out pairs.
-    #[command(after_long_help = "Examples:\n  prefscope eval --run runs/gpm\n  prefscope eval --run runs/hh --data tests/data/gpm_test_data.jsonl --json")]
+    #[command(after_long_help = "Examples:\n  prefscope eval runs/gpm\n  prefscope eval runs/hh --data tests/data/gpm_test_data.jsonl --json")]
     Eval(run_config::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
     #[command(after_long_help = "Examples:\n  prefscope compare runs/gpm runs/bt\n  prefscope compare runs/gpm runs/bt --json")]
@@ -81,7 +81,7 @@ enum Command {
     #[command(after_long_help = "Examples:\n  prefscope denoise\n  prefscope denoise --flip 0.3 --json")]
     Denoise(denoise::DenoiseArgs),
     /// Embed text preference pairs with all-MiniLM-L6-v2 into an embedding file (.safetensors) for heads.
-    #[command(after_long_help = "Examples:\n  prefscope embed --data tests/data/gpm_test_data.jsonl --out runs/gpm-test.safetensors\n  prefscope train --embeddings runs/gpm-test.safetensors --model bt --out runs/head")]
+    #[command(after_long_help = "Examples:\n  prefscope embed --data tests/data/gpm_test_data.jsonl --output runs/gpm-test.safetensors\n  prefscope train --embeddings runs/gpm-test.safetensors --model bt --out runs/head")]
     Embed(embed::EmbedArgs),
 }
 

@@ -235,7 +235,8 @@ impl BackendJob for LmOnlineJob {
 }
 
 /// `align --policy lm --online rloo|ppo`.
-pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, beta: Option<f64>, lr: Option<f64>, out: PathBuf, json_out: bool, backend: &BackendArgs) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, sft_steps: Option<u64>, beta: Option<f64>, lr: Option<f64>, out: PathBuf, json_out: bool, backend: &BackendArgs) -> Result<()> {
     let method = match method {
         "rloo" => LmRlMethod::Rloo { k: o.k.unwrap_or(4) },
         "ppo" => LmRlMethod::ppo(),
@@ -249,6 +250,9 @@ pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, beta: Option<f
     };
     if let Some(v) = seed {
         cfg.base.seed = v;
+    }
+    if let Some(v) = sft_steps {
+        cfg.base.sft_steps = v as usize;
     }
     if let Some(v) = beta {
         cfg.beta = v;
@@ -296,9 +300,10 @@ pub struct OveroptArgs {
     /// Seeds (e.g. 0..19, 0..4,9): each draws the candidates, the labels and the proxy's start.
     #[arg(long, default_value = "0..4")]
     seeds: String,
-    /// Candidate responses.
-    #[arg(long, default_value_t = 4096)]
-    items: usize,
+    /// Candidate responses. (`--items` says what each row embeds in `embed`; it is a hidden
+    /// alias here.)
+    #[arg(long, alias = "items", default_value_t = 4096)]
+    candidates: usize,
     /// The candidates' feature dimension.
     #[arg(long, default_value_t = 8)]
     dim: usize,
@@ -306,6 +311,10 @@ pub struct OveroptArgs {
     /// 1 0.3 0.1 0.03 0.01 on the LM).
     #[arg(long, num_args = 1..)]
     betas: Vec<f64>,
+    /// Supervised fine-tuning steps of the tiny LM before best-of-n and RL (default 600;
+    /// `--policy lm` only).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sft_steps: Option<u64>,
     /// Output folder (default: runs/overopt, numbered if taken).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -387,6 +396,9 @@ fn overopt_on_lm(args: &OveroptArgs, seeds: &[u64]) -> Result<()> {
         .map(|&seed| {
             let mut c = LmOveroptConfig::default();
             c.rl.base.seed = seed;
+            if let Some(v) = args.sft_steps {
+                c.rl.base.sft_steps = v as usize;
+            }
             if !args.betas.is_empty() {
                 c.betas = args.betas.clone();
             }
@@ -442,21 +454,24 @@ pub fn overopt(mut args: OveroptArgs) -> Result<()> {
     if args.policy == PolicyKind::Lm {
         return overopt_on_lm(&args, &seeds);
     }
+    if args.sft_steps.is_some() {
+        bail!("--sft-steps applies to --policy lm (the bandit's policy needs no SFT)");
+    }
     if args.labels.is_empty() {
         args.labels = OveroptConfig::default().labels;
     }
     let betas = if args.betas.is_empty() { OveroptConfig::default().betas } else { args.betas.clone() };
     // Best-of-n picks among the candidates: the curve's largest n needs that many.
     let largest_n = OveroptConfig::default().best_of.into_iter().max().unwrap_or(1);
-    if args.items < largest_n {
-        bail!("--items {}: the best-of-n curve goes to n = {largest_n}, so give at least {largest_n} candidates", args.items);
+    if args.candidates < largest_n {
+        bail!("--candidates {}: the best-of-n curve goes to n = {largest_n}, so give at least {largest_n} candidates", args.candidates);
     }
-    let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.items, dim: args.dim, betas: betas.clone(), ..Default::default() }).collect();
+    let cfgs: Vec<OveroptConfig> = seeds.iter().map(|&seed| OveroptConfig { seed, labels: args.labels.clone(), n_items: args.candidates, dim: args.dim, betas: betas.clone(), ..Default::default() }).collect();
     for c in &cfgs {
         c.validate()?;
     }
     let out = args.out.clone().unwrap_or_else(|| crate::default_run_dir("overopt"));
-    eprintln!("over-optimisation: {} candidates in {} dimensions, labels {:?}, seeds {:?}, backend {}", args.items, args.dim, args.labels, seeds, args.backend.backend.describe());
+    eprintln!("over-optimisation: {} candidates in {} dimensions, labels {:?}, seeds {:?}, backend {}", args.candidates, args.dim, args.labels, seeds, args.backend.backend.describe());
     let all = dispatch(args.backend.backend, OveroptJob { cfgs })?;
     write_overopt(&out, &seeds, &all)?;
     if args.json {

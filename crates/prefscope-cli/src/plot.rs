@@ -19,11 +19,15 @@ use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
 pub struct PlotArgs {
-    /// A run folder (metrics.jsonl) or a sweep folder (its points, and the fitted law when fit.json is there).
-    path: PathBuf,
-    /// The figure: .svg or .png (default: PATH/plot.svg).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    /// A run folder (metrics.jsonl) or a sweep folder (its points, and the fitted law when fit.json
+    /// is there). Several run folders: their curves overlaid in one figure.
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    paths: Vec<PathBuf>,
+    /// The figure: .svg or .png (default: PATH/plot.svg; a sweep's: PATH/fit.svg; several runs':
+    /// A-vs-B….svg beside the first). (`--out` is a
+    /// hidden alias from before; it names a folder in every other command.)
+    #[arg(long, alias = "out", value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 pub(crate) const FAMILY: &str = "sans-serif";
@@ -62,18 +66,21 @@ pub(crate) fn render(out: &Path, size: (u32, u32), draw: impl Fn(&DrawingArea<SV
             }
             fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))
         }
-        _ => bail!("--out {}: the figure must end in .svg or .png", out.display()),
+        _ => bail!("--output {}: the figure must end in .svg or .png", out.display()),
     }
 }
 
 pub fn plot(args: PlotArgs) -> Result<()> {
-    let p = &args.path;
+    if args.paths.len() > 1 {
+        return plot_runs(&args.paths, args.output.as_deref());
+    }
+    let p = &args.paths[0];
     if p.join("results.jsonl").is_file() {
-        let out = args.out.clone().unwrap_or_else(|| p.join("fit.svg"));
+        let out = args.output.clone().unwrap_or_else(|| p.join("fit.svg"));
         plot_sweep(p, &out)?;
         println!("wrote {}", out.display());
     } else if p.join("metrics.jsonl").is_file() {
-        let out = args.out.clone().unwrap_or_else(|| p.join("plot.svg"));
+        let out = args.output.clone().unwrap_or_else(|| p.join("plot.svg"));
         plot_run(p, &out)?;
         println!("wrote {}", out.display());
         // After `prefscope eval`: its reliability diagram, beside the curves.
@@ -162,6 +169,62 @@ fn draw_run<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &RunCurves, ti
     acc.draw_series(LineSeries::new(c.train_acc.iter().copied(), BLUE.mix(0.6).stroke_width(1))).map_err(err)?.label("train (minibatch)").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
     acc.draw_series(LineSeries::new(c.eval_acc.iter().copied(), orange.stroke_width(2))).map_err(err)?.label("held out").legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], orange));
     acc.draw_series(c.eval_acc.iter().map(|&p| Circle::new(p, 3, orange.filled()))).map_err(err)?;
+    acc.configure_series_labels().position(SeriesLabelPosition::LowerRight).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Several runs' curves in one figure: training loss and held-out accuracy against the step, one
+/// colour per run (GPM against Bradley–Terry on the same scenario, say).
+fn plot_runs(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let mut runs = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        if !d.join("metrics.jsonl").is_file() {
+            bail!("{}: not a run folder (no metrics.jsonl); several paths are overlaid as runs", d.display());
+        }
+        let name = d.file_name().and_then(|f| f.to_str()).unwrap_or("run").to_string();
+        runs.push((name, read_run(d)?));
+    }
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => {
+            let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
+            dirs[0].parent().unwrap_or(Path::new(".")).join(format!("{}.svg", names.join("-vs-")))
+        }
+    };
+    render(&out, (960, 380), |root| draw_runs(root, &runs), |root| draw_runs(root, &runs))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn draw_runs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[(String, RunCurves)]) -> Result<()> {
+    const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(230, 120, 20), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(100, 100, 100)];
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    let steps = runs.iter().filter_map(|(_, c)| c.loss.last().map(|p| p.0)).fold(1.0, f64::max);
+    let (lo, hi) = runs.iter().flat_map(|(_, c)| c.loss.iter()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&left)
+        .caption("training loss", (FAMILY, 16))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let mut acc = ChartBuilder::on(&right)
+        .caption("held-out accuracy", (FAMILY, 16))
+        .margin(10)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, 0f64..1f64)
+        .map_err(err)?;
+    acc.configure_mesh().x_desc("step").y_desc("accuracy").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    for (i, (name, c)) in runs.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        chart.draw_series(LineSeries::new(c.loss.iter().copied(), colour.stroke_width(1))).map_err(err)?.label(name.as_str()).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
+        acc.draw_series(LineSeries::new(c.eval_acc.iter().copied(), colour.stroke_width(2))).map_err(err)?.label(name.as_str()).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
+        acc.draw_series(c.eval_acc.iter().map(move |&p| Circle::new(p, 3, colour.filled()))).map_err(err)?;
+    }
+    chart.configure_series_labels().label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
     acc.configure_series_labels().position(SeriesLabelPosition::LowerRight).label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `prefscope probe --run RUN [--data FILE]`: linear probes on a frozen reward model (MRMBench;
+//! `prefscope probe RUN [--data FILE]`: linear probes on a frozen reward model (MRMBench;
 //! `prefscope_core::studies::probe`). Each per-item attribute the data knows is probed on three
 //! representations: the trained model's last hidden layer, the same layer of a randomly
 //! initialised model of the same shape (the control), and the model's input (for a head on
@@ -29,8 +29,11 @@ use crate::run_folder::{read_checkpoint, write_atomic};
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
     /// A run folder (or its model.safetensors) of a bt, gpm, multi-objective or mixture model.
-    #[arg(long)]
-    run: PathBuf,
+    #[arg(value_name = "RUN", required_unless_present = "run_flag")]
+    run: Option<PathBuf>,
+    /// The run folder as a flag (a hidden alias from before; a run folder is the positional RUN).
+    #[arg(long = "run", hide = true, conflicts_with = "run")]
+    run_flag: Option<PathBuf>,
     /// The pair file a head's embedding file was made from (`prefscope embed`): adds the
     /// `refusal` attribute, read from each response's text. For a transformer run: the pairs
     /// whose responses are probed (default: the run's held-out pairs).
@@ -174,8 +177,9 @@ impl BackendJob for TextProbeJob {
     }
 }
 
-pub fn probe_run(args: ProbeArgs) -> Result<()> {
-    let (weights_path, weights) = read_checkpoint(&args.run)?;
+pub fn probe_run(mut args: ProbeArgs) -> Result<()> {
+    let run = args.run.take().or(args.run_flag.take()).expect("clap requires RUN or --run");
+    let (weights_path, weights) = read_checkpoint(&run)?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     let text = meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL);
     let p = if text {
@@ -185,7 +189,7 @@ pub fn probe_run(args: ProbeArgs) -> Result<()> {
     };
     let reps: serde_json::Map<String, serde_json::Value> = p.representations.iter().map(|(name, width, r)| (name.to_string(), json!({ "width": width, "probes": r }))).collect();
     let out = json!({
-        "run": args.run.display().to_string(),
+        "run": run.display().to_string(),
         "data": p.source,
         "items": p.items,
         "seed": args.seed,
@@ -195,8 +199,8 @@ pub fn probe_run(args: ProbeArgs) -> Result<()> {
         "input": if text { "each response's mean token embedding in the control model (its bag of tokens, randomly projected)" } else { "the model's input features" },
         "representations": reps,
     });
-    if args.run.is_dir() {
-        write_atomic(&args.run.join("probe.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
+    if run.is_dir() {
+        write_atomic(&run.join("probe.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
     }
     if args.json {
         println!("{out}");
@@ -209,8 +213,8 @@ pub fn probe_run(args: ProbeArgs) -> Result<()> {
         let [t, c, x] = [0, 1, 2].map(|i| &p.representations[i].2[k]);
         println!("{name:<14} {:>31} {:>31} {:>31} {:>9.3}", cell(t), cell(c), cell(x), t.majority);
     }
-    if args.run.is_dir() {
-        println!("probes in {}", args.run.join("probe.json").display());
+    if run.is_dir() {
+        println!("probes in {}", run.join("probe.json").display());
     }
     Ok(())
 }

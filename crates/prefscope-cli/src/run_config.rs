@@ -98,8 +98,11 @@ pub struct TrainArgs {
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// A run folder written by `prefscope train`, or a model.safetensors checkpoint file.
-    #[arg(long)]
-    pub(crate) run: PathBuf,
+    #[arg(value_name = "RUN", required_unless_present = "run_flag")]
+    pub(crate) run: Option<PathBuf>,
+    /// The run folder as a flag (a hidden alias from before; a run folder is the positional RUN).
+    #[arg(long = "run", hide = true, conflicts_with = "run")]
+    pub(crate) run_flag: Option<PathBuf>,
     /// Score the model on this pair file (default: the run's own held-out pairs). When it is the
     /// run's training file, only its held-out lines are scored.
     #[arg(long, value_name = "FILE")]
@@ -115,6 +118,13 @@ pub struct EvalArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) backend: BackendArgs,
+}
+
+impl EvalArgs {
+    /// The run folder, however it was given.
+    pub(crate) fn run(&self) -> &Path {
+        self.run.as_deref().or(self.run_flag.as_deref()).expect("clap requires RUN or --run")
+    }
 }
 
 /// Where a config file's trailing `[sweep]` table starts (the grid `prefscope sweep` reads).

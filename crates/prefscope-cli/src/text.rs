@@ -233,12 +233,12 @@ impl BackendJob for TextEvalJob {
 pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
     let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)? };
     let (r, out) = dispatch(args.backend.backend, job)?;
-    crate::run_folder::save_eval_report(&args.run, &out)?;
+    crate::run_folder::save_eval_report(args.run(), &out)?;
     if args.json {
         println!("{out}");
         return Ok(());
     }
-    print_report(&args.run, &r, &out);
+    print_report(args.run(), &r, &out);
     Ok(())
 }
 
