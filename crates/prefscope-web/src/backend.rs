@@ -129,14 +129,8 @@ pub enum AnyTrainer {
 }
 
 impl AnyTrainer {
-    pub fn new(backend: ComputeBackend, config: RunConfig) -> Result<Self> {
-        Ok(match backend {
-            ComputeBackend::WebGpu => Self::Gpu(Box::new(Trainer::new(config, &WgpuDevice::default())?)),
-            ComputeBackend::Cpu => Self::Cpu(Box::new(Trainer::new(config, &cpu_device())?)),
-        })
-    }
-
-    /// A trainer on data that did not come from a scenario (an uploaded file).
+    /// A trainer on the run's data, which the worker built once for the run (from the scenario
+    /// or from an uploaded file): the trainer does not build it again.
     pub fn with_dataset(backend: ComputeBackend, config: RunConfig, dataset: PairDataset) -> Result<Self> {
         Ok(match backend {
             ComputeBackend::WebGpu => Self::Gpu(Box::new(Trainer::with_dataset(config, dataset, &WgpuDevice::default())?)),

@@ -4,19 +4,12 @@
 //! this same binary.
 //!
 //! Built with Trunk (`trunk build` at the repository root; see `Trunk.toml` and `web/index.html`).
-//! On other targets this is an empty binary, so `cargo test --workspace` covers the
-//! browser-independent parts ([`settings`], [`plot`]) on the host.
+//! On other targets this is an empty binary; the browser-independent parts are the library
+//! (`lib.rs`), whose tests run on the host.
 
-// On the host only the unit tests use these modules.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
-mod charts;
-mod dial;
-mod landscape;
-mod plot;
-mod settings;
-mod surface;
-mod upload;
+// The library's modules under their own names, so `crate::plot::…` reads the same everywhere.
+#[cfg(target_arch = "wasm32")]
+use prefscope_web::{charts, dial, landscape, plot, settings, surface, upload};
 
 #[cfg(target_arch = "wasm32")]
 mod app;

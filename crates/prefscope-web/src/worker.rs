@@ -208,12 +208,12 @@ impl State {
         }
         let backend = self.backend.get().ok_or("no backend yet")?;
         let config = self.config.borrow().clone().ok_or("no run yet")?;
-        let built = if self.uploaded.get() {
-            AnyTrainer::with_dataset(backend, config, self.dataset()?.as_ref().clone())
-        } else {
-            AnyTrainer::new(backend, config)
-        };
-        let mut trainer = built.map_err(|e| e.to_string())?;
+        // A scenario's config is checked whole, as `Trainer::new` would; an upload's data is the
+        // file's, whatever its scenario fields say.
+        if !self.uploaded.get() {
+            config.validate().map_err(|e| e.to_string())?;
+        }
+        let mut trainer = AnyTrainer::with_dataset(backend, config, self.dataset()?.as_ref().clone()).map_err(|e| e.to_string())?;
         if let Some((name, bytes)) = self.checkpoint.borrow_mut().take() {
             trainer.start_from(bytes).map_err(|e| format!("cannot continue from {name}: {e}"))?;
         }
