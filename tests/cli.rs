@@ -618,12 +618,16 @@ fn denoise_compares_the_remedies_on_known_flips() {
 #[test]
 fn every_new_scenario_trains_from_the_command_line() {
     let dir = scratch("zoo");
-    for (scenario, model) in [("few-shot-users", "vpl"), ("rankings", "bt"), ("noisy", "bt")] {
+    for (scenario, model) in [("few-shot-users", "vpl"), ("rankings", "bt"), ("noisy", "bt"), ("reasoning", "bt")] {
         let args = ["train", "--scenario", scenario, "--model", model, "--steps", "20", "--out", scenario, "--json"];
         let out = last_json(&prefscope(&args, &dir));
         assert_eq!(out["steps"], 20, "{scenario}: {out}");
         assert!(out["eval_accuracy"].as_f64().is_some(), "{scenario}: {out}");
     }
+    // A BT run on data with gold ratings reports its reward's sign accuracy; a VPL run has none.
+    let e = last_json(&prefscope(&["eval", "reasoning", "--json"], &dir));
+    assert!((0.0..=1.0).contains(&e["sign_accuracy"].as_f64().unwrap()), "{e}");
+    assert!(last_json(&prefscope(&["eval", "few-shot-users", "--json"], &dir))["sign_accuracy"].is_null());
     // A model that needs context data says which scenario to use.
     let bad = prefscope(&["train", "--scenario", "linear", "--model", "vpl", "--steps", "2", "--out", "x"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));

@@ -12,7 +12,7 @@ use prefscope_core::text::minilm;
 use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
 use prefscope_core::reward::data::is_held_out;
 use prefscope_core::text::trainer::same_file;
-use prefscope_core::reward::train::{evaluate, pair_logits};
+use prefscope_core::reward::train::{evaluate, pair_logits, sign_accuracy};
 use prefscope_core::{PairDataset, RunConfig};
 use serde_json::json;
 
@@ -99,6 +99,7 @@ impl BackendJob for EvalJob {
         check_fits(&head, &dataset)?;
         let model = model.valid();
         let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
+        let sign = pollster::block_on(sign_accuracy(&model, &dataset, &pairs, &device))?;
         let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
         let lengths = |i: usize| dataset.response_lengths.get(i).copied().unwrap_or((0, 0));
         let scores: Vec<PairScore> = pairs
@@ -119,6 +120,8 @@ impl BackendJob for EvalJob {
             out["prefers_longer"] = serde_json::Value::Null;
         }
         out["eval_accuracy"] = json!(e.accuracy);
+        // Data with one gold rating per item: does the reward's sign say good or bad (Eurus)?
+        out["sign_accuracy"] = json!(sign);
         out["probability"] = json!(e.probability);
         out["split"] = json!(split);
         out["data"] = json!(source);

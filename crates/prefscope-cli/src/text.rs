@@ -249,6 +249,9 @@ pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) 
         r.accuracy, r.accuracy_ci95[0], r.accuracy_ci95[1], r.p_value_vs_chance
     );
     println!("  mean margin   {:.4}    loss {:.4}", r.mean_margin, r.loss);
+    if let Some(s) = out["sign_accuracy"].as_f64() {
+        println!("  sign accuracy {s:.4}  (responses whose reward has the sign of their gold rating)");
+    }
     println!("  calibration   ECE {:.4}", r.ece);
     println!("    confidence   pairs  accuracy  mean conf.");
     for b in r.reliability.iter().filter(|b| b.count > 0) {

@@ -73,6 +73,7 @@ pub enum Msg {
     SetScenario(String),
     SetModel(String),
     SetNormalize(bool),
+    SetDr(bool),
     SetTab(Tab),
     Train,
     Pause,
@@ -267,6 +268,12 @@ impl Component for App {
             Msg::SetNormalize(on) => {
                 if on != self.settings.normalize {
                     self.settings.normalize = on;
+                    self.settings_changed();
+                }
+            }
+            Msg::SetDr(on) => {
+                if on != self.settings.dr {
+                    self.settings.dr = on;
                     self.settings_changed();
                 }
             }
@@ -593,7 +600,7 @@ impl App {
             Some(ds)
         };
         let s = &mut self.settings;
-        (s.scenario, s.model, s.seed, s.steps, s.normalize) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize);
+        (s.scenario, s.model, s.seed, s.steps, s.normalize, s.dr) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize, cfg.train.loss.dr);
         (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
         s.objectives = cfg.scenario.objectives.clamp(2, 8);
         if head.step >= cfg.train.steps {

@@ -98,6 +98,8 @@ pub struct Settings {
     pub model: ModelKind,
     /// GPM only: unit-length embeddings (the core's `model.normalize`).
     pub normalize: bool,
+    /// Bradley–Terry only: Eurus's direct reward term (the core's `train.loss.dr`).
+    pub dr: bool,
     pub seed: u64,
     pub steps: usize,
     pub backend: BackendChoice,
@@ -164,6 +166,7 @@ impl Default for Settings {
             scenario: ScenarioKind::Cyclic,
             model: ModelKind::Gpm,
             normalize: base.model.normalize,
+            dr: base.train.loss.dr,
             seed: base.seed,
             steps: base.train.steps,
             backend: BackendChoice::Auto,
@@ -229,6 +232,7 @@ impl Settings {
                     Err(e) => warnings.push(e.to_string()),
                 },
                 "normalize" | "normalise" => s.normalize = flag(&key, &value, &mut warnings).unwrap_or(s.normalize),
+                "dr" => s.dr = flag(&key, &value, &mut warnings).unwrap_or(s.dr),
                 "seed" => match value.parse() {
                     Ok(v) => s.seed = v,
                     Err(_) => warnings.push(format!("seed: expected a whole number ≥ 0, got `{value}`")),
@@ -307,6 +311,9 @@ impl Settings {
         if self.normalize != d.normalize {
             q.push_str(&format!("&normalize={}", self.normalize));
         }
+        if self.dr != d.dr {
+            q.push_str(&format!("&dr={}", self.dr));
+        }
         q.push_str(&format!("&seed={}&steps={}", self.seed, self.steps));
         if self.backend != BackendChoice::Auto {
             q.push_str(&format!("&backend={}", self.backend.name()));
@@ -380,6 +387,8 @@ impl Settings {
         cfg.seed = self.seed;
         cfg.train.steps = self.steps;
         cfg.model.normalize = self.normalize;
+        // The term needs a scalar reward: the page offers it for Bradley–Terry only.
+        cfg.train.loss.dr = self.dr && self.model == ModelKind::Bt;
         cfg.train.lr = self.lr;
         cfg.train.batch = self.batch;
         cfg.scenario.noise = self.noise;
@@ -432,14 +441,18 @@ mod tests {
 
     #[test]
     fn parses_every_setting() {
-        let (s, w) = Settings::from_query("?backend=cpu&scenario=cyclic-abcd&model=bt&seed=7&steps=50&normalize=true&x=1");
+        let (s, w) = Settings::from_query("?backend=cpu&scenario=cyclic-abcd&model=bt&seed=7&steps=50&normalize=true&dr=true&x=1");
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(s.backend, BackendChoice::Cpu);
         assert_eq!(s.scenario, ScenarioKind::CyclicAbcd);
         assert_eq!(s.model, ModelKind::Bt);
         assert_eq!((s.seed, s.steps, s.normalize), (7, 50, true));
         let cfg = s.run_config();
-        assert_eq!((cfg.seed, cfg.train.steps, cfg.model.normalize), (7, 50, true));
+        assert_eq!((cfg.seed, cfg.train.steps, cfg.model.normalize, cfg.train.loss.dr), (7, 50, true, true));
+        assert!(s.to_query().contains("&dr=true"), "{}", s.to_query());
+        // On a model without a scalar reward the setting is kept but not applied.
+        let (s, _) = Settings::from_query("?model=gpm&dr=true");
+        assert!(s.dr && !s.run_config().train.loss.dr);
         assert_eq!(Settings::from_query("backend=webgpu").0.backend, BackendChoice::WebGpu);
     }
 

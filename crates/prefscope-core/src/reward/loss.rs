@@ -39,6 +39,13 @@ pub fn centering_penalty<B: Backend>(r_chosen: Tensor<B, 1>, r_rejected: Tensor<
     (r_chosen + r_rejected).powi_scalar(2).mean().mul_scalar(coef)
 }
 
+/// Eurus's L_DR, mean(−log σ(r_c) − log σ(−r_r)): the chosen reward above zero and the rejected
+/// one below, in absolute terms. Bradley–Terry sees only r_c − r_r, so it leaves each prompt's
+/// reward offset free; this term pins zero as the line between good and bad responses.
+pub fn direct_reward_loss<B: Backend>(r_chosen: Tensor<B, 1>, r_rejected: Tensor<B, 1>) -> Tensor<B, 1> {
+    (activation::log_sigmoid(r_chosen) + activation::log_sigmoid(r_rejected.neg())).mean().neg()
+}
+
 /// σ(x) as exp(log σ(x)): burn 0.21's `activation::sigmoid` loses precision in f64 (an error of
 /// ~4e-8 at x = 0.15, as if computed in f32), which spoils f64 gradient checks; log σ is exact.
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -243,6 +250,10 @@ mod tests {
         close(scalar(centering_penalty(t1(&[1.2]), t1(&[0.3]), 0.01)), 0.0225);
         // HelpSteer2 scaled BT, m = 3: 3·0.341154.
         close(scalar(bradley_terry_loss(t1(&[0.9]), None, 0.0, Some(t1(&[3.0])))), 1.02346);
+        // Eurus's L_DR, r_c = 1.2, r_r = 0.3: −log σ(1.2) − log σ(−0.3) = 1.117638; with a second
+        // pair (−1, −2) the mean of the two pairs' sums, (1.117638 + 1.313262 + 0.126928) / 2 = 1.278914.
+        close(scalar(direct_reward_loss(t1(&[1.2]), t1(&[0.3]))), 1.117638);
+        close(scalar(direct_reward_loss(t1(&[1.2, -1.0]), t1(&[0.3, -2.0]))), 1.278914);
         // No options: the plain loss.
         close(scalar(bradley_terry_loss(t1(&[0.9, 0.9]), None, 0.0, None)), 0.341154);
     }
@@ -404,6 +415,11 @@ mod tests {
             let a = r.clone().narrow(0, 0, 1).reshape([3]);
             let b = r.narrow(0, 1, 1).reshape([3]);
             centering_penalty(a.clone(), b.clone(), 0.01) + pairwise_logistic_loss(a - b)
+        });
+        check("eurus direct reward", &[0.3, -0.2, 1.5, 0.4, 0.9, -1.1], [2, 3], |r| {
+            let a = r.clone().narrow(0, 0, 1).reshape([3]);
+            let b = r.narrow(0, 1, 1).reshape([3]);
+            direct_reward_loss(a.clone(), b.clone()) + pairwise_logistic_loss(a - b)
         });
         // GPM: loss of the gated, normalised score with respect to both embeddings (k = 2).
         let emb = [0.3, -0.7, 1.1, 0.2, -0.5, 0.9, 0.4, -1.3, 0.8, 0.1, -0.6, 0.7, 0.2, 0.5, -0.9, 1.4];

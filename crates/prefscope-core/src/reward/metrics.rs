@@ -298,6 +298,14 @@ pub fn rewardbench_scores(subsets: BTreeMap<String, SubsetScore>) -> RewardBench
     RewardBenchScores { subsets, sections, overall, four_category_mean }
 }
 
+/// Eurus's sign accuracy: the fraction of responses whose reward has the sign of their gold
+/// rating (r > 0 on good responses, r < 0 on bad ones). A reward of exactly 0 counts as wrong.
+pub fn sign_accuracy(rewards: &[f32], gold: &[f32]) -> f32 {
+    assert_eq!(rewards.len(), gold.len(), "one gold rating per reward");
+    let right = rewards.iter().zip(gold).filter(|(r, g)| (**r > 0.0 && **g > 0.0) || (**r < 0.0 && **g < 0.0)).count();
+    right as f32 / rewards.len().max(1) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +364,13 @@ mod tests {
         assert!((r.sections["Chat"] - 0.949022).abs() < 5e-7, "{}", r.sections["Chat"]);
         assert!((r.overall.unwrap() - 0.855338).abs() < 5e-7, "{:?}", r.overall);
         assert!((r.four_category_mean.unwrap() - 0.874756).abs() < 5e-7, "{:?}", r.four_category_mean);
+    }
+
+    #[test]
+    fn sign_accuracy_counts_rewards_on_the_side_of_their_gold() {
+        // Right: 0.5 (good), −2 (bad); wrong: −0.1 (good), 0.3 (bad), 0 (good, on the line).
+        assert_eq!(sign_accuracy(&[0.5, -2.0, -0.1, 0.3, 0.0], &[1.0, -1.0, 0.4, -0.4, 2.0]), 0.4);
+        assert_eq!(sign_accuracy(&[], &[]), 0.0);
     }
 
     #[test]

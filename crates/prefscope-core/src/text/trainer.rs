@@ -135,7 +135,10 @@ impl TextRunConfig {
             return Err(config_error("tokenizer.vocab_size", "must be in 64..=1048576"));
         }
         if self.train.loss.listwise.is_some() || self.train.loss.regression_coef > 0.0 || self.train.loss.scaled {
-            return Err(config_error("train.loss", "the text reward model supports margin, label_smoothing, center_coef and margin_from_data"));
+            return Err(config_error("train.loss", "the text reward model supports margin, label_smoothing, center_coef, dr and margin_from_data"));
+        }
+        if self.train.loss.dr && self.model.head != TfmHead::Bt {
+            return Err(config_error("train.loss.dr", "the direct reward term needs a scalar reward: use head `bt`"));
         }
         if self.train.epochs.is_some() {
             return Err(config_error("train.epochs", "text runs stream their file and take `steps`; set train.steps instead"));
@@ -442,7 +445,7 @@ impl<B: AutodiffBackend> TextTrainer<B> {
         });
         let margin = lc.margins(n, strengths, &self.device);
         let loss = lc.pairwise_loss(logits.clone(), margin, None, || {
-            (lc.center_coef > 0.0 && self.config.model.head == TfmHead::Bt).then(|| {
+            ((lc.center_coef > 0.0 || lc.dr) && self.config.model.head == TfmHead::Bt).then(|| {
                 let (tokens, last) = batch.tensors::<B>(&self.device);
                 let r = self.autocast.up(compute.forward(tokens, last)).reshape([2 * n]);
                 (r.clone().narrow(0, 0, n), r.narrow(0, n, n))

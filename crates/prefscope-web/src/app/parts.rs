@@ -30,6 +30,7 @@ pub(super) fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Gridworld => "gridworld — trajectory segments",
         ScenarioKind::Overopt => "overopt — a proxy reward to over-optimise",
         ScenarioKind::Worldpm => "worldpm — three test sets for scaling",
+        ScenarioKind::Reasoning => "reasoning — right and wrong answers",
     }
 }
 

@@ -83,6 +83,11 @@ impl App {
                         disabled={s.model != ModelKind::Gpm} onchange={on_normalize} />
                     { "normalise embeddings to unit length (GPM)" }
                 </label>
+                <label class={classes!("check", (s.model != ModelKind::Bt).then_some("disabled"))}>
+                    <input type="checkbox" data-testid="dr-checkbox" checked={s.dr}
+                        disabled={s.model != ModelKind::Bt} onchange={link.callback(|e: Event| Msg::SetDr(e.target_unchecked_into::<HtmlInputElement>().checked()))} />
+                    { "direct reward term: right above zero, wrong below (Eurus; BT)" }
+                </label>
                 if s.model == ModelKind::Gpm {
                     <p class="desc" data-testid="normalize-hint">{ "Unit length is the GPM paper's choice; it is off by default, as in the GPM training code. With one 2-D block, a unit-length embedding of the circle keeps the winding it starts with, and about a third of seeds (1, 6, 13, …) stall near chance; free length or k ≥ 2 fits every seed." }</p>
                 }

@@ -46,6 +46,10 @@ pub struct LossConfig {
     /// regression alone is the SteerLM-style regression head).
     #[serde(default)]
     pub regression_coef: f64,
+    /// Bradley–Terry only: Eurus's L_DR next to the BT term, −log σ(r_c) − log σ(−r_r), so that
+    /// good responses score above zero and bad ones below (BT alone leaves the zero free).
+    #[serde(default)]
+    pub dr: bool,
     /// Train on whole rankings instead of pairs (data with lists only).
     #[serde(default)]
     pub listwise: Option<Listwise>,
@@ -270,6 +274,9 @@ pub(super) fn check_loss_against_data(config: &RunConfig, ds: &PairDataset) -> R
     }
     if lc.regression_coef > 0.0 && (ds.n_objectives == 0 || config.model.kind != ModelKind::Bt) {
         return Err(config_error("train.loss.regression_coef", "needs a Bradley–Terry model and data with ratings (try `linear`)"));
+    }
+    if lc.dr && config.model.kind != ModelKind::Bt {
+        return Err(config_error("train.loss.dr", "the direct reward term needs a scalar reward: use model `bt`"));
     }
     if lc.listwise.is_some() {
         if ds.lists.is_empty() || ds.train_lists.is_empty() {

@@ -60,6 +60,28 @@ pub(super) async fn logits_resident<B: Backend>(model: &PreferenceModel<B>, data
     Ok(out)
 }
 
+/// Eurus's sign accuracy of a scalar reward on the given pairs' responses (each counted once):
+/// the share whose reward has the sign of its gold rating. `None` unless the model is
+/// Bradley–Terry and the data has one gold rating per item (`linear`, `noisy`, `overopt`,
+/// `reasoning`).
+pub async fn sign_accuracy<B: Backend>(model: &PreferenceModel<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<Option<f32>> {
+    let PreferenceModel::Bt(m) = model else { return Ok(None) };
+    if ds.n_objectives != 1 || ds.ratings.len() != ds.n_items() {
+        return Ok(None);
+    }
+    let mut items: Vec<usize> = pairs.iter().flat_map(|&p| [ds.pairs[p].0, ds.pairs[p].1]).collect();
+    items.sort_unstable();
+    items.dedup();
+    let (mut rewards, mut gold) = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
+    for chunk in items.chunks(8192) {
+        let x: Vec<f32> = chunk.iter().flat_map(|&i| ds.item(i).iter().copied()).collect();
+        let x = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(x, [chunk.len(), ds.dim]), device);
+        rewards.extend(read(m.reward(x)).await?);
+        gold.extend(chunk.iter().map(|&i| ds.ratings[i]));
+    }
+    Ok(Some(crate::reward::metrics::sign_accuracy(&rewards, &gold)))
+}
+
 /// [`evaluate`] on data already on the device (the trainer's, so evaluation uploads nothing).
 pub(super) async fn evaluate_resident<B: Backend>(model: &PreferenceModel<B>, data: &DeviceData<B>, ds: &PairDataset, pairs: &[usize], device: &B::Device) -> Result<EvalMetrics> {
     if pairs.is_empty() {

@@ -29,7 +29,7 @@ use config::check_loss_against_data;
 use eval::read;
 use trainer::Best;
 pub use config::{Listwise, LossConfig, RunConfig, TrainConfig};
-pub use eval::{EvalMetrics, StepMetrics, evaluate, pair_logits};
+pub use eval::{EvalMetrics, StepMetrics, evaluate, pair_logits, sign_accuracy};
 #[cfg_attr(not(feature = "text"), allow(unused_imports))]
 pub(crate) use resume::{check_saved_config, pack_resume, unpack_resume};
 pub use run_loop::RunLoop;

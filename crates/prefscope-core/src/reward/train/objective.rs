@@ -6,7 +6,7 @@ use crate::runtime::kernels::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::reward::loss::{
-    bradley_terry_loss, centering_penalty, kl_anneal, plackett_luce_loss, ranklist_loss,
+    bradley_terry_loss, centering_penalty, direct_reward_loss, kl_anneal, plackett_luce_loss, ranklist_loss,
 };
 use crate::reward::model::{PreferenceModel, VERBOSITY_CORR_THRESHOLD, verbosity_penalties, verbosity_transform};
 use crate::Result;
@@ -67,7 +67,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let (logits, loss) = m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale);
                 (ac.up(logits), ac.up(loss))
             }
-            (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 => {
+            (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 || lc.dr => {
                 let (rc, rr) = (ac.up(m.reward(batch.chosen)), ac.up(m.reward(batch.rejected)));
                 let logits = rc.clone() - rr.clone();
                 let mut loss = lc.pairwise_loss(logits.clone(), margin, weight, || Some((rc.clone(), rr.clone())));
@@ -122,7 +122,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
 /// The pairwise objective both trainers share (the feature-vector [`Trainer`] and the text
 /// trainer): Bradley–Terry with TRL's margin, label smoothing and per-pair weights, plus reward
-/// centering when the model has scalar rewards.
+/// centering and Eurus's direct reward term when the model has scalar rewards.
 impl LossConfig {
     /// The margin m in −log σ(ℓ − m), per pair: the constant `margin`, plus each pair's strength
     /// with `margin_from_data` (`strengths` must then be given).
@@ -140,6 +140,7 @@ impl LossConfig {
     pub fn pairwise_loss<B: Backend>(&self, logits: Tensor<B, 1>, margin: Option<Tensor<B, 1>>, weight: Option<Tensor<B, 1>>, rewards: impl FnOnce() -> Option<(Tensor<B, 1>, Tensor<B, 1>)>) -> Tensor<B, 1> {
         let loss = bradley_terry_loss(logits, margin, self.label_smoothing, weight);
         match rewards() {
+            Some((chosen, rejected)) if self.dr => loss + centering_penalty(chosen.clone(), rejected.clone(), self.center_coef) + direct_reward_loss(chosen, rejected),
             Some((chosen, rejected)) => loss + centering_penalty(chosen, rejected, self.center_coef),
             None => loss,
         }
