@@ -141,30 +141,29 @@ pub(crate) fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing: {e}")
 }
 
+/// A chart against the step (0 to `steps`) on `area`, its mesh drawn: the frame of every curve
+/// figure of a run.
+fn step_chart<'a, DB: DrawingBackend>(area: &'a DrawingArea<DB, Shift>, caption: &str, steps: f64, y: std::ops::Range<f64>, y_desc: &str) -> Result<ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(area).caption(caption, (FAMILY, 16)).margin(10).x_label_area_size(32).y_label_area_size(48).build_cartesian_2d(0f64..steps, y).map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc(y_desc).x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    Ok(chart)
+}
+
+/// The loss axis: every loss value, padded by 5 % of their range.
+fn loss_range<'a>(losses: impl Iterator<Item = &'a (f64, f64)>) -> std::ops::Range<f64> {
+    let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    (lo - pad)..(hi + pad)
+}
+
 fn draw_run<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &RunCurves, title: &str) -> Result<()> {
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
     let steps = c.loss.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
-    let (lo, hi) = c.loss.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let pad = ((hi - lo) * 0.05).max(1e-6);
-    let mut chart = ChartBuilder::on(&left)
-        .caption(format!("{title}: loss"), (FAMILY, 16))
-        .margin(10)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..steps, (lo - pad)..(hi + pad))
-        .map_err(err)?;
-    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let mut chart = step_chart(&left, &format!("{title}: loss"), steps, loss_range(c.loss.iter()), "loss")?;
     chart.draw_series(LineSeries::new(c.loss.iter().copied(), BLUE.stroke_width(1))).map_err(err)?.label("training loss").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
     chart.configure_series_labels().label_font((FAMILY, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
 
-    let mut acc = ChartBuilder::on(&right)
-        .caption(format!("{title}: accuracy"), (FAMILY, 16))
-        .margin(10)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..steps, 0f64..1f64)
-        .map_err(err)?;
-    acc.configure_mesh().x_desc("step").y_desc("accuracy").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let mut acc = step_chart(&right, &format!("{title}: accuracy"), steps, 0f64..1f64, "accuracy")?;
     let orange = RGBColor(230, 120, 20);
     acc.draw_series(LineSeries::new(c.train_acc.iter().copied(), BLUE.mix(0.6).stroke_width(1))).map_err(err)?.label("train (minibatch)").legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
     acc.draw_series(LineSeries::new(c.eval_acc.iter().copied(), orange.stroke_width(2))).map_err(err)?.label("held out").legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], orange));
@@ -200,24 +199,8 @@ fn draw_runs<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[(String,
     const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(230, 120, 20), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(100, 100, 100)];
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
     let steps = runs.iter().filter_map(|(_, c)| c.loss.last().map(|p| p.0)).fold(1.0, f64::max);
-    let (lo, hi) = runs.iter().flat_map(|(_, c)| c.loss.iter()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let pad = ((hi - lo) * 0.05).max(1e-6);
-    let mut chart = ChartBuilder::on(&left)
-        .caption("training loss", (FAMILY, 16))
-        .margin(10)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..steps, (lo - pad)..(hi + pad))
-        .map_err(err)?;
-    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
-    let mut acc = ChartBuilder::on(&right)
-        .caption("held-out accuracy", (FAMILY, 16))
-        .margin(10)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..steps, 0f64..1f64)
-        .map_err(err)?;
-    acc.configure_mesh().x_desc("step").y_desc("accuracy").x_label_formatter(&|v| format!("{v:.0}")).max_light_lines(2).label_style((FAMILY, 12)).draw().map_err(err)?;
+    let mut chart = step_chart(&left, "training loss", steps, loss_range(runs.iter().flat_map(|(_, c)| c.loss.iter())), "loss")?;
+    let mut acc = step_chart(&right, "held-out accuracy", steps, 0f64..1f64, "accuracy")?;
     for (i, (name, c)) in runs.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         chart.draw_series(LineSeries::new(c.loss.iter().copied(), colour.stroke_width(1))).map_err(err)?.label(name.as_str()).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
