@@ -68,26 +68,19 @@ fn machine() -> String {
 }
 
 /// A safetensors file's tensors as f64 values by name (the runs write F32 or F64).
-fn tensors(bytes: &[u8]) -> BTreeMap<String, (Vec<u64>, Vec<f64>)> {
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let mut out = BTreeMap::new();
-    for (name, t) in header.as_object().unwrap() {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
-        let (a, b) = (t["data_offsets"][0].as_u64().unwrap() as usize, t["data_offsets"][1].as_u64().unwrap() as usize);
-        let raw = &data[a..b];
-        let values = match t["dtype"].as_str().unwrap() {
-            "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            "F64" => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-            other => panic!("{name}: dtype {other} (the runs write F32 or F64)"),
-        };
-        out.insert(name.clone(), (shape, values));
-    }
-    out
+fn tensors(bytes: &[u8]) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    let file = safetensors::SafeTensors::deserialize(bytes).expect("a safetensors file");
+    file.tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let values = match t.dtype() {
+                safetensors::Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+                safetensors::Dtype::F64 => t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+                other => panic!("{name}: dtype {other:?} (the runs write F32 or F64)"),
+            };
+            (name, (t.shape().to_vec(), values))
+        })
+        .collect()
 }
 
 /// Relative distance of each tensor from its golden copy; panics on a missing tensor or a new shape.

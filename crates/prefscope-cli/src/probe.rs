@@ -29,11 +29,8 @@ use crate::run_folder::{read_checkpoint, write_atomic};
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
     /// A run folder (or its model.safetensors) of a bt, gpm, multi-objective or mixture model.
-    #[arg(value_name = "RUN", required_unless_present = "run_flag")]
-    run: Option<PathBuf>,
-    /// The run folder as a flag (a hidden alias from before; a run folder is the positional RUN).
-    #[arg(long = "run", hide = true, conflicts_with = "run")]
-    run_flag: Option<PathBuf>,
+    #[command(flatten)]
+    run: crate::run_config::RunPath,
     /// The pair file a head's embedding file was made from (`prefscope embed`): adds the
     /// `refusal` attribute, read from each response's text. For a transformer run: the pairs
     /// whose responses are probed (default: the run's held-out pairs).
@@ -177,8 +174,8 @@ impl BackendJob for TextProbeJob {
     }
 }
 
-pub fn probe_run(mut args: ProbeArgs) -> Result<()> {
-    let run = args.run.take().or(args.run_flag.take()).expect("clap requires RUN or --run");
+pub fn probe_run(args: ProbeArgs) -> Result<()> {
+    let run = args.run.get().to_path_buf();
     let (weights_path, weights) = read_checkpoint(&run)?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     let text = meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL);

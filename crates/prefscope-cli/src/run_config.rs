@@ -98,11 +98,8 @@ pub struct TrainArgs {
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// A run folder written by `prefscope train`, or a model.safetensors checkpoint file.
-    #[arg(value_name = "RUN", required_unless_present = "run_flag")]
-    pub(crate) run: Option<PathBuf>,
-    /// The run folder as a flag (a hidden alias from before; a run folder is the positional RUN).
-    #[arg(long = "run", hide = true, conflicts_with = "run")]
-    pub(crate) run_flag: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) run: RunPath,
     /// Score the model on this pair file (default: the run's own held-out pairs). When it is the
     /// run's training file, only its held-out lines are scored.
     #[arg(long, value_name = "FILE")]
@@ -120,10 +117,27 @@ pub struct EvalArgs {
     pub(crate) backend: BackendArgs,
 }
 
+/// The run folder a command reads: the positional RUN, or `--run` (a hidden alias kept for one
+/// release from before RUN was positional).
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunPath {
+    /// A run folder (or its model.safetensors).
+    #[arg(value_name = "RUN", required_unless_present = "run_flag")]
+    run: Option<PathBuf>,
+    #[arg(long = "run", hide = true, conflicts_with = "run")]
+    run_flag: Option<PathBuf>,
+}
+
+impl RunPath {
+    pub(crate) fn get(&self) -> &Path {
+        self.run.as_deref().or(self.run_flag.as_deref()).expect("clap requires RUN or --run")
+    }
+}
+
 impl EvalArgs {
     /// The run folder, however it was given.
     pub(crate) fn run(&self) -> &Path {
-        self.run.as_deref().or(self.run_flag.as_deref()).expect("clap requires RUN or --run")
+        self.run.get()
     }
 }
 
