@@ -10,9 +10,12 @@
 //! CPU (one thread or two give the same bytes), but the matrix kernels pick their SIMD width and their blocking (from the
 //! cache sizes) at run time, so another CPU sums in another order. An AVX2 Intel Xeon and an AVX2
 //! AMD EPYC gave the same bytes for the small scenario models and different ones for the text
-//! transformer. The file records the CPU it was written on (SIMD tier, model name, threads); on
-//! another CPU the test compares numbers instead of bytes: the metrics within 1e-4, and every
-//! weight tensor by name, shape and relative distance (see `WEIGHT_TOLERANCE`).
+//! transformer. The file records the CPU it was written on (SIMD tier, model name, family/model/stepping,
+//! feature flags, cache sizes, threads): a bare VM model name such as "AMD EPYC" covers CPUs
+//! whose caches differ, and such a pair also gave other bytes. On another CPU the test compares
+//! numbers instead of bytes: the metrics within 1e-4, and every weight tensor by name, shape and
+//! relative distance (see `WEIGHT_TOLERANCE`). Determinism itself is checked on every machine:
+//! the text run is made twice and must give the same bytes both times.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,14 +60,37 @@ fn summary_without_timing(path: &Path) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// The CPU the hashes hold for: SIMD tier, model name and the threads the kernels use.
+/// The CPU the hashes hold for: SIMD tier, model name, family/model/stepping, a digest of the
+/// feature flags, the cache sizes the matrix kernels block for, and the threads they use. VMs
+/// report bare model names ("AMD EPYC" for several generations), so the name alone is not enough:
+/// two "AMD EPYC" machines with other caches summed in another order.
 fn machine() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown".into());
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let caches: Vec<String> = (0..8)
+        .map_while(|i| {
+            let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+            let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok().map(|s| s.trim().to_string());
+            Some(format!("L{}{}={}", read("level")?, read("type")?.chars().next().unwrap_or('?'), read("size")?))
+        })
+        .collect();
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    format!("{} / {model} / {threads} threads", simd_tier())
+    format!(
+        "{} / {} / family {} model {} stepping {} / flags {} / {} / {threads} threads",
+        simd_tier(),
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("stepping"),
+        &fnv(field("flags").as_bytes())[..8],
+        caches.join(" ")
+    )
 }
 
 /// A safetensors file's tensors as f64 values by name (the runs write F32 or F64).
@@ -174,6 +200,12 @@ fn golden_runs_are_byte_identical() {
     std::fs::write(dir.join("text.toml"), config).unwrap();
     prefscope(&["train", "--config", "text.toml", "--out", "text"], &dir);
     record("text-tfm-rm", &dir.join("text"), &["metrics.jsonl", "model.safetensors"]);
+    // Same binary, same CPU, same config: the same bytes, on whatever machine this runs.
+    prefscope(&["train", "--config", "text.toml", "--out", "text-again"], &dir);
+    for f in ["metrics.jsonl", "model.safetensors"] {
+        let (a, b) = (std::fs::read(dir.join("text").join(f)).unwrap(), std::fs::read(dir.join("text-again").join(f)).unwrap());
+        assert!(a == b, "text-tfm-rm/{f}: two runs of one config on one machine differ");
+    }
 
     // A policy run writes no weights: its metrics and summary.
     prefscope(&["align", "--policy", "bandit", "--loss", "dpo", "--steps", "50", "--seed", "0", "--out", "policy"], &dir);
