@@ -803,6 +803,39 @@ try {
     }
   });
 
+  await check('context-aware RM (context-reversal + context-bt): reversed pairs are learnt, and the surface turns with the chosen criterion', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=context-reversal&model=context-bt&seed=0&steps=300');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      const accuracy = await page.evaluate(() => window.__prefscope.accuracy);
+      console.log(`# context-bt held-out accuracy ${accuracy.toFixed(3)} (every pair is also labelled the other way under another criterion)`);
+      assert(accuracy >= 0.9, `context-bt held-out accuracy ${accuracy}`);
+      // The painted reward is r(c, x) under the chosen criterion: "detailed" (ctx 0) rises to the
+      // right, "concise" (ctx 4) to the left, "formal" (ctx 2) upwards.
+      const lean = async (ctx) => {
+        await page.getByTestId('context-select').selectOption(String(ctx));
+        await page.waitForFunction((c) => location.search.includes(`ctx=${c}`) || (c === 0 && !location.search.includes('ctx=')), ctx, { timeout: 5000 });
+        const { n, values } = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.surface)));
+        let [right, up] = [0, 0];
+        for (let row = 0; row < n; row++) for (let col = 0; col < n; col++) {
+          const v = values[row * n + col];
+          right += col >= n / 2 ? v : -v;
+          up += row < n / 2 ? v : -v;
+        }
+        return { right, up };
+      };
+      await page.getByTestId('context-select').selectOption('1');
+      const detailed = await lean(0), concise = await lean(4), formal = await lean(2);
+      console.log(`# surface lean (right, up): detailed ${detailed.right.toFixed(0)}, ${detailed.up.toFixed(0)}; concise ${concise.right.toFixed(0)}, ${concise.up.toFixed(0)}; formal ${formal.right.toFixed(0)}, ${formal.up.toFixed(0)}`);
+      assert(detailed.right > 0 && concise.right < 0, 'the surface does not turn between "detailed" and "concise"');
+      assert(formal.up > Math.abs(formal.right), 'under "formal" the surface does not rise upwards');
+      await page.getByTestId('decision-surface').screenshot({ path: path.join(outDir, 'context-surface.png') });
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('interaction: sliders and a settings URL restore a run, Step, export model and PNG, uploads with line-numbered errors', async () => {
     const query = '?scenario=linear&model=bt&seed=3&steps=40&backend=cpu&lr=0.02&batch=64&noise=0.2&pairs=500';
     const page = await openPage(context, base, query);

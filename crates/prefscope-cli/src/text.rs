@@ -252,6 +252,10 @@ pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) 
     if let Some(s) = out["sign_accuracy"].as_f64() {
         println!("  sign accuracy {s:.4}  (responses whose reward has the sign of their gold rating)");
     }
+    if let Some(rows) = out["context_inferred_accuracy"].as_array() {
+        let shown: Vec<String> = rows.iter().map(|r| format!("k = {}: {:.3}", r["k"], r["accuracy"].as_f64().unwrap_or(f64::NAN))).collect();
+        println!("  context inferred from k of an annotator's labels: {}", shown.join(", "));
+    }
     println!("  calibration   ECE {:.4}", r.ece);
     println!("    confidence   pairs  accuracy  mean conf.");
     for b in r.reliability.iter().filter(|b| b.count > 0) {

@@ -29,7 +29,7 @@ use crate::plot::DataPicture;
 use crate::online_panel::OnlinePanel;
 use crate::policy::PolicyPanel;
 use crate::settings::{Panel, Plane, Settings, Tab};
-use crate::surface::DecisionSurface;
+use crate::surface::{DecisionSurface, Field};
 
 mod hook;
 mod parts;
@@ -74,6 +74,7 @@ pub enum Msg {
     SetModel(String),
     SetNormalize(bool),
     SetDr(bool),
+    SetContext(usize),
     SetTab(Tab),
     Train,
     Pause,
@@ -277,6 +278,12 @@ impl Component for App {
                     self.settings_changed();
                 }
             }
+            Msg::SetContext(c) => {
+                if c != self.settings.context {
+                    self.settings.context = c;
+                    self.write_url();
+                }
+            }
             Msg::SetTab(tab) => {
                 if tab != self.settings.tab {
                     self.settings.tab = tab;
@@ -458,6 +465,25 @@ impl Component for App {
 impl App {
     /// The objectives the multi-objective model has in this run: the uploaded file's rated
     /// attributes, else the setting.
+    /// The weights the decision surface's pixels give its field (see `Settings::surface_vector`).
+    fn surface_vector(&self) -> Vec<f64> {
+        match self.surface.as_ref().and_then(|s| s.as_ref().ok()).map(|s| &s.field) {
+            Some(Field::Objectives { k, .. }) if self.settings.model == ModelKind::ContextBt => self.settings.surface_vector(*k),
+            _ => self.settings.score_vector(self.objectives_now()),
+        }
+    }
+
+    /// The contexts context-bt can be shown under: the criteria of `context-reversal`, otherwise
+    /// one per prompt feature (each one-hot).
+    fn context_names(&self) -> Vec<String> {
+        use prefscope_core::reward::scenarios::context::CRITERIA;
+        let width = self.dataset.as_ref().map_or(0, |ds| ds.prompt_dim);
+        if self.settings.scenario == ScenarioKind::ContextReversal && width == CRITERIA.len() {
+            return CRITERIA.iter().map(|c| format!("\"{c}\"")).collect();
+        }
+        (0..width).map(|j| format!("context {j} (one-hot)")).collect()
+    }
+
     fn objectives_now(&self) -> usize {
         match (&self.uploaded, &self.dataset) {
             (Some(_), Ok(ds)) if ds.n_objectives > 0 => ds.n_objectives,

@@ -117,6 +117,8 @@ pub struct Settings {
     pub tau: f64,
     /// The preference direction θ of the multi-objective dial, in whole degrees, [0, 360).
     pub direction: u32,
+    /// context-bt: which one-hot context the decision surface shows (`ctx`).
+    pub context: usize,
     /// Hidden objectives of the multi-objective scenario and outputs of its model (`obj`).
     pub objectives: usize,
     /// The dial's simplex weights for three or more objectives, whole percent summing to 100
@@ -178,6 +180,7 @@ impl Default for Settings {
             k: base.model.k,
             tau: base.model.tau,
             direction: 0,
+            context: 0,
             objectives: 2,
             weights: vec![],
             plane: Plane::Random,
@@ -259,6 +262,7 @@ impl Settings {
                 "k" => s.k = number(&key, &value, K, &mut warnings).unwrap_or(s.k),
                 "tau" => s.tau = number(&key, &value, TAU, &mut warnings).unwrap_or(s.tau),
                 "dir" => s.direction = number(&key, &value, 0..=359, &mut warnings).unwrap_or(s.direction),
+                "ctx" => s.context = number(&key, &value, 0..=4095, &mut warnings).unwrap_or(s.context),
                 "obj" => s.objectives = number(&key, &value, OBJECTIVES, &mut warnings).unwrap_or(s.objectives),
                 "w" => match value.split(',').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>() {
                     Ok(w) if w.len() >= 2 && w.iter().sum::<u32>() == 100 => s.weights = w,
@@ -333,6 +337,7 @@ impl Settings {
         extra("k", self.k.to_string(), d.k.to_string());
         extra("tau", self.tau.to_string(), d.tau.to_string());
         extra("dir", self.direction.to_string(), d.direction.to_string());
+        extra("ctx", self.context.to_string(), d.context.to_string());
         extra("obj", self.objectives.to_string(), d.objectives.to_string());
         extra("w", self.weights.iter().map(u32::to_string).collect::<Vec<_>>().join(","), String::new());
         extra("plane", self.plane.name().into(), d.plane.name().into());
@@ -372,6 +377,15 @@ impl Settings {
             return self.direction_vector().to_vec();
         }
         crate::dial::fractions(&crate::dial::weights_or_equal(&self.weights, k))
+    }
+
+    /// What the decision surface weighs a field of `k` outputs by: for context-bt the chosen
+    /// context, one-hot (the field holds r(c, x) for every context); otherwise the dial's v.
+    pub fn surface_vector(&self, k: usize) -> Vec<f64> {
+        if self.model == ModelKind::ContextBt {
+            return (0..k).map(|j| if j == self.context { 1.0 } else { 0.0 }).collect();
+        }
+        self.score_vector(k)
     }
 
     /// The same page on the CPU backend: where a fatal GPU error sends the user.

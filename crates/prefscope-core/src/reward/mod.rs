@@ -5,6 +5,7 @@
 //! * [`scenarios`]: the synthetic scenarios, each with a hidden truth to check claims against.
 //! * [`embeddings`]: embedding files (text pairs embedded by a sentence encoder) as datasets.
 //! * [`model`]: Bradley–Terry, GPM, multi-objective (DPA/ArmoRM), mixtures (MiCRo), VPL, regret.
+//! * [`context`]: context-aware reward models (CARM) and inferring a hidden context from labels.
 //! * [`loss`]: the pairwise and listwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the trainer and its metrics stream.
 //! * [`metrics`]: evaluation reports: accuracy with CI, calibration, length bias, RewardBench.
@@ -12,6 +13,7 @@
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
 
 pub mod checkpoint;
+pub mod context;
 pub mod data;
 pub mod embeddings;
 pub mod loss;

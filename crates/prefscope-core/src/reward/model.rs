@@ -34,10 +34,12 @@ pub enum ModelKind {
     Regret,
     /// The partial-return preference model over gridworld segments (linear reward).
     PartialReturn,
+    /// Context-aware Bradley–Terry (CARM): one network reads the context beside the response, r(c, y).
+    ContextBt,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 7] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn];
+    pub const ALL: [ModelKind; 8] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +50,7 @@ impl ModelKind {
             Self::Vpl => "vpl",
             Self::Regret => "regret",
             Self::PartialReturn => "partial-return",
+            Self::ContextBt => "context-bt",
         }
     }
 
@@ -67,6 +70,7 @@ impl ModelKind {
             Self::Vpl => "Variational Preference Learning: an encoder reads a user's few labelled pairs (the context) and infers a latent z ~ N(μ, σ²); the reward r(y, z) depends on it. Trained on the ELBO (Bradley–Terry likelihood plus an annealed KL to N(0, I)), it adapts to a new user from a handful of their labels, without retraining.",
             Self::Regret => "Regret preference model (Knox et al.): a linear reward w·φ over gridworld transitions; a segment's score is its return plus V*(end) − V*(start) under the learned reward, with V* from a soft value iteration run inside the model, so preferences about progress teach the step cost.",
             Self::PartialReturn => "Partial-return preference model: a segment's score is the reward it collects, w·Σφ. The usual RLHF assumption; it ignores where a segment starts and ends.",
+            Self::ContextBt => "Context-aware reward model (CARM, Pitis et al.): one network reads the context (here the pair's prompt features: a criterion, a user) beside the response, r(c, y), and is trained with Bradley–Terry under each pair's own context. Where the same two responses are preferred one way under one context and the other way under another, it can be right on both; a reward that ignores the context cannot. For an annotator whose context is hidden, `prefscope eval` infers it from k of their labels (the posterior over the known contexts) and scores with the mixture Σ_c P(c) P(y₁ ≻ y₂ | c).",
         }
     }
 }
@@ -217,6 +221,9 @@ impl ModelConfig {
         if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
             return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
         }
+        if self.kind == ModelKind::ContextBt && prompt_dim == 0 {
+            return Err(config_error("model.kind", "context-bt reads each pair's context from its prompt features; this data has none (try `context-reversal`)"));
+        }
         if self.kind == ModelKind::Vpl && (prompt_dim == 0 || !prompt_dim.is_multiple_of(2 * input_dim)) {
             return Err(config_error(
                 "model.kind",
@@ -247,6 +254,7 @@ impl ModelConfig {
                 let l = self.latent as u128;
                 mlp(2 * i, h, self.latent) + 5 * (l * l + l) + mlp(i + self.latent, h, 1)
             }
+            ModelKind::ContextBt => mlp(i + prompt_dim, h, 1),
             ModelKind::Regret | ModelKind::PartialReturn => return None,
         })
     }
@@ -295,6 +303,7 @@ impl ModelConfig {
             }
             ModelKind::Regret => PreferenceModel::Regret(crate::reward::trajectories::RegretModel::new(&crate::reward::trajectories::GridWorld::standard(), device)),
             ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::reward::trajectories::PartialReturnModel::new(device)),
+            ModelKind::ContextBt => PreferenceModel::ContextBt(ContextBtModel { mlp: Mlp::new(prompt_dim + input_dim, &self.hidden, 1, &mut rng, device) }),
         })
     }
 }
@@ -647,6 +656,27 @@ pub fn candidate_scores<B: Backend>(table: Tensor<B, 2>) -> Tensor<B, 1> {
     (table.clone() - table.transpose()).mean_dim(1).reshape([n])
 }
 
+/// CARM: one network over the context and the response side by side, r(c, y) = MLP([c; y]), as
+/// an LLM reward model reads the criteria in its prompt. Trained with Bradley–Terry under each
+/// pair's own context.
+#[derive(Module, Debug)]
+pub struct ContextBtModel<B: Backend> {
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> ContextBtModel<B> {
+    /// r(c, y) per row; `context` is `[n, prompt_dim]`, `x` is `[n, dim]`.
+    pub fn reward(&self, x: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        self.mlp.forward(Tensor::cat(vec![context, x], 1)).reshape([n])
+    }
+
+    /// r(c, y₁) − r(c, y₂) per row.
+    pub fn logits(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
+        self.reward(chosen, context.clone()) - self.reward(rejected, context)
+    }
+}
+
 /// The models a user can pick; one type so that front ends and checkpoints handle all alike.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // one model per run: boxing would only add indirection
@@ -658,6 +688,7 @@ pub enum PreferenceModel<B: Backend> {
     Vpl(VplModel<B>),
     Regret(crate::reward::trajectories::RegretModel<B>),
     PartialReturn(crate::reward::trajectories::PartialReturnModel<B>),
+    ContextBt(ContextBtModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -670,6 +701,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Vpl(_) => ModelKind::Vpl,
             Self::Regret(_) => ModelKind::Regret,
             Self::PartialReturn(_) => ModelKind::PartialReturn,
+            Self::ContextBt(_) => ModelKind::ContextBt,
         }
     }
 
@@ -695,6 +727,7 @@ impl<B: Backend> PreferenceModel<B> {
             }
             Self::Regret(m) => vec![m.weight.val().dims().to_vec()],
             Self::PartialReturn(m) => vec![m.weight.val().dims().to_vec()],
+            Self::ContextBt(m) => mlp(&m.mlp),
         }
     }
 
@@ -735,6 +768,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::MultiObjective(m) => m.logits_from_rewards(m.rewards(chosen), m.rewards(rejected), prompt),
             Self::Regret(m) => m.logits(chosen, rejected),
             Self::PartialReturn(m) => m.logits(chosen, rejected),
+            Self::ContextBt(m) => m.logits(chosen, rejected, prompt.expect("context-bt is only built for data with context")),
             // Evaluation uses the posterior mean, as VPL does.
             Self::Vpl(m) => {
                 let context = prompt.expect("VPL is only built for data with context");
@@ -755,131 +789,5 @@ impl<B: Backend> PreferenceModel<B> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::backend::Flex;
-
-    type B = Flex;
-
-    fn rows(v: &[f32], cols: usize) -> Tensor<B, 2> {
-        Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &Default::default())
-    }
-
-    #[test]
-    fn num_params_counts_what_init_allocates() {
-        // Every kind, with and without gates, two hidden layers, prompts where a kind needs them.
-        for kind in [ModelKind::Bt, ModelKind::Gpm, ModelKind::MultiObjective, ModelKind::Mixture, ModelKind::Vpl] {
-            for gate in [false, true] {
-                let cfg = ModelConfig { hidden: vec![5, 3], k: 3, objectives: 4, heads: 3, latent: 6, gate, verbosity_dim: 1, ..ModelConfig::new(kind) };
-                let (input, prompt) = if kind == ModelKind::Vpl { (2, 8) } else { (7, 4) };
-                let model = cfg.init::<B>(input, prompt, 0, &Default::default()).unwrap();
-                assert_eq!(cfg.num_params(input, prompt), Some(model.num_params() as u128), "{kind:?} gate={gate}");
-            }
-        }
-        assert_eq!(ModelConfig::new(ModelKind::Regret).num_params(1, 0), None);
-    }
-
-    #[test]
-    fn init_is_deterministic_and_seed_dependent() {
-        let cfg = ModelConfig::new(ModelKind::Gpm);
-        let x = rows(&[0.3, -0.7, 1.0, 0.2], 2);
-        let y = rows(&[-0.5, 0.1, 0.4, 0.9], 2);
-        let a: Vec<f32> = cfg.init::<B>(2, 0, 5, &Default::default()).unwrap().logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
-        let b: Vec<f32> = cfg.init::<B>(2, 0, 5, &Default::default()).unwrap().logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
-        let c: Vec<f32> = cfg.init::<B>(2, 0, 6, &Default::default()).unwrap().logits(x, y, None).into_data().convert::<f32>().to_vec().unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn both_models_are_antisymmetric() {
-        for kind in [ModelKind::Bt, ModelKind::Gpm, ModelKind::MultiObjective] {
-            let m = ModelConfig::new(kind).init::<B>(2, 0, 1, &Default::default()).unwrap();
-            let x = rows(&[0.3, -0.7, 1.0, 0.2, 0.0, 0.0], 2);
-            let y = rows(&[-0.5, 0.1, 0.4, 0.9, 0.0, 0.0], 2);
-            let ab: Vec<f32> = m.logits(x.clone(), y.clone(), None).into_data().convert::<f32>().to_vec().unwrap();
-            let ba: Vec<f32> = m.logits(y, x, None).into_data().convert::<f32>().to_vec().unwrap();
-            for (p, q) in ab.iter().zip(&ba) {
-                assert!((p + q).abs() < 1e-5, "{kind:?}: {p} vs {q}");
-            }
-            assert_eq!(ab[2], 0.0, "{kind:?}: an item against itself must score 0");
-        }
-    }
-
-    #[test]
-    fn all_pairs_table_needs_n_encoder_rows_and_matches_pairwise_scores() {
-        let mut cfg = ModelConfig::new(ModelKind::Gpm);
-        cfg.k = 3;
-        cfg.gate = true;
-        let m = cfg.init::<B>(2, 4, 9, &Default::default()).unwrap();
-        let PreferenceModel::Gpm(g) = &m else { unreachable!() };
-        let n = 5;
-        let xs: Vec<f32> = (0..2 * n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
-        let items = rows(&xs, 2);
-        let prompt = rows(&[0.2, -1.0, 0.5, 0.3], 4);
-        let lambda = g.gate_weights(Some(prompt.clone())).unwrap().reshape([3]);
-        let mut encoded_rows = 0;
-        let table = all_pairs_scores(items.clone(), |x| {
-            encoded_rows += x.dims()[0];
-            g.embed(x)
-        }, Some(lambda), g.tau);
-        assert_eq!(encoded_rows, n, "one embedding per response, not one per pair");
-        let table: Vec<f32> = table.into_data().convert::<f32>().to_vec().unwrap();
-        // Against the per-pair path (which embeds both sides of each of the n² pairs).
-        for i in 0..n {
-            for j in 0..n {
-                let a = rows(&xs[2 * i..2 * i + 2], 2);
-                let b = rows(&xs[2 * j..2 * j + 2], 2);
-                let s: f32 = m.logits(a, b, Some(prompt.clone())).into_scalar();
-                assert!((table[i * n + j] - s).abs() < 1e-4, "({i},{j}): {} vs {s}", table[i * n + j]);
-            }
-            assert!(table[i * n + i].abs() < 1e-6, "s(y ≻ y) = 0");
-        }
-        let scores: Vec<f32> = candidate_scores(rows(&table, n)).into_data().convert::<f32>().to_vec().unwrap();
-        for i in 0..n {
-            let expected = 2.0 * (0..n).map(|j| table[i * n + j]).sum::<f32>() / n as f32;
-            assert!((scores[i] - expected).abs() < 1e-4);
-        }
-    }
-
-    #[test]
-    fn mixture_and_vpl_objectives_have_the_gradient_of_their_value() {
-        use crate::reward::loss::gradcheck::{AD, check};
-        let dev = Default::default();
-        let t2 = |v: Vec<f64>, cols: usize| Tensor::<AD, 2>::from_data(TensorData::new(v.clone(), [v.len() / cols, cols]), &dev);
-        let rows = [0.3, -0.5, 1.2, 0.7, -0.4, 0.9, 0.1, -1.1];
-
-        // No hidden layers: burn 0.21's f64 GELU gradient is off by ~4e-5 from finite differences
-        // (0.73230 vs 0.73233 at x = 0.3), and the objectives, not the MLP, are under test here.
-        let mut cfg = ModelConfig::new(ModelKind::Mixture);
-        cfg.hidden = vec![];
-        cfg.load_balance = 0.3;
-        let PreferenceModel::Mixture(mix) = cfg.init::<AD>(2, 3, 4, &dev).unwrap() else { unreachable!() };
-        let prompt = t2(vec![1.0, 0.0, 0.0, 0.2, 0.7, -0.4], 3);
-        check("mixture_BT + load balance", &rows, [4, 2], |x| mix.mixture_loss(x.clone().narrow(0, 0, 2), x.narrow(0, 2, 2), prompt.clone()));
-
-        // VPL's negative ELBO with a fixed ε, against the items and against the context pairs.
-        let mut cfg = ModelConfig::new(ModelKind::Vpl);
-        cfg.hidden = vec![];
-        cfg.latent = 3;
-        let PreferenceModel::Vpl(vpl) = cfg.init::<AD>(2, 8, 5, &dev).unwrap() else { unreachable!() };
-        let context: Vec<f64> = (0..16).map(|i| ((i * 7 % 11) as f64 - 5.0) / 6.0).collect();
-        let eps = t2(vec![0.4, -1.2, 0.3, 0.8, 0.1, -0.6], 3);
-        let items = t2(rows.to_vec(), 2);
-        check("vpl elbo (items)", &rows, [4, 2], |x| vpl.elbo(x.clone().narrow(0, 0, 2), x.narrow(0, 2, 2), t2(context.clone(), 8), eps.clone(), 0.5).1);
-        check("vpl elbo (context)", &context, [2, 8], |c| vpl.elbo(items.clone().narrow(0, 0, 2), items.clone().narrow(0, 2, 2), c, eps.clone(), 0.5).1);
-    }
-
-    #[test]
-    fn gate_requires_prompt_features() {
-        let mut cfg = ModelConfig::new(ModelKind::Gpm);
-        cfg.gate = true;
-        let err = cfg.init::<B>(2, 0, 0, &Default::default()).unwrap_err().to_string();
-        assert!(err.contains("model.gate"), "{err}");
-        let m = cfg.init::<B>(2, 3, 0, &Default::default()).unwrap();
-        let PreferenceModel::Gpm(g) = &m else { unreachable!() };
-        let lambda: Vec<f32> = g.gate_weights(Some(rows(&[1.0, 2.0, 3.0], 3))).unwrap().into_data().convert::<f32>().to_vec().unwrap();
-        assert_eq!(lambda.len(), 1);
-        assert!((lambda[0] - 1.0).abs() < 1e-6, "one block gets all the weight");
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

@@ -117,7 +117,7 @@ impl App {
         put("n", (s.n as f64).into());
         put("extent", (s.extent as f64).into());
         put("step", (s.step as f64).into());
-        put("values", numbers(s.scalars(&self.settings.score_vector(self.objectives_now()))).into());
+        put("values", numbers(s.scalars(&self.surface_vector())).into());
         let arrows = pic.arrows.iter().map(|&(c, r)| {
             let (a, b) = (&pic.items[c], &pic.items[r]);
             JsValue::from(numbers([a.x, a.y, b.x, b.y].map(|v| v as f64)))

@@ -31,6 +31,7 @@ pub(super) fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Overopt => "overopt — a proxy reward to over-optimise",
         ScenarioKind::Worldpm => "worldpm — three test sets for scaling",
         ScenarioKind::Reasoning => "reasoning — right and wrong answers",
+        ScenarioKind::ContextReversal => "context-reversal — criteria that reverse preferences",
     }
 }
 
@@ -43,6 +44,7 @@ pub(super) fn model_title(k: ModelKind) -> &'static str {
         ModelKind::Vpl => "vpl — latent user (VPL)",
         ModelKind::Regret => "regret — Knox et al. regret model",
         ModelKind::PartialReturn => "partial-return — return-only model",
+        ModelKind::ContextBt => "context-bt — context-aware RM (CARM)",
     }
 }
 

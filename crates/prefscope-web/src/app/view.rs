@@ -88,6 +88,16 @@ impl App {
                         disabled={s.model != ModelKind::Bt} onchange={link.callback(|e: Event| Msg::SetDr(e.target_unchecked_into::<HtmlInputElement>().checked()))} />
                     { "direct reward term: right above zero, wrong below (Eurus; BT)" }
                 </label>
+                if s.model == ModelKind::ContextBt {
+                    <label class="field">
+                        <span>{ "Context shown" }</span>
+                        <select data-testid="context-select" onchange={link.callback(|e: Event| Msg::SetContext(e.target_unchecked_into::<web_sys::HtmlSelectElement>().value().parse().unwrap_or(0)))}>
+                            { for self.context_names().into_iter().enumerate().map(|(j, name)| html! {
+                                <option value={j.to_string()} selected={j == s.context}>{ name }</option>
+                            }) }
+                        </select>
+                    </label>
+                }
                 if s.model == ModelKind::Gpm {
                     <p class="desc" data-testid="normalize-hint">{ "Unit length is the GPM paper's choice; it is off by default, as in the GPM training code. With one 2-D block, a unit-length embedding of the circle keeps the winding it starts with, and about a third of seeds (1, 6, 13, …) stall near chance; free length or k ≥ 2 fits every seed." }</p>
                 }
@@ -332,6 +342,7 @@ impl App {
             (Some(Err(e)), _) => format!("Decision surface: {e}."),
             (_, ModelKind::Bt) => "Background: the learnt reward r(x), purple low → yellow high (as TensorFlow Playground draws a classifier).".into(),
             (_, ModelKind::MultiObjective) => "Background: the learnt v·r(x) for the dial's direction or weights v (purple low → yellow high); it turns with the dial.".into(),
+            (_, ModelKind::ContextBt) => "Background: the learnt reward r(c, x) under the chosen context c (purple low → yellow high). A criterion asks for more of its direction, so the colours turn as you change it: the same two responses swap places.".into(),
             (_, ModelKind::Gpm) => "Background: the angle of the learnt embedding (block 1) as a hue; on the cyclic data it should match the items' colours.".into(),
             _ => "Train to paint the model's decision surface behind the data.".into(),
         }
@@ -344,7 +355,7 @@ impl App {
                 <div class="data-body">
                     <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
                         if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
-                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.settings.score_vector(self.objectives_now())} />
+                            <SurfaceCanvas surface={ByPtr(surface.clone())} direction={self.surface_vector()} />
                         }
                         <DataPlot picture={ByPtr(pic.clone())} />
                     </div>

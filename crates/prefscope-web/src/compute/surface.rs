@@ -26,6 +26,17 @@ pub async fn compute(model: AnyModel, extent: f32, step: usize) -> Result<Decisi
                 let (ex, ey) = (e.clone().narrow(1, 0, 1), e.narrow(1, 1, 1));
                 (ey.atan2(ex).reshape([N * N]), usize::MAX)
             }
+            // The reward under every one-hot context, point-major: [r(c₀, x), r(c₁, x), …] per
+            // point, which the page weighs by the chosen context (a one-hot v).
+            PreferenceModel::ContextBt(c) => {
+                let k = c.mlp.layers[0].weight.val().dims()[0].saturating_sub(2);
+                if k == 0 {
+                    return Err("the context-aware model has no context features".to_string());
+                }
+                let rows: Vec<f32> = points.chunks(2).flat_map(|p| (0..k).flat_map(move |j| (0..k).map(move |i| if i == j { 1.0 } else { 0.0 }).chain(p.iter().copied()))).collect();
+                let input = Tensor::from_data(TensorData::new(rows, [N * N * k, k + 2]), device);
+                (c.mlp.forward(input).reshape([N * N * k]), k)
+            }
             other => return Err(format!("no decision surface for the {} model", other.kind().name())),
         };
         let data = t.into_data_async().await.map_err(|e| format!("{e:?}"))?;

@@ -7,6 +7,7 @@ use crate::reward::data::{PairDataset, gpm_custom_cycle};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
+pub mod context;
 pub mod reasoning;
 
 /// Which synthetic scenario to build.
@@ -43,10 +44,13 @@ pub enum ScenarioKind {
     /// Prompts whose answers are right or wrong by a line that differs per prompt (Eurus's
     /// UltraInteract pairs at toy scale); every pair is a right answer against a wrong one.
     Reasoning,
+    /// Every pair of responses labelled under two criteria that reverse its label (Pitis et al.'s
+    /// preference reversals); the criterion is the pair's context, one-hot.
+    ContextReversal,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 12] = [
+    pub const ALL: [ScenarioKind; 13] = [
         Self::Linear,
         Self::Cyclic,
         Self::CyclicAbcd,
@@ -59,6 +63,7 @@ impl ScenarioKind {
         Self::Overopt,
         Self::Worldpm,
         Self::Reasoning,
+        Self::ContextReversal,
     ];
 
     /// `worldpm`: the names of its test sets, in order (see [`ScenarioKind::Worldpm`]).
@@ -97,6 +102,7 @@ impl ScenarioKind {
             Self::Overopt => "overopt",
             Self::Worldpm => "worldpm",
             Self::Reasoning => "reasoning",
+            Self::ContextReversal => "context-reversal",
         }
     }
 
@@ -122,6 +128,7 @@ impl ScenarioKind {
             Self::Overopt => "Gao et al.'s reward over-optimisation. Candidate responses are points x in `dim` dimensions (4,096 in 8 by default); the hidden gold reward is x₀ + 0.5·x₁ − 0.25·‖x‖²: more of the first two qualities is better, but extreme responses are worse. A proxy reward model learns from `n_pairs` comparisons of reference samples labelled by the gold reward. Optimise a policy against the proxy (best-of-n, RL at decreasing β): the proxy reward keeps rising, while the gold reward rises, peaks and falls, later the more labels the proxy had.",
             Self::Worldpm => "WorldPM's scaling study at toy scale. A response is a point in `dim` dimensions: content features, one feature that needs computation to read (its quality term is sin 3x, which a narrow network represents poorly), and a style feature (length, correlated with quality though quality ignores it). Training pairs are fresh responses labelled like forum votes, P(a ≻ b) = σ(1.5·(q(a) − q(b))): style-neutral and noisy. Three test sets are scored on their own: adversarial (a response against a copy of itself with an error injected into its content; the original wins), objective (two responses that differ only in the feature that needs computation; the better one wins) and subjective (labels from a judge who likes length and cannot do the computation: σ(1.5·Δ(w·x) + 3·Δlength)). Sweep the data (`scenario.n_pairs`, with `train.epochs`) and the model size (`model.hidden`), then fit: the adversarial loss falls as a power law in data, the objective loss falls far only for the wider models, and the subjective loss turns back up for them.",
             Self::Reasoning => "Prompts with right and wrong answers, as in Eurus's UltraInteract pairs. An answer is a point a (`dim` features) and its prompt has a difficulty b, which the item's first feature shows; the answer is right when w·a − b ≥ 0.3 and wrong when it is ≤ −0.3, and every pair is a right answer against a wrong one of the same prompt (`n_pairs / 4` prompts, two of each; held-out pairs are whole new prompts). Bradley–Terry ranks each prompt's answers, but it sees only reward differences within a prompt, so its reward's zero means nothing: a wrong answer to an easy prompt can outscore a right one to a hard prompt. With Eurus's direct reward term (`train.loss.dr = true`) right answers score above zero and wrong ones below, on prompts never trained on.",
+            Self::ContextReversal => "Pitis et al.'s preference reversals at toy scale. Responses are points in the plane of two attributes, detail (concise → detailed) and formality (casual → formal), and a context is one of eight criteria naming a direction in it (\"detailed\", \"concise and formal\", …). Every pair of responses is labelled twice, under a criterion that decides it and under another that decides it the other way, so without the context the labels contradict each other: a reward model that ignores the criterion (`bt`) is right on exactly one of each two, 50 %, on any data size. A context-aware reward model r(c, y) (`context-bt`) reads the criterion and is right on both. An annotator whose criterion is hidden can be served by inferring it from a few of their labels.",
         }
     }
 }
@@ -274,6 +281,7 @@ impl ScenarioConfig {
             ScenarioKind::FewShotUsers => return finish(few_shot_users(self, &mut rng)),
             ScenarioKind::Worldpm => return finish(worldpm(self, &mut rng, seed)?),
             ScenarioKind::Reasoning => return finish(reasoning::reasoning(self, &mut rng, seed)),
+            ScenarioKind::ContextReversal => return finish(context::context_reversal(self, &mut rng, seed)),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;
