@@ -815,7 +815,7 @@ try {
       // right, "concise" (ctx 4) to the left, "formal" (ctx 2) upwards.
       const lean = async (ctx) => {
         await page.getByTestId('context-select').selectOption(String(ctx));
-        await page.waitForFunction((c) => location.search.includes(`ctx=${c}`) || (c === 0 && !location.search.includes('ctx=')), ctx, { timeout: 5000 });
+        await page.waitForFunction((c) => window.__prefscope?.surface?.vector?.[c] === 1, ctx, { timeout: 5000 });
         const { n, values } = await page.evaluate(() => JSON.parse(JSON.stringify(window.__prefscope.surface)));
         let [right, up] = [0, 0];
         for (let row = 0; row < n; row++) for (let col = 0; col < n; col++) {
@@ -830,6 +830,7 @@ try {
       console.log(`# surface lean (right, up): detailed ${detailed.right.toFixed(0)}, ${detailed.up.toFixed(0)}; concise ${concise.right.toFixed(0)}, ${concise.up.toFixed(0)}; formal ${formal.right.toFixed(0)}, ${formal.up.toFixed(0)}`);
       assert(detailed.right > 0 && concise.right < 0, 'the surface does not turn between "detailed" and "concise"');
       assert(formal.up > Math.abs(formal.right), 'under "formal" the surface does not rise upwards');
+      assert(page.url().includes('ctx=2'), `the chosen context is not in the URL: ${page.url()}`);
       await page.getByTestId('decision-surface').screenshot({ path: path.join(outDir, 'context-surface.png') });
     } finally {
       await page.close();

@@ -90,7 +90,8 @@ impl App {
             _ => 0,
         };
         let picture_ptr = self.picture.as_ref().map_or(0, |p| Rc::as_ptr(p) as usize);
-        set("surface", &part("surface", version((surface_ptr, picture_ptr, &score_bits)), &|| self.surface_hook()));
+        let surface_bits: Vec<u64> = self.surface_vector().iter().map(|x| x.to_bits()).collect();
+        set("surface", &part("surface", version((surface_ptr, picture_ptr, &surface_bits)), &|| self.surface_hook()));
         // The per-step accuracy array is appended to in place; a reset makes a new one and
         // clears these parts.
         let margins = self.margins.as_ref().map(|(m, step)| (Rc::as_ptr(m) as usize, *step));
@@ -107,7 +108,8 @@ impl App {
     }
 
     /// `window.__prefscope.surface`: `{ n, extent, step, values (top row first, what the pixels
-    /// show), arrows: [[chosen x, y, rejected x, y]] }` or null.
+    /// show), vector (what they weigh the field by), arrows: [[chosen x, y, rejected x, y]] }` or
+    /// null.
     fn surface_hook(&self) -> JsValue {
         let (Some(Ok(s)), Some(pic)) = (&self.surface, &self.picture) else { return JsValue::NULL };
         let o = Object::new();
@@ -117,7 +119,10 @@ impl App {
         put("n", (s.n as f64).into());
         put("extent", (s.extent as f64).into());
         put("step", (s.step as f64).into());
-        put("values", numbers(s.scalars(&self.surface_vector())).into());
+        let v = self.surface_vector();
+        put("values", numbers(s.scalars(&v)).into());
+        // What the pixels weigh the field by: the dial's v, or context-bt's chosen context.
+        put("vector", numbers(v).into());
         let arrows = pic.arrows.iter().map(|&(c, r)| {
             let (a, b) = (&pic.items[c], &pic.items[r]);
             JsValue::from(numbers([a.x, a.y, b.x, b.y].map(|v| v as f64)))
