@@ -628,6 +628,29 @@ fn every_new_scenario_trains_from_the_command_line() {
     let e = last_json(&prefscope(&["eval", "reasoning", "--json"], &dir));
     assert!((0.0..=1.0).contains(&e["sign_accuracy"].as_f64().unwrap()), "{e}");
     assert!(last_json(&prefscope(&["eval", "few-shot-users", "--json"], &dir))["sign_accuracy"].is_null());
+}
+
+#[test]
+fn a_context_aware_run_reports_accuracy_with_the_context_inferred_from_k_labels() {
+    let dir = scratch("carm");
+    let out = last_json(&prefscope(&["train", "--scenario", "context-reversal", "--model", "context-bt", "--out", "carm", "--json"], &dir));
+    assert!(out["eval_accuracy"].as_f64().unwrap() >= 0.95, "{out}");
+    let e = last_json(&prefscope(&["eval", "carm", "--json"], &dir));
+    let rows = e["context_inferred_accuracy"].as_array().unwrap_or_else(|| panic!("no context_inferred_accuracy: {e}"));
+    let ks: Vec<u64> = rows.iter().map(|r| r["k"].as_u64().unwrap()).collect();
+    let acc: Vec<f64> = rows.iter().map(|r| r["accuracy"].as_f64().unwrap()).collect();
+    assert_eq!(ks, [0, 1, 4, 16], "{e}");
+    // The uniform mixture is a coin toss on reversed pairs; sixteen labels reveal the context.
+    assert!((acc[0] - 0.5).abs() < 0.1 && acc[3] >= 0.9 && acc.windows(2).all(|w| w[1] > w[0]), "{acc:?}");
+    // The text report says it too.
+    let text = String::from_utf8_lossy(&prefscope(&["eval", "carm"], &dir).stdout).to_string();
+    assert!(text.contains("context inferred from k of an annotator's labels: k = 0:"), "{text}");
+    // A Bradley–Terry run has no contexts to infer; context-bt on data without prompts is refused.
+    prefscope(&["train", "--scenario", "context-reversal", "--model", "bt", "--out", "bt", "--json"], &dir);
+    assert!(last_json(&prefscope(&["eval", "bt", "--json"], &dir))["context_inferred_accuracy"].is_null());
+    let out = prefscope(&["train", "--scenario", "linear", "--model", "context-bt", "--out", "nope"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("model.kind") && err.contains("context-reversal"), "{err}");
     // A model that needs context data says which scenario to use.
     let bad = prefscope(&["train", "--scenario", "linear", "--model", "vpl", "--steps", "2", "--out", "x"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("few-shot-users"), "{}", String::from_utf8_lossy(&bad.stderr));
