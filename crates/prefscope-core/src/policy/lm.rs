@@ -440,7 +440,7 @@ pub fn judge<B: Backend>(policy: &TinyLm<B>, reference: &TinyLm<B>, cfg: &LmAlig
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, Flex, NdArray};
+    use burn::backend::NdArray;
 
     type B = NdArray<f64>;
 
@@ -504,35 +504,4 @@ mod tests {
         let other: f64 = completion_kl(x.logits(t.clone()), y.logits(t), m).into_scalar();
         assert!(same.abs() < 1e-12 && other > 1e-3, "{same} {other}");
     }
-
-    #[test]
-    fn claim_dpo_teaches_the_tiny_lm_the_preferred_property() {
-        use crate::studies::seeds::{assert_on_every_seed, assert_on_fraction};
-        // β inside DPO's usual 0.1–0.5. Each seed's SFT model is the reference of both losses.
-        // A run takes seconds, so 8 seeds rather than 20.
-        let one_seed = |seed: u64| {
-            let mut dpo = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
-            dpo.seed = seed;
-            let mut irpo = dpo.clone();
-            irpo.loss = PolicyLoss::Irpo { beta: 0.3, alpha: PolicyLoss::IRPO_ALPHA };
-            let sft = sft_lm::<Autodiff<Flex>>(&dpo, &Default::default(), |_, _, _| {}).unwrap();
-            let d = align_from_sft(&dpo, sft.clone(), &Default::default(), |_, _, _| {}).unwrap();
-            let i = align_from_sft(&irpo, sft, &Default::default(), |_, _, _| {}).unwrap();
-            (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward)
-        };
-        // TRL's invariant: with policy = reference the first DPO loss is ln 2. The SFT model rarely
-        // shouts; IRPO (DPO + NLL on the chosen side) makes it shout real words on every seed.
-        let figures = assert_on_every_seed(
-            "tiny LM: (DPO first loss, reference reward, DPO win rate, DPO reward, IRPO win rate, IRPO reward); first loss ln 2, reference < 0.3, IRPO win > 0.8 and reward > 0.7",
-            0..8,
-            one_seed,
-            |&(first, reference, _, _, irpo_win, irpo_reward)| (first - std::f64::consts::LN_2).abs() < 1e-5 && reference < 0.3 && irpo_win > 0.8 && irpo_reward > 0.7,
-        );
-        // Plain DPO wins on most seeds; on the others it lowers the rejected completion by taking
-        // mass from the words themselves (likelihood displacement: samples such as " \no\ne"),
-        // which IRPO's NLL term prevents. (7 of seeds 0–7 above 0.6 when this was written; seed 5
-        // is the displaced one.)
-        assert_on_fraction("tiny LM: DPO beats the reference (win rate > 0.6)", 0..8, 0.35, |s| figures[s as usize], |f| f.2 > 0.6);
-    }
-
 }

@@ -480,38 +480,100 @@ mod tests {
     use crate::studies::seeds::assert_on_every_seed;
     use burn::backend::{Autodiff, Flex};
 
-    /// One seed at TRL's β = 0.05 and at β = 2 (on the scale of the RM's rewards, which span
-    /// several nats): (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at 2).
-    /// The SFT model and the RM depend on the seed, not on β, so both runs start from one copy
-    /// of each: the same figures as two `rlhf_lm` calls, for half the SFT and RM training.
-    fn at_two_betas(method: LmRlMethod, seed: u64) -> (f64, f64, f64, f64, f64, f64) {
-        let device = Default::default();
+    /// RLOO or PPO from a seed's SFT model and RM at TRL's β = 0.05 and at β = 2 (on the scale of
+    /// the RM's rewards, which span several nats): (RM accuracy, win rate over SFT, judged reward,
+    /// SFT's, KL at β = 0.05, at 2).
+    fn at_two_betas(method: LmRlMethod, seed: u64, sft: &TinyLm<Autodiff<Flex>>, rm: &TfmRewardModel<Flex>, rm_accuracy: f64) -> (f64, f64, f64, f64, f64, f64) {
         let mut cfg = LmRlConfig::new(method);
         cfg.base.seed = seed;
-        let sft = sft_lm::<Autodiff<Flex>>(&cfg.base, &device, |_, _, _| {}).unwrap();
-        let (rm, rm_accuracy) = train_reward_model::<Autodiff<Flex>>(&cfg, &device).unwrap();
         let run = |beta| {
             let cfg = LmRlConfig { beta, ..cfg.clone() };
-            rlhf_from(&cfg, sft.lm.clone(), Some(&rm), rm_accuracy, &device, |_| {}).unwrap()
+            rlhf_from(&cfg, sft.clone(), Some(rm), rm_accuracy, &Default::default(), |_| {}).unwrap()
         };
         let (low, high) = (run(0.05), run(2.0));
         (low.rm_accuracy, low.win_rate, low.policy_reward, low.reference_reward, low.final_kl, high.final_kl)
     }
 
-    // Seeds 0–7 as the DPO test (a run takes seconds). Against a transformer RM trained on the
-    // shout task's pairs the policy beats the SFT model, and β bounds how far it moves: the KL
-    // (on 200 fresh samples) is non-negative within noise, and no larger at β = 2 than at 0.05 beyond
-    // that noise (0.1): where both runs settle on the shouted word they share its KL.
+    /// One seed of the tiny LM's pipeline, each stage trained once and shared by the claims below:
+    /// the SFT model (the same for DPO's and RL's configs: SFT reads only the seed, its steps,
+    /// batch and learning rate) and the transformer RM; then DPO and IRPO from the SFT model (each
+    /// seed's SFT model is the reference of both), and RLOO and PPO against the RM.
+    struct Pipeline {
+        /// (DPO first loss, reference reward, DPO win rate, DPO reward, IRPO win rate, IRPO reward).
+        dpo: (f64, f64, f64, f64, f64, f64),
+        rloo: (f64, f64, f64, f64, f64, f64),
+        ppo: (f64, f64, f64, f64, f64, f64),
+    }
+
+    fn pipeline(seed: u64) -> Pipeline {
+        use crate::policy::dpo::PolicyLoss;
+        use crate::policy::lm::align_from_sft;
+        let device = Default::default();
+        // β inside DPO's usual 0.1–0.5.
+        let mut dpo = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
+        dpo.seed = seed;
+        let mut irpo = dpo.clone();
+        irpo.loss = PolicyLoss::Irpo { beta: 0.3, alpha: PolicyLoss::IRPO_ALPHA };
+        let mut rl = LmRlConfig::new(LmRlMethod::rloo());
+        rl.base.seed = seed;
+        let sft_fields = |c: &LmAlignConfig| (c.seed, c.sft_steps, c.batch, c.sft_lr, c.shout_rate);
+        assert_eq!(sft_fields(&rl.base), sft_fields(&dpo), "one SFT model serves both configs");
+        let sft = sft_lm::<Autodiff<Flex>>(&dpo, &device, |_, _, _| {}).unwrap();
+        let (rm, rm_accuracy) = train_reward_model::<Autodiff<Flex>>(&rl, &device).unwrap();
+        let d = align_from_sft(&dpo, sft.clone(), &device, |_, _, _| {}).unwrap();
+        let i = align_from_sft(&irpo, sft.clone(), &device, |_, _, _| {}).unwrap();
+        Pipeline {
+            dpo: (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward),
+            rloo: at_two_betas(LmRlMethod::rloo(), seed, &sft.lm, &rm, rm_accuracy),
+            ppo: at_two_betas(LmRlMethod::ppo(), seed, &sft.lm, &rm, rm_accuracy),
+        }
+    }
+
+    // Against a transformer RM trained on the shout task's pairs the policy beats the SFT model,
+    // and β bounds how far it moves: the KL (on 200 fresh samples) is non-negative within noise,
+    // and no larger at β = 2 than at 0.05 beyond that noise (0.1): where both runs settle on the
+    // shouted word they share its KL.
     fn holds(&(acc, win, _, _, kl_low, kl_high): &(f64, f64, f64, f64, f64, f64)) -> bool {
         acc > 0.95 && win > 0.6 && kl_high >= -0.05 && kl_high < kl_low + 0.1
     }
 
+    /// DPO, RLOO and PPO on the tiny LM over seeds 0–7 (a seed's pipeline takes most of a minute),
+    /// one test so that each seed's SFT model and RM are trained once for all three; they were
+    /// three tests that each trained their own copies, the same figures in almost twice the time.
+    /// Each claim is asserted on its own.
     #[test]
-    fn claim_rloo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
+    fn claim_tiny_lm_dpo_rloo_and_ppo_each_beat_the_sft_model() {
+        use crate::studies::seeds::assert_on_fraction;
+        let seeds = 0..8u64;
+        let runs: Vec<Pipeline> = seeds.clone().map(pipeline).collect();
+        let at = |s: u64| &runs[s as usize];
+        // TRL's invariant: with policy = reference the first DPO loss is ln 2. The SFT model rarely
+        // shouts; IRPO (DPO + NLL on the chosen side) makes it shout real words on every seed.
+        assert_on_every_seed(
+            "tiny LM: (DPO first loss, reference reward, DPO win rate, DPO reward, IRPO win rate, IRPO reward); first loss ln 2, reference < 0.3, IRPO win > 0.8 and reward > 0.7",
+            seeds.clone(),
+            |s| at(s).dpo,
+            |&(first, reference, _, _, irpo_win, irpo_reward)| (first - std::f64::consts::LN_2).abs() < 1e-5 && reference < 0.3 && irpo_win > 0.8 && irpo_reward > 0.7,
+        );
+        // Plain DPO wins on most seeds; on the others it lowers the rejected completion by taking
+        // mass from the words themselves (likelihood displacement: samples such as " \no\ne"),
+        // which IRPO's NLL term prevents. (7 of seeds 0–7 above 0.6 when this was written; seed 5
+        // is the displaced one.)
+        assert_on_fraction("tiny LM: DPO beats the reference (win rate > 0.6)", seeds.clone(), 0.35, |s| at(s).dpo, |f| f.2 > 0.6);
         assert_on_every_seed(
             "tiny LM, RLOO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
-            0..8,
-            |seed| at_two_betas(LmRlMethod::rloo(), seed),
+            seeds.clone(),
+            |s| at(s).rloo,
+            holds,
+        );
+        // PPO at β = 0.05 can over-optimise the RM: on some seeds it drifts far (KL ≈ 6) to
+        // completions the RM scores high and the judge does not, and its KL at β = 2 need not be
+        // below that. So the claim is on most seeds (the binomial bound), not every one.
+        assert_on_fraction(
+            "tiny LM, PPO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
+            seeds,
+            0.35,
+            |s| at(s).ppo,
             holds,
         );
     }
@@ -529,20 +591,6 @@ mod tests {
             (curve, s.win_rate, s.policy_reward, s.final_kl)
         };
         assert_eq!(run(), run());
-    }
-
-    #[test]
-    fn claim_ppo_against_a_transformer_rm_beats_the_sft_model_within_its_kl() {
-        // PPO at β = 0.05 can over-optimise the RM: on some seeds it drifts far (KL ≈ 6) to
-        // completions the RM scores high and the judge does not, and its KL at β = 2 need not be
-        // below that. So the claim is on most seeds (the binomial bound), not every one.
-        crate::studies::seeds::assert_on_fraction(
-            "tiny LM, PPO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
-            0..8,
-            0.35,
-            |seed| at_two_betas(LmRlMethod::ppo(), seed),
-            holds,
-        );
     }
 
     #[test]
