@@ -6,16 +6,19 @@
 //! PREFSCOPE_GOLDEN_WRITE=1 cargo nextest run --release -p prefscope-cli --test golden
 //! ```
 //!
-//! The hashes are of one CPU's floating point: CPU training is deterministic for a given binary,
-//! CPU (one thread or two give the same bytes), but the matrix kernels pick their SIMD width and their blocking (from the
-//! cache sizes) at run time, so another CPU sums in another order. An AVX2 Intel Xeon and an AVX2
-//! AMD EPYC gave the same bytes for the small scenario models and different ones for the text
-//! transformer. The file records the CPU it was written on (SIMD tier, model name, family/model/stepping,
-//! feature flags, cache sizes, threads): a bare VM model name such as "AMD EPYC" covers CPUs
-//! whose caches differ, and such a pair also gave other bytes. On another CPU the test compares
-//! numbers instead of bytes: the metrics within 1e-4, and every weight tensor by name, shape and
-//! relative distance (see `WEIGHT_TOLERANCE`). Determinism itself is checked on every machine:
-//! the text run is made twice and must give the same bytes both times.
+//! The hashes hold for one CPU: CPU training is deterministic for a given binary and CPU (one
+//! thread or two give the same bytes, and so do two builds of the same source in different
+//! folders), but the matrix kernels pick their SIMD width and their blocking (from the cache
+//! sizes) at run time, so another CPU may sum in another order. The file records the CPU it was
+//! written on (SIMD tier, model name, family/model/stepping, feature flags, cache sizes, threads;
+//! a VM's bare model name such as "AMD EPYC" covers several generations). On another CPU the test
+//! compares numbers instead of bytes: the metrics within 1e-4, and every weight tensor by name,
+//! shape and relative distance (see `WEIGHT_TOLERANCE`). Determinism itself is checked on every
+//! machine: the text run is made twice and must give the same bytes both times.
+//!
+//! Checkpoints embed their config, so every path in a run's config is relative: two CI failures
+//! of this test on the text run's weights came from the absolute path of its data file, which
+//! differs with the folder the repository is cloned into.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,11 +195,11 @@ fn golden_runs_are_byte_identical() {
     }
 
     // A text run: the from-scratch transformer RM on the hh-rlhf sample, with its own tokenizer.
-    let hh = repo().join("tests/data/hh-rlhf-harmless-base-a.jsonl.gz").canonicalize().unwrap();
-    let config = format!(
-        "seed = 0\n[data]\npath = {:?}\neval_fraction = 0.3\n[tokenizer]\nvocab_size = 512\n[model]\nvocab = 512\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\nmax_len = 32\n[train]\nsteps = 20\nbatch = 16\nlr = 0.0005\neval_every = 10\n",
-        hh.display().to_string()
-    );
+    // The checkpoint embeds its config, data path included, so the file is copied beside the run
+    // and named relatively: an absolute path would make the bytes depend on where the repository
+    // was cloned (a clean clone in another folder once failed this test for that alone).
+    std::fs::copy(repo().join("tests/data/hh-rlhf-harmless-base-a.jsonl.gz"), dir.join("hh.jsonl.gz")).unwrap();
+    let config = "seed = 0\n[data]\npath = \"hh.jsonl.gz\"\neval_fraction = 0.3\n[tokenizer]\nvocab_size = 512\n[model]\nvocab = 512\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\nmax_len = 32\n[train]\nsteps = 20\nbatch = 16\nlr = 0.0005\neval_every = 10\n";
     std::fs::write(dir.join("text.toml"), config).unwrap();
     prefscope(&["train", "--config", "text.toml", "--out", "text"], &dir);
     record("text-tfm-rm", &dir.join("text"), &["metrics.jsonl", "model.safetensors"]);
