@@ -16,9 +16,10 @@
 //! shape and relative distance (see `WEIGHT_TOLERANCE`). Determinism itself is checked on every
 //! machine: the text run is made twice and must give the same bytes both times.
 //!
-//! Checkpoints embed their config, so every path in a run's config is relative: two CI failures
-//! of this test on the text run's weights came from the absolute path of its data file, which
-//! differs with the folder the repository is cloned into.
+//! Checkpoints embed their config, so every path in a run's config is relative: the absolute path
+//! of the text run's data file, which differs with the folder the repository is cloned into, made
+//! a clean clone on the very CPU that wrote the hashes fail this test (and explains the CI
+//! failures once put down to CPUs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
