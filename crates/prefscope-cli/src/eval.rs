@@ -21,11 +21,6 @@ use crate::run_config::EvalArgs;
 use crate::run_folder::{read_checkpoint, save_eval_report};
 
 
-/// `eval` of a context-bt run: the numbers of an annotator's labels its context is inferred from,
-/// and how many annotators are simulated.
-const CONTEXT_SHOTS: [usize; 4] = [0, 1, 4, 16];
-const CONTEXT_ANNOTATORS: usize = 200;
-
 pub(crate) struct EvalJob {
     weights: Vec<u8>,
     /// Another file to score in full, for a head trained on embeddings: an embedding file
@@ -130,12 +125,12 @@ impl BackendJob for EvalJob {
         // A context-aware model on its own held-out pairs: serve annotators whose context is
         // hidden by inferring it from k of their labels (CARM's two-step model).
         if model.kind() == ModelKind::ContextBt && pairs == dataset.eval {
-            use prefscope_core::reward::context::{ContextInference, distinct_contexts, logits_under_each_context};
+            use prefscope_core::reward::context::{ANNOTATORS, ContextInference, SHOTS, distinct_contexts, logits_under_each_context};
             let contexts = distinct_contexts(&dataset);
             let table = pollster::block_on(logits_under_each_context::<B::InnerBackend>(&dataset, &dataset.eval, &contexts, &device, |c, r, p| model.logits(c, r, Some(p))))?;
-            let annotators = ContextInference { annotators: CONTEXT_ANNOTATORS, seed: head.config.seed };
-            if let Ok(acc) = annotators.accuracy(&dataset, &contexts, &table, &CONTEXT_SHOTS) {
-                out["context_inferred_accuracy"] = json!(CONTEXT_SHOTS.iter().zip(&acc).map(|(k, a)| json!({ "k": k, "accuracy": a })).collect::<Vec<_>>());
+            let annotators = ContextInference { annotators: ANNOTATORS, seed: head.config.seed };
+            if let Ok(acc) = annotators.accuracy(&dataset, &contexts, &table, &SHOTS) {
+                out["context_inferred_accuracy"] = json!(SHOTS.iter().zip(&acc).map(|(k, a)| json!({ "k": k, "accuracy": a })).collect::<Vec<_>>());
             }
         }
         out["probability"] = json!(e.probability);

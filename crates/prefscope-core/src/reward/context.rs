@@ -81,6 +81,11 @@ pub fn mixture_probability(row: &[f64], posterior: &[f64]) -> f64 {
     row.iter().zip(posterior).map(|(l, w)| w * log_sigmoid(*l).exp()).sum()
 }
 
+/// The numbers of an annotator's labels the context is inferred from, in the claim and in
+/// `prefscope eval`, and the annotators simulated per run.
+pub const SHOTS: [usize; 4] = [0, 1, 4, 16];
+pub const ANNOTATORS: usize = 200;
+
 /// How well a context-aware model serves annotators whose context it must infer: each annotator
 /// holds one of the dataset's contexts, shows `k` of their labelled held-out pairs, and is scored
 /// on their other held-out pairs by the mixture over the posterior.
@@ -140,9 +145,6 @@ mod tests {
     use crate::reward::train::{RunConfig, Trainer};
     use crate::studies::seeds::{CLAIM_SEEDS, SeedStats, assert_on_every_seed};
 
-    /// The k of the claim: how many of an annotator's labels the model sees.
-    const SHOTS: [usize; 4] = [0, 1, 4, 16];
-
     /// One run on `context-reversal`: (held-out accuracy, accuracy with the context inferred from
     /// k = 0, 1, 4, 16 labels of 200 simulated annotators).
     fn context_run(model: ModelKind, seed: u64) -> (f64, Vec<f64>) {
@@ -157,7 +159,7 @@ mod tests {
         let (m, ds) = (t.model().valid(), &t.dataset);
         let contexts = distinct_contexts(ds);
         let table = pollster::block_on(logits_under_each_context::<Flex>(ds, &ds.eval, &contexts, &Default::default(), |c, r, p| m.logits(c, r, Some(p)))).unwrap();
-        (accuracy, ContextInference { annotators: 200, seed }.accuracy(ds, &contexts, &table, &SHOTS).unwrap())
+        (accuracy, ContextInference { annotators: ANNOTATORS, seed }.accuracy(ds, &contexts, &table, &SHOTS).unwrap())
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! that does not read the criterion can only be right on one of the two: 50 % by construction.
 //! A context-aware reward model r(c, y) reads it and can be right on both.
 
-use super::{Rng, ScenarioConfig, distinct_pair};
+use super::{Rng, ScenarioConfig, distinct_pair, held_out_groups};
 use crate::reward::data::PairDataset;
 
 /// The criteria, as directions in the plane of two response attributes: detail (concise → detailed)
@@ -50,11 +50,7 @@ pub(super) fn context_reversal(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -
         }
     }
     // Hold out whole response pairs (both of their labellings).
-    let mut order: Vec<usize> = (0..responses).collect();
-    Rng::stream(seed, "context split").shuffle(&mut order);
-    let held = ((responses as f64 * cfg.eval_fraction).round() as usize).clamp(usize::from(cfg.eval_fraction > 0.0), responses - 1);
-    let mut held_out = vec![false; responses];
-    order[..held].iter().for_each(|&r| held_out[r] = true);
+    let held_out = held_out_groups(responses, cfg.eval_fraction, seed, "context split");
     let (mut train, mut eval) = (vec![], vec![]);
     for p in 0..pairs.len() {
         if held_out[p / 2] { eval.push(p) } else { train.push(p) }

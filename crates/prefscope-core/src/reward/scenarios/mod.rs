@@ -302,6 +302,18 @@ fn finish(ds: PairDataset) -> Result<PairDataset> {
     Ok(ds)
 }
 
+/// Which of `groups` groups (prompts, response pairs) are held out whole: round(fraction · groups)
+/// of them, at least one when the fraction is positive and never all, drawn by the split's own
+/// stream so that the data above it does not move with the split.
+fn held_out_groups(groups: usize, fraction: f64, seed: u64, stream: &str) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..groups).collect();
+    Rng::stream(seed, stream).shuffle(&mut order);
+    let held = ((groups as f64 * fraction).round() as usize).clamp(usize::from(fraction > 0.0), groups - 1);
+    let mut out = vec![false; groups];
+    order[..held].iter().for_each(|&g| out[g] = true);
+    out
+}
+
 fn distinct_pair(rng: &mut Rng, n: usize) -> (usize, usize) {
     let a = rng.below(n);
     let mut b = rng.below(n - 1);

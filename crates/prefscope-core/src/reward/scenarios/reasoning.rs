@@ -3,7 +3,7 @@
 //! but leaves its reward offset free, so the sign of its reward says little; Eurus's direct
 //! reward term (`train.loss.dr`) makes zero the line between right and wrong.
 
-use super::{Rng, ScenarioConfig};
+use super::{Rng, ScenarioConfig, held_out_groups};
 use crate::reward::data::PairDataset;
 
 /// Spread of the prompts' difficulty b (a prompt's answers need w·a > b to be right). At 1.5,
@@ -52,11 +52,7 @@ pub(super) fn reasoning(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> PairD
         }
     }
     // Hold out whole prompts: the model must read a new prompt's difficulty from its features.
-    let mut order: Vec<usize> = (0..prompts).collect();
-    Rng::stream(seed, "reasoning split").shuffle(&mut order);
-    let held = ((prompts as f64 * cfg.eval_fraction).round() as usize).clamp(usize::from(cfg.eval_fraction > 0.0), prompts - 1);
-    let mut eval_prompt = vec![false; prompts];
-    order[..held].iter().for_each(|&p| eval_prompt[p] = true);
+    let eval_prompt = held_out_groups(prompts, cfg.eval_fraction, seed, "reasoning split");
     let (mut train, mut eval) = (vec![], vec![]);
     for (i, &(c, _)) in pairs.iter().enumerate() {
         if eval_prompt[c / per_prompt] { eval.push(i) } else { train.push(i) }
