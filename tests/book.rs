@@ -8,7 +8,7 @@
 //! and 50 steps; a text run
 //! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; the tiny LM runs 50 SFT
 //! steps, 10 online iterations and `overopt`'s RL at β = 1 and 0.01; and the hh-rlhf sample is
-//! cut to its first 120 pairs. Lines that install (`cargo …`) are skipped: the binary under test
+//! cut to its first 60 pairs. Lines that install (`cargo …`) are skipped: the binary under test
 //! is already built.
 
 use std::path::{Path, PathBuf};
@@ -147,7 +147,7 @@ fn every_example_in_the_readme_and_the_book_runs() {
         let dir = root.join(name.replace('/', "_"));
         std::fs::create_dir_all(&dir).unwrap();
         // The examples name the repository's sample files and configs by relative path. The
-        // hh-rlhf sample is cut to its first 120 pairs: embedding all 1,185 with MiniLM takes
+        // hh-rlhf sample is cut to its first 60 pairs: embedding all 1,185 with MiniLM takes
         // minutes, and every command of a page (and its TOML files) then reads the same cut.
         std::os::unix::fs::symlink(repo().join("bench"), dir.join("bench")).unwrap();
         std::fs::create_dir_all(dir.join("tests/data")).unwrap();
@@ -155,7 +155,7 @@ fn every_example_in_the_readme_and_the_book_runs() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_owned();
             if name == HH {
-                let cut = format!("zcat {:?} | head -n 120 | gzip -n > {:?}", path, dir.join("tests/data").join(HH));
+                let cut = format!("zcat {:?} | head -n 60 | gzip -n > {:?}", path, dir.join("tests/data").join(HH));
                 assert!(Command::new("bash").arg("-c").arg(cut).status().unwrap().success());
             } else {
                 std::os::unix::fs::symlink(&path, dir.join("tests/data").join(name)).unwrap();

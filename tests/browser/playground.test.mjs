@@ -197,13 +197,16 @@ const results = [];
 const only = process.env.PREFSCOPE_ONLY ? new RegExp(process.env.PREFSCOPE_ONLY) : null;
 async function check(name, fn) {
   if (only && !only.test(name)) return;
+  // Each case's wall time follows its line, so the suite's slowest cases are visible in every log.
+  const started = performance.now();
+  const took = () => `(${((performance.now() - started) / 1000).toFixed(1)} s)`;
   try {
     await fn();
     results.push(true);
-    console.log(`ok - ${name}`);
+    console.log(`ok - ${name} ${took()}`);
   } catch (err) {
     results.push(false);
-    console.log(`not ok - ${name}: ${String(err?.message || err).split('\n')[0]}`);
+    console.log(`not ok - ${name} ${took()}: ${String(err?.message || err).split('\n')[0]}`);
   }
 }
 function assert(cond, message) {

@@ -433,17 +433,32 @@ pub struct LmOveroptResult {
 
 /// SFT, the proxy RM, the best-of-n curve over a pool of SFT samples, then one RLOO run per β;
 /// `on_point` sees each point as it is made.
-pub fn overopt_lm<B: AutodiffBackend>(cfg: &LmOveroptConfig, device: &B::Device, mut on_point: impl FnMut(&CurvePoint)) -> Result<LmOveroptResult> {
+pub fn overopt_lm<B: AutodiffBackend>(cfg: &LmOveroptConfig, device: &B::Device, on_point: impl FnMut(&CurvePoint)) -> Result<LmOveroptResult> {
     cfg.validate()?;
     let sft = sft_lm::<B>(&cfg.rl.base, device, |_, _, _| {})?;
     let (rm, rm_accuracy) = train_reward_model::<B>(&cfg.rl, device)?;
-    let reference = sft.lm.valid();
+    overopt_lm_from(cfg, sft.lm, &rm, rm_accuracy, device, on_point)
+}
+
+/// [`overopt_lm`] from an SFT model and a proxy RM already trained for `cfg.rl` (by [`sft_lm`] on
+/// `cfg.rl.base` and [`train_reward_model`] on `cfg.rl`), so a caller that also runs other methods
+/// from them trains each once.
+pub fn overopt_lm_from<B: AutodiffBackend>(
+    cfg: &LmOveroptConfig,
+    sft: TinyLm<B>,
+    rm: &TfmRewardModel<B::InnerBackend>,
+    rm_accuracy: f64,
+    device: &B::Device,
+    mut on_point: impl FnMut(&CurvePoint),
+) -> Result<LmOveroptResult> {
+    cfg.validate()?;
+    let reference = sft.valid();
     let mut rng = Rng::stream(cfg.rl.base.seed, "lm-overopt");
     let (mut proxies, mut golds) = (vec![], vec![]);
     for _ in 0..cfg.prompts {
         let prompt = task_prompt(&mut rng);
         let examples = rollouts(&reference, vec![prompt; cfg.pool], &mut rng, device)?;
-        proxies.push(score(Some(&rm), &examples, device)?);
+        proxies.push(score(Some(rm), &examples, device)?);
         golds.push(examples.iter().map(gold_of).collect::<Vec<f64>>());
     }
     let mean_over = |f: &dyn Fn(usize) -> f64| (0..cfg.prompts).map(f).sum::<f64>() / cfg.prompts as f64;
@@ -465,7 +480,7 @@ pub fn overopt_lm<B: AutodiffBackend>(cfg: &LmOveroptConfig, device: &B::Device,
     let mut rl = vec![];
     for &beta in &cfg.betas {
         let run = LmRlConfig { beta, reward: LmReward::RewardModel, ..cfg.rl.clone() };
-        let s = rlhf_from(&run, sft.lm.clone(), Some(&rm), rm_accuracy, device, |_| {})?;
+        let s = rlhf_from(&run, sft.clone(), Some(rm), rm_accuracy, device, |_| {})?;
         let kl = s.final_kl.max(0.0);
         let p = CurvePoint { knob: beta, kl, d: kl.sqrt(), proxy: s.final_reward - reference_proxy, gold: s.final_gold - reference_gold };
         on_point(&p);
@@ -503,6 +518,22 @@ mod tests {
         dpo: (f64, f64, f64, f64, f64, f64),
         rloo: (f64, f64, f64, f64, f64, f64),
         ppo: (f64, f64, f64, f64, f64, f64),
+        overopt: Overopt,
+    }
+
+    /// Per seed, Gao et al.'s experiment against the same RM: (best-of-n gold at n = 16, its proxy
+    /// rising in n, RL gold at β = 1 and at β = 0.01, RL proxy at both, d at both, best-of-n gold at
+    /// n = 256 minus its peak). Two β of the README's five keep it to seconds per seed.
+    type Overopt = (f64, bool, f64, f64, f64, f64, f64, f64, f64);
+
+    fn overopt_figures(rl: &LmRlConfig, sft: &TinyLm<Autodiff<Flex>>, rm: &TfmRewardModel<Flex>, rm_accuracy: f64) -> Overopt {
+        let cfg = LmOveroptConfig { rl: rl.clone(), betas: vec![1.0, 0.01], ..Default::default() };
+        let r = overopt_lm_from(&cfg, sft.clone(), rm, rm_accuracy, &Default::default(), |_| {}).unwrap();
+        let at = |n: f64| r.best_of_n.iter().find(|p| p.knob == n).expect("n in best_of").gold;
+        let rises = r.best_of_n.windows(2).all(|w| w[1].proxy >= w[0].proxy - 1e-9);
+        let peak = r.best_of_n.iter().map(|p| p.gold).fold(f64::NEG_INFINITY, f64::max);
+        let (hi, lo) = (&r.rl[0], &r.rl[1]);
+        (at(16.0), rises, hi.gold, lo.gold, hi.proxy, lo.proxy, hi.d, lo.d, at(256.0) - peak)
     }
 
     fn pipeline(seed: u64) -> Pipeline {
@@ -518,15 +549,23 @@ mod tests {
         rl.base.seed = seed;
         let sft_fields = |c: &LmAlignConfig| (c.seed, c.sft_steps, c.batch, c.sft_lr, c.shout_rate);
         assert_eq!(sft_fields(&rl.base), sft_fields(&dpo), "one SFT model serves both configs");
+        // Each stage's seconds go to stderr: where a seed's time goes, for the next cut.
+        let mut clock = std::time::Instant::now();
+        let mut lap = |stage: &str| eprintln!("seed {seed}: {stage} {:.1} s", std::mem::replace(&mut clock, std::time::Instant::now()).elapsed().as_secs_f64());
         let sft = sft_lm::<Autodiff<Flex>>(&dpo, &device, |_, _, _| {}).unwrap();
+        lap("SFT");
         let (rm, rm_accuracy) = train_reward_model::<Autodiff<Flex>>(&rl, &device).unwrap();
+        lap("RM");
         let d = align_from_sft(&dpo, sft.clone(), &device, |_, _, _| {}).unwrap();
         let i = align_from_sft(&irpo, sft.clone(), &device, |_, _, _| {}).unwrap();
-        Pipeline {
-            dpo: (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward),
-            rloo: at_two_betas(LmRlMethod::rloo(), seed, &sft.lm, &rm, rm_accuracy),
-            ppo: at_two_betas(LmRlMethod::ppo(), seed, &sft.lm, &rm, rm_accuracy),
-        }
+        lap("DPO and IRPO");
+        let rloo = at_two_betas(LmRlMethod::rloo(), seed, &sft.lm, &rm, rm_accuracy);
+        lap("RLOO at two β");
+        let ppo = at_two_betas(LmRlMethod::ppo(), seed, &sft.lm, &rm, rm_accuracy);
+        lap("PPO at two β");
+        let overopt = overopt_figures(&rl, &sft.lm, &rm, rm_accuracy);
+        lap("over-optimisation (best-of-n, RLOO at two β)");
+        Pipeline { dpo: (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward), rloo, ppo, overopt }
     }
 
     // Against a transformer RM trained on the shout task's pairs the policy beats the SFT model,
@@ -537,12 +576,12 @@ mod tests {
         acc > 0.95 && win > 0.6 && kl_high >= -0.05 && kl_high < kl_low + 0.1
     }
 
-    /// DPO, RLOO and PPO on the tiny LM over seeds 0–7 (a seed's pipeline takes most of a minute),
-    /// one test so that each seed's SFT model and RM are trained once for all three; they were
-    /// three tests that each trained their own copies, the same figures in almost twice the time.
-    /// Each claim is asserted on its own.
+    /// DPO, RLOO and PPO on the tiny LM over seeds 0–7 (a seed's pipeline takes about a minute),
+    /// and Gao et al.'s over-optimisation against the same RM: one test so that each seed's SFT
+    /// model and RM are trained once for all of them; they were four tests that each trained their
+    /// own copies, the same figures in about twice the time. Each claim is asserted on its own.
     #[test]
-    fn claim_tiny_lm_dpo_rloo_and_ppo_each_beat_the_sft_model() {
+    fn claim_tiny_lm_dpo_rloo_and_ppo_beat_the_sft_model_and_rl_over_optimises_its_rm() {
         use crate::studies::seeds::assert_on_fraction;
         let seeds = 0..8u64;
         let runs: Vec<Pipeline> = seeds.clone().map(pipeline).collect();
@@ -571,58 +610,41 @@ mod tests {
         // below that. So the claim is on most seeds (the binomial bound), not every one.
         assert_on_fraction(
             "tiny LM, PPO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
-            seeds,
+            seeds.clone(),
             0.35,
             |s| at(s).ppo,
             holds,
         );
-    }
-
-    /// A PPO run is a function of its seed: two runs of one seed agree exactly, iteration by
-    /// iteration. (The critic's value head once came from burn's unseeded initialiser, and the
-    /// claim test below then saw different seeds pass on different runs.)
-    #[test]
-    fn a_ppo_run_is_a_function_of_its_seed() {
-        let run = || {
-            let mut cfg = LmRlConfig::new(LmRlMethod::ppo());
-            (cfg.base.seed, cfg.iterations) = (2, 6);
-            let mut curve = vec![];
-            let s = rlhf_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |m| curve.push((m.reward, m.gold, m.kl))).unwrap();
-            (curve, s.win_rate, s.policy_reward, s.final_kl)
-        };
-        assert_eq!(run(), run());
-    }
-
-    #[test]
-    fn claim_against_its_rm_the_tiny_lm_gains_proxy_reward_while_the_judges_falls() {
-        use crate::studies::seeds::assert_on_every_seed;
-        // Two β of the README's five keep the test to seconds per seed. Per seed: (best-of-n gold
-        // at n = 16, its proxy rising in n, RL gold at β = 1 and at β = 0.01, RL proxy at both,
-        // d at both, best-of-n gold at n = 256 minus its peak).
-        let one_seed = |seed: u64| {
-            let mut cfg = LmOveroptConfig { betas: vec![1.0, 0.01], ..Default::default() };
-            cfg.rl.base.seed = seed;
-            let r = overopt_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_| {}).unwrap();
-            let at = |n: f64| r.best_of_n.iter().find(|p| p.knob == n).expect("n in best_of").gold;
-            let rises = r.best_of_n.windows(2).all(|w| w[1].proxy >= w[0].proxy - 1e-9);
-            let peak = r.best_of_n.iter().map(|p| p.gold).fold(f64::NEG_INFINITY, f64::max);
-            let (hi, lo) = (&r.rl[0], &r.rl[1]);
-            (at(16.0), rises, hi.gold, lo.gold, hi.proxy, lo.proxy, hi.d, lo.d, at(256.0) - peak)
-        };
-        // On every seed best-of-n against the RM first helps the judge, its proxy rises in n, and
-        // RL at β = 0.01 keeps the RM's reward (within 0.5 of its ~6-nat gain over SFT).
-        let figures = assert_on_every_seed(
+        // Over-optimisation: on every seed best-of-n against the RM first helps the judge, its
+        // proxy rises in n, and RL at β = 0.01 keeps the RM's reward (within 0.5 of its ~6-nat gain
+        // over SFT).
+        assert_on_every_seed(
             "tiny LM over-optimisation: (bon gold at n = 16, bon proxy rises, RL gold β = 1, β = 0.01, RL proxy β = 1, β = 0.01, d β = 1, β = 0.01, bon gold n = 256 − peak); bon gold > 0.3, proxy kept",
-            0..8,
-            one_seed,
+            seeds.clone(),
+            |s| at(s).overopt,
             |&(bon16, rises, _, _, p_hi, p_lo, _, _, _)| bon16 > 0.3 && rises && p_lo > p_hi - 0.5,
         );
         // On most seeds (7 of 8 when written; the binomial bound at 0.35, as the PPO claim) RL at
         // β = 0.01 moves further from SFT and the judge's reward falls by at least 0.1: the RM
         // rates shouted non-words (" nee!") as it rates the word. Seed 5 stayed near β = 1's
         // policy. Best-of-n's judged reward at n = 256 is below its peak on as many.
-        let fig = |s: u64| figures[s as usize];
-        crate::studies::seeds::assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", 0..8, 0.35, fig, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
-        crate::studies::seeds::assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", 0..8, 0.35, fig, |f| f.8 < -1e-9);
+        assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", seeds.clone(), 0.35, |s| at(s).overopt, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
+        assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", seeds, 0.35, |s| at(s).overopt, |f| f.8 < -1e-9);
+    }
+
+    /// A PPO run is a function of its seed: two runs of one seed agree exactly, iteration by
+    /// iteration. (The critic's value head once came from burn's unseeded initialiser, and the
+    /// claim test above then saw different seeds pass on different runs.)
+    #[test]
+    fn a_ppo_run_is_a_function_of_its_seed() {
+        let run = || {
+            let mut cfg = LmRlConfig::new(LmRlMethod::ppo());
+            // 50 SFT steps (of 600): determinism does not need a good SFT model.
+            (cfg.base.seed, cfg.base.sft_steps, cfg.iterations) = (2, 50, 6);
+            let mut curve = vec![];
+            let s = rlhf_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |m| curve.push((m.reward, m.gold, m.kl))).unwrap();
+            (curve, s.win_rate, s.policy_reward, s.final_kl)
+        };
+        assert_eq!(run(), run());
     }
 }
