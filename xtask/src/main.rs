@@ -3,7 +3,7 @@
 //! * `cargo xtask serve [--port 8080]`: install what the page needs, build it in release, serve it
 //!   on http://127.0.0.1:PORT.
 //! * `cargo xtask test [--quick]`: every test — the Rust workspace under cargo-nextest (with the
-//!   wgpu backend compiled in), the wasm build of the page, and the real-browser test in
+//!   wgpu and CUDA backends compiled in), the wasm build of the page, and the real-browser test in
 //!   headless Chromium — ending with a table of each stage's wall time and the slowest tests.
 //!   `--quick`: the native tests without the `claim_*` tests, no wasm build, no browser.
 //! * `cargo xtask setup [--browser]`: only the installs (idempotent; each tool is checked first),
@@ -269,18 +269,11 @@ fn build_web() -> Result<()> {
 }
 
 /// The native test suites: every workspace test in its own process (cargo-nextest), from one
-/// release build with the wgpu backend compiled in (its tests run on Mesa's software Vulkan). A
-/// process per test also keeps burn's per-device default float type from mixing the f32-only
-/// tests (MiniLM parity, bit-identical resume) with the f64 ones (mixed precision), which once
-/// took three `cargo test` processes.
-///
-/// CUDA is not compiled here: no test machine has an NVIDIA driver, so CUDA code could only be
-/// compiled, never run, and compiling it costs a fourth instantiation of every command's training
-/// code (the CLI binary is the build's longest unit). Every CUDA line outside `cfg(feature =
-/// "cuda")` arms is the same generic code the wgpu build compiles for burn's CubeCL backend; the
-/// CUDA test checks the "built without" message instead. `cargo build --release -p prefscope-cli
-/// --features cuda` checks it by hand after changing `backend.rs`.
-const TEST_FEATURES: &str = "prefscope-cli/wgpu";
+/// release build with both GPU backends compiled in (the CUDA test checks the no-driver message
+/// on machines without one). A process per test also keeps burn's per-device default float type
+/// from mixing the f32-only tests (MiniLM parity, bit-identical resume) with the f64 ones
+/// (mixed precision), which once took three `cargo test` processes.
+const TEST_FEATURES: &str = "prefscope-cli/wgpu,prefscope-cli/cuda";
 /// The nextest profile (`.config/nextest.toml`): slowest tests first, a JUnit report for the timings.
 const NEXTEST_PROFILE: &str = "xtask";
 /// The oldest nextest with per-test priorities; installed when missing or older.
@@ -314,7 +307,7 @@ fn test_stages(stages: &mut stages::Stages, quick: bool) -> Result<()> {
         cmd.args(["nextest", "run", "--workspace", "--release", "--features", TEST_FEATURES, "--profile", NEXTEST_PROFILE]).args(extra).env(MINILM_DIR_ENV, &minilm);
         cmd
     };
-    stages.time("native test build (release, wgpu)", || run(&mut nextest(&["--no-run"])))?;
+    stages.time("native test build (release, wgpu + cuda)", || run(&mut nextest(&["--no-run"])))?;
     let filter = format!("not test(/(^|::){CLAIM_PREFIX}/)");
     let mut args = vec!["--no-fail-fast"];
     if quick {
