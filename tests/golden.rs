@@ -189,6 +189,8 @@ fn golden_runs_are_byte_identical() {
         ("few-shot-users", "vpl"),
         ("gridworld", "regret"),
         ("gridworld", "partial-return"),
+        ("context-reversal", "context-bt"),
+        ("few-shot-users", "in-context"),
     ] {
         let name = format!("{scenario}-{model}");
         prefscope(&["train", "--scenario", scenario, "--model", model, "--steps", "30", "--seed", "0", "--out", &name], &dir);

@@ -840,6 +840,29 @@ try {
     }
   });
 
+  await check('in-context user model (few-shot-users + in-context): new users are served from their labelled pairs, and the shots slider takes them away', async () => {
+    // 4,000 pairs: the claim test's setting (its seed 0: 0.853 with 8 shots, 0.495 with none).
+    const page = await openPage(context, base, '?backend=cpu&scenario=few-shot-users&model=in-context&seed=0&steps=600&pairs=4000');
+    try {
+      const trained = async () => {
+        await page.getByTestId('train-button').click({ timeout: 60_000 });
+        assert((await waitDone(page)) === 'done', 'training did not finish');
+        return page.evaluate(() => window.__prefscope.accuracy);
+      };
+      const eight = await trained();
+      await page.screenshot({ path: path.join(outDir, 'in-context.png') });
+      // Fewer shots: a new run whose held-out users show none of their labelled pairs.
+      await page.getByTestId('shots-slider').fill('0');
+      await page.waitForFunction(() => location.search.includes('shots=0'), null, { timeout: 5000 });
+      const none = await trained();
+      console.log(`# in-context, new users' held-out accuracy: ${eight.toFixed(3)} with 8 labelled pairs, ${none.toFixed(3)} with none`);
+      assert(eight >= 0.8, `with 8 shots the new users' accuracy is ${eight}`);
+      assert(Math.abs(none - 0.5) <= 0.1, `with no shots the new users' accuracy is ${none}, not near chance`);
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('interaction: sliders and a settings URL restore a run, Step, export model and PNG, uploads with line-numbered errors', async () => {
     const query = '?scenario=linear&model=bt&seed=3&steps=40&backend=cpu&lr=0.02&batch=64&noise=0.2&pairs=500';
     const page = await openPage(context, base, query);

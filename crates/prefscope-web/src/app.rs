@@ -629,6 +629,7 @@ impl App {
         (s.scenario, s.model, s.seed, s.steps, s.normalize, s.dr) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize, cfg.train.loss.dr);
         (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
         s.objectives = cfg.scenario.objectives.clamp(2, 8);
+        s.shots = cfg.scenario.shots;
         if head.step >= cfg.train.steps {
             s.steps = (2 * head.step).clamp(head.step + 1, crate::settings::MAX_STEPS.max(head.step + 1));
         }

@@ -121,6 +121,8 @@ pub struct Settings {
     pub context: usize,
     /// Hidden objectives of the multi-objective scenario and outputs of its model (`obj`).
     pub objectives: usize,
+    /// few-shot-users: the labelled pairs each new user shows (`scenario.shots`, `shots`).
+    pub shots: usize,
     /// The dial's simplex weights for three or more objectives, whole percent summing to 100
     /// (`w=50,30,20`); empty means equal weights.
     pub weights: Vec<u32>,
@@ -151,6 +153,7 @@ pub const K: RangeInclusive<usize> = 1..=8;
 pub const TAU: RangeInclusive<f64> = 0.01..=10.0;
 pub const GRID: RangeInclusive<usize> = 5..=81;
 pub const OBJECTIVES: RangeInclusive<usize> = 2..=8;
+pub const SHOTS: RangeInclusive<usize> = 0..=ScenarioKind::CONTEXT_PAIRS;
 /// The policy slider's positions: β from 0.05 to 10.
 pub const BETA_X: RangeInclusive<i32> = -13..=10;
 
@@ -182,6 +185,7 @@ impl Default for Settings {
             direction: 0,
             context: 0,
             objectives: 2,
+            shots: base.scenario.shots,
             weights: vec![],
             plane: Plane::Random,
             grid: 41,
@@ -264,6 +268,7 @@ impl Settings {
                 "dir" => s.direction = number(&key, &value, 0..=359, &mut warnings).unwrap_or(s.direction),
                 "ctx" => s.context = number(&key, &value, 0..=4095, &mut warnings).unwrap_or(s.context),
                 "obj" => s.objectives = number(&key, &value, OBJECTIVES, &mut warnings).unwrap_or(s.objectives),
+                "shots" => s.shots = number(&key, &value, SHOTS, &mut warnings).unwrap_or(s.shots),
                 "w" => match value.split(',').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>() {
                     Ok(w) if w.len() >= 2 && w.iter().sum::<u32>() == 100 => s.weights = w,
                     _ => warnings.push(format!("w: expected whole-percent weights summing to 100 (e.g. 50,30,20), got `{value}`")),
@@ -339,6 +344,7 @@ impl Settings {
         extra("dir", self.direction.to_string(), d.direction.to_string());
         extra("ctx", self.context.to_string(), d.context.to_string());
         extra("obj", self.objectives.to_string(), d.objectives.to_string());
+        extra("shots", self.shots.to_string(), d.shots.to_string());
         extra("w", self.weights.iter().map(u32::to_string).collect::<Vec<_>>().join(","), String::new());
         extra("plane", self.plane.name().into(), d.plane.name().into());
         extra("grid", self.grid.to_string(), d.grid.to_string());
@@ -411,6 +417,10 @@ impl Settings {
         cfg.model.tau = self.tau;
         cfg.scenario.objectives = self.objectives;
         cfg.model.objectives = self.objectives;
+        // Only few-shot-users has the key (the core refuses it elsewhere).
+        if self.scenario == ScenarioKind::FewShotUsers {
+            cfg.scenario.shots = self.shots;
+        }
         cfg
     }
 }
@@ -506,6 +516,20 @@ mod tests {
         assert!(v[0].abs() < 1e-12 && (v[1] - 1.0).abs() < 1e-12);
         // Defaults stay out of the URL.
         assert_eq!(Settings::default().to_query(), "?scenario=cyclic&model=gpm&seed=0&steps=300");
+    }
+
+    #[test]
+    fn shots_round_trip_and_reach_few_shot_users_only() {
+        let s = Settings::from_query("?scenario=few-shot-users&model=in-context&shots=2").0;
+        assert_eq!((s.shots, s.run_config().scenario.shots), (2, 2));
+        assert_eq!(Settings::from_query(&s.to_query()).0.shots, 2);
+        assert!(s.run_config().validate().is_ok());
+        // Elsewhere the key stays at its default, so the config stays valid.
+        let other = Settings::from_query("?scenario=linear&shots=2").0;
+        assert_eq!(other.run_config().scenario.shots, ScenarioKind::CONTEXT_PAIRS);
+        assert!(other.run_config().validate().is_ok());
+        let (_, warnings) = Settings::from_query("?shots=9");
+        assert!(warnings.iter().any(|w| w.starts_with("shots:")), "{warnings:?}");
     }
 
     #[test]

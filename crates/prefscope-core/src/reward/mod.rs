@@ -4,7 +4,8 @@
 //! * [`data`]: preference pairs and deterministic splits.
 //! * [`scenarios`]: the synthetic scenarios, each with a hidden truth to check claims against.
 //! * [`embeddings`]: embedding files (text pairs embedded by a sentence encoder) as datasets.
-//! * [`model`]: Bradley–Terry, GPM, multi-objective (DPA/ArmoRM), mixtures (MiCRo), VPL, regret.
+//! * [`model`]: Bradley–Terry, GPM, multi-objective (DPA/ArmoRM), mixtures (MiCRo), regret.
+//! * [`few_shot`]: serving a new user from a few of their labels: VPL and the in-context model.
 //! * [`context`]: context-aware reward models (CARM) and inferring a hidden context from labels.
 //! * [`loss`]: the pairwise and listwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the trainer and its metrics stream.
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod context;
 pub mod data;
 pub mod embeddings;
+pub mod few_shot;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -12,6 +12,7 @@ use crate::runtime::kernels::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::reward::loss::{gpm_score, unit_normalize};
+pub use crate::reward::few_shot::{InContextModel, VplModel};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
@@ -36,10 +37,13 @@ pub enum ModelKind {
     PartialReturn,
     /// Context-aware Bradley–Terry (CARM): one network reads the context beside the response, r(c, y).
     ContextBt,
+    /// FSPO-style in-context user model: a user's labelled pairs, read directly, summarise the
+    /// user; the reward is g(y)·s + b(y).
+    InContext,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 8] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt];
+    pub const ALL: [ModelKind; 9] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt, Self::InContext];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -51,6 +55,7 @@ impl ModelKind {
             Self::Regret => "regret",
             Self::PartialReturn => "partial-return",
             Self::ContextBt => "context-bt",
+            Self::InContext => "in-context",
         }
     }
 
@@ -71,6 +76,7 @@ impl ModelKind {
             Self::Regret => "Regret preference model (Knox et al.): a linear reward w·φ over gridworld transitions; a segment's score is its return plus V*(end) − V*(start) under the learned reward, with V* from a soft value iteration run inside the model, so preferences about progress teach the step cost.",
             Self::PartialReturn => "Partial-return preference model: a segment's score is the reward it collects, w·Σφ. The usual RLHF assumption; it ignores where a segment starts and ends.",
             Self::ContextBt => "Context-aware reward model (CARM, Pitis et al.): one network reads the context (here the pair's prompt features: a criterion, a user) beside the response, r(c, y), and is trained with Bradley–Terry under each pair's own context. Where the same two responses are preferred one way under one context and the other way under another, it can be right on both; a reward that ignores the context cannot. For an annotator whose context is hidden, `prefscope eval` infers it from k of their labels (the posterior over the known contexts) and scores with the mixture Σ_c P(c) P(y₁ ≻ y₂ | c).",
+            Self::InContext => "In-context user model (FSPO, Singh et al.): the user's few labelled pairs are read as they are, as an LLM reads them in its prompt. Each pair becomes a vector, odd in its label (ψ(chosen, rejected) − ψ(rejected, chosen)); their mean is the user's summary s, and the reward is g(y)·s + b(y). Training hides a random number of each pair's context pairs (0 to all), so one model serves any number of shots: with none it is the population's reward, and each labelled pair sharpens it. `scenario.shots` sets how many pairs the held-out users show.",
         }
     }
 }
@@ -224,10 +230,10 @@ impl ModelConfig {
         if self.kind == ModelKind::ContextBt && prompt_dim == 0 {
             return Err(config_error("model.kind", "context-bt reads each pair's context from its prompt features; this data has none (try `context-reversal`)"));
         }
-        if self.kind == ModelKind::Vpl && (prompt_dim == 0 || !prompt_dim.is_multiple_of(2 * input_dim)) {
+        if matches!(self.kind, ModelKind::Vpl | ModelKind::InContext) && (prompt_dim == 0 || !prompt_dim.is_multiple_of(2 * input_dim)) {
             return Err(config_error(
                 "model.kind",
-                "VPL needs each pair's context of labelled (chosen, rejected) pairs as prompt features (try `few-shot-users`)",
+                format!("{} needs each pair's context of labelled (chosen, rejected) pairs as prompt features (try `few-shot-users`)", self.kind.name()),
             ));
         }
         Ok(())
@@ -255,6 +261,7 @@ impl ModelConfig {
                 mlp(2 * i, h, self.latent) + 5 * (l * l + l) + mlp(i + self.latent, h, 1)
             }
             ModelKind::ContextBt => mlp(i + prompt_dim, h, 1),
+            ModelKind::InContext => mlp(2 * i, h, self.latent) + mlp(i, h, self.latent) + mlp(i, h, 1),
             ModelKind::Regret | ModelKind::PartialReturn => return None,
         })
     }
@@ -304,6 +311,11 @@ impl ModelConfig {
             ModelKind::Regret => PreferenceModel::Regret(crate::reward::trajectories::RegretModel::new(&crate::reward::trajectories::GridWorld::standard(), device)),
             ModelKind::PartialReturn => PreferenceModel::PartialReturn(crate::reward::trajectories::PartialReturnModel::new(device)),
             ModelKind::ContextBt => PreferenceModel::ContextBt(ContextBtModel { mlp: Mlp::new(prompt_dim + input_dim, &self.hidden, 1, &mut rng, device) }),
+            ModelKind::InContext => PreferenceModel::InContext(InContextModel {
+                pair_encoder: Mlp::new(2 * input_dim, &self.hidden, self.latent, &mut rng, device),
+                item_encoder: Mlp::new(input_dim, &self.hidden, self.latent, &mut rng, device),
+                base: Mlp::new(input_dim, &self.hidden, 1, &mut rng, device),
+            }),
         })
     }
 }
@@ -544,58 +556,6 @@ impl<B: Backend> MixtureModel<B> {
     }
 }
 
-/// VPL (Poddar et al. 2024): pair encoder → single-head self-attention over the user's context
-/// pairs → mean-pool → (μ, log σ²) clamped to [−1, 1]; decoder r([y; z]). Our MLPs use GELU where
-/// VPL's use LeakyReLU(0.2).
-#[derive(Module, Debug)]
-pub struct VplModel<B: Backend> {
-    pub pair_encoder: Mlp<B>,
-    pub query: Dense<B>,
-    pub key: Dense<B>,
-    pub value: Dense<B>,
-    pub mean: Dense<B>,
-    pub log_var: Dense<B>,
-    pub decoder: Mlp<B>,
-    #[module(skip)]
-    pub kl_weight: f64,
-}
-
-impl<B: Backend> VplModel<B> {
-    pub fn latent(&self) -> usize {
-        self.mean.weight.val().dims()[1]
-    }
-
-    /// The posterior q(z | context): `context` is `[n, C · 2d]`, C (chosen, rejected) rows per user.
-    pub fn posterior(&self, context: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let [n, width] = context.dims();
-        let two_d = self.pair_encoder.layers[0].weight.val().dims()[0];
-        let c = width / two_d;
-        let l = self.latent();
-        let h = self.pair_encoder.forward(context.reshape([n * c, two_d]));
-        let project = |d: &Dense<B>| d.forward(h.clone()).reshape([n, c, l]);
-        let (q, k, v) = (project(&self.query), project(&self.key), project(&self.value));
-        let attention = activation::softmax(q.matmul(k.swap_dims(1, 2)).div_scalar((l as f64).sqrt()), 2);
-        let pooled: Tensor<B, 2> = attention.matmul(v).mean_dim(1).reshape([n, l]);
-        (self.mean.forward(pooled.clone()).clamp(-1.0, 1.0), self.log_var.forward(pooled).clamp(-1.0, 1.0))
-    }
-
-    /// r(y, z) per row.
-    pub fn reward(&self, x: Tensor<B, 2>, z: Tensor<B, 2>) -> Tensor<B, 1> {
-        let n = x.dims()[0];
-        self.decoder.forward(Tensor::cat(vec![x, z], 1)).reshape([n])
-    }
-
-    /// Training: z = μ + σ ε, rescaled to norm √L (VPL's `normalize(z)·√L`); returns the logits and
-    /// the negative ELBO, BT loss + kl_scale · kl_weight · KL(q ‖ N(0, I)).
-    pub fn elbo(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, context: Tensor<B, 2>, eps: Tensor<B, 2>, kl_scale: f64) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let (mean, log_var) = self.posterior(context);
-        let z = unit_normalize(mean.clone() + log_var.clone().mul_scalar(0.5).exp() * eps).mul_scalar((self.latent() as f64).sqrt());
-        let logits = self.reward(chosen, z.clone()) - self.reward(rejected, z);
-        let loss = crate::reward::loss::pairwise_logistic_loss(logits.clone()) + crate::reward::loss::gaussian_kl(mean, log_var).mul_scalar(kl_scale * self.kl_weight);
-        (logits, loss)
-    }
-}
-
 /// The best response under every direction θ on the circle, for two-objective rewards `r`
 /// (`r[i] = [r_i0, r_i1]`, v = (cos θ, sin θ)): the argmax of v·r changes only where two
 /// responses tie, v·(r_i − r_j) = 0, so checking the midpoints between those angles finds the
@@ -689,6 +649,7 @@ pub enum PreferenceModel<B: Backend> {
     Regret(crate::reward::trajectories::RegretModel<B>),
     PartialReturn(crate::reward::trajectories::PartialReturnModel<B>),
     ContextBt(ContextBtModel<B>),
+    InContext(InContextModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -702,6 +663,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Regret(_) => ModelKind::Regret,
             Self::PartialReturn(_) => ModelKind::PartialReturn,
             Self::ContextBt(_) => ModelKind::ContextBt,
+            Self::InContext(_) => ModelKind::InContext,
         }
     }
 
@@ -728,6 +690,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Regret(m) => vec![m.weight.val().dims().to_vec()],
             Self::PartialReturn(m) => vec![m.weight.val().dims().to_vec()],
             Self::ContextBt(m) => mlp(&m.mlp),
+            Self::InContext(m) => [mlp(&m.pair_encoder), mlp(&m.item_encoder), mlp(&m.base)].concat(),
         }
     }
 
@@ -769,6 +732,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::Regret(m) => m.logits(chosen, rejected),
             Self::PartialReturn(m) => m.logits(chosen, rejected),
             Self::ContextBt(m) => m.logits(chosen, rejected, prompt.expect("context-bt is only built for data with context")),
+            Self::InContext(m) => m.logits(chosen, rejected, prompt.expect("in-context is only built for data with context")),
             // Evaluation uses the posterior mean, as VPL does.
             Self::Vpl(m) => {
                 let context = prompt.expect("VPL is only built for data with context");

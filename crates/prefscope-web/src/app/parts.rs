@@ -45,6 +45,7 @@ pub(super) fn model_title(k: ModelKind) -> &'static str {
         ModelKind::Regret => "regret — Knox et al. regret model",
         ModelKind::PartialReturn => "partial-return — return-only model",
         ModelKind::ContextBt => "context-bt — context-aware RM (CARM)",
+        ModelKind::InContext => "in-context — few-shot user model (FSPO)",
     }
 }
 

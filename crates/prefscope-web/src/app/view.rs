@@ -175,6 +175,7 @@ impl App {
                     s.objectives = x.clamp(2, 8) as usize;
                     s.weights.clear();
                 })) }
+                { slider("shots", format!("new users show {} labelled pairs", s.shots), s.shots as i32, (0, ScenarioKind::CONTEXT_PAIRS as i32), s.scenario == ScenarioKind::FewShotUsers && self.uploaded.is_none(), Rc::new(|s, x| s.shots = x.clamp(0, ScenarioKind::CONTEXT_PAIRS as i32) as usize)) }
                 <div class="row">
                     { number("seed", "seed", s.seed.to_string(), Rc::new(|s, v| s.seed = v)) }
                     { number("steps", "steps", s.steps.to_string(), Rc::new(|s, v| s.steps = (v as usize).clamp(1, crate::settings::MAX_STEPS))) }

@@ -9,6 +9,7 @@ use crate::{Result, config_error};
 
 pub mod context;
 pub mod reasoning;
+pub mod users;
 
 /// Which synthetic scenario to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +122,7 @@ impl ScenarioKind {
             Self::CyclicAbcd => "The GPM repository's toy set: four characters with A ≻ B ≻ C ≻ D ≻ A. Only these four comparisons exist, so evaluation is on the same pairs (as in the GPM paper's cyclic experiment). Bradley–Terry can get at most 3 of 4 right; GPM gets all four, on every seed. Try GPM with normalisation on: unit-length 2-D embeddings can only turn, and from a start where all four point the same way they settle where every score is 0 (loss ln 2) on a third of seeds; free-length embeddings (the default) pass through the origin and find the cycle.",
             Self::MultiObjective => "Responses have two hidden qualities, helpfulness and verbosity, rated per response (with noise `noise`); as in real rating data, helpfulness ratings rise with verbosity (correlation ≈ 0.5). Four users weigh them by their own direction v = (cos θ, sin θ), θ ∈ {−30°, 0°, 45°, 90°}, and label pairs by v·r. With `objectives` = 3 or more, the qualities are spread evenly over 150° and the users are each objective alone and all of them equally. A multi-objective reward model learns the ratings by regression (Directional Preference Alignment); turning v then re-ranks responses without retraining. With the gate on (ArmoRM), verbosity is first regressed out of every objective, so the final score no longer rewards length.",
             Self::Mixture => "Twenty users in two hidden groups with opposed tastes: group 0 prefers a high w·x, group 1 a low one. Each pair says which user labelled it (one-hot prompt), never the group. A single Bradley–Terry model must average the two and sits near chance; a mixture of reward heads with a router (MiCRo) finds both groups and sends each user to theirs.",
-            Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly.",
+            Self::FewShotUsers => "Ninety users, each with a private taste direction on the circle. Every pair comes with eight other labelled pairs of the same user as context. Evaluation is on thirty users never seen in training. One reward for everyone averages opposite tastes and stays near chance; a latent-user model (VPL) reads the eight context pairs, infers the user's latent z and ranks their held-out pairs accordingly; an in-context model (FSPO) reads them directly. `shots` (0 to 8) sets how many of their labelled pairs the new users show.",
             Self::Rankings => "Lists of five items ranked by a Plackett–Luce draw over a hidden linear utility (temperature `noise`); `n_pairs / 4` lists, each giving its ten ordered pairs. Train with `train.loss.listwise = \"plackett-luce\"` or `\"rank-list\"` to use whole lists; held-out lists are scored pairwise and by Kendall's τ.",
             Self::Noisy => "The linear task with a known fraction `flip` of training labels flipped (held-out labels are clean). Plain Bradley–Terry fits the noise; preference strength from an ensemble (Secrets of RLHF II) flags the flipped pairs by their low mean reward margin, and collaborative reward modelling (two peers keeping each other's small-loss pairs) trains around them.",
             Self::Gridworld => "Three-step segments of behaviour in a 5×5 gridworld with a goal, a wall with two gaps and a mud cell on the short way; the true reward is −1 per step, +2 at the goal, −1.5 in mud. People compare segments by regret (how much worse than optimal they were; Knox et al.), not by the reward collected. The regret model learns a reward whose best route goes through the mud, as the true one does; the partial-return model cannot see the step cost (every segment has three steps) and learns to avoid the mud by a detour. `trajectory_labels` switches to partial-return or HERON's hierarchical labels.",
@@ -165,6 +166,15 @@ pub struct ScenarioConfig {
     /// direction of length 8 (a frozen encoder's features), so that no objective is linear in
     /// what the model sees.
     pub observed_dim: usize,
+    /// `few-shot-users`: how many labelled pairs each new (held-out) user shows, 0..=8; the
+    /// context rows past them are zeros. Training users always show 8. Written only when not 8,
+    /// so configs from before the key read and write the same.
+    #[serde(skip_serializing_if = "is_all_shots")]
+    pub shots: usize,
+}
+
+fn is_all_shots(shots: &usize) -> bool {
+    *shots == ScenarioKind::CONTEXT_PAIRS
 }
 
 /// A scenario table as written, every field but `kind` optional.
@@ -183,6 +193,7 @@ struct ScenarioFields {
     trajectory_labels: Option<crate::reward::trajectories::LabelRule>,
     objectives: Option<usize>,
     observed_dim: Option<usize>,
+    shots: Option<usize>,
 }
 
 impl From<ScenarioFields> for ScenarioConfig {
@@ -201,6 +212,7 @@ impl From<ScenarioFields> for ScenarioConfig {
             trajectory_labels: f.trajectory_labels.unwrap_or(d.trajectory_labels),
             objectives: f.objectives.unwrap_or(d.objectives),
             observed_dim: f.observed_dim.unwrap_or(d.observed_dim),
+            shots: f.shots.unwrap_or(d.shots),
         }
     }
 }
@@ -224,6 +236,7 @@ impl ScenarioConfig {
             trajectory_labels: Default::default(),
             objectives: 2,
             observed_dim: 0,
+            shots: ScenarioKind::CONTEXT_PAIRS,
         }
     }
 
@@ -255,6 +268,9 @@ impl ScenarioConfig {
         if !(2..=8).contains(&self.objectives) {
             return Err(config_error("scenario.objectives", "must be in 2..=8"));
         }
+        if self.shots > ScenarioKind::CONTEXT_PAIRS || (self.shots != ScenarioKind::CONTEXT_PAIRS && self.kind != ScenarioKind::FewShotUsers) {
+            return Err(config_error("scenario.shots", format!("applies to few-shot-users only, and must be in 0..={}", ScenarioKind::CONTEXT_PAIRS)));
+        }
         if self.observed_dim != 0 && (self.kind != ScenarioKind::MultiObjective || !(4..=4096).contains(&self.observed_dim)) {
             return Err(config_error("scenario.observed_dim", "applies to multi-objective only, and must be 0 or in 4..=4096"));
         }
@@ -278,7 +294,7 @@ impl ScenarioConfig {
             // These split on their own: by pair before flipping, by list, by user.
             ScenarioKind::Noisy => return finish(noisy(self, &mut rng, seed)?),
             ScenarioKind::Rankings => return finish(rankings(self, &mut rng, seed)),
-            ScenarioKind::FewShotUsers => return finish(few_shot_users(self, &mut rng)),
+            ScenarioKind::FewShotUsers => return finish(users::few_shot_users(self, &mut rng).0),
             ScenarioKind::Worldpm => return finish(worldpm(self, &mut rng, seed)?),
             ScenarioKind::Reasoning => return finish(reasoning::reasoning(self, &mut rng, seed)),
             ScenarioKind::ContextReversal => return finish(context::context_reversal(self, &mut rng, seed)),
@@ -603,66 +619,6 @@ fn rankings(cfg: &ScenarioConfig, rng: &mut Rng, seed: u64) -> PairDataset {
         lists,
         train_lists,
         eval_lists,
-        ..Default::default()
-    }
-}
-
-/// Users with private taste directions θ_u ~ U(0°, 360°) over 2-D items. Every pair's prompt is
-/// [`ScenarioKind::CONTEXT_PAIRS`] other labelled pairs of the same user, flattened as
-/// (chosen, rejected) feature rows. Training users' contexts come from their own training pairs;
-/// a new user's context is a fixed set of their labelled pairs, disjoint from the pairs scored.
-fn few_shot_users(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
-    let c = ScenarioKind::CONTEXT_PAIRS;
-    let (train_users, new_users) = (ScenarioKind::TRAIN_USERS, ScenarioKind::NEW_USERS);
-    let users = train_users + new_users;
-    let items: Vec<f32> = (0..cfg.n_items * 2).map(|_| rng.normal() as f32).collect();
-    let per_user = (cfg.n_pairs / users).max(c + 2);
-    let (mut labelled, mut groups) = (vec![], vec![]);
-    for u in 0..users {
-        let w = direction(rng.uniform() * 360.0);
-        let utility = |i: usize| w[0] * items[2 * i] as f64 + w[1] * items[2 * i + 1] as f64;
-        for _ in 0..per_user {
-            let (a, b) = distinct_pair(rng, cfg.n_items);
-            let p_a = 1.0 / (1.0 + (-(utility(a) - utility(b)) / cfg.noise).exp());
-            labelled.push(if rng.uniform() < p_a { (a, b) } else { (b, a) });
-            groups.push(u);
-        }
-    }
-    let row = |&(a, b): &(usize, usize)| [items[2 * a], items[2 * a + 1], items[2 * b], items[2 * b + 1]];
-    let (mut pairs, mut prompts, mut pair_groups, mut train, mut eval) = (vec![], vec![], vec![], vec![], vec![]);
-    for u in 0..users {
-        let own: Vec<usize> = (0..labelled.len()).filter(|&p| groups[p] == u).collect();
-        if u < train_users {
-            for &p in &own {
-                // Context: C other pairs of this user, drawn without replacement.
-                let mut others: Vec<usize> = own.iter().copied().filter(|&q| q != p).collect();
-                rng.shuffle(&mut others);
-                train.push(pairs.len());
-                pairs.push(labelled[p]);
-                pair_groups.push(u);
-                prompts.extend(others[..c].iter().flat_map(|&q| row(&labelled[q])));
-            }
-        } else {
-            // A new user: the first C pairs are all we are shown; the rest are scored.
-            let context: Vec<f32> = own[..c].iter().flat_map(|&q| row(&labelled[q])).collect();
-            for &p in &own[c..] {
-                eval.push(pairs.len());
-                pairs.push(labelled[p]);
-                pair_groups.push(u);
-                prompts.extend_from_slice(&context);
-            }
-        }
-    }
-    PairDataset {
-        dim: 2,
-        item_labels: (0..cfg.n_items).map(|i| format!("y{i}")).collect(),
-        items,
-        pairs,
-        prompt_dim: 4 * c,
-        prompts,
-        train,
-        eval,
-        pair_groups,
         ..Default::default()
     }
 }

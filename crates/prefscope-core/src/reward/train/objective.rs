@@ -67,6 +67,17 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let (logits, loss) = m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale);
                 (ac.up(logits), ac.up(loss))
             }
+            // FSPO-style: each pair keeps a random number of its context's shots (0 to all), so
+            // the model learns to serve any number of them.
+            (PreferenceModel::InContext(m), _) => {
+                let context = batch.prompts.expect("checked: the in-context model has context");
+                let two_d = 2 * self.dataset.dim;
+                let shots = self.dataset.prompt_dim / two_d;
+                let mask = crate::reward::few_shot::shot_mask(n, shots, two_d, &mut self.batch_rng);
+                let mask = ac.down(Tensor::from_data(TensorData::new(mask, [n, shots * two_d]), &device));
+                let logits = ac.up(m.logits(batch.chosen, batch.rejected, context * mask));
+                (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None))
+            }
             (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 || lc.dr => {
                 let (rc, rr) = (ac.up(m.reward(batch.chosen)), ac.up(m.reward(batch.rejected)));
                 let logits = rc.clone() - rr.clone();
