@@ -158,7 +158,8 @@ fn oracle(seed: u64) -> f64 {
 /// more), so 0.85 is asserted and the rest is open. Eight nearly noiseless comparisons leave a
 /// user's direction uncertain by tens of degrees: in a simulation of this design, the mean of the
 /// shots' unit differences reaches 0.88–0.95 of the oracle, and the centre of the directions
-/// consistent with all eight 0.94–0.97, which a mean-pooled summary cannot compute.
+/// consistent with all eight 0.94–0.97, which a mean-pooled summary cannot compute. Nor is it the
+/// step count: 50 to 600 steps give 0.868–0.876 on average over seeds 0–4.
 #[test]
 fn claim_in_context_user_model_improves_with_shots_and_beats_vpl_at_eight() {
     let one_seed = |seed: u64| {
