@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect};
 use gloo_worker::WorkerBridge;
-use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind};
+use prefscope_core::{ModelKind, RunConfig, ScenarioKind};
 use wasm_bindgen::JsValue;
 use web_sys::File;
 use yew::prelude::*;
@@ -22,10 +22,10 @@ use yew::prelude::*;
 use crate::backend::{ComputeBackend, Selected};
 use crate::compute::dial::Candidates;
 use crate::compute::embedding::Embeddings;
-use crate::worker::{ComputeWorker, Input, Output, RunSpec, Views};
+use crate::worker::{ComputeWorker, Input, Inspected, Output, RunSpec, Views};
 use crate::landscape::Slice;
 use crate::landscape_panel::PanelState;
-use crate::plot::DataPicture;
+use crate::plot::{DataPicture, DataView};
 use crate::online_panel::OnlinePanel;
 use crate::policy::PolicyPanel;
 use crate::settings::{Panel, Plane, Settings, Tab};
@@ -35,7 +35,7 @@ mod hook;
 mod parts;
 mod view;
 
-use parts::{Upload, download_bytes, export_png, read_upload};
+use parts::{Upload, download_bytes, export_png, file_bytes};
 
 
 
@@ -95,7 +95,8 @@ pub enum Msg {
     ExportModel,
     ExportPng(String),
     Upload(File),
-    Uploaded(Result<Upload, String>),
+    /// A dropped file's name and bytes, for the worker to read.
+    UploadBytes(Result<(String, Vec<u8>), String>),
     ClearUpload,
     OpenCheckpoint(File),
     CheckpointRead(String, Result<Vec<u8>, String>),
@@ -106,7 +107,10 @@ pub struct App {
     settings: Settings,
     url_warnings: Vec<String>,
     backend: BackendState,
-    dataset: Result<Rc<PairDataset>, String>,
+    /// What the worker last sent of a run's data (it builds each run's data; none before the
+    /// first reply), and the run it belongs to.
+    dataset: Option<Result<Rc<DataView>, String>>,
+    data_run: u64,
     picture: Option<Rc<DataPicture>>,
     status: Status,
     pausing: bool,
@@ -152,6 +156,8 @@ pub struct App {
     checkpoint_note: Option<String>,
     /// The opened checkpoint (name, bytes) that Train continues from, until the run is reset.
     opened: Option<(String, Vec<u8>)>,
+    /// A checkpoint the worker is checking before the page adopts its settings.
+    inspecting: Option<(String, Vec<u8>)>,
     /// The child components' callbacks, made once: Yew compares callbacks by pointer, so a
     /// callback made in `view` would re-render every panel on every update (a dial drag
     /// re-rendered the landscape panel at each pointer move).
@@ -210,7 +216,8 @@ impl Component for App {
                 Ok(_) => BackendState::Detecting,
                 Err(e) => BackendState::Failed(format!("the compute worker did not start: {e}")),
             },
-            dataset: Err(String::new()),
+            dataset: None,
+            data_run: 0,
             picture: None,
             status: Status::Idle,
             pausing: false,
@@ -239,9 +246,9 @@ impl Component for App {
             upload_error: None,
             checkpoint_note: None,
             opened: None,
+            inspecting: None,
             cb: Callbacks::new(ctx.link()),
         };
-        app.rebuild_dataset();
         app.send_run();
         app.publish();
         app
@@ -373,18 +380,9 @@ impl Component for App {
             }
             Msg::ExportModel => self.post(Input::Export),
             Msg::ExportPng(testid) => export_png(&testid, &format!("prefscope-{testid}-{}.png", self.settings.scenario.name())),
-            Msg::Upload(file) => {
-                let cfg = self.settings.run_config();
-                ctx.link().send_future(async move { Msg::Uploaded(read_upload(&file, &cfg).await) });
-            }
-            Msg::Uploaded(result) => match result {
-                Ok(upload) => {
-                    self.uploaded = Some(upload);
-                    self.upload_error = None;
-                    self.settings_changed();
-                }
-                Err(e) => self.upload_error = Some(e),
-            },
+            Msg::Upload(file) => ctx.link().send_future(async move { Msg::UploadBytes(file_bytes(&file).await) }),
+            Msg::UploadBytes(Ok((name, bytes))) => self.post(Input::ReadUpload { name, bytes, config: self.settings.run_config().to_toml() }),
+            Msg::UploadBytes(Err(e)) => self.upload_error = Some(e),
             Msg::OpenCheckpoint(file) => {
                 let name = file.name();
                 ctx.link().send_future(async move {
@@ -392,11 +390,14 @@ impl Component for App {
                     Msg::CheckpointRead(name, bytes)
                 });
             }
-            Msg::CheckpointRead(name, bytes) => {
-                if let Err(e) = bytes.and_then(|b| self.open_checkpoint(&name, b)) {
-                    self.checkpoint_note = Some(format!("error: {name}: {e}"));
+            Msg::CheckpointRead(name, bytes) => match bytes {
+                Ok(bytes) if self.ready_backend().is_some() => {
+                    self.inspecting = Some((name.clone(), bytes.clone()));
+                    self.post(Input::Inspect { name, bytes });
                 }
-            }
+                Ok(_) => self.checkpoint_note = Some(format!("error: {name}: no backend yet")),
+                Err(e) => self.checkpoint_note = Some(format!("error: {name}: {e}")),
+            },
             Msg::ClearUpload => {
                 self.uploaded = None;
                 self.upload_error = None;
@@ -477,7 +478,7 @@ impl App {
     /// one per prompt feature (each one-hot).
     fn context_names(&self) -> Vec<String> {
         use prefscope_core::reward::scenarios::context::CRITERIA;
-        let width = self.dataset.as_ref().map_or(0, |ds| ds.prompt_dim);
+        let width = self.data().map_or(0, |ds| ds.prompt_dim);
         if self.settings.scenario == ScenarioKind::ContextReversal && width == CRITERIA.len() {
             return CRITERIA.iter().map(|c| format!("\"{c}\"")).collect();
         }
@@ -485,8 +486,8 @@ impl App {
     }
 
     fn objectives_now(&self) -> usize {
-        match (&self.uploaded, &self.dataset) {
-            (Some(_), Ok(ds)) if ds.n_objectives > 0 => ds.n_objectives,
+        match (&self.uploaded, self.fresh_data()) {
+            (Some(_), Some(ds)) if ds.n_objectives > 0 => ds.n_objectives,
             _ => self.settings.objectives,
         }
     }
@@ -505,18 +506,18 @@ impl App {
         }
     }
 
-    fn rebuild_dataset(&mut self) {
-        let cfg = self.settings.run_config();
-        self.dataset = match &self.uploaded {
-            Some(u) if u.embeddings => crate::upload::split_by_seed(&u.data, &cfg).map(Rc::new),
-            Some(u) => Ok(u.data.clone()),
-            None => cfg.scenario.build(cfg.seed).map(Rc::new).map_err(|e| e.to_string()),
-        };
-        self.picture = self.dataset.as_ref().ok().and_then(|ds| DataPicture::new(ds, self.settings.scenario, 60)).map(Rc::new);
+    /// The latest data view the worker sent, of this run or an earlier one (the views keep
+    /// showing it until the new one arrives).
+    fn data(&self) -> Option<&DataView> {
+        self.dataset.as_ref().and_then(|d| d.as_ref().ok()).map(Rc::as_ref)
+    }
+
+    /// The data view of the current run, once the worker sent it.
+    fn fresh_data(&self) -> Option<&DataView> {
+        self.data().filter(|_| self.data_run == self.run)
     }
 
     fn settings_changed(&mut self) {
-        self.rebuild_dataset();
         self.reset();
         self.write_url();
     }
@@ -567,7 +568,7 @@ impl App {
         let spec = RunSpec {
             run: self.run,
             config: self.run_config().to_toml(),
-            upload: self.uploaded.as_ref().map(|u| (u.name.clone(), u.bytes.as_ref().clone())),
+            upload: self.uploaded.as_ref().map(|u| u.name.clone()),
             checkpoint: self.opened.clone(),
         };
         self.post(Input::Run(spec));
@@ -609,40 +610,26 @@ impl App {
     /// hyper-parameters) and its data is the file on the page when the model fits it (a model
     /// exported after an upload), else the scenario rebuilt from its config and seed. Train then
     /// continues from its weights (to the run's last step, or for as many steps again when it
-    /// had finished). The header is checked here; the worker loads the weights.
-    fn open_checkpoint(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), String> {
-        self.ready_backend().ok_or("no backend yet")?;
-        let head = prefscope_core::reward::checkpoint::inspect_preference_model(&bytes).map_err(|e| e.to_string())?;
-        head.config.model.validate().map_err(|e| e.to_string())?;
-        let cfg = &head.config;
-        let upload_fits = matches!((&self.uploaded, &self.dataset), (Some(_), Ok(ds)) if prefscope_core::reward::checkpoint::check_fits(&head, ds).is_ok());
-        let scenario_data = if upload_fits {
-            None
-        } else {
-            let ds = cfg.scenario.build(cfg.seed).map_err(|e| e.to_string())?;
-            prefscope_core::reward::checkpoint::check_fits(&head, &ds).map_err(|e| {
-                format!("{e}. A model trained on a pair or embedding file opens after that file is dropped on the page")
-            })?;
-            Some(ds)
-        };
+    /// had finished). The worker checked the header and the fit ([`Input::Inspect`]) and loads
+    /// the weights.
+    fn open_checkpoint(&mut self, name: &str, bytes: Vec<u8>, inspected: Inspected) -> Result<(), String> {
+        let cfg = RunConfig::from_toml(name, &inspected.config).map_err(|e| e.to_string())?;
+        let cfg = &cfg;
+        let upload_fits = inspected.upload_fits && self.uploaded.is_some();
+        let head_step = inspected.step;
         let s = &mut self.settings;
         (s.scenario, s.model, s.seed, s.steps, s.normalize, s.dr) = (cfg.scenario.kind, cfg.model.kind, cfg.seed, cfg.train.steps, cfg.model.normalize, cfg.train.loss.dr);
         (s.lr, s.batch, s.noise, s.pairs, s.k, s.tau) = (cfg.train.lr, cfg.train.batch, cfg.scenario.noise, cfg.scenario.n_pairs, cfg.model.k, cfg.model.tau);
         s.objectives = cfg.scenario.objectives.clamp(2, 8);
         s.shots = cfg.scenario.shots;
-        if head.step >= cfg.train.steps {
-            s.steps = (2 * head.step).clamp(head.step + 1, crate::settings::MAX_STEPS.max(head.step + 1));
+        if head_step >= cfg.train.steps {
+            s.steps = (2 * head_step).clamp(head_step + 1, crate::settings::MAX_STEPS.max(head_step + 1));
         }
         let steps = s.steps;
-        if scenario_data.is_some() {
+        if !upload_fits {
             self.uploaded = None;
         }
-        self.rebuild_dataset();
         self.write_url();
-        if let Some(ds) = scenario_data {
-            self.picture = DataPicture::new(&ds, cfg.scenario.kind, 60).map(Rc::new);
-            self.dataset = Ok(Rc::new(ds));
-        }
         // The page's settings cannot express every config field (hidden widths, losses…): say so.
         let mut mine = self.run_config();
         mine.train.steps = cfg.train.steps;
@@ -653,7 +640,7 @@ impl App {
             cfg.model.kind.name(),
             if upload_fits { self.uploaded.as_ref().map_or("the file", |u| u.name.as_str()) } else { cfg.scenario.kind.name() },
             cfg.seed,
-            head.step,
+            head_step,
             if differs { " (its config has settings the page cannot set, so a new run here differs)" } else { "" }
         );
         // A new run that starts from the checkpoint; the worker answers `Opened` once it loaded.
@@ -754,6 +741,25 @@ impl App {
             Output::Failed(run, e) if run == current => {
                 self.pausing = false;
                 self.status = Status::Error(e);
+            }
+            Output::Data(run, result) if run == current => {
+                self.data_run = run;
+                self.picture = result.as_ref().ok().and_then(|d| d.picture.clone()).map(Rc::new);
+                self.dataset = Some(result.map(Rc::new));
+            }
+            Output::UploadRead(name, result) => match result {
+                Ok(embeddings) => {
+                    self.uploaded = Some(Upload { name, embeddings });
+                    self.upload_error = None;
+                    self.settings_changed();
+                }
+                Err(e) => self.upload_error = Some(e),
+            },
+            Output::Inspected(name, result) => {
+                let Some((pending, bytes)) = self.inspecting.take().filter(|(n, _)| *n == name) else { return };
+                if let Err(e) = result.and_then(|inspected| self.open_checkpoint(&pending, bytes, inspected)) {
+                    self.checkpoint_note = Some(format!("error: {name}: {e}"));
+                }
             }
             Output::Opened(run, result) if run == current => match result {
                 Ok(()) => {

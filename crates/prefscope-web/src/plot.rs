@@ -4,6 +4,7 @@
 //! their output into SVG.
 
 use prefscope_core::{PairDataset, ScenarioKind};
+use serde::{Deserialize, Serialize};
 
 /// An SVG coordinate or length as an attribute value: one decimal, enough at screen scale.
 pub fn coord(v: f64) -> String {
@@ -109,7 +110,7 @@ fn spacing(ticks: &[f64]) -> f64 {
 }
 
 /// One item of a 2-D data set, ready to draw.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlotItem {
     pub x: f32,
     pub y: f32,
@@ -119,7 +120,7 @@ pub struct PlotItem {
 }
 
 /// The picture of a 2-D scenario: items coloured by what decides the labels, some pairs as arrows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataPicture {
     pub items: Vec<PlotItem>,
     /// `(chosen, rejected)` item indices of a sample of training pairs.
@@ -127,7 +128,7 @@ pub struct DataPicture {
     /// Half the side of the square that holds every item (the picture spans `[-extent, extent]²`).
     pub extent: f32,
     /// What the colour shows, for the legend.
-    pub colour_legend: &'static str,
+    pub colour_legend: String,
 }
 
 impl DataPicture {
@@ -159,7 +160,48 @@ impl DataPicture {
             .enumerate()
             .map(|(i, colour)| PlotItem { x: ds.item(i)[0], y: ds.item(i)[1], colour, label: ds.item_labels.get(i).cloned().unwrap_or_default() })
             .collect();
-        Some(Self { items, arrows: sample_pairs(ds, max_arrows), extent, colour_legend })
+        Some(Self { items, arrows: sample_pairs(ds, max_arrows), extent, colour_legend: colour_legend.into() })
+    }
+}
+
+/// Comparisons [`DataView`] lists when the data has no 2-D picture.
+pub const LISTED_PAIRS: usize = 40;
+
+/// What the page shows of a run's data. The compute worker owns the data: it builds each run's
+/// dataset once and sends the page this, so no scenario is built or file parsed on the main thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataView {
+    pub n_items: usize,
+    pub dim: usize,
+    pub pairs: usize,
+    pub train: usize,
+    pub eval: usize,
+    /// Context features per pair (context-bt's choices).
+    pub prompt_dim: usize,
+    /// Rating columns per item (an uploaded file's, which the model's objectives follow).
+    pub n_objectives: usize,
+    /// The 2-D picture (60 sampled training pairs as arrows), if the items are 2-D.
+    pub picture: Option<DataPicture>,
+    /// "chosen ≻ rejected" for the first [`LISTED_PAIRS`] pairs, when there is no picture.
+    pub listed: Vec<String>,
+}
+
+impl DataView {
+    pub fn of(ds: &PairDataset, kind: ScenarioKind) -> Self {
+        let picture = DataPicture::new(ds, kind, 60);
+        let label = |i: usize| ds.item_labels.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+        let listed = if picture.is_some() { vec![] } else { ds.pairs.iter().take(LISTED_PAIRS).map(|&(c, r)| format!("{} ≻ {}", label(c), label(r))).collect() };
+        Self {
+            n_items: ds.n_items(),
+            dim: ds.dim,
+            pairs: ds.pairs.len(),
+            train: ds.train.len(),
+            eval: ds.eval.len(),
+            prompt_dim: ds.prompt_dim,
+            n_objectives: ds.n_objectives,
+            picture,
+            listed,
+        }
     }
 }
 
@@ -261,6 +303,21 @@ mod tests {
         assert!(pic.items.iter().all(|p| p.colour.starts_with("rgb(")));
         let abcd = ScenarioConfig::new(ScenarioKind::CyclicAbcd).build(0).unwrap();
         assert!(DataPicture::new(&abcd, ScenarioKind::CyclicAbcd, 60).is_none());
+    }
+
+    #[test]
+    fn the_data_view_counts_the_data_and_lists_pairs_only_without_a_picture() {
+        let cyc = ScenarioConfig::new(ScenarioKind::Cyclic).build(0).unwrap();
+        let v = DataView::of(&cyc, ScenarioKind::Cyclic);
+        assert_eq!((v.n_items, v.dim, v.pairs, v.train + v.eval), (cyc.n_items(), 2, cyc.pairs.len(), cyc.pairs.len()));
+        assert_eq!(v.picture, DataPicture::new(&cyc, ScenarioKind::Cyclic, 60));
+        assert!(v.listed.is_empty());
+        let abcd = ScenarioConfig::new(ScenarioKind::CyclicAbcd).build(0).unwrap();
+        let v = DataView::of(&abcd, ScenarioKind::CyclicAbcd);
+        assert!(v.picture.is_none());
+        assert_eq!(v.listed.len(), abcd.pairs.len().min(LISTED_PAIRS));
+        let (c, r) = abcd.pairs[0];
+        assert_eq!(v.listed[0], format!("{} ≻ {}", abcd.item_labels[c], abcd.item_labels[r]));
     }
 
     #[test]

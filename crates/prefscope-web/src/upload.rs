@@ -1,6 +1,7 @@
 //! Files dropped on the page: pair JSONL (TRL or GPM form) or a pair-embedding file from
-//! `prefscope embed`. The page parses a file to show it; the compute worker parses the same
-//! bytes for the run. Plain Rust (host-tested); errors name the file and line, and never panic.
+//! `prefscope embed`. The compute worker reads a dropped file once ([`Dropped::read`]) and gives
+//! each run its data ([`Dropped::run_data`]); the page only passes the bytes on. Plain Rust
+//! (host-tested); errors name the file and line, and never panic.
 
 use prefscope_core::{PairDataset, RunConfig};
 
@@ -13,16 +14,28 @@ pub fn is_embeddings(name: &str, bytes: &[u8]) -> bool {
     name.ends_with(".safetensors") || (bytes.len() > 8 && bytes[0] != b'{' && bytes[8] == b'{')
 }
 
-/// The file's pairs: an embedding file unsplit (its held-out pairs follow the run's seed, as
-/// `prefscope train --embeddings` splits them), a JSONL file split already.
-pub fn read(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset, String> {
-    if is_embeddings(name, bytes) { read_embeddings(name, bytes, cfg) } else { read_pairs(name, bytes) }
+/// A dropped file, read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropped {
+    pub name: String,
+    /// An embedding file (`prefscope embed`): kept unsplit, because its held-out pairs follow the
+    /// run's seed as `prefscope train --embeddings` splits them. A JSONL file is split once.
+    pub embeddings: bool,
+    data: PairDataset,
 }
 
-/// The run's data from a dropped file: [`read`], split by the run's seed for an embedding file.
-pub fn run_data(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairDataset, String> {
-    let ds = read(name, bytes, cfg)?;
-    if is_embeddings(name, bytes) { split_by_seed(&ds, cfg).map_err(|e| format!("{name}: {e}")) } else { Ok(ds) }
+impl Dropped {
+    /// Parse the file; an embedding file is also checked to split under `cfg`.
+    pub fn read(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<Self, String> {
+        let embeddings = is_embeddings(name, bytes);
+        let data = if embeddings { read_embeddings(name, bytes, cfg)? } else { read_pairs(name, bytes)? };
+        Ok(Self { name: name.to_string(), embeddings, data })
+    }
+
+    /// A run's data: an embedding file split by the run's seed, a JSONL file as read.
+    pub fn run_data(&self, cfg: &RunConfig) -> Result<PairDataset, String> {
+        if self.embeddings { split_by_seed(&self.data, cfg).map_err(|e| format!("{}: {e}", self.name)) } else { Ok(self.data.clone()) }
+    }
 }
 
 /// Parse a pair-embedding file, unsplit; refuses one too small to hold out a pair.
@@ -35,7 +48,7 @@ fn read_embeddings(name: &str, bytes: &[u8], cfg: &RunConfig) -> Result<PairData
 }
 
 /// An embedding file's split for this run: the core's, as `prefscope train --embeddings` makes it.
-pub fn split_by_seed(ds: &PairDataset, cfg: &RunConfig) -> Result<PairDataset, String> {
+fn split_by_seed(ds: &PairDataset, cfg: &RunConfig) -> Result<PairDataset, String> {
     cfg.split_embeddings(ds.clone(), &format!("the file's {} pairs", ds.pairs.len())).map_err(|e| e.to_string())
 }
 
@@ -66,24 +79,25 @@ mod tests {
     }
 
     #[test]
-    fn the_page_and_the_worker_read_a_file_alike() {
+    fn a_jsonl_file_is_split_once_and_every_run_gets_it_whole() {
         let text: String = (0..10).map(|i| format!("{{\"chosen\": \"a{i}\", \"reject\": \"b{i}\"}}\n")).collect();
-        let page = read("p.jsonl", text.as_bytes(), &cfg(3)).unwrap();
-        let worker = run_data("p.jsonl", text.as_bytes(), &cfg(3)).unwrap();
-        assert_eq!(page, worker);
-        assert_eq!(page.pairs.len(), 10);
-        assert!(!page.eval.is_empty() && !page.train.is_empty());
+        let file = Dropped::read("p.jsonl", text.as_bytes(), &cfg(3)).unwrap();
+        assert!(!file.embeddings);
+        let (a, b) = (file.run_data(&cfg(3)).unwrap(), file.run_data(&cfg(4)).unwrap());
+        assert_eq!(a, b, "a JSONL file's split does not follow the run's seed");
+        assert_eq!(a.pairs.len(), 10);
+        assert!(!a.eval.is_empty() && !a.train.is_empty());
     }
 
     #[test]
     fn bad_files_are_refused_by_name_and_line() {
-        let e = read("bad.jsonl", b"{\"chosen\": \"a\", \"reject\": \"b\"}\nnot json\n", &cfg(0)).unwrap_err();
+        let e = Dropped::read("bad.jsonl", b"{\"chosen\": \"a\", \"reject\": \"b\"}\nnot json\n", &cfg(0)).unwrap_err();
         assert!(e.contains("bad.jsonl") && e.contains('2'), "{e}");
-        let e = read("bin.jsonl", &[0xff, 0xfe, 0x00], &cfg(0)).unwrap_err();
+        let e = Dropped::read("bin.jsonl", &[0xff, 0xfe, 0x00], &cfg(0)).unwrap_err();
         assert!(e.contains("bin.jsonl"), "{e}");
         let many: String = (0..=MAX_UPLOAD_LINES).map(|i| format!("{{\"chosen\": \"a{i}\", \"reject\": \"b{i}\"}}\n")).collect();
-        assert!(read("big.jsonl", many.as_bytes(), &cfg(0)).unwrap_err().contains("at most"));
-        let e = run_data("e.safetensors", b"\x10\0\0\0\0\0\0\0{\"x\": 1}", &cfg(0)).unwrap_err();
+        assert!(Dropped::read("big.jsonl", many.as_bytes(), &cfg(0)).unwrap_err().contains("at most"));
+        let e = Dropped::read("e.safetensors", b"\x10\0\0\0\0\0\0\0{\"x\": 1}", &cfg(0)).unwrap_err();
         assert!(e.starts_with("e.safetensors: "), "{e}");
     }
 

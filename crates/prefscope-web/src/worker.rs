@@ -24,8 +24,10 @@ use crate::backend::{AnyModel, AnyTrainer, ComputeBackend, Selected};
 use crate::compute::dial::Candidates;
 use crate::compute::embedding::Embeddings;
 use crate::landscape::Slice;
+use crate::plot::DataView;
 use crate::settings::{BackendChoice, Plane};
 use crate::surface::DecisionSurface;
+use crate::upload::Dropped;
 
 /// Step metrics are sent in batches at most this often (and at once on evaluation steps, pause
 /// and the end), so a fast CPU run does not make the page re-render hundreds of times a second.
@@ -39,7 +41,14 @@ const YIELD_MS: f64 = 8.0;
 pub enum Input {
     /// Choose and initialise the backend (the first message).
     Select(BackendChoice),
+    /// Read a dropped file for the runs to come (the run config gives an embedding file's split
+    /// check); answered by [`Output::UploadRead`]. A file that fails to read replaces nothing.
+    ReadUpload { name: String, bytes: Vec<u8>, config: String },
+    /// Check a checkpoint before the page adopts its settings: its header, and which data it fits
+    /// (the current run's file, else its own scenario); answered by [`Output::Inspected`].
+    Inspect { name: String, bytes: Vec<u8> },
     /// Start a new run: drops the trainer, the weights and everything computed from them.
+    /// Answered by [`Output::Data`].
     Run(RunSpec),
     /// Train (building the trainer first if needed) until done or paused; cancels a pending pause.
     /// `snapshot_every` applies when the trainer is built (0: no trajectory snapshots).
@@ -68,8 +77,9 @@ pub struct RunSpec {
     pub run: u64,
     /// The run config as TOML.
     pub config: String,
-    /// A file dropped on the page (name, bytes), used instead of the scenario.
-    pub upload: Option<(String, Vec<u8>)>,
+    /// The dropped file the run trains on instead of the scenario: the name of the file the
+    /// worker read last ([`Input::ReadUpload`]).
+    pub upload: Option<String>,
     /// A checkpoint (name, bytes) whose weights the run starts from.
     pub checkpoint: Option<(String, Vec<u8>)>,
 }
@@ -103,6 +113,12 @@ impl From<StepMetrics> for Metrics {
 #[derive(Serialize, Deserialize)]
 pub enum Output {
     Backend(Result<Selected, String>),
+    /// What the page shows of the run's data, or why there is none.
+    Data(u64, Result<DataView, String>),
+    /// A dropped file was read (whether it is an embedding file), or why not.
+    UploadRead(String, Result<bool, String>),
+    /// A checkpoint's header and the data it fits, or why it cannot be opened.
+    Inspected(String, Result<Inspected, String>),
     Steps(u64, Vec<Metrics>),
     Paused(u64),
     Done(u64),
@@ -122,6 +138,17 @@ pub enum Output {
     Bandit(Result<crate::compute::policy::Run, String>),
     /// Progress of the online mode, as it happens.
     Online(crate::compute::online::Update),
+}
+
+/// A checkpoint the page may open.
+#[derive(Serialize, Deserialize)]
+pub struct Inspected {
+    /// Steps its weights were trained for.
+    pub step: usize,
+    /// Its run config as TOML.
+    pub config: String,
+    /// It fits the current run's dropped file (else it fits its own scenario).
+    pub upload_fits: bool,
 }
 
 /// Sends replies to the page.
@@ -152,6 +179,8 @@ struct State {
     dataset: RefCell<Option<Result<Rc<PairDataset>, String>>>,
     /// The data came from a dropped file (the trainer takes it as is).
     uploaded: Cell<bool>,
+    /// The file dropped last, parsed once; each run splits it by its own seed.
+    file: RefCell<Option<Dropped>>,
     checkpoint: RefCell<Option<(String, Vec<u8>)>>,
     /// The trainer between steps (taken out while a step is in flight).
     slot: RefCell<Option<AnyTrainer>>,
@@ -186,8 +215,20 @@ impl State {
         self.landscape_request.set(u64::MAX);
         let config = RunConfig::from_toml("the page's settings", &spec.config).map_err(|e| e.to_string());
         let dataset = config.as_ref().map_err(Clone::clone).and_then(|cfg| match &spec.upload {
-            Some((name, bytes)) => crate::upload::run_data(name, bytes, cfg),
+            Some(name) => match self.file.borrow().as_ref() {
+                Some(file) if &file.name == name => file.run_data(cfg),
+                _ => Err(format!("{name}: the compute worker has not read this file")),
+            },
             None => cfg.scenario.build(cfg.seed).map_err(|e| e.to_string()),
+        });
+        // The model's objectives follow an uploaded file's ratings.
+        let config = config.map(|mut cfg| {
+            if let (Some(_), Ok(ds)) = (&spec.upload, &dataset)
+                && ds.n_objectives > 0
+            {
+                cfg.model.objectives = ds.n_objectives;
+            }
+            cfg
         });
         self.uploaded.set(spec.upload.is_some());
         *self.dataset.borrow_mut() = Some(dataset.map(Rc::new));
@@ -199,6 +240,27 @@ impl State {
         let (head, model) = AnyModel::from_checkpoint(backend, bytes).map_err(|e| e.to_string())?;
         *self.latest.borrow_mut() = Some((model, head.step));
         Ok(())
+    }
+
+    /// What the page shows of the run's data.
+    fn data_view(&self) -> Result<DataView, String> {
+        let ds = self.dataset()?;
+        let kind = self.config.borrow().as_ref().map(|c| c.scenario.kind).ok_or("no run yet")?;
+        Ok(DataView::of(&ds, kind))
+    }
+
+    /// Whether a checkpoint can be opened, and on which data: the current run's dropped file when
+    /// the model fits it (one exported after that upload), else the scenario its config names.
+    fn inspect(&self, bytes: &[u8]) -> Result<Inspected, String> {
+        use prefscope_core::reward::checkpoint::{check_fits, inspect_preference_model};
+        let head = inspect_preference_model(bytes).map_err(|e| e.to_string())?;
+        head.config.model.validate().map_err(|e| e.to_string())?;
+        let upload_fits = self.uploaded.get() && self.dataset().is_ok_and(|ds| check_fits(&head, &ds).is_ok());
+        if !upload_fits {
+            let ds = head.config.scenario.build(head.config.seed).map_err(|e| e.to_string())?;
+            check_fits(&head, &ds).map_err(|e| format!("{e}. A model trained on a pair or embedding file opens after that file is dropped on the page"))?;
+        }
+        Ok(Inspected { step: head.step, config: head.config.to_toml(), upload_fits })
     }
 
     /// Build the trainer if there is none (and no step in flight).
@@ -265,6 +327,7 @@ impl Worker for ComputeWorker {
             Input::Run(spec) => {
                 let (run, opening) = (spec.run, spec.checkpoint.is_some());
                 let result = state.new_run(spec);
+                reply.send(Output::Data(run, state.data_view()));
                 if opening {
                     reply.send(Output::Opened(run, result));
                 } else if let Err(e) = result {
@@ -284,6 +347,16 @@ impl Worker for ComputeWorker {
                     wasm_bindgen_futures::spawn_local(train_loop(state, run, reply));
                 }
             }
+            Input::ReadUpload { name, bytes, config } => {
+                let read = RunConfig::from_toml("the page's settings", &config).map_err(|e| e.to_string()).and_then(|cfg| Dropped::read(&name, &bytes, &cfg));
+                let result = read.map(|file| {
+                    let embeddings = file.embeddings;
+                    *state.file.borrow_mut() = Some(file);
+                    embeddings
+                });
+                reply.send(Output::UploadRead(name, result));
+            }
+            Input::Inspect { name, bytes } => reply.send(Output::Inspected(name, state.inspect(&bytes))),
             Input::Pause => state.pause.set(true),
             Input::Landscape { request, plane, n, snapshot_every } => {
                 state.landscape_request.set(request);

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use prefscope_core::{ModelKind, PairDataset, RunConfig, ScenarioKind};
+use prefscope_core::{ModelKind, ScenarioKind};
 use wasm_bindgen::prelude::wasm_bindgen;
 use web_sys::File;
 use yew::prelude::*;
@@ -82,24 +82,18 @@ pub(super) fn export_png(testid: &str, filename: &str) {
     }
 }
 
-/// A file dropped on the page.
+/// A file dropped on the page, which the compute worker has read.
 pub struct Upload {
     pub(super) name: String,
-    /// The file as dropped, for the worker to read the same way.
-    pub(super) bytes: Rc<Vec<u8>>,
-    pub(super) data: Rc<PairDataset>,
-    /// An embedding file (`prefscope embed`): unsplit, because its held-out pairs follow the run's
-    /// seed as `prefscope train --embeddings` splits them. A JSONL file comes split already.
+    /// An embedding file (`prefscope embed`), whose held-out pairs follow the run's seed.
     pub(super) embeddings: bool,
 }
 
-/// Read a dropped file ([`crate::upload::read`]). Errors name the file.
-pub(super) async fn read_upload(file: &File, cfg: &RunConfig) -> Result<Upload, String> {
+/// A dropped file's name and bytes, for the compute worker to read. Errors name the file.
+pub(super) async fn file_bytes(file: &File) -> Result<(String, Vec<u8>), String> {
     let name = file.name();
     let bytes = wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await.map(|b| js_sys::Uint8Array::new(&b).to_vec()).map_err(|_| format!("{name}: could not read the file"))?;
-    let embeddings = crate::upload::is_embeddings(&name, &bytes);
-    let data = crate::upload::read(&name, &bytes, cfg)?;
-    Ok(Upload { name, bytes: Rc::new(bytes), data: Rc::new(data), embeddings })
+    Ok((name, bytes))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use crate::by_ptr::{ByPtr, Memo, version};
 use crate::dial_panel::DirectionDial;
 use crate::embedding_panel::EmbeddingView;
 use crate::landscape_panel::LandscapePanel;
-use crate::settings::{Panel, Settings};
+use crate::settings::{Panel, SHOTS, Settings};
 use crate::surface_panel::SurfaceCanvas;
 
 use super::parts::{BATCHES, DataPlot, PAIR_COUNTS, SetBy, capitalise, loss_chart, model_title, round_sig, scenario_title};
@@ -175,7 +175,7 @@ impl App {
                     s.objectives = x.clamp(2, 8) as usize;
                     s.weights.clear();
                 })) }
-                { slider("shots", format!("new users show {} labelled pairs", s.shots), s.shots as i32, (0, ScenarioKind::CONTEXT_PAIRS as i32), s.scenario == ScenarioKind::FewShotUsers && self.uploaded.is_none(), Rc::new(|s, x| s.shots = x.clamp(0, ScenarioKind::CONTEXT_PAIRS as i32) as usize)) }
+                { slider("shots", format!("new users show {} labelled pairs", s.shots), s.shots as i32, (*SHOTS.start() as i32, *SHOTS.end() as i32), s.scenario == ScenarioKind::FewShotUsers && self.uploaded.is_none(), Rc::new(|s, x| s.shots = (x.max(0) as usize).clamp(*SHOTS.start(), *SHOTS.end()))) }
                 <div class="row">
                     { number("seed", "seed", s.seed.to_string(), Rc::new(|s, v| s.seed = v)) }
                     { number("steps", "steps", s.steps.to_string(), Rc::new(|s, v| s.steps = (v as usize).clamp(1, crate::settings::MAX_STEPS))) }
@@ -199,10 +199,10 @@ impl App {
                     <input type="file" accept=".jsonl,.json,.txt,.safetensors" data-testid="upload-input" onchange={on_pick} />
                 </label>
                 <p class="hint">{ "JSONL: one {\"chosen\": …, \"reject\": …} per line. Embeddings: the .safetensors of prefscope embed; bt, gpm and mixture train on it, held-out pairs by the seed. Read in this tab, never sent anywhere." }</p>
-                if let (Some(u), Ok(ds)) = (&self.uploaded, &self.dataset) {
+                if let (Some(u), Some(ds)) = (&self.uploaded, self.fresh_data()) {
                     <p class="notice" data-testid="upload-status">
-                        { format!("Training on {}: {} responses{}, {} pairs ({} train, {} held out). ", u.name, ds.n_items(),
-                            if u.embeddings { format!(" as {}-dimensional embeddings", ds.dim) } else { String::new() }, ds.pairs.len(), ds.train.len(), ds.eval.len()) }
+                        { format!("Training on {}: {} responses{}, {} pairs ({} train, {} held out). ", u.name, ds.n_items,
+                            if u.embeddings { format!(" as {}-dimensional embeddings", ds.dim) } else { String::new() }, ds.pairs, ds.train, ds.eval) }
                         <button onclick={link.callback(|_| Msg::ClearUpload)}>{ "Back to the scenario" }</button>
                     </p>
                 }
@@ -351,8 +351,9 @@ impl App {
 
     pub(super) fn view_data(&self, link: &yew::html::Scope<Self>) -> Html {
         let body = match (&self.dataset, &self.picture) {
-            (Err(e), _) => html! { <p class="notice error">{ format!("Could not build the scenario: {e}") }</p> },
-            (Ok(ds), Some(pic)) => html! {
+            (None, _) => html! { <p class="caption">{ "Building the data…" }</p> },
+            (Some(Err(e)), _) => html! { <p class="notice error">{ format!("Could not build the data: {e}") }</p> },
+            (Some(Ok(ds)), Some(pic)) => html! {
                 <div class="data-body">
                     <div class="surface-stack" data-testid="decision-surface" data-step={self.surface_step()}>
                         if let (Some(Ok(surface)), true) = (&self.surface, self.settings.is_open(Panel::Surface)) {
@@ -361,8 +362,8 @@ impl App {
                         <DataPlot picture={ByPtr(pic.clone())} />
                     </div>
                     <p class="caption">
-                        { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items(), ds.pairs.len(), ds.train.len(), ds.eval.len()) }
-                        <br/><br/>{ capitalise(pic.colour_legend) }{ "." }
+                        { format!("{} items, {} pairs ({} train, {} held out). ", ds.n_items, ds.pairs, ds.train, ds.eval) }
+                        <br/><br/>{ capitalise(&pic.colour_legend) }{ "." }
                         <br/><br/>{ format!("Arrows point from the chosen to the rejected item of {} sampled training pairs.", pic.arrows.len()) }
                         <br/><br/>{ self.surface_caption() }
                         <label class="check">
@@ -373,13 +374,11 @@ impl App {
                     </p>
                 </div>
             },
-            (Ok(ds), None) => html! {
+            (Some(Ok(ds)), None) => html! {
                 <>
-                    <p class="caption">{ format!("{} items with {}-dimensional features (no 2-D picture). The comparisons:", ds.n_items(), ds.dim) }</p>
+                    <p class="caption">{ format!("{} items with {}-dimensional features (no 2-D picture). The comparisons:", ds.n_items, ds.dim) }</p>
                     <ul class="pairs">
-                        { for ds.pairs.iter().take(40).map(|&(c, r)| html! {
-                            <li>{ format!("{} ≻ {}", ds.item_labels[c], ds.item_labels[r]) }</li>
-                        }) }
+                        { for ds.listed.iter().map(|pair| html! { <li>{ pair.clone() }</li> }) }
                     </ul>
                 </>
             },
