@@ -26,8 +26,18 @@ impl<B: AutodiffBackend> Trainer<B> {
             None => (&self.data, self.device.clone()),
         };
         let ac = self.autocast;
-        let batch = data.gather(&self.dataset, idx, &device).down(&ac);
+        let mut batch = data.gather(&self.dataset, idx, &device).down(&ac);
         let n = idx.len();
+        // FSPO-style shot dropout: each pair keeps a random number of its context's shots (0 to
+        // all), so the in-context model learns to serve any number of them; then it trains as
+        // any pairwise model does.
+        if let PreferenceModel::InContext(_) = model {
+            let two_d = 2 * self.dataset.dim;
+            let shots = self.dataset.prompt_dim / two_d;
+            let mask = crate::reward::few_shot::shot_mask(n, shots, two_d, &mut self.batch_rng);
+            let mask = ac.down(Tensor::from_data(TensorData::new(mask, [n, shots * two_d]), &device));
+            batch.prompts = Some(batch.prompts.expect("checked: the in-context model has context") * mask);
+        }
         let lc = &self.config.train.loss;
         let margin = lc.margins(n, batch.strengths.clone(), &device);
         let weight = if lc.scaled { batch.strengths.clone() } else { None };
@@ -66,17 +76,6 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let kl_scale = kl_anneal(self.step, self.config.train.steps, 0.1);
                 let (logits, loss) = m.elbo(batch.chosen, batch.rejected, batch.prompts.expect("checked: VPL has context"), eps, kl_scale);
                 (ac.up(logits), ac.up(loss))
-            }
-            // FSPO-style: each pair keeps a random number of its context's shots (0 to all), so
-            // the model learns to serve any number of them.
-            (PreferenceModel::InContext(m), _) => {
-                let context = batch.prompts.expect("checked: the in-context model has context");
-                let two_d = 2 * self.dataset.dim;
-                let shots = self.dataset.prompt_dim / two_d;
-                let mask = crate::reward::few_shot::shot_mask(n, shots, two_d, &mut self.batch_rng);
-                let mask = ac.down(Tensor::from_data(TensorData::new(mask, [n, shots * two_d]), &device));
-                let logits = ac.up(m.logits(batch.chosen, batch.rejected, context * mask));
-                (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None))
             }
             (PreferenceModel::Bt(m), ratings) if lc.center_coef > 0.0 || lc.regression_coef > 0.0 || lc.dr => {
                 let (rc, rr) = (ac.up(m.reward(batch.chosen)), ac.up(m.reward(batch.rejected)));

@@ -27,6 +27,12 @@ enum StepFigures<B: burn::tensor::backend::Backend> {
     Read { loss: f32, accuracy: f32, grads_finite: bool },
 }
 
+/// A step's (loss, accuracy, gradients finite), read already or still on the device.
+enum Figures<T> {
+    Known(f32, f32, bool),
+    Pending(T),
+}
+
 // Every step has one skeleton: `begin_step` (ArmoRM's stage switch, the minibatch), a gradient
 // phase of its own (one device, shards over devices, or a shard per process with an all-reduce),
 // then `finish_step` (the loss scaler's verdict, the optimiser step, the counters and the
@@ -52,15 +58,15 @@ impl<B: AutodiffBackend> Trainer<B> {
     async fn finish_step(&mut self, model: PreferenceModel<B>, grads: StepGradients, figures: StepFigures<B::InnerBackend>) -> Result<StepMetrics> {
         // Figures still on the device are read once, after the update is queued, so the device
         // is never idle waiting for them; with loss scaling the overflow check must come first.
-        let (figures, pending) = match figures {
+        let figures = match figures {
             StepFigures::OnDevice(t) if self.scaler.is_some() => {
                 let v = read(t).await?;
-                (Some((v[0], v[1], v.get(2).is_none_or(|c| c.is_finite()))), None)
+                Figures::Known(v[0], v[1], v.get(2).is_none_or(|c| c.is_finite()))
             }
-            StepFigures::OnDevice(t) => (None, Some(t)),
-            StepFigures::Read { loss, accuracy, grads_finite } => (Some((loss, accuracy, grads_finite)), None),
+            StepFigures::OnDevice(t) => Figures::Pending(t),
+            StepFigures::Read { loss, accuracy, grads_finite } => Figures::Known(loss, accuracy, grads_finite),
         };
-        let grads_finite = figures.is_none_or(|f| f.2);
+        let grads_finite = !matches!(figures, Figures::Known(_, _, false));
         // A step whose gradients overflowed is skipped (the scaler halved the scale).
         let apply = self.scaler.as_mut().is_none_or(|s| s.update(grads_finite));
         let lr = self.config.train.lr;
@@ -69,13 +75,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             (true, StepGradients::One(g)) => self.optim.step(lr, model, g),
             (true, StepGradients::Devices(g)) => self.optim.step_multi(lr, model, g),
         });
-        let (loss, accuracy) = match (figures, pending) {
-            (Some((loss, accuracy, _)), _) => (loss, accuracy),
-            (None, Some(t)) => {
+        let (loss, accuracy) = match figures {
+            Figures::Known(loss, accuracy, _) => (loss, accuracy),
+            Figures::Pending(t) => {
                 let v = read(t).await?;
                 (v[0], v[1])
             }
-            (None, None) => unreachable!("figures are read or pending"),
         };
         self.step += 1;
         if !loss.is_finite() {
