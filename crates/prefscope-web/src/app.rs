@@ -107,8 +107,7 @@ pub struct App {
     settings: Settings,
     url_warnings: Vec<String>,
     backend: BackendState,
-    /// What the worker last sent of a run's data (it builds each run's data; none before the
-    /// first reply), and the run it belongs to.
+    /// The worker's view of a run's data (none before its first reply), and that run.
     dataset: Option<Result<Rc<DataView>, String>>,
     data_run: u64,
     picture: Option<Rc<DataPicture>>,
@@ -506,8 +505,7 @@ impl App {
         }
     }
 
-    /// The latest data view the worker sent, of this run or an earlier one (the views keep
-    /// showing it until the new one arrives).
+    /// The latest data view, of this run or an earlier one (shown until the new one arrives).
     fn data(&self) -> Option<&DataView> {
         self.dataset.as_ref().and_then(|d| d.as_ref().ok()).map(Rc::as_ref)
     }
