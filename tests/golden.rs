@@ -36,6 +36,15 @@ const GOLDEN_WEIGHTS: &str = "tests/data/golden";
 /// The metrics' 1e-4 check is what catches a changed objective or learning rate.
 const WEIGHT_TOLERANCE: f64 = 1e-2;
 
+/// Tensors whose gradient is zero in exact arithmetic, so that on another CPU they differ by
+/// rounding alone, and by order 1: their gradient is rounding noise, which Adam scales to lr-sized
+/// steps in a direction the summation order picks. VPL's attention key bias adds q·b to every
+/// score of a query, which the softmax over keys cancels; the text RM's final LayerNorm shift β
+/// adds w·β to every reward, which the Bradley–Terry difference cancels. On an Intel Xeon against
+/// the AMD EPYC that wrote the file they moved 1.31 and 0.61 relative, every other tensor at most
+/// 8e-5. Their names and shapes are still checked, and their bytes on the CPU that wrote the file.
+const NO_GRADIENT: [(&str, &str); 2] = [("few-shot-users-vpl", "Vpl.key.bias"), ("text-tfm-rm", "norm.beta")];
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -253,6 +262,9 @@ fn golden_runs_are_byte_identical() {
         let golden_bytes = std::fs::read(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display()));
         for (tensor, d) in weight_distances(name, &golden_bytes, &std::fs::read(run).unwrap()) {
             eprintln!("{name}/{tensor}: relative distance {d:.2e}");
+            if NO_GRADIENT.contains(&(name.as_str(), tensor.as_str())) {
+                continue;
+            }
             assert!(d <= WEIGHT_TOLERANCE, "{name}/{tensor} moved {d:.2e} relative to its golden copy (at most {WEIGHT_TOLERANCE:e})");
         }
     }
