@@ -754,7 +754,8 @@ impl App {
                 Err(e) => self.upload_error = Some(e),
             },
             Output::Inspected(name, result) => {
-                let Some((pending, bytes)) = self.inspecting.take().filter(|(n, _)| *n == name) else { return };
+                // A reply for a checkpoint since replaced by another leaves the newer one pending.
+                let Some((pending, bytes)) = self.inspecting.take_if(|(n, _)| *n == name) else { return };
                 if let Err(e) = result.and_then(|inspected| self.open_checkpoint(&pending, bytes, inspected)) {
                     self.checkpoint_note = Some(format!("error: {name}: {e}"));
                 }
