@@ -220,9 +220,14 @@ pub fn sample_bytes<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, 
         let width = seqs.iter().map(Vec::len).max().unwrap_or(1);
         let tokens: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&b| b as i64).chain(std::iter::repeat_n(PAD as i64, width - s.len()))).collect();
         let t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [seqs.len(), width]), device);
-        let probs: Vec<f32> = softmax(lm.logits(t).div_scalar(temperature), 2).into_data().convert::<f32>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        // Only each row's last real position is sampled from: the head and the softmax run on
+        // those rows alone (each row's values are the same as from the full `[n, T, VOCAB]`).
+        let last: Vec<i64> = seqs.iter().enumerate().map(|(i, s)| (i * width + s.len() - 1) as i64).collect();
+        let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [seqs.len()]), device);
+        let hidden = lm.hidden(t).reshape([seqs.len() * width, lm.head.weight.dims()[0]]).select(0, last);
+        let probs: Vec<f32> = softmax(lm.head.forward(hidden).div_scalar(temperature), 1).into_data().convert::<f32>().to_vec().map_err(|e| Error::Backend(format!("{e:?}")))?;
         for (i, s) in seqs.iter_mut().enumerate() {
-            let row = &probs[(i * width + s.len() - 1) * VOCAB..(i * width + s.len()) * VOCAB];
+            let row = &probs[i * VOCAB..(i + 1) * VOCAB];
             let u = rng.uniform() as f32;
             let mut acc = 0.0;
             // Sample among bytes only: padding is never a completion token.
@@ -493,6 +498,42 @@ mod tests {
             sequence_logps(token_logps(lm.logits(t.clone()), t), m).into_data().to_vec().unwrap()
         };
         assert!((lp(&alone)[0] - lp(&padded)[0]).abs() < 1e-9, "right padding is invisible to a causal model");
+    }
+
+    /// Sampling reads only each row's last real position: its draws are those of the full
+    /// `[n, T, VOCAB]` softmax, row by row, for prompts of different lengths (so rows are padded).
+    #[test]
+    fn sampling_from_the_last_positions_draws_what_the_full_softmax_draws() {
+        use burn::backend::Flex;
+        fn full<B: Backend>(lm: &TinyLm<B>, prompts: &[String], len: usize, rng: &mut Rng, dev: &B::Device) -> Vec<Vec<u8>> {
+            let mut seqs: Vec<Vec<u8>> = prompts.iter().map(|p| p.as_bytes().to_vec()).collect();
+            for _ in 0..len {
+                let width = seqs.iter().map(Vec::len).max().unwrap();
+                let tokens: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&b| b as i64).chain(std::iter::repeat_n(PAD as i64, width - s.len()))).collect();
+                let t = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [seqs.len(), width]), dev);
+                let probs: Vec<f32> = softmax(lm.logits(t).div_scalar(0.7), 2).into_data().convert::<f32>().to_vec().unwrap();
+                for (i, s) in seqs.iter_mut().enumerate() {
+                    let row = &probs[(i * width + s.len() - 1) * VOCAB..(i * width + s.len()) * VOCAB];
+                    let (u, total) = (rng.uniform() as f32, row[..PAD].iter().sum::<f32>());
+                    let mut acc = 0.0;
+                    let byte = (0..PAD).find(|&b| {
+                        acc += row[b] / total;
+                        u < acc
+                    });
+                    s.push(byte.unwrap_or(b' ' as usize) as u8);
+                }
+            }
+            seqs.into_iter().zip(prompts).map(|(s, p)| s[p.len()..].to_vec()).collect()
+        }
+        fn check<B: Backend>(dev: &B::Device) {
+            let lm = TinyLmConfig::default().init::<B>(4, dev);
+            let prompts: Vec<String> = ["say ok:", "say never:", "a", "say maybe:"].map(String::from).to_vec();
+            let got = sample_bytes(&lm, &prompts, 8, 0.7, &mut Rng::stream(9, "t"), dev).unwrap();
+            assert_eq!(got, full(&lm, &prompts, 8, &mut Rng::stream(9, "t"), dev));
+            assert!(got.iter().any(|g| g != &got[0]), "the rows differ, so a row mix-up would show");
+        }
+        check::<B>(&Default::default());
+        check::<Flex>(&Default::default());
     }
 
     #[test]
