@@ -67,6 +67,33 @@ fn malformed_pair_files_stop_with_file_line_field_or_skip_with_a_count() {
     assert_eq!(summary["skipped_lines"], 1);
 }
 
+/// `eval --benchmark rewardbench2` on a text run: the sample's six subsets, scored best-of-n;
+/// a malformed line stops it with file, line and field; the flag needs --data.
+#[test]
+fn rewardbench2_scores_a_text_run_per_subset_and_names_bad_lines() {
+    let dir = scratch("rewardbench2");
+    let good = "{\"prompt\": \"Name a colour.\", \"chosen\": \"Red is a colour.\", \"rejected\": \"Seven.\"}";
+    std::fs::write(dir.join("pairs.jsonl"), vec![good; 16].join("\n")).unwrap();
+    last_json(&prefscope(&["train", "--data", "pairs.jsonl", "--steps", "3", "--batch", "4", "--max-len", "32", "--out", "run", "--json"], &dir));
+    let rb2 = test_data("rewardbench2-sample.jsonl");
+    let v = last_json(&prefscope(&["eval", "run", "--data", rb2.to_str().unwrap(), "--benchmark", "rewardbench2", "--json"], &dir));
+    check_rewardbench2(&v);
+    // The table for people, and the result kept in the run folder as every eval's is.
+    let out = prefscope(&["eval", "run", "--data", rb2.to_str().unwrap(), "--benchmark", "rewardbench2"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RewardBench 2, 14 prompts") && text.contains("Ties terms") && text.contains("unweighted mean"), "{text}");
+
+    let lines: Vec<String> = std::fs::read_to_string(&rb2).unwrap().lines().map(String::from).collect();
+    let mut bad = lines.clone();
+    bad[2] = bad[2].replace("\"num_correct\": 1", "\"num_correct\": 3");
+    std::fs::write(dir.join("bad.jsonl"), bad.join("\n")).unwrap();
+    let out = prefscope(&["eval", "run", "--data", "bad.jsonl", "--benchmark", "rewardbench2"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bad.jsonl:3: num_correct: is 3 but the line has 1 chosen response(s)"), "{err}");
+    let out = prefscope(&["eval", "run", "--benchmark", "rewardbench2"], &dir);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--data"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `embed` needs the MiniLM folder from `cargo xtask setup`; without it this test fails, by design.
 #[test]
 fn embed_writes_one_minilm_row_per_pair_and_side() {
@@ -151,12 +178,44 @@ fn embed_writes_one_minilm_row_per_pair_and_side() {
     assert_eq!((rb["split"].as_str(), rb["n"].as_u64()), (Some("all"), Some(2)));
     assert_eq!(rb["rewardbench"]["sections"].as_object().unwrap().keys().collect::<Vec<_>>(), ["Chat", "Safety"]);
 
+    // RewardBench 2's layout: several responses per prompt, scored best-of-n per subset. A GPM
+    // head has no scalar reward to rank them by.
+    let rb2 = test_data("rewardbench2-sample.jsonl");
+    check_rewardbench2(&last_json(&prefscope(&["eval", "heads-bt", "--data", rb2.to_str().unwrap(), "--benchmark", "rewardbench2", "--json"], &dir)));
+    let out = prefscope(&["eval", "heads-gpm", "--data", rb2.to_str().unwrap(), "--benchmark", "rewardbench2"], &dir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scalar reward; a `gpm` model"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // `--out` and `--model`: embed's spellings from before `--output` and `--encoder`, kept as
     // hidden aliases for one release.
     let out = prefscope(&["embed", "--data", data.to_str().unwrap(), "--out", "x.safetensors", "--model", "no-such-folder"], &dir);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cargo xtask setup"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.join("x.safetensors").exists());
+}
+
+/// An `eval --benchmark rewardbench2` result on the committed sample: all six subsets with their
+/// prompt counts, each score a share, the overall score their unweighted mean, and the Ties score
+/// its formula of its terms.
+fn check_rewardbench2(v: &serde_json::Value) {
+    assert_eq!((v["benchmark"].as_str(), v["lines"].as_u64()), (Some("rewardbench2"), Some(14)), "{v}");
+    let rb = &v["rewardbench2"];
+    let subsets = rb["subsets"].as_object().unwrap();
+    let names: Vec<&str> = subsets.keys().map(String::as_str).collect();
+    assert_eq!(names, ["Factuality", "Focus", "Math", "Precise IF", "Safety", "Ties"]);
+    for (name, s) in subsets {
+        assert_eq!(s["n"].as_u64(), Some(if name == "Ties" { 4 } else { 2 }), "{name}");
+        let score = s["score"].as_f64().unwrap();
+        // A mean of best-of-n shares; Ties' 0.01 × margin term (in [−1, 1]) can take it 0.01 past either end.
+        let range = if name == "Ties" { -0.01..=1.01 } else { 0.0..=1.0 };
+        assert!(range.contains(&score), "{name}: {score}");
+    }
+    let mean = subsets.values().map(|s| s["score"].as_f64().unwrap()).sum::<f64>() / 6.0;
+    assert!((rb["overall"].as_f64().unwrap() - mean).abs() < 1e-12, "{rb}");
+    let t = &rb["ties"];
+    let f = |k: &str| t[k].as_f64().unwrap();
+    let formula = 0.3 * f("tied_accuracy") + 0.3 * f("ref_accuracy") + 0.2 * f("correctness_preferred") + 0.2 * f("correctness_preferred_hard") + 0.01 * f("margin_score");
+    assert!((formula - subsets["Ties"]["score"].as_f64().unwrap()).abs() < 1e-12 && (formula - f("overall")).abs() < 1e-12, "{t}");
+    assert_eq!(rb["missing"].as_array().map(Vec::len), Some(0));
 }
 
 /// The claim "MiniLM + BT head beats the from-scratch model", where pretraining pays: few

@@ -10,6 +10,7 @@ use prefscope_core::reward::embeddings::{ENCODER_KEY, SOURCE_KEY, read_pair_embe
 use prefscope_core::reward::metrics::{EvalReport, PairScore, evaluate_scores};
 use prefscope_core::text::minilm;
 use prefscope_core::text::pairs::{OnError, PairReader, TextFormat, TextPair};
+use prefscope_core::text::rewardbench2::{self, Rb2Row};
 use prefscope_core::reward::data::is_held_out;
 use prefscope_core::text::trainer::same_file;
 use prefscope_core::reward::train::{evaluate, pair_logits, sign_accuracy};
@@ -17,7 +18,7 @@ use prefscope_core::{ModelKind, PairDataset, RunConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run_config::EvalArgs;
+use crate::run_config::{Benchmark, EvalArgs};
 use crate::run_folder::{read_checkpoint, save_eval_report};
 
 
@@ -28,6 +29,8 @@ pub(crate) struct EvalJob {
     data: Option<PathBuf>,
     format: TextFormat,
     on_error: OnError,
+    /// `--benchmark rewardbench2`: --data's rows, scored as RewardBench 2 does.
+    rb2: Option<Vec<Rb2Row>>,
 }
 
 /// What an eval scores: the data, which of its pairs, and what the report says about them.
@@ -66,11 +69,17 @@ impl EvalJob {
         let Some(items) = minilm::ItemText::from_encoder_label(&label) else {
             bail!("{} holds `{label}` vectors; eval embeds text with {} only, so embed {source} the same way and pass that file", own.display(), minilm::ENCODER_NAME);
         };
-        let mut reader = PairReader::open(path, self.format, self.on_error)?;
-        let mut text: Vec<TextPair> = reader.by_ref().collect::<prefscope_core::Result<_>>()?;
+        let (mut text, skipped) = match &self.rb2 {
+            Some(rows) => (rewardbench2::pairs(rows), 0),
+            None => {
+                let mut reader = PairReader::open(path, self.format, self.on_error)?;
+                let text: Vec<TextPair> = reader.by_ref().collect::<prefscope_core::Result<_>>()?;
+                (text, reader.skipped)
+            }
+        };
         // The file the head's embeddings came from (embedding files record its name): score only
         // the lines its training held out, as for a text run's own file.
-        let trained_on_it = path.file_name().is_some_and(|n| meta.get(SOURCE_KEY).is_some_and(|s| n.to_string_lossy() == *s));
+        let trained_on_it = self.rb2.is_none() && path.file_name().is_some_and(|n| meta.get(SOURCE_KEY).is_some_and(|s| n.to_string_lossy() == *s));
         if trained_on_it {
             // Only files with line numbers were split by line; an older one's split is a shuffle
             // that cannot be matched to lines, and scoring it all would include training pairs.
@@ -86,18 +95,25 @@ impl EvalJob {
         prefscope_core::text::pairs::carry_labels(&source, &text, &mut dataset)?;
         let categories = text.iter().map(|p| p.category.clone()).collect();
         let split = if trained_on_it { "held-out" } else { "all" };
-        Ok(Scored { pairs: (0..text.len()).collect(), dataset, split, source, categories, skipped: reader.skipped })
+        Ok(Scored { pairs: (0..text.len()).collect(), dataset, split, source, categories, skipped })
     }
 }
 
 impl BackendJob for EvalJob {
-    type Output = (EvalReport, serde_json::Value);
+    type Output = (Option<EvalReport>, serde_json::Value);
 
     fn run<B: AutodiffBackend>(mut self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let (head, model) = load_preference_model::<B>(std::mem::take(&mut self.weights), &device)?;
+        if self.rb2.is_some() && model.kind() != ModelKind::Bt {
+            bail!("RewardBench 2 ranks each prompt's responses by a scalar reward; a `{}` model scores pairs only", model.kind().name());
+        }
         let Scored { dataset, pairs, split, source, categories, skipped } = self.scored::<B>(&head.config, &device, backend)?;
         check_fits(&head, &dataset)?;
         let model = model.valid();
+        if let Some(rows) = &self.rb2 {
+            let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
+            return Ok((None, rewardbench2_output(&source, rows, &logits, backend)?));
+        }
         let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
         let sign = pollster::block_on(sign_accuracy(&model, &dataset, &pairs, &device))?;
         let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
@@ -138,7 +154,46 @@ impl BackendJob for EvalJob {
         out["data"] = json!(source);
         out["skipped_lines"] = json!(skipped);
         out["backend"] = json!(backend.name());
-        Ok((report, out))
+        Ok((Some(report), out))
+    }
+}
+
+/// Read --data as RewardBench 2 rows when `--benchmark rewardbench2` asks for it.
+pub(crate) fn rb2_rows(args: &EvalArgs) -> Result<Option<Vec<Rb2Row>>> {
+    match (args.benchmark, &args.data) {
+        (Some(Benchmark::Rewardbench2), Some(path)) => Ok(Some(rewardbench2::read_file(path)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The JSON of a RewardBench 2 evaluation, from the logits of [`rewardbench2::pairs`].
+pub(crate) fn rewardbench2_output(source: &str, rows: &[Rb2Row], logits: &[f32], backend: BackendKind) -> Result<serde_json::Value> {
+    let rewards = rewardbench2::relative_rewards(source, rows, logits)?;
+    let scores = rewardbench2::scores(source, rows, &rewards)?;
+    Ok(json!({ "benchmark": "rewardbench2", "rewardbench2": scores, "lines": rows.len(), "data": source, "split": "all", "backend": backend.name() }))
+}
+
+/// Print an eval's result: the pair report, or RewardBench 2's table.
+pub(crate) fn print_eval(run: &std::path::Path, report: Option<&EvalReport>, out: &serde_json::Value) {
+    if let Some(r) = report {
+        return crate::text::print_report(run, r, out);
+    }
+    let rb = &out["rewardbench2"];
+    println!("{} on {} (RewardBench 2, {} prompts):", run.display(), out["data"].as_str().unwrap_or(""), out["lines"]);
+    for (name, s) in rb["subsets"].as_object().into_iter().flatten() {
+        println!("  {name:<12} {:>6} prompts  {:.4}", s["n"], s["score"].as_f64().unwrap_or(f64::NAN));
+    }
+    if let Some(t) = rb["ties"].as_object() {
+        let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  Ties terms: tied accuracy {:.3}, reference accuracy {:.3}, correctness preferred {:.3} (hard {:.3}), margin {:.3}",
+            f("tied_accuracy"), f("ref_accuracy"), f("correctness_preferred"), f("correctness_preferred_hard"), f("margin_score")
+        );
+    }
+    println!("  overall (unweighted mean of subsets) {:.4}", rb["overall"].as_f64().unwrap_or(f64::NAN));
+    if let Some(m) = rb["missing"].as_array().filter(|m| !m.is_empty()) {
+        let names: Vec<&str> = m.iter().filter_map(|v| v.as_str()).collect();
+        println!("  not in the data: {} (so this is not RewardBench 2's overall score)", names.join(", "));
     }
 }
 
@@ -148,13 +203,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
-    let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)? };
+    let rb2 = rb2_rows(&args)?;
+    let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)?, rb2 };
     let (report, out) = dispatch(args.backend.backend, job)?;
     save_eval_report(args.run(), &out)?;
     if args.json {
         println!("{out}");
     } else {
-        crate::text::print_report(args.run(), &report, &out);
+        print_eval(args.run(), report.as_ref(), &out);
     }
     Ok(())
 }

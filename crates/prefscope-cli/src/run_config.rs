@@ -110,11 +110,23 @@ pub struct EvalArgs {
     /// What a malformed line of --data does: stop or skip.
     #[arg(long, default_value = "stop")]
     pub(crate) on_error: String,
+    /// Score --data as this benchmark does. `rewardbench2`: each line is a prompt with several
+    /// responses (`chosen` and `rejected` lists, a `subset`, an `id`), scored best-of-n per
+    /// subset, Ties by its own formula, subsets averaged unweighted.
+    #[arg(long, value_enum, requires = "data")]
+    pub(crate) benchmark: Option<Benchmark>,
     /// Print one JSON object as the last stdout line.
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) backend: BackendArgs,
+}
+
+/// A benchmark layout and scoring for `eval --data` (RewardBench v1's sections need no flag:
+/// they are scored whenever the pairs name a `subset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Benchmark {
+    Rewardbench2,
 }
 
 /// The run folder a command reads: the positional RUN, or `--run` (a hidden alias kept for one

@@ -192,17 +192,22 @@ struct TextEvalJob {
     data: Option<PathBuf>,
     format: TextFormat,
     on_error: OnError,
+    rb2: Option<Vec<prefscope_core::text::rewardbench2::Rb2Row>>,
 }
 
 impl BackendJob for TextEvalJob {
-    type Output = (EvalReport, serde_json::Value);
+    type Output = (Option<EvalReport>, serde_json::Value);
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let (cfg, tok, model) = load_text_model::<B>(self.weights, &device)?;
         let model = model.valid();
         // Never score training pairs: the run's own file contributes its held-out lines only.
-        let (pairs, split, skipped, source) = match &self.data {
-            Some(path) if !same_file(path, &cfg.data.path) => {
+        if self.rb2.is_some() && cfg.model.head != prefscope_core::text::transformer::TfmHead::Bt {
+            bail!("RewardBench 2 ranks each prompt's responses by a scalar reward; this run's GPM head scores pairs only");
+        }
+        let (pairs, split, skipped, source) = match (&self.data, &self.rb2) {
+            (Some(path), Some(rows)) => (prefscope_core::text::rewardbench2::pairs(rows), "all", 0, path.clone()),
+            (Some(path), None) if !same_file(path, &cfg.data.path) => {
                 let mut reader = PairReader::open(path, self.format, self.on_error)?;
                 let pairs: Vec<TextPair> = reader.by_ref().collect::<prefscope_core::Result<_>>()?;
                 (pairs, "all", reader.skipped, path.clone())
@@ -220,25 +225,29 @@ impl BackendJob for TextEvalJob {
         debug_assert!(split == "all" || pairs.iter().all(|p| is_held_out(cfg.seed, p.line, cfg.data.eval_fraction)));
         let encoded = EncodedPairs::new(&tok, &pairs, cfg.model.max_len)?;
         let logits = score_pairs(&model, &cfg.model, tok.special.pad, &encoded, 32, &device)?;
+        if let Some(rows) = &self.rb2 {
+            return Ok((None, crate::eval::rewardbench2_output(&source.display().to_string(), rows, &logits, backend)?));
+        }
         let report = evaluate_scores(&pair_scores(&logits, &encoded));
         let mut out = serde_json::to_value(&report)?;
         out["split"] = json!(split);
         out["data"] = json!(source.display().to_string());
         out["skipped_lines"] = json!(skipped);
         out["backend"] = json!(backend.name());
-        Ok((report, out))
+        Ok((Some(report), out))
     }
 }
 
 pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
-    let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)? };
+    let rb2 = crate::eval::rb2_rows(&args)?;
+    let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)?, rb2 };
     let (r, out) = dispatch(args.backend.backend, job)?;
     crate::run_folder::save_eval_report(args.run(), &out)?;
     if args.json {
         println!("{out}");
         return Ok(());
     }
-    print_report(args.run(), &r, &out);
+    crate::eval::print_eval(args.run(), r.as_ref(), &out);
     Ok(())
 }
 
