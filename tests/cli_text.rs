@@ -82,6 +82,9 @@ fn rewardbench2_scores_a_text_run_per_subset_and_names_bad_lines() {
     let out = prefscope(&["eval", "run", "--data", rb2.to_str().unwrap(), "--benchmark", "rewardbench2"], &dir);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("RewardBench 2, 14 prompts") && text.contains("Ties terms") && text.contains("unweighted mean"), "{text}");
+    let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("run/eval-rewardbench2.json")).unwrap()).unwrap();
+    assert_eq!(kept["rewardbench2"], v["rewardbench2"]);
+    assert!(!dir.join("run/eval.json").exists(), "the pair report that `plot` draws is not replaced");
 
     let lines: Vec<String> = std::fs::read_to_string(&rb2).unwrap().lines().map(String::from).collect();
     let mut bad = lines.clone();

@@ -160,10 +160,13 @@ pub(crate) fn read_checkpoint(run: &Path) -> Result<(PathBuf, Vec<u8>)> {
     Ok((weights_path, weights))
 }
 
-/// Keep an eval's report in its run folder (`eval.json`, the `--json` object), for `plot`.
+/// Keep an eval's report in its run folder (`eval.json`, the `--json` object), for `plot`; a
+/// benchmark's scores go beside it (`eval-rewardbench2.json`), so they never replace the report
+/// that `plot` draws.
 pub(crate) fn save_eval_report(run: &Path, out: &serde_json::Value) -> Result<()> {
     if run.is_dir() {
-        write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(out)?.as_bytes())?;
+        let name = out["benchmark"].as_str().map_or_else(|| "eval.json".to_string(), |b| format!("eval-{b}.json"));
+        write_atomic(&run.join(name), serde_json::to_string_pretty(out)?.as_bytes())?;
     }
     Ok(())
 }
