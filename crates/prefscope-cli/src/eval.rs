@@ -18,7 +18,7 @@ use prefscope_core::{ModelKind, PairDataset, RunConfig};
 use serde_json::json;
 
 use crate::backend::{BackendJob, BackendKind, dispatch};
-use crate::run_config::{Benchmark, EvalArgs};
+use crate::run_config::EvalArgs;
 use crate::run_folder::{read_checkpoint, save_eval_report};
 
 
@@ -112,7 +112,7 @@ impl BackendJob for EvalJob {
         let model = model.valid();
         if let Some(rows) = &self.rb2 {
             let logits = pollster::block_on(pair_logits(&model, &dataset, &pairs, &device))?;
-            return Ok((None, rewardbench2_output(&source, rows, &logits, backend)?));
+            return Ok((None, crate::eval_report::rewardbench2_output(&source, rows, &logits, backend)?));
         }
         let e = pollster::block_on(evaluate(&model, &dataset, &pairs, &device))?;
         let sign = pollster::block_on(sign_accuracy(&model, &dataset, &pairs, &device))?;
@@ -158,59 +158,20 @@ impl BackendJob for EvalJob {
     }
 }
 
-/// Read --data as RewardBench 2 rows when `--benchmark rewardbench2` asks for it.
-pub(crate) fn rb2_rows(args: &EvalArgs) -> Result<Option<Vec<Rb2Row>>> {
-    match (args.benchmark, &args.data) {
-        (Some(Benchmark::Rewardbench2), Some(path)) => Ok(Some(rewardbench2::read_file(path)?)),
-        _ => Ok(None),
-    }
-}
-
-/// The JSON of a RewardBench 2 evaluation, from the logits of [`rewardbench2::pairs`].
-pub(crate) fn rewardbench2_output(source: &str, rows: &[Rb2Row], logits: &[f32], backend: BackendKind) -> Result<serde_json::Value> {
-    let rewards = rewardbench2::relative_rewards(source, rows, logits)?;
-    let scores = rewardbench2::scores(source, rows, &rewards)?;
-    Ok(json!({ "benchmark": "rewardbench2", "rewardbench2": scores, "lines": rows.len(), "data": source, "split": "all", "backend": backend.name() }))
-}
-
-/// Print an eval's result: the pair report, or RewardBench 2's table.
-pub(crate) fn print_eval(run: &std::path::Path, report: Option<&EvalReport>, out: &serde_json::Value) {
-    if let Some(r) = report {
-        return crate::text::print_report(run, r, out);
-    }
-    let rb = &out["rewardbench2"];
-    println!("{} on {} (RewardBench 2, {} prompts):", run.display(), out["data"].as_str().unwrap_or(""), out["lines"]);
-    for (name, s) in rb["subsets"].as_object().into_iter().flatten() {
-        println!("  {name:<12} {:>6} prompts  {:.4}", s["n"], s["score"].as_f64().unwrap_or(f64::NAN));
-    }
-    if let Some(t) = rb["ties"].as_object() {
-        let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
-        println!(
-            "  Ties terms: tied accuracy {:.3}, reference accuracy {:.3}, correctness preferred {:.3} (hard {:.3}), margin {:.3}",
-            f("tied_accuracy"), f("ref_accuracy"), f("correctness_preferred"), f("correctness_preferred_hard"), f("margin_score")
-        );
-    }
-    println!("  overall (unweighted mean of subsets) {:.4}", rb["overall"].as_f64().unwrap_or(f64::NAN));
-    if let Some(m) = rb["missing"].as_array().filter(|m| !m.is_empty()) {
-        let names: Vec<&str> = m.iter().filter_map(|v| v.as_str()).collect();
-        println!("  not in the data: {} (so this is not RewardBench 2's overall score)", names.join(", "));
-    }
-}
-
 pub fn eval(args: EvalArgs) -> Result<()> {
     let (weights_path, weights) = read_checkpoint(args.run())?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {
         return crate::text::eval(args, weights);
     }
-    let rb2 = rb2_rows(&args)?;
+    let rb2 = crate::eval_report::rb2_rows(&args)?;
     let job = EvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: crate::text::parse_on_error(&args.on_error)?, rb2 };
     let (report, out) = dispatch(args.backend.backend, job)?;
     save_eval_report(args.run(), &out)?;
     if args.json {
         println!("{out}");
     } else {
-        print_eval(args.run(), report.as_ref(), &out);
+        crate::eval_report::print_eval(args.run(), report.as_ref(), &out);
     }
     Ok(())
 }

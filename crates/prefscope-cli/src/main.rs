@@ -17,6 +17,7 @@ mod plot;
 mod rank;
 mod drive;
 mod eval;
+mod eval_report;
 mod run_config;
 mod run_folder;
 mod scenario;

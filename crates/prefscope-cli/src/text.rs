@@ -3,7 +3,7 @@
 //! scenario runs.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
@@ -226,7 +226,7 @@ impl BackendJob for TextEvalJob {
         let encoded = EncodedPairs::new(&tok, &pairs, cfg.model.max_len)?;
         let logits = score_pairs(&model, &cfg.model, tok.special.pad, &encoded, 32, &device)?;
         if let Some(rows) = &self.rb2 {
-            return Ok((None, crate::eval::rewardbench2_output(&source.display().to_string(), rows, &logits, backend)?));
+            return Ok((None, crate::eval_report::rewardbench2_output(&source.display().to_string(), rows, &logits, backend)?));
         }
         let report = evaluate_scores(&pair_scores(&logits, &encoded));
         let mut out = serde_json::to_value(&report)?;
@@ -239,7 +239,7 @@ impl BackendJob for TextEvalJob {
 }
 
 pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
-    let rb2 = crate::eval::rb2_rows(&args)?;
+    let rb2 = crate::eval_report::rb2_rows(&args)?;
     let job = TextEvalJob { weights, data: args.data.clone(), format: TextFormat::parse(&args.format)?, on_error: parse_on_error(&args.on_error)?, rb2 };
     let (r, out) = dispatch(args.backend.backend, job)?;
     crate::run_folder::save_eval_report(args.run(), &out)?;
@@ -247,49 +247,7 @@ pub fn eval(args: EvalArgs, weights: Vec<u8>) -> Result<()> {
         println!("{out}");
         return Ok(());
     }
-    crate::eval::print_eval(args.run(), r.as_ref(), &out);
+    crate::eval_report::print_eval(args.run(), r.as_ref(), &out);
     Ok(())
 }
 
-pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) {
-    println!("{} on {} ({} pairs, {}):", run.display(), out["data"].as_str().unwrap_or(""), r.n, out["split"].as_str().unwrap_or(""));
-    println!(
-        "  accuracy      {:.4}  (95% CI {:.4}–{:.4}; one-sided p = {:.2e} against chance)",
-        r.accuracy, r.accuracy_ci95[0], r.accuracy_ci95[1], r.p_value_vs_chance
-    );
-    println!("  mean margin   {:.4}    loss {:.4}", r.mean_margin, r.loss);
-    if let Some(s) = out["sign_accuracy"].as_f64() {
-        println!("  sign accuracy {s:.4}  (responses whose reward has the sign of their gold rating)");
-    }
-    if let Some(rows) = out["context_inferred_accuracy"].as_array() {
-        let shown: Vec<String> = rows.iter().map(|r| format!("k = {}: {:.3}", r["k"], r["accuracy"].as_f64().unwrap_or(f64::NAN))).collect();
-        println!("  context inferred from k of an annotator's labels: {}", shown.join(", "));
-    }
-    println!("  calibration   ECE {:.4}", r.ece);
-    println!("    confidence   pairs  accuracy  mean conf.");
-    for b in r.reliability.iter().filter(|b| b.count > 0) {
-        println!("    {:.2}–{:.2}  {:>7}  {:>8.3}  {:>10.3}", b.lo, b.hi, b.count, b.accuracy, b.mean_confidence);
-    }
-    // Empty for embedding files written before they kept the responses' lengths.
-    if !r.by_length.is_empty() {
-        println!("  length        prefers the longer response in {:.1}% of unequal pairs", 100.0 * r.prefers_longer);
-        for b in &r.by_length {
-            println!("    {:<16} {:>6} pairs  accuracy {:.3}", b.name, b.count, b.accuracy);
-        }
-    }
-    if let Some(rb) = &r.rewardbench {
-        println!("  RewardBench subsets:");
-        for (name, s) in &rb.subsets {
-            println!("    {name:<24} {:>5} pairs  {:.3}", s.n, s.accuracy);
-        }
-        for (name, v) in &rb.sections {
-            println!("  section {name:<12} {v:.4}");
-        }
-        if let Some(o) = rb.overall {
-            println!("  overall (v1 weights 2,2,2,2,1) {o:.4}");
-        }
-        if let Some(m) = rb.four_category_mean {
-            println!("  4-category mean {m:.4}");
-        }
-    }
-}
