@@ -666,6 +666,36 @@ fn a_context_aware_run_reports_accuracy_with_the_context_inferred_from_k_labels(
 }
 
 #[test]
+fn an_attribute_attention_run_reports_each_communitys_profile() {
+    use prefscope_core::reward::scenarios::communities::{ATTRIBUTES, COMMUNITIES, WEIGHTS};
+    let dir = scratch("prefpalette");
+    let out = last_json(&prefscope(&["train", "--scenario", "communities", "--model", "attribute-attention", "--steps", "600", "--out", "pp", "--json"], &dir));
+    assert!(out["eval_accuracy"].as_f64().unwrap() >= 0.8, "{out}");
+    let e = last_json(&prefscope(&["eval", "pp", "--json"], &dir));
+    let rows = e["attention_profiles"].as_array().unwrap_or_else(|| panic!("no attention_profiles: {e}"));
+    assert_eq!(rows.len(), COMMUNITIES.len(), "{e}");
+    for row in rows {
+        let c = COMMUNITIES.iter().position(|&n| Some(n) == row["context"].as_str()).unwrap_or_else(|| panic!("{row}"));
+        let weights: Vec<f64> = row["attention"].as_array().unwrap().iter().map(|a| a["weight"].as_f64().unwrap()).collect();
+        let names: Vec<&str> = row["attention"].as_array().unwrap().iter().map(|a| a["attribute"].as_str().unwrap()).collect();
+        assert_eq!(names, ATTRIBUTES, "{row}");
+        assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row}");
+        // The community's most valued attribute draws the most attention.
+        let top = |w: &[f64]| (0..w.len()).max_by(|&i, &j| w[i].total_cmp(&w[j])).unwrap();
+        assert_eq!(top(&weights), top(&WEIGHTS[c]), "{row}");
+    }
+    let text = String::from_utf8_lossy(&prefscope(&["eval", "pp"], &dir).stdout).to_string();
+    assert!(text.contains("attention over the attributes") && text.contains("scholarly"), "{text}");
+    // Without contexts, or without attribute ratings, the model is refused with the key to fix.
+    let bad = prefscope(&["train", "--scenario", "linear", "--model", "attribute-attention", "--out", "x"], &dir);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("communities"), "{err}");
+    let bad = prefscope(&["train", "--scenario", "context-reversal", "--model", "attribute-attention", "--out", "y"], &dir);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("model.objectives"), "{err}");
+}
+
+#[test]
 fn align_online_optimises_against_gold_and_against_a_trained_run() {
     let dir = scratch("align-online");
     // Exact RLOO on the drawn bandit lands on π_ref·exp(r/β)/Z; the metrics stream has one line

@@ -200,6 +200,7 @@ fn golden_runs_are_byte_identical() {
         ("gridworld", "partial-return"),
         ("context-reversal", "context-bt"),
         ("few-shot-users", "in-context"),
+        ("communities", "attribute-attention"),
     ] {
         let name = format!("{scenario}-{model}");
         prefscope(&["train", "--scenario", scenario, "--model", model, "--steps", "30", "--seed", "0", "--out", &name], &dir);

@@ -149,6 +149,12 @@ impl BackendJob for EvalJob {
                 out["context_inferred_accuracy"] = json!(SHOTS.iter().zip(&acc).map(|(k, a)| json!({ "k": k, "accuracy": a })).collect::<Vec<_>>());
             }
         }
+        // PrefPalette: each community's attention over the attributes, its profile.
+        if let prefscope_core::reward::model::PreferenceModel::AttributeAttention(m) = &model {
+            let found = pollster::block_on(prefscope_core::reward::attributes::profiles(m, &dataset, &device))?;
+            let rows: Vec<_> = found.iter().map(|p| json!({ "context": p.context, "attention": p.attention.iter().map(|(n, w)| json!({ "attribute": n, "weight": w })).collect::<Vec<_>>() })).collect();
+            out["attention_profiles"] = json!(rows);
+        }
         out["probability"] = json!(e.probability);
         out["split"] = json!(split);
         out["data"] = json!(source);

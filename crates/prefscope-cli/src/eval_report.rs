@@ -64,6 +64,15 @@ pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) 
         let shown: Vec<String> = rows.iter().map(|r| format!("k = {}: {:.3}", r["k"], r["accuracy"].as_f64().unwrap_or(f64::NAN))).collect();
         println!("  context inferred from k of an annotator's labels: {}", shown.join(", "));
     }
+    if let Some(rows) = out["attention_profiles"].as_array() {
+        println!("  attention over the attributes, by context (largest first):");
+        for row in rows {
+            let mut weights: Vec<(String, f64)> = row["attention"].as_array().into_iter().flatten().map(|a| (a["attribute"].as_str().unwrap_or("?").to_string(), a["weight"].as_f64().unwrap_or(f64::NAN))).collect();
+            weights.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let shown: Vec<String> = weights.iter().map(|(n, w)| format!("{n} {w:.2}")).collect();
+            println!("    {:<12} {}", row["context"].as_str().unwrap_or("?"), shown.join(", "));
+        }
+    }
     println!("  calibration   ECE {:.4}", r.ece);
     println!("    confidence   pairs  accuracy  mean conf.");
     for b in r.reliability.iter().filter(|b| b.count > 0) {

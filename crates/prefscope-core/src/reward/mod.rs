@@ -6,6 +6,7 @@
 //! * [`embeddings`]: embedding files (text pairs embedded by a sentence encoder) as datasets.
 //! * [`model`]: Bradley–Terry, GPM, multi-objective (DPA/ArmoRM), mixtures (MiCRo), regret.
 //! * [`few_shot`]: serving a new user from a few of their labels: VPL and the in-context model.
+//! * [`attributes`]: PrefPalette's attribute attention: attribute predictors weighed per community.
 //! * [`context`]: context-aware reward models (CARM) and inferring a hidden context from labels.
 //! * [`loss`]: the pairwise and listwise losses and scores, as plain tensor functions.
 //! * [`train`]: the run configuration, the trainer and its metrics stream.
@@ -13,6 +14,7 @@
 //! * [`trajectories`]: segment preferences in a gridworld: regret against partial return, HERON.
 //! * [`checkpoint`]: self-describing safetensors checkpoints shared by the CLI and the page.
 
+pub mod attributes;
 pub mod checkpoint;
 pub mod context;
 pub mod data;

@@ -12,6 +12,7 @@ use crate::runtime::kernels::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::reward::loss::{gpm_score, unit_normalize};
+pub use crate::reward::attributes::AttributeAttentionModel;
 pub use crate::reward::few_shot::{InContextModel, VplModel};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
@@ -40,10 +41,13 @@ pub enum ModelKind {
     /// FSPO-style in-context user model: a user's labelled pairs, read directly, summarise the
     /// user; the reward is g(y)·s + b(y).
     InContext,
+    /// PrefPalette: attribute predictors, weighed by an attention that depends on the context.
+    AttributeAttention,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 9] = [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt, Self::InContext];
+    pub const ALL: [ModelKind; 10] =
+        [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt, Self::InContext, Self::AttributeAttention];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +60,7 @@ impl ModelKind {
             Self::PartialReturn => "partial-return",
             Self::ContextBt => "context-bt",
             Self::InContext => "in-context",
+            Self::AttributeAttention => "attribute-attention",
         }
     }
 
@@ -77,6 +82,7 @@ impl ModelKind {
             Self::PartialReturn => "Partial-return preference model: a segment's score is the reward it collects, w·Σφ. The usual RLHF assumption; it ignores where a segment starts and ends.",
             Self::ContextBt => "Context-aware reward model (CARM, Pitis et al.): one network reads the context (here the pair's prompt features: a criterion, a user) beside the response, r(c, y), and is trained with Bradley–Terry under each pair's own context. Where the same two responses are preferred one way under one context and the other way under another, it can be right on both; a reward that ignores the context cannot. For an annotator whose context is hidden, `prefscope eval` infers it from k of their labels (the posterior over the known contexts) and scores with the mixture Σ_c P(c) P(y₁ ≻ y₂ | c).",
             Self::InContext => "In-context user model (FSPO, Singh et al.): the user's few labelled pairs are read as they are, as an LLM reads them in its prompt. Each pair becomes a vector, odd in its label (ψ(chosen, rejected) − ψ(rejected, chosen)); their mean is the user's summary s, and the reward is g(y)·s + b(y). Training hides a random number of each pair's context pairs (0 to all), so one model serves any number of shots: with none it is the population's reward, and each labelled pair sharpens it. `scenario.shots` sets how many pairs the held-out users show.",
+            Self::AttributeAttention => "Attribute attention (PrefPalette, Li et al.): attribute predictors p_i(y) learn from a teacher's order of each pair on each attribute (the data's ratings; `model.objectives` of them), and the context (here the community) attends over the attributes, a = softmax_i(w·tanh(W_q c + W_k E_i)). The reward reads the content and the attention-weighted attributes, r = v·(h(y) + s·Σ a_i p_i(y) E_i). A community's attention is its profile: which attributes it weighs.",
         }
     }
 }
@@ -173,7 +179,8 @@ impl ModelConfig {
             tau: default_tau(),
             gate: false,
             normalize: false,
-            objectives: default_objectives(),
+            // attribute-attention: one predictor per attribute of `communities`.
+            objectives: if kind == ModelKind::AttributeAttention { crate::reward::scenarios::communities::ATTRIBUTES.len() } else { default_objectives() },
             heads: default_heads(),
             load_balance: default_load_balance(),
             latent: default_latent(),
@@ -181,6 +188,11 @@ impl ModelConfig {
             decorrelate_verbosity: true,
             verbosity_dim: default_verbosity_dim(),
         }
+    }
+
+    /// attribute-attention: the width of the content representation and attribute embeddings.
+    pub fn attribute_width(&self) -> usize {
+        self.hidden.last().copied().unwrap_or(16)
     }
 
     /// Checks that need no data.
@@ -227,6 +239,9 @@ impl ModelConfig {
         if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
             return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
         }
+        if self.kind == ModelKind::AttributeAttention && prompt_dim == 0 {
+            return Err(config_error("model.kind", "attribute-attention attends by each pair's context (its prompt features); this data has none (try `communities`)"));
+        }
         if self.kind == ModelKind::ContextBt && prompt_dim == 0 {
             return Err(config_error("model.kind", "context-bt reads each pair's context from its prompt features; this data has none (try `context-reversal`)"));
         }
@@ -262,6 +277,10 @@ impl ModelConfig {
             }
             ModelKind::ContextBt => mlp(i + prompt_dim, h, 1),
             ModelKind::InContext => mlp(2 * i, h, self.latent) + mlp(i, h, self.latent) + mlp(i, h, 1),
+            ModelKind::AttributeAttention => {
+                let (a, w, q) = (self.objectives as u128, self.attribute_width() as u128, self.latent as u128);
+                mlp(i, h, w as usize) + mlp(i, h, a as usize) + a * w + (p * q + q) + (w * q + q) + q + 1 + (w + 1)
+            }
             ModelKind::Regret | ModelKind::PartialReturn => return None,
         })
     }
@@ -316,6 +335,22 @@ impl ModelConfig {
                 item_encoder: Mlp::new(input_dim, &self.hidden, self.latent, &mut rng, device),
                 base: Mlp::new(input_dim, &self.hidden, 1, &mut rng, device),
             }),
+            ModelKind::AttributeAttention => {
+                let (a, w, q) = (self.objectives, self.attribute_width(), self.latent);
+                let content = Mlp::new(input_dim, &self.hidden, w, &mut rng, device);
+                let predictors = Mlp::new(input_dim, &self.hidden, a, &mut rng, device);
+                let e: Vec<f32> = (0..a * w).map(|_| rng.normal() as f32).collect();
+                PreferenceModel::AttributeAttention(AttributeAttentionModel {
+                    content,
+                    predictors,
+                    embed: Param::from_tensor(Tensor::from_data(TensorData::new(e, [a, w]), device)),
+                    query: Dense::new(prompt_dim, q, true, 1.0, &mut rng, device),
+                    key: Dense::new(w, q, true, 1.0, &mut rng, device),
+                    score: Dense::new(q, 1, false, 1.0, &mut rng, device),
+                    scale: Param::from_tensor(Tensor::full([1], 0.5, device)),
+                    value: Dense::new(w, 1, true, 1.0, &mut rng, device),
+                })
+            }
         })
     }
 }
@@ -650,6 +685,7 @@ pub enum PreferenceModel<B: Backend> {
     PartialReturn(crate::reward::trajectories::PartialReturnModel<B>),
     ContextBt(ContextBtModel<B>),
     InContext(InContextModel<B>),
+    AttributeAttention(AttributeAttentionModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -664,6 +700,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::PartialReturn(_) => ModelKind::PartialReturn,
             Self::ContextBt(_) => ModelKind::ContextBt,
             Self::InContext(_) => ModelKind::InContext,
+            Self::AttributeAttention(_) => ModelKind::AttributeAttention,
         }
     }
 
@@ -691,6 +728,10 @@ impl<B: Backend> PreferenceModel<B> {
             Self::PartialReturn(m) => vec![m.weight.val().dims().to_vec()],
             Self::ContextBt(m) => mlp(&m.mlp),
             Self::InContext(m) => [mlp(&m.pair_encoder), mlp(&m.item_encoder), mlp(&m.base)].concat(),
+            Self::AttributeAttention(m) => {
+                let (embed, scale) = (vec![m.embed.val().dims().to_vec()], vec![m.scale.val().dims().to_vec()]);
+                [mlp(&m.content), mlp(&m.predictors), embed, dense(&m.query), dense(&m.key), dense(&m.score), scale, dense(&m.value)].concat()
+            }
         }
     }
 
@@ -733,6 +774,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::PartialReturn(m) => m.logits(chosen, rejected),
             Self::ContextBt(m) => m.logits(chosen, rejected, prompt.expect("context-bt is only built for data with context")),
             Self::InContext(m) => m.logits(chosen, rejected, prompt.expect("in-context is only built for data with context")),
+            Self::AttributeAttention(m) => m.logits(chosen, rejected, prompt.expect("attribute-attention is only built for data with context")),
             // Evaluation uses the posterior mean, as VPL does.
             Self::Vpl(m) => {
                 let context = prompt.expect("VPL is only built for data with context");

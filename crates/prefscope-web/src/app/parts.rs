@@ -32,6 +32,7 @@ pub(super) fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Worldpm => "worldpm — three test sets for scaling",
         ScenarioKind::Reasoning => "reasoning — right and wrong answers",
         ScenarioKind::ContextReversal => "context-reversal — criteria that reverse preferences",
+        ScenarioKind::Communities => "communities — six communities, six attributes",
     }
 }
 
@@ -46,6 +47,7 @@ pub(super) fn model_title(k: ModelKind) -> &'static str {
         ModelKind::PartialReturn => "partial-return — return-only model",
         ModelKind::ContextBt => "context-bt — context-aware RM (CARM)",
         ModelKind::InContext => "in-context — few-shot user model (FSPO)",
+        ModelKind::AttributeAttention => "attribute-attention — attributes weighed per community (PrefPalette)",
     }
 }
 

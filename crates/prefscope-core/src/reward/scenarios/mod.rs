@@ -7,6 +7,7 @@ use crate::reward::data::{PairDataset, gpm_custom_cycle};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
+pub mod communities;
 pub mod context;
 pub mod reasoning;
 pub mod users;
@@ -48,10 +49,13 @@ pub enum ScenarioKind {
     /// Every pair of responses labelled under two criteria that reverse its label (Pitis et al.'s
     /// preference reversals); the criterion is the pair's context, one-hot.
     ContextReversal,
+    /// Communities that weigh six latent response attributes differently (PrefPalette); the
+    /// community is the pair's context, one-hot, and the ratings are the attribute intensities.
+    Communities,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 13] = [
+    pub const ALL: [ScenarioKind; 14] = [
         Self::Linear,
         Self::Cyclic,
         Self::CyclicAbcd,
@@ -65,6 +69,7 @@ impl ScenarioKind {
         Self::Worldpm,
         Self::Reasoning,
         Self::ContextReversal,
+        Self::Communities,
     ];
 
     /// `worldpm`: the names of its test sets, in order (see [`ScenarioKind::Worldpm`]).
@@ -104,6 +109,7 @@ impl ScenarioKind {
             Self::Worldpm => "worldpm",
             Self::Reasoning => "reasoning",
             Self::ContextReversal => "context-reversal",
+            Self::Communities => "communities",
         }
     }
 
@@ -130,6 +136,7 @@ impl ScenarioKind {
             Self::Worldpm => "WorldPM's scaling study at toy scale. A response is a point in `dim` dimensions: content features, one feature that needs computation to read (its quality term is sin 3x, which a narrow network represents poorly), and a style feature (length, correlated with quality though quality ignores it). Training pairs are fresh responses labelled like forum votes, P(a ≻ b) = σ(1.5·(q(a) − q(b))): style-neutral and noisy. Three test sets are scored on their own: adversarial (a response against a copy of itself with an error injected into its content; the original wins), objective (two responses that differ only in the feature that needs computation; the better one wins) and subjective (labels from a judge who likes length and cannot do the computation: σ(1.5·Δ(w·x) + 3·Δlength)). Sweep the data (`scenario.n_pairs`, with `train.epochs`) and the model size (`model.hidden`), then fit: the adversarial loss falls as a power law in data, the objective loss falls far only for the wider models, and the subjective loss turns back up for them.",
             Self::Reasoning => "Prompts with right and wrong answers, as in Eurus's UltraInteract pairs. An answer is a point a (`dim` features) and its prompt has a difficulty b, which the item's first feature shows; the answer is right when w·a − b ≥ 0.3 and wrong when it is ≤ −0.3, and every pair is a right answer against a wrong one of the same prompt (`n_pairs / 4` prompts, two of each; held-out pairs are whole new prompts). Bradley–Terry ranks each prompt's answers, but it sees only reward differences within a prompt, so its reward's zero means nothing: a wrong answer to an easy prompt can outscore a right one to a hard prompt. With Eurus's direct reward term (`train.loss.dr = true`) right answers score above zero and wrong ones below, on prompts never trained on.",
             Self::ContextReversal => "Pitis et al.'s preference reversals at toy scale. Responses are points in the plane of two attributes, detail (concise → detailed) and formality (casual → formal), and a context is one of eight criteria naming a direction in it (\"detailed\", \"concise and formal\", …). Every pair of responses is labelled twice, under a criterion that decides it and under another that decides it the other way, so without the context the labels contradict each other: a reward model that ignores the criterion (`bt`) is right on exactly one of each two, 50 %, on any data size. A context-aware reward model r(c, y) (`context-bt`) reads the criterion and is right on both. An annotator whose criterion is hidden can be served by inferring it from a few of their labels.",
+            Self::Communities => "PrefPalette's communities at toy scale. A response has six latent attributes (verbosity, formality, supportiveness, sarcasm, humor, directness: tanh of its first six features), and six communities weigh them differently (scholarly: verbosity and formality; support: supportiveness; debate: directness and sarcasm; jokes: humor; news: formality and directness; casual: humor and supportiveness). Each labels its share of the pairs by its weighted sum, and the pair's context says which community it was. A teacher gives every response's attribute intensities (the ratings), as PrefPalette's counterfactual rewrites order responses on one attribute at a time. One reward for everyone (`bt`) must average the communities; the attribute-attention model learns attribute predictors from the teacher's orders and, per community, an attention over them that reads as the community's profile.",
         }
     }
 }
@@ -221,13 +228,15 @@ impl ScenarioConfig {
     pub fn new(kind: ScenarioKind) -> Self {
         let overopt = kind == ScenarioKind::Overopt;
         let worldpm = kind == ScenarioKind::Worldpm;
+        let communities = kind == ScenarioKind::Communities;
         Self {
             kind,
             // The over-optimisation scenario needs many candidates (best-of-1024 must not exhaust
             // them) and room to be extreme in; its labels are Bradley–Terry on the gold scale.
-            n_items: if overopt { 4096 } else { 200 },
-            n_pairs: 2000,
-            dim: if overopt || worldpm { 8 } else { 2 },
+            n_items: if overopt { 4096 } else if communities { 600 } else { 200 },
+            // `communities`: 500 pairs per community, as PrefPalette's toy design asks.
+            n_pairs: if communities { 3000 } else { 2000 },
+            dim: if overopt || worldpm { 8 } else if communities { 6 } else { 2 },
             noise: if overopt { 1.0 } else { 0.1 },
             eval_fraction: 0.2,
             min_separation_deg: 90.0,
@@ -274,6 +283,9 @@ impl ScenarioConfig {
         if self.observed_dim != 0 && (self.kind != ScenarioKind::MultiObjective || !(4..=4096).contains(&self.observed_dim)) {
             return Err(config_error("scenario.observed_dim", "applies to multi-objective only, and must be 0 or in 4..=4096"));
         }
+        if self.kind == ScenarioKind::Communities && self.dim < communities::ATTRIBUTES.len() {
+            return Err(config_error("scenario.dim", "communities needs at least 6 dimensions (one per attribute)"));
+        }
         if self.kind == ScenarioKind::Worldpm && self.dim < 3 {
             return Err(config_error("scenario.dim", "worldpm needs at least 3 dimensions (content, the computed feature, style)"));
         }
@@ -298,6 +310,7 @@ impl ScenarioConfig {
             ScenarioKind::Worldpm => return finish(worldpm(self, &mut rng, seed)?),
             ScenarioKind::Reasoning => return finish(reasoning::reasoning(self, &mut rng, seed)),
             ScenarioKind::ContextReversal => return finish(context::context_reversal(self, &mut rng, seed)),
+            ScenarioKind::Communities => communities::communities(self, &mut rng),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;

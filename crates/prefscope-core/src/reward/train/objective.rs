@@ -64,6 +64,14 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let loss = ((pred_c - rating_c).powi_scalar(2).mean() + (pred_r - rating_r).powi_scalar(2).mean()).div_scalar(2.0);
                 (logits.detach(), loss)
             }
+            // PrefPalette: the preference loss, plus the attribute predictors' loss on the
+            // teacher's order of each pair on each attribute (the ratings).
+            (PreferenceModel::AttributeAttention(m), Some((rating_c, rating_r))) => {
+                let context = batch.prompts.expect("checked: attribute-attention has context");
+                let logits = ac.up(m.logits(batch.chosen.clone(), batch.rejected.clone(), context));
+                let attributes = ac.up(m.attribute_loss(batch.chosen, batch.rejected, ac.down(rating_c), ac.down(rating_r)));
+                (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None) + attributes)
+            }
             (PreferenceModel::Mixture(m), _) => {
                 let p = batch.prompts.clone().expect("the mixture model is only built for data with prompts");
                 let loss = ac.up(m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p));

@@ -62,6 +62,15 @@ impl<B: AutodiffBackend> Trainer<B> {
                 ),
             ));
         }
+        if config.model.kind == ModelKind::AttributeAttention && dataset.n_objectives != config.model.objectives {
+            return Err(config_error(
+                "model.objectives",
+                format!(
+                    "the attribute-attention model predicts {} attributes, but this data rates {} (set model.objectives to it; `communities` rates 6)",
+                    config.model.objectives, dataset.n_objectives
+                ),
+            ));
+        }
         check_loss_against_data(&config, &dataset)?;
         let model = config.model.init::<B>(dataset.dim, dataset.prompt_dim, config.seed, device)?;
         let optim = AdamWConfig::new().with_weight_decay(config.train.weight_decay as f32).init();
