@@ -696,6 +696,22 @@ fn an_attribute_attention_run_reports_each_communitys_profile() {
 }
 
 #[test]
+fn an_expert_mixture_run_reports_how_often_it_routes_prompts_to_their_task() {
+    let dir = scratch("dmoerm");
+    prefscope(&["train", "--scenario", "capabilities", "--model", "expert-mixture", "--out", "em", "--json"], &dir);
+    let e = last_json(&prefscope(&["eval", "em", "--json"], &dir));
+    assert!(e["router_accuracy"].as_f64().unwrap_or_else(|| panic!("no router_accuracy: {e}")) >= 0.9, "{e}");
+    let text = String::from_utf8_lossy(&prefscope(&["eval", "em"], &dir).stdout).to_string();
+    assert!(text.contains("router") && text.contains("own task"), "{text}");
+    // Without prompts, or without tasks and ratings, the model is refused with the scenario to use.
+    for scenario in ["linear", "mixture"] {
+        let bad = prefscope(&["train", "--scenario", scenario, "--model", "expert-mixture", "--out", "x"], &dir);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && err.contains("capabilities"), "{scenario}: {err}");
+    }
+}
+
+#[test]
 fn align_online_optimises_against_gold_and_against_a_trained_run() {
     let dir = scratch("align-online");
     // Exact RLOO on the drawn bandit lands on π_ref·exp(r/β)/Z; the metrics stream has one line

@@ -201,6 +201,7 @@ fn golden_runs_are_byte_identical() {
         ("context-reversal", "context-bt"),
         ("few-shot-users", "in-context"),
         ("communities", "attribute-attention"),
+        ("capabilities", "expert-mixture"),
     ] {
         let name = format!("{scenario}-{model}");
         prefscope(&["train", "--scenario", scenario, "--model", model, "--steps", "30", "--seed", "0", "--out", &name], &dir);

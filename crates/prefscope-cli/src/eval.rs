@@ -155,6 +155,12 @@ impl BackendJob for EvalJob {
             let rows: Vec<_> = found.iter().map(|p| json!({ "context": p.context, "attention": p.attention.iter().map(|(n, w)| json!({ "attribute": n, "weight": w })).collect::<Vec<_>>() })).collect();
             out["attention_profiles"] = json!(rows);
         }
+        // DMoERM: how often the router sends a pair's prompt to its own task.
+        if let prefscope_core::reward::model::PreferenceModel::ExpertMixture(m) = &model
+            && dataset.pair_groups.len() == dataset.pairs.len()
+        {
+            out["router_accuracy"] = json!(pollster::block_on(prefscope_core::reward::experts::router_accuracy(m, &dataset, &pairs, &device))?);
+        }
         out["probability"] = json!(e.probability);
         out["split"] = json!(split);
         out["data"] = json!(source);

@@ -64,6 +64,9 @@ pub(crate) fn print_report(run: &Path, r: &EvalReport, out: &serde_json::Value) 
         let shown: Vec<String> = rows.iter().map(|r| format!("k = {}: {:.3}", r["k"], r["accuracy"].as_f64().unwrap_or(f64::NAN))).collect();
         println!("  context inferred from k of an annotator's labels: {}", shown.join(", "));
     }
+    if let Some(r) = out["router_accuracy"].as_f64() {
+        println!("  router        {r:.4}  (prompts sent to their own task)");
+    }
     if let Some(rows) = out["attention_profiles"].as_array() {
         println!("  attention over the attributes, by context (largest first):");
         for row in rows {

@@ -485,12 +485,12 @@ impl App {
     }
 
     fn objectives_now(&self) -> usize {
-        let attention = self.settings.model == ModelKind::AttributeAttention;
+        let rated = matches!(self.settings.model, ModelKind::AttributeAttention | ModelKind::ExpertMixture);
         match (&self.uploaded, self.fresh_data()) {
             (Some(_), Some(ds)) if ds.n_objectives > 0 => ds.n_objectives,
-            // attribute-attention predicts every attribute the data rates (`communities`: six).
-            (_, Some(ds)) if attention && ds.n_objectives > 0 => ds.n_objectives,
-            _ if attention => prefscope_core::reward::scenarios::communities::ATTRIBUTES.len(),
+            // attribute-attention and expert-mixture read every attribute the data rates.
+            (_, Some(ds)) if rated && ds.n_objectives > 0 => ds.n_objectives,
+            _ if rated => prefscope_core::ModelConfig::new(self.settings.model).objectives,
             _ => self.settings.objectives,
         }
     }

@@ -22,7 +22,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData, activation};
 
 use crate::reward::data::PairDataset;
-use crate::reward::model::{Dense, Mlp};
+use crate::reward::layers::{Dense, Mlp};
 use crate::runtime::kernels::Backend;
 
 #[derive(Module, Debug)]
@@ -82,12 +82,17 @@ impl<B: Backend> AttributeAttentionModel<B> {
     /// The predictors' loss on the teacher's orders: the mean over pairs and attributes of
     /// −log σ(sᵢ·(pᵢ(y₁) − pᵢ(y₂))), sᵢ the sign of the rated difference (ties count 0).
     pub fn attribute_loss(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, rated_chosen: Tensor<B, 2>, rated_rejected: Tensor<B, 2>) -> Tensor<B, 1> {
-        let d = self.attribute_scores(chosen) - self.attribute_scores(rejected);
-        let sign = (rated_chosen - rated_rejected).sign();
-        let weight = sign.clone().abs();
-        let per = activation::softplus(d.neg() * sign, 1.0) * weight.clone();
-        per.sum().div(weight.sum().clamp_min(1.0)).reshape([1])
+        rated_order_loss(self.attribute_scores(chosen) - self.attribute_scores(rejected), rated_chosen, rated_rejected)
     }
+}
+
+/// Bradley–Terry on rated orders: the mean over rows and columns of −log σ(sᵢ·dᵢ), sᵢ the sign of
+/// the rated difference (columns rated alike count 0); `d` holds the score differences.
+pub fn rated_order_loss<B: Backend>(d: Tensor<B, 2>, rated_chosen: Tensor<B, 2>, rated_rejected: Tensor<B, 2>) -> Tensor<B, 1> {
+    let sign = (rated_chosen - rated_rejected).sign();
+    let weight = sign.clone().abs();
+    let per = activation::softplus(d.neg() * sign, 1.0) * weight.clone();
+    per.sum().div(weight.sum().clamp_min(1.0)).reshape([1])
 }
 
 /// One context's attention over the attributes: a community's profile.

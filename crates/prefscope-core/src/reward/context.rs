@@ -8,14 +8,36 @@
 //!
 //! [`ContextInference`] does the first step for an annotator whose context is hidden: the
 //! posterior over the known contexts from k of their labelled pairs. The model itself is
-//! [`crate::reward::model::ContextBtModel`].
+//! [`ContextBtModel`].
 
+use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
-
 use crate::reward::data::PairDataset;
+use crate::reward::layers::Mlp;
 use crate::runtime::kernels::Backend;
 use crate::runtime::rng::Rng;
+
+/// CARM: one network over the context and the response side by side, r(c, y) = MLP([c; y]), as
+/// an LLM reward model reads the criteria in its prompt. Trained with Bradley–Terry under each
+/// pair's own context.
+#[derive(Module, Debug)]
+pub struct ContextBtModel<B: Backend> {
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> ContextBtModel<B> {
+    /// r(c, y) per row; `context` is `[n, prompt_dim]`, `x` is `[n, dim]`.
+    pub fn reward(&self, x: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        self.mlp.forward(Tensor::cat(vec![context, x], 1)).reshape([n])
+    }
+
+    /// r(c, y₁) − r(c, y₂) per row.
+    pub fn logits(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
+        self.reward(chosen, context.clone()) - self.reward(rejected, context)
+    }
+}
 
 /// The contexts a dataset's pairs were labelled under: its distinct prompt rows, in first-seen
 /// order.

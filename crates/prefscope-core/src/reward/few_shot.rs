@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, activation};
 use crate::runtime::kernels::Backend;
 
 use crate::reward::loss::unit_normalize;
-use crate::reward::model::{Dense, Mlp};
+use crate::reward::layers::{Dense, Mlp};
 
 /// VPL (Poddar et al. 2024): pair encoder → single-head self-attention over the user's context
 /// pairs → mean-pool → (μ, log σ²) clamped to [−1, 1]; decoder r([y; z]). Our MLPs use GELU where

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::reward::loss::{gpm_score, unit_normalize};
 pub use crate::reward::attributes::AttributeAttentionModel;
+pub use crate::reward::layers::{Dense, Mlp};
+pub use crate::reward::context::ContextBtModel;
+pub use crate::reward::experts::ExpertMixtureModel;
 pub use crate::reward::few_shot::{InContextModel, VplModel};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
@@ -43,11 +46,24 @@ pub enum ModelKind {
     InContext,
     /// PrefPalette: attribute predictors, weighed by an attention that depends on the context.
     AttributeAttention,
+    /// DMoERM: a router picks the task, the task's capability experts score, an aggregator sums up.
+    ExpertMixture,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 10] =
-        [Self::Bt, Self::Gpm, Self::MultiObjective, Self::Mixture, Self::Vpl, Self::Regret, Self::PartialReturn, Self::ContextBt, Self::InContext, Self::AttributeAttention];
+    pub const ALL: [ModelKind; 11] = [
+        Self::Bt,
+        Self::Gpm,
+        Self::MultiObjective,
+        Self::Mixture,
+        Self::Vpl,
+        Self::Regret,
+        Self::PartialReturn,
+        Self::ContextBt,
+        Self::InContext,
+        Self::AttributeAttention,
+        Self::ExpertMixture,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,6 +77,7 @@ impl ModelKind {
             Self::ContextBt => "context-bt",
             Self::InContext => "in-context",
             Self::AttributeAttention => "attribute-attention",
+            Self::ExpertMixture => "expert-mixture",
         }
     }
 
@@ -83,6 +100,7 @@ impl ModelKind {
             Self::ContextBt => "Context-aware reward model (CARM, Pitis et al.): one network reads the context (here the pair's prompt features: a criterion, a user) beside the response, r(c, y), and is trained with Bradley–Terry under each pair's own context. Where the same two responses are preferred one way under one context and the other way under another, it can be right on both; a reward that ignores the context cannot. For an annotator whose context is hidden, `prefscope eval` infers it from k of their labels (the posterior over the known contexts) and scores with the mixture Σ_c P(c) P(y₁ ≻ y₂ | c).",
             Self::InContext => "In-context user model (FSPO, Singh et al.): the user's few labelled pairs are read as they are, as an LLM reads them in its prompt. Each pair becomes a vector, odd in its label (ψ(chosen, rejected) − ψ(rejected, chosen)); their mean is the user's summary s, and the reward is g(y)·s + b(y). Training hides a random number of each pair's context pairs (0 to all), so one model serves any number of shots: with none it is the population's reward, and each labelled pair sharpens it. `scenario.shots` sets how many pairs the held-out users show.",
             Self::AttributeAttention => "Attribute attention (PrefPalette, Li et al.): attribute predictors p_i(y) learn from a teacher's order of each pair on each attribute (the data's ratings; `model.objectives` of them), and the context (here the community) attends over the attributes, a = softmax_i(w·tanh(W_q c + W_k E_i)). The reward reads the content and the attention-weighted attributes, r = v·(h(y) + s·Σ a_i p_i(y) E_i). A community's attention is its profile: which attributes it weighs.",
+            Self::ExpertMixture => "Double-layer mixture of experts (DMoERM, Quan): a router reads the prompt and picks its task (`model.heads` tasks, top-1); the task's experts score the response on each capability point (`model.objectives` of them, trained on the data's per-capability ratings); an aggregator network turns their scores into the reward, trained on the overall preferences with the experts frozen. Noisy overall labels then teach only how to weigh capabilities that cleaner labels taught.",
         }
     }
 }
@@ -129,7 +147,7 @@ pub struct ModelConfig {
     /// Multi-objective: number of attribute rewards m (must match the data's ratings).
     #[serde(default = "default_objectives")]
     pub objectives: usize,
-    /// Mixture: number of reward heads K.
+    /// Mixture: number of reward heads K; expert-mixture: number of tasks the router picks among.
     #[serde(default = "default_heads")]
     pub heads: usize,
     /// Mixture: coefficient of MiCRo's load-balancing term mean Σ_k w_k log w_k (negative routing
@@ -179,9 +197,14 @@ impl ModelConfig {
             tau: default_tau(),
             gate: false,
             normalize: false,
-            // attribute-attention: one predictor per attribute of `communities`.
-            objectives: if kind == ModelKind::AttributeAttention { crate::reward::scenarios::communities::ATTRIBUTES.len() } else { default_objectives() },
-            heads: default_heads(),
+            // attribute-attention and expert-mixture: the attributes of `communities`, the
+            // capabilities of `capabilities`.
+            objectives: match kind {
+                ModelKind::AttributeAttention => crate::reward::scenarios::communities::ATTRIBUTES.len(),
+                ModelKind::ExpertMixture => crate::reward::scenarios::capabilities::CAPABILITIES.len(),
+                _ => default_objectives(),
+            },
+            heads: if kind == ModelKind::ExpertMixture { crate::reward::scenarios::capabilities::TASKS.len() } else { default_heads() },
             load_balance: default_load_balance(),
             latent: default_latent(),
             kl_weight: default_kl_weight(),
@@ -239,6 +262,9 @@ impl ModelConfig {
         if matches!(self.kind, ModelKind::Regret | ModelKind::PartialReturn) && input_dim != world_dim {
             return Err(config_error("model.kind", format!("the {} model scores gridworld segments (items of {world_dim} features); try `gridworld`", self.kind.name())));
         }
+        if self.kind == ModelKind::ExpertMixture && prompt_dim == 0 {
+            return Err(config_error("model.kind", "expert-mixture routes each pair's prompt features to a task; this data has none (try `capabilities`)"));
+        }
         if self.kind == ModelKind::AttributeAttention && prompt_dim == 0 {
             return Err(config_error("model.kind", "attribute-attention attends by each pair's context (its prompt features); this data has none (try `communities`)"));
         }
@@ -280,6 +306,10 @@ impl ModelConfig {
             ModelKind::AttributeAttention => {
                 let (a, w, q) = (self.objectives as u128, self.attribute_width() as u128, self.latent as u128);
                 mlp(i, h, w as usize) + mlp(i, h, a as usize) + a * w + (p * q + q) + (w * q + q) + q + 1 + (w + 1)
+            }
+            ModelKind::ExpertMixture => {
+                let (t, k) = (self.heads, self.objectives);
+                mlp(prompt_dim, h, t) + mlp(i, h, t * k) + t as u128 * mlp(k, &[self.latent], 1)
             }
             ModelKind::Regret | ModelKind::PartialReturn => return None,
         })
@@ -351,75 +381,12 @@ impl ModelConfig {
                     value: Dense::new(w, 1, true, 1.0, &mut rng, device),
                 })
             }
+            ModelKind::ExpertMixture => PreferenceModel::ExpertMixture(ExpertMixtureModel {
+                router: Mlp::new(prompt_dim, &self.hidden, self.heads, &mut rng, device),
+                experts: Mlp::new(input_dim, &self.hidden, self.heads * self.objectives, &mut rng, device),
+                aggregators: (0..self.heads).map(|_| Mlp::new(self.objectives, &[self.latent], 1, &mut rng, device)).collect(),
+            }),
         })
-    }
-}
-
-/// A fully connected layer y = xW + b, initialised from our own generator: W ~ N(0, gain²/fan_in)
-/// (He init for gain √2), b = 0.
-///
-/// Zero biases matter for GPM: with PyTorch's uniform bias init every item's embedding starts in
-/// the same narrow cone, and on a 4-cycle the embeddings then collapse to the s ≡ 0 saddle.
-#[derive(Module, Debug)]
-pub struct Dense<B: Backend> {
-    pub weight: Param<Tensor<B, 2>>,
-    pub bias: Option<Param<Tensor<B, 1>>>,
-}
-
-impl<B: Backend> Dense<B> {
-    pub fn new(d_in: usize, d_out: usize, bias: bool, gain: f64, rng: &mut Rng, device: &B::Device) -> Self {
-        let std = gain / (d_in as f64).sqrt();
-        let w: Vec<f32> = (0..d_in * d_out).map(|_| (rng.normal() * std) as f32).collect();
-        let weight = Tensor::from_data(TensorData::new(w, [d_in, d_out]), device);
-        let bias = bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device)));
-        Self { weight: Param::from_tensor(weight), bias }
-    }
-
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let y = x.matmul(self.weight.val());
-        match &self.bias {
-            Some(b) => y + b.val().unsqueeze_dim(0),
-            None => y,
-        }
-    }
-}
-
-/// Dense layers with GELU between them (none after the last).
-#[derive(Module, Debug)]
-pub struct Mlp<B: Backend> {
-    pub layers: Vec<Dense<B>>,
-}
-
-impl<B: Backend> Mlp<B> {
-    pub fn new(d_in: usize, hidden: &[usize], d_out: usize, rng: &mut Rng, device: &B::Device) -> Self {
-        let widths: Vec<usize> = std::iter::once(d_in).chain(hidden.iter().copied()).chain([d_out]).collect();
-        let last = widths.len() - 2;
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| Dense::new(w[0], w[1], true, if i < last { std::f64::consts::SQRT_2 } else { 1.0 }, rng, device))
-            .collect();
-        Self { layers }
-    }
-
-    /// The last hidden layer's activations (the input itself without hidden layers): what a
-    /// linear probe reads (MRMBench).
-    pub fn hidden(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
-        for layer in &self.layers[..self.layers.len() - 1] {
-            x = crate::runtime::kernels::gelu(layer.forward(x));
-        }
-        x
-    }
-
-    pub fn forward(&self, mut x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = crate::runtime::kernels::gelu(x);
-            }
-        }
-        x
     }
 }
 
@@ -651,27 +618,6 @@ pub fn candidate_scores<B: Backend>(table: Tensor<B, 2>) -> Tensor<B, 1> {
     (table.clone() - table.transpose()).mean_dim(1).reshape([n])
 }
 
-/// CARM: one network over the context and the response side by side, r(c, y) = MLP([c; y]), as
-/// an LLM reward model reads the criteria in its prompt. Trained with Bradley–Terry under each
-/// pair's own context.
-#[derive(Module, Debug)]
-pub struct ContextBtModel<B: Backend> {
-    pub mlp: Mlp<B>,
-}
-
-impl<B: Backend> ContextBtModel<B> {
-    /// r(c, y) per row; `context` is `[n, prompt_dim]`, `x` is `[n, dim]`.
-    pub fn reward(&self, x: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
-        let n = x.dims()[0];
-        self.mlp.forward(Tensor::cat(vec![context, x], 1)).reshape([n])
-    }
-
-    /// r(c, y₁) − r(c, y₂) per row.
-    pub fn logits(&self, chosen: Tensor<B, 2>, rejected: Tensor<B, 2>, context: Tensor<B, 2>) -> Tensor<B, 1> {
-        self.reward(chosen, context.clone()) - self.reward(rejected, context)
-    }
-}
-
 /// The models a user can pick; one type so that front ends and checkpoints handle all alike.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // one model per run: boxing would only add indirection
@@ -686,6 +632,7 @@ pub enum PreferenceModel<B: Backend> {
     ContextBt(ContextBtModel<B>),
     InContext(InContextModel<B>),
     AttributeAttention(AttributeAttentionModel<B>),
+    ExpertMixture(ExpertMixtureModel<B>),
 }
 
 impl<B: Backend> PreferenceModel<B> {
@@ -701,6 +648,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::ContextBt(_) => ModelKind::ContextBt,
             Self::InContext(_) => ModelKind::InContext,
             Self::AttributeAttention(_) => ModelKind::AttributeAttention,
+            Self::ExpertMixture(_) => ModelKind::ExpertMixture,
         }
     }
 
@@ -732,6 +680,7 @@ impl<B: Backend> PreferenceModel<B> {
                 let (embed, scale) = (vec![m.embed.val().dims().to_vec()], vec![m.scale.val().dims().to_vec()]);
                 [mlp(&m.content), mlp(&m.predictors), embed, dense(&m.query), dense(&m.key), dense(&m.score), scale, dense(&m.value)].concat()
             }
+            Self::ExpertMixture(m) => [mlp(&m.router), mlp(&m.experts), m.aggregators.iter().flat_map(mlp).collect()].concat(),
         }
     }
 
@@ -775,6 +724,7 @@ impl<B: Backend> PreferenceModel<B> {
             Self::ContextBt(m) => m.logits(chosen, rejected, prompt.expect("context-bt is only built for data with context")),
             Self::InContext(m) => m.logits(chosen, rejected, prompt.expect("in-context is only built for data with context")),
             Self::AttributeAttention(m) => m.logits(chosen, rejected, prompt.expect("attribute-attention is only built for data with context")),
+            Self::ExpertMixture(m) => m.logits(chosen, rejected, prompt.expect("expert-mixture is only built for data with prompts")),
             // Evaluation uses the posterior mean, as VPL does.
             Self::Vpl(m) => {
                 let context = prompt.expect("VPL is only built for data with context");

@@ -33,6 +33,7 @@ pub(super) fn scenario_title(k: ScenarioKind) -> &'static str {
         ScenarioKind::Reasoning => "reasoning — right and wrong answers",
         ScenarioKind::ContextReversal => "context-reversal — criteria that reverse preferences",
         ScenarioKind::Communities => "communities — six communities, six attributes",
+        ScenarioKind::Capabilities => "capabilities — tasks that weigh capabilities apart",
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) fn model_title(k: ModelKind) -> &'static str {
         ModelKind::ContextBt => "context-bt — context-aware RM (CARM)",
         ModelKind::InContext => "in-context — few-shot user model (FSPO)",
         ModelKind::AttributeAttention => "attribute-attention — attributes weighed per community (PrefPalette)",
+        ModelKind::ExpertMixture => "expert-mixture — task router, capability experts (DMoERM)",
     }
 }
 

@@ -7,6 +7,7 @@ use crate::reward::data::{PairDataset, gpm_custom_cycle};
 use crate::runtime::rng::Rng;
 use crate::{Result, config_error};
 
+pub mod capabilities;
 pub mod communities;
 pub mod context;
 pub mod reasoning;
@@ -52,10 +53,13 @@ pub enum ScenarioKind {
     /// Communities that weigh six latent response attributes differently (PrefPalette); the
     /// community is the pair's context, one-hot, and the ratings are the attribute intensities.
     Communities,
+    /// Prompts from three tasks that weigh four response capabilities with conflicting signs
+    /// (DMoERM); noisy overall labels, less noisy per-capability ratings, the task in `pair_groups`.
+    Capabilities,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 14] = [
+    pub const ALL: [ScenarioKind; 15] = [
         Self::Linear,
         Self::Cyclic,
         Self::CyclicAbcd,
@@ -70,6 +74,7 @@ impl ScenarioKind {
         Self::Reasoning,
         Self::ContextReversal,
         Self::Communities,
+        Self::Capabilities,
     ];
 
     /// `worldpm`: the names of its test sets, in order (see [`ScenarioKind::Worldpm`]).
@@ -110,6 +115,7 @@ impl ScenarioKind {
             Self::Reasoning => "reasoning",
             Self::ContextReversal => "context-reversal",
             Self::Communities => "communities",
+            Self::Capabilities => "capabilities",
         }
     }
 
@@ -137,6 +143,7 @@ impl ScenarioKind {
             Self::Reasoning => "Prompts with right and wrong answers, as in Eurus's UltraInteract pairs. An answer is a point a (`dim` features) and its prompt has a difficulty b, which the item's first feature shows; the answer is right when w·a − b ≥ 0.3 and wrong when it is ≤ −0.3, and every pair is a right answer against a wrong one of the same prompt (`n_pairs / 4` prompts, two of each; held-out pairs are whole new prompts). Bradley–Terry ranks each prompt's answers, but it sees only reward differences within a prompt, so its reward's zero means nothing: a wrong answer to an easy prompt can outscore a right one to a hard prompt. With Eurus's direct reward term (`train.loss.dr = true`) right answers score above zero and wrong ones below, on prompts never trained on.",
             Self::ContextReversal => "Pitis et al.'s preference reversals at toy scale. Responses are points in the plane of two attributes, detail (concise → detailed) and formality (casual → formal), and a context is one of eight criteria naming a direction in it (\"detailed\", \"concise and formal\", …). Every pair of responses is labelled twice, under a criterion that decides it and under another that decides it the other way, so without the context the labels contradict each other: a reward model that ignores the criterion (`bt`) is right on exactly one of each two, 50 %, on any data size. A context-aware reward model r(c, y) (`context-bt`) reads the criterion and is right on both. An annotator whose criterion is hidden can be served by inferring it from a few of their labels.",
             Self::Communities => "PrefPalette's communities at toy scale. A response has six latent attributes (verbosity, formality, supportiveness, sarcasm, humor, directness: tanh of its first six features), and six communities weigh them differently (scholarly: verbosity and formality; support: supportiveness; debate: directness and sarcasm; jokes: humor; news: formality and directness; casual: humor and supportiveness). Each labels its share of the pairs by its weighted sum, and the pair's context says which community it was. A teacher gives every response's attribute intensities (the ratings), as PrefPalette's counterfactual rewrites order responses on one attribute at a time. One reward for everyone (`bt`) must average the communities; the attribute-attention model learns attribute predictors from the teacher's orders and, per community, an attention over them that reads as the community's profile.",
+            Self::Capabilities => "DMoERM's setting at toy scale. Each pair's prompt comes from one of three tasks (chat, objective QA, creative writing), shown only through eight noisy prompt features, and the tasks weigh four capabilities of a response (length, correctness, empathy, creativity: tanh of its first four features) with conflicting signs: length is rewarded in creative writing and penalised in objective QA. Overall labels are noisy, about 65 % agreeing with the task's utility, as human annotators agree 60–75 %; per-capability ratings (the data's ratings, as an LLM judges one capability point at a time) agree about 85 %. One reward for every task must average conflicting tastes; the expert mixture routes the prompt to its task, judges each capability with the task's experts and aggregates them.",
         }
     }
 }
@@ -229,15 +236,18 @@ impl ScenarioConfig {
         let overopt = kind == ScenarioKind::Overopt;
         let worldpm = kind == ScenarioKind::Worldpm;
         let communities = kind == ScenarioKind::Communities;
+        let tasks = kind == ScenarioKind::Capabilities;
         Self {
             kind,
             // The over-optimisation scenario needs many candidates (best-of-1024 must not exhaust
             // them) and room to be extreme in; its labels are Bradley–Terry on the gold scale.
-            n_items: if overopt { 4096 } else if communities { 600 } else { 200 },
-            // `communities`: 500 pairs per community, as PrefPalette's toy design asks.
-            n_pairs: if communities { 3000 } else { 2000 },
-            dim: if overopt || worldpm { 8 } else if communities { 6 } else { 2 },
-            noise: if overopt { 1.0 } else { 0.1 },
+            n_items: if overopt { 4096 } else if communities || tasks { 600 } else { 200 },
+            // `communities`: 500 pairs per community, as PrefPalette's toy design asks;
+            // `capabilities`: 1,000 per task.
+            n_pairs: if communities || tasks { 3000 } else { 2000 },
+            dim: if overopt || worldpm { 8 } else if communities { 6 } else if tasks { 4 } else { 2 },
+            // `capabilities`: overall labels about 65 % in agreement with the task's utility.
+            noise: if overopt { 1.0 } else if tasks { 1.5 } else { 0.1 },
             eval_fraction: 0.2,
             min_separation_deg: 90.0,
             flip: 0.3,
@@ -283,6 +293,9 @@ impl ScenarioConfig {
         if self.observed_dim != 0 && (self.kind != ScenarioKind::MultiObjective || !(4..=4096).contains(&self.observed_dim)) {
             return Err(config_error("scenario.observed_dim", "applies to multi-objective only, and must be 0 or in 4..=4096"));
         }
+        if self.kind == ScenarioKind::Capabilities && self.dim < capabilities::CAPABILITIES.len() {
+            return Err(config_error("scenario.dim", "capabilities needs at least 4 dimensions (one per capability)"));
+        }
         if self.kind == ScenarioKind::Communities && self.dim < communities::ATTRIBUTES.len() {
             return Err(config_error("scenario.dim", "communities needs at least 6 dimensions (one per attribute)"));
         }
@@ -311,6 +324,7 @@ impl ScenarioConfig {
             ScenarioKind::Reasoning => return finish(reasoning::reasoning(self, &mut rng, seed)),
             ScenarioKind::ContextReversal => return finish(context::context_reversal(self, &mut rng, seed)),
             ScenarioKind::Communities => communities::communities(self, &mut rng),
+            ScenarioKind::Capabilities => capabilities::capabilities_scenario(self, &mut rng),
             ScenarioKind::CyclicAbcd => {
                 let ds = gpm_custom_cycle()?;
                 let mut ds = ds;

@@ -72,6 +72,18 @@ impl<B: AutodiffBackend> Trainer<B> {
                 let attributes = ac.up(m.attribute_loss(batch.chosen, batch.rejected, ac.down(rating_c), ac.down(rating_r)));
                 (logits.clone(), lc.pairwise_loss(logits, margin, weight, || None) + attributes)
             }
+            // DMoERM: the router on each pair's task, the task's experts on the rated orders, and
+            // the aggregator on the preference with the experts frozen.
+            (PreferenceModel::ExpertMixture(m), Some((rating_c, rating_r))) => {
+                let t = m.tasks();
+                let onehot = crate::reward::experts::task_one_hot(&self.dataset, idx, t);
+                let task = ac.down(Tensor::from_data(TensorData::new(onehot, [n, t]), &device));
+                let prompt = batch.prompts.expect("checked: expert-mixture has prompts");
+                let (logits, loss) = m.loss(batch.chosen, batch.rejected, prompt, task, (ac.down(rating_c), ac.down(rating_r)), |l| {
+                    lc.pairwise_loss(ac.up(l), margin, weight, || None)
+                });
+                (ac.up(logits), ac.up(loss))
+            }
             (PreferenceModel::Mixture(m), _) => {
                 let p = batch.prompts.clone().expect("the mixture model is only built for data with prompts");
                 let loss = ac.up(m.mixture_loss(batch.chosen.clone(), batch.rejected.clone(), p));

@@ -62,6 +62,18 @@ impl<B: AutodiffBackend> Trainer<B> {
                 ),
             ));
         }
+        if config.model.kind == ModelKind::ExpertMixture {
+            let tasks = dataset.pair_groups.iter().max().map_or(0, |&t| t + 1);
+            if dataset.pair_groups.len() != dataset.pairs.len() || dataset.n_objectives != config.model.objectives || tasks > config.model.heads {
+                return Err(config_error(
+                    "model.kind",
+                    format!(
+                        "expert-mixture needs each pair's task and per-capability ratings: {} tasks and {} capabilities in the model, this data has {tasks} tasks and {} rated capabilities (try `capabilities`, or set model.heads and model.objectives)",
+                        config.model.heads, config.model.objectives, dataset.n_objectives
+                    ),
+                ));
+            }
+        }
         if config.model.kind == ModelKind::AttributeAttention && dataset.n_objectives != config.model.objectives {
             return Err(config_error(
                 "model.objectives",
