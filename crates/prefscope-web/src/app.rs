@@ -473,17 +473,6 @@ impl App {
         }
     }
 
-    /// The contexts context-bt can be shown under: the criteria of `context-reversal`, otherwise
-    /// one per prompt feature (each one-hot).
-    fn context_names(&self) -> Vec<String> {
-        use prefscope_core::reward::scenarios::context::CRITERIA;
-        let width = self.data().map_or(0, |ds| ds.prompt_dim);
-        if self.settings.scenario == ScenarioKind::ContextReversal && width == CRITERIA.len() {
-            return CRITERIA.iter().map(|c| format!("\"{c}\"")).collect();
-        }
-        (0..width).map(|j| format!("context {j} (one-hot)")).collect()
-    }
-
     fn objectives_now(&self) -> usize {
         let rated = matches!(self.settings.model, ModelKind::AttributeAttention | ModelKind::ExpertMixture);
         match (&self.uploaded, self.fresh_data()) {

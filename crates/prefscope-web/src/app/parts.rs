@@ -37,6 +37,16 @@ pub(super) fn scenario_title(k: ScenarioKind) -> &'static str {
     }
 }
 
+/// The contexts context-bt can be shown under: the criteria of `context-reversal`, otherwise
+/// one per prompt feature (each one-hot).
+pub(super) fn context_names(scenario: ScenarioKind, width: usize) -> Vec<String> {
+    use prefscope_core::reward::scenarios::context::CRITERIA;
+    if scenario == ScenarioKind::ContextReversal && width == CRITERIA.len() {
+        return CRITERIA.iter().map(|c| format!("\"{c}\"")).collect();
+    }
+    (0..width).map(|j| format!("context {j} (one-hot)")).collect()
+}
+
 pub(super) fn model_title(k: ModelKind) -> &'static str {
     match k {
         ModelKind::Bt => "bt — Bradley–Terry reward model",

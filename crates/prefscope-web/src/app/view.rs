@@ -92,7 +92,7 @@ impl App {
                     <label class="field">
                         <span>{ "Context shown" }</span>
                         <select data-testid="context-select" onchange={link.callback(|e: Event| Msg::SetContext(e.target_unchecked_into::<web_sys::HtmlSelectElement>().value().parse().unwrap_or(0)))}>
-                            { for self.context_names().into_iter().enumerate().map(|(j, name)| html! {
+                            { for super::parts::context_names(s.scenario, self.data().map_or(0, |ds| ds.prompt_dim)).into_iter().enumerate().map(|(j, name)| html! {
                                 <option value={j.to_string()} selected={j == s.context}>{ name }</option>
                             }) }
                         </select>
