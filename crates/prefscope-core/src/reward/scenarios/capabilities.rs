@@ -4,7 +4,7 @@
 //! are noisy (about 65 % agree with the task's utility, as human annotators agree 60–75 % in the
 //! paper); per-capability ratings, as DMoERM's LLM labels each capability point, agree about 85 %.
 
-use super::{Rng, ScenarioConfig, distinct_pair};
+use super::{Rng, ScenarioConfig, bt_order, distinct_pair};
 use crate::reward::data::PairDataset;
 
 /// The tasks a prompt can belong to.
@@ -46,7 +46,7 @@ pub(super) fn capabilities_scenario(cfg: &ScenarioConfig, rng: &mut Rng) -> Pair
         let t = p % tasks;
         let (a, b) = distinct_pair(rng, cfg.n_items);
         let delta = utility(t, &items[a * d..(a + 1) * d]) - utility(t, &items[b * d..(b + 1) * d]);
-        pairs.push(if rng.uniform() < 1.0 / (1.0 + (-delta / cfg.noise).exp()) { (a, b) } else { (b, a) });
+        pairs.push(bt_order(rng, (a, b), delta, cfg.noise));
         prompts.extend((0..PROMPT_DIM).map(|j| (if j == t { TASK_SEPARATION } else { 0.0 } + rng.normal()) as f32));
         pair_groups.push(t);
     }

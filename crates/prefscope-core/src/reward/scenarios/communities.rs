@@ -3,7 +3,7 @@
 //! by its weighted sum. A teacher knows every response's attribute intensities, which is what
 //! PrefPalette's counterfactual rewrites give it: each pair's order on each attribute.
 
-use super::{Rng, ScenarioConfig, distinct_pair};
+use super::{Rng, ScenarioConfig, bt_order, distinct_pair};
 use crate::reward::data::PairDataset;
 
 /// The latent attributes, after PrefPalette's sociolinguistic norms.
@@ -47,7 +47,7 @@ pub(super) fn communities(cfg: &ScenarioConfig, rng: &mut Rng) -> PairDataset {
         let c = p % k;
         let (a, b) = distinct_pair(rng, cfg.n_items);
         let delta = utility(c, &items[a * d..(a + 1) * d]) - utility(c, &items[b * d..(b + 1) * d]);
-        pairs.push(if rng.uniform() < 1.0 / (1.0 + (-delta / cfg.noise).exp()) { (a, b) } else { (b, a) });
+        pairs.push(bt_order(rng, (a, b), delta, cfg.noise));
         prompts.extend((0..k).map(|j| if j == c { 1.0f32 } else { 0.0 }));
         pair_groups.push(c);
     }

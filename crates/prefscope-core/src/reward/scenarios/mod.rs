@@ -357,6 +357,12 @@ fn held_out_groups(groups: usize, fraction: f64, seed: u64, stream: &str) -> Vec
     out
 }
 
+/// `(a, b)` ordered by a Bradley–Terry draw: a first with probability σ(delta / noise), where
+/// delta is u(a) − u(b).
+fn bt_order(rng: &mut Rng, (a, b): (usize, usize), delta: f64, noise: f64) -> (usize, usize) {
+    if rng.uniform() < 1.0 / (1.0 + (-delta / noise).exp()) { (a, b) } else { (b, a) }
+}
+
 fn distinct_pair(rng: &mut Rng, n: usize) -> (usize, usize) {
     let a = rng.below(n);
     let mut b = rng.below(n - 1);
