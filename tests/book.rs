@@ -3,8 +3,8 @@
 //! `prefscope` on the PATH. A small wrapper runs them at small settings, so the docs cannot go
 //! stale without the suite taking minutes: a `--seeds` list keeps its first two seeds (`overopt`
 //! and a sweep without `--seeds`: one); `--steps` is capped at 50 for `train`, `sweep` and
-//! `align` (10 for a text run, 3 for `bench`; a `--steps` of 10,000 or more is the resume example's long run and
-//! stays); a `--config` file is read from a copy (in the scratch folder) with at most 2 epochs
+//! `align` (10 for a text run, 3 for `bench`; a `--steps` of 10,000 or more is the resume
+//! example's long run, cut to 6,000 steps, still past its kill); a `--config` file is read from a copy (in the scratch folder) with at most 2 epochs
 //! and 50 steps; a text run
 //! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; the tiny LM runs 50 SFT
 //! steps, 10 online iterations and `overopt`'s RL at β = 1 and 0.01; and the hh-rlhf sample is
@@ -48,8 +48,9 @@ for a in "$@"; do
   args+=("$a")
   prev="$a"
 done
-# The resume example's long run is killed by its block: the binary itself, not this script.
-for a in "${args[@]}"; do if [[ "$a" =~ ^[0-9]+$ ]] && [ "$a" -ge 10000 ]; then exec "$PREFSCOPE_REAL" "${args[@]}"; fi; done
+# The resume example's long run is killed by its block: the binary itself, not this script, at
+# 6,000 steps (about twice the block's 3 s sleep here), so its `--resume` finishes in seconds.
+for i in "${!args[@]}"; do a="${args[$i]}"; if [[ "$a" =~ ^[0-9]+$ ]] && [ "$a" -ge 10000 ]; then args[$i]=6000; exec "$PREFSCOPE_REAL" "${args[@]}"; fi; done
 case "$sub" in
   train|sweep|align)
     if ! has --steps && ! has --resume && ! has --online && ! has --config; then

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
 use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::bandit::{BanditConfig, train_bandit};
+use prefscope_core::policy::fdpo::FDivergence;
 use prefscope_core::policy::lm::{LmAlignConfig, align_lm};
 use serde_json::json;
 
@@ -23,7 +24,9 @@ pub struct AlignArgs {
     policy: PolicyKind,
     /// Loss (dpo is DPO's sigmoid loss). vpo is pessimistic (the bandit's pairs are offline data
     /// from π_ref); xpo takes the exact expectation over reference samples; gpo needs stochastic
-    /// preferences; tdpo needs the per-token KL, which only the LM has.
+    /// preferences; tdpo needs the per-token KL, which only the LM has. fdpo-* is f-DPO with the
+    /// forward KL, Jensen–Shannon or α-divergence in place of DPO's reverse KL (TRL's
+    /// `f_divergence_type`).
     #[arg(long, default_value = "dpo", value_parser = clap::builder::PossibleValuesParser::new(ALIGN_LOSSES))]
     loss: String,
     /// β (default 0.1 on the bandit, 0.3 on the LM).
@@ -32,7 +35,7 @@ pub struct AlignArgs {
     /// Label smoothing ε for cdpo/robust/aot (exo-pair's ε; 1e-3 if 0).
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f64,
-    /// Regulariser weight α for irpo (default 1), vpo (1), xpo (1e-5).
+    /// Regulariser weight α for irpo (default 1), vpo (1), xpo (1e-5); fdpo-alpha's α (0.5).
     #[arg(long)]
     alpha: Option<f64>,
     /// Number of candidate responses.
@@ -93,6 +96,9 @@ fn parse_loss(name: &str, beta: f64, eps: f64, alpha: Option<f64>) -> Result<Pol
         "gpo" => PolicyLoss::Gpo { beta },
         "tdpo" => PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: true },
         "simpo" => PolicyLoss::Simpo { beta, gamma_beta_ratio: 0.25, label_smoothing: eps },
+        "fdpo-forward-kl" => PolicyLoss::FDpo { beta, divergence: FDivergence::ForwardKl, alpha: FDivergence::DEFAULT_ALPHA },
+        "fdpo-js" => PolicyLoss::FDpo { beta, divergence: FDivergence::JsDivergence, alpha: FDivergence::DEFAULT_ALPHA },
+        "fdpo-alpha" => PolicyLoss::FDpo { beta, divergence: FDivergence::AlphaDivergence, alpha: alpha.unwrap_or(FDivergence::DEFAULT_ALPHA) },
         other => bail!("--loss: `{other}` is not a loss `align` knows ({})", ALIGN_LOSSES.join(", ")),
     })
 }
@@ -132,12 +138,13 @@ impl BackendJob for AlignJob {
 
 /// Losses that need only sequence log-probs, lengths and per-token KL, which the LM provides.
 /// Every `--loss` name `parse_loss` accepts.
-const ALIGN_LOSSES: [&str; 20] = [
-    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "aot", "irpo", "vpo", "xpo", "gpo", "tdpo", "simpo",
+const ALIGN_LOSSES: [&str; 23] = [
+    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "aot", "irpo", "vpo", "xpo", "gpo", "tdpo", "simpo", "fdpo-forward-kl", "fdpo-js", "fdpo-alpha",
 ];
 
-const LM_LOSSES: [&str; 17] =
-    ["dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "irpo", "vpo", "tdpo", "simpo"];
+const LM_LOSSES: [&str; 20] = [
+    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "irpo", "vpo", "tdpo", "simpo", "fdpo-forward-kl", "fdpo-js", "fdpo-alpha",
+];
 
 struct AlignLmJob {
     cfg: LmAlignConfig,

@@ -23,13 +23,16 @@ use yew::prelude::*;
 use crate::dial::BANDIT_OBJECTIVES;
 use crate::plot::{polyline, scale};
 
-/// Losses with a closed-form optimum on the bandit, and two without.
-const LOSSES: [(&str, &str); 5] = [
+/// Losses with a closed-form optimum on the bandit, and two without (hinge, cDPO).
+const LOSSES: [(&str, &str); 8] = [
     ("dpo", "DPO (sigmoid)"),
     ("ipo", "IPO (summed)"),
     ("gpo", "GPO (GPM scores)"),
     ("hinge", "hinge (SLiC / RSO)"),
     ("cdpo", "cDPO (ε = 0.1)"),
+    ("fdpo-forward-kl", "f-DPO (forward KL)"),
+    ("fdpo-js", "f-DPO (Jensen–Shannon)"),
+    ("fdpo-alpha", "f-DPO (α-divergence, α = 0.5)"),
 ];
 
 #[derive(Properties, PartialEq)]

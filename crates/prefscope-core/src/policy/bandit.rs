@@ -139,7 +139,7 @@ impl BanditProblem {
         Some(s.iter().map(|si| si - beta * log_z).collect())
     }
 
-    /// The optimum of `loss` when one is known in closed form (DPO, IPO, GPO), else None.
+    /// The optimum of `loss` when one is known in closed form (DPO, IPO, GPO, f-DPO), else None.
     pub fn optimum(&self, loss: &PolicyLoss) -> Option<Vec<f64>> {
         let n = self.n();
         let log_ref: Vec<f64> = self.ref_probs.iter().map(|p| p.ln()).collect();
@@ -169,6 +169,12 @@ impl BanditProblem {
                 b[0] = 0.0;
                 let g = solve(a, b)?;
                 Some(softmax(&(0..n).map(|i| log_ref[i] + g[i]).collect::<Vec<_>>()))
+            }
+            PolicyLoss::FDpo { beta, divergence, alpha } => {
+                if self.pref.iter().any(|&p| p == 0.0 || p == 1.0) {
+                    return None; // deterministic preferences: at infinity, as DPO's
+                }
+                super::fdpo::optimum(&self.rewards, &self.ref_probs, *beta, *divergence, *alpha)
             }
             PolicyLoss::Gpo { beta } => {
                 let s = self.gpo_scores(*beta)?;
@@ -441,6 +447,26 @@ mod tests {
         for beta in [0.1, 0.5, 2.0] {
             let kl = |seed| run_seeded(PolicyLoss::IpoSummed { beta }, false, 3000, seed).kl_to_optimum.unwrap();
             assert_on_every_seed(&format!("IPO β = {beta}: KL to its optimum < 1e-3"), CLAIM_SEEDS, kl, |&kl| kl < 1e-3);
+        }
+    }
+
+    /// f-DPO reaches each divergence's closed-form optimum (KL < 1e-3) on every seed; measured
+    /// ≤ 2.6e-7 on seeds 0–19 (≤ 1.1e-6 on seeds 100–119). The threshold discriminates: DPO's
+    /// optimum is 0.010–0.72 away (KL) from these optima on the same seeds. The reverse KL is DPO,
+    /// whose claim is above.
+    #[test]
+    fn claim_f_dpo_reaches_each_divergences_optimum() {
+        use super::super::fdpo::FDivergence;
+        let beta = 0.5;
+        for divergence in [FDivergence::ForwardKl, FDivergence::JsDivergence, FDivergence::AlphaDivergence] {
+            let loss = PolicyLoss::FDpo { beta, divergence, alpha: FDivergence::DEFAULT_ALPHA };
+            let one_seed = |seed| {
+                let s = run_seeded(loss.clone(), false, 3000, seed);
+                let dpo = problem(beta, seed).optimum(&PolicyLoss::Sigmoid { beta }).unwrap();
+                (s.kl_to_optimum.unwrap(), super::kl(&dpo, s.optimum.as_ref().unwrap()))
+            };
+            let name = divergence.name();
+            assert_on_every_seed(&format!("f-DPO {name}, β = {beta}: (KL to its optimum, KL of DPO's optimum to it); < 1e-3, > 1e-3"), CLAIM_SEEDS, one_seed, |&(kl, apart)| kl < 1e-3 && apart > 1e-3);
         }
     }
 

@@ -138,6 +138,9 @@ pub enum PolicyLoss {
     /// with an LM, targets are off by log Z = log E_{π_t} exp(s/β) ≥ 0 and the fit is biased.
     /// The GPM run script uses β = 0.001. **[UNVERIFIED]** the authors' `sppo_score` trainer.
     Gpo { beta: f64 },
+    /// f-DPO: −log σ(β(g(ρ_c) − g(ρ_r))), g the f-divergence's score ([`super::fdpo`]); `alpha`
+    /// is TRL's `f_alpha_divergence_coef`, read by the α-divergence only.
+    FDpo { beta: f64, divergence: super::fdpo::FDivergence, alpha: f64 },
 }
 
 /// Loss and the figures TRL logs (implicit rewards β·ρ, margins, accuracy, log-probs).
@@ -183,6 +186,7 @@ impl PolicyLoss {
             | Self::Simpo { beta, .. }
             | Self::Tdpo { beta, .. }
             | Self::Modpo { beta, .. }
+            | Self::FDpo { beta, .. }
             | Self::Irpo { beta, .. }
             | Self::Vpo { beta, .. }
             | Self::Xpo { beta, .. }
@@ -296,6 +300,10 @@ impl PolicyLoss {
             Self::Xpo { beta, alpha } => {
                 let sample = b.ref_sample_logps.clone().expect("XPO needs ref_sample_logps (log π_θ of a sample drawn from π_ref)");
                 nls(h.clone().mul_scalar(*beta)) + sample.mul_scalar(*alpha)
+            }
+            Self::FDpo { beta, divergence, alpha } => {
+                let score = |rho: &Tensor<B, 1>| super::fdpo::score(rho.clone(), *divergence, *alpha);
+                nls((score(&rho_c) - score(&rho_r)).mul_scalar(*beta))
             }
             Self::Gpo { beta } => {
                 let sc = b.chosen_scores.clone().expect("GPO needs chosen_scores (win scores s(y ≻ π_t), e.g. from a GPM)");

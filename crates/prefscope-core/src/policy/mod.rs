@@ -1,6 +1,7 @@
 //! The policy side: what a reward model is for.
 //!
 //! * [`dpo`]: offline preference-optimisation losses on log-probabilities (DPO and its family).
+//! * [`fdpo`]: f-DPO's divergences, their scores and their closed-form bandit optima.
 //! * [`bandit`]: one prompt, n candidates, π = softmax(θ), trained on exact preferences.
 //! * [`lm`]: a tiny byte-level causal transformer LM, SFT then any loss of [`dpo`].
 //! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
@@ -9,6 +10,7 @@
 
 pub mod bandit;
 pub mod dpo;
+pub mod fdpo;
 pub mod lm;
 pub mod online;
 pub mod lm_online;

@@ -7,6 +7,7 @@ use crate::backend::{CpuBackend, cpu_device};
 use crate::dial::{BANDIT_OBJECTIVES, directed};
 use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, train_bandit_recorded};
 use prefscope_core::policy::dpo::PolicyLoss;
+use prefscope_core::policy::fdpo::FDivergence;
 
 pub(crate) const STEPS: usize = 1500;
 const SNAPSHOT_EVERY: usize = 25;
@@ -17,6 +18,9 @@ fn loss_for(name: &str, beta: f64) -> PolicyLoss {
         "gpo" => PolicyLoss::Gpo { beta },
         "hinge" => PolicyLoss::Hinge { beta },
         "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: 0.1 },
+        "fdpo-forward-kl" => PolicyLoss::FDpo { beta, divergence: FDivergence::ForwardKl, alpha: FDivergence::DEFAULT_ALPHA },
+        "fdpo-js" => PolicyLoss::FDpo { beta, divergence: FDivergence::JsDivergence, alpha: FDivergence::DEFAULT_ALPHA },
+        "fdpo-alpha" => PolicyLoss::FDpo { beta, divergence: FDivergence::AlphaDivergence, alpha: FDivergence::DEFAULT_ALPHA },
         _ => PolicyLoss::Sigmoid { beta },
     }
 }
