@@ -57,6 +57,10 @@ pub struct AlignArgs {
     /// Label pairs by the sign of the reward difference instead of a Bradley–Terry draw.
     #[arg(long)]
     deterministic: bool,
+    /// WPO: weight each pair's loss by how likely the current policy is to produce both of its
+    /// responses (TRL's `use_weighting`; offline losses, not aot).
+    #[arg(long)]
+    use_weighting: bool,
     /// A TOML bandit config (as written to a run folder); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -217,6 +221,7 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
     if let Some(v) = args.seed {
         cfg.seed = v;
     }
+    cfg.use_weighting = args.use_weighting;
     cfg.validate()?;
     let out = run_folder(args, &format!("lm-{}-beta{beta}", args.loss))?;
     let summary = dispatch(args.backend.backend, AlignLmJob { cfg, out })?;
@@ -242,6 +247,9 @@ pub fn align(args: AlignArgs) -> Result<()> {
         bail!("--sft-steps applies to --policy lm (the bandit starts from its reference policy, with no SFT)");
     }
     if let Some(method) = args.online.online.clone() {
+        if args.use_weighting {
+            bail!("--use-weighting applies to the offline losses (WPO re-weights a fixed set of pairs); drop it or --online");
+        }
         return align_online(&args, &method);
     }
     if args.policy == PolicyKind::Lm {
@@ -271,6 +279,7 @@ pub fn align(args: AlignArgs) -> Result<()> {
         cfg.seed = v;
     }
     cfg.deterministic |= args.deterministic;
+    cfg.use_weighting |= args.use_weighting;
     cfg.validate()?;
     let out = run_folder(&args, &format!("bandit-{}-beta{beta}", args.loss))?;
     let summary = dispatch(args.backend.backend, AlignJob { cfg, out, json: args.json })?;

@@ -36,6 +36,8 @@ pub struct PolicyBatch<B: Backend> {
     /// reference here), e.g. a GPM's mean score over K samples (§1.5 eq. 5.2), in nats.
     pub chosen_scores: Option<Tensor<B, 1>>,
     pub rejected_scores: Option<Tensor<B, 1>>,
+    /// WPO: each pair's weight w_c·w_r ([`super::wpo`], detached); multiplies its loss.
+    pub pair_weights: Option<Tensor<B, 1>>,
 }
 
 impl<B: Backend> PolicyBatch<B> {
@@ -56,6 +58,7 @@ impl<B: Backend> PolicyBatch<B> {
             ref_sample_logps: None,
             chosen_scores: None,
             rejected_scores: None,
+            pair_weights: None,
         }
     }
 }
@@ -311,6 +314,10 @@ impl PolicyLoss {
                 ((rho_c.clone() - sc.div_scalar(*beta)).powi_scalar(2) + (rho_r.clone() - sr.div_scalar(*beta)).powi_scalar(2)).mul_scalar(0.5)
             }
         };
+        let per_seq = match &b.pair_weights {
+            Some(w) => per_seq * w.clone(),
+            None => per_seq,
+        };
         let rb = self.reward_beta();
         let chosen_rewards = rho_c.mul_scalar(rb).detach();
         let rejected_rewards = rho_r.mul_scalar(rb).detach();
@@ -442,6 +449,7 @@ mod tests {
             ref_sample_logps: Some(t(-8.0)),
             chosen_scores: Some(t(0.2)),
             rejected_scores: Some(t(-0.1)),
+            pair_weights: None,
         }
     }
 
@@ -581,6 +589,7 @@ mod tests {
                 ref_sample_logps: Some(s(-8.0)),
                 chosen_scores: Some(s(0.2)),
                 rejected_scores: Some(s(-0.1)),
+                pair_weights: None,
             }
         };
         for kind in kinds {

@@ -261,14 +261,20 @@ pub struct LmAlignConfig {
     pub shout_rate: f64,
     /// Samples per side when measuring the win rate against the reference.
     pub eval_samples: usize,
+    /// WPO: weight each pair's loss by the current policy's w_c·w_r ([`super::wpo`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_weighting: bool,
 }
 
 impl LmAlignConfig {
     pub fn new(loss: PolicyLoss) -> Self {
-        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.25, eval_samples: 200 }
+        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.25, eval_samples: 200, use_weighting: false }
     }
 
     pub fn validate(&self) -> Result<()> {
+        if self.use_weighting && matches!(self.loss, PolicyLoss::Aot { .. } | PolicyLoss::AotUnpaired { .. }) {
+            return Err(config_error("lm.use_weighting", super::wpo::AOT_REFUSAL));
+        }
         if self.batch == 0 || self.eval_samples == 0 {
             return Err(config_error("lm.batch", "batch and eval_samples must be at least 1"));
         }
@@ -359,17 +365,20 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
             let (tokens, mask) = Encoded::new(ex, lm_cfg.max_len)?.tensors::<B>(device);
             let logits = lm.logits(tokens.clone());
             let ref_logits = Tensor::<B, 3>::from_inner(reference.logits(tokens.clone().inner()));
-            let logps = sequence_logps(token_logps(logits.clone(), tokens.clone()), mask.clone());
+            let token_lp = token_logps(logits.clone(), tokens.clone());
+            let weights = cfg.use_weighting.then(|| super::wpo::sequence_weights(logits.clone(), token_lp.clone(), mask.clone()));
+            let logps = sequence_logps(token_lp, mask.clone());
             let ref_logps = sequence_logps(token_logps(ref_logits.clone(), tokens), mask.clone());
             let kl = completion_kl(ref_logits, logits, mask.clone());
             let len = mask.sum_dim(1).reshape([ex.len()]);
-            Ok((logps, ref_logps, kl, len))
+            Ok((logps, ref_logps, kl, len, weights))
         };
-        let (c_lp, c_ref, c_kl, c_len) = side(&chosen)?;
-        let (r_lp, r_ref, r_kl, r_len) = side(&rejected)?;
+        let (c_lp, c_ref, c_kl, c_len, c_w) = side(&chosen)?;
+        let (r_lp, r_ref, r_kl, r_len, r_w) = side(&rejected)?;
         let mut batch = PolicyBatch::new(c_lp, r_lp, c_ref, r_ref, c_len, r_len);
         batch.chosen_kl = Some(c_kl);
         batch.rejected_kl = Some(r_kl);
+        batch.pair_weights = c_w.zip(r_w).map(|(c, r)| c * r);
         if let Some(missing) = cfg.loss.missing_input(&batch) {
             return Err(config_error("loss", format!("{missing}, which the tiny-LM pipeline does not provide")));
         }
@@ -534,6 +543,21 @@ mod tests {
         }
         check::<B>(&Default::default());
         check::<Flex>(&Default::default());
+    }
+
+    /// With WPO's weights the first step's loss is no longer DPO's ln 2 (policy = reference, but
+    /// each pair counts w_c·w_r), and training runs; without them it is ln 2.
+    #[test]
+    fn wpo_weights_the_lm_pairs() {
+        use burn::backend::{Autodiff, Flex};
+        let run = |use_weighting| {
+            let mut cfg = LmAlignConfig::new(PolicyLoss::Sigmoid { beta: 0.3 });
+            (cfg.sft_steps, cfg.steps, cfg.eval_samples, cfg.use_weighting) = (30, 3, 8, use_weighting);
+            align_lm::<Autodiff<Flex>>(&cfg, &Default::default(), |_, _, _| {}).unwrap()
+        };
+        let (plain, weighted) = (run(false), run(true));
+        assert!((plain.first_loss - std::f64::consts::LN_2).abs() < 1e-5, "{}", plain.first_loss);
+        assert!((weighted.first_loss - std::f64::consts::LN_2).abs() > 1e-3 && weighted.final_loss.is_finite(), "{}", weighted.first_loss);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! * [`dpo`]: offline preference-optimisation losses on log-probabilities (DPO and its family).
 //! * [`fdpo`]: f-DPO's divergences, their scores and their closed-form bandit optima.
+//! * [`wpo`]: WPO's on-policy weighting of each pair (TRL's `use_weighting`).
 //! * [`bandit`]: one prompt, n candidates, π = softmax(θ), trained on exact preferences.
 //! * [`lm`]: a tiny byte-level causal transformer LM, SFT then any loss of [`dpo`].
 //! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
@@ -15,3 +16,4 @@ pub mod lm;
 pub mod online;
 pub mod lm_online;
 pub mod overoptimisation;
+pub mod wpo;
