@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
-use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::bandit::{BanditConfig, train_bandit};
-use prefscope_core::policy::fdpo::FDivergence;
+use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::lm::{LmAlignConfig, align_lm};
+use prefscope_core::policy::losses::{LOSS_NAMES, LossName, LossSettings, build};
 use serde_json::json;
 
 use crate::BackendArgs;
@@ -22,22 +22,25 @@ pub struct AlignArgs {
     /// The policy: a softmax over n candidate responses (bandit), or the tiny byte-level LM.
     #[arg(long, value_enum, default_value_t = PolicyKind::Bandit)]
     policy: PolicyKind,
-    /// Loss (dpo is DPO's sigmoid loss). vpo is pessimistic (the bandit's pairs are offline data
-    /// from π_ref); xpo takes the exact expectation over reference samples; gpo needs stochastic
-    /// preferences; tdpo needs the per-token KL, which only the LM has. fdpo-* is f-DPO with the
-    /// forward KL, Jensen–Shannon or α-divergence in place of DPO's reverse KL (TRL's
-    /// `f_divergence_type`).
-    #[arg(long, default_value = "dpo", value_parser = clap::builder::PossibleValuesParser::new(ALIGN_LOSSES))]
-    loss: String,
+    /// The preference-optimisation loss. h = ρ_c − ρ_r, ρ = log π_θ − log π_ref; ℓ = log π_θ.
+    /// A loss the chosen policy cannot run is refused with the reason before training.
+    #[arg(long, value_enum, default_value = "dpo")]
+    loss: LossArg,
     /// β (default 0.1 on the bandit, 0.3 on the LM).
     #[arg(long)]
     beta: Option<f64>,
-    /// Label smoothing ε for cdpo/robust/aot (exo-pair's ε; 1e-3 if 0).
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f64,
-    /// Regulariser weight α for irpo (default 1), vpo (1), xpo (1e-5); fdpo-alpha's α (0.5).
+    /// Label smoothing ε for cdpo and robust (default 0.1), aot, aot-paired and simpo (0);
+    /// exo-pair's ε (1e-3).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Weight α for irpo (default 1), vpo (1), xpo (1e-5), tdpo (0.5); fdpo-alpha's α (0.5);
+    /// slic's λ (0.1).
     #[arg(long)]
     alpha: Option<f64>,
+    /// MODPO's weights W1,W2: the preference objective's and the margin reward's (default
+    /// 0.5,0.5; W1 > 0). The bandit draws the second objective from the seed.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    weights: Option<Vec<f64>>,
     /// Number of candidate responses.
     #[arg(long)]
     n: Option<usize>,
@@ -79,32 +82,27 @@ pub struct AlignArgs {
     backend: BackendArgs,
 }
 
-fn parse_loss(name: &str, beta: f64, eps: f64, alpha: Option<f64>) -> Result<PolicyLoss> {
-    Ok(match name {
-        "dpo" | "sigmoid" => PolicyLoss::Sigmoid { beta },
-        "ipo" => PolicyLoss::IpoSummed { beta },
-        "hinge" => PolicyLoss::Hinge { beta },
-        "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: eps },
-        "robust" => PolicyLoss::Robust { beta, label_smoothing: eps },
-        "nca-pair" => PolicyLoss::NcaPair { beta },
-        "bco-pair" => PolicyLoss::BcoPair { beta },
-        "sppo-hard" => PolicyLoss::SppoHard { beta },
-        "apo-zero" => PolicyLoss::ApoZero { beta },
-        "apo-down" => PolicyLoss::ApoDown { beta },
-        "discopop" => PolicyLoss::DiscoPop { beta, tau: 0.05 },
-        "exo-pair" => PolicyLoss::ExoPair { beta, epsilon: if eps > 0.0 { eps } else { 1e-3 } },
-        "aot" => PolicyLoss::AotUnpaired { beta, label_smoothing: eps },
-        "irpo" => PolicyLoss::Irpo { beta, alpha: alpha.unwrap_or(PolicyLoss::IRPO_ALPHA) },
-        "vpo" => PolicyLoss::Vpo { beta, alpha: alpha.unwrap_or(PolicyLoss::VPO_ALPHA), optimistic: false },
-        "xpo" => PolicyLoss::Xpo { beta, alpha: alpha.unwrap_or(PolicyLoss::XPO_ALPHA) },
-        "gpo" => PolicyLoss::Gpo { beta },
-        "tdpo" => PolicyLoss::Tdpo { beta, alpha: 0.5, tdpo2: true },
-        "simpo" => PolicyLoss::Simpo { beta, gamma_beta_ratio: 0.25, label_smoothing: eps },
-        "fdpo-forward-kl" => PolicyLoss::FDpo { beta, divergence: FDivergence::ForwardKl, alpha: FDivergence::DEFAULT_ALPHA },
-        "fdpo-js" => PolicyLoss::FDpo { beta, divergence: FDivergence::JsDivergence, alpha: FDivergence::DEFAULT_ALPHA },
-        "fdpo-alpha" => PolicyLoss::FDpo { beta, divergence: FDivergence::AlphaDivergence, alpha: alpha.unwrap_or(FDivergence::DEFAULT_ALPHA) },
-        other => bail!("--loss: `{other}` is not a loss `align` knows ({})", ALIGN_LOSSES.join(", ")),
-    })
+/// A `--loss` value: an entry of the core's loss table, so `--help` lists every loss with its line.
+#[derive(Clone, Copy, Debug)]
+pub struct LossArg(&'static LossName);
+
+static LOSS_ARGS: std::sync::LazyLock<Vec<LossArg>> = std::sync::LazyLock::new(|| LOSS_NAMES.iter().map(LossArg).collect());
+
+impl clap::ValueEnum for LossArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &LOSS_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name).help(self.0.help).aliases(self.0.aliases.iter().copied()))
+    }
+}
+
+impl AlignArgs {
+    fn build_loss(&self, beta: f64) -> Result<PolicyLoss> {
+        let settings = LossSettings { beta, label_smoothing: self.label_smoothing, alpha: self.alpha, weights: self.weights.clone() };
+        Ok(build(self.loss.0.name, &settings)?)
+    }
 }
 
 struct AlignJob {
@@ -130,25 +128,17 @@ impl BackendJob for AlignJob {
         extended["steps"] = json!(cfg.steps);
         let value = folder.finish(extended, backend)?;
         if !json {
-            println!("{:>4}  {:>8}  {:>9}  {:>9}  {:>9}", "y", "reward", "π_ref", "π_θ", "optimum");
+            // MODPO's second objective gets a column of its own.
+            let r2 = |i: usize| summary.margin_rewards.as_ref().map(|m| format!("  {:>8.3}", m[i])).unwrap_or_default();
+            println!("{:>4}  {:>8}{}  {:>9}  {:>9}  {:>9}", "y", "reward", if summary.margin_rewards.is_some() { format!("  {:>8}", "reward 2") } else { String::new() }, "π_ref", "π_θ", "optimum");
             for i in 0..summary.rewards.len() {
                 let opt = summary.optimum.as_ref().map(|o| format!("{:>9.4}", o[i])).unwrap_or_else(|| format!("{:>9}", "—"));
-                println!("{:>4}  {:>8.3}  {:>9.4}  {:>9.4}  {}", i, summary.rewards[i], summary.reference[i], summary.policy[i], opt);
+                println!("{:>4}  {:>8.3}{}  {:>9.4}  {:>9.4}  {}", i, summary.rewards[i], r2(i), summary.reference[i], summary.policy[i], opt);
             }
         }
         Ok(value)
     }
 }
-
-/// Losses that need only sequence log-probs, lengths and per-token KL, which the LM provides.
-/// Every `--loss` name `parse_loss` accepts.
-const ALIGN_LOSSES: [&str; 23] = [
-    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "aot", "irpo", "vpo", "xpo", "gpo", "tdpo", "simpo", "fdpo-forward-kl", "fdpo-js", "fdpo-alpha",
-];
-
-const LM_LOSSES: [&str; 20] = [
-    "dpo", "sigmoid", "ipo", "hinge", "cdpo", "robust", "nca-pair", "bco-pair", "sppo-hard", "apo-zero", "apo-down", "discopop", "exo-pair", "irpo", "vpo", "tdpo", "simpo", "fdpo-forward-kl", "fdpo-js", "fdpo-alpha",
-];
 
 struct AlignLmJob {
     cfg: LmAlignConfig,
@@ -204,11 +194,11 @@ fn run_folder(args: &AlignArgs, stem: &str) -> Result<PathBuf> {
 }
 
 fn align_lm_command(args: &AlignArgs) -> Result<()> {
-    if !LM_LOSSES.contains(&args.loss.as_str()) {
-        bail!("--loss: `{}` needs inputs the LM pipeline does not produce; use one of: {}", args.loss, LM_LOSSES.join(", "));
+    if let Some(why) = args.loss.0.not_on_lm {
+        bail!("--loss {} does not run on the tiny LM: {why}", args.loss.0.name);
     }
     let beta = args.beta.unwrap_or(0.3);
-    let mut cfg = LmAlignConfig::new(parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?);
+    let mut cfg = LmAlignConfig::new(args.build_loss(beta)?);
     if let Some(v) = args.steps {
         cfg.steps = v;
     }
@@ -223,7 +213,7 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
     }
     cfg.use_weighting = args.use_weighting;
     cfg.validate()?;
-    let out = run_folder(args, &format!("lm-{}-beta{beta}", args.loss))?;
+    let out = run_folder(args, &format!("lm-{}-beta{beta}", args.loss.0.name))?;
     let summary = dispatch(args.backend.backend, AlignLmJob { cfg, out })?;
     if args.json {
         println!("{summary}");
@@ -261,10 +251,13 @@ pub fn align(args: AlignArgs) -> Result<()> {
             let text = fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
             toml::from_str::<BanditConfig>(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e))?
         }
-        None => BanditConfig::new(parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?),
+        None => BanditConfig::new(args.build_loss(beta)?),
     };
-    if args.config.is_none() || std::env::args().any(|a| a == "--loss" || a == "--beta" || a == "--alpha") {
-        cfg.loss = parse_loss(&args.loss, beta, args.label_smoothing, args.alpha)?;
+    if args.config.is_none() || std::env::args().any(|a| ["--loss", "--beta", "--alpha", "--weights", "--label-smoothing"].contains(&a.as_str())) {
+        cfg.loss = args.build_loss(beta)?;
+    }
+    if let Some(why) = args.loss.0.not_on_bandit.filter(|_| args.config.is_none()) {
+        bail!("--loss {} does not run on the bandit: {why}", args.loss.0.name);
     }
     if let Some(v) = args.n {
         cfg.n = v;
@@ -281,7 +274,7 @@ pub fn align(args: AlignArgs) -> Result<()> {
     cfg.deterministic |= args.deterministic;
     cfg.use_weighting |= args.use_weighting;
     cfg.validate()?;
-    let out = run_folder(&args, &format!("bandit-{}-beta{beta}", args.loss))?;
+    let out = run_folder(&args, &format!("bandit-{}-beta{beta}", args.loss.0.name))?;
     let summary = dispatch(args.backend.backend, AlignJob { cfg, out, json: args.json })?;
     if args.json {
         println!("{summary}");

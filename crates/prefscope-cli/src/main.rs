@@ -70,7 +70,7 @@ enum Command {
     #[command(after_long_help = "Examples:\n  prefscope bench --workload mlp-bt --batch 1024\n  prefscope bench --workload tfm-rm --batch 2 --steps 3 --warmup 1 --json")]
     Bench(bench::BenchArgs),
     /// Optimise a policy: offline with a DPO-family loss, or online (--online rloo|grpo|ppo|online-dpo|xpo|vpo|best-of-n) against the gold reward or a trained reward model.
-    #[command(after_long_help = "Examples:\n  prefscope align --policy bandit --loss dpo --beta 0.1\n  prefscope align --policy lm --loss dpo\n  prefscope align --online rloo --reward gold --exact --json")]
+    #[command(after_long_help = "Examples:\n  prefscope align --policy bandit --loss dpo --beta 0.1\n  prefscope align --loss modpo --weights 0.3,0.7 --beta 0.5\n  prefscope align --policy lm --loss kto\n  prefscope align --online rloo --reward gold --exact --json")]
     Align(align::AlignArgs),
     /// Reward over-optimisation (Gao et al. 2022): proxy RMs on N gold labels, best-of-n and RL against them, Gao's fits per N.
     #[command(after_long_help = "Examples:\n  prefscope overopt --labels 30 300 --seeds 0..1 --out runs/overopt\n  prefscope overopt --policy lm --seeds 0..7")]

@@ -17,23 +17,18 @@ use gloo_worker::WorkerBridge;
 use crate::compute::policy::{Run, STEPS};
 use crate::worker::{ComputeWorker, Input, Output};
 use prefscope_core::policy::bandit::{BanditSummary, dpo_frontier};
+use prefscope_core::policy::losses::LOSS_NAMES;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
 use crate::dial::BANDIT_OBJECTIVES;
 use crate::plot::{polyline, scale};
 
-/// Losses with a closed-form optimum on the bandit, and two without (hinge, cDPO).
-const LOSSES: [(&str, &str); 8] = [
-    ("dpo", "DPO (sigmoid)"),
-    ("ipo", "IPO (summed)"),
-    ("gpo", "GPO (GPM scores)"),
-    ("hinge", "hinge (SLiC / RSO)"),
-    ("cdpo", "cDPO (ε = 0.1)"),
-    ("fdpo-forward-kl", "f-DPO (forward KL)"),
-    ("fdpo-js", "f-DPO (Jensen–Shannon)"),
-    ("fdpo-alpha", "f-DPO (α-divergence, α = 0.5)"),
-];
+/// The menu: every loss of the core's table that runs on the bandit, labelled by its name and
+/// the head of its one-line description. Those with a closed-form optimum show it beside π_θ.
+fn losses() -> impl Iterator<Item = (&'static str, &'static str)> {
+    LOSS_NAMES.iter().filter(|e| e.not_on_bandit.is_none()).map(|e| (e.name, e.help.split(": ").next().unwrap_or(e.help)))
+}
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -142,7 +137,7 @@ pub fn policy_panel(props: &Props) -> Html {
                 <label class="field">
                     <span>{ "Loss" }</span>
                     <select data-testid="policy-loss-select" onchange={on_loss}>
-                        { for LOSSES.iter().map(|(k, t)| html! { <option value={*k} selected={*k == loss.as_str()}>{ *t }</option> }) }
+                        { for losses().map(|(k, t)| html! { <option value={k} selected={k == loss.as_str()}>{ format!("{k}: {t}") }</option> }) }
                     </select>
                 </label>
                 <label class="field">

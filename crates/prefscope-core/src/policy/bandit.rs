@@ -12,7 +12,15 @@
 //!   s_i = s(i ≻ π_ref) = Σ_j μ_j log(P(i≻j)/P(j≻i)): the bandit knows log Z exactly and passes the
 //!   scores with β log Z subtracted, so the square loss reaches 0 there. Under Bradley–Terry
 //!   s_i = r_i − E_μ[r], so this is DPO's optimum too.
-//! * XPO sees the exact expectation over reference samples, log π_θ(ỹ) → Σ_k μ_k log π_θ(k).
+//! * XPO sees the exact expectation over reference samples, log π_θ(ỹ) → Σ_k μ_k log π_θ(k);
+//!   SLiC-HF's SFT target is a sample of π_ref too, so log π(y_ref) → Σ_k μ_k log π_θ(k).
+//! * TDPO's per-token KL is the sequence KL here (one token): KL(π_ref ‖ π_θ) for both sides, so
+//!   TDPO1 is DPO exactly and TDPO2 differs through its detached chosen side only.
+//! * MODPO's margin reward is a second objective r₂, known exactly (drawn from the seed unless
+//!   given); its optimum is π_ref·exp((w₁r + w₂r₂)/β)/Z.
+//! * KTO's z₀ is the exact KL(π_θ ‖ π_ref), which TRL's mismatched pairs estimate (with one
+//!   prompt, those would be draws of π_ref, whose mean log-ratio −KL(π_ref ‖ π_θ) clamps to 0).
+//! * SFT's optimum is the chosen responses' distribution, π_i ∝ μ_i Σ_j μ_j P(i ≻ j).
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -65,11 +73,14 @@ pub struct BanditConfig {
     /// WPO: weight each pair's loss by the current policy's w_c·w_r ([`super::wpo`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub use_weighting: bool,
+    /// MODPO's second objective r₂, one per candidate, instead of drawn ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_rewards: Option<Vec<f64>>,
 }
 
 impl BanditConfig {
     pub fn new(loss: PolicyLoss) -> Self {
-        Self { seed: 0, n: default_n(), reward_scale: default_reward_scale(), deterministic: false, loss, steps: default_steps(), lr: default_lr(), rewards: None, use_weighting: false }
+        Self { seed: 0, n: default_n(), reward_scale: default_reward_scale(), deterministic: false, loss, steps: default_steps(), lr: default_lr(), rewards: None, use_weighting: false, margin_rewards: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -93,6 +104,22 @@ impl BanditConfig {
         {
             return Err(config_error("rewards", format!("must be {} finite numbers, one per candidate", self.n)));
         }
+        if let Some(entry) = super::losses::lookup(super::losses::name_of(&self.loss))
+            && let Some(why) = entry.not_on_bandit
+        {
+            return Err(config_error("loss", format!("{} does not run on the bandit: {why}", entry.name)));
+        }
+        if let PolicyLoss::Modpo { weights, .. } = &self.loss {
+            super::losses::check_modpo_weights(weights)?;
+            if weights.len() != 2 {
+                return Err(config_error("loss.weights", format!("the bandit has two objectives, the preference reward and the margin reward, so MODPO takes two weights; got {}", weights.len())));
+            }
+        }
+        if let Some(r) = &self.margin_rewards
+            && (r.len() != self.n || r.iter().any(|v| !v.is_finite()))
+        {
+            return Err(config_error("margin_rewards", format!("must be {} finite numbers, one per candidate", self.n)));
+        }
         if self.deterministic && matches!(self.loss, PolicyLoss::Gpo { .. }) {
             return Err(config_error("loss", "gpo needs stochastic preferences: its score log(P/(1−P)) is infinite for deterministic ones"));
         }
@@ -107,6 +134,8 @@ pub struct BanditProblem {
     pub ref_probs: Vec<f64>,
     /// P(i ≻ j), row-major n × n.
     pub pref: Vec<f64>,
+    /// MODPO's second objective r₂ (None for the other losses).
+    pub margin_rewards: Option<Vec<f64>>,
 }
 
 impl BanditProblem {
@@ -125,7 +154,12 @@ impl BanditProblem {
                 if cfg.deterministic { if d > 0.0 { 1.0 } else if d < 0.0 { 0.0 } else { 0.5 } } else { 1.0 / (1.0 + (-d).exp()) }
             })
             .collect();
-        Self { rewards, ref_probs, pref }
+        // Its own stream, so the other losses' problems are unchanged by it.
+        let margin_rewards = matches!(cfg.loss, PolicyLoss::Modpo { .. }).then(|| {
+            let mut rng = Rng::stream(cfg.seed, "bandit-margin");
+            cfg.margin_rewards.clone().unwrap_or_else(|| (0..n).map(|_| rng.normal() * cfg.reward_scale).collect())
+        });
+        Self { rewards, ref_probs, pref, margin_rewards }
     }
 
     pub fn n(&self) -> usize {
@@ -145,11 +179,27 @@ impl BanditProblem {
         Some(s.iter().map(|si| si - beta * log_z).collect())
     }
 
-    /// The optimum of `loss` when one is known in closed form (DPO, IPO, GPO, f-DPO), else None.
+    /// The optimum of `loss` when one is known in closed form (DPO, sigmoid-norm, TDPO1, IPO, GPO,
+    /// f-DPO, MODPO, SFT), else None.
     pub fn optimum(&self, loss: &PolicyLoss) -> Option<Vec<f64>> {
         let n = self.n();
         let log_ref: Vec<f64> = self.ref_probs.iter().map(|p| p.ln()).collect();
+        let stochastic = self.pref.iter().all(|&p| p != 0.0 && p != 1.0);
         match loss {
+            // Lengths are 1 on the bandit, and TDPO1's KL gap is 0 (both sides share the one
+            // position's KL): the same stationary condition as DPO's.
+            PolicyLoss::SigmoidNorm { beta } | PolicyLoss::Tdpo { beta, tdpo2: false, .. } => self.optimum(&PolicyLoss::Sigmoid { beta: *beta }),
+            PolicyLoss::Modpo { beta, weights } => {
+                let m = self.margin_rewards.as_ref()?;
+                // Logistic on (βρ − w₂r₂)/w₁ with labels σ(r_i − r_j): βρ_i = w₁r_i + w₂r₂_i + c.
+                stochastic.then(|| softmax(&(0..n).map(|i| log_ref[i] + (weights[0] * self.rewards[i] + weights[1] * m[i]) / beta).collect::<Vec<_>>()))
+            }
+            PolicyLoss::Sft => {
+                let c: Vec<f64> = (0..n).map(|i| self.ref_probs[i] * (0..n).filter(|&j| j != i).map(|j| self.ref_probs[j] * self.pref[i * n + j]).sum::<f64>()).collect();
+                let z: f64 = c.iter().sum();
+                // A response never chosen gets probability 0 there, which no softmax reaches.
+                c.iter().all(|&v| v > 0.0).then(|| c.iter().map(|v| v / z).collect())
+            }
             PolicyLoss::Sigmoid { beta } => {
                 if self.pref.iter().any(|&p| p == 0.0 || p == 1.0) {
                     return None; // deterministic preferences: DPO's optimum is at infinity
@@ -255,6 +305,11 @@ pub struct BanditSummary {
     /// KL(π_θ ‖ π_ref) and the expected reward E_π[r]: one point of the KL–reward frontier.
     pub kl_to_reference: f64,
     pub expected_reward: f64,
+    /// MODPO's second objective r₂ and its expectation under π_θ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_rewards: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_margin_reward: Option<f64>,
 }
 
 /// Train the bandit policy from π = π_ref; `on_step(step, loss)` sees the expected loss as it falls.
@@ -301,6 +356,7 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
         }
         _ => None,
     };
+    let margins = problem.margin_rewards.as_ref().map(|r| Tensor::<B, 1>::from_data(TensorData::new(r.iter().map(|&v| v as f32).collect(), [n]), device));
     let mut optim = AdamConfig::new().with_epsilon(1e-12).init();
     let mut final_loss = f64::NAN;
     let mut snapshots = vec![];
@@ -323,6 +379,19 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
         );
         if matches!(cfg.loss, PolicyLoss::Xpo { .. }) {
             batch.ref_sample_logps = Some((lp.clone() * mu.clone()).sum().expand([m]));
+        }
+        match &cfg.loss {
+            PolicyLoss::Slic { .. } => batch.target_logps = Some((lp.clone() * mu.clone()).sum().expand([m])),
+            PolicyLoss::Tdpo { .. } => {
+                let kl = (mu.clone() * (mu.clone().log() - lp.clone())).sum().expand([m]);
+                (batch.chosen_kl, batch.rejected_kl) = (Some(kl.clone()), Some(kl));
+            }
+            PolicyLoss::Kto { .. } => batch.kl_baseline = Some((lp.clone().exp() * (lp.clone() - mu.clone().log())).sum().expand([m]).detach()),
+            _ => {}
+        }
+        if let Some(r2) = &margins {
+            batch.chosen_margins = Some(r2.clone().select(0, ci.clone()).reshape([m, 1]));
+            batch.rejected_margins = Some(r2.clone().select(0, ri.clone()).reshape([m, 1]));
         }
         if let Some(s) = &scores {
             batch.chosen_scores = Some(s.clone().select(0, ci.clone()));
@@ -354,6 +423,8 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
         kl_to_optimum: optimum.as_ref().map(|o| kl(&probs, o)),
         kl_to_reference: kl(&probs, &problem.ref_probs),
         expected_reward: probs.iter().zip(&problem.rewards).map(|(p, r)| p * r).sum(),
+        expected_margin_reward: problem.margin_rewards.as_ref().map(|m| probs.iter().zip(m).map(|(p, r)| p * r).sum()),
+        margin_rewards: problem.margin_rewards.clone(),
         optimum,
         reference: problem.ref_probs,
         rewards: problem.rewards,

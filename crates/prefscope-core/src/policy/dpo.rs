@@ -4,7 +4,7 @@
 //! reference, ρ = ℓ − ℓ^ref, h = ρ_c − ρ_r, and completion lengths. Formulas follow TRL's
 //! `DPOTrainer` at HEAD unless a variant is named after the older form it keeps (cDPO = TRL v0.19's
 //! smoothed `sigmoid`) or after the authors' code (SimPO, ORPO, KTO, TDPO, MODPO, SLiC, RSO).
-//! RSO's statistical rejection sampling ([`rso_rejection_sample`]) runs on the host.
+//! RSO's statistical rejection sampling is in [`super::rso`].
 
 use burn::tensor::{Tensor, activation::log_sigmoid};
 use crate::runtime::kernels::Backend;
@@ -38,6 +38,9 @@ pub struct PolicyBatch<B: Backend> {
     pub rejected_scores: Option<Tensor<B, 1>>,
     /// WPO: each pair's weight w_c·w_r ([`super::wpo`], detached); multiplies its loss.
     pub pair_weights: Option<Tensor<B, 1>>,
+    /// KTO: the baseline z₀ ≈ KL(π_θ ‖ π_ref), one per pair, detached ([`kto_z0`] estimates it
+    /// from mismatched prompt/completion pairs, as TRL does).
+    pub kl_baseline: Option<Tensor<B, 1>>,
 }
 
 impl<B: Backend> PolicyBatch<B> {
@@ -59,6 +62,7 @@ impl<B: Backend> PolicyBatch<B> {
             chosen_scores: None,
             rejected_scores: None,
             pair_weights: None,
+            kl_baseline: None,
         }
     }
 }
@@ -144,6 +148,10 @@ pub enum PolicyLoss {
     /// f-DPO: −log σ(β(g(ρ_c) − g(ρ_r))), g the f-divergence's score ([`super::fdpo`]); `alpha`
     /// is TRL's `f_alpha_divergence_coef`, read by the α-divergence only.
     FDpo { beta: f64, divergence: super::fdpo::FDivergence, alpha: f64 },
+    /// KTO on a paired batch, unpaired as TRL's KTO trainer unpairs a preference set: the chosen
+    /// completion is desirable, the rejected one undesirable, and the pair's loss is the mean of
+    /// the two, ½[w_d(1 − σ(β(ρ_c − z₀))) + w_u(1 − σ(β(z₀ − ρ_r)))] ([`kto_loss`] on the two).
+    Kto { beta: f64, desirable_weight: f64, undesirable_weight: f64 },
 }
 
 /// Loss and the figures TRL logs (implicit rewards β·ρ, margins, accuracy, log-probs).
@@ -166,6 +174,9 @@ impl PolicyLoss {
     pub const VPO_ALPHA: f64 = 1.0;
     /// XPO's exploration weight (TRL `XPOConfig.alpha`).
     pub const XPO_ALPHA: f64 = 1e-5;
+    /// KTO's β, desirable and undesirable weights (TRL `KTOConfig` defaults).
+    pub const KTO_BETA: f64 = 0.1;
+    pub const KTO_WEIGHTS: (f64, f64) = (1.0, 1.0);
 
     /// β for the logged implicit rewards (1 where the loss has none).
     fn reward_beta(&self) -> f64 {
@@ -193,6 +204,7 @@ impl PolicyLoss {
             | Self::Irpo { beta, .. }
             | Self::Vpo { beta, .. }
             | Self::Xpo { beta, .. }
+            | Self::Kto { beta, .. }
             | Self::Gpo { beta } => *beta,
             Self::Sft | Self::Orpo { .. } | Self::Slic { .. } | Self::RsoHinge { .. } => 1.0,
         }
@@ -208,6 +220,7 @@ impl PolicyLoss {
             Self::Modpo { .. } if b.chosen_margins.is_none() || b.rejected_margins.is_none() => Some("MODPO needs chosen_margins and rejected_margins (the other objectives' margin rewards)"),
             Self::Xpo { .. } if b.ref_sample_logps.is_none() => Some("XPO needs ref_sample_logps (log π_θ of a sample drawn from π_ref)"),
             Self::Gpo { .. } if b.chosen_scores.is_none() || b.rejected_scores.is_none() => Some("GPO needs chosen_scores and rejected_scores (win scores against the current policy)"),
+            Self::Kto { .. } if b.kl_baseline.is_none() => Some("KTO needs kl_baseline (its z₀, an estimate of KL(π_θ ‖ π_ref) from mismatched prompt/completion pairs)"),
             _ => None,
         }
     }
@@ -313,6 +326,12 @@ impl PolicyLoss {
                 let sr = b.rejected_scores.clone().expect("GPO needs rejected_scores (win scores s(y ≻ π_t), e.g. from a GPM)");
                 ((rho_c.clone() - sc.div_scalar(*beta)).powi_scalar(2) + (rho_r.clone() - sr.div_scalar(*beta)).powi_scalar(2)).mul_scalar(0.5)
             }
+            Self::Kto { beta, desirable_weight, undesirable_weight } => {
+                let z0 = b.kl_baseline.clone().expect("KTO needs kl_baseline").detach();
+                let des = sigmoid((rho_c.clone() - z0.clone()).mul_scalar(*beta)).neg().add_scalar(1.0).mul_scalar(*desirable_weight);
+                let und = sigmoid((z0 - rho_r.clone()).mul_scalar(*beta)).neg().add_scalar(1.0).mul_scalar(*undesirable_weight);
+                (des + und).mul_scalar(0.5)
+            }
         };
         let per_seq = match &b.pair_weights {
             Some(w) => per_seq * w.clone(),
@@ -345,65 +364,6 @@ pub fn kto_z0<B: Backend>(mismatched_rho: Tensor<B, 1>) -> f64 {
 }
 
 use burn::tensor::ElementConversion;
-
-/// RSO's statistical rejection sampling (Liu et al. 2023, arXiv 2309.06657, App. A.1 Algorithm 1)
-/// toward π_r ∝ π_sft·exp(r/β): candidate indices in order of acceptance.
-///
-/// Passes over the not-yet-accepted candidates: each pass fixes r_max over them, then accepts each
-/// in index order with probability exp((r − r_max)/β), stopping as soon as `num_samples` are in
-/// (a `break` we recall from the paper's listing; §5.2's summary omits it, and without it a pass
-/// could return more than asked — **[UNVERIFIED]**). Every pass accepts its maximum, so it ends;
-/// at most `rewards.len()` are returned. β = 0 is best-of-N (top-k by reward, ties in index order); β = ∞ accepts all in
-/// index order. With `num_samples` = 1 the first acceptance depends on candidate order: it is
-/// *not* a draw from π_r (see the tests).
-pub fn rso_rejection_sample(rewards: &[f64], beta: f64, num_samples: usize, rng: &mut crate::runtime::rng::Rng) -> Vec<usize> {
-    assert!(beta >= 0.0, "RSO's β must be ≥ 0, got {beta}");
-    assert!(rewards.iter().all(|r| r.is_finite()), "RSO needs finite rewards");
-    let mut left: Vec<usize> = (0..rewards.len()).collect();
-    let mut accepted = Vec::with_capacity(num_samples.min(left.len()));
-    while accepted.len() < num_samples && !left.is_empty() {
-        let r_max = left.iter().map(|&i| rewards[i]).fold(f64::NEG_INFINITY, f64::max);
-        let mut kept = Vec::with_capacity(left.len());
-        for (k, &i) in left.iter().enumerate() {
-            if accepted.len() == num_samples {
-                kept.extend_from_slice(&left[k..]);
-                break;
-            }
-            // r = r_max is always accepted (also at β = 0, where the ratio would be 0/0).
-            let p = if rewards[i] >= r_max { 1.0 } else { ((rewards[i] - r_max) / beta).exp() };
-            if rng.uniform() < p { accepted.push(i) } else { kept.push(i) }
-        }
-        left = kept;
-    }
-    accepted
-}
-
-/// Best-of-N: the index of the highest reward (the first on ties). Panics on an empty slice.
-pub fn best_of_n(rewards: &[f64]) -> usize {
-    assert!(!rewards.is_empty(), "best_of_n of no candidates");
-    (1..rewards.len()).fold(0, |best, i| if rewards[i] > rewards[best] { i } else { best })
-}
-
-/// How often a response picked from `n` candidates by a reward model beats one random candidate
-/// under the gold reward (ties count half): best-of-n when `beta` is None, RSO's first acceptance
-/// at that β otherwise. Candidates are drawn uniformly from the pool (standing for the SFT
-/// policy's samples); `scores` are the reward model's, `gold` the true reward of each.
-pub fn win_rate_against_random(scores: &[f64], gold: &[f64], n: usize, beta: Option<f64>, trials: usize, rng: &mut crate::runtime::rng::Rng) -> f64 {
-    assert!(n >= 1 && !scores.is_empty() && scores.len() == gold.len(), "need n ≥ 1 and one gold reward per score");
-    let mut wins = 0.0;
-    for _ in 0..trials {
-        let cands: Vec<usize> = (0..n).map(|_| rng.below(scores.len())).collect();
-        let s: Vec<f64> = cands.iter().map(|&i| scores[i]).collect();
-        let pick = match beta {
-            None => best_of_n(&s),
-            Some(b) => rso_rejection_sample(&s, b, 1, rng)[0],
-        };
-        let other = rng.below(scores.len());
-        let (a, o) = (gold[cands[pick]], gold[other]);
-        wins += if a > o { 1.0 } else if a == o { 0.5 } else { 0.0 };
-    }
-    wins / trials as f64
-}
 
 /// Ascending sort along the batch (AOT compares the two distributions' quantiles).
 fn sort<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
@@ -450,6 +410,7 @@ mod tests {
             chosen_scores: Some(t(0.2)),
             rejected_scores: Some(t(-0.1)),
             pair_weights: None,
+            kl_baseline: Some(t(0.2)),
         }
     }
 
@@ -511,6 +472,12 @@ mod tests {
         let s = |v: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &Default::default());
         let both: f64 = kto_loss(s(vec![1.0, -0.5]), s(vec![1.0, 0.0]), 0.2, 0.1, 1.0, 1.0).into_scalar();
         assert!((both - (0.480011 + 0.482507) / 2.0).abs() < 1e-5);
+        // The paired form on the worked batch (ρ_c = 1, ρ_r = −0.5, z₀ = 0.2) is the mean of the two.
+        let paired = loss(PolicyLoss::Kto { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.0 }, &batch());
+        assert!((paired - (0.480011 + 0.482507) / 2.0).abs() < 1e-5, "{paired}");
+        let mut without = batch();
+        without.kl_baseline = None;
+        assert!(PolicyLoss::Kto { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.0 }.missing_input(&without).unwrap().contains("kl_baseline"));
         assert_eq!(kto_z0(s(vec![-0.3, 0.1])), 0.0);
         assert!((kto_z0(s(vec![0.5, 0.1])) - 0.3).abs() < 1e-12);
     }
@@ -570,6 +537,7 @@ mod tests {
             PolicyLoss::Vpo { beta: 0.1, alpha: 1.0, optimistic: false },
             PolicyLoss::Xpo { beta: 0.1, alpha: 0.5 },
             PolicyLoss::Gpo { beta: 0.1 },
+            PolicyLoss::Kto { beta: 0.1, desirable_weight: 1.0, undesirable_weight: 1.33 },
         ];
         let d = Default::default();
         let mk = |lc: f64, lr: f64| -> PolicyBatch<A> {
@@ -590,6 +558,7 @@ mod tests {
                 chosen_scores: Some(s(0.2)),
                 rejected_scores: Some(s(-0.1)),
                 pair_weights: None,
+                kl_baseline: Some(s(0.2)),
             }
         };
         for kind in kinds {
@@ -739,58 +708,5 @@ mod tests {
         let pess = grad_c(PolicyLoss::Vpo { beta: 0.1, alpha: 2.0, optimistic: false });
         let opt = grad_c(PolicyLoss::Vpo { beta: 0.1, alpha: 2.0, optimistic: true });
         assert!((pess - (dpo - 0.2)).abs() < 1e-12 && (opt - (dpo + 0.2)).abs() < 1e-12, "{dpo} {pess} {opt}");
-    }
-
-    #[test]
-    fn rso_with_beta_to_zero_is_best_of_n() {
-        let r = [0.3, 2.0, -1.0, 1.5, 0.9, 1.99];
-        assert_eq!(best_of_n(&r), 1);
-        assert_eq!(best_of_n(&[1.0, 3.0, 3.0]), 1, "first on ties");
-        let mut rng = crate::runtime::rng::Rng::new(3);
-        for beta in [0.0, 1e-9] {
-            for _ in 0..200 {
-                assert_eq!(rso_rejection_sample(&r, beta, 1, &mut rng), vec![best_of_n(&r)]);
-                // More samples: the top-k in descending reward order.
-                assert_eq!(rso_rejection_sample(&r, beta, 3, &mut rng), vec![1, 5, 3]);
-            }
-        }
-    }
-
-    #[test]
-    fn rso_with_beta_to_infinity_accepts_all_in_order() {
-        let r = [0.3, 2.0, -1.0, 1.5, 0.9];
-        let mut rng = crate::runtime::rng::Rng::new(4);
-        for beta in [1e12, f64::INFINITY] {
-            assert_eq!(rso_rejection_sample(&r, beta, 5, &mut rng), vec![0, 1, 2, 3, 4]);
-            assert_eq!(rso_rejection_sample(&r, beta, 2, &mut rng), vec![0, 1]);
-        }
-        // Asking for more than there are returns each candidate once.
-        let mut all = rso_rejection_sample(&r, 0.5, 9, &mut rng);
-        all.sort();
-        assert_eq!(all, vec![0, 1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn rso_first_acceptance_frequencies_match_the_algorithm() {
-        // r = (0, 1, 2), β = 1, one sample: the single pass has r_max = 2 and walks 0, 1, 2, so
-        // P(0) = e⁻², P(1) = (1 − e⁻²)e⁻¹, P(2) = (1 − e⁻²)(1 − e⁻¹) = (0.135335, 0.318092, 0.546572),
-        // not π_r ∝ exp(r) = (0.090031, 0.244728, 0.665241).
-        let r = [0.0, 1.0, 2.0];
-        let (a, b) = ((-2.0f64).exp(), (-1.0f64).exp());
-        let exact = [a, (1.0 - a) * b, (1.0 - a) * (1.0 - b)];
-        let mut rng = crate::runtime::rng::Rng::new(11);
-        let runs = 20_000;
-        let mut counts = [0usize; 3];
-        for _ in 0..runs {
-            let got = rso_rejection_sample(&r, 1.0, 1, &mut rng);
-            assert_eq!(got.len(), 1);
-            counts[got[0]] += 1;
-        }
-        let z: f64 = r.iter().map(|v| v.exp()).sum();
-        for i in 0..3 {
-            let freq = counts[i] as f64 / runs as f64;
-            assert!((freq - exact[i]).abs() < 0.01, "candidate {i}: {freq} vs {}", exact[i]);
-            assert!((freq - r[i].exp() / z).abs() > 0.03, "candidate {i} is order-biased away from π_r");
-        }
     }
 }

@@ -275,6 +275,11 @@ impl LmAlignConfig {
         if self.use_weighting && matches!(self.loss, PolicyLoss::Aot { .. } | PolicyLoss::AotUnpaired { .. }) {
             return Err(config_error("lm.use_weighting", super::wpo::AOT_REFUSAL));
         }
+        if let Some(entry) = super::losses::lookup(super::losses::name_of(&self.loss))
+            && let Some(why) = entry.not_on_lm
+        {
+            return Err(config_error("lm.loss", format!("{} does not run on the tiny LM: {why}", entry.name)));
+        }
         if self.batch == 0 || self.eval_samples == 0 {
             return Err(config_error("lm.batch", "batch and eval_samples must be at least 1"));
         }
@@ -379,6 +384,15 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         batch.chosen_kl = Some(c_kl);
         batch.rejected_kl = Some(r_kl);
         batch.pair_weights = c_w.zip(r_w).map(|(c, r)| c * r);
+        if matches!(cfg.loss, PolicyLoss::Kto { .. }) {
+            // TRL's z₀: each prompt with the next pair's chosen completion (mismatched), whose
+            // mean log-ratio estimates KL(π_θ ‖ π_ref), clamped at 0 and detached.
+            let n = chosen.len();
+            let shifted: Vec<(String, String)> = (0..n).map(|i| (chosen[i].0.clone(), chosen[(i + 1) % n].1.clone())).collect();
+            let (m_lp, m_ref, _, _, _) = side(&shifted)?;
+            let z0 = super::dpo::kto_z0((m_lp - m_ref).detach());
+            batch.kl_baseline = Some(Tensor::full([n], z0, device));
+        }
         if let Some(missing) = cfg.loss.missing_input(&batch) {
             return Err(config_error("loss", format!("{missing}, which the tiny-LM pipeline does not provide")));
         }

@@ -4,16 +4,22 @@
 //! * [`fdpo`]: f-DPO's divergences, their scores and their closed-form bandit optima.
 //! * [`wpo`]: WPO's on-policy weighting of each pair (TRL's `use_weighting`).
 //! * [`bandit`]: one prompt, n candidates, π = softmax(θ), trained on exact preferences.
+//! * [`losses`]: the loss names the front ends offer, and each built from a name and settings.
 //! * [`lm`]: a tiny byte-level causal transformer LM, SFT then any loss of [`dpo`].
 //! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
 //! * [`online`]: online RLHF on the bandit: RLOO, GRPO, online DPO, XPO, VPO, best-of-n.
+//! * [`rso`]: RSO's statistical rejection sampling and best-of-n selection among samples.
 //! * [`overoptimisation`]: reward over-optimisation (Gao et al. 2022): a proxy RM, best-of-n and RL curves.
 
 pub mod bandit;
+#[cfg(test)]
+mod bandit_losses;
 pub mod dpo;
 pub mod fdpo;
 pub mod lm;
+pub mod losses;
 pub mod online;
 pub mod lm_online;
 pub mod overoptimisation;
+pub mod rso;
 pub mod wpo;

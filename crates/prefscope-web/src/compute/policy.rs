@@ -6,24 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{CpuBackend, cpu_device};
 use crate::dial::{BANDIT_OBJECTIVES, directed};
 use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, train_bandit_recorded};
-use prefscope_core::policy::dpo::PolicyLoss;
-use prefscope_core::policy::fdpo::FDivergence;
+use prefscope_core::policy::losses::{LossSettings, build};
 
 pub(crate) const STEPS: usize = 1500;
 const SNAPSHOT_EVERY: usize = 25;
-
-fn loss_for(name: &str, beta: f64) -> PolicyLoss {
-    match name {
-        "ipo" => PolicyLoss::IpoSummed { beta },
-        "gpo" => PolicyLoss::Gpo { beta },
-        "hinge" => PolicyLoss::Hinge { beta },
-        "cdpo" => PolicyLoss::Cdpo { beta, label_smoothing: 0.1 },
-        "fdpo-forward-kl" => PolicyLoss::FDpo { beta, divergence: FDivergence::ForwardKl, alpha: FDivergence::DEFAULT_ALPHA },
-        "fdpo-js" => PolicyLoss::FDpo { beta, divergence: FDivergence::JsDivergence, alpha: FDivergence::DEFAULT_ALPHA },
-        "fdpo-alpha" => PolicyLoss::FDpo { beta, divergence: FDivergence::AlphaDivergence, alpha: FDivergence::DEFAULT_ALPHA },
-        _ => PolicyLoss::Sigmoid { beta },
-    }
-}
 
 /// A finished bandit run.
 #[derive(PartialEq, Serialize, Deserialize)]
@@ -37,7 +23,8 @@ pub struct Run {
 
 /// Train the bandit (in the worker).
 pub fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
-    let mut cfg = BanditConfig::new(loss_for(loss, beta));
+    // Names come from the core's table (the menu lists its bandit entries), so build cannot miss.
+    let mut cfg = BanditConfig::new(build(loss, &LossSettings::new(beta)).map_err(|e| e.to_string())?);
     cfg.steps = STEPS;
     cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
     let (summary, snapshots) = train_bandit_recorded::<CpuBackend>(&cfg, &cpu_device(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;

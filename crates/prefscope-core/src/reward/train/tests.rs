@@ -718,7 +718,7 @@ fn claim_gridworld_through_the_trainer_regret_recovers_the_optimal_policy_and_pa
 
 #[test]
 fn claim_best_of_n_with_a_trained_reward_model_wins_more_as_n_grows() {
-    use crate::policy::dpo::win_rate_against_random;
+    use crate::policy::rso::win_rate_against_random;
     let one_seed = |seed: u64| {
         // A BT reward model on `linear`; gold = the items' helpfulness ratings (utility + noise).
         let (t, _) = trained(seeded(RunConfig::new(ScenarioKind::Linear, ModelKind::Bt), seed));
