@@ -579,10 +579,14 @@ fn align_bandit_reports_kl_to_the_dpo_optimum() {
     // A loss without a closed-form optimum reports null, not a made-up number.
     let out = last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "50", "--out", "h", "--json"], &dir));
     assert!(out["kl_to_optimum"].is_null());
-    let bad = prefscope(&["align", "--loss", "orpo"], &dir);
+    let bad = prefscope(&["align", "--loss", "orpo2"], &dir);
     // Refused by the argument parser, which lists the losses it knows.
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("invalid value 'orpo' for '--loss") && stderr.contains("tdpo"), "{stderr}");
+    assert!(stderr.contains("invalid value 'orpo2' for '--loss") && stderr.contains("tdpo"), "{stderr}");
+    // A named loss the bandit cannot run is refused with the reason, before any training.
+    let aot = prefscope(&["align", "--loss", "aot", "--out", "a"], &dir);
+    assert!(String::from_utf8_lossy(&aot.stderr).contains("does not run on the bandit: AOT sorts"), "{}", String::from_utf8_lossy(&aot.stderr));
+    assert!(!dir.join("a").exists());
     // A finished run is not overwritten unless asked.
     let again = prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h"], &dir);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a finished run"));
@@ -598,7 +602,7 @@ fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
     let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
     assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
     let bad = prefscope(&["align", "--policy", "lm", "--loss", "gpo", "--out", "g"], &dir);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs inputs the LM pipeline does not produce"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not run on the tiny LM: GPO needs win scores"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
 #[test]
