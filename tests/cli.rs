@@ -601,6 +601,13 @@ fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
     assert!(out["win_rate"].as_f64().unwrap() > 0.8, "{out}");
     let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
     assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
+    // LD-DPO: the weight reaches the run's config; at step 1 the policy is the reference, so the
+    // loss is still ln 2 whatever the weights.
+    let ld = last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--ld-alpha", "0.5", "--sft-steps", "5", "--steps", "2", "--out", "ld", "--json"], &dir));
+    assert!((ld["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{ld}");
+    assert!(std::fs::read_to_string(dir.join("ld/config.toml")).unwrap().contains("ld_alpha = 0.5"));
+    let on_bandit = prefscope(&["align", "--ld-alpha", "0.5", "--out", "ldb"], &dir);
+    assert!(String::from_utf8_lossy(&on_bandit.stderr).contains("--ld-alpha applies to the offline LM"));
     let bad = prefscope(&["align", "--policy", "lm", "--loss", "gpo", "--out", "g"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not run on the tiny LM: GPO needs win scores"), "{}", String::from_utf8_lossy(&bad.stderr));
 }

@@ -423,7 +423,7 @@ try {
     });
   }
 
-  await check('policy tab: DPO reaches its optimum, the URL keeps the tab, the slider replays training', async () => {
+  await check('policy tab: DPO and MODPO reach their optima, the menu lists the bandit\'s losses, the URL keeps the tab, the slider replays training', async () => {
     const page = await openPage(context, base, '?backend=cpu&tab=policy');
     try {
       await page.getByTestId('policy-loss-select').selectOption('dpo');
@@ -442,6 +442,17 @@ try {
       // β lives in the URL too.
       await page.getByTestId('policy-beta').fill('0');
       await page.waitForFunction(() => location.search.includes('beta=1'), null, { timeout: 5000 });
+      // The menu is the core's loss table, less what the bandit refuses (the two AOTs); MODPO
+      // (with its drawn second reward) reaches its closed-form optimum here too.
+      const names = await page.getByTestId('policy-loss-select').locator('option').evaluateAll((os) => os.map((o) => o.value));
+      assert(names.length === 30 && names.includes('modpo') && names.includes('kto') && !names.includes('aot'), `menu: ${names}`);
+      const before = await page.evaluate(() => ['policy-kl-optimum', 'policy-expected-reward'].map((t) => document.querySelector(`[data-testid=${t}]`)?.textContent.trim()).join(' '));
+      await page.getByTestId('policy-loss-select').selectOption('modpo');
+      await page.getByTestId('policy-train').click();
+      await page.waitForFunction((b) => ['policy-kl-optimum', 'policy-expected-reward'].map((t) => document.querySelector(`[data-testid=${t}]`)?.textContent.trim()).join(' ') !== b, before, { timeout: 60_000 });
+      const modpo = Number((await page.getByTestId('policy-kl-optimum').textContent()).trim());
+      console.log(`# policy tab: MODPO KL(π_θ ‖ optimum) = ${modpo}`);
+      assert(modpo < 1e-2, `KL to MODPO's optimum ${modpo}`);
       await page.getByTestId('policy-frame').fill(String(1e6));
       await page.screenshot({ path: path.join(outDir, 'policy-tab.png'), fullPage: true });
       // Back to the reward tab: its controls are there again.

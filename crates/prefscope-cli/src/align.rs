@@ -64,6 +64,11 @@ pub struct AlignArgs {
     /// responses (TRL's `use_weighting`; offline losses, not aot).
     #[arg(long)]
     use_weighting: bool,
+    /// LD-DPO (TRL's `ld_alpha`, `--policy lm`): weight the completion tokens past the shorter
+    /// response's length by A ∈ [0, 1] in both responses' log-probabilities, so extra length
+    /// counts less (1 is plain DPO; the LD-DPO paper uses 0.3–0.6).
+    #[arg(long)]
+    ld_alpha: Option<f64>,
     /// A TOML bandit config (as written to a run folder); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -212,6 +217,7 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
         cfg.seed = v;
     }
     cfg.use_weighting = args.use_weighting;
+    cfg.ld_alpha = args.ld_alpha;
     cfg.validate()?;
     let out = run_folder(args, &format!("lm-{}-beta{beta}", args.loss.0.name))?;
     let summary = dispatch(args.backend.backend, AlignLmJob { cfg, out })?;
@@ -233,6 +239,9 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
 }
 
 pub fn align(args: AlignArgs) -> Result<()> {
+    if args.ld_alpha.is_some() && (args.policy != PolicyKind::Lm || args.online.online.is_some()) {
+        bail!("--ld-alpha applies to the offline LM (--policy lm): it down-weights the tokens past the shorter response's length, and a bandit response is one token");
+    }
     if args.sft_steps.is_some() && args.policy != PolicyKind::Lm {
         bail!("--sft-steps applies to --policy lm (the bandit starts from its reference policy, with no SFT)");
     }

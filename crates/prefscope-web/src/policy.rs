@@ -49,6 +49,7 @@ pub fn policy_panel(props: &Props) -> Html {
     let frame = use_state(|| 0usize);
     let error = use_state(|| None::<String>);
     let objectives = use_state(|| false);
+    let weighting = use_state(|| false);
     let beta = 10f64.powf(beta_x as f64 / 10.0);
     let deg = props.direction;
     let direction = objectives.then_some(deg);
@@ -62,11 +63,15 @@ pub fn policy_panel(props: &Props) -> Html {
         let objectives = objectives.clone();
         Callback::from(move |e: Event| objectives.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
     };
+    let on_weighting = {
+        let weighting = weighting.clone();
+        Callback::from(move |e: Event| weighting.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
+    };
     let on_direction = props.on_direction.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(deg));
     let worker = use_mut_ref(|| None::<WorkerBridge<ComputeWorker>>);
     let busy = use_state(|| false);
     let on_train = {
-        let (loss, run, frame, error, busy) = (loss.clone(), run.clone(), frame.clone(), error.clone(), busy.clone());
+        let (loss, run, frame, error, busy, weighting) = (loss.clone(), run.clone(), frame.clone(), error.clone(), busy.clone(), weighting.clone());
         Callback::from(move |_| {
             let on_output = {
                 let (run, frame, error, busy) = (run.clone(), frame.clone(), error.clone(), busy.clone());
@@ -83,7 +88,7 @@ pub fn policy_panel(props: &Props) -> Html {
                     }
                 }
             };
-            match crate::worker::send_lazily(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction }) {
+            match crate::worker::send_lazily(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction, use_weighting: *weighting }) {
                 Ok(()) => busy.set(true),
                 Err(e) => error.set(Some(e)),
             }
@@ -132,7 +137,7 @@ pub fn policy_panel(props: &Props) -> Html {
     html! {
         <section class="card policy" data-testid="policy-panel">
             <h2>{ "Policy: the DPO family on a bandit" }</h2>
-            <p class="desc">{ "Eight candidate responses whose rewards the policy never sees: one hidden reward, or with two objectives the score v·(r1, r2) for the dial's direction v. Pairs come from the reference policy and are labelled by Bradley–Terry on the rewards, and the loss is minimised exactly (its expectation over all pairs). DPO's optimum is π_ref·exp(r/β): small β chases reward, large β stays near π_ref. IPO regularises toward its own optimum, GPO takes one multiplicative-weights step on GPM-style scores; hinge and cDPO have no closed form here." }</p>
+            <p class="desc">{ "Eight candidate responses whose rewards the policy never sees: one hidden reward, or with two objectives the score v·(r1, r2) for the dial's direction v. Pairs come from the reference policy and are labelled by Bradley–Terry on the rewards, and the loss is minimised exactly (its expectation over all pairs). DPO's optimum is π_ref·exp(r/β): small β chases reward, large β stays near π_ref. IPO regularises toward its own optimum, GPO takes one multiplicative-weights step on GPM-style scores, MODPO adds a second reward through its margin; the optimum bars appear for every loss with a closed form here. WPO weighting multiplies each pair's loss by how likely the current policy is to produce both responses." }</p>
             <div class="row">
                 <label class="field">
                     <span>{ "Loss" }</span>
@@ -150,6 +155,10 @@ pub fn policy_panel(props: &Props) -> Html {
                 <label class="check">
                     <input type="checkbox" data-testid="policy-objectives" checked={*objectives} onchange={on_objectives} />
                     { "two objectives: reward r = v·(r1, r2), v the dial's direction" }
+                </label>
+                <label class="check">
+                    <input type="checkbox" data-testid="policy-weighting" checked={*weighting} onchange={on_weighting} />
+                    { "WPO weighting (use_weighting)" }
                 </label>
                 if *objectives {
                     <label class="field">

@@ -66,7 +66,7 @@ pub enum Input {
     /// The trainer's weights as a checkpoint.
     Export,
     /// The Policy tab: a bandit policy trained with a DPO-family loss.
-    Bandit { loss: String, beta: f64, direction: Option<u32> },
+    Bandit { loss: String, beta: f64, direction: Option<u32>, use_weighting: bool },
     /// The Policy tab's online mode: a proxy reward model, then a policy optimising it.
     Online { labels: usize, method: String, seed: u64 },
 }
@@ -395,7 +395,7 @@ impl Worker for ComputeWorker {
                 };
                 reply.send(Output::Checkpoint(run, bytes));
             }
-            Input::Bandit { loss, beta, direction } => reply.send(Output::Bandit(crate::compute::policy::train(&loss, beta, direction))),
+            Input::Bandit { loss, beta, direction, use_weighting } => reply.send(Output::Bandit(crate::compute::policy::train(&loss, beta, direction, use_weighting))),
             Input::Online { labels, method, seed } => wasm_bindgen_futures::spawn_local(async move {
                 crate::compute::online::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
             }),

@@ -106,6 +106,30 @@ pub fn completion_kl<B: Backend>(ref_logits: Tensor<B, 3>, logits: Tensor<B, 3>,
     (kl * mask.narrow(1, 1, t - 1)).sum_dim(1).reshape([n])
 }
 
+/// LD-DPO's token weights (Liu et al. 2024; TRL's `ld_alpha`): for each pair, the first
+/// min(|y_c|, |y_r|) completion tokens of both responses count fully and the rest by α, so the
+/// longer response's extra tokens weigh less in its summed log-probability. Returns the chosen and
+/// the rejected batch's weights, laid out as their masks (0 off the completion).
+pub fn ld_weights(chosen: &Encoded, rejected: &Encoded, alpha: f64) -> (Vec<f32>, Vec<f32>) {
+    let lens = |e: &Encoded| -> Vec<usize> { (0..e.rows).map(|i| e.mask[i * e.len..(i + 1) * e.len].iter().filter(|&&m| m > 0.0).count()).collect() };
+    let (lc, lr) = (lens(chosen), lens(rejected));
+    let weigh = |e: &Encoded| -> Vec<f32> {
+        let mut out = vec![0f32; e.rows * e.len];
+        for i in 0..e.rows {
+            let shared = lc[i].min(lr[i]);
+            let mut k = 0;
+            for t in 0..e.len {
+                if e.mask[i * e.len + t] > 0.0 {
+                    k += 1;
+                    out[i * e.len + t] = if k <= shared { 1.0 } else { alpha as f32 };
+                }
+            }
+        }
+        out
+    };
+    (weigh(chosen), weigh(rejected))
+}
+
 /// A padded batch of (prompt, completion) byte strings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Encoded {
@@ -264,11 +288,15 @@ pub struct LmAlignConfig {
     /// WPO: weight each pair's loss by the current policy's w_c·w_r ([`super::wpo`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub use_weighting: bool,
+    /// LD-DPO: the weight α ∈ [0, 1] of the completion tokens past the shorter response's length
+    /// in both responses' summed log-probabilities ([`ld_weights`]); None sums them all (α = 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ld_alpha: Option<f64>,
 }
 
 impl LmAlignConfig {
     pub fn new(loss: PolicyLoss) -> Self {
-        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.25, eval_samples: 200, use_weighting: false }
+        Self { seed: 0, sft_steps: 600, steps: 60, batch: 32, sft_lr: 3e-3, lr: 2e-4, loss, shout_rate: 0.25, eval_samples: 200, use_weighting: false, ld_alpha: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -279,6 +307,11 @@ impl LmAlignConfig {
             && let Some(why) = entry.not_on_lm
         {
             return Err(config_error("lm.loss", format!("{} does not run on the tiny LM: {why}", entry.name)));
+        }
+        if let Some(a) = self.ld_alpha
+            && !(0.0..=1.0).contains(&a)
+        {
+            return Err(config_error("lm.ld_alpha", format!("must be in [0, 1] (the weight of the tokens past the shorter response), got {a}")));
         }
         if self.batch == 0 || self.eval_samples == 0 {
             return Err(config_error("lm.batch", "batch and eval_samples must be at least 1"));
@@ -366,20 +399,25 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         let pairs = task.pairs(cfg.batch, &mut rng);
         let chosen: Vec<(String, String)> = pairs.iter().map(|(p, c, _)| (p.clone(), c.clone())).collect();
         let rejected: Vec<(String, String)> = pairs.iter().map(|(p, _, r)| (p.clone(), r.clone())).collect();
-        let side = |ex: &[(String, String)]| -> Result<_> {
-            let (tokens, mask) = Encoded::new(ex, lm_cfg.max_len)?.tensors::<B>(device);
+        let (enc_c, enc_r) = (Encoded::new(&chosen, lm_cfg.max_len)?, Encoded::new(&rejected, lm_cfg.max_len)?);
+        let ld = cfg.ld_alpha.map(|a| ld_weights(&enc_c, &enc_r, a));
+        // `ld`: LD-DPO's token weights for the summed log-probs in place of the completion mask.
+        let side = |enc: &Encoded, ld: Option<&Vec<f32>>| -> Result<_> {
+            let (tokens, mask) = enc.tensors::<B>(device);
+            let seq_mask = ld.map_or_else(|| mask.clone(), |w| Tensor::from_data(TensorData::new(w.clone(), [enc.rows, enc.len]), device));
+            let ex_len = enc.rows;
             let logits = lm.logits(tokens.clone());
             let ref_logits = Tensor::<B, 3>::from_inner(reference.logits(tokens.clone().inner()));
             let token_lp = token_logps(logits.clone(), tokens.clone());
             let weights = cfg.use_weighting.then(|| super::wpo::sequence_weights(logits.clone(), token_lp.clone(), mask.clone()));
-            let logps = sequence_logps(token_lp, mask.clone());
-            let ref_logps = sequence_logps(token_logps(ref_logits.clone(), tokens), mask.clone());
+            let logps = sequence_logps(token_lp, seq_mask.clone());
+            let ref_logps = sequence_logps(token_logps(ref_logits.clone(), tokens), seq_mask);
             let kl = completion_kl(ref_logits, logits, mask.clone());
-            let len = mask.sum_dim(1).reshape([ex.len()]);
+            let len = mask.sum_dim(1).reshape([ex_len]);
             Ok((logps, ref_logps, kl, len, weights))
         };
-        let (c_lp, c_ref, c_kl, c_len, c_w) = side(&chosen)?;
-        let (r_lp, r_ref, r_kl, r_len, r_w) = side(&rejected)?;
+        let (c_lp, c_ref, c_kl, c_len, c_w) = side(&enc_c, ld.as_ref().map(|w| &w.0))?;
+        let (r_lp, r_ref, r_kl, r_len, r_w) = side(&enc_r, ld.as_ref().map(|w| &w.1))?;
         let mut batch = PolicyBatch::new(c_lp, r_lp, c_ref, r_ref, c_len, r_len);
         batch.chosen_kl = Some(c_kl);
         batch.rejected_kl = Some(r_kl);
@@ -389,7 +427,7 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
             // mean log-ratio estimates KL(π_θ ‖ π_ref), clamped at 0 and detached.
             let n = chosen.len();
             let shifted: Vec<(String, String)> = (0..n).map(|i| (chosen[i].0.clone(), chosen[(i + 1) % n].1.clone())).collect();
-            let (m_lp, m_ref, _, _, _) = side(&shifted)?;
+            let (m_lp, m_ref, _, _, _) = side(&Encoded::new(&shifted, lm_cfg.max_len)?, None)?;
             let z0 = super::dpo::kto_z0((m_lp - m_ref).detach());
             batch.kl_baseline = Some(Tensor::full([n], z0, device));
         }
@@ -582,5 +620,29 @@ mod tests {
         let same: f64 = completion_kl(x.logits(t.clone()), x.logits(t.clone()), m.clone()).into_scalar();
         let other: f64 = completion_kl(x.logits(t.clone()), y.logits(t), m).into_scalar();
         assert!(same.abs() < 1e-12 && other > 1e-3, "{same} {other}");
+    }
+    /// LD-DPO's weights on pairs of unequal lengths, by hand: 1 on the first min(|y_c|, |y_r|)
+    /// completion tokens of each response, α after, 0 off the completion; the summed log-prob is
+    /// then front + α·tail (every token's log-prob −1 here: −(2 + 3α) for a 5-token response
+    /// whose partner has 2).
+    #[test]
+    fn ld_weights_count_the_shared_length_fully_and_the_tail_by_alpha() {
+        let ex = |v: &[(&str, &str)]| Encoded::new(&v.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect::<Vec<_>>(), 16).unwrap();
+        let (c, r) = (ex(&[("ab", "xyz12"), ("ab", "q")]), ex(&[("ab", "xy"), ("ab", "qrs")]));
+        let alpha = 0.25;
+        let (wc, wr) = ld_weights(&c, &r, alpha);
+        let row = |w: &[f32], e: &Encoded, i: usize| -> Vec<f32> { (0..e.len).filter(|&t| e.mask[i * e.len + t] > 0.0).map(|t| w[i * e.len + t]).collect() };
+        assert_eq!(row(&wc, &c, 0), vec![1.0, 1.0, 0.25, 0.25, 0.25]);
+        assert_eq!(row(&wr, &r, 0), vec![1.0, 1.0]);
+        assert_eq!(row(&wc, &c, 1), vec![1.0]);
+        assert_eq!(row(&wr, &r, 1), vec![1.0, 0.25, 0.25]);
+        assert!(wc.iter().zip(&c.mask).all(|(w, m)| *m > 0.0 || *w == 0.0), "0 off the completion");
+        let d = Default::default();
+        let lp = Tensor::<B, 2>::full([c.rows, c.len - 1], -1.0, &d);
+        let w = Tensor::<B, 2>::from_data(TensorData::new(wc.clone(), [c.rows, c.len]), &d);
+        let got: Vec<f64> = sequence_logps(lp, w).into_data().to_vec().unwrap();
+        assert!((got[0] + (2.0 + 3.0 * alpha)).abs() < 1e-6 && (got[1] + 1.0).abs() < 1e-6, "{got:?}");
+        // α = 1 is the plain mask.
+        assert_eq!(ld_weights(&c, &r, 1.0).0, c.mask);
     }
 }

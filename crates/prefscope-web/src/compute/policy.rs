@@ -22,10 +22,11 @@ pub struct Run {
 }
 
 /// Train the bandit (in the worker).
-pub fn train(loss: &str, beta: f64, direction: Option<u32>) -> Result<Run, String> {
+pub fn train(loss: &str, beta: f64, direction: Option<u32>, use_weighting: bool) -> Result<Run, String> {
     // Names come from the core's table (the menu lists its bandit entries), so build cannot miss.
     let mut cfg = BanditConfig::new(build(loss, &LossSettings::new(beta)).map_err(|e| e.to_string())?);
     cfg.steps = STEPS;
+    cfg.use_weighting = use_weighting;
     cfg.rewards = direction.map(|d| directed(&BANDIT_OBJECTIVES, unit(d)));
     let (summary, snapshots) = train_bandit_recorded::<CpuBackend>(&cfg, &cpu_device(), SNAPSHOT_EVERY, |_, _| {}).map_err(|e| e.to_string())?;
     Ok(Run { summary, snapshots, beta, direction })
