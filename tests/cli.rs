@@ -567,52 +567,6 @@ fn rank_fits_a_leaderboard_from_battles_and_choix_files() {
 }
 
 #[test]
-fn align_bandit_reports_kl_to_the_dpo_optimum() {
-    let dir = scratch("align");
-    let out = last_json(&prefscope(&["align", "--policy", "bandit", "--loss", "dpo", "--beta", "0.5", "--out", "b", "--json"], &dir));
-    let kl = out["kl_to_optimum"].as_f64().expect("DPO's optimum is known");
-    assert!(kl < 1e-3, "{kl}");
-    assert_eq!(out["backend"], "cpu");
-    let policy: f64 = out["policy"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
-    assert!((policy - 1.0).abs() < 1e-6);
-    assert!(dir.join("b/metrics.jsonl").is_file() && dir.join("b/summary.json").is_file());
-    // A loss without a closed-form optimum reports null, not a made-up number.
-    let out = last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "50", "--out", "h", "--json"], &dir));
-    assert!(out["kl_to_optimum"].is_null());
-    let bad = prefscope(&["align", "--loss", "orpo2"], &dir);
-    // Refused by the argument parser, which lists the losses it knows.
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("invalid value 'orpo2' for '--loss") && stderr.contains("tdpo"), "{stderr}");
-    // A named loss the bandit cannot run is refused with the reason, before any training.
-    let aot = prefscope(&["align", "--loss", "aot", "--out", "a"], &dir);
-    assert!(String::from_utf8_lossy(&aot.stderr).contains("does not run on the bandit: AOT sorts"), "{}", String::from_utf8_lossy(&aot.stderr));
-    assert!(!dir.join("a").exists());
-    // A finished run is not overwritten unless asked.
-    let again = prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h"], &dir);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a finished run"));
-    last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h", "--overwrite", "--json"], &dir));
-}
-
-#[test]
-fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
-    let dir = scratch("align-lm");
-    let out = last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--out", "lm", "--json"], &dir));
-    assert!((out["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{out}");
-    assert!(out["win_rate"].as_f64().unwrap() > 0.8, "{out}");
-    let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
-    assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
-    // LD-DPO: the weight reaches the run's config; at step 1 the policy is the reference, so the
-    // loss is still ln 2 whatever the weights.
-    let ld = last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--ld-alpha", "0.5", "--sft-steps", "5", "--steps", "2", "--out", "ld", "--json"], &dir));
-    assert!((ld["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{ld}");
-    assert!(std::fs::read_to_string(dir.join("ld/config.toml")).unwrap().contains("ld_alpha = 0.5"));
-    let on_bandit = prefscope(&["align", "--ld-alpha", "0.5", "--out", "ldb"], &dir);
-    assert!(String::from_utf8_lossy(&on_bandit.stderr).contains("--ld-alpha applies to the offline LM"));
-    let bad = prefscope(&["align", "--policy", "lm", "--loss", "gpo", "--out", "g"], &dir);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not run on the tiny LM: GPO needs win scores"), "{}", String::from_utf8_lossy(&bad.stderr));
-}
-
-#[test]
 fn denoise_compares_the_remedies_on_known_flips() {
     let dir = scratch("denoise");
     let out = last_json(&prefscope(&["denoise", "--json"], &dir));

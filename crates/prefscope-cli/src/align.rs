@@ -245,6 +245,10 @@ pub fn align(args: AlignArgs) -> Result<()> {
     if args.sft_steps.is_some() && args.policy != PolicyKind::Lm {
         bail!("--sft-steps applies to --policy lm (the bandit starts from its reference policy, with no SFT)");
     }
+    let o = &args.online;
+    if o.online.is_none() && (o.grpo_loss.is_some() || o.importance_sampling.is_some() || o.scale_rewards.is_some() || o.no_scale_rewards || o.inner_steps.is_some()) {
+        bail!("--grpo-loss, --scale-rewards, --importance-sampling and --inner-steps apply to --online grpo");
+    }
     if let Some(method) = args.online.online.clone() {
         if args.use_weighting {
             bail!("--use-weighting applies to the offline losses (WPO re-weights a fixed set of pairs); drop it or --online");

@@ -11,6 +11,7 @@ use prefscope_core::AutodiffBackend;
 use prefscope_core::reward::checkpoint::load_preference_model;
 use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
 use prefscope_core::policy::dpo::PolicyLoss;
+use prefscope_core::policy::grpo::{GrpoLoss, ImportanceSampling, ScaleRewards};
 use prefscope_core::policy::lm_online::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
 use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
 use prefscope_core::policy::overoptimisation::{OveroptConfig, OveroptResult, run_overopt};
@@ -34,7 +35,7 @@ pub enum PolicyKind {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct OnlineArgs {
-    /// Optimise online: rloo, grpo, online-dpo, xpo, vpo, best-of-n (bandit); rloo, ppo (lm).
+    /// Optimise online: rloo, grpo, online-dpo, xpo, vpo, best-of-n (bandit); rloo, ppo, grpo (lm).
     #[arg(long, value_name = "METHOD")]
     pub online: Option<String>,
     /// The reward optimised: `gold` (the hidden true reward) or a run folder of a bt/gpm model
@@ -65,9 +66,39 @@ pub struct OnlineArgs {
     /// Exact expected gradients instead of samples (rloo, grpo, online-dpo with --pairs bt).
     #[arg(long)]
     pub exact: bool,
-    /// GRPO: do not divide advantages by the group's standard deviation (Dr. GRPO).
-    #[arg(long)]
+    /// GRPO: divide each advantage by the standard deviation of its group's rewards (TRL's
+    /// default), of the batch's, or not at all (Dr. GRPO); batch is the LM's only.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["group", "batch", "none"]))]
+    pub scale_rewards: Option<String>,
+    /// The old spelling of `--scale-rewards none`.
+    #[arg(long, hide = true)]
     pub no_scale_rewards: bool,
+    /// GRPO's loss type (`--policy lm`): how per-token losses are averaged. grpo: each sequence's
+    /// mean, then the mean over sequences; bnpo: the mean over the batch's tokens; dapo (TRL's
+    /// default): over the generation batch's tokens (bnpo in one process); dr-grpo: the sum over
+    /// G × the longest completion allowed.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["grpo", "dr-grpo", "dapo", "bnpo"]))]
+    pub grpo_loss: Option<String>,
+    /// GRPO's importance ratio (`--policy lm`): per token (TRL's default) or per sequence, the
+    /// exponential of the mean per-token log-ratio (GSPO).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["token", "sequence"]))]
+    pub importance_sampling: Option<String>,
+    /// GRPO: gradient steps on each batch of samples (TRL's `num_iterations`, 1; above 1 the
+    /// ratio moves off 1 and the clip acts).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub inner_steps: Option<u64>,
+}
+
+impl OnlineArgs {
+    /// `--scale-rewards`, or `none` from the old `--no-scale-rewards`.
+    fn scale(&self) -> Result<ScaleRewards> {
+        Ok(match (self.scale_rewards.as_deref(), self.no_scale_rewards) {
+            (Some(s), true) if s != "none" => bail!("--no-scale-rewards is --scale-rewards none; it contradicts --scale-rewards {s}"),
+            (_, true) | (Some("none"), _) => ScaleRewards::None,
+            (Some("batch"), _) => ScaleRewards::Batch,
+            _ => ScaleRewards::Group,
+        })
+    }
 }
 
 /// The bandit's arms for `--reward`: the drawn bandit's own rewards, or a trained run's items.
@@ -104,9 +135,17 @@ pub fn method_from(name: &str, a: &OnlineArgs, alpha: Option<f64>) -> Result<Onl
     let mut m = OnlineMethod::parse(name)?;
     match &mut m {
         OnlineMethod::Rloo { k } => *k = a.k.unwrap_or(*k),
-        OnlineMethod::Grpo { k, scale_rewards, .. } => {
+        OnlineMethod::Grpo { k, scale_rewards, inner_steps, .. } => {
             *k = a.k.unwrap_or(*k);
-            *scale_rewards = !a.no_scale_rewards;
+            *scale_rewards = match a.scale()? {
+                ScaleRewards::Group => true,
+                ScaleRewards::None => false,
+                ScaleRewards::Batch => bail!("--scale-rewards batch is the LM's (--policy lm); the bandit's GRPO scales per group or not at all"),
+            };
+            if a.grpo_loss.is_some() || a.importance_sampling.is_some() {
+                bail!("--grpo-loss and --importance-sampling apply to --policy lm: a bandit response is one token, so every loss type and both ratio levels are the same there");
+            }
+            *inner_steps = a.inner_steps.map_or(*inner_steps, |v| v as usize);
         }
         OnlineMethod::OnlineDpo { pairs, reference, .. } => {
             *pairs = match a.pairs.as_str() {
@@ -123,6 +162,10 @@ pub fn method_from(name: &str, a: &OnlineArgs, alpha: Option<f64>) -> Result<Onl
         OnlineMethod::Xpo { alpha: al } => *al = alpha.unwrap_or(PolicyLoss::XPO_ALPHA),
         OnlineMethod::Vpo { alpha: al } => *al = alpha.unwrap_or(PolicyLoss::VPO_ALPHA),
         OnlineMethod::BestOfN { n } => *n = a.best_of,
+    }
+    let grpo_only = a.grpo_loss.is_some() || a.importance_sampling.is_some() || a.scale_rewards.is_some() || a.no_scale_rewards || a.inner_steps.is_some();
+    if grpo_only && !matches!(m, OnlineMethod::Grpo { .. }) {
+        bail!("--grpo-loss, --scale-rewards, --importance-sampling and --inner-steps apply to --online grpo");
     }
     Ok(m)
 }
@@ -234,14 +277,31 @@ impl BackendJob for LmOnlineJob {
     }
 }
 
-/// `align --policy lm --online rloo|ppo`.
+/// `align --policy lm --online rloo|ppo|grpo`.
 #[allow(clippy::too_many_arguments)]
 pub fn lm_online(o: &OnlineArgs, method: &str, seed: Option<u64>, sft_steps: Option<u64>, beta: Option<f64>, lr: Option<f64>, out: PathBuf, json_out: bool, backend: &BackendArgs) -> Result<()> {
     let method = match method {
         "rloo" => LmRlMethod::Rloo { k: o.k.unwrap_or(4) },
         "ppo" => LmRlMethod::ppo(),
-        other => bail!("--online: `{other}` is not an LM method (rloo, ppo; the bandit has rloo, grpo, online-dpo, xpo, vpo, best-of-n)"),
+        "grpo" => LmRlMethod::Grpo {
+            k: o.k.unwrap_or(8),
+            loss: match o.grpo_loss.as_deref() {
+                Some("grpo") => GrpoLoss::Grpo,
+                Some("dr-grpo") => GrpoLoss::DrGrpo,
+                Some("bnpo") => GrpoLoss::Bnpo,
+                _ => GrpoLoss::Dapo,
+            },
+            scale_rewards: o.scale()?,
+            importance_sampling: if o.importance_sampling.as_deref() == Some("sequence") { ImportanceSampling::Sequence } else { ImportanceSampling::Token },
+            epsilon: 0.2,
+            inner_steps: o.inner_steps.map_or(1, |v| v as usize),
+        },
+        other => bail!("--online: `{other}` is not an LM method (rloo, ppo, grpo; the bandit has rloo, grpo, online-dpo, xpo, vpo, best-of-n)"),
     };
+    let grpo_only = o.grpo_loss.is_some() || o.importance_sampling.is_some() || o.scale_rewards.is_some() || o.no_scale_rewards || o.inner_steps.is_some();
+    if grpo_only && !matches!(method, LmRlMethod::Grpo { .. }) {
+        bail!("--grpo-loss, --scale-rewards, --importance-sampling and --inner-steps apply to --online grpo");
+    }
     let mut cfg = LmRlConfig::new(method);
     cfg.reward = match o.reward.as_deref().unwrap_or("rm") {
         "rm" => LmReward::RewardModel,

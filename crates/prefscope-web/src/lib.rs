@@ -9,3 +9,26 @@ pub mod plot;
 pub mod settings;
 pub mod surface;
 pub mod upload;
+
+/// What the worker sends crosses gloo-worker's bincode codec, which reads a struct's fields by
+/// position: a field that serde skips when empty (as JSON output likes) shifts every field after
+/// it, and the page panics on the message. The Policy tab's run carries a core `BanditSummary`.
+#[cfg(test)]
+mod codec_tests {
+    use prefscope_core::policy::bandit::{BanditConfig, BanditSummary, train_bandit};
+    use prefscope_core::policy::losses::{LossSettings, build};
+
+    type B = burn::backend::Autodiff<burn::backend::Flex>;
+
+    #[test]
+    fn bandit_summaries_survive_the_worker_codec() {
+        // MODPO's summary has its second reward; the others have none.
+        for loss in ["dpo", "modpo", "kto"] {
+            let mut cfg = BanditConfig::new(build(loss, &LossSettings::new(0.5)).unwrap());
+            cfg.steps = 50;
+            let summary = train_bandit::<B>(&cfg, &Default::default(), |_, _| {}).unwrap();
+            let back: BanditSummary = bincode::deserialize(&bincode::serialize(&summary).unwrap()).unwrap();
+            assert_eq!(back, summary, "{loss}");
+        }
+    }
+}

@@ -305,10 +305,11 @@ pub struct BanditSummary {
     /// KL(π_θ ‖ π_ref) and the expected reward E_π[r]: one point of the KL–reward frontier.
     pub kl_to_reference: f64,
     pub expected_reward: f64,
-    /// MODPO's second objective r₂ and its expectation under π_θ.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// MODPO's second objective r₂ and its expectation under π_θ. Always written (null for the
+    /// other losses): the page's worker sends summaries in bincode, which cannot skip a field.
+    #[serde(default)]
     pub margin_rewards: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub expected_margin_reward: Option<f64>,
 }
 

@@ -174,8 +174,7 @@ impl PolicyLoss {
     pub const VPO_ALPHA: f64 = 1.0;
     /// XPO's exploration weight (TRL `XPOConfig.alpha`).
     pub const XPO_ALPHA: f64 = 1e-5;
-    /// KTO's β, desirable and undesirable weights (TRL `KTOConfig` defaults).
-    pub const KTO_BETA: f64 = 0.1;
+    /// KTO's desirable and undesirable weights (TRL `KTOConfig` defaults).
     pub const KTO_WEIGHTS: (f64, f64) = (1.0, 1.0);
 
     /// β for the logged implicit rewards (1 where the loss has none).

@@ -308,6 +308,9 @@ impl LmAlignConfig {
         {
             return Err(config_error("lm.loss", format!("{} does not run on the tiny LM: {why}", entry.name)));
         }
+        if self.ld_alpha.is_some() && matches!(self.loss, PolicyLoss::Kto { .. }) {
+            return Err(config_error("lm.ld_alpha", "LD-DPO weights the tokens of a pair's longer response, and KTO scores each completion alone (its z₀ from mismatched pairs has no partner to split at); drop ld_alpha"));
+        }
         if let Some(a) = self.ld_alpha
             && !(0.0..=1.0).contains(&a)
         {

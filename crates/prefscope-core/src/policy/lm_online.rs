@@ -1,5 +1,5 @@
 //! RLHF on the tiny LM: a transformer reward model learns the shout task's preferences, then the
-//! SFT policy optimises it online with RLOO or PPO, KL-regularised toward the SFT model.
+//! SFT policy optimises it online with RLOO, PPO or GRPO, KL-regularised toward the SFT model.
 //!
 //! Completions are sampled at temperature 1 (the policy's own distribution, which the gradient
 //! estimators assume) up to the task's width and end at their first newline, as TRL truncates at
@@ -9,6 +9,10 @@
 //!
 //! * RLOO: k samples per prompt, r̃ = RM − β·(log π − log π_ref) summed over the completion, the
 //!   leave-one-out baseline, one REINFORCE step on Σ log π (TRL `RLOOTrainer`).
+//! * GRPO (TRL `GRPOTrainer`, [`super::grpo`]): k samples per prompt, advantages scaled per
+//!   group, per batch or not at all, a clipped surrogate per token or per sequence (GSPO), a k3
+//!   KL penalty β·(e^{ref − lp} − (ref − lp) − 1) per token, averaged by the chosen `loss_type`;
+//!   `inner_steps` reuses each batch (TRL's `num_iterations`, 1 by default, where the ratio is 1).
 //! * PPO (TRL `PPOTrainer` defaults: γ = 1, λ = 0.95, clip 0.2, value clip 0.2, vf_coef 0.1,
 //!   4 epochs, whitened advantages): per-token reward −β·(log π_old − log π_ref) plus the RM score
 //!   on the last completion token; a value head on a copy of the SFT transformer; GAE.
@@ -23,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::kernels::{AutodiffBackend, Backend};
 use crate::runtime::host_init::HostInit;
 use crate::policy::lm::{Encoded, LmAlignConfig, ShoutTask, TinyLm, TinyLmConfig, completion_width, judge, sample_bytes, sequence_logps, sft_lm, task_prompt, token_logps};
+use crate::policy::grpo::{GrpoLoss, ImportanceSampling, ScaleRewards, advantages, aggregate, per_token_loss};
 use crate::policy::online::best_of_n_kl;
 use crate::policy::overoptimisation::{CurvePoint, GaoFit, best_of_n_expectation, fit_best_of_n, fit_rl};
 use crate::runtime::rng::Rng;
@@ -38,6 +43,7 @@ const SP: SpecialTokens = SpecialTokens { pad: 256, bos: 257, sep: 258, eos: 259
 pub enum LmRlMethod {
     Rloo { k: usize },
     Ppo { epochs: usize, cliprange: f64, cliprange_value: f64, vf_coef: f64, gamma: f64, lam: f64 },
+    Grpo { k: usize, loss: GrpoLoss, scale_rewards: ScaleRewards, importance_sampling: ImportanceSampling, epsilon: f64, inner_steps: usize },
 }
 
 impl LmRlMethod {
@@ -50,10 +56,17 @@ impl LmRlMethod {
         Self::Ppo { epochs: 4, cliprange: 0.2, cliprange_value: 0.2, vf_coef: 0.1, gamma: 1.0, lam: 0.95 }
     }
 
+    /// TRL `GRPOConfig`'s defaults (8 generations, `dapo`, group scaling, token-level ratios, ε 0.2,
+    /// one step per batch); its KL weight is the run's β, where TRL's default is 0 (no KL term).
+    pub fn grpo() -> Self {
+        Self::Grpo { k: 8, loss: GrpoLoss::default(), scale_rewards: ScaleRewards::default(), importance_sampling: ImportanceSampling::default(), epsilon: 0.2, inner_steps: 1 }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Rloo { .. } => "rloo",
             Self::Ppo { .. } => "ppo",
+            Self::Grpo { .. } => "grpo",
         }
     }
 }
@@ -97,8 +110,10 @@ impl LmRlConfig {
 
     pub fn validate(&self) -> Result<()> {
         self.base.validate()?;
-        if !(self.beta > 0.0 && self.beta.is_finite()) {
-            return Err(config_error("beta", "must be a positive number"));
+        // GRPO's KL term may be off (TRL's default β = 0); RLOO and PPO shape their rewards with it.
+        let least = if matches!(self.method, LmRlMethod::Grpo { .. }) { 0.0 } else { f64::MIN_POSITIVE };
+        if !(self.beta >= least && self.beta.is_finite()) {
+            return Err(config_error("beta", if least == 0.0 { "must be a number ≥ 0" } else { "must be a positive number" }));
         }
         if self.iterations == 0 || self.prompts == 0 {
             return Err(config_error("iterations", "iterations and prompts must be at least 1"));
@@ -106,6 +121,8 @@ impl LmRlConfig {
         match &self.method {
             LmRlMethod::Rloo { k } if *k < 2 => Err(config_error("k", "needs at least 2 samples per prompt")),
             LmRlMethod::Ppo { epochs, cliprange, .. } if *epochs == 0 || !(*cliprange > 0.0) => Err(config_error("epochs", "epochs must be ≥ 1 and cliprange positive")),
+            LmRlMethod::Grpo { k, .. } if *k < 2 => Err(config_error("k", "GRPO needs at least 2 samples per prompt for a group baseline")),
+            LmRlMethod::Grpo { epsilon, inner_steps, .. } if !(*epsilon > 0.0) || *inner_steps == 0 => Err(config_error("epsilon", "epsilon must be positive and inner_steps at least 1")),
             _ => Ok(()),
         }
     }
@@ -257,7 +274,7 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
             body: policy.clone(),
             value: LinearConfig::new(TinyLmConfig::default().d_model, 1).init(device).map(&mut HostInit::new(Rng::stream(cfg.base.seed, "lm-critic"))),
         }),
-        LmRlMethod::Rloo { .. } => None,
+        LmRlMethod::Rloo { .. } | LmRlMethod::Grpo { .. } => None,
     };
     let mut optim = AdamConfig::new().init();
     let mut critic_optim = AdamConfig::new().init();
@@ -266,7 +283,7 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
 
     for iteration in 1..=cfg.iterations {
         let per_prompt = match cfg.method {
-            LmRlMethod::Rloo { k } => k,
+            LmRlMethod::Rloo { k } | LmRlMethod::Grpo { k, .. } => k,
             LmRlMethod::Ppo { .. } => 1,
         };
         let prompts: Vec<String> = (0..cfg.prompts).flat_map(|_| std::iter::repeat_n(task_prompt(&mut rng), per_prompt)).collect();
@@ -300,6 +317,21 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
                 let loss = (logp * adv).mean().neg();
                 let grads = GradientsParams::from_grads(loss.backward(), &policy);
                 policy = optim.step(cfg.base.lr, policy, grads);
+            }
+            LmRlMethod::Grpo { k, loss, scale_rewards, importance_sampling, epsilon, inner_steps } => {
+                let t2 = |v: &[f64]| Tensor::<B, 2>::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n, t1]), device);
+                let adv = advantages(&scores, *k, *scale_rewards);
+                let adv = Tensor::<B, 1>::from_data(TensorData::new(adv.iter().map(|&x| x as f32).collect::<Vec<_>>(), [n]), device);
+                let (old_t, ref_t) = (t2(&old_tok), t2(&ref_tok));
+                for _ in 0..*inner_steps {
+                    let lp = token_logps(policy.logits(tokens.clone()), tokens.clone());
+                    let d = ref_t.clone() - lp.clone();
+                    let kl = (d.clone().exp() - d).sub_scalar(1.0);
+                    let per = per_token_loss(lp, old_t.clone(), m.clone(), adv.clone(), *importance_sampling, *epsilon) + kl.mul_scalar(cfg.beta);
+                    let objective = aggregate(per, m.clone(), *loss, completion_width());
+                    let grads = GradientsParams::from_grads(objective.backward(), &policy);
+                    policy = optim.step(cfg.base.lr, policy, grads);
+                }
             }
             LmRlMethod::Ppo { epochs, cliprange, cliprange_value, vf_coef, gamma, lam } => {
                 let c = critic.take().expect("PPO has a critic");

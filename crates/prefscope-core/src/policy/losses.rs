@@ -63,7 +63,7 @@ pub const LOSS_NAMES: [LossName; 32] = [
     entry("vpo", &[], "VPO, pessimistic (offline): DPO − αβρ_c (α = --alpha, 1); the optimistic form is online only (--online vpo), as offline its loss has no lower bound", None, None),
     entry("xpo", &[], "XPO: DPO plus α log π_θ of a sample from π_ref (α = --alpha, 1e-5)", None, Some(REF_SAMPLES_ON_LM)),
     entry("gpo", &[], "GPO: square loss toward the multiplicative-weights step of a general preference model's scores", None, Some(SCORES_ON_LM)),
-    entry("kto", &[], "KTO: chosen as desirable, rejected as undesirable, each against the KL baseline z₀ (β default 0.1 as TRL's)", None, None),
+    entry("kto", &[], "KTO: chosen as desirable, rejected as undesirable, each against the KL baseline z₀ (TRL's β is 0.1)", None, None),
     entry("fdpo-forward-kl", &[], "f-DPO with the forward KL: g(ρ) = −e^(−ρ)", None, None),
     entry("fdpo-js", &[], "f-DPO with the Jensen–Shannon divergence: g(ρ) = log σ(ρ)", None, None),
     entry("fdpo-alpha", &[], "f-DPO with the α-divergence: g(ρ) = e^((α−1)ρ)/(α−1) (α = --alpha, 0.5)", None, None),

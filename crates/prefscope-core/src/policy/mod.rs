@@ -2,11 +2,12 @@
 //!
 //! * [`dpo`]: offline preference-optimisation losses on log-probabilities (DPO and its family).
 //! * [`fdpo`]: f-DPO's divergences, their scores and their closed-form bandit optima.
+//! * [`grpo`]: GRPO's loss types, reward scaling and importance-sampling levels (TRL's).
 //! * [`wpo`]: WPO's on-policy weighting of each pair (TRL's `use_weighting`).
 //! * [`bandit`]: one prompt, n candidates, π = softmax(θ), trained on exact preferences.
 //! * [`losses`]: the loss names the front ends offer, and each built from a name and settings.
 //! * [`lm`]: a tiny byte-level causal transformer LM, SFT then any loss of [`dpo`].
-//! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO or PPO.
+//! * [`lm_online`]: online RLHF on the tiny LM: a transformer reward model, then RLOO, PPO or GRPO.
 //! * [`online`]: online RLHF on the bandit: RLOO, GRPO, online DPO, XPO, VPO, best-of-n.
 //! * [`rso`]: RSO's statistical rejection sampling and best-of-n selection among samples.
 //! * [`overoptimisation`]: reward over-optimisation (Gao et al. 2022): a proxy RM, best-of-n and RL curves.
@@ -16,6 +17,7 @@ pub mod bandit;
 mod bandit_losses;
 pub mod dpo;
 pub mod fdpo;
+pub mod grpo;
 pub mod lm;
 pub mod losses;
 pub mod online;

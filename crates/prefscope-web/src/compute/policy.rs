@@ -37,3 +37,4 @@ fn unit(deg: u32) -> [f64; 2] {
     let t = (deg as f64).to_radians();
     [t.cos(), t.sin()]
 }
+

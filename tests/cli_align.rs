@@ -1,0 +1,88 @@
+//! End-to-end tests of `prefscope align`: the offline losses on the bandit and the tiny LM, and
+//! GRPO's choices online.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn align_bandit_reports_kl_to_the_dpo_optimum() {
+    let dir = scratch("align");
+    let out = last_json(&prefscope(&["align", "--policy", "bandit", "--loss", "dpo", "--beta", "0.5", "--out", "b", "--json"], &dir));
+    let kl = out["kl_to_optimum"].as_f64().expect("DPO's optimum is known");
+    assert!(kl < 1e-3, "{kl}");
+    assert_eq!(out["backend"], "cpu");
+    let policy: f64 = out["policy"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
+    assert!((policy - 1.0).abs() < 1e-6);
+    assert!(dir.join("b/metrics.jsonl").is_file() && dir.join("b/summary.json").is_file());
+    // A loss without a closed-form optimum reports null, not a made-up number.
+    let out = last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "50", "--out", "h", "--json"], &dir));
+    assert!(out["kl_to_optimum"].is_null());
+    let bad = prefscope(&["align", "--loss", "orpo2"], &dir);
+    // Refused by the argument parser, which lists the losses it knows.
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("invalid value 'orpo2' for '--loss") && stderr.contains("tdpo"), "{stderr}");
+    // A named loss the bandit cannot run is refused with the reason, before any training.
+    let aot = prefscope(&["align", "--loss", "aot", "--out", "a"], &dir);
+    assert!(String::from_utf8_lossy(&aot.stderr).contains("does not run on the bandit: AOT sorts"), "{}", String::from_utf8_lossy(&aot.stderr));
+    assert!(!dir.join("a").exists());
+    // A finished run is not overwritten unless asked.
+    let again = prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h"], &dir);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a finished run"));
+    last_json(&prefscope(&["align", "--loss", "hinge", "--steps", "5", "--out", "h", "--overwrite", "--json"], &dir));
+}
+
+#[test]
+fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
+    let dir = scratch("align-lm");
+    let out = last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--out", "lm", "--json"], &dir));
+    assert!((out["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{out}");
+    assert!(out["win_rate"].as_f64().unwrap() > 0.8, "{out}");
+    let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
+    assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
+    // LD-DPO: the weight reaches the run's config, and it changes training: after 3 steps from
+    // the same SFT model the loss differs from plain DPO's (at step 1, π = π_ref, both are ln 2).
+    let run = |alpha: &str, out: &str| last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--ld-alpha", alpha, "--sft-steps", "30", "--steps", "3", "--out", out, "--json"], &dir));
+    let (ld, plain) = (run("0.5", "ld"), run("1", "ld1"));
+    assert!((ld["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{ld}");
+    assert!((ld["final_loss"].as_f64().unwrap() - plain["final_loss"].as_f64().unwrap()).abs() > 1e-6, "{ld} {plain}");
+    assert!(std::fs::read_to_string(dir.join("ld/config.toml")).unwrap().contains("ld_alpha = 0.5"));
+    let on_bandit = prefscope(&["align", "--ld-alpha", "0.5", "--out", "ldb"], &dir);
+    assert!(String::from_utf8_lossy(&on_bandit.stderr).contains("--ld-alpha applies to the offline LM"));
+    let bad = prefscope(&["align", "--policy", "lm", "--loss", "gpo", "--out", "g"], &dir);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not run on the tiny LM: GPO needs win scores"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+/// GRPO's choices on the tiny LM reach the run and change it; on the bandit, or offline, they are
+/// refused with the reason.
+#[test]
+fn align_lm_grpo_choices_reach_the_run_and_misplaced_ones_are_refused() {
+    let dir = scratch("align-grpo");
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec!["align", "--policy", "lm", "--online", "grpo", "--k", "4", "--iterations", "3", "--sft-steps", "50", "--reward", "gold", "--out", out, "--json"];
+        args.extend_from_slice(extra);
+        last_json(&prefscope(&args, &dir))
+    };
+    // Dr. GRPO's settings with GSPO's ratios over two steps per batch.
+    let dr = run(&["--grpo-loss", "dr-grpo", "--scale-rewards", "none", "--importance-sampling", "sequence", "--inner-steps", "2"], "dr");
+    assert_eq!(dr["method"], "grpo", "{dr}");
+    let config = std::fs::read_to_string(dir.join("dr/config.toml")).unwrap();
+    assert!(config.contains("loss = \"dr-grpo\"") && config.contains("scale_rewards = \"none\"") && config.contains("importance_sampling = \"sequence\"") && config.contains("inner_steps = 2"), "{config}");
+    // The averaging acts: the same seed and samples' first batch, another loss type, another policy.
+    let grpo = run(&["--grpo-loss", "grpo"], "g");
+    let dapo = run(&[], "d");
+    for r in [&dr, &grpo, &dapo] {
+        assert!(r["final_kl"].as_f64().is_some_and(f64::is_finite) && r["last"]["reward"].as_f64().is_some_and(f64::is_finite), "{r}");
+    }
+    assert!((grpo["final_kl"].as_f64().unwrap() - dapo["final_kl"].as_f64().unwrap()).abs() > 1e-9, "grpo {grpo} dapo {dapo}");
+    for (args, says) in [
+        (vec!["align", "--online", "grpo", "--grpo-loss", "dr-grpo"], "a bandit response is one token"),
+        (vec!["align", "--online", "rloo", "--scale-rewards", "none"], "apply to --online grpo"),
+        (vec!["align", "--online", "grpo", "--scale-rewards", "batch"], "the LM's"),
+        (vec!["align", "--online", "grpo", "--no-scale-rewards", "--scale-rewards", "group"], "contradicts"),
+        (vec!["align", "--scale-rewards", "none"], "apply to --online grpo"),
+    ] {
+        let bad = prefscope(&args, &dir);
+        assert!(String::from_utf8_lossy(&bad.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&bad.stderr));
+    }
+}
