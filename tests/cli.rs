@@ -705,7 +705,7 @@ fn align_online_optimises_against_gold_and_against_a_trained_run() {
     assert!(cyc.status.success());
     let bad = prefscope(&["align", "--online", "rloo", "--reward", "cyc", "--out", "x"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no single gold rating per item"), "{}", String::from_utf8_lossy(&bad.stderr));
-    let bad = prefscope(&["align", "--policy", "lm", "--online", "grpo", "--out", "y"], &dir);
+    let bad = prefscope(&["align", "--policy", "lm", "--online", "xpo", "--out", "y"], &dir);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an LM method"));
 }
 

@@ -40,12 +40,13 @@ fn align_lm_runs_sft_then_dpo_and_reports_the_win_rate() {
     assert!(out["win_rate"].as_f64().unwrap() > 0.8, "{out}");
     let metrics = std::fs::read_to_string(dir.join("lm/metrics.jsonl")).unwrap();
     assert!(metrics.lines().next().unwrap().contains("\"sft\"") && metrics.lines().last().unwrap().contains("\"align\""));
-    // LD-DPO: the weight reaches the run's config, and it changes training: after 3 steps from
-    // the same SFT model the loss differs from plain DPO's (at step 1, π = π_ref, both are ln 2).
+    // LD-DPO: the weight reaches the run's config. The shout task pairs the same word shouted and
+    // not, so both responses of every pair have the same length and LD-DPO has no tail to weigh:
+    // its run is plain DPO's to the bit (the weights themselves are tested in core's lm::tests).
     let run = |alpha: &str, out: &str| last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--ld-alpha", alpha, "--sft-steps", "30", "--steps", "3", "--out", out, "--json"], &dir));
     let (ld, plain) = (run("0.5", "ld"), run("1", "ld1"));
     assert!((ld["first_loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-5, "{ld}");
-    assert!((ld["final_loss"].as_f64().unwrap() - plain["final_loss"].as_f64().unwrap()).abs() > 1e-6, "{ld} {plain}");
+    assert_eq!(ld["final_loss"], plain["final_loss"], "{ld} {plain}");
     assert!(std::fs::read_to_string(dir.join("ld/config.toml")).unwrap().contains("ld_alpha = 0.5"));
     let on_bandit = prefscope(&["align", "--ld-alpha", "0.5", "--out", "ldb"], &dir);
     assert!(String::from_utf8_lossy(&on_bandit.stderr).contains("--ld-alpha applies to the offline LM"));

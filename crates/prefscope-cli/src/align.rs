@@ -130,6 +130,10 @@ impl BackendJob for AlignJob {
         })?;
         bar.finish_and_clear();
         let mut extended = serde_json::to_value(&summary)?;
+        // MODPO's second-reward fields are null for every other loss: leave them out of its files.
+        if let Some(o) = extended.as_object_mut() {
+            o.retain(|k, v| !(v.is_null() && (k == "margin_rewards" || k == "expected_margin_reward")));
+        }
         extended["steps"] = json!(cfg.steps);
         let value = folder.finish(extended, backend)?;
         if !json {
