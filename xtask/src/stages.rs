@@ -12,7 +12,8 @@ const SLOWEST: usize = 15;
 
 pub struct Stages {
     start: Instant,
-    rows: Vec<(String, f64, bool)>,
+    /// (name, wall seconds, cores busy on average, succeeded).
+    rows: Vec<(String, f64, Option<f64>, bool)>,
     notes: Vec<String>,
     report: Option<TestReport>,
 }
@@ -25,9 +26,10 @@ impl Stages {
     /// Run one stage and record its wall time, whether or not it succeeds.
     pub fn time<T>(&mut self, name: &str, stage: impl FnOnce() -> Result<T>) -> Result<T> {
         eprintln!("== {name}");
-        let t = Instant::now();
+        let (t, ticks) = (Instant::now(), cpu_ticks());
         let out = stage();
-        self.rows.push((name.to_string(), t.elapsed().as_secs_f64(), out.is_ok()));
+        let busy = ticks.zip(cpu_ticks()).and_then(|(a, b)| cores_busy(a, b));
+        self.rows.push((name.to_string(), t.elapsed().as_secs_f64(), busy, out.is_ok()));
         out
     }
 
@@ -47,11 +49,12 @@ impl Stages {
     /// The tables, as Markdown, on stderr and in tests/out/test-stages.md.
     pub fn print(&self, passed: bool) {
         let mut md = String::new();
-        let _ = writeln!(md, "| stage | seconds |\n|---|---:|");
-        for (name, secs, ok) in &self.rows {
-            let _ = writeln!(md, "| {name}{} | {secs:.0} |", if *ok { "" } else { " (FAILED)" });
+        let _ = writeln!(md, "| stage | seconds | cores busy |\n|---|---:|---:|");
+        for (name, secs, busy, ok) in &self.rows {
+            let busy = busy.map_or("–".to_string(), |b| format!("{b:.2}"));
+            let _ = writeln!(md, "| {name}{} | {secs:.0} | {busy} |", if *ok { "" } else { " (FAILED)" });
         }
-        let _ = writeln!(md, "| **total**{} | **{:.0}** |", if passed { "" } else { " (failed)" }, self.total());
+        let _ = writeln!(md, "| **total**{} | **{:.0}** | of {} |", if passed { "" } else { " (failed)" }, self.total(), cores());
         for note in &self.notes {
             let _ = writeln!(md, "\n{note}");
         }
@@ -65,6 +68,34 @@ impl Stages {
             let _ = std::fs::write(out.join("test-stages.md"), &md);
         }
     }
+}
+
+/// (busy, all) clock ticks summed over every CPU, from the first line of /proc/stat (Linux):
+/// busy is all but idle and iowait. None elsewhere.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    parse_cpu_line(std::fs::read_to_string("/proc/stat").ok()?.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let v: Vec<u64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let all: u64 = v.iter().sum();
+    Some((all - v.get(3)? - v.get(4)?, all))
+}
+
+/// The machine's cores kept busy on average between two readings: busy share × cores. A stage
+/// well under the core count left CPU idle that another stage could have used.
+fn cores_busy((busy0, all0): (u64, u64), (busy1, all1): (u64, u64)) -> Option<f64> {
+    let all = all1.checked_sub(all0).filter(|&d| d > 0)?;
+    Some(busy1.saturating_sub(busy0) as f64 / all as f64 * cores() as f64)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// One test case from the JUnit report.
@@ -179,5 +210,18 @@ mod tests {
         let first = md.find("`train::tests::claim_a` (FAILED)").unwrap();
         let second = md.find("`train_runs`").unwrap();
         assert!(first < second, "{md}");
+    }
+
+    #[test]
+    fn cores_busy_comes_from_the_aggregate_cpu_line() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let a = parse_cpu_line("cpu  100 0 50 800 50 0 0 0 0 0").unwrap();
+        assert_eq!(a, (150, 1000));
+        let b = parse_cpu_line("cpu  400 0 100 1300 200 0 0 0 0 0").unwrap();
+        // 350 busy ticks of 1,000: 35 % of the machine's cores.
+        let busy = cores_busy(a, b).unwrap();
+        assert!((busy - 0.35 * cores() as f64).abs() < 1e-12, "{busy}");
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None, "a per-CPU line is not the total");
+        assert_eq!(cores_busy(b, b), None, "no ticks between the readings");
     }
 }
