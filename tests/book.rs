@@ -7,8 +7,9 @@
 //! example's long run, cut to 6,000 steps, still past its kill); a `--config` file is read from a copy (in the scratch folder) with at most 2 epochs
 //! and 50 steps; a text run
 //! from scratch uses `--preset small`; `overopt` draws 1,024 candidates; the tiny LM runs 50 SFT
-//! steps, 10 online iterations and `overopt`'s RL at β = 1 and 0.01; and the hh-rlhf sample is
-//! cut to its first 60 pairs. Lines that install (`cargo …`) are skipped: the binary under test
+//! steps, 10 online iterations and `overopt`'s RL at β = 1 and 0.01; the bandit's online runs 20
+//! iterations (an `--iterations` above 20 is cut to 20); and the hh-rlhf sample is cut to its
+//! first 60 pairs. Lines that install (`cargo …`) are skipped: the binary under test
 //! is already built.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ for a in "$@"; do
              esac ;;
     --steps) case "$sub" in train|sweep|align|bench) cap=50; [ "$sub" = bench ] && cap=3; [ $text = 1 ] && cap=10
                                                  if [ "$a" -lt 10000 ] && [ "$a" -gt "$cap" ]; then a=$cap; fi ;; esac ;;
+    --iterations) if [ "$sub" = align ] && [ "$a" -gt 20 ]; then a=20; fi ;;
     --config) case "$sub" in train|sweep)
                 # A copy with at most 2 epochs and 50 steps, in the example's scratch folder
                 # (bench/ there is the repository's own).
@@ -67,6 +69,8 @@ if [[ "$sub" =~ ^(align|overopt)$ ]] && has lm; then
   if [ "$sub" = overopt ] && ! has --betas; then args+=(--betas 1 0.01); fi
   if [ "$sub" = align ] && has --online && ! has --iterations; then args+=(--iterations 10); fi
 fi
+# The bandit's online runs: 20 rounds (of 300 by default).
+if [ "$sub" = align ] && has --online && ! has --iterations; then args+=(--iterations 20); fi
 case "$sub" in
   bench) has --steps || args+=(--steps 3); has --warmup || args+=(--warmup 1) ;;
 esac
