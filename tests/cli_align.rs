@@ -68,6 +68,8 @@ fn align_lm_grpo_choices_reach_the_run_and_misplaced_ones_are_refused() {
     let dr = run(&["--grpo-loss", "dr-grpo", "--scale-rewards", "none", "--importance-sampling", "sequence", "--inner-steps", "2"], "dr");
     assert_eq!(dr["method"], "grpo", "{dr}");
     let config = std::fs::read_to_string(dir.join("dr/config.toml")).unwrap();
+    // An online run keeps its policy and the SFT reference too, for `eval`'s implicit reward.
+    assert!(dir.join("dr/policy.safetensors").is_file());
     assert!(config.contains("loss = \"dr-grpo\"") && config.contains("scale_rewards = \"none\"") && config.contains("importance_sampling = \"sequence\"") && config.contains("inner_steps = 2"), "{config}");
     // The averaging acts: the same seed and samples' first batch, another loss type, another policy.
     let grpo = run(&["--grpo-loss", "grpo"], "g");
@@ -86,4 +88,49 @@ fn align_lm_grpo_choices_reach_the_run_and_misplaced_ones_are_refused() {
         let bad = prefscope(&args, &dir);
         assert!(String::from_utf8_lossy(&bad.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&bad.stderr));
     }
+}
+
+/// A tiny-LM policy run keeps its policy and reference (`policy.safetensors`), and `eval
+/// --benchmark rewardbench2` ranks each prompt's responses by the implicit reward
+/// β (log π − log π_ref). With no preference step the policy is its reference: every reward is
+/// exactly 0, so each prompt of n responses is an n-way tie for the top and scores 1/n, a figure
+/// the file alone fixes.
+#[test]
+fn a_policy_run_is_scored_on_rewardbench2_by_its_implicit_reward() {
+    let dir = scratch("align-lm-rb2");
+    let data = test_data("rewardbench2-sample.jsonl");
+    let eval = |run: &str| prefscope(&["eval", run, "--data", data.to_str().unwrap(), "--benchmark", "rewardbench2", "--json"], &dir);
+    last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--sft-steps", "30", "--steps", "0", "--out", "unmoved", "--json"], &dir));
+    assert!(dir.join("unmoved/policy.safetensors").is_file());
+    let tie = last_json(&eval("unmoved"));
+    assert_eq!((tie["benchmark"].as_str(), tie["beta"].as_f64()), (Some("rewardbench2"), Some(0.3)), "{tie}");
+    // 1/n per line, averaged per subset, from the file itself.
+    let mut want: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for line in std::fs::read_to_string(&data).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let count = |k: &str| v[k].as_array().map_or(1, Vec::len);
+        want.entry(v["subset"].as_str().unwrap().to_string()).or_default().push(1.0 / (count("chosen") + count("rejected")) as f64);
+    }
+    for (subset, shares) in &want {
+        if subset == "Ties" {
+            continue;
+        }
+        let expect = shares.iter().sum::<f64>() / shares.len() as f64;
+        let got = tie["rewardbench2"]["subsets"][subset]["score"].as_f64().unwrap();
+        assert!((got - expect).abs() < 1e-12, "{subset}: {got} vs 1/n's mean {expect}");
+    }
+    // No correct answer is ahead of a wrong one when all tie.
+    let ties = &tie["rewardbench2"]["ties"];
+    assert_eq!((ties["correctness_preferred"].as_f64(), ties["correctness_preferred_hard"].as_f64()), (Some(0.0), Some(0.0)), "{ties}");
+    // A policy that moved breaks the ties; the scores go beside the run, and a policy run without
+    // the benchmark is told how to score it.
+    last_json(&prefscope(&["align", "--policy", "lm", "--loss", "dpo", "--sft-steps", "30", "--steps", "20", "--out", "moved", "--json"], &dir));
+    let moved = last_json(&eval("moved"));
+    let scores: Vec<f64> = moved["rewardbench2"]["subsets"].as_object().unwrap().values().map(|s| s["score"].as_f64().unwrap()).collect();
+    assert_eq!(scores.len(), 6);
+    assert!((moved["rewardbench2"]["overall"].as_f64().unwrap() - scores.iter().sum::<f64>() / 6.0).abs() < 1e-12, "{moved}");
+    assert_ne!(moved["rewardbench2"]["subsets"], tie["rewardbench2"]["subsets"], "a trained policy scores its responses apart");
+    assert!(dir.join("moved/eval-rewardbench2.json").is_file());
+    let plain = prefscope(&["eval", "moved"], &dir);
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("is a policy run: score it by its implicit reward"), "{}", String::from_utf8_lossy(&plain.stderr));
 }

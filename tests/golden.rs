@@ -224,7 +224,7 @@ fn golden_runs_are_byte_identical() {
         assert!(a == b, "text-tfm-rm/{f}: two runs of one config on one machine differ");
     }
 
-    // A policy run writes no weights: its metrics and summary.
+    // A bandit policy run writes no weights (an LM run keeps its policy): its metrics and summary.
     prefscope(&["align", "--policy", "bandit", "--loss", "dpo", "--steps", "50", "--seed", "0", "--out", "policy"], &dir);
     record("align-bandit-dpo", &dir.join("policy"), &["metrics.jsonl", "summary.json"]);
 

@@ -343,7 +343,7 @@ fn test_stages(stages: &mut stages::Stages, quick: bool) -> Result<()> {
 /// Killed if dropped before it finished (a failed test stage ends the run).
 struct WebBuild {
     child: Option<std::process::Child>,
-    start: Instant,
+    start: std::time::SystemTime,
     log: PathBuf,
 }
 
@@ -363,13 +363,15 @@ impl WebBuild {
             .stderr(file)
             .spawn()
             .context("cannot start trunk")?;
-        Ok(Self { child: Some(child), start: Instant::now(), log })
+        Ok(Self { child: Some(child), start: std::time::SystemTime::now(), log })
     }
 
-    /// Wait for the build; its wall time from its start, or its log's tail on failure.
+    /// Wait for the build; its wall time from its start to its log's last line (it usually ends
+    /// long before it is waited for), or its log's tail on failure.
     fn wait(mut self) -> Result<f64> {
         let status = self.child.take().expect("waited once").wait().context("waiting for trunk")?;
-        let secs = self.start.elapsed().as_secs_f64();
+        let ended = std::fs::metadata(&self.log).and_then(|m| m.modified()).unwrap_or_else(|_| std::time::SystemTime::now());
+        let secs = ended.duration_since(self.start).unwrap_or_default().as_secs_f64();
         if !status.success() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();

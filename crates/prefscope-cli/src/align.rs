@@ -8,14 +8,15 @@ use anyhow::{Context, Result, bail};
 use prefscope_core::AutodiffBackend;
 use prefscope_core::policy::bandit::{BanditConfig, train_bandit};
 use prefscope_core::policy::dpo::PolicyLoss;
-use prefscope_core::policy::lm::{LmAlignConfig, align_lm};
+use prefscope_core::policy::lm::{LmAlignConfig, align_lm_models};
+use prefscope_core::policy::lm_scoring::save_lm_policy;
 use prefscope_core::policy::losses::{LOSS_NAMES, LossName, LossSettings, build};
 use serde_json::json;
 
 use crate::BackendArgs;
 use crate::backend::{BackendJob, BackendKind, dispatch};
 use crate::online::PolicyKind;
-use crate::run_folder::PolicyRunFolder;
+use crate::run_folder::{POLICY_FILE, PolicyRunFolder, write_atomic};
 
 #[derive(clap::Args, Debug)]
 pub struct AlignArgs {
@@ -159,17 +160,20 @@ impl BackendJob for AlignLmJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let AlignLmJob { cfg, out } = self;
-        let mut folder = PolicyRunFolder::create(&out, &toml::to_string_pretty(&cfg)?)?;
+        let config_toml = toml::to_string_pretty(&cfg)?;
+        let mut folder = PolicyRunFolder::create(&out, &config_toml)?;
         let bar = crate::step_bar(cfg.sft_steps + cfg.steps);
         let mut done = 0;
-        let summary = align_lm::<B>(&cfg, &device, |phase, step, loss| {
+        let aligned = align_lm_models::<B>(&cfg, &device, |phase, step, loss| {
             folder.record(&json!({"phase": phase, "step": step, "loss": loss}));
             done += 1;
             bar.set_position(done);
             bar.set_message(format!("{phase} loss {loss:.4}"));
         })?;
         bar.finish_and_clear();
-        let value = folder.finish(&summary, backend)?;
+        // The policy and its reference, for `eval --benchmark rewardbench2` (the implicit reward).
+        write_atomic(&out.join(POLICY_FILE), &save_lm_policy(&aligned.policy, &aligned.reference, cfg.loss.reward_beta(), &config_toml)?)?;
+        let value = folder.finish(&aligned.summary, backend)?;
         Ok(value)
     }
 }

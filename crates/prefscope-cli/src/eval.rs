@@ -170,7 +170,50 @@ impl BackendJob for EvalJob {
     }
 }
 
+/// A tiny-LM policy run scored on RewardBench 2 rows by its implicit reward,
+/// β (log π(y|x) − log π_ref(y|x)), as RewardBench scores DPO-trained models.
+struct PolicyEvalJob {
+    weights: Vec<u8>,
+    rows: Vec<Rb2Row>,
+    source: String,
+}
+
+impl BackendJob for PolicyEvalJob {
+    type Output = serde_json::Value;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
+        use prefscope_core::policy::lm_scoring::{implicit_rewards, load_lm_policy};
+        let (pair, beta) = load_lm_policy::<B::InnerBackend>(self.weights, &device)?;
+        let items: Vec<(&str, &str)> = self.rows.iter().flat_map(|r| r.responses.iter().map(move |y| (r.prompt.as_str(), y.as_str()))).collect();
+        let rewards = implicit_rewards(&pair, beta, &items, &device)?;
+        // Each response against its row's first, as a reward model's pairs are scored.
+        let (mut logits, mut at) = (Vec::with_capacity(rewards.len()), 0);
+        for r in &self.rows {
+            let n = r.responses.len();
+            logits.extend(rewards[at + 1..at + n].iter().map(|x| (x - rewards[at]) as f32));
+            at += n;
+        }
+        let mut out = crate::eval_report::rewardbench2_output(&self.source, &self.rows, &logits, backend)?;
+        out["scorer"] = json!("implicit reward: beta * (log pi - log pi_ref) over the response bytes the tiny LM's context holds");
+        out["beta"] = json!(beta);
+        Ok(out)
+    }
+}
+
 pub fn eval(args: EvalArgs) -> Result<()> {
+    if let Some(weights) = crate::run_folder::read_policy_checkpoint(args.run())? {
+        let (Some(rows), Some(data)) = (crate::eval_report::rb2_rows(&args)?, args.data.as_ref()) else {
+            bail!("{} is a policy run: score it by its implicit reward on RewardBench 2 lines with --benchmark rewardbench2 --data FILE", args.run().display());
+        };
+        let out = dispatch(args.backend.backend, PolicyEvalJob { weights, rows, source: data.display().to_string() })?;
+        save_eval_report(args.run(), &out)?;
+        if args.json {
+            println!("{out}");
+        } else {
+            crate::eval_report::print_eval(args.run(), None, &out);
+        }
+        return Ok(());
+    }
     let (weights_path, weights) = read_checkpoint(args.run())?;
     let meta = prefscope_core::reward::checkpoint::read_metadata(&weights).with_context(|| weights_path.display().to_string())?;
     if meta.get(prefscope_core::reward::checkpoint::KIND_KEY).map(String::as_str) == Some(prefscope_core::text::trainer::TEXT_REWARD_MODEL) {

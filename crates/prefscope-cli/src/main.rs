@@ -61,7 +61,7 @@ enum Command {
     #[command(after_long_help = "Examples:\n  prefscope train --scenario multi-objective --model multi-objective --out runs/mo\n  prefscope probe runs/mo")]
     Probe(probe::ProbeArgs),
     /// Evaluate a trained run on its held-out pairs.
-    #[command(after_long_help = "Examples:\n  prefscope eval runs/gpm\n  prefscope eval runs/hh --data tests/data/gpm_test_data.jsonl --json\n  prefscope eval runs/hh --data tests/data/rewardbench2-sample.jsonl --benchmark rewardbench2")]
+    #[command(after_long_help = "Examples:\n  prefscope eval runs/gpm\n  prefscope eval runs/hh --data tests/data/gpm_test_data.jsonl --json\n  prefscope eval runs/hh --data tests/data/rewardbench2-sample.jsonl --benchmark rewardbench2\n  prefscope eval runs/lm-dpo --data tests/data/rewardbench2-sample.jsonl --benchmark rewardbench2")]
     Eval(run_config::EvalArgs),
     /// Compare two runs on the held-out pairs of one pair file that both never trained on (exact McNemar test).
     #[command(after_long_help = "Examples:\n  prefscope compare runs/gpm runs/bt\n  prefscope compare runs/gpm runs/bt --json")]

@@ -12,7 +12,7 @@ use prefscope_core::reward::checkpoint::load_preference_model;
 use prefscope_core::policy::bandit::{BanditConfig, BanditProblem};
 use prefscope_core::policy::dpo::PolicyLoss;
 use prefscope_core::policy::grpo::{GrpoLoss, ImportanceSampling, ScaleRewards};
-use prefscope_core::policy::lm_online::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm};
+use prefscope_core::policy::lm_online::{LmOveroptConfig, LmOveroptResult, LmReward, LmRlConfig, LmRlMethod, overopt_lm, rlhf_lm_models};
 use prefscope_core::policy::online::{Arms, OnlineConfig, OnlineMethod, PairRule, Reference, train_online};
 use prefscope_core::policy::overoptimisation::{OveroptConfig, OveroptResult, run_overopt};
 use prefscope_core::studies::seeds::{SeedStats, parse_seeds};
@@ -263,16 +263,22 @@ impl BackendJob for LmOnlineJob {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: BackendKind) -> Result<Self::Output> {
         let LmOnlineJob { cfg, out } = self;
-        let mut folder = PolicyRunFolder::create(&out, &toml::to_string_pretty(&cfg)?)?;
+        let config_toml = toml::to_string_pretty(&cfg)?;
+        let mut folder = PolicyRunFolder::create(&out, &config_toml)?;
         let bar = crate::step_bar(cfg.iterations);
         bar.set_message("SFT, then the reward model");
-        let summary = rlhf_lm::<B>(&cfg, &device, |m| {
+        let trained = rlhf_lm_models::<B>(&cfg, &device, |m| {
             folder.record(m);
             bar.set_position(m.iteration as u64);
             bar.set_message(format!("reward {:.3} judged {:.3} KL {:.3}", m.reward, m.gold, m.kl));
         })?;
         bar.finish_and_clear();
-        let value = folder.finish(&summary, backend)?;
+        // The policy and the SFT reference, for `eval --benchmark rewardbench2`. GRPO may run at
+        // β = 0 (no KL term); its implicit reward is then read at β = 1.
+        let beta = if cfg.beta > 0.0 { cfg.beta } else { 1.0 };
+        let bytes = prefscope_core::policy::lm_scoring::save_lm_policy(&trained.policy, &trained.reference, beta, &config_toml)?;
+        crate::run_folder::write_atomic(&out.join(crate::run_folder::POLICY_FILE), &bytes)?;
+        let value = folder.finish(&trained.summary, backend)?;
         Ok(value)
     }
 }

@@ -97,7 +97,7 @@ pub struct TrainArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A run folder written by `prefscope train`, or a model.safetensors checkpoint file.
+    /// A run folder written by `prefscope train` (or `align --policy lm`), or its checkpoint file.
     #[command(flatten)]
     pub(crate) run: RunPath,
     /// Score the model on this pair file (default: the run's own held-out pairs). When it is the
@@ -112,7 +112,8 @@ pub struct EvalArgs {
     pub(crate) on_error: String,
     /// Score --data as this benchmark does. `rewardbench2`: each line is a prompt with several
     /// responses (`chosen` and `rejected` lists, a `subset`, an `id`), scored best-of-n per
-    /// subset, Ties by its own formula, subsets averaged unweighted.
+    /// subset, Ties by its own formula, subsets averaged unweighted. A tiny-LM policy run
+    /// (`align --policy lm`) is scored by its implicit reward β (log π − log π_ref).
     #[arg(long, value_enum, requires = "data")]
     pub(crate) benchmark: Option<Benchmark>,
     /// Print one JSON object as the last stdout line.

@@ -124,6 +124,8 @@ pub fn prepare_dir(args: &TrainArgs, stem: &str) -> Result<PathBuf> {
 
 /// The trained weights in a run folder (a self-describing safetensors checkpoint).
 pub const MODEL_FILE: &str = "model.safetensors";
+/// A tiny-LM policy run's weights: the policy and its reference (`eval` scores their implicit reward).
+pub const POLICY_FILE: &str = "policy.safetensors";
 
 /// Resumable state of an unfinished run (weights, optimiser moments, batch order); removed when
 /// the run completes.
@@ -158,6 +160,17 @@ pub(crate) fn read_checkpoint(run: &Path) -> Result<(PathBuf, Vec<u8>)> {
     }
     let weights = fs::read(&weights_path).with_context(|| format!("cannot read checkpoint {}", weights_path.display()))?;
     Ok((weights_path, weights))
+}
+
+/// The weights of a policy run (`align --policy lm`): `run`'s policy file, or `run` itself when it
+/// is one. None for anything else, which [`read_checkpoint`] then reads.
+pub(crate) fn read_policy_checkpoint(run: &Path) -> Result<Option<Vec<u8>>> {
+    let path = if run.is_dir() { run.join(POLICY_FILE) } else { run.to_path_buf() };
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(prefscope_core::policy::lm_scoring::is_lm_policy(&bytes).then_some(bytes))
 }
 
 /// Keep an eval's report in its run folder (`eval.json`, the `--json` object), for `plot`; a

@@ -177,8 +177,9 @@ impl PolicyLoss {
     /// KTO's desirable and undesirable weights (TRL `KTOConfig` defaults).
     pub const KTO_WEIGHTS: (f64, f64) = (1.0, 1.0);
 
-    /// β for the logged implicit rewards (1 where the loss has none).
-    fn reward_beta(&self) -> f64 {
+    /// β for the implicit reward β log π/π_ref, logged in training and scored by `eval` (1 where
+    /// the loss has none).
+    pub fn reward_beta(&self) -> f64 {
         match self {
             Self::Sigmoid { beta }
             | Self::Cdpo { beta, .. }

@@ -347,9 +347,21 @@ pub struct LmSummary {
 
 /// SFT on demonstrations, then preference optimisation against a frozen copy of the SFT model.
 /// `on_step(phase, step, loss)` sees both phases ("sft", "align").
-pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+pub fn align_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+    Ok(align_lm_models::<B>(cfg, device, on_step)?.summary)
+}
+
+/// An aligned tiny LM: the run's report, the policy, and the reference it was trained against.
+pub struct LmAligned<B: AutodiffBackend> {
+    pub summary: LmSummary,
+    pub policy: TinyLm<B::InnerBackend>,
+    pub reference: TinyLm<B::InnerBackend>,
+}
+
+/// [`align_lm`], keeping the models (a run folder saves them for `eval`'s implicit reward).
+pub fn align_lm_models<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmAligned<B>> {
     let sft = sft_lm::<B>(cfg, device, &mut on_step)?;
-    align_from_sft(cfg, sft, device, on_step)
+    align_from_sft_models(cfg, sft, device, on_step)
 }
 
 /// The SFT model of a run, with the data stream where SFT left it, so that several preference
@@ -390,7 +402,12 @@ pub fn sft_lm<B: AutodiffBackend>(cfg: &LmAlignConfig, device: &B::Device, mut o
 }
 
 /// The preference phase of [`align_lm`], from an SFT model of the same config.
-pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>, device: &B::Device, on_step: impl FnMut(&str, usize, f64)) -> Result<LmSummary> {
+    Ok(align_from_sft_models(cfg, sft, device, on_step)?.summary)
+}
+
+/// [`align_from_sft`], keeping the policy and the reference.
+pub fn align_from_sft_models<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>, device: &B::Device, mut on_step: impl FnMut(&str, usize, f64)) -> Result<LmAligned<B>> {
     cfg.validate()?;
     let lm_cfg = TinyLmConfig::default();
     let task = ShoutTask { shout_rate: cfg.shout_rate };
@@ -449,7 +466,7 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
 
     let policy = lm.valid();
     let judged = judge(&policy, &reference, cfg, device)?;
-    Ok(LmSummary {
+    let summary = LmSummary {
         sft_final_loss,
         first_loss,
         final_loss,
@@ -458,7 +475,8 @@ pub fn align_from_sft<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftModel<B>,
         policy_reward: judged.policy_reward,
         policy_samples: judged.policy_samples,
         reference_samples: judged.reference_samples,
-    })
+    };
+    Ok(LmAligned { summary, policy, reference })
 }
 
 /// The judge's verdict on a policy against the reference (see [`judge`]).

@@ -137,6 +137,8 @@ pub struct LmRlMetrics {
     pub gold: f64,
     /// Mean Σ_t (log π − log π_ref) over the samples: an unbiased estimate of KL(π‖π_ref).
     pub kl: f64,
+    /// Mean completion length in bytes over the samples (through the newline that ends one).
+    pub length: f64,
 }
 
 /// What a run reports.
@@ -230,6 +232,19 @@ impl<B: Backend> Critic<B> {
 
 /// SFT, the reward model, then `iterations` of RLOO or PPO; `on_iteration` sees each one.
 pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+    Ok(rlhf_lm_models::<B>(cfg, device, on_iteration)?.summary)
+}
+
+/// An RL-trained tiny LM: the run's report, the policy, and the SFT model it was held near.
+pub struct LmRlTrained<B: AutodiffBackend> {
+    pub summary: LmRlSummary,
+    pub policy: TinyLm<B::InnerBackend>,
+    pub reference: TinyLm<B::InnerBackend>,
+}
+
+/// [`rlhf_lm`], keeping the models (a run folder saves them for `eval`'s implicit reward: the
+/// KL-regularised optimum satisfies r = β log π*/π_ref + c(x), so RL's policy carries one too).
+pub fn rlhf_lm_models<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlTrained<B>> {
     cfg.validate()?;
     let sft = sft_lm::<B>(&cfg.base, device, |_, _, _| {})?;
     let (rm, rm_accuracy) = match cfg.reward {
@@ -239,7 +254,7 @@ pub fn rlhf_lm<B: AutodiffBackend>(cfg: &LmRlConfig, device: &B::Device, on_iter
         }
         LmReward::Gold => (None, f64::NAN),
     };
-    rlhf_from(cfg, sft.lm, rm.as_ref(), rm_accuracy, device, on_iteration)
+    rlhf_from_models(cfg, sft.lm, rm.as_ref(), rm_accuracy, device, on_iteration)
 }
 
 /// Scores of (prompt, completion) byte pairs: the reward model's, or the judge's without one.
@@ -262,7 +277,12 @@ fn rollouts<B: Backend>(policy: &TinyLm<B>, prompts: Vec<String>, rng: &mut Rng,
 
 /// The RL phase of [`rlhf_lm`] from a given SFT policy and reward (None: the judge), so that
 /// several runs can share them.
-pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Option<&TfmRewardModel<B::InnerBackend>>, rm_accuracy: f64, device: &B::Device, mut on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Option<&TfmRewardModel<B::InnerBackend>>, rm_accuracy: f64, device: &B::Device, on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlSummary> {
+    Ok(rlhf_from_models(cfg, sft, rm, rm_accuracy, device, on_iteration)?.summary)
+}
+
+/// [`rlhf_from`], keeping the policy and the reference.
+pub fn rlhf_from_models<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Option<&TfmRewardModel<B::InnerBackend>>, rm_accuracy: f64, device: &B::Device, mut on_iteration: impl FnMut(&LmRlMetrics)) -> Result<LmRlTrained<B>> {
     cfg.validate()?;
     let max_len = TinyLmConfig::default().max_len;
     let mut policy = sft;
@@ -279,7 +299,7 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
     let mut optim = AdamConfig::new().init();
     let mut critic_optim = AdamConfig::new().init();
     let mut rng = Rng::stream(cfg.base.seed, "lm-rl");
-    let mut last = LmRlMetrics { iteration: 0, reward: f64::NAN, gold: f64::NAN, kl: 0.0 };
+    let mut last = LmRlMetrics { iteration: 0, reward: f64::NAN, gold: f64::NAN, kl: 0.0, length: f64::NAN };
 
     for iteration in 1..=cfg.iterations {
         let per_prompt = match cfg.method {
@@ -382,7 +402,8 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        last = LmRlMetrics { iteration, reward: mean(&scores), gold: mean(&gold), kl: mean(&seq_kl) };
+        let lengths: Vec<f64> = examples.iter().map(|(_, c)| c.len() as f64).collect();
+        last = LmRlMetrics { iteration, reward: mean(&scores), gold: mean(&gold), kl: mean(&seq_kl), length: mean(&lengths) };
         if !last.reward.is_finite() || !last.kl.is_finite() {
             return Err(Error::NonFinite { step: iteration, value: last.kl as f32 });
         }
@@ -400,7 +421,7 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
         (host((lp - lr).mean())?[0], mean(score(rm, &examples, device)?), mean(examples.iter().map(gold_of).collect()))
     };
-    Ok(LmRlSummary {
+    let summary = LmRlSummary {
         final_kl,
         final_reward,
         final_gold,
@@ -412,7 +433,8 @@ pub fn rlhf_from<B: AutodiffBackend>(cfg: &LmRlConfig, sft: TinyLm<B>, rm: Optio
         last,
         policy_samples: judged.policy_samples,
         reference_samples: judged.reference_samples,
-    })
+    };
+    Ok(LmRlTrained { summary, policy: policy.valid(), reference })
 }
 
 /// Gao et al.'s over-optimisation experiment on the tiny LM (the bandit's is
