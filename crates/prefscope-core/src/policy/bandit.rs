@@ -370,11 +370,14 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
         if every > 0 && (step - 1).is_multiple_of(every) {
             snapshots.push((step - 1, probs_of(lp.clone())?));
         }
+        // `gather`, not `select`: on 1-D tensors both pick the same values and, accumulating from
+        // zeros in index order, give the same gradients, but burn-ndarray 0.21's `select` and its
+        // backward build a heap-allocated view per index (most of a bandit run's time went there).
         let mut batch = PolicyBatch::new(
-            lp.clone().select(0, ci.clone()),
-            lp.clone().select(0, ri.clone()),
-            ref_lp.clone().select(0, ci.clone()),
-            ref_lp.clone().select(0, ri.clone()),
+            lp.clone().gather(0, ci.clone()),
+            lp.clone().gather(0, ri.clone()),
+            ref_lp.clone().gather(0, ci.clone()),
+            ref_lp.clone().gather(0, ri.clone()),
             ones.clone(),
             ones.clone(),
         );
@@ -391,16 +394,16 @@ pub fn train_bandit_recorded<B: AutodiffBackend>(
             _ => {}
         }
         if let Some(r2) = &margins {
-            batch.chosen_margins = Some(r2.clone().select(0, ci.clone()).reshape([m, 1]));
-            batch.rejected_margins = Some(r2.clone().select(0, ri.clone()).reshape([m, 1]));
+            batch.chosen_margins = Some(r2.clone().gather(0, ci.clone()).reshape([m, 1]));
+            batch.rejected_margins = Some(r2.clone().gather(0, ri.clone()).reshape([m, 1]));
         }
         if let Some(s) = &scores {
-            batch.chosen_scores = Some(s.clone().select(0, ci.clone()));
-            batch.rejected_scores = Some(s.clone().select(0, ri.clone()));
+            batch.chosen_scores = Some(s.clone().gather(0, ci.clone()));
+            batch.rejected_scores = Some(s.clone().gather(0, ri.clone()));
         }
         if cfg.use_weighting {
             let w = super::wpo::bandit_weights(lp.clone());
-            batch.pair_weights = Some(w.clone().select(0, ci.clone()) * w.select(0, ri.clone()));
+            batch.pair_weights = Some(w.clone().gather(0, ci.clone()) * w.gather(0, ri.clone()));
         }
         if let Some(missing) = cfg.loss.missing_input(&batch) {
             return Err(config_error("loss", format!("{missing}, which the bandit does not provide")));

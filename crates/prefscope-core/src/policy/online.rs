@@ -589,15 +589,18 @@ pub async fn train_online_async<B: AutodiffBackend, F: std::future::Future<Outpu
                     continue;
                 }
                 let ones = Tensor::<B, 1>::ones([*m], device);
+                // `gather`, not `select`: on 1-D tensors both pick the same values and, accumulating from
+                // zeros in index order, give the same gradients, but burn-ndarray 0.21's `select` and its
+                // backward build a heap-allocated view per index (most of a bandit run's time went there).
                 let mut batch = PolicyBatch::new(
-                    lp.clone().select(0, c.clone()),
-                    lp.clone().select(0, l.clone()),
-                    reference_lp.clone().select(0, c.clone()),
-                    reference_lp.clone().select(0, l.clone()),
+                    lp.clone().gather(0, c.clone()),
+                    lp.clone().gather(0, l.clone()),
+                    reference_lp.clone().gather(0, c.clone()),
+                    reference_lp.clone().gather(0, l.clone()),
                     ones.clone(),
                     ones,
                 );
-                batch.ref_sample_logps = Some(lp.select(0, t.clone()));
+                batch.ref_sample_logps = Some(lp.gather(0, t.clone()));
                 (dpo_loss.as_ref().expect("checked").compute(&batch).per_pair * w.clone()).sum()
             };
             loss_value = loss.clone().into_scalar().elem::<f64>();
