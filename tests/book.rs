@@ -142,6 +142,7 @@ fn every_example_in_the_readme_and_the_book_runs() {
 
     let mut failures = vec![];
     let mut ran = 0;
+    let mut times: Vec<(f64, String)> = vec![];
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
         let blocks = examples(&text);
@@ -179,12 +180,22 @@ fn every_example_in_the_readme_and_the_book_runs() {
                 .output()
                 .unwrap();
             ran += 1;
-            eprintln!("{name}:{line}: {:.1} s", started.elapsed().as_secs_f64());
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("{name}:{line}: {secs:.1} s");
+            times.push((secs, format!("{name}:{line}")));
             let failed = std::fs::read_to_string(&failures_log).unwrap_or_default();
             if !failed.is_empty() {
                 failures.push(format!("{name}:{line}:\n{failed}{}", String::from_utf8_lossy(&out.stderr)));
             }
         }
+    }
+    // The slowest blocks, which CI's log shows (nextest prints this test's output on success):
+    // where to look first when the examples' share of the time grows.
+    times.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = times.iter().map(|t| t.0).sum();
+    eprintln!("{ran} example blocks in {total:.0} s; the slowest:");
+    for (secs, at) in times.iter().take(10) {
+        eprintln!("{secs:8.1} s  {at}");
     }
     assert!(ran >= 30, "only {ran} example blocks found");
     assert!(failures.is_empty(), "{} example block(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));

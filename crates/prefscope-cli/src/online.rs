@@ -273,10 +273,8 @@ impl BackendJob for LmOnlineJob {
             bar.set_message(format!("reward {:.3} judged {:.3} KL {:.3}", m.reward, m.gold, m.kl));
         })?;
         bar.finish_and_clear();
-        // The policy and the SFT reference, for `eval --benchmark rewardbench2`. GRPO may run at
-        // β = 0 (no KL term); its implicit reward is then read at β = 1.
-        let beta = if cfg.beta > 0.0 { cfg.beta } else { 1.0 };
-        let bytes = prefscope_core::policy::lm_scoring::save_lm_policy(&trained.policy, &trained.reference, beta, &config_toml)?;
+        // The policy and the SFT reference, for `eval --benchmark rewardbench2`.
+        let bytes = prefscope_core::policy::lm_scoring::save_lm_policy(&trained.policy, &trained.reference, cfg.implicit_reward_beta(), &config_toml)?;
         crate::run_folder::write_atomic(&out.join(crate::run_folder::POLICY_FILE), &bytes)?;
         let value = folder.finish(&trained.summary, backend)?;
         Ok(value)

@@ -104,7 +104,7 @@ impl BanditConfig {
         {
             return Err(config_error("rewards", format!("must be {} finite numbers, one per candidate", self.n)));
         }
-        if let Some(entry) = super::losses::lookup(super::losses::name_of(&self.loss))
+        if let Some(entry) = super::losses::lookup(self.loss.name())
             && let Some(why) = entry.not_on_bandit
         {
             return Err(config_error("loss", format!("{} does not run on the bandit: {why}", entry.name)));

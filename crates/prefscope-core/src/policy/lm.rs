@@ -303,7 +303,7 @@ impl LmAlignConfig {
         if self.use_weighting && matches!(self.loss, PolicyLoss::Aot { .. } | PolicyLoss::AotUnpaired { .. }) {
             return Err(config_error("lm.use_weighting", super::wpo::AOT_REFUSAL));
         }
-        if let Some(entry) = super::losses::lookup(super::losses::name_of(&self.loss))
+        if let Some(entry) = super::losses::lookup(self.loss.name())
             && let Some(why) = entry.not_on_lm
         {
             return Err(config_error("lm.loss", format!("{} does not run on the tiny LM: {why}", entry.name)));

@@ -108,6 +108,12 @@ impl LmRlConfig {
         Self { base, method, reward: LmReward::RewardModel, beta: 0.05, iterations: 40, prompts: 16, rm_steps: 200, rm_lr: 1e-3 }
     }
 
+    /// The β of the run's implicit reward β·log π/π_ref (what its checkpoint is scored by): the KL
+    /// coefficient, or 1 where GRPO ran without a KL term (β = 0).
+    pub fn implicit_reward_beta(&self) -> f64 {
+        if self.beta > 0.0 { self.beta } else { 1.0 }
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.base.validate()?;
         // GRPO's KL term may be off (TRL's default β = 0); RLOO and PPO shape their rewards with it.
@@ -684,6 +690,14 @@ mod tests {
         // policy. Best-of-n's judged reward at n = 256 is below its peak on as many.
         assert_on_fraction("tiny LM: RL at β = 0.01 moves further and the judge's reward falls ≥ 0.1", seeds.clone(), 0.35, |s| at(s).overopt, |f| f.7 > f.6 && f.3 < f.2 - 0.1);
         assert_on_fraction("tiny LM: best-of-n's judged reward at n = 256 is below its peak", seeds, 0.35, |s| at(s).overopt, |f| f.8 < -1e-9);
+    }
+
+    #[test]
+    fn the_implicit_reward_is_read_at_the_kl_coefficient_or_at_one_without_a_kl_term() {
+        let mut cfg = LmRlConfig::new(LmRlMethod::ppo());
+        assert_eq!(cfg.implicit_reward_beta(), 0.05);
+        cfg.beta = 0.0;
+        assert_eq!(cfg.implicit_reward_beta(), 1.0);
     }
 
     /// A PPO run is a function of its seed: two runs of one seed agree exactly, iteration by

@@ -159,11 +159,6 @@ pub fn check_modpo_weights(w: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// The name of a loss, for run-folder names and messages: its entry in [`LOSS_NAMES`].
-pub fn name_of(loss: &PolicyLoss) -> &'static str {
-    loss.name()
-}
-
 impl PolicyLoss {
     /// This loss's entry in [`LOSS_NAMES`]. The match is exhaustive, so a new variant needs a
     /// name to compile. Optimistic VPO has none (it stays `--online vpo`, see the table); f-DPO
@@ -258,7 +253,7 @@ mod tests {
             for a in e.aliases {
                 assert_eq!(lookup(a).map(|x| x.name), Some(e.name));
             }
-            assert_eq!(name_of(&build(e.name, &LossSettings::new(0.3)).unwrap()), e.name, "round trip of {}", e.name);
+            assert_eq!(build(e.name, &LossSettings::new(0.3)).unwrap().name(), e.name, "round trip of {}", e.name);
         }
         let names: std::collections::HashSet<&str> = LOSS_NAMES.iter().flat_map(|e| std::iter::once(e.name).chain(e.aliases.iter().copied())).collect();
         assert_eq!(names.len(), LOSS_NAMES.len() + 2, "names and aliases are unique");
