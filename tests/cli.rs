@@ -466,7 +466,7 @@ fn wgpu_matches_the_cpu_curve() {
 /// Mixed precision on a real half type: Mesa's software Vulkan has f16 shaders, so wgpu trains
 /// with f16 compute over f32 master weights and dynamic loss scaling (the first steps overflow at
 /// the initial scale of 2^16 and are skipped, as with PyTorch's GradScaler) and still fits the
-/// cycles. bf16, which WebGPU shaders lack, and half types on ndarray are refused by name.
+/// cycles. bf16, which WebGPU shaders lack, and half types on ndarray (in `bench`) are refused by name.
 #[cfg(feature = "wgpu")]
 #[test]
 fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
@@ -480,10 +480,17 @@ fn f16_mixed_precision_trains_on_wgpu_and_unsupported_types_are_refused() {
     assert!(acc >= 0.95, "f16-mixed held-out accuracy {acc}");
     assert_ne!(half["final_loss"], full["final_loss"], "the f16 run should not compute in f32");
     assert_eq!(std::fs::read_to_string(dir.join("half/config.toml")).unwrap().matches("precision = \"f16-mixed\"").count(), 1);
-    for (p, backend) in [("bf16-mixed", "wgpu"), ("bf16-mixed", "ndarray"), ("f16-mixed", "ndarray")] {
-        let out = prefscope(&args(p, "refused", backend), &dir);
+    let out = prefscope(&args("bf16-mixed", "refused", "wgpu"), &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("train.precision: this backend cannot compute in"), "bf16-mixed on wgpu: {err}");
+    // ndarray trains only in `bench`, which refuses its half types the same way.
+    let out = prefscope(&args("full", "refused", "ndarray"), &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("kept for `prefscope bench` comparisons only; use --backend cpu"), "train on ndarray: {err}");
+    for p in ["bf16-mixed", "f16-mixed"] {
+        let out = prefscope(&["bench", "--workload", "mlp-bt", "--batch", "8", "--steps", "1", "--warmup", "0", "--precision", p, "--backend", "ndarray"], &dir);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("train.precision: this backend cannot compute in"), "{p} on {backend}: {err}");
+        assert!(!out.status.success() && err.contains("cannot compute in"), "bench {p} on ndarray: {err}");
     }
 }
 

@@ -7,7 +7,7 @@ use clap::ValueEnum;
 pub enum BackendKind {
     /// burn-flex on the CPU, on all cores (rayon; `RAYON_NUM_THREADS` sets the thread count).
     Cpu,
-    /// burn-ndarray on the CPU, one core: the previous CPU backend, kept for comparison.
+    /// burn-ndarray on the CPU, one core: the previous CPU backend, kept for `bench` comparisons only.
     Ndarray,
     /// burn-wgpu: Vulkan, Metal or DX12 (cargo feature `wgpu`).
     Wgpu,
@@ -75,10 +75,12 @@ fn probe<T>(what: &str, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Resul
 }
 
 pub fn dispatch<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output> {
-    use burn::backend::{Autodiff, Flex, NdArray};
+    use burn::backend::{Autodiff, Flex};
     match kind {
         BackendKind::Cpu => job.run::<Autodiff<Flex>>(Default::default(), kind),
-        BackendKind::Ndarray => job.run::<Autodiff<NdArray<f32>>>(Default::default(), kind),
+        // Every job compiled for ndarray cost 37 % of the binary's compile (309 → 196 s alone) for
+        // a one-core backend that only benchmarks compare against: `dispatch_precision` keeps it.
+        BackendKind::Ndarray => bail!("--backend ndarray (burn-ndarray, one core) is kept for `prefscope bench` comparisons only; use --backend cpu (burn-flex)"),
         BackendKind::Wgpu => {
             #[cfg(feature = "wgpu")]
             {
@@ -148,12 +150,16 @@ impl PrecisionArg {
     }
 }
 
-/// [`dispatch`] with a choice of float type. Only the benchmark uses it: every generic job is
-/// compiled once per backend type, so the half-precision types are not offered to the others.
+/// [`dispatch`] with a choice of float type, and the ndarray backend. Only the benchmark uses it:
+/// every generic job is compiled once per backend type, so the half-precision types and ndarray
+/// are not offered to the others.
 pub fn dispatch_precision<J: BackendJob>(kind: BackendKind, precision: PrecisionArg, job: J) -> Result<J::Output> {
     match (kind, precision) {
         // Mixed precision runs on the f32 backend; the core casts inside each step (and says
         // clearly when the backend cannot hold the compute type).
+        (BackendKind::Ndarray, PrecisionArg::F32 | PrecisionArg::Bf16Mixed | PrecisionArg::F16Mixed) => {
+            job.run::<burn::backend::Autodiff<burn::backend::NdArray<f32>>>(Default::default(), kind)
+        }
         (_, PrecisionArg::F32 | PrecisionArg::Bf16Mixed | PrecisionArg::F16Mixed) => dispatch(kind, job),
         (BackendKind::Cpu | BackendKind::Ndarray, p) => bail!("the CPU backends compute in f32 only; {} needs --backend wgpu or cuda (or a -mixed precision)", p.name()),
         (BackendKind::Wgpu, PrecisionArg::Bf16) => bail!("wgpu (WebGPU/Vulkan shaders) has no bf16; use --precision f16"),

@@ -89,7 +89,7 @@ enum Command {
 /// Flags shared by every command that computes.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BackendArgs {
-    /// Where tensors live: cpu (burn-flex, all cores), ndarray (one core), wgpu (Vulkan/Metal/DX12) or cuda (NVIDIA).
+    /// Where tensors live: cpu (burn-flex, all cores), ndarray (one core; `bench` only), wgpu (Vulkan/Metal/DX12) or cuda (NVIDIA).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
 }

@@ -81,7 +81,7 @@ fn sweep_table(path: &Path) -> Result<(Vec<Axis>, Option<String>, Option<usize>)
 fn parallelism(backend: BackendKind, jobs: Option<usize>) -> (Option<usize>, usize) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if !matches!(backend, BackendKind::Cpu) {
-        // One device (or one-threaded ndarray): points queue on it unless told otherwise.
+        // One device: points queue on it unless told otherwise.
         return (None, jobs.unwrap_or(1));
     }
     let env = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
