@@ -207,8 +207,9 @@ fn run_folder(args: &AlignArgs, stem: &str) -> Result<PathBuf> {
 }
 
 fn align_lm_command(args: &AlignArgs) -> Result<()> {
-    if let Some(why) = args.loss.0.not_on_lm {
-        bail!("--loss {} does not run on the tiny LM: {why}", args.loss.0.name);
+    // Before the loss is built, so that a loss the LM cannot run is refused for that first.
+    if let Some(why) = args.loss.0.refused_on_lm() {
+        bail!("--loss {why}");
     }
     let beta = args.beta.unwrap_or(0.3);
     let mut cfg = LmAlignConfig::new(args.build_loss(beta)?);
@@ -277,8 +278,8 @@ pub fn align(args: AlignArgs) -> Result<()> {
     if args.config.is_none() || std::env::args().any(|a| ["--loss", "--beta", "--alpha", "--weights", "--label-smoothing"].contains(&a.as_str())) {
         cfg.loss = args.build_loss(beta)?;
     }
-    if let Some(why) = args.loss.0.not_on_bandit.filter(|_| args.config.is_none()) {
-        bail!("--loss {} does not run on the bandit: {why}", args.loss.0.name);
+    if let Some(why) = args.loss.0.refused_on_bandit().filter(|_| args.config.is_none()) {
+        bail!("--loss {why}");
     }
     if let Some(v) = args.n {
         cfg.n = v;

@@ -186,13 +186,7 @@ impl BackendJob for PolicyEvalJob {
         let (pair, beta) = load_lm_policy::<B::InnerBackend>(self.weights, &device)?;
         let items: Vec<(&str, &str)> = self.rows.iter().flat_map(|r| r.responses.iter().map(move |y| (r.prompt.as_str(), y.as_str()))).collect();
         let rewards = implicit_rewards(&pair, beta, &items, &device)?;
-        // Each response against its row's first, as a reward model's pairs are scored.
-        let (mut logits, mut at) = (Vec::with_capacity(rewards.len()), 0);
-        for r in &self.rows {
-            let n = r.responses.len();
-            logits.extend(rewards[at + 1..at + n].iter().map(|x| (x - rewards[at]) as f32));
-            at += n;
-        }
+        let logits = prefscope_core::text::rewardbench2::pair_logits(&self.source, &self.rows, &rewards)?;
         let mut out = crate::eval_report::rewardbench2_output(&self.source, &self.rows, &logits, backend)?;
         out["scorer"] = json!("implicit reward: beta * (log pi - log pi_ref) over the response bytes the tiny LM's context holds");
         out["beta"] = json!(beta);

@@ -104,10 +104,8 @@ impl BanditConfig {
         {
             return Err(config_error("rewards", format!("must be {} finite numbers, one per candidate", self.n)));
         }
-        if let Some(entry) = super::losses::lookup(self.loss.name())
-            && let Some(why) = entry.not_on_bandit
-        {
-            return Err(config_error("loss", format!("{} does not run on the bandit: {why}", entry.name)));
+        if let Some(why) = super::losses::lookup(self.loss.name()).and_then(|e| e.refused_on_bandit()) {
+            return Err(config_error("loss", why));
         }
         if let PolicyLoss::Modpo { weights, .. } = &self.loss {
             super::losses::check_modpo_weights(weights)?;

@@ -303,10 +303,8 @@ impl LmAlignConfig {
         if self.use_weighting && matches!(self.loss, PolicyLoss::Aot { .. } | PolicyLoss::AotUnpaired { .. }) {
             return Err(config_error("lm.use_weighting", super::wpo::AOT_REFUSAL));
         }
-        if let Some(entry) = super::losses::lookup(self.loss.name())
-            && let Some(why) = entry.not_on_lm
-        {
-            return Err(config_error("lm.loss", format!("{} does not run on the tiny LM: {why}", entry.name)));
+        if let Some(why) = super::losses::lookup(self.loss.name()).and_then(|e| e.refused_on_lm()) {
+            return Err(config_error("lm.loss", why));
         }
         if self.ld_alpha.is_some() && matches!(self.loss, PolicyLoss::Kto { .. }) {
             return Err(config_error("lm.ld_alpha", "LD-DPO weights the tokens of a pair's longer response, and KTO scores each completion alone (its z₀ from mismatched pairs has no partner to split at); drop ld_alpha"));

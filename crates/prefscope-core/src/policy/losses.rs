@@ -23,6 +23,19 @@ pub struct LossName {
     pub not_on_lm: Option<&'static str>,
 }
 
+impl LossName {
+    /// The sentence the bandit's config check and the front ends refuse this loss with, or None
+    /// where the bandit runs it.
+    pub fn refused_on_bandit(&self) -> Option<String> {
+        self.not_on_bandit.map(|why| format!("{} does not run on the bandit: {why}", self.name))
+    }
+
+    /// As [`Self::refused_on_bandit`], for the tiny LM.
+    pub fn refused_on_lm(&self) -> Option<String> {
+        self.not_on_lm.map(|why| format!("{} does not run on the tiny LM: {why}", self.name))
+    }
+}
+
 const AOT_ON_BANDIT: &str = "AOT sorts the batch's log-ratios and matches them as two distributions, and the bandit's batch is every pair at once, each with its probability as a weight, which sorting would part from its pair; run it on the LM (--policy lm)";
 const MARGINS_ON_LM: &str = "MODPO needs each pair's score under a second, margin reward model, which the LM pipeline does not train; run it on the bandit, which knows the second reward exactly";
 const TARGET_ON_LM: &str = "SLiC-HF needs log π of an SFT target completion for each prompt, which the LM pipeline does not score; run it on the bandit";

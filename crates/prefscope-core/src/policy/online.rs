@@ -589,9 +589,7 @@ pub async fn train_online_async<B: AutodiffBackend, F: std::future::Future<Outpu
                     continue;
                 }
                 let ones = Tensor::<B, 1>::ones([*m], device);
-                // `gather`, not `select`: on 1-D tensors both pick the same values and, accumulating from
-                // zeros in index order, give the same gradients, but burn-ndarray 0.21's `select` and its
-                // backward build a heap-allocated view per index (most of a bandit run's time went there).
+                // `gather`, not `select`: see `bandit::train_bandit_recorded`.
                 let mut batch = PolicyBatch::new(
                     lp.clone().gather(0, c.clone()),
                     lp.clone().gather(0, l.clone()),

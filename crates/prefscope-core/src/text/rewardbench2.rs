@@ -130,6 +130,22 @@ pub fn pairs(rows: &[Rb2Row]) -> Vec<TextPair> {
         .collect()
 }
 
+/// [`pairs`]' logits from one reward per response (rows in order, each row's responses in order),
+/// for scorers that rate responses alone, as a policy's implicit reward does.
+pub fn pair_logits(source: &str, rows: &[Rb2Row], rewards: &[f64]) -> Result<Vec<f32>> {
+    let want: usize = rows.iter().map(|r| r.responses.len()).sum();
+    if rewards.len() != want {
+        return Err(Error::Backend(format!("{source}: {} rewards for {want} responses", rewards.len())));
+    }
+    let (mut logits, mut at) = (Vec::with_capacity(want - rows.len()), 0);
+    for r in rows {
+        let n = r.responses.len();
+        logits.extend(rewards[at + 1..at + n].iter().map(|x| (x - rewards[at]) as f32));
+        at += n;
+    }
+    Ok(logits)
+}
+
 /// Each row's rewards relative to its first response, `[0, r₁ − r₀, …]`, from [`pairs`]' logits.
 pub fn relative_rewards(source: &str, rows: &[Rb2Row], logits: &[f32]) -> Result<Vec<Vec<f64>>> {
     let want: usize = rows.iter().map(|r| r.responses.len() - 1).sum();
@@ -336,6 +352,9 @@ mod tests {
         assert_eq!(r, vec![vec![0.0, -1.0, 0.5, -2.0], vec![0.0, 3.0]]);
         assert!(relative_rewards("t", &rows, &[0.0; 3]).is_err());
         assert!(relative_rewards("t", &rows, &[f32::NAN, 0.0, 0.0, 0.0]).unwrap_err().to_string().contains("NaN"));
+        // One reward per response gives the same logits: each response's minus its row's first.
+        assert_eq!(pair_logits("t", &rows, &[1.0, 2.0, 0.5, 1.0, 3.0, 1.0]).unwrap(), [1.0, -0.5, 0.0, -2.0]);
+        assert!(pair_logits("t", &rows, &[0.0; 5]).unwrap_err().to_string().contains("5 rewards for 6 responses"));
     }
 
     #[test]
