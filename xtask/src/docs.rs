@@ -33,13 +33,15 @@ pub fn build(root: &Path) -> Result<()> {
 
 /// The page's screenshots that the README and the book show: (what the browser suite writes in
 /// tests/out/browser, its name in docs/figures).
-const FIGURES: [(&str, &str); 6] = [
+const FIGURES: [(&str, &str); 8] = [
     ("cpu-cyclic-gpm-top.png", "playground.png"),
     ("landscape-random.png", "playground-landscape.png"),
     ("direction-dial.png", "playground-dial.png"),
     ("gpm-embedding.png", "playground-gpm-embedding.png"),
     ("policy-objectives.png", "playground-policy.png"),
     ("policy-online.png", "playground-overoptimisation.png"),
+    ("policy-modpo.png", "playground-modpo-pareto.png"),
+    ("profiles.png", "playground-community-profiles.png"),
 ];
 
 /// `cargo xtask figures`, after the browser suite: its screenshots into docs/figures.

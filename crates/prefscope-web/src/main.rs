@@ -32,6 +32,8 @@ mod online_panel;
 #[cfg(target_arch = "wasm32")]
 mod policy;
 #[cfg(target_arch = "wasm32")]
+mod profiles_panel;
+#[cfg(target_arch = "wasm32")]
 mod surface_panel;
 #[cfg(target_arch = "wasm32")]
 mod worker;

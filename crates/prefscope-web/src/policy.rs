@@ -16,7 +16,7 @@ use gloo_worker::WorkerBridge;
 
 use crate::compute::policy::{Run, STEPS};
 use crate::worker::{ComputeWorker, Input, Output};
-use prefscope_core::policy::bandit::{BanditSummary, dpo_frontier};
+use prefscope_core::policy::bandit::{BanditSummary, dpo_frontier, modpo_front};
 use prefscope_core::policy::losses::LOSS_NAMES;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
@@ -50,6 +50,9 @@ pub fn policy_panel(props: &Props) -> Html {
     let error = use_state(|| None::<String>);
     let objectives = use_state(|| false);
     let weighting = use_state(|| false);
+    // MODPO's weight on the preference reward, w₁ = x/20 (w₁ > 0: MODPO divides by it).
+    let modpo_x = use_state(|| 10u32);
+    let modpo_w1 = *modpo_x as f64 / 20.0;
     let beta = 10f64.powf(beta_x as f64 / 10.0);
     let deg = props.direction;
     let direction = objectives.then_some(deg);
@@ -66,6 +69,14 @@ pub fn policy_panel(props: &Props) -> Html {
     let on_weighting = {
         let weighting = weighting.clone();
         Callback::from(move |e: Event| weighting.set(e.target_unchecked_into::<HtmlInputElement>().checked()))
+    };
+    let on_modpo = {
+        let modpo_x = modpo_x.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Ok(v) = e.target_unchecked_into::<HtmlInputElement>().value().parse() {
+                modpo_x.set(v);
+            }
+        })
     };
     let on_direction = props.on_direction.reform(move |e: InputEvent| e.target_unchecked_into::<HtmlInputElement>().value().parse().unwrap_or(deg));
     let worker = use_mut_ref(|| None::<WorkerBridge<ComputeWorker>>);
@@ -88,7 +99,7 @@ pub fn policy_panel(props: &Props) -> Html {
                     }
                 }
             };
-            match crate::worker::send_lazily(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction, use_weighting: *weighting }) {
+            match crate::worker::send_lazily(&worker, on_output, Input::Bandit { loss: (*loss).clone(), beta, direction, use_weighting: *weighting, modpo_w1 }) {
                 Ok(()) => busy.set(true),
                 Err(e) => error.set(Some(e)),
             }
@@ -129,7 +140,11 @@ pub fn policy_panel(props: &Props) -> Html {
                         } }</p>
                     }
                     { bars(&r.summary, probs, r.direction.is_some()) }
-                    { frontier(&r.summary, r.beta) }
+                    if let (Some(w1), Some(r2)) = (r.modpo_w1, r.summary.margin_rewards.as_deref()) {
+                        { pareto(&r.summary, r2, r.beta, w1, modpo_w1) }
+                    } else {
+                        { frontier(&r.summary, r.beta) }
+                    }
                 </>
             }
         }
@@ -160,6 +175,12 @@ pub fn policy_panel(props: &Props) -> Html {
                     <input type="checkbox" data-testid="policy-weighting" checked={*weighting} onchange={on_weighting} />
                     { "WPO weighting (use_weighting)" }
                 </label>
+                if loss.as_str() == "modpo" {
+                    <label class="field">
+                        <span>{ format!("MODPO weights w = ({modpo_w1:.2}, {:.2}): preference reward, second reward", 1.0 - modpo_w1) }</span>
+                        <input type="range" min="1" max="20" value={modpo_x.to_string()} data-testid="policy-modpo-weight" oninput={on_modpo} aria-label="MODPO's weight on the preference reward" />
+                    </label>
+                }
                 if *objectives {
                     <label class="field">
                         <span>{ format!("direction θ = {deg}° (the reward tab's dial)") }</span>
@@ -203,6 +224,34 @@ fn bars(s: &BanditSummary, probs: &[f64], objectives: bool) -> Html {
                 }
             }) }
             <text x={pad.to_string()} y="14">{ "grey: π_ref · blue: π_θ · line: the loss's optimum" }</text>
+        </svg>
+    }
+}
+
+/// MODPO's Pareto front over the two rewards (E[r1] across, E[r2] up) as the weighting turns,
+/// with the optimum of the run's weighting as a ring, the slider's as a square, and the trained
+/// policy as a dot. The dot's and ring's expected rewards are data attributes.
+fn pareto(s: &BanditSummary, r2: &[f64], beta: f64, trained_w1: f64, chosen_w1: f64) -> Html {
+    let w1s: Vec<f64> = (0..=40).map(|i| i as f64 / 40.0).collect();
+    let curve = modpo_front(&s.rewards, r2, &s.reference, beta, &w1s);
+    let ring = modpo_front(&s.rewards, r2, &s.reference, beta, &[trained_w1, chosen_w1]);
+    let dot = (s.expected_reward, s.expected_margin_reward.unwrap_or(f64::NAN));
+    let span = |f: &dyn Fn(&(f64, f64, f64)) -> f64, extra: f64| curve.iter().map(f).chain([extra]).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let ((x_lo, x_hi), (y_lo, y_hi)) = (span(&|c| c.1, dot.0), span(&|c| c.2, dot.1));
+    let (w, h, pad) = (560.0, 240.0, 34.0);
+    let x = |v: f64| scale(v, (x_lo - 0.05, x_hi + 0.05), (pad, w - pad));
+    let y = |v: f64| scale(v, (y_lo - 0.05, y_hi + 0.05), (h - pad, pad));
+    html! {
+        <svg viewBox={format!("0 0 {w} {h}")} class="chart" data-testid="policy-pareto" role="img" aria-label="MODPO's Pareto front: expected first reward against expected second reward"
+            data-trained-r1={dot.0.to_string()} data-trained-r2={dot.1.to_string()} data-optimum-r1={ring[0].1.to_string()} data-optimum-r2={ring[0].2.to_string()}>
+            <polyline class="frontier" points={polyline(curve.iter().map(|c| (x(c.1), y(c.2))))} />
+            <rect class="target" x={(x(ring[1].1) - 4.0).to_string()} y={(y(ring[1].2) - 4.0).to_string()} width="8" height="8" />
+            <circle class="target" cx={x(ring[0].1).to_string()} cy={y(ring[0].2).to_string()} r="5" />
+            <circle class="trained" cx={x(dot.0).to_string()} cy={y(dot.1).to_string()} r="4" />
+            <text x={pad.to_string()} y="16">{ format!("MODPO's Pareto front (β = {beta:.3}): the optimum π_ref·exp((w₁r1 + w₂r2)/β)/Z, w₁ 0 → 1") }</text>
+            <text x={pad.to_string()} y="32">{ format!("ring: trained weights w₁ = {trained_w1:.2} · square: the slider's · dot: the trained policy") }</text>
+            <text x={(w - pad).to_string()} y={(h - 8.0).to_string()} text-anchor="end">{ "E[r1] (preference reward) →" }</text>
+            <text x="6" y={(h / 2.0).to_string()}>{ "E[r2] ↑" }</text>
         </svg>
     }
 }

@@ -74,11 +74,12 @@ pub enum Panel {
     Landscape,
     Dial,
     Embedding,
+    Profiles,
     Surface,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 5] = [Self::Charts, Self::Landscape, Self::Dial, Self::Embedding, Self::Surface];
+    pub const ALL: [Panel; 6] = [Self::Charts, Self::Landscape, Self::Dial, Self::Embedding, Self::Profiles, Self::Surface];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +87,7 @@ impl Panel {
             Self::Landscape => "landscape",
             Self::Dial => "dial",
             Self::Embedding => "embedding",
+            Self::Profiles => "profiles",
             Self::Surface => "surface",
         }
     }

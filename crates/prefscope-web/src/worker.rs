@@ -66,7 +66,8 @@ pub enum Input {
     /// The trainer's weights as a checkpoint.
     Export,
     /// The Policy tab: a bandit policy trained with a DPO-family loss.
-    Bandit { loss: String, beta: f64, direction: Option<u32>, use_weighting: bool },
+    /// `modpo_w1`: MODPO's weight on the preference reward (the second gets 1 − w₁).
+    Bandit { loss: String, beta: f64, direction: Option<u32>, use_weighting: bool, modpo_w1: f64 },
     /// The Policy tab's online mode: a proxy reward model, then a policy optimising it.
     Online { labels: usize, method: String, seed: u64 },
 }
@@ -92,6 +93,7 @@ pub struct Views {
     /// The decision surface over `[-extent, extent]²`.
     pub surface: Option<f32>,
     pub margins: bool,
+    pub profiles: bool,
 }
 
 /// One step's metrics ([`StepMetrics`] skips absent fields for JSON, which bincode cannot read).
@@ -128,6 +130,7 @@ pub enum Output {
     Landscape(u64, Result<Slice, String>),
     Candidates(u64, Result<Candidates, String>),
     Embeddings(u64, Result<Embeddings, String>),
+    Profiles(u64, Result<crate::compute::profiles::Profiles, String>),
     Surface(u64, Result<DecisionSurface, String>),
     /// Held-out logits and the step they are from.
     Margins(u64, usize, Result<Vec<f32>, String>),
@@ -395,7 +398,7 @@ impl Worker for ComputeWorker {
                 };
                 reply.send(Output::Checkpoint(run, bytes));
             }
-            Input::Bandit { loss, beta, direction, use_weighting } => reply.send(Output::Bandit(crate::compute::policy::train(&loss, beta, direction, use_weighting))),
+            Input::Bandit { loss, beta, direction, use_weighting, modpo_w1 } => reply.send(Output::Bandit(crate::compute::policy::train(&loss, beta, direction, use_weighting, modpo_w1))),
             Input::Online { labels, method, seed } => wasm_bindgen_futures::spawn_local(async move {
                 crate::compute::online::run(labels, method, seed, |u| reply.send(Output::Online(u))).await;
             }),
@@ -409,6 +412,9 @@ async fn compute_views(model: AnyModel, step: usize, ds: Rc<PairDataset>, views:
     }
     if views.embeddings {
         reply.send(Output::Embeddings(run, crate::compute::embedding::embeddings(model.clone(), ds.clone(), step).await));
+    }
+    if views.profiles {
+        reply.send(Output::Profiles(run, crate::compute::profiles::profiles(model.clone(), ds.clone(), step).await));
     }
     if let Some(extent) = views.surface {
         reply.send(Output::Surface(run, crate::compute::surface::compute(model.clone(), extent, step).await));

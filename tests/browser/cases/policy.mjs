@@ -39,6 +39,22 @@ export default async function cases({ context, base, outDir }) {
       const modpo = Number((await page.getByTestId('policy-kl-optimum').textContent()).trim());
       console.log(`# policy tab: MODPO KL(π_θ ‖ optimum) = ${modpo}`);
       assert(modpo < 1e-2, `KL to MODPO's optimum ${modpo}`);
+      // MODPO's chart is its Pareto front over the two rewards: the trained policy sits on the
+      // front at its weighting, and more weight on the preference reward moves it along the front.
+      const pareto = async () => page.getByTestId('policy-pareto').evaluate((e) => ['trained-r1', 'trained-r2', 'optimum-r1', 'optimum-r2'].map((k) => Number(e.dataset[k.replace(/-(.)/g, (_, c) => c.toUpperCase())])));
+      const [a1, a2, o1, o2] = await pareto();
+      console.log(`# policy tab: MODPO at w = (0.5, 0.5): E[r1] ${a1.toFixed(4)}, E[r2] ${a2.toFixed(4)}; the front's point ${o1.toFixed(4)}, ${o2.toFixed(4)}`);
+      assert(Math.abs(a1 - o1) < 1e-2 && Math.abs(a2 - o2) < 1e-2, `MODPO's policy (${a1}, ${a2}) is off its front point (${o1}, ${o2})`);
+      assert(!(await page.getByTestId('policy-frontier').isVisible()), 'MODPO shows the Pareto front instead of DPO\'s frontier');
+      await page.getByTestId('policy-modpo-weight').fill('18');
+      await page.getByTestId('policy-train').click();
+      await page.waitForFunction((b) => Number(document.querySelector('[data-testid=policy-pareto]')?.dataset.trainedR1) !== b, a1, { timeout: 60_000 });
+      const [b1, b2, p1, p2] = await pareto();
+      console.log(`# policy tab: MODPO at w = (0.9, 0.1): E[r1] ${b1.toFixed(4)}, E[r2] ${b2.toFixed(4)}; the front's point ${p1.toFixed(4)}, ${p2.toFixed(4)}`);
+      assert(Math.abs(b1 - p1) < 1e-2 && Math.abs(b2 - p2) < 1e-2, `MODPO's policy (${b1}, ${b2}) is off its front point (${p1}, ${p2})`);
+      // Along the front E[r1] − E[r2] rises with w₁ (its derivative is Var(r1 − r2)/β).
+      assert(b1 - b2 > a1 - a2, `more weight on r1 should raise E[r1] − E[r2]: (${a1}, ${a2}) → (${b1}, ${b2})`);
+      await page.getByTestId('policy-pareto').screenshot({ path: path.join(outDir, 'policy-modpo.png') });
       await page.getByTestId('policy-frame').fill(String(1e6));
       await page.screenshot({ path: path.join(outDir, 'policy-tab.png'), fullPage: true });
       // Back to the reward tab: its controls are there again.

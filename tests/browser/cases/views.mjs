@@ -321,6 +321,26 @@ export default async function cases({ context, base, outDir }) {
     }
   });
 
+  await check('community profiles (communities + attribute-attention, PrefPalette): each community attends to the attributes it weighs', async () => {
+    const page = await openPage(context, base, '?backend=cpu&scenario=communities&model=attribute-attention&seed=0&steps=600');
+    try {
+      await page.getByTestId('train-button').click({ timeout: 60_000 });
+      assert((await waitDone(page)) === 'done', 'training did not finish');
+      await page.getByTestId('profiles-chart').waitFor({ timeout: 30_000 });
+      const rows = await page.getByTestId('profiles-chart').locator('g[data-context]').evaluateAll((gs) => gs.map((g) => [g.dataset.context, Number(g.dataset.rho)]));
+      console.log(`# profiles: ${rows.map(([c, r]) => `${c} ρ ${r.toFixed(2)}`).join(', ')}`);
+      assert(rows.length === 6, `six communities: ${rows}`);
+      // The claim test's threshold on every seed (Spearman's ρ of attention against the true weights).
+      assert(rows.every(([, r]) => r >= 0.7), `a community's attention does not follow its weights: ${rows}`);
+      await page.getByTestId('profiles-chart').screenshot({ path: path.join(outDir, 'profiles.png') });
+      // Another model: the view says what it needs instead.
+      await page.getByTestId('model-select').selectOption('bt');
+      await page.getByTestId('profiles-note').waitFor({ timeout: 10_000 });
+    } finally {
+      await page.close();
+    }
+  });
+
   await check('in-context user model (few-shot-users + in-context): new users are served from their labelled pairs, and the shots slider takes them away', async () => {
     // 4,000 pairs: the claim test's setting (its seed 0: 0.853 with 8 shots, 0.495 with none).
     const page = await openPage(context, base, '?backend=cpu&scenario=few-shot-users&model=in-context&seed=0&steps=600&pairs=4000');

@@ -448,12 +448,41 @@ pub fn dpo_frontier(rewards: &[f64], ref_probs: &[f64], betas: &[f64]) -> Vec<(f
         .collect()
 }
 
+/// MODPO's Pareto front: for each weight w₁ of the preference reward r (w₂ = 1 − w₁ on the second
+/// reward r₂), the closed-form optimum π ∝ π_ref·exp((w₁r + w₂r₂)/β) and its expected rewards,
+/// (w₁, E_π[r], E_π[r₂]). Each point maximises w·E[r] − β·KL(π ‖ π_ref), so none is dominated.
+pub fn modpo_front(rewards: &[f64], margin_rewards: &[f64], ref_probs: &[f64], beta: f64, w1s: &[f64]) -> Vec<(f64, f64, f64)> {
+    w1s.iter()
+        .map(|&w1| {
+            let logits: Vec<f64> = ref_probs.iter().zip(rewards.iter().zip(margin_rewards)).map(|(p, (r1, r2))| p.ln() + (w1 * r1 + (1.0 - w1) * r2) / beta).collect();
+            let pi = softmax(&logits);
+            let mean = |r: &[f64]| pi.iter().zip(r).map(|(p, v)| p * v).sum::<f64>();
+            (w1, mean(rewards), mean(margin_rewards))
+        })
+        .collect()
+}
+
 use burn::tensor::ElementConversion;
 
 #[cfg(test)]
 mod frontier_tests {
     use super::*;
     use burn::backend::{Autodiff, NdArray};
+
+    /// The front's ends are DPO's optima on each reward alone, and moving weight onto r₂ never
+    /// lowers E[r₂] − E[r] (its derivative in w₂ is Var(r₂ − r)/β).
+    #[test]
+    fn modpos_front_runs_from_one_rewards_dpo_optimum_to_the_others() {
+        let (r1, r2, refs, beta) = ([1.0, 0.2, -0.5, 0.9], [-0.3, 1.1, 0.4, 0.8], [0.1, 0.4, 0.3, 0.2], 0.4);
+        let w1s: Vec<f64> = (0..=20).map(|i| 1.0 - i as f64 / 20.0).collect();
+        let front = modpo_front(&r1, &r2, &refs, beta, &w1s);
+        let first = dpo_frontier(&r1, &refs, &[beta])[0].2;
+        let dpo_on_r2 = softmax(&refs.iter().zip(&r2).map(|(p, r)| p.ln() + r / beta).collect::<Vec<_>>());
+        let last = dpo_on_r2.iter().zip(&r2).map(|(p, r)| p * r).sum::<f64>();
+        assert!((front[0].1 - first).abs() < 1e-12 && (front[20].2 - last).abs() < 1e-12, "{front:?}");
+        assert!(front.windows(2).all(|w| w[1].2 - w[1].1 >= w[0].2 - w[0].1 - 1e-12), "{front:?}");
+        assert!(front[20].2 > front[0].2 + 0.1 && front[20].1 < front[0].1 - 0.1, "the ends differ: {front:?}");
+    }
 
     #[test]
     fn recorded_snapshots_start_at_the_reference_and_end_at_the_policy() {

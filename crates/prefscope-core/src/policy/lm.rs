@@ -327,6 +327,21 @@ impl LmAlignConfig {
     }
 }
 
+/// The implicit reward β(log π − log π_ref) of the shouted (chosen) and of the quiet (rejected)
+/// completion, each averaged over the task's eight prompts, which the task draws uniformly: TRL's
+/// logged `rewards/chosen` and `rewards/rejected` in expectation, without a batch's noise.
+pub fn task_implicit_rewards<B: Backend>(policy: &TinyLm<B>, reference: &TinyLm<B>, beta: f64, device: &B::Device) -> Result<(f64, f64)> {
+    let max_len = TinyLmConfig::default().max_len;
+    let side = |shout: bool| -> Result<f64> {
+        let examples: Vec<(String, String)> = WORDS.iter().map(|w| (ShoutTask::prompt(w), ShoutTask::completion(w, shout))).collect();
+        let (tokens, mask) = Encoded::new(&examples, max_len)?.tensors::<B>(device);
+        let logps = |lm: &TinyLm<B>| sequence_logps(token_logps(lm.logits(tokens.clone()), tokens.clone()), mask.clone());
+        let ratios: Vec<f64> = (logps(policy) - logps(reference)).into_data().convert::<f64>().to_vec::<f64>().map_err(|e| Error::Backend(format!("{e:?}")))?;
+        Ok(beta * ratios.iter().sum::<f64>() / ratios.len() as f64)
+    };
+    Ok((side(true)?, side(false)?))
+}
+
 /// What an LM alignment run reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LmSummary {
@@ -339,6 +354,11 @@ pub struct LmSummary {
     /// Mean judge reward of reference and policy samples.
     pub reference_reward: f64,
     pub policy_reward: f64,
+    /// TRL's `rewards/chosen` and `rewards/rejected` at the end, in expectation: the implicit
+    /// reward β(log π − log π_ref) of the shouted and of the quiet completion, averaged over the
+    /// task's prompts ([`task_implicit_rewards`]).
+    pub chosen_reward: f64,
+    pub rejected_reward: f64,
     pub policy_samples: Vec<String>,
     pub reference_samples: Vec<String>,
 }
@@ -464,6 +484,7 @@ pub fn align_from_sft_models<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftMo
 
     let policy = lm.valid();
     let judged = judge(&policy, &reference, cfg, device)?;
+    let (chosen_reward, rejected_reward) = task_implicit_rewards(&policy, &reference, cfg.loss.reward_beta(), device)?;
     let summary = LmSummary {
         sft_final_loss,
         first_loss,
@@ -471,6 +492,8 @@ pub fn align_from_sft_models<B: AutodiffBackend>(cfg: &LmAlignConfig, sft: SftMo
         win_rate: judged.win_rate,
         reference_reward: judged.reference_reward,
         policy_reward: judged.policy_reward,
+        chosen_reward,
+        rejected_reward,
         policy_samples: judged.policy_samples,
         reference_samples: judged.reference_samples,
     };

@@ -579,6 +579,28 @@ mod tests {
         rloo: (f64, f64, f64, f64, f64, f64),
         ppo: (f64, f64, f64, f64, f64, f64),
         overopt: Overopt,
+        eurus: Eurus,
+    }
+
+    /// (DPO's chosen reward, NCA's, KTO's, DPO's judged reward, NCA's, KTO's).
+    type Eurus = (f64, f64, f64, f64, f64, f64);
+
+    /// Eurus's reward dynamics (Yuan et al. 2024, §3): DPO, NCA and KTO from one SFT model at
+    /// β = 0.1 (the paper's), 150 steps at lr 6e-4, each run's implicit reward of the chosen
+    /// (shouted) completions over the task's prompts and its judged reward. (At 60 steps and the
+    /// default lr 2e-4 DPO's chosen reward was still about +0.1 on seeds 0–3; at 100 steps and
+    /// 6e-4 it was below 0 on 7 of seeds 0–7, seed 4 at +0.02; at 150 steps seed 4 is −0.02.)
+    fn eurus_figures(seed: u64, sft: &crate::policy::lm::SftModel<Autodiff<Flex>>) -> Eurus {
+        use crate::policy::lm::align_from_sft;
+        use crate::policy::losses::{LossSettings, build};
+        let run = |name: &str| {
+            let mut cfg = LmAlignConfig::new(build(name, &LossSettings::new(0.1)).unwrap());
+            (cfg.seed, cfg.steps, cfg.lr) = (seed, 150, 6e-4);
+            let s = align_from_sft(&cfg, sft.clone(), &Default::default(), |_, _, _| {}).unwrap();
+            (s.chosen_reward, s.policy_reward)
+        };
+        let (d, n, k) = (run("dpo"), run("nca-pair"), run("kto"));
+        (d.0, n.0, k.0, d.1, n.1, k.1)
     }
 
     /// Per seed, Gao et al.'s experiment against the same RM: (best-of-n gold at n = 16, its proxy
@@ -619,13 +641,15 @@ mod tests {
         let d = align_from_sft(&dpo, sft.clone(), &device, |_, _, _| {}).unwrap();
         let i = align_from_sft(&irpo, sft.clone(), &device, |_, _, _| {}).unwrap();
         lap("DPO and IRPO");
+        let eurus = eurus_figures(seed, &sft);
+        lap("Eurus: DPO, NCA and KTO at β = 0.1");
         let rloo = at_two_betas(LmRlMethod::rloo(), seed, &sft.lm, &rm, rm_accuracy);
         lap("RLOO at two β");
         let ppo = at_two_betas(LmRlMethod::ppo(), seed, &sft.lm, &rm, rm_accuracy);
         lap("PPO at two β");
         let overopt = overopt_figures(&rl, &sft.lm, &rm, rm_accuracy);
         lap("over-optimisation (best-of-n, RLOO at two β)");
-        Pipeline { dpo: (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward), rloo, ppo, overopt }
+        Pipeline { dpo: (d.first_loss, d.reference_reward, d.win_rate, d.policy_reward, i.win_rate, i.policy_reward), rloo, ppo, overopt, eurus }
     }
 
     // Against a transformer RM trained on the shout task's pairs the policy beats the SFT model,
@@ -637,7 +661,8 @@ mod tests {
     }
 
     /// DPO, RLOO and PPO on the tiny LM over seeds 0–7 (a seed's pipeline takes about a minute),
-    /// and Gao et al.'s over-optimisation against the same RM: one test so that each seed's SFT
+    /// Eurus's reward dynamics (DPO against NCA and KTO), and Gao et al.'s over-optimisation
+    /// against the same RM: one test so that each seed's SFT
     /// model and RM are trained once for all of them; they were four tests that each trained their
     /// own copies, the same figures in about twice the time. Each claim is asserted on its own.
     #[test]
@@ -659,6 +684,15 @@ mod tests {
         // which IRPO's NLL term prevents. (7 of seeds 0–7 above 0.6 when this was written; seed 5
         // is the displaced one.)
         assert_on_fraction("tiny LM: DPO beats the reference (win rate > 0.6)", seeds.clone(), 0.35, |s| at(s).dpo, |f| f.2 > 0.6);
+        // Eurus: DPO widens the margin by pushing the chosen completions down too (their implicit
+        // reward ends below 0, and the word is displaced: samples such as " !\nybe!"), while NCA's
+        // and KTO's absolute terms keep it above 0 and the policy shouting the word.
+        assert_on_every_seed(
+            "tiny LM, Eurus's reward dynamics at β = 0.1: (DPO's chosen reward, NCA's, KTO's, DPO's judged reward, NCA's, KTO's); DPO's < 0 < 0.05 < NCA's and KTO's, whose judged reward beats DPO's by ≥ 0.3",
+            seeds.clone(),
+            |s| at(s).eurus,
+            |&(d, n, k, dj, nj, kj)| d < 0.0 && n > 0.05 && k > 0.05 && nj > dj + 0.3 && kj > dj + 0.3,
+        );
         assert_on_every_seed(
             "tiny LM, RLOO against the transformer RM: (RM accuracy, win rate over SFT, judged reward, SFT's, KL at β = 0.05, at β = 2); RM accuracy > 0.95, win > 0.6, KL ordered by β",
             seeds.clone(),

@@ -290,6 +290,15 @@ impl App {
         html! { <EmbeddingView {embeddings} {note} {colours} /> }
     }
 
+    pub(super) fn view_profiles(&self) -> Html {
+        let note = match (&self.profiles, self.settings.model) {
+            (Some(Err(e)), _) => e.clone(),
+            (None, ModelKind::AttributeAttention) => "Train (or pause) to see each community's attention over the attributes.".into(),
+            _ => "This view shows the attribute-attention model's attention per community (PrefPalette): pick the communities scenario and the attribute-attention model.".into(),
+        };
+        crate::profiles_panel::profiles_view(self.profiles.as_ref().and_then(|p| p.as_ref().ok()).map(|p| &**p), &note)
+    }
+
     pub(super) fn view_training(&self) -> Html {
         let total = self.settings.steps;
         let last_loss = self.losses.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "—".into());

@@ -6,6 +6,7 @@
 //! * [`dial`]: the dial's candidates and their attribute rewards.
 //! * [`embedding`]: GPM's embeddings and preference probabilities.
 //! * [`surface`]: decision surfaces under the data plot.
+//! * [`profiles`]: the attribute-attention model's per-community attention (PrefPalette).
 //! * [`policy`]: the Policy tab's bandit runs.
 //! * [`online`]: the Policy tab's online over-optimisation runs.
 
@@ -15,4 +16,5 @@ pub mod landscape;
 pub mod margins;
 pub mod online;
 pub mod policy;
+pub mod profiles;
 pub mod surface;
