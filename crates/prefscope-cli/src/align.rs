@@ -235,7 +235,7 @@ fn align_lm_command(args: &AlignArgs) -> Result<()> {
     } else {
         let samples: Vec<String> = summary["policy_samples"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).map(|s| format!("{:?}", s.split('\n').next().unwrap_or(""))).collect();
         println!(
-            "done in {:.1}s: win rate against the SFT model {:.3} (judged reward {:.3} vs {:.3}); implicit reward of the last batch: chosen {:.3}, rejected {:.3}; samples {}; run folder {}",
+            "done in {:.1}s: win rate against the SFT model {:.3} (judged reward {:.3} vs {:.3}); implicit reward over the task's prompts: chosen {:.3}, rejected {:.3}; samples {}; run folder {}",
             summary["seconds"].as_f64().unwrap_or(0.0),
             summary["win_rate"].as_f64().unwrap_or(f64::NAN),
             summary["policy_reward"].as_f64().unwrap_or(f64::NAN),

@@ -654,6 +654,23 @@ mod tests {
         assert!((weighted.first_loss - std::f64::consts::LN_2).abs() > 1e-3 && weighted.final_loss.is_finite(), "{}", weighted.first_loss);
     }
 
+    /// The task's implicit rewards are 0 for the reference itself, and β times the mean
+    /// log-ratio of the eight prompts' completions otherwise (checked against one row at a time).
+    #[test]
+    fn task_implicit_rewards_are_zero_at_the_reference_and_the_mean_log_ratio_otherwise() {
+        let dev = Default::default();
+        let (x, y) = (TinyLmConfig::default().init::<B>(2, &dev), TinyLmConfig::default().init::<B>(3, &dev));
+        let (c, r) = task_implicit_rewards(&x, &x, 0.1, &dev).unwrap();
+        assert!(c.abs() < 1e-12 && r.abs() < 1e-12, "{c} {r}");
+        let one = |w: &str, shout: bool, lm: &TinyLm<B>| -> f64 {
+            let (t, m) = Encoded::new(&[(ShoutTask::prompt(w), ShoutTask::completion(w, shout))], 24).unwrap().tensors::<B>(&dev);
+            sequence_logps(token_logps(lm.logits(t.clone()), t), m).into_scalar()
+        };
+        let mean = |shout| 0.5 * WORDS.iter().map(|w| one(w, shout, &y) - one(w, shout, &x)).sum::<f64>() / WORDS.len() as f64;
+        let (c, r) = task_implicit_rewards(&y, &x, 0.5, &dev).unwrap();
+        assert!((c - mean(true)).abs() < 1e-9 && (r - mean(false)).abs() < 1e-9 && c.abs() > 1e-4, "{c} {r}");
+    }
+
     #[test]
     fn tdpo_kl_is_zero_against_itself_and_positive_otherwise() {
         let dev = Default::default();
